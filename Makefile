@@ -1,0 +1,137 @@
+# pitot: GNU make, out-of-tree build/, one static library linked by every binary.
+#   make            build/pitot, build/pitot-sim, build/pitot-load
+#   make test       install missing packages, build, run unit + integration + fuzz replay
+#   make asan       the same tests under AddressSanitizer + UBSan (build/asan/)
+#   make demo       pitot in front of two simulated replicas, with a summary (KEEP=1 keeps it)
+#   make fuzz       libFuzzer builds of the parsers (clang)
+#   V=1 verbose, WERROR=1 adds -Werror (CI does).
+
+BUILD     ?= build
+CC        ?= cc
+V         ?= 0
+WERROR    ?= 0
+SANITIZE  ?= 0
+LLHTTP_SRC ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+
+Q := $(if $(filter 1,$(V)),,@)
+
+PKGS := libevent libevent_openssl openssl yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
+        -Wmissing-prototypes -Wvla -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) -D_GNU_SOURCE -MMD -MP
+ifeq ($(WERROR),1)
+ALL_CFLAGS += -Werror
+endif
+ifeq ($(SANITIZE),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ALL_CFLAGS += $(SAN_FLAGS)
+LDFLAGS += $(SAN_FLAGS)
+endif
+CPPFLAGS += -Iinclude -I$(LLHTTP_INC) $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lm
+
+LIB_SRCS := $(wildcard src/*.c src/*/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
+LIB := $(BUILD)/libpitot.a
+
+SIM_OBJS  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/sim/*.c))
+LOAD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/load/*.c))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/replay_%)
+
+BINS := $(BUILD)/pitot $(BUILD)/pitot-sim $(BUILD)/pitot-load
+
+.PHONY: all deps test unit asan demo fuzz format-check clean
+all: $(BINS)
+
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $@")
+	$(Q)$(CC) -std=c11 $(CFLAGS) $(if $(filter 1,$(SANITIZE)),$(SAN_FLAGS)) -I$(LLHTTP_INC) -w -c -o $@ $<
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS) $(LLHTTP_OBJS)
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/pitot: $(BUILD)/proxy/main.o $(LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/pitot-sim: $(SIM_OBJS) $(LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/pitot-load: $(LOAD_OBJS) $(LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# Fuzz targets double as corpus replayers: linked with a plain main() that feeds
+# every file of the seed corpus, so `make test` keeps every found crash fixed.
+$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay_main.o $(LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BINS) $(REPLAY_BINS)
+
+# Debian packages the build and the tests need; installed when missing.
+DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev node-llhttp libjsmn-dev \
+            libyaml-dev libcmocka-dev prometheus curl python3
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "deps: missing packages; run as root:"; \
+	    echo "  apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all unit
+	$(Q)BUILD=$(BUILD) bash tests/run.sh
+
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 CFLAGS="-O1 -g" test
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) KEEP=$(KEEP) bash tests/demo.sh
+
+FUZZ_CC ?= clang
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang"; exit 1; }
+	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzzlib CC=$(FUZZ_CC) CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" $(BUILD:build=build/fuzzlib)/libpitot.a
+	@mkdir -p build/fuzz
+	$(Q)for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	  echo "  FUZZ    build/fuzz/$$n"; \
+	  $(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	    -o build/fuzz/$$n $$f build/fuzzlib/libpitot.a $(LDLIBS) || exit 1; done
+
+format-check:
+	$(Q)clang-format --dry-run --Werror $(LIB_SRCS) proxy/*.c include/pitot/*.h
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,109 @@
+/* cfg: pitot's configuration, from the command line and/or a YAML file, with
+ * every error reported as FILE:LINE: message. */
+#ifndef PITOT_CFG_H
+#define PITOT_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_MAX_BACKENDS 64
+#define CFG_MAX_TIERS 16
+#define CFG_MAX_MODELS 64
+#define CFG_MAX_BUCKETS 40
+#define CFG_MAX_PHRASES 64
+#define CFG_NAME_MAX 64
+#define CFG_HOST_MAX 256
+
+struct cfg_backend {
+    char name[CFG_NAME_MAX];  /* label value; default "host:port" */
+    char host[CFG_HOST_MAX];  /* from url http://host:port */
+    uint16_t port;            /* default 80 */
+    char url[CFG_HOST_MAX + 16]; /* as given, normalised "http://host:port" */
+};
+
+struct cfg_tier {
+    char name[CFG_NAME_MAX];
+};
+
+struct cfg {
+    /* listen */
+    char listen_host[CFG_HOST_MAX]; /* default "127.0.0.1" */
+    uint16_t listen_port;           /* default 8080 */
+
+    struct cfg_backend backends[CFG_MAX_BACKENDS];
+    size_t nbackends;
+
+    struct cfg_tier tiers[CFG_MAX_TIERS]; /* tiers[0] is always "default" */
+    size_t ntiers;
+
+    /* model label values known up front; more are learned from backend
+       responses up to max_model_labels, the rest are labelled "other" */
+    char models[CFG_MAX_MODELS][CFG_NAME_MAX];
+    size_t nmodels;
+    unsigned max_model_labels;      /* default 16 */
+
+    /* limits (front door) */
+    size_t max_header_bytes;        /* default 32768: request line + headers; 431 past it */
+    unsigned max_headers;           /* default 100: header fields; 431 past it */
+    size_t max_uri_bytes;           /* default 8192; 414 past it */
+    size_t max_body_bytes;          /* default 16 MiB; 413 past it */
+    unsigned header_timeout_ms;     /* default 10000: whole head must arrive; 408 */
+    unsigned body_timeout_ms;       /* default 60000: gap between body reads; 408 */
+    unsigned keepalive_timeout_ms;  /* default 75000: idle client connection */
+    unsigned max_clients;           /* default 4096 concurrent client connections */
+
+    /* upstream */
+    unsigned connect_timeout_ms;    /* default 5000 */
+    unsigned upstream_header_timeout_ms; /* default 600000: allows for llama.cpp queueing */
+    unsigned upstream_idle_timeout_ms;   /* default 600000: between body reads when not streaming */
+    unsigned upstream_keepalive;    /* idle upstream connections kept per backend, default 16 */
+    size_t stream_buffer_bytes;     /* default 262144: client output past this pauses the backend */
+    size_t max_event_bytes;         /* default 1048576: largest SSE event analysed */
+    unsigned health_interval_ms;    /* default 2000: active GET /health */
+    unsigned health_timeout_ms;     /* default 1000 */
+
+    /* measurement */
+    unsigned stall_ms;              /* default 10000: gap counted as a stall */
+    unsigned stall_timeout_ms;      /* default 120000: gap that ends the stream */
+    bool usage_injection;           /* default true: ask for usage, strip it again */
+    char *refusal_phrases[CFG_MAX_PHRASES]; /* owned; nrefusal == 0: defaults */
+    size_t nrefusal;
+    double buckets[CFG_MAX_BUCKETS]; /* histogram upper bounds, seconds, ascending */
+    size_t nbuckets;
+
+    /* output */
+    char access_log[1024];          /* "" or "-": stdout */
+    int log_level;                  /* 0 error, 1 warn, 2 info (default), 3 debug */
+};
+
+/* Fills every field with its default (no backends). */
+void cfg_init(struct cfg *c);
+
+/* Frees what cfg owns (refusal phrases). The struct may be cfg_init'ed again. */
+void cfg_release(struct cfg *c);
+
+/* Loads a YAML file over the current values. Unknown keys, wrong types,
+ * out-of-range values and YAML syntax errors are errors. On error returns -1
+ * and writes "PATH:LINE: message" (NUL-terminated) into err[0..errlen). */
+int cfg_load_file(struct cfg *c, const char *path, char *err, size_t errlen);
+
+/* The same from a buffer; `name` stands for PATH in messages. */
+int cfg_load_buffer(struct cfg *c, const char *name, const char *buf, size_t len,
+                    char *err, size_t errlen);
+
+/* Adds a backend from a URL "http://host[:port]" (trailing '/' allowed; no
+ * path, query, userinfo or https yet). Returns 0 or -1 with a message. */
+int cfg_backend_add(struct cfg *c, const char *url, const char *name, char *err, size_t errlen);
+
+/* Parses "host:port" / "[v6]:port" / ":port" into listen_host/listen_port. */
+int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen);
+
+/* Final checks after all sources were applied: at least one backend, unique
+ * backend names, buckets ascending, stall_ms < stall_timeout_ms, ... */
+int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/* Index of a tier by name, or -1. */
+int cfg_tier_find(const struct cfg *c, const char *name);
+
+#endif

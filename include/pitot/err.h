@@ -1,0 +1,50 @@
+/* err: the one table of error kinds. Each row feeds the HTTP reply status,
+ * the access-log outcome and the metric label, so the three never disagree. */
+#ifndef PITOT_ERR_H
+#define PITOT_ERR_H
+
+/*  X(NAME,              status, "label",             "message to the client") */
+#define PITOT_ERR_LIST(X)                                                          \
+    X(OK,                 200, "ok",                  "ok")                        \
+    X(NOMEM,              500, "no_memory",           "out of memory")             \
+    X(BAD_REQUEST,        400, "bad_request",         "malformed HTTP request")    \
+    X(BAD_VERSION,        505, "bad_version",         "HTTP version not supported") \
+    X(HEADER_TOO_LARGE,   431, "header_too_large",    "request header fields too large") \
+    X(URI_TOO_LONG,       414, "uri_too_long",        "request URI too long")      \
+    X(BODY_TOO_LARGE,     413, "body_too_large",      "request body too large")    \
+    X(HEADER_TIMEOUT,     408, "header_timeout",      "request header timeout")    \
+    X(BODY_TIMEOUT,       408, "body_timeout",        "request body timeout")      \
+    X(NOT_IMPLEMENTED,    501, "not_implemented",     "transfer coding not implemented") \
+    X(EXPECTATION,        417, "expectation_failed",  "expectation not supported") \
+    X(NO_BACKEND,         503, "no_backend",          "no healthy backend")        \
+    X(UPSTREAM_CONNECT,   502, "upstream_connect",    "could not connect to backend") \
+    X(UPSTREAM_TIMEOUT,   504, "upstream_timeout",    "backend timed out")         \
+    X(UPSTREAM_RESET,     502, "upstream_reset",      "backend closed the connection") \
+    X(UPSTREAM_PROTOCOL,  502, "upstream_protocol",   "backend sent an invalid response") \
+    X(UPSTREAM_TOO_LARGE, 502, "upstream_too_large",  "backend response header too large") \
+    X(STALL_TIMEOUT,      504, "stall_timeout",       "backend stream stalled")    \
+    X(CLIENT_CANCEL,      499, "client_cancel",       "client closed the connection") \
+    X(CLIENT_TIMEOUT,     408, "client_timeout",      "client stopped reading")
+
+enum pitot_err {
+#define PITOT_ERR_ENUM(name, status, label, msg) PITOT_E##name,
+    PITOT_ERR_LIST(PITOT_ERR_ENUM)
+#undef PITOT_ERR_ENUM
+    PITOT_E__COUNT
+};
+
+/* Actions return 0 or the negated kind: return -PITOT_EBAD_REQUEST. */
+
+/* HTTP status that answers a request failing with this kind. */
+int err_status(enum pitot_err e);
+
+/* Short snake_case label: access-log outcome and metric label value. */
+const char *err_label(enum pitot_err e);
+
+/* Human message for the client's JSON error body. */
+const char *err_message(enum pitot_err e);
+
+/* Standard reason phrase for an HTTP status ("Not Found"), "Unknown" if none. */
+const char *err_reason_phrase(int status);
+
+#endif

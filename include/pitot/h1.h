@@ -1,0 +1,117 @@
+/* h1: HTTP/1.x message parsing on llhttp, for requests (the front door, the
+ * simulator) and responses (upstream, the load generator). Resumable and
+ * separate from I/O: the caller feeds spans; nothing is allocated. */
+#ifndef PITOT_H1_H
+#define PITOT_H1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#include "pitot/err.h"
+#include "pitot/span.h"
+
+#define H1_MAX_HEADERS 128
+
+enum h1_kind { H1_REQUEST, H1_RESPONSE };
+
+enum h1_result {
+    H1_AGAIN = 0,  /* all input consumed; feed more */
+    H1_HEAD,       /* the head is complete: msg fields valid */
+    H1_DONE,       /* the message (head and body) is complete */
+    H1_ERROR,      /* malformed: see h1_parser.err and .reason */
+};
+
+struct h1_header {
+    struct span name;  /* borrowed from the head bytes */
+    struct span value; /* borrowed, without surrounding blanks */
+};
+
+/* Body bytes as they are decoded (chunk framing removed). Return 0 to go on,
+ * -1 to stop parsing with an error (err stays as the callback set it). */
+typedef int (*h1_body_cb)(void *ud, struct span body);
+
+/* The parsed head. Every span points into the bytes passed to the h1_execute()
+ * call that returned H1_HEAD: the caller keeps them intact while it uses them. */
+struct h1_msg {
+    struct span method;       /* requests */
+    struct span url;          /* requests: origin-form target */
+    int status;               /* responses */
+    unsigned http_major, http_minor;
+    struct h1_header headers[H1_MAX_HEADERS];
+    unsigned nheaders;
+    int64_t content_length;   /* -1 when absent */
+    bool chunked;             /* Transfer-Encoding: chunked */
+    bool keep_alive;          /* llhttp's verdict from version + Connection */
+    bool expect_continue;     /* Expect: 100-continue */
+    struct span host;         /* Host header value (requests), len 0 if absent */
+};
+
+struct h1_limits {
+    unsigned max_headers;     /* <= H1_MAX_HEADERS */
+    size_t max_uri_bytes;
+};
+
+struct h1_parser {
+    llhttp_t llh;                /* private */
+    llhttp_settings_t settings;  /* private */
+    enum h1_kind kind;
+    struct h1_limits lim;
+    h1_body_cb on_body;
+    void *ud;
+    int phase;                   /* private: 0 head, 1 body, 2 done */
+    bool no_body;                /* private: see h1_expect_no_body() */
+    bool cur_value;              /* private: last data callback was a value */
+    bool done_pending;           /* private: H1_DONE owed after H1_HEAD */
+    unsigned n_cl;               /* private: Content-Length fields seen */
+    unsigned n_host;             /* private: Host fields seen */
+    struct h1_msg msg;
+    enum pitot_err err;          /* with H1_ERROR: the kind (status to answer) */
+    const char *reason;          /* with H1_ERROR: static text for logs */
+};
+
+/* Prepares p for a first message. lim may be NULL (128 headers, 8 KiB URI). */
+void h1_init(struct h1_parser *p, enum h1_kind kind, const struct h1_limits *lim,
+             h1_body_cb on_body, void *ud);
+
+/* Prepares p for the next message on the same connection. */
+void h1_reset(struct h1_parser *p);
+
+/* Length of the head at the start of `in` (through the blank line ending it,
+ * CRLF or bare LF), or 0 if `in` does not hold a whole head yet. The caller
+ * enforces its head size limit while this returns 0. */
+size_t h1_head_len(struct span in);
+
+/* For responses: the request was HEAD, or the caller knows the response has
+ * no body; call before the head is parsed. */
+void h1_expect_no_body(struct h1_parser *p);
+
+/* Parses input. Before the head: `in` must start with a whole head, as found
+ * by h1_head_len(); returns H1_HEAD after consuming exactly the head. Then body
+ * bytes in any split: returns H1_DONE when the message ends (*consumed bytes
+ * used; pipelined bytes after it are left), or H1_AGAIN having used them all.
+ * On H1_ERROR, p->err and p->reason say why; the parser is dead until reset.
+ * Requests also fail on: missing or repeated Host in HTTP/1.1, repeated
+ * Content-Length, Transfer-Encoding other than exactly "chunked" (501), control
+ * bytes in header values, more headers or a longer URI than the limits. */
+enum h1_result h1_execute(struct h1_parser *p, struct span in, size_t *consumed);
+
+/* The connection closed: ends a response delimited by EOF. Returns H1_DONE when
+ * the message may end here, H1_ERROR when it was cut short. */
+enum h1_result h1_finish(struct h1_parser *p);
+
+/* Finds a header by name (case-insensitive); NULL if absent. */
+const struct h1_header *h1_header_find(const struct h1_msg *m, const char *name);
+
+/* True for hop-by-hop headers a proxy must not forward: Connection,
+ * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
+ * Proxy-Authenticate, Proxy-Authorization, and any name listed in the message's
+ * Connection header. */
+bool h1_is_hop_by_hop(const struct h1_msg *m, struct span name);
+
+/* The response to a body-bearing request is allowed no body (HEAD, 1xx, 204, 304). */
+bool h1_status_has_body(int status);
+
+#endif

@@ -1,0 +1,99 @@
+/* json: field extraction from LLM API JSON (one SSE event's data, a whole
+ * non-streaming body, or a request body) on top of jsmn. Pure functions over a
+ * span; token storage comes from the caller so nothing is allocated. */
+#ifndef PITOT_JSON_H
+#define PITOT_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pitot/span.h"
+
+/* Tokens a caller should provide: enough for llama.cpp's final native chunk. */
+#define JSON_TOKENS_DEFAULT 1024
+
+struct json_tok; /* = jsmntok_t; opaque so that callers need not include jsmn */
+
+/* Caller-provided token storage. */
+struct json_toks {
+    void *tok;   /* borrowed: array of `cap` jsmntok_t; see json_toks_size() */
+    size_t cap;
+};
+
+/* Bytes needed for `n` tokens (to size a static or once-allocated array). */
+size_t json_toks_size(size_t n);
+
+enum json_finish {
+    JSON_FINISH_NONE = 0,
+    JSON_FINISH_STOP,           /* "stop", TGI "eos_token"/"stop_sequence", native stop_type eos/word */
+    JSON_FINISH_LENGTH,         /* "length", native stop_type "limit" */
+    JSON_FINISH_TOOL_CALLS,     /* "tool_calls" / "function_call" */
+    JSON_FINISH_CONTENT_FILTER, /* "content_filter" */
+    JSON_FINISH_ERROR,          /* "error" */
+    JSON_FINISH_OTHER,          /* any other string */
+};
+
+/* Label for a finish reason ("stop", "length", ..., "other"); "" for NONE. */
+const char *json_finish_label(enum json_finish f);
+
+/* What pitot needs from one response object (stream chunk or whole body).
+ * Formats: OpenAI chat/completions chunks and bodies (llama.cpp, vLLM, TGI,
+ * SGLang, OpenAI), llama.cpp native /completion, TGI native /generate_stream. */
+struct json_resp {
+    bool valid;              /* parsed as a JSON object */
+    bool has_output;         /* carries generated output: non-empty delta.content,
+                                delta.reasoning_content, delta.tool_calls,
+                                delta.refusal, choices[].text, message.content
+                                (non-streaming), native "content", TGI token.text
+                                of a non-special token */
+    bool has_refusal;        /* non-empty delta.refusal / message.refusal */
+    bool choices_empty;      /* "choices":[] (the usage-only chunk) */
+    bool is_error;           /* top-level "error" key */
+    bool has_usage;          /* usage object with numbers (not null) */
+    int64_t prompt_tokens;   /* usage.prompt_tokens, or -1 */
+    int64_t completion_tokens; /* usage.completion_tokens, or -1 */
+    int64_t cached_tokens;   /* usage.prompt_tokens_details.cached_tokens, or -1 */
+    bool has_timings;        /* llama.cpp timings object */
+    int64_t timings_prompt_n;    /* or -1 */
+    int64_t timings_predicted_n; /* or -1 */
+    int64_t timings_cache_n;     /* or -1 */
+    enum json_finish finish; /* first non-null finish_reason in choices, or
+                                native stop_type / TGI details.finish_reason */
+    struct span model;       /* "model" string, raw (escapes undecoded), borrowed */
+    struct span text;        /* the output string token's raw bytes (still
+                                JSON-escaped), borrowed: content, refusal,
+                                reasoning_content or text, first choice only;
+                                len 0 if none */
+};
+
+/* Parses one response object. Returns 0, or -1 if `in` is not a JSON object or
+ * needs more than toks->cap tokens (then out->valid is false). */
+int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *out);
+
+/* What pitot needs from a request body. */
+struct json_req {
+    bool valid;               /* parsed as a JSON object */
+    bool stream;              /* "stream": true */
+    bool has_include_usage;   /* stream_options.include_usage present */
+    bool include_usage;       /* ... and true */
+    int64_t max_tokens;       /* max_tokens, max_completion_tokens or n_predict; -1 if absent */
+    struct span model;        /* raw "model" string, borrowed; len 0 if absent */
+};
+
+/* Parses a request body. Returns 0, or -1 when it is not a JSON object. */
+int json_req_parse(struct span body, struct json_toks *toks, struct json_req *out);
+
+/* Writes into out[0..cap) a copy of `body` that asks for usage in the stream:
+ * adds "stream_options":{"include_usage":true} when stream_options is absent,
+ * adds "include_usage":true inside an existing stream_options object that lacks
+ * it, and turns an existing false into true. Everything else is byte-identical.
+ * Returns the new length, or -1 if body is not an object or out is too small. */
+long json_req_add_include_usage(struct span body, struct json_toks *toks, char *out, size_t cap);
+
+/* Decodes a JSON string token's raw bytes (between the quotes) into UTF-8 at
+ * out[0..cap): handles \" \\ \/ \b \f \n \r \t \uXXXX and surrogate pairs.
+ * Stops at cap without splitting a UTF-8 sequence. Returns bytes written. */
+size_t json_str_decode(struct span raw, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,39 @@
+/* rfs: refusal detection over the first characters of a streamed answer,
+ * matched case-insensitively across chunk boundaries. */
+#ifndef PITOT_RFS_H
+#define PITOT_RFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Characters (UTF-8 code points) of output examined, from the issue. */
+#define RFS_WINDOW_CHARS 400
+#define RFS_WINDOW_BYTES (RFS_WINDOW_CHARS * 4)
+
+/* An immutable, shared list of lower-cased phrases (built once from config). */
+struct rfs_phrases;
+
+/* Builds a phrase list; phrases are copied and lower-cased (ASCII). NULL list
+ * or n == 0 gives the default list. Returns NULL on allocation failure. */
+struct rfs_phrases *rfs_phrases_new(const char *const *list, size_t n);
+void rfs_phrases_free(struct rfs_phrases *ph);
+
+/* The built-in defaults ("i'm sorry, but", "i cannot", "as an ai", ...). */
+const char *const *rfs_default_list(size_t *n);
+
+/* Per-request matcher state: embedded in the request, no allocation. */
+struct rfs_match {
+    const struct rfs_phrases *ph; /* borrowed */
+    size_t len;                   /* bytes in win */
+    size_t chars;                 /* code points in win */
+    bool matched;
+    char win[RFS_WINDOW_BYTES];   /* lower-cased decoded output so far */
+};
+
+void rfs_match_init(struct rfs_match *m, const struct rfs_phrases *ph);
+
+/* Appends decoded UTF-8 output; once RFS_WINDOW_CHARS are in, further text is
+ * ignored. Returns true once any phrase occurs within the window (sticky). */
+bool rfs_match_feed(struct rfs_match *m, const char *text, size_t len);
+
+#endif
