@@ -103,6 +103,12 @@ int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen
  * backend names, buckets ascending, stall_ms < stall_timeout_ms, ... */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);
 
+/* "host:port" of a backend as it goes in a Host header ("[::1]:8080" for v6). */
+static inline const char *cfg_backend_authority(const struct cfg_backend *b)
+{
+    return b->url + sizeof("http://") - 1;
+}
+
 /* Index of a tier by name, or -1. */
 int cfg_tier_find(const struct cfg *c, const char *name);
 

@@ -1,0 +1,926 @@
+/* Unit tests for cfg: defaults, a full file, every error class with its exact
+ * "NAME:LINE: message", value syntax, CLI helpers, validation, the sample. */
+#include "pitot/cfg.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+struct err_case {
+    const char *yaml;
+    const char *want; /* "t.yaml:LINE: message" */
+};
+
+static char err[1024];
+
+static int load(struct cfg *c, const char *yaml)
+{
+    err[0] = '\0';
+    return cfg_load_buffer(c, "t.yaml", yaml, strlen(yaml), err, sizeof(err));
+}
+
+/* Every case fails to load with exactly its message, and leaves the cfg as
+ * it was (loads are all-or-nothing). */
+static void check_errors(const struct err_case *cases, size_t n)
+{
+    struct cfg c, before;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        cfg_init(&c);
+        memcpy(&before, &c, sizeof(c));
+        if (load(&c, cases[i].yaml) != -1 || strcmp(err, cases[i].want) != 0) {
+            print_error("yaml:\n%s\nwant: %s\n got: %s\n", cases[i].yaml, cases[i].want, err);
+            fail();
+        }
+        assert_memory_equal(&c, &before, sizeof(c));
+        cfg_release(&c);
+    }
+}
+
+#define CHECK_ERRORS(cases) check_errors(cases, sizeof(cases) / sizeof(cases[0]))
+
+static void test_defaults(void **state)
+{
+    static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                      0.25,  0.5,    1,     2.5,  5,     10,   20,
+                                      30,    60,     120,   300,  600 };
+    struct cfg c;
+    size_t i;
+
+    cfg_init(&c);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 8080);
+    assert_int_equal(c.nbackends, 0);
+    assert_int_equal(c.ntiers, 1);
+    assert_string_equal(c.tiers[0].name, "default");
+    assert_int_equal(c.nmodels, 0);
+    assert_int_equal(c.max_model_labels, 16);
+    assert_int_equal(c.max_header_bytes, 32768);
+    assert_int_equal(c.max_headers, 100);
+    assert_int_equal(c.max_uri_bytes, 8192);
+    assert_int_equal(c.max_body_bytes, 16 * 1024 * 1024);
+    assert_int_equal(c.header_timeout_ms, 10000);
+    assert_int_equal(c.body_timeout_ms, 60000);
+    assert_int_equal(c.keepalive_timeout_ms, 75000);
+    assert_int_equal(c.max_clients, 4096);
+    assert_int_equal(c.connect_timeout_ms, 5000);
+    assert_int_equal(c.upstream_header_timeout_ms, 600000);
+    assert_int_equal(c.upstream_idle_timeout_ms, 600000);
+    assert_int_equal(c.upstream_keepalive, 16);
+    assert_int_equal(c.stream_buffer_bytes, 262144);
+    assert_int_equal(c.max_event_bytes, 1048576);
+    assert_int_equal(c.health_interval_ms, 2000);
+    assert_int_equal(c.health_timeout_ms, 1000);
+    assert_int_equal(c.stall_ms, 10000);
+    assert_int_equal(c.stall_timeout_ms, 120000);
+    assert_true(c.usage_injection);
+    assert_int_equal(c.nrefusal, 0);
+    assert_int_equal(c.nbuckets, sizeof(buckets) / sizeof(buckets[0]));
+    for (i = 0; i < c.nbuckets; i++)
+        assert_true(c.buckets[i] == buckets[i]);
+    assert_string_equal(c.access_log, "-");
+    assert_int_equal(c.log_level, 2);
+    assert_int_equal(cfg_tier_find(&c, "default"), 0);
+    cfg_release(&c);
+}
+
+static const char full_yaml[] =
+    "# every key, none at its default\n"
+    "listen: \"[::1]:9090\"\n"
+    "backends:\n"
+    "  - url: http://10.0.0.1:18081\n"
+    "    name: replica-a\n"
+    "  - http://gpu-2.local:8000/\n"
+    "  - url: HTTP://[fe80::1]\n"
+    "models: [small, llama-3-8b, \"org/Model-7B:q4@v1+x\"]\n"
+    "max_model_labels: 32\n"
+    "tiers:\n"
+    "  - name: premium\n"
+    "  - free\n"
+    "  - name: default\n"
+    "limits:\n"
+    "  max_header_bytes: 64k\n"
+    "  max_headers: 50\n"
+    "  max_uri_bytes: 4096\n"
+    "  max_body_bytes: 1g\n"
+    "  header_timeout: 5s\n"
+    "  body_timeout: 1500ms\n"
+    "  keepalive_timeout: 2m\n"
+    "  max_clients: 100\n"
+    "upstream:\n"
+    "  connect_timeout: 250\n"
+    "  header_timeout: 20m\n"
+    "  idle_timeout: 30s\n"
+    "  keepalive: 0\n"
+    "  stream_buffer_bytes: 1m\n"
+    "  max_event_bytes: 64K\n"
+    "health:\n"
+    "  interval: 500ms\n"
+    "  timeout: 400ms\n"
+    "measure:\n"
+    "  stall: 3s\n"
+    "  stall_timeout: 30s\n"
+    "  usage_injection: false\n"
+    "  refusal_phrases: [\"i'm sorry, but\", 'i cannot', Je ne peux pas]\n"
+    "  buckets:\n"
+    "    - 0.01\n"
+    "    - 0.1\n"
+    "    - 1\n"
+    "    - 1e1\n"
+    "log:\n"
+    "  access_log: /var/log/pitot/access.log\n"
+    "  level: debug\n";
+
+static void test_full_config(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, full_yaml), 0);
+    assert_string_equal(err, "");
+    assert_string_equal(c.listen_host, "::1");
+    assert_int_equal(c.listen_port, 9090);
+
+    assert_int_equal(c.nbackends, 3);
+    assert_string_equal(c.backends[0].name, "replica-a");
+    assert_string_equal(c.backends[0].host, "10.0.0.1");
+    assert_int_equal(c.backends[0].port, 18081);
+    assert_string_equal(c.backends[0].url, "http://10.0.0.1:18081");
+    assert_string_equal(c.backends[1].name, "gpu-2.local:8000");
+    assert_string_equal(c.backends[1].host, "gpu-2.local");
+    assert_int_equal(c.backends[1].port, 8000);
+    assert_string_equal(c.backends[1].url, "http://gpu-2.local:8000");
+    assert_string_equal(c.backends[2].name, "[fe80::1]:80");
+    assert_string_equal(c.backends[2].host, "fe80::1");
+    assert_int_equal(c.backends[2].port, 80);
+    assert_string_equal(c.backends[2].url, "http://[fe80::1]:80");
+
+    assert_int_equal(c.nmodels, 3);
+    assert_string_equal(c.models[0], "small");
+    assert_string_equal(c.models[1], "llama-3-8b");
+    assert_string_equal(c.models[2], "org/Model-7B:q4@v1+x");
+    assert_int_equal(c.max_model_labels, 32);
+
+    /* "default" names tiers[0]; it is not added again */
+    assert_int_equal(c.ntiers, 3);
+    assert_string_equal(c.tiers[0].name, "default");
+    assert_string_equal(c.tiers[1].name, "premium");
+    assert_string_equal(c.tiers[2].name, "free");
+    assert_int_equal(cfg_tier_find(&c, "free"), 2);
+    assert_int_equal(cfg_tier_find(&c, "premium"), 1);
+    assert_int_equal(cfg_tier_find(&c, "gold"), -1);
+
+    assert_int_equal(c.max_header_bytes, 65536);
+    assert_int_equal(c.max_headers, 50);
+    assert_int_equal(c.max_uri_bytes, 4096);
+    assert_int_equal(c.max_body_bytes, 1024 * 1024 * 1024);
+    assert_int_equal(c.header_timeout_ms, 5000);
+    assert_int_equal(c.body_timeout_ms, 1500);
+    assert_int_equal(c.keepalive_timeout_ms, 120000);
+    assert_int_equal(c.max_clients, 100);
+
+    assert_int_equal(c.connect_timeout_ms, 250);
+    assert_int_equal(c.upstream_header_timeout_ms, 1200000);
+    assert_int_equal(c.upstream_idle_timeout_ms, 30000);
+    assert_int_equal(c.upstream_keepalive, 0);
+    assert_int_equal(c.stream_buffer_bytes, 1048576);
+    assert_int_equal(c.max_event_bytes, 65536);
+    assert_int_equal(c.health_interval_ms, 500);
+    assert_int_equal(c.health_timeout_ms, 400);
+
+    assert_int_equal(c.stall_ms, 3000);
+    assert_int_equal(c.stall_timeout_ms, 30000);
+    assert_false(c.usage_injection);
+    assert_int_equal(c.nrefusal, 3);
+    assert_string_equal(c.refusal_phrases[0], "i'm sorry, but");
+    assert_string_equal(c.refusal_phrases[1], "i cannot");
+    assert_string_equal(c.refusal_phrases[2], "Je ne peux pas");
+    assert_null(c.refusal_phrases[3]);
+    assert_int_equal(c.nbuckets, 4);
+    assert_true(c.buckets[0] == 0.01);
+    assert_true(c.buckets[1] == 0.1);
+    assert_true(c.buckets[2] == 1.0);
+    assert_true(c.buckets[3] == 10.0);
+
+    assert_string_equal(c.access_log, "/var/log/pitot/access.log");
+    assert_int_equal(c.log_level, 3);
+
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    cfg_release(&c);
+    assert_int_equal(c.nrefusal, 0);
+    assert_null(c.refusal_phrases[0]);
+}
+
+/* Files without keys change nothing; null sections and lists are empty. */
+static void test_empty_files(void **state)
+{
+    static const char *const empty[] = {
+        "", "\n\n", "# only a comment\n", "---\n", "--- ~\n", "~\n", "---\n...\n",
+        "limits:\nupstream: ~\nhealth: {}\nlog: null\n",
+    };
+    struct cfg c, d;
+    size_t i;
+
+    for (i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+        cfg_init(&c);
+        cfg_init(&d);
+        assert_int_equal(load(&c, empty[i]), 0);
+        assert_memory_equal(&c, &d, sizeof(c));
+    }
+
+    /* A null list empties the list it replaces. */
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://a:1", NULL, err, sizeof(err)), 0);
+    assert_int_equal(load(&c, "backends:\nmodels: ~\n"), 0);
+    assert_int_equal(c.nbackends, 0);
+}
+
+/* A list in the file replaces the current one; absent keys keep theirs. */
+static void test_lists_replace(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://cli:1", "cli", err, sizeof(err)), 0);
+    assert_int_equal(load(&c, "listen: 9000\n"), 0);
+    assert_int_equal(c.nbackends, 1);
+    assert_string_equal(c.backends[0].name, "cli");
+    assert_int_equal(load(&c, "backends: [http://a:1, http://b:2]\ntiers: [x, y]\n"), 0);
+    assert_int_equal(c.nbackends, 2);
+    assert_string_equal(c.backends[1].name, "b:2");
+    assert_int_equal(c.ntiers, 3);
+    /* a second file replaces tiers again; "default" stays first */
+    assert_int_equal(load(&c, "tiers: [z]\nmeasure:\n  buckets: [5]\n"), 0);
+    assert_int_equal(c.ntiers, 2);
+    assert_string_equal(c.tiers[0].name, "default");
+    assert_string_equal(c.tiers[1].name, "z");
+    assert_int_equal(c.nbuckets, 1);
+    assert_true(c.buckets[0] == 5.0);
+    /* backends named like an earlier file's are fine: the list is new */
+    assert_int_equal(load(&c, "backends: [http://b:2]\n"), 0);
+    assert_int_equal(c.nbackends, 1);
+    cfg_release(&c);
+}
+
+static void test_error_unknown_key(void **state)
+{
+    static const struct err_case cases[] = {
+        { "foo: 1\n", "t.yaml:1: unknown key 'foo' at top level" },
+        { "listen: 1\nlimits:\n  max_headers: 5\n  foo: 1\n",
+          "t.yaml:4: unknown key 'foo' in limits" },
+        { "max_clients: 5\n",
+          "t.yaml:1: unknown key 'max_clients' at top level (did you mean limits.max_clients?)" },
+        { "health:\n  interval: 1s\n  stall: 1s\n",
+          "t.yaml:3: unknown key 'stall' in health (did you mean measure.stall?)" },
+        { "log:\n  Level: info\n", "t.yaml:2: unknown key 'Level' in log" },
+        { "backends:\n  - url: http://a:1\n    weight: 2\n",
+          "t.yaml:3: unknown key 'weight' in backends" },
+        { "tiers:\n  - name: p\n    rate: 5\n", "t.yaml:3: unknown key 'rate' in tiers" },
+        { "? [a]\n: 1\n", "t.yaml:1: keys must be scalars (at top level)" },
+        { "upstream:\n  {a: 1}: 2\n", "t.yaml:2: keys must be scalars (in upstream)" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_type(void **state)
+{
+    static const struct err_case cases[] = {
+        { "limits: 5\n", "t.yaml:1: limits: expected a mapping" },
+        { "listen: 1\nmeasure:\n  - stall\n", "t.yaml:3: measure: expected a mapping" },
+        { "backends: http://a:1\n", "t.yaml:1: backends: expected a sequence" },
+        { "models: {a: 1}\n", "t.yaml:1: models: expected a sequence" },
+        { "measure:\n  refusal_phrases: i cannot\n",
+          "t.yaml:2: measure.refusal_phrases: expected a sequence" },
+        { "listen: [a]\n", "t.yaml:1: listen: expected a scalar" },
+        { "limits:\n  max_headers: {a: 1}\n", "t.yaml:2: limits.max_headers: expected a scalar" },
+        { "log:\n  level: [info]\n", "t.yaml:2: log.level: expected a scalar" },
+        { "models:\n  - a\n  - [b]\n", "t.yaml:3: models: expected a scalar" },
+        { "measure:\n  buckets:\n    - 1\n    - [2]\n",
+          "t.yaml:4: measure.buckets: expected a scalar" },
+        { "backends:\n  - [http://a:1]\n",
+          "t.yaml:2: backends: expected a URL or a mapping with url:" },
+        { "backends:\n  - url: [http://a:1]\n", "t.yaml:2: backends.url: expected a scalar" },
+        { "backends:\n  - name: a\n", "t.yaml:2: backends: entry without url" },
+        { "tiers:\n  - [p]\n", "t.yaml:2: tiers: expected a name or a mapping with name:" },
+        { "tiers:\n  - {}\n", "t.yaml:2: tiers: entry without name" },
+        { "[1, 2]\n", "t.yaml:1: expected a mapping at top level" },
+        { "\n\njust text\n", "t.yaml:3: expected a mapping at top level" },
+        /* a key without a value */
+        { "listen:\n", "t.yaml:1: listen: missing value" },
+        { "limits:\n\n  max_headers:\n", "t.yaml:3: limits.max_headers: missing value" },
+        { "backends:\n  -\n", "t.yaml:2: backends.url: missing value" },
+        { "log:\n  access_log: ~\n", "t.yaml:2: log.access_log: missing value" },
+        { "log:\n  level: \"in\\0fo\"\n", "t.yaml:2: log.level: NUL byte in value" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_bad_values(void **state)
+{
+    static const struct err_case cases[] = {
+        { "limits:\n  max_headers: 10x\n", "t.yaml:2: limits.max_headers: bad number '10x'" },
+        { "limits:\n  max_headers: -1\n", "t.yaml:2: limits.max_headers: bad number '-1'" },
+        { "limits:\n  max_headers: 0x10\n", "t.yaml:2: limits.max_headers: bad number '0x10'" },
+        { "max_model_labels: 1.5\n", "t.yaml:1: max_model_labels: bad number '1.5'" },
+        { "limits:\n  header_timeout: 10h\n",
+          "t.yaml:2: limits.header_timeout: bad duration '10h' (milliseconds, or with an ms, s "
+          "or m suffix: 10s)" },
+        { "upstream:\n  idle_timeout: 1.5s\n",
+          "t.yaml:2: upstream.idle_timeout: bad duration '1.5s' (milliseconds, or with an ms, s or "
+          "m suffix: 10s)" },
+        { "health:\n  timeout: 10 s\n",
+          "t.yaml:2: health.timeout: bad duration '10 s' (milliseconds, or with an ms, s or m "
+          "suffix: 10s)" },
+        { "upstream:\n  stream_buffer_bytes: 256kb\n",
+          "t.yaml:2: upstream.stream_buffer_bytes: bad size '256kb' (bytes, or with a k, m or g "
+          "suffix: 256k)" },
+        { "limits:\n  max_body_bytes: m\n",
+          "t.yaml:2: limits.max_body_bytes: bad size 'm' (bytes, or with a k, m or g suffix: "
+          "256k)" },
+        { "measure:\n  usage_injection: maybe\n",
+          "t.yaml:2: measure.usage_injection: bad boolean 'maybe' (true or false)" },
+        { "measure:\n  usage_injection: 1\n",
+          "t.yaml:2: measure.usage_injection: bad boolean '1' (true or false)" },
+        { "measure:\n  buckets: [0.1, abc]\n", "t.yaml:2: measure.buckets: bad number 'abc'" },
+        { "measure:\n  buckets:\n    - .inf\n", "t.yaml:3: measure.buckets: bad number '.inf'" },
+        { "measure:\n  buckets:\n    - 1e999\n", "t.yaml:3: measure.buckets: bad number '1e999'" },
+        { "measure:\n  buckets: [0x10]\n", "t.yaml:2: measure.buckets: bad number '0x10'" },
+        { "log:\n  level: verbose\n",
+          "t.yaml:2: log.level: bad level 'verbose' (error, warn, info or debug)" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_range(void **state)
+{
+    static const struct err_case cases[] = {
+        { "limits:\n  max_headers: 0\n",
+          "t.yaml:2: limits.max_headers: 0 is out of range (1..10000)" },
+        { "limits:\n  max_clients: 99999999999999999999999\n",
+          "t.yaml:2: limits.max_clients: 99999999999999999999999 is out of range (1..1000000)" },
+        { "limits:\n  header_timeout: 0\n",
+          "t.yaml:2: limits.header_timeout: 0 is out of range (1ms..1440m)" },
+        { "limits:\n  body_timeout: 1441m\n",
+          "t.yaml:2: limits.body_timeout: 1441m is out of range (1ms..1440m)" },
+        { "health:\n  interval: 0s\n",
+          "t.yaml:2: health.interval: 0s is out of range (1ms..1440m)" },
+        { "limits:\n  max_header_bytes: 100\n",
+          "t.yaml:2: limits.max_header_bytes: 100 is out of range (1k..16m)" },
+        { "limits:\n  max_body_bytes: 2g\n",
+          "t.yaml:2: limits.max_body_bytes: 2g is out of range (1..1g)" },
+        { "limits:\n  max_body_bytes: 0\n",
+          "t.yaml:2: limits.max_body_bytes: 0 is out of range (1..1g)" },
+        { "upstream:\n  stream_buffer_bytes: 99999999999999999999g\n",
+          "t.yaml:2: upstream.stream_buffer_bytes: 99999999999999999999g is out of range "
+          "(1k..256m)" },
+        { "upstream:\n  keepalive: 1025\n",
+          "t.yaml:2: upstream.keepalive: 1025 is out of range (0..1024)" },
+        { "max_model_labels: 5000\n",
+          "t.yaml:1: max_model_labels: 5000 is out of range (0..1024)" },
+        { "measure:\n  buckets: [0]\n",
+          "t.yaml:2: measure.buckets: 0 is out of range (seconds, above 0, at most 86400)" },
+        { "measure:\n  buckets: [1, 100000]\n",
+          "t.yaml:2: measure.buckets: 100000 is out of range (seconds, above 0, at most 86400)" },
+        { "listen: 127.0.0.1:70000\n",
+          "t.yaml:1: bad listen address '127.0.0.1:70000': port out of range (0-65535)" },
+        { "listen: 65536\n", "t.yaml:1: bad listen address '65536': port out of range (0-65535)" },
+        { "backends: [http://a:0]\n",
+          "t.yaml:1: bad backend URL 'http://a:0': port out of range (1-65535)" },
+        { "backends:\n  - http://a:65536\n",
+          "t.yaml:2: bad backend URL 'http://a:65536': port out of range (1-65535)" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_backend_url(void **state)
+{
+    static const struct err_case cases[] = {
+        { "backends:\n  - https://a:1\n",
+          "t.yaml:2: bad backend URL 'https://a:1': https is not supported yet" },
+        { "backends:\n  - url: http://a:1/v1\n",
+          "t.yaml:2: bad backend URL 'http://a:1/v1': a path is not allowed" },
+        { "backends:\n  - http://a:1/?x=1\n",
+          "t.yaml:2: bad backend URL 'http://a:1/?x=1': a query is not allowed" },
+        { "backends:\n  - http://a:1?x\n",
+          "t.yaml:2: bad backend URL 'http://a:1?x': a query is not allowed" },
+        { "backends:\n  - http://a:1#f\n",
+          "t.yaml:2: bad backend URL 'http://a:1#f': a fragment is not allowed" },
+        { "backends:\n  - http://u:p@a:1\n",
+          "t.yaml:2: bad backend URL 'http://u:p@a:1': userinfo (user@) is not allowed" },
+        { "backends:\n  - http://a:x\n", "t.yaml:2: bad backend URL 'http://a:x': bad port" },
+        { "backends:\n  - \"http://a:\"\n", "t.yaml:2: bad backend URL 'http://a:': bad port" },
+        /* unquoted, that is a mapping { "http://a": null } */
+        { "backends:\n  - http://a:\n", "t.yaml:2: unknown key 'http://a' in backends" },
+        { "backends:\n  - http://a:123456\n",
+          "t.yaml:2: bad backend URL 'http://a:123456': bad port" },
+        { "backends:\n  - http://:80\n", "t.yaml:2: bad backend URL 'http://:80': empty host" },
+        { "backends:\n  - http://\n", "t.yaml:2: bad backend URL 'http://': empty host" },
+        { "backends:\n  - http:///\n", "t.yaml:2: bad backend URL 'http:///': empty host" },
+        { "backends:\n  - http://[]:80\n", "t.yaml:2: bad backend URL 'http://[]:80': empty host" },
+        { "backends:\n  - ftp://a\n",
+          "t.yaml:2: bad backend URL 'ftp://a': only http:// is supported" },
+        { "backends:\n  - a:1\n", "t.yaml:2: bad backend URL 'a:1': expected http://host[:port]" },
+        { "backends:\n  - http://::1:80\n",
+          "t.yaml:2: bad backend URL 'http://::1:80': an IPv6 address needs brackets: [::1]:port" },
+        { "backends:\n  - http://[::1\n",
+          "t.yaml:2: bad backend URL 'http://[::1': missing ']' after IPv6 address" },
+        { "backends:\n  - http://[::1]x\n",
+          "t.yaml:2: bad backend URL 'http://[::1]x': unexpected characters after ']'" },
+        { "backends:\n  - http://[zz]:1\n",
+          "t.yaml:2: bad backend URL 'http://[zz]:1': bad IPv6 address" },
+        { "backends:\n  - \"http://a b:1\"\n",
+          "t.yaml:2: bad backend URL 'http://a b:1': host has characters outside [A-Za-z0-9._-]" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+/* head, then n lines "<item>1" .. "<item>n". */
+static char *make_list(const char *head, const char *item, int n)
+{
+    size_t cap = strlen(head) + (size_t)n * 64 + 1, len;
+    char *s = malloc(cap);
+    int i;
+
+    assert_non_null(s);
+    len = (size_t)snprintf(s, cap, "%s", head);
+    for (i = 1; i <= n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%d\n", item, i);
+    return s;
+}
+
+static void test_error_too_many(void **state)
+{
+    static const struct {
+        const char *head;
+        const char *item;
+        int max;        /* items accepted */
+        int head_lines;
+        const char *msg;
+    } lists[] = {
+        { "backends:\n", "  - http://h:", 64, 1, "too many backends (at most 64)" },
+        { "tiers:\n", "  - name: t", 15, 1, "too many tiers (at most 16 with default)" },
+        { "models:\n", "  - m", 64, 1, "too many models (at most 64)" },
+        { "listen: 1\nmeasure:\n  buckets:\n", "    - ", 40, 3, "too many buckets (at most 40)" },
+        { "measure:\n  refusal_phrases:\n", "    - phrase ", 64, 2,
+          "too many refusal phrases (at most 64)" },
+    };
+    struct cfg c;
+    char want[128];
+    size_t i;
+
+    for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        char *ok = make_list(lists[i].head, lists[i].item, lists[i].max);
+        char *bad = make_list(lists[i].head, lists[i].item, lists[i].max + 1);
+
+        cfg_init(&c);
+        if (load(&c, ok) != 0) {
+            print_error("%s\n", err);
+            fail();
+        }
+        cfg_release(&c);
+        cfg_init(&c);
+        assert_int_equal(load(&c, bad), -1);
+        snprintf(want, sizeof(want), "t.yaml:%d: %s", lists[i].head_lines + lists[i].max + 1,
+                 lists[i].msg);
+        assert_string_equal(err, want);
+        cfg_release(&c);
+        free(ok);
+        free(bad);
+    }
+}
+
+static void test_error_duplicates(void **state)
+{
+    static const struct err_case cases[] = {
+        { "listen: 1\nlisten: 2\n", "t.yaml:2: duplicate key 'listen' at top level" },
+        { "limits:\n  max_headers: 1\n  max_uri_bytes: 99\n  max_headers: 2\n",
+          "t.yaml:4: duplicate key 'max_headers' in limits" },
+        { "measure: {stall: 1s, stall: 2s}\n", "t.yaml:1: duplicate key 'stall' in measure" },
+        { "backends:\n  - url: http://a:1\n    url: http://a:2\n",
+          "t.yaml:3: duplicate key 'url' in backends" },
+        { "tiers:\n  - name: a\n    name: b\n", "t.yaml:3: duplicate key 'name' in tiers" },
+        { "backends:\n  - http://a:1\n  - url: http://b:1\n    name: a:1\n",
+          "t.yaml:4: duplicate backend name 'a:1'" },
+        { "backends:\n  - http://a:1\n  - http://a:1/\n",
+          "t.yaml:3: duplicate backend name 'a:1'" },
+        { "tiers: [a, b, a]\n", "t.yaml:1: duplicate tier 'a'" },
+        { "tiers:\n  - default\n  - name: default\n", "t.yaml:3: duplicate tier 'default'" },
+        { "models:\n  - a\n  - a\n", "t.yaml:3: duplicate model 'a'" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_buckets(void **state)
+{
+    static const struct err_case cases[] = {
+        { "measure:\n  buckets:\n    - 0.5\n    - 1\n    - 1\n",
+          "t.yaml:5: measure.buckets must be strictly ascending: 1 after 1" },
+        { "measure:\n  buckets: [1, 0.5]\n",
+          "t.yaml:2: measure.buckets must be strictly ascending: 0.5 after 1" },
+        { "measure:\n  buckets: []\n", "t.yaml:2: measure.buckets: at least one bucket is needed" },
+        { "measure:\n  buckets:\n", "t.yaml:2: measure.buckets: at least one bucket is needed" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_names(void **state)
+{
+    static const struct err_case cases[] = {
+        { "backends:\n  - url: http://a:1\n    name: a b\n",
+          "t.yaml:3: backend name 'a b' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "backends:\n  - url: http://a:1\n    name: \"\"\n", "t.yaml:3: empty backend name" },
+        { "backends:\n  - url: http://a:1\n"
+          "    name: 0123456789012345678901234567890123456789012345678901234567890123\n",
+          "t.yaml:3: backend name '01234567890123456789012345678901...' longer than 63 "
+          "characters" },
+        { "models: [\"a\\\"b\"]\n",
+          "t.yaml:1: model name 'a\"b' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "models:\n  - ok\n  - \"tab\\there\"\n",
+          "t.yaml:3: model name 'tab\there' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "tiers:\n  - name: \"\"\n", "t.yaml:2: empty tier name" },
+        { "tiers:\n  - name: \"gold{x}\"\n",
+          "t.yaml:2: tier name 'gold{x}' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "measure:\n  refusal_phrases: [a, \"\"]\n",
+          "t.yaml:2: measure.refusal_phrases: empty phrase" },
+    };
+    static const char long_host[] =
+        "h0123456789012345678901234567890123456789012345678901234567890123456789";
+    struct cfg c;
+    char yaml[256], want[512];
+
+    CHECK_ERRORS(cases);
+    /* a default "host:port" name must fit too */
+    cfg_init(&c);
+    snprintf(yaml, sizeof(yaml), "backends:\n  - http://%s:1\n", long_host);
+    assert_int_equal(load(&c, yaml), -1);
+    snprintf(want, sizeof(want),
+             "t.yaml:2: backend 'http://%s:1': default name '%s:1' longer than 63 characters, "
+             "give it a name", long_host, long_host);
+    assert_string_equal(err, want);
+    /* 63 characters is the longest name */
+    cfg_init(&c);
+    snprintf(yaml, sizeof(yaml), "backends:\n  - url: http://a:1\n    name: %.63s\n",
+             "012345678901234567890123456789012345678901234567890123456789012");
+    assert_int_equal(load(&c, yaml), 0);
+    assert_int_equal(strlen(c.backends[0].name), 63);
+}
+
+static void test_error_yaml_syntax(void **state)
+{
+    static const struct err_case cases[] = {
+        { "listen: 1\nbackends: [http://a:1, http://b:2\nlog:\n  level: info\n",
+          "t.yaml:3: syntax error: did not find expected ',' or ']' while parsing a flow sequence "
+          "started on line 2" },
+        { "listen: 1\n  limits: 2\n",
+          "t.yaml:2: syntax error: mapping values are not allowed in this context" },
+        { "listen: 1\nbackends:\n\t- http://a:1\n",
+          "t.yaml:3: syntax error: found character that cannot start any token while scanning for "
+          "the next token" },
+        { "listen: 1\nlog:\n  level: \xff\n",
+          "t.yaml:3: syntax error: invalid leading UTF-8 octet (byte 0xff)" },
+        { "listen: *port\n", "t.yaml:1: syntax error: found undefined alias" },
+        { "limits:\n  max_headers: 1\n- x\n",
+          "t.yaml:3: syntax error: did not find expected key while parsing a block mapping started "
+          "on line 1" },
+        { "listen: 1\n---\nlisten: 2\n", "t.yaml:2: only one YAML document is allowed" },
+        /* a syntax error after a good first document still fails */
+        { "listen: 1\n---\n[\n", "t.yaml:4: syntax error: did not find expected node content while "
+          "parsing a flow node" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+/* Anchors and aliases are plain YAML and work. */
+static void test_aliases(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, "limits:\n  header_timeout: &t 7s\n  body_timeout: *t\n"), 0);
+    assert_int_equal(c.header_timeout_ms, 7000);
+    assert_int_equal(c.body_timeout_ms, 7000);
+    /* a self-referencing node is never walked into; an alias has no line of
+       its own in a libyaml document, the error names the anchored node's */
+    assert_int_equal(load(&c, "limits: &l\n  max_headers: *l\n"), -1);
+    assert_string_equal(err, "t.yaml:1: limits.max_headers: expected a scalar");
+}
+
+static void test_durations_sizes(void **state)
+{
+    static const struct {
+        const char *in;
+        unsigned ms;
+    } durs[] = {
+        { "1", 1 },         { "1500", 1500 },   { "1500ms", 1500 }, { "10s", 10000 },
+        { "10m", 600000 },  { "0010s", 10000 }, { "\"5s\"", 5000 }, { "'250ms'", 250 },
+        { "1440m", 86400000 }, { "86400s", 86400000 },
+    };
+    static const struct {
+        const char *in;
+        size_t bytes;
+    } sizes[] = {
+        { "1024", 1024 },   { "4k", 4096 },        { "4K", 4096 },
+        { "256k", 262144 }, { "1m", 1048576 },     { "3M", 3145728 },
+        { "256m", 268435456 },
+    };
+    static const struct {
+        const char *in;
+        bool v;
+    } bools[] = {
+        { "true", true }, { "True", true }, { "yes", true },  { "on", true },
+        { "false", false }, { "FALSE", false }, { "no", false }, { "off", false },
+    };
+    static const char *const levels[] = { "error", "warn", "info", "debug" };
+    struct cfg c;
+    char yaml[128];
+    size_t i;
+
+    for (i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+        cfg_init(&c);
+        snprintf(yaml, sizeof(yaml), "upstream:\n  header_timeout: %s\n", durs[i].in);
+        assert_int_equal(load(&c, yaml), 0);
+        assert_int_equal(c.upstream_header_timeout_ms, durs[i].ms);
+    }
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        cfg_init(&c);
+        snprintf(yaml, sizeof(yaml), "upstream:\n  max_event_bytes: %s\n", sizes[i].in);
+        assert_int_equal(load(&c, yaml), 0);
+        assert_int_equal(c.max_event_bytes, sizes[i].bytes);
+    }
+    for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+        cfg_init(&c);
+        c.usage_injection = !bools[i].v;
+        snprintf(yaml, sizeof(yaml), "measure:\n  usage_injection: %s\n", bools[i].in);
+        assert_int_equal(load(&c, yaml), 0);
+        assert_true(c.usage_injection == bools[i].v);
+    }
+    for (i = 0; i < 4; i++) {
+        cfg_init(&c);
+        snprintf(yaml, sizeof(yaml), "log: {level: %s}\n", levels[i]);
+        assert_int_equal(load(&c, yaml), 0);
+        assert_int_equal(c.log_level, (int)i);
+    }
+    /* access_log: "" is stdout too */
+    cfg_init(&c);
+    assert_int_equal(load(&c, "log:\n  access_log: \"\"\n"), 0);
+    assert_string_equal(c.access_log, "");
+}
+
+static void test_backend_add(void **state)
+{
+    static const struct err_case bad[] = {
+        { "https://a", "bad backend URL 'https://a': https is not supported yet" },
+        { "http://a/x", "bad backend URL 'http://a/x': a path is not allowed" },
+        { "http://a?q", "bad backend URL 'http://a?q': a query is not allowed" },
+        { "http://u@a", "bad backend URL 'http://u@a': userinfo (user@) is not allowed" },
+        { "http://a:0", "bad backend URL 'http://a:0': port out of range (1-65535)" },
+        { "http://a:-1", "bad backend URL 'http://a:-1': bad port" },
+        { "http://[::1]", "" }, /* fine, checked below */
+        { "", "bad backend URL '': expected http://host[:port]" },
+    };
+    struct cfg c;
+    char url[64];
+    size_t i;
+
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://127.0.0.1:18081", NULL, err, sizeof(err)), 0);
+    assert_int_equal(cfg_backend_add(&c, "HTTP://Example.COM/", "ex", err, sizeof(err)), 0);
+    assert_int_equal(cfg_backend_add(&c, "http://[::1]:9000/", NULL, err, sizeof(err)), 0);
+    assert_int_equal(c.nbackends, 3);
+    assert_string_equal(c.backends[0].name, "127.0.0.1:18081");
+    assert_string_equal(c.backends[0].host, "127.0.0.1");
+    assert_int_equal(c.backends[0].port, 18081);
+    assert_string_equal(c.backends[0].url, "http://127.0.0.1:18081");
+    assert_string_equal(c.backends[1].name, "ex");
+    assert_string_equal(c.backends[1].host, "Example.COM");
+    assert_int_equal(c.backends[1].port, 80);
+    assert_string_equal(c.backends[1].url, "http://Example.COM:80");
+    assert_string_equal(c.backends[2].name, "[::1]:9000");
+    assert_string_equal(c.backends[2].host, "::1");
+    assert_int_equal(c.backends[2].port, 9000);
+    assert_string_equal(c.backends[2].url, "http://[::1]:9000");
+
+    assert_int_equal(cfg_backend_add(&c, "http://127.0.0.1:18081/", NULL, err, sizeof(err)), -1);
+    assert_string_equal(err, "duplicate backend name '127.0.0.1:18081'");
+    assert_int_equal(cfg_backend_add(&c, "http://b:1", "bad name", err, sizeof(err)), -1);
+    assert_string_equal(err, "backend name 'bad name' has characters outside [A-Za-z0-9._:@/+-]");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (bad[i].want[0] == '\0')
+            continue;
+        assert_int_equal(cfg_backend_add(&c, bad[i].yaml, NULL, err, sizeof(err)), -1);
+        assert_string_equal(err, bad[i].want);
+    }
+    assert_int_equal(c.nbackends, 3);
+    while (c.nbackends < CFG_MAX_BACKENDS) {
+        snprintf(url, sizeof(url), "http://h:%zu", c.nbackends + 1);
+        assert_int_equal(cfg_backend_add(&c, url, NULL, err, sizeof(err)), 0);
+    }
+    assert_int_equal(cfg_backend_add(&c, "http://last:1", NULL, err, sizeof(err)), -1);
+    assert_string_equal(err, "too many backends (at most 64)");
+    /* a small or absent error buffer is fine */
+    assert_int_equal(cfg_backend_add(&c, "http://last:1", NULL, err, 8), -1);
+    assert_string_equal(err, "too man");
+    assert_int_equal(cfg_backend_add(&c, "http://last:1", NULL, NULL, 0), -1);
+}
+
+static void test_listen_set(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *host;
+        unsigned port;
+    } good[] = {
+        { "0.0.0.0:9000", "0.0.0.0", 9000 }, { "[::1]:9000", "::1", 9000 },
+        { "[::]:80", "::", 80 },             { ":9000", "0.0.0.0", 9000 },
+        { "9000", "127.0.0.1", 9000 },       { "0", "127.0.0.1", 0 },
+        { "localhost:0", "localhost", 0 },   { "127.0.0.1:65535", "127.0.0.1", 65535 },
+    };
+    static const struct err_case bad[] = {
+        { "", "bad listen address '': empty host" },
+        { "host", "bad listen address 'host': expected host:port, [v6]:port, :port or port" },
+        { "host:", "bad listen address 'host:': bad port" },
+        { "host:x", "bad listen address 'host:x': bad port" },
+        { ":", "bad listen address ':': bad port" },
+        { ":x", "bad listen address ':x': bad port" },
+        { ":70000", "bad listen address ':70000': port out of range (0-65535)" },
+        { "[::1]", "bad listen address '[::1]': expected host:port, [v6]:port, :port or port" },
+        { "[::1]:65536", "bad listen address '[::1]:65536': port out of range (0-65535)" },
+        { "::1:80", "bad listen address '::1:80': an IPv6 address needs brackets: [::1]:port" },
+        { "a b:80", "bad listen address 'a b:80': host has characters outside [A-Za-z0-9._-]" },
+        { "99999999999999999999999", "bad listen address '99999999999999999999999': port out of "
+          "range (0-65535)" },
+    };
+    struct cfg c;
+    size_t i;
+
+    cfg_init(&c);
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        c.listen_port = 1;
+        assert_int_equal(cfg_listen_set(&c, good[i].in, err, sizeof(err)), 0);
+        assert_string_equal(c.listen_host, good[i].host);
+        assert_int_equal(c.listen_port, good[i].port);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(cfg_listen_set(&c, bad[i].yaml, err, sizeof(err)), -1);
+        assert_string_equal(err, bad[i].want);
+        /* a failed set leaves the last good value */
+        assert_string_equal(c.listen_host, "127.0.0.1");
+        assert_int_equal(c.listen_port, 65535);
+    }
+}
+
+static void test_validate(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "no backend: give --backend URL or backends: in the config");
+    assert_int_equal(cfg_backend_add(&c, "http://a:1", NULL, err, sizeof(err)), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+
+    c.backends[1] = c.backends[0];
+    c.nbackends = 2;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "duplicate backend name 'a:1'");
+    c.nbackends = 1;
+
+    c.stall_ms = c.stall_timeout_ms;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "measure.stall (2m) must be shorter than measure.stall_timeout (2m)");
+    /* the check runs after all sources: each file alone may be fine */
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://a:1", NULL, err, sizeof(err)), 0);
+    assert_int_equal(load(&c, "measure:\n  stall: 200s\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err,
+                        "measure.stall (200s) must be shorter than measure.stall_timeout (2m)");
+    assert_int_equal(load(&c, "measure:\n  stall_timeout: 201s\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+
+    strcpy(c.tiers[1].name, "gold");
+    strcpy(c.tiers[2].name, "gold");
+    c.ntiers = 3;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "duplicate tier 'gold'");
+    c.ntiers = 2;
+
+    c.buckets[1] = c.buckets[0];
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "measure.buckets must be strictly ascending: 0.001 after 0.001");
+    c.buckets[1] = 0.0025;
+
+    assert_int_equal(load(&c, "limits:\n  max_uri_bytes: 64k\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "limits.max_uri_bytes (65536) must not exceed "
+                             "limits.max_header_bytes (32768)");
+    assert_int_equal(load(&c, "limits:\n  max_header_bytes: 64k\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+}
+
+/* Phrases are owned by the cfg: a new list frees the old one, a failed load
+ * keeps it, release frees it. Leaks show under valgrind or ASan. */
+static void test_phrases_ownership(void **state)
+{
+    struct cfg c;
+    const char *first;
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, "measure:\n  refusal_phrases: [a, b]\n"), 0);
+    assert_int_equal(c.nrefusal, 2);
+    assert_int_equal(load(&c, "measure:\n  refusal_phrases: [c]\n"), 0);
+    assert_int_equal(c.nrefusal, 1);
+    assert_string_equal(c.refusal_phrases[0], "c");
+    assert_null(c.refusal_phrases[1]);
+    first = c.refusal_phrases[0];
+    /* fails after its phrases were copied: they are dropped, ours stay */
+    assert_int_equal(load(&c, "measure:\n  refusal_phrases: [d, e]\n  stall: x\n"), -1);
+    assert_int_equal(c.nrefusal, 1);
+    assert_ptr_equal(c.refusal_phrases[0], first);
+    /* a file without the key keeps them */
+    assert_int_equal(load(&c, "listen: 1\n"), 0);
+    assert_ptr_equal(c.refusal_phrases[0], first);
+    /* [] means the built-in list */
+    assert_int_equal(load(&c, "measure:\n  refusal_phrases: []\n"), 0);
+    assert_int_equal(c.nrefusal, 0);
+    assert_null(c.refusal_phrases[0]);
+    assert_int_equal(load(&c, "measure:\n  refusal_phrases: [x, y, z]\n"), 0);
+    cfg_release(&c);
+    assert_int_equal(c.nrefusal, 0);
+    cfg_release(&c); /* twice is harmless */
+    cfg_init(&c);
+    assert_int_equal(c.nrefusal, 0);
+}
+
+static void test_load_file(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(cfg_load_file(&c, "tests/unit/cfg/missing.yaml", err, sizeof(err)), -1);
+    assert_string_equal(err, "tests/unit/cfg/missing.yaml: cannot open: No such file or directory");
+    assert_int_equal(cfg_load_file(&c, "tests/unit/cfg", err, sizeof(err)), -1);
+    assert_string_equal(err, "tests/unit/cfg: cannot read: Is a directory");
+    assert_int_equal(cfg_load_file(&c, "tests/unit/cfg/bad.yaml", err, sizeof(err)), -1);
+    assert_string_equal(err, "tests/unit/cfg/bad.yaml:9: unknown key 'max_body' in limits");
+    assert_int_equal(c.nbackends, 0);
+}
+
+/* The sample sets every key to its default, plus two backends. */
+static void test_sample_conf(void **state)
+{
+    struct cfg c, d;
+
+    cfg_init(&c);
+    cfg_init(&d);
+    if (cfg_load_file(&c, "conf/pitot.yaml", err, sizeof(err)) != 0) {
+        print_error("%s\n", err);
+        fail();
+    }
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.nbackends, 2);
+    assert_string_equal(c.backends[0].url, "http://127.0.0.1:18081");
+    assert_string_equal(c.backends[0].name, "replica-a");
+    assert_string_equal(c.backends[1].url, "http://127.0.0.1:18082");
+    assert_string_equal(c.backends[1].name, "127.0.0.1:18082");
+    c.nbackends = 0;
+    memset(c.backends, 0, sizeof(c.backends));
+    assert_memory_equal(&c, &d, sizeof(c));
+    cfg_release(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_empty_files),
+        cmocka_unit_test(test_lists_replace),
+        cmocka_unit_test(test_error_unknown_key),
+        cmocka_unit_test(test_error_type),
+        cmocka_unit_test(test_error_bad_values),
+        cmocka_unit_test(test_error_range),
+        cmocka_unit_test(test_error_backend_url),
+        cmocka_unit_test(test_error_too_many),
+        cmocka_unit_test(test_error_duplicates),
+        cmocka_unit_test(test_error_buckets),
+        cmocka_unit_test(test_error_names),
+        cmocka_unit_test(test_error_yaml_syntax),
+        cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_durations_sizes),
+        cmocka_unit_test(test_backend_add),
+        cmocka_unit_test(test_listen_set),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_phrases_ownership),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_sample_conf),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
