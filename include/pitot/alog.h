@@ -34,14 +34,16 @@ struct alog_rec {
     bool refusal;
     bool truncated;
     unsigned stalls;
-    const char *outcome;     /* err_label() of the outcome: "ok", "client_cancel", ... */
+    const char *outcome;     /* err_outcome() of the outcome: "ok", "client_cancel", ... */
+    const char *error;       /* err_label() of the failure kind; NULL (null) on success */
 };
 
 /* Formats one line (JSON object + '\n') into buf[0..cap). Field names: id,
  * time (RFC 3339 UTC with milliseconds), method, path, status, backend, model,
  * tier, stream, ttft_ms, itl_p50_ms, itl_max_ms, tpot_ms, e2e_ms (3 decimals,
  * null when -1), prompt_tokens, completion_tokens, cached_tokens (null when
- * -1), tokens_estimated, finish_reason, refusal, truncated, stalls, outcome.
+ * -1), tokens_estimated, finish_reason, refusal, truncated, stalls, outcome,
+ * error.
  * Strings are JSON-escaped (control bytes as \u00XX, invalid UTF-8 as \ufffd).
  * Over-long strings are cut to fit and end in "..."; the line is always valid
  * JSON. Returns the length, or -1 if cap < 1024. */

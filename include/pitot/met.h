@@ -90,6 +90,14 @@ void met_registry_free(struct met_registry *r);
  * bytes outside [A-Za-z0-9._:/@+-] are "other". Called once per request. */
 unsigned met_model_index(struct met_registry *r, struct span name);
 
+/* The same lookup without learning: a name not yet in the table (or invalid)
+ * is "other". For names that come from clients (the request's "model"). */
+unsigned met_model_lookup(const struct met_registry *r, struct span name);
+
+/* Copies the label value of model index `model` into out[0..cap), always
+ * NUL-terminated (cut to fit); "other" for an index not in use. */
+void met_model_name(const struct met_registry *r, unsigned model, char *out, size_t cap);
+
 /* Index of the (backend, model, tier) series, for the calls below. */
 unsigned met_series(const struct met_registry *r, unsigned backend, unsigned model, unsigned tier);
 

@@ -1,0 +1,804 @@
+/* met: the metrics registry (dense arrays sized once from the config), the
+ * Prometheus text exposition merging one registry per worker, and the docs. */
+#include "pitot/met.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "pitot/cfg.h"
+
+#define MET_CODES_MAX 24        /* distinct status codes kept per series */
+#define MET_NCLASS 6            /* [0] no valid status ("0"), [1..5] "1xx".."5xx" */
+#define MET_NFINISH (JSON_FINISH_OTHER - JSON_FINISH_NONE) /* reasons after NONE */
+#define MET_SERIES_MAX (1u << 20) /* refuse configs whose arrays would be absurd */
+#define MET_LE_MAX 32           /* formatted bucket bound, "+Inf" included */
+#define MET_LABELS_BUF 1024     /* one series' escaped label set */
+#define MET_NONE UINT_MAX       /* "no such index" in lookups */
+
+static const struct met_def {
+    const char *name;
+    enum met_type type;
+    enum met_labels labels;
+    const char *help;
+} met_defs[MET__COUNT] = {
+#define MET_DEF_ROW(id, name, type, labels, help) { name, MET_##type, MET_L_##labels, help },
+    MET_LIST(MET_DEF_ROW)
+#undef MET_DEF_ROW
+};
+
+static const char *const met_label_names[MET_L__COUNT] = {
+#define MET_LABELS_ROW(id, names) names,
+    MET_LABELS_LIST(MET_LABELS_ROW)
+#undef MET_LABELS_ROW
+};
+
+static const char *const met_type_names[] = { "counter", "gauge", "histogram" };
+
+static const char *const met_class_labels[MET_NCLASS] = { "0", "1xx", "2xx", "3xx", "4xx", "5xx" };
+
+/* Everything of one (backend, model, tier) series except histograms and plain
+ * counters. Only the owning loop writes; met_expose may read from another
+ * thread, hence relaxed atomics (plain loads and stores on x86-64 and arm64:
+ * a single writer needs no read-modify-write). */
+struct met_bmt {
+    _Atomic unsigned char touched;      /* any observation on this series */
+    _Atomic unsigned char ncodes;       /* code[] rows in use, published with release */
+    uint16_t code[MET_CODES_MAX];       /* written once, before ncodes covers it */
+    _Atomic uint64_t code_n[MET_CODES_MAX];
+    _Atomic uint64_t class_n[MET_NCLASS];
+    _Atomic uint64_t finish_n[MET_NFINISH];
+};
+
+struct met_registry {
+    unsigned nbackends;
+    unsigned ntiers;
+    unsigned nmodel_slots;              /* cfg models + max_model_labels + 1; "other" last */
+    unsigned nseries;                   /* nbackends * nmodel_slots * ntiers */
+    unsigned nbuckets;                  /* finite bounds; the stride adds overflow and sum */
+    _Atomic unsigned nmodels;           /* model[] rows in use before "other", release */
+    char (*backend)[CFG_NAME_MAX];      /* owned, nbackends rows */
+    char (*tier)[CFG_NAME_MAX];         /* owned, ntiers rows */
+    char (*model)[CFG_NAME_MAX];        /* owned, nmodel_slots rows */
+    uint64_t bound_us[CFG_MAX_BUCKETS]; /* bucket upper bounds, microseconds */
+    char le[CFG_MAX_BUCKETS][MET_LE_MAX]; /* the same bounds as exposed, seconds */
+    int slot[MET__COUNT];               /* index within its storage kind, or -1 */
+    unsigned nctr, nhist, ngauge;
+    struct met_bmt *bmt;                /* owned, nseries */
+    _Atomic uint64_t *ctr;              /* owned, nseries * nctr: BMT counters */
+    _Atomic uint64_t *hist;             /* owned, (nhist * nseries) * (nbuckets + 2):
+                                           per series nbuckets + 1 non-cumulative
+                                           buckets (the last is "above every bound"),
+                                           then the sum in microseconds */
+    _Atomic uint64_t *uperr;            /* owned, nbackends * PITOT_E__COUNT */
+    _Atomic int64_t *gauge;             /* owned, ngauge * nbackends */
+};
+
+static inline void met_inc(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t met_get(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
+}
+
+static inline void met_touch(struct met_registry *r, unsigned series)
+{
+    atomic_store_explicit(&r->bmt[series].touched, 1, memory_order_relaxed);
+}
+
+/* A bucket bound the way Prometheus clients print it (Go's 'g' with shortest
+ * precision): "0.005", "1", "2.5", "1e+06". */
+static void met_fmt_le(char *out, size_t cap, double v)
+{
+    char tmp[40];
+    const char *e;
+    int p, exp;
+
+    for (p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof(tmp), "%.*e", p - 1, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    if (p > 17)
+        p = 17;
+    e = strchr(tmp, 'e');
+    exp = e != NULL ? atoi(e + 1) : 0;
+    if (exp < -4 || exp >= 6) {
+        size_t len = strlen(tmp); /* at most 24 bytes: "-1.2345678901234567e+308" */
+
+        if (len >= cap)
+            len = cap - 1;
+        memcpy(out, tmp, len);
+        out[len] = '\0';
+    } else {
+        snprintf(out, cap, "%.*f", p - 1 - exp > 0 ? p - 1 - exp : 0, v);
+    }
+}
+
+static bool met_model_byte_ok(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("._:/@+-", c) != NULL);
+}
+
+static bool met_row_eq(const char *row, const char *p, size_t len)
+{
+    return memcmp(row, p, len) == 0 && row[len] == '\0';
+}
+
+/* Row of `name` among the first n rows, or MET_NONE. */
+static unsigned met_model_find(const struct met_registry *r, unsigned n, const char *p, size_t len)
+{
+    unsigned i;
+
+    for (i = 0; i < n; i++)
+        if (met_row_eq(r->model[i], p, len))
+            return i;
+    return MET_NONE;
+}
+
+void met_registry_free(struct met_registry *r)
+{
+    if (r == NULL)
+        return;
+    free(r->backend);
+    free(r->tier);
+    free(r->model);
+    free(r->bmt);
+    free(r->ctr);
+    free(r->hist);
+    free(r->uperr);
+    free(r->gauge);
+    free(r);
+}
+
+/* Copies the configured names; fails on buckets that are not finite,
+ * non-negative and strictly ascending once in microseconds. */
+static int met_registry_names(struct met_registry *r, const struct cfg *c)
+{
+    unsigned i, nm = 0;
+
+    for (i = 0; i < r->nbackends; i++)
+        snprintf(r->backend[i], CFG_NAME_MAX, "%s", c->backends[i].name);
+    if (c->ntiers == 0)
+        snprintf(r->tier[0], CFG_NAME_MAX, "default");
+    for (i = 0; i < c->ntiers; i++)
+        snprintf(r->tier[i], CFG_NAME_MAX, "%s", c->tiers[i].name);
+
+    /* Configured models, without empties, duplicates or "other", which would
+     * repeat a series; a dropped one leaves room for one more learned name. */
+    for (i = 0; i < c->nmodels; i++) {
+        size_t len = strnlen(c->models[i], CFG_NAME_MAX - 1);
+
+        if (len == 0 || strcmp(c->models[i], MET_MODEL_OTHER) == 0 ||
+            met_model_find(r, nm, c->models[i], len) != MET_NONE)
+            continue;
+        memcpy(r->model[nm], c->models[i], len);
+        r->model[nm][len] = '\0';
+        nm++;
+    }
+    atomic_store_explicit(&r->nmodels, nm, memory_order_relaxed);
+    snprintf(r->model[r->nmodel_slots - 1], CFG_NAME_MAX, "%s", MET_MODEL_OTHER);
+
+    for (i = 0; i < r->nbuckets; i++) {
+        double b = c->buckets[i];
+
+        if (!(b >= 0.0 && b < 9e12))
+            return -1;
+        r->bound_us[i] = (uint64_t)(b * 1e6 + 0.5);
+        if (i > 0 && r->bound_us[i] <= r->bound_us[i - 1])
+            return -1;
+        met_fmt_le(r->le[i], MET_LE_MAX, b);
+    }
+    return 0;
+}
+
+struct met_registry *met_registry_new(const struct cfg *c)
+{
+    struct met_registry *r;
+    uint64_t nseries;
+    unsigned i, stride;
+
+    if (c->nbackends > CFG_MAX_BACKENDS || c->ntiers > CFG_MAX_TIERS ||
+        c->nmodels > CFG_MAX_MODELS || c->nbuckets > CFG_MAX_BUCKETS)
+        return NULL;
+    nseries = (uint64_t)c->nbackends * ((uint64_t)c->nmodels + c->max_model_labels + 1) *
+              (c->ntiers > 0 ? c->ntiers : 1);
+    if (nseries > MET_SERIES_MAX)
+        return NULL;
+
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->nbackends = (unsigned)c->nbackends;
+    r->ntiers = c->ntiers > 0 ? (unsigned)c->ntiers : 1; /* tier "default" */
+    r->nmodel_slots = (unsigned)c->nmodels + c->max_model_labels + 1;
+    r->nseries = (unsigned)nseries;
+    r->nbuckets = (unsigned)c->nbuckets;
+    for (i = 0; i < MET__COUNT; i++) {
+        r->slot[i] = -1;
+        if (met_defs[i].type == MET_HISTOGRAM && met_defs[i].labels == MET_L_BMT)
+            r->slot[i] = (int)r->nhist++;
+        else if (met_defs[i].type == MET_COUNTER && met_defs[i].labels == MET_L_BMT)
+            r->slot[i] = (int)r->nctr++;
+        else if (met_defs[i].type == MET_GAUGE && met_defs[i].labels == MET_L_B)
+            r->slot[i] = (int)r->ngauge++;
+    }
+    stride = r->nbuckets + 2;
+
+    /* calloc's zero bytes are valid zero values for these lock-free atomics. */
+    r->backend = calloc(r->nbackends + 1, sizeof(*r->backend));
+    r->tier = calloc(r->ntiers, sizeof(*r->tier));
+    r->model = calloc(r->nmodel_slots, sizeof(*r->model));
+    r->bmt = calloc(r->nseries + 1, sizeof(*r->bmt));
+    r->ctr = calloc((size_t)r->nseries * r->nctr + 1, sizeof(*r->ctr));
+    r->hist = calloc((size_t)r->nhist * r->nseries * stride + 1, sizeof(*r->hist));
+    r->uperr = calloc((size_t)r->nbackends * PITOT_E__COUNT + 1, sizeof(*r->uperr));
+    r->gauge = calloc((size_t)r->ngauge * r->nbackends + 1, sizeof(*r->gauge));
+    if (r->backend == NULL || r->tier == NULL || r->model == NULL || r->bmt == NULL ||
+        r->ctr == NULL || r->hist == NULL || r->uperr == NULL || r->gauge == NULL ||
+        met_registry_names(r, c) < 0) {
+        met_registry_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static bool met_model_name_ok(struct span name)
+{
+    size_t k;
+
+    if (name.len == 0 || name.len > CFG_NAME_MAX - 1)
+        return false;
+    for (k = 0; k < name.len; k++)
+        if (!met_model_byte_ok((unsigned char)name.p[k]))
+            return false;
+    return true;
+}
+
+unsigned met_model_lookup(const struct met_registry *r, struct span name)
+{
+    unsigned i;
+
+    if (!met_model_name_ok(name))
+        return r->nmodel_slots - 1;
+    i = met_model_find(r, atomic_load_explicit((_Atomic unsigned *)&r->nmodels,
+                                               memory_order_relaxed),
+                       name.p, name.len);
+    return i != MET_NONE ? i : r->nmodel_slots - 1;
+}
+
+void met_model_name(const struct met_registry *r, unsigned model, char *out, size_t cap)
+{
+    unsigned n = atomic_load_explicit((_Atomic unsigned *)&r->nmodels, memory_order_acquire);
+    const char *name = model < n ? r->model[model] : MET_MODEL_OTHER;
+    size_t len = strlen(name);
+
+    if (cap == 0)
+        return;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(out, name, len);
+    out[len] = '\0';
+}
+
+unsigned met_model_index(struct met_registry *r, struct span name)
+{
+    unsigned other = r->nmodel_slots - 1, n, i;
+
+    if (!met_model_name_ok(name))
+        return other;
+    n = atomic_load_explicit(&r->nmodels, memory_order_relaxed);
+    i = met_model_find(r, n, name.p, name.len);
+    if (i != MET_NONE)
+        return i;
+    if (span_eq(name, MET_MODEL_OTHER) || n >= other)
+        return other;
+    /* Learn it: fill the row, then publish it to a concurrent met_expose. */
+    memcpy(r->model[n], name.p, name.len);
+    r->model[n][name.len] = '\0';
+    atomic_store_explicit(&r->nmodels, n + 1, memory_order_release);
+    return n;
+}
+
+/* Out-of-range arguments give nseries, which every observer ignores. */
+unsigned met_series(const struct met_registry *r, unsigned backend, unsigned model, unsigned tier)
+{
+    if (backend >= r->nbackends || model >= r->nmodel_slots || tier >= r->ntiers)
+        return r->nseries;
+    return (backend * r->nmodel_slots + model) * r->ntiers + tier;
+}
+
+void met_observe_us(struct met_registry *r, enum met_id id, unsigned series, uint64_t us)
+{
+    _Atomic uint64_t *h;
+    unsigned lo = 0, hi;
+
+    if ((unsigned)id >= MET__COUNT || met_defs[id].type != MET_HISTOGRAM || r->slot[id] < 0 ||
+        series >= r->nseries)
+        return;
+    h = r->hist + ((size_t)r->slot[id] * r->nseries + series) * (r->nbuckets + 2);
+    /* First bound >= us (le is inclusive); nbuckets when above them all. */
+    hi = r->nbuckets;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        if (r->bound_us[mid] >= us)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    met_inc(&h[lo], 1);
+    met_inc(&h[r->nbuckets + 1], us);
+    met_touch(r, series);
+}
+
+void met_add(struct met_registry *r, enum met_id id, unsigned series, uint64_t n)
+{
+    if ((unsigned)id >= MET__COUNT || met_defs[id].type != MET_COUNTER || r->slot[id] < 0 ||
+        series >= r->nseries)
+        return;
+    met_inc(&r->ctr[(size_t)series * r->nctr + (unsigned)r->slot[id]], n);
+    met_touch(r, series);
+}
+
+void met_add_request(struct met_registry *r, unsigned series, int status)
+{
+    struct met_bmt *s;
+    unsigned n, i;
+
+    if (series >= r->nseries)
+        return;
+    s = &r->bmt[series];
+    met_touch(r, series);
+    if (status < 100 || status > 599) {
+        met_inc(&s->class_n[0], 1); /* no status sent, or not HTTP: code "0" */
+        return;
+    }
+    n = atomic_load_explicit(&s->ncodes, memory_order_relaxed);
+    for (i = 0; i < n; i++) {
+        if (s->code[i] == status) {
+            met_inc(&s->code_n[i], 1);
+            return;
+        }
+    }
+    if (n < MET_CODES_MAX) {
+        s->code[n] = (uint16_t)status;
+        atomic_store_explicit(&s->code_n[n], 1, memory_order_relaxed);
+        atomic_store_explicit(&s->ncodes, (unsigned char)(n + 1), memory_order_release);
+        return;
+    }
+    met_inc(&s->class_n[status / 100], 1);
+}
+
+void met_add_finish(struct met_registry *r, unsigned series, enum json_finish f)
+{
+    if (series >= r->nseries || f <= JSON_FINISH_NONE || f > JSON_FINISH_OTHER)
+        return;
+    met_inc(&r->bmt[series].finish_n[f - 1], 1);
+    met_touch(r, series);
+}
+
+void met_add_upstream_error(struct met_registry *r, unsigned backend, enum pitot_err kind)
+{
+    if (backend >= r->nbackends || (unsigned)kind >= PITOT_E__COUNT)
+        return;
+    met_inc(&r->uperr[(size_t)backend * PITOT_E__COUNT + kind], 1);
+}
+
+static _Atomic int64_t *met_gauge_at(struct met_registry *r, enum met_id id, unsigned backend)
+{
+    if ((unsigned)id >= MET__COUNT || met_defs[id].type != MET_GAUGE || r->slot[id] < 0 ||
+        backend >= r->nbackends)
+        return NULL;
+    return &r->gauge[(size_t)r->slot[id] * r->nbackends + backend];
+}
+
+void met_gauge_set(struct met_registry *r, enum met_id id, unsigned backend, int64_t v)
+{
+    _Atomic int64_t *g = met_gauge_at(r, id, backend);
+
+    if (g != NULL)
+        atomic_store_explicit(g, v, memory_order_relaxed);
+}
+
+void met_gauge_add(struct met_registry *r, enum met_id id, unsigned backend, int64_t delta)
+{
+    _Atomic int64_t *g = met_gauge_at(r, id, backend);
+
+    if (g != NULL)
+        atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + delta,
+                              memory_order_relaxed);
+}
+
+/* ---- exposition ---- */
+
+/* One exposition over n registries: the union of their model tables (matched
+ * by name, "other" last) and where each union model sits in each registry. */
+struct met_view {
+    struct met_registry *const *regs;   /* borrowed */
+    size_t n;
+    unsigned nu;                        /* union models */
+    const char **uname;                 /* owned array, names borrowed from regs */
+    unsigned *uidx;                     /* owned, nu * n: row in regs[i] or MET_NONE */
+    struct met_code_sum *codes;         /* owned scratch, n * MET_CODES_MAX */
+    struct evbuffer *out;               /* borrowed */
+    int err;                            /* -1 once an evbuffer append failed */
+};
+
+struct met_code_sum {
+    unsigned code;
+    uint64_t n;
+};
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void met_printf(struct met_view *v, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (evbuffer_add_vprintf(v->out, fmt, ap) < 0)
+        v->err = -1;
+    va_end(ap);
+}
+
+/* Appends s escaped for the text format: backslash and newline always, the
+ * double quote too inside label values. Stops short of overflowing buf. */
+static size_t met_esc(char *buf, size_t cap, size_t len, const char *s, bool quote)
+{
+    for (; *s != '\0'; s++) {
+        const char *rep = NULL;
+        size_t rl;
+
+        if (*s == '\\')
+            rep = "\\\\";
+        else if (*s == '\n')
+            rep = "\\n";
+        else if (*s == '"' && quote)
+            rep = "\\\"";
+        rl = rep != NULL ? 2 : 1;
+        if (len + rl >= cap)
+            break;
+        if (rep != NULL)
+            memcpy(buf + len, rep, 2);
+        else
+            buf[len] = *s;
+        len += rl;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+/* Appends `,name="value"` (no comma first) to a label set in buf. */
+static size_t met_label(char *buf, size_t cap, size_t len, const char *name, const char *value)
+{
+    int k = snprintf(buf + len, cap - len, "%s%s=\"", len > 0 ? "," : "", name);
+
+    if (k < 0 || (size_t)k >= cap - len - 1)
+        return len;
+    len = met_esc(buf, cap - 1, len + (size_t)k, value, true);
+    buf[len++] = '"';
+    buf[len] = '\0';
+    return len;
+}
+
+static void met_family_head(struct met_view *v, const struct met_def *d)
+{
+    char help[512];
+
+    met_esc(help, sizeof(help), 0, d->help, false);
+    met_printf(v, "# HELP %s %s\n# TYPE %s %s\n", d->name, help, d->name, met_type_names[d->type]);
+}
+
+/* Builds the union of model names; NULL-free on failure. */
+static int met_view_init(struct met_view *v, struct met_registry *const *regs, size_t n,
+                         struct evbuffer *out)
+{
+    size_t cap = 1, i, j;
+    unsigned u, *nm;
+
+    memset(v, 0, sizeof(*v));
+    v->regs = regs;
+    v->n = n;
+    v->out = out;
+    nm = calloc(n, sizeof(*nm));
+    if (nm == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        nm[i] = atomic_load_explicit(&regs[i]->nmodels, memory_order_acquire);
+        cap += nm[i];
+    }
+    v->uname = calloc(cap, sizeof(*v->uname));
+    v->uidx = calloc(cap * n, sizeof(*v->uidx));
+    v->codes = calloc(n * MET_CODES_MAX, sizeof(*v->codes));
+    if (v->uname == NULL || v->uidx == NULL || v->codes == NULL) {
+        free(nm);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < nm[i]; j++) {
+            const char *name = regs[i]->model[j];
+
+            for (u = 0; u < v->nu; u++)
+                if (strcmp(v->uname[u], name) == 0)
+                    break;
+            if (u == v->nu)
+                v->uname[v->nu++] = name;
+        }
+    }
+    v->uname[v->nu++] = MET_MODEL_OTHER;
+    for (u = 0; u < v->nu; u++) {
+        for (i = 0; i < n; i++) {
+            const struct met_registry *r = regs[i];
+            unsigned row = u + 1 == v->nu
+                               ? r->nmodel_slots - 1
+                               : met_model_find(r, nm[i], v->uname[u], strlen(v->uname[u]));
+            v->uidx[u * n + i] = row;
+        }
+    }
+    free(nm);
+    return 0;
+}
+
+static void met_view_release(struct met_view *v)
+{
+    free(v->uname);
+    free(v->uidx);
+    free(v->codes);
+}
+
+/* Series of (b, union model u, t) in regs[i], or MET_NONE if that registry
+ * has never seen the model or never touched the series. */
+static unsigned met_view_series(const struct met_view *v, size_t i, unsigned b, unsigned u,
+                                unsigned t)
+{
+    const struct met_registry *r = v->regs[i];
+    unsigned row = v->uidx[u * v->n + i], s;
+
+    if (row == MET_NONE)
+        return MET_NONE;
+    s = met_series(r, b, row, t);
+    if (!atomic_load_explicit(&r->bmt[s].touched, memory_order_relaxed))
+        return MET_NONE;
+    return s;
+}
+
+static void met_sum_fmt(char *out, size_t cap, uint64_t us)
+{
+    uint64_t frac = us % 1000000u;
+    int digits = 6;
+
+    if (frac == 0) {
+        snprintf(out, cap, "%" PRIu64, us / 1000000u);
+        return;
+    }
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    snprintf(out, cap, "%" PRIu64 ".%0*" PRIu64, us / 1000000u, digits, frac);
+}
+
+static void met_expose_requests(struct met_view *v, const char *name, const char *lbl,
+                                const unsigned *ser)
+{
+    uint64_t cls[MET_NCLASS] = { 0 };
+    size_t i, nc = 0, j, k;
+
+    for (i = 0; i < v->n; i++) {
+        const struct met_bmt *s;
+        unsigned n;
+
+        if (ser[i] == MET_NONE)
+            continue;
+        s = &v->regs[i]->bmt[ser[i]];
+        n = atomic_load_explicit((_Atomic unsigned char *)&s->ncodes, memory_order_acquire);
+        for (j = 0; j < n; j++) {
+            uint64_t cn = met_get(&s->code_n[j]);
+
+            for (k = 0; k < nc && v->codes[k].code != s->code[j]; k++)
+                ;
+            if (k == nc) {
+                /* insert keeping codes ascending */
+                for (k = nc; k > 0 && v->codes[k - 1].code > s->code[j]; k--)
+                    v->codes[k] = v->codes[k - 1];
+                v->codes[k].code = s->code[j];
+                v->codes[k].n = 0;
+                nc++;
+            }
+            v->codes[k].n += cn;
+        }
+        for (j = 0; j < MET_NCLASS; j++)
+            cls[j] += met_get(&s->class_n[j]);
+    }
+    if (cls[0] > 0)
+        met_printf(v, "%s{%s,code=\"0\"} %" PRIu64 "\n", name, lbl, cls[0]);
+    for (k = 0; k < nc; k++)
+        met_printf(v, "%s{%s,code=\"%u\"} %" PRIu64 "\n", name, lbl, v->codes[k].code,
+                   v->codes[k].n);
+    for (j = 1; j < MET_NCLASS; j++)
+        if (cls[j] > 0)
+            met_printf(v, "%s{%s,code=\"%s\"} %" PRIu64 "\n", name, lbl, met_class_labels[j],
+                       cls[j]);
+}
+
+static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
+                            const unsigned *ser)
+{
+    const struct met_registry *r0 = v->regs[0];
+    const char *name = met_defs[id].name;
+    uint64_t b[CFG_MAX_BUCKETS + 2] = { 0 }, cum = 0;
+    unsigned nb = r0->nbuckets, j;
+    char sum[48];
+    size_t i;
+
+    for (i = 0; i < v->n; i++) {
+        const struct met_registry *r = v->regs[i];
+        const _Atomic uint64_t *h;
+
+        if (ser[i] == MET_NONE)
+            continue;
+        h = r->hist + ((size_t)r->slot[id] * r->nseries + ser[i]) * (nb + 2);
+        for (j = 0; j < nb + 2; j++)
+            b[j] += met_get(&h[j]);
+    }
+    /* The count is the sum of the buckets, so +Inf == _count always holds,
+     * even against a concurrent writer. */
+    for (j = 0; j < nb; j++) {
+        cum += b[j];
+        met_printf(v, "%s_bucket{%s,le=\"%s\"} %" PRIu64 "\n", name, lbl, r0->le[j], cum);
+    }
+    cum += b[nb];
+    met_printf(v, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, lbl, cum);
+    met_sum_fmt(sum, sizeof(sum), b[nb + 1]);
+    met_printf(v, "%s_sum{%s} %s\n", name, lbl, sum);
+    met_printf(v, "%s_count{%s} %" PRIu64 "\n", name, lbl, cum);
+}
+
+/* One BMT-labelled family (counter, histogram, requests, finish reasons):
+ * every (backend, model, tier) that some registry touched. */
+static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
+{
+    const struct met_registry *r0 = v->regs[0];
+    const struct met_def *d = &met_defs[id];
+    char lbl[MET_LABELS_BUF];
+    unsigned b, u, t, j;
+    size_t i;
+
+    for (b = 0; b < r0->nbackends; b++) {
+        for (u = 0; u < v->nu; u++) {
+            for (t = 0; t < r0->ntiers; t++) {
+                bool any = false;
+                size_t len;
+
+                for (i = 0; i < v->n; i++) {
+                    ser[i] = met_view_series(v, i, b, u, t);
+                    any = any || ser[i] != MET_NONE;
+                }
+                if (!any)
+                    continue;
+                len = met_label(lbl, sizeof(lbl), 0, "backend", r0->backend[b]);
+                len = met_label(lbl, sizeof(lbl), len, "model", v->uname[u]);
+                met_label(lbl, sizeof(lbl), len, "tier", r0->tier[t]);
+
+                if (d->labels == MET_L_BMTC) {
+                    met_expose_requests(v, d->name, lbl, ser);
+                } else if (d->labels == MET_L_BMTR) {
+                    for (j = 0; j < MET_NFINISH; j++) {
+                        uint64_t n = 0;
+                        for (i = 0; i < v->n; i++)
+                            if (ser[i] != MET_NONE)
+                                n += met_get(&v->regs[i]->bmt[ser[i]].finish_n[j]);
+                        if (n > 0)
+                            met_printf(v, "%s{%s,reason=\"%s\"} %" PRIu64 "\n", d->name, lbl,
+                                       json_finish_label((enum json_finish)(j + 1)), n);
+                    }
+                } else if (d->type == MET_HISTOGRAM) {
+                    met_expose_hist(v, id, lbl, ser);
+                } else {
+                    uint64_t n = 0;
+                    for (i = 0; i < v->n; i++)
+                        if (ser[i] != MET_NONE)
+                            n += met_get(&v->regs[i]->ctr[(size_t)ser[i] * v->regs[i]->nctr +
+                                                          (unsigned)v->regs[i]->slot[id]]);
+                    met_printf(v, "%s{%s} %" PRIu64 "\n", d->name, lbl, n);
+                }
+            }
+        }
+    }
+}
+
+static void met_expose_backend(struct met_view *v, enum met_id id)
+{
+    const struct met_registry *r0 = v->regs[0];
+    const struct met_def *d = &met_defs[id];
+    char lbl[MET_LABELS_BUF];
+    unsigned b, k;
+    size_t i;
+
+    for (b = 0; b < r0->nbackends; b++) {
+        met_label(lbl, sizeof(lbl), 0, "backend", r0->backend[b]);
+        if (d->labels == MET_L_BK) {
+            for (k = 0; k < PITOT_E__COUNT; k++) {
+                uint64_t n = 0;
+                for (i = 0; i < v->n; i++)
+                    n += met_get(&v->regs[i]->uperr[(size_t)b * PITOT_E__COUNT + k]);
+                if (n > 0)
+                    met_printf(v, "%s{%s,kind=\"%s\"} %" PRIu64 "\n", d->name, lbl,
+                               err_label((enum pitot_err)k), n);
+            }
+        } else if (d->type == MET_GAUGE) {
+            /* BACKEND_UP is one truth (worker 0 runs the health checks);
+             * everything else per backend adds up across workers. */
+            size_t nsum = id == MET_BACKEND_UP ? 1 : v->n;
+            int64_t g = 0;
+            for (i = 0; i < nsum; i++)
+                g += atomic_load_explicit(
+                    &v->regs[i]->gauge[(size_t)v->regs[i]->slot[id] * r0->nbackends + b],
+                    memory_order_relaxed);
+            met_printf(v, "%s{%s} %" PRId64 "\n", d->name, lbl, g);
+        }
+    }
+}
+
+int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
+{
+    struct met_view v;
+    unsigned *ser;
+    size_t i;
+    int id;
+
+    memset(&v, 0, sizeof(v));
+    if (n == 0)
+        return 0;
+    for (i = 1; i < n; i++) /* "built from the same config" */
+        if (regs[i]->nbackends != regs[0]->nbackends || regs[i]->ntiers != regs[0]->ntiers ||
+            regs[i]->nbuckets != regs[0]->nbuckets)
+            return -1;
+    ser = calloc(n, sizeof(*ser));
+    if (ser == NULL || met_view_init(&v, regs, n, out) < 0) {
+        free(ser);
+        met_view_release(&v);
+        return -1;
+    }
+    for (id = 0; id < MET__COUNT; id++) {
+        met_family_head(&v, &met_defs[id]);
+        if (met_defs[id].labels == MET_L_BK || met_defs[id].labels == MET_L_B)
+            met_expose_backend(&v, (enum met_id)id);
+        else
+            met_expose_bmt(&v, (enum met_id)id, ser);
+    }
+    free(ser);
+    met_view_release(&v);
+    return v.err;
+}
+
+void met_doc_markdown(FILE *f)
+{
+    int id;
+
+    fprintf(f, "| Metric | Type | Labels | Description |\n");
+    fprintf(f, "|---|---|---|---|\n");
+    for (id = 0; id < MET__COUNT; id++) {
+        const struct met_def *d = &met_defs[id];
+        const char *l = met_label_names[d->labels];
+
+        fprintf(f, "| `%s` | %s | ", d->name, met_type_names[d->type]);
+        while (*l != '\0') {
+            size_t k = strcspn(l, ",");
+            fprintf(f, "`%.*s`%s", (int)k, l, l[k] == ',' ? ", " : "");
+            l += k + (l[k] == ',');
+        }
+        fprintf(f, " | %s |\n", d->help);
+    }
+}

@@ -1,0 +1,607 @@
+/* Unit tests for met: exact exposition lines, histogram buckets, status codes
+ * and their overflow to classes, bounded model learning, label escaping, the
+ * merge of per-worker registries, promtool's verdict, and the docs table. */
+#include "pitot/met.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "pitot/cfg.h"
+
+#define PROMTOOL "/usr/bin/promtool"
+
+/* A config filled by hand, so the test needs only cfg.h's layout. */
+static struct cfg *test_cfg(void)
+{
+    static const double buckets[] = { 0.001, 0.25, 1, 2.5 };
+    struct cfg *c = calloc(1, sizeof(*c));
+
+    assert_non_null(c);
+    strcpy(c->backends[0].name, "a");
+    strcpy(c->backends[1].name, "b");
+    c->nbackends = 2;
+    strcpy(c->tiers[0].name, "default");
+    strcpy(c->tiers[1].name, "batch");
+    c->ntiers = 2;
+    strcpy(c->models[0], "small");
+    strcpy(c->models[1], "large");
+    c->nmodels = 2;
+    c->max_model_labels = 2;
+    memcpy(c->buckets, buckets, sizeof(buckets));
+    c->nbuckets = sizeof(buckets) / sizeof(buckets[0]);
+    return c;
+}
+
+/* The exposition of n registries as a NUL-terminated string (caller frees). */
+static char *expose(struct met_registry *const *regs, size_t n)
+{
+    struct evbuffer *b = evbuffer_new();
+    size_t len;
+    char *s;
+
+    assert_non_null(b);
+    assert_int_equal(met_expose(regs, n, b), 0);
+    len = evbuffer_get_length(b);
+    s = malloc(len + 1);
+    assert_non_null(s);
+    assert_int_equal(evbuffer_remove(b, s, len), (int)len);
+    s[len] = '\0';
+    evbuffer_free(b);
+    return s;
+}
+
+/* Position of the whole line `line` in text, or NULL. */
+static const char *find_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    const char *p = text;
+
+    while ((p = strstr(p, line)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == '\n')
+            return p;
+        p++;
+    }
+    return NULL;
+}
+
+#define assert_line(text, line)                                                \
+    do {                                                                       \
+        if (find_line((text), (line)) == NULL)                                 \
+            fail_msg("missing line: %s\n---\n%s", (line), (text));             \
+    } while (0)
+
+#define assert_no_line(text, line) assert_null(find_line((text), (line)))
+
+/* Lines starting with prefix. */
+static int count_prefix(const char *text, const char *prefix)
+{
+    const char *p = text;
+    int n = 0;
+
+    for (;;) {
+        if (strncmp(p, prefix, strlen(prefix)) == 0)
+            n++;
+        p = strchr(p, '\n');
+        if (p == NULL || *++p == '\0')
+            return n;
+    }
+}
+
+#define SMALL_A "backend=\"a\",model=\"small\",tier=\"default\""
+
+static void test_histogram_and_counters(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r = met_registry_new(c);
+    unsigned m, s;
+    char *t;
+
+    assert_non_null(r);
+    m = met_model_index(r, span_cstr("small"));
+    assert_int_equal(m, 0);
+    s = met_series(r, 0, m, 0);
+    assert_int_equal(s, 0);
+    assert_int_equal(met_series(r, 1, 4, 1), (1 * 5 + 4) * 2 + 1); /* dense layout */
+
+    met_observe_us(r, MET_TTFT, s, 500);     /* le 0.001 */
+    met_observe_us(r, MET_TTFT, s, 1000);    /* le 0.001: bounds are inclusive */
+    met_observe_us(r, MET_TTFT, s, 1001);    /* le 0.25 */
+    met_observe_us(r, MET_TTFT, s, 250000);  /* le 0.25 */
+    met_observe_us(r, MET_TTFT, s, 900000);  /* le 1 */
+    met_observe_us(r, MET_TTFT, s, 3000000); /* +Inf only */
+    met_add(r, MET_PROMPT_TOKENS, s, 17);
+    met_add(r, MET_PROMPT_TOKENS, s, 5);
+    met_add(r, MET_COMPLETION_TOKENS, s, 128);
+    met_add_finish(r, s, JSON_FINISH_STOP);
+    met_add_finish(r, s, JSON_FINISH_LENGTH);
+    met_add_finish(r, s, JSON_FINISH_STOP);
+    met_add_finish(r, s, JSON_FINISH_NONE); /* ignored */
+    met_add_upstream_error(r, 1, PITOT_EUPSTREAM_TIMEOUT);
+    met_gauge_set(r, MET_BACKEND_UP, 0, 1);
+    met_gauge_add(r, MET_IN_FLIGHT, 1, 3);
+    met_gauge_add(r, MET_IN_FLIGHT, 1, -1);
+
+    t = expose(&r, 1);
+    assert_line(t, "# HELP pitot_time_to_first_token_seconds Time from the complete request head "
+                   "to the first output-carrying event sent");
+    assert_line(t, "# TYPE pitot_time_to_first_token_seconds histogram");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" SMALL_A ",le=\"0.001\"} 2");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" SMALL_A ",le=\"0.25\"} 4");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" SMALL_A ",le=\"1\"} 5");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" SMALL_A ",le=\"2.5\"} 5");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" SMALL_A ",le=\"+Inf\"} 6");
+    assert_line(t, "pitot_time_to_first_token_seconds_sum{" SMALL_A "} 4.152501");
+    assert_line(t, "pitot_time_to_first_token_seconds_count{" SMALL_A "} 6");
+    /* a touched series shows its other families too, at zero */
+    assert_line(t, "pitot_inter_token_latency_seconds_bucket{" SMALL_A ",le=\"+Inf\"} 0");
+    assert_line(t, "pitot_inter_token_latency_seconds_sum{" SMALL_A "} 0");
+    assert_line(t, "pitot_refusals_total{" SMALL_A "} 0");
+    assert_line(t, "pitot_prompt_tokens_total{" SMALL_A "} 22");
+    assert_line(t, "pitot_completion_tokens_total{" SMALL_A "} 128");
+    assert_line(t, "pitot_finish_reason_total{" SMALL_A ",reason=\"stop\"} 2");
+    assert_line(t, "pitot_finish_reason_total{" SMALL_A ",reason=\"length\"} 1");
+    assert_int_equal(count_prefix(t, "pitot_finish_reason_total{"), 2);
+    assert_line(t, "# TYPE pitot_upstream_errors_total counter");
+    assert_line(t, "pitot_upstream_errors_total{backend=\"b\",kind=\"upstream_timeout\"} 1");
+    assert_int_equal(count_prefix(t, "pitot_upstream_errors_total{"), 1);
+    /* gauges: every backend, touched or not */
+    assert_line(t, "pitot_backend_up{backend=\"a\"} 1");
+    assert_line(t, "pitot_backend_up{backend=\"b\"} 0");
+    assert_line(t, "pitot_requests_in_flight{backend=\"a\"} 0");
+    assert_line(t, "pitot_requests_in_flight{backend=\"b\"} 2");
+    /* untouched tuples are absent: only a/small/default exists */
+    assert_int_equal(count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 1);
+    assert_int_equal(count_prefix(t, "pitot_prompt_tokens_total{"), 1);
+    assert_null(strstr(t, "tier=\"batch\""));
+    assert_null(strstr(t, "model=\"large\""));
+    /* no requests observed: the family has HELP and TYPE only */
+    assert_line(t, "# TYPE pitot_requests_total counter");
+    assert_int_equal(count_prefix(t, "pitot_requests_total{"), 0);
+    assert_int_equal(count_prefix(t, "# HELP "), MET__COUNT);
+    assert_int_equal(count_prefix(t, "# TYPE "), MET__COUNT);
+    free(t);
+    met_registry_free(r);
+    free(c);
+    (void)state;
+}
+
+static void test_bucket_bounds(void **state)
+{
+    static const double b[] = { 0.00005, 0.0001, 0.005, 0.1, 2.5, 10, 100000, 1000000 };
+    static const char *const le[] = { "5e-05", "0.0001", "0.005", "0.1", "2.5",
+                                      "10",    "100000", "1e+06" };
+    struct cfg *c = test_cfg();
+    struct met_registry *r;
+    char line[256];
+    size_t i;
+    char *t;
+
+    memcpy(c->buckets, b, sizeof(b));
+    c->nbuckets = sizeof(b) / sizeof(b[0]);
+    r = met_registry_new(c);
+    assert_non_null(r);
+    met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0), 50);
+    met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0), 51);
+    t = expose(&r, 1);
+    for (i = 0; i < c->nbuckets; i++) {
+        snprintf(line, sizeof(line), "pitot_e2e_request_latency_seconds_bucket{%s,le=\"%s\"} %d",
+                 SMALL_A, le[i], i == 0 ? 1 : 2);
+        assert_line(t, line);
+    }
+    assert_line(t, "pitot_e2e_request_latency_seconds_sum{" SMALL_A "} 0.000101");
+    free(t);
+    met_registry_free(r);
+
+    /* no buckets: only +Inf */
+    c->nbuckets = 0;
+    r = met_registry_new(c);
+    assert_non_null(r);
+    met_observe_us(r, MET_TPOT, met_series(r, 0, 0, 0), 2000000);
+    t = expose(&r, 1);
+    assert_line(t, "pitot_time_per_output_token_seconds_bucket{" SMALL_A ",le=\"+Inf\"} 1");
+    assert_line(t, "pitot_time_per_output_token_seconds_sum{" SMALL_A "} 2");
+    assert_int_equal(count_prefix(t, "pitot_time_per_output_token_seconds_bucket{"), 1);
+    free(t);
+    met_registry_free(r);
+
+    /* bounds must ascend strictly, also once in microseconds, and be finite */
+    c->nbuckets = 2;
+    c->buckets[0] = 1.0;
+    c->buckets[1] = 0.5;
+    assert_null(met_registry_new(c));
+    c->buckets[0] = 0.0000001;
+    c->buckets[1] = 0.0000002;
+    assert_null(met_registry_new(c));
+    c->buckets[0] = -1;
+    c->buckets[1] = 1;
+    assert_null(met_registry_new(c));
+    c->buckets[0] = 1;
+    c->buckets[1] = INFINITY;
+    assert_null(met_registry_new(c));
+    free(c);
+    (void)state;
+}
+
+static void test_request_codes(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r = met_registry_new(c);
+    unsigned s = met_series(r, 1, 1, 1); /* b / large / batch */
+    const char *p200, *p223, *p0, *p4xx, *p5xx;
+    int i;
+    char *t;
+
+    met_add_request(r, s, 503);
+    for (i = 0; i < 23; i++) /* 23 more distinct codes: the table is full */
+        met_add_request(r, s, 200 + i);
+    met_add_request(r, s, 200);
+    met_add_request(r, s, 503);
+    met_add_request(r, s, 504); /* beyond 24 codes: class */
+    met_add_request(r, s, 404);
+    met_add_request(r, s, 502);
+    met_add_request(r, s, 101);
+    met_add_request(r, s, 0);   /* nothing was sent */
+    met_add_request(r, s, 700); /* not HTTP */
+    t = expose(&r, 1);
+#define LBL "{backend=\"b\",model=\"large\",tier=\"batch\",code="
+    assert_line(t, "pitot_requests_total" LBL "\"503\"} 2");
+    assert_line(t, "pitot_requests_total" LBL "\"200\"} 2");
+    assert_line(t, "pitot_requests_total" LBL "\"222\"} 1");
+    assert_line(t, "pitot_requests_total" LBL "\"5xx\"} 2");
+    assert_line(t, "pitot_requests_total" LBL "\"4xx\"} 1");
+    assert_line(t, "pitot_requests_total" LBL "\"1xx\"} 1");
+    assert_line(t, "pitot_requests_total" LBL "\"0\"} 2");
+    assert_no_line(t, "pitot_requests_total" LBL "\"504\"} 1");
+    assert_null(strstr(t, "code=\"223\""));
+    assert_null(strstr(t, "code=\"2xx\""));
+    assert_null(strstr(t, "code=\"3xx\""));
+    assert_int_equal(count_prefix(t, "pitot_requests_total{"), 24 + 4);
+    /* stable order: "0", codes ascending, then classes */
+    p0 = strstr(t, LBL "\"0\"");
+    p200 = strstr(t, LBL "\"200\"");
+    p223 = strstr(t, LBL "\"503\"");
+    p4xx = strstr(t, LBL "\"4xx\"");
+    p5xx = strstr(t, LBL "\"5xx\"");
+    assert_true(p0 < p200 && p200 < p223 && p223 < p4xx && p4xx < p5xx);
+#undef LBL
+    free(t);
+    met_registry_free(r);
+    free(c);
+    (void)state;
+}
+
+static void test_model_learning(void **state)
+{
+    static const char nul_inside[] = "ab\0cd";
+    struct cfg *c = test_cfg();
+    struct met_registry *r;
+    char name63[64], name64[65], buf[CFG_NAME_MAX];
+    unsigned other;
+    char *t;
+
+    strcpy(c->models[2], "small"); /* duplicate in config: ignored */
+    c->nmodels = 3;
+    other = 3 + 2; /* cfg models (the duplicate still counts) + max_model_labels */
+    r = met_registry_new(c);
+    assert_non_null(r);
+    memset(name63, 'm', 63);
+    name63[63] = '\0';
+    memset(name64, 'm', 64);
+    name64[64] = '\0';
+
+    /* lookup never learns */
+    assert_int_equal(met_model_lookup(r, span_cstr("large")), 1);
+    assert_int_equal(met_model_lookup(r, span_cstr("Small")), other);
+    assert_int_equal(met_model_lookup(r, span_cstr("bad name")), other);
+    assert_int_equal(met_model_index(r, span_cstr("small")), 0);
+    assert_int_equal(met_model_index(r, span_cstr("large")), 1);
+    /* invalid names are "other" and are not learned */
+    assert_int_equal(met_model_index(r, span_cstr("")), other);
+    assert_int_equal(met_model_index(r, span_make(NULL, 0)), other);
+    assert_int_equal(met_model_index(r, span_cstr("has space")), other);
+    assert_int_equal(met_model_index(r, span_cstr("quote\"")), other);
+    assert_int_equal(met_model_index(r, span_cstr("new\nline")), other);
+    assert_int_equal(met_model_index(r, span_cstr("caf\xc3\xa9")), other);
+    assert_int_equal(met_model_index(r, span_make(nul_inside, 5)), other);
+    assert_int_equal(met_model_index(r, span_cstr(name64)), other);
+    assert_int_equal(met_model_index(r, span_cstr("other")), other);
+    assert_int_equal(met_model_index(r, span_cstr("Small")), 2); /* case matters */
+    assert_int_equal(met_model_index(r, span_cstr("qwen2.5:7b")), 3);
+    assert_int_equal(met_model_index(r, span_cstr(name63)), 4);
+    /* full: the rest is "other", known names still resolve */
+    assert_int_equal(met_model_index(r, span_cstr("org/llama-3@q4+x_y")), other);
+    assert_int_equal(met_model_index(r, span_cstr("qwen2.5:7b")), 3);
+    assert_int_equal(met_model_index(r, span_make("qwen2.5:7bXX", 10)), 3);
+    assert_int_equal(met_model_index(r, span_cstr("qwen2.5:7")), other);
+    assert_int_equal(met_model_index(r, span_cstr(name63)), 4);
+    assert_int_equal(met_model_index(r, span_cstr("small")), 0);
+
+    assert_int_equal(met_model_lookup(r, span_cstr("Small")), 2);
+    assert_int_equal(met_model_lookup(r, span_cstr("qwen2.5:7b")), 3);
+    assert_int_equal(met_model_lookup(r, span_cstr("org/llama-3@q4+x_y")), other);
+
+    /* index back to label value */
+    met_model_name(r, 0, buf, sizeof(buf));
+    assert_string_equal(buf, "small");
+    met_model_name(r, 3, buf, sizeof(buf));
+    assert_string_equal(buf, "qwen2.5:7b");
+    met_model_name(r, 4, buf, sizeof(buf));
+    assert_string_equal(buf, name63);
+    met_model_name(r, other, buf, sizeof(buf));
+    assert_string_equal(buf, "other");
+    met_model_name(r, other + 1, buf, sizeof(buf));
+    assert_string_equal(buf, "other");
+    met_model_name(r, 3, buf, 5);
+    assert_string_equal(buf, "qwen");
+    buf[0] = 'X';
+    met_model_name(r, 3, buf, 0); /* nothing written */
+    assert_int_equal(buf[0], 'X');
+
+    met_add(r, MET_STALLS, met_series(r, 0, 3, 0), 1);
+    met_add(r, MET_STALLS, met_series(r, 0, other, 0), 7);
+    met_add(r, MET_STALLS, met_series(r, 0, 2, 1), 1);
+    t = expose(&r, 1);
+    assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"qwen2.5:7b\",tier=\"default\"} 1");
+    assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"other\",tier=\"default\"} 7");
+    assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"Small\",tier=\"batch\"} 1");
+    assert_int_equal(count_prefix(t, "pitot_stream_stalls_total{"), 3);
+    free(t);
+    met_registry_free(r);
+    free(c);
+    (void)state;
+}
+
+static void test_bad_arguments_ignored(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r = met_registry_new(c);
+    unsigned bad = met_series(r, 2, 0, 0);
+    char *t, *t0;
+
+    t0 = expose(&r, 1);
+    assert_int_equal(met_series(r, 0, 5, 0), bad);
+    assert_int_equal(met_series(r, 0, 0, 2), bad);
+    met_observe_us(r, MET_TTFT, bad, 1);
+    met_observe_us(r, MET_PROMPT_TOKENS, 0, 1); /* not a histogram */
+    met_observe_us(r, MET__COUNT, 0, 1);
+    met_add(r, MET_TTFT, 0, 1);                 /* not a counter */
+    met_add(r, MET_REQUESTS, 0, 1);             /* needs met_add_request */
+    met_add(r, MET_UPSTREAM_ERRORS, 0, 1);      /* needs met_add_upstream_error */
+    met_add(r, MET_STALLS, bad, 1);
+    met_add_request(r, bad, 200);
+    met_add_finish(r, bad, JSON_FINISH_STOP);
+    met_add_finish(r, 0, (enum json_finish)99);
+    met_add_upstream_error(r, 2, PITOT_EUPSTREAM_RESET);
+    met_add_upstream_error(r, 0, PITOT_E__COUNT);
+    met_gauge_set(r, MET_STALLS, 0, 5);         /* not a gauge */
+    met_gauge_set(r, MET_BACKEND_UP, 2, 5);
+    met_gauge_add(r, MET_IN_FLIGHT, 9, 5);
+    t = expose(&r, 1);
+    assert_string_equal(t, t0);
+    free(t);
+    free(t0);
+    met_registry_free(r);
+
+    /* too many series for any sane config */
+    c->max_model_labels = 1u << 30;
+    assert_null(met_registry_new(c));
+    met_registry_free(NULL);
+    free(c);
+    (void)state;
+}
+
+static void test_label_escaping(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r;
+    char *t;
+
+    strcpy(c->backends[0].name, "q\"x\\y\nz");
+    strcpy(c->tiers[1].name, "t\\");
+    r = met_registry_new(c);
+    assert_non_null(r);
+    met_gauge_set(r, MET_BACKEND_UP, 0, 1);
+    met_add(r, MET_CLIENT_CANCELS, met_series(r, 0, 1, 1), 4);
+    t = expose(&r, 1);
+    assert_line(t, "pitot_backend_up{backend=\"q\\\"x\\\\y\\nz\"} 1");
+    assert_line(t, "pitot_client_cancels_total{backend=\"q\\\"x\\\\y\\nz\",model=\"large\","
+                   "tier=\"t\\\\\"} 4");
+    free(t);
+    met_registry_free(r);
+    free(c);
+    (void)state;
+}
+
+static void test_merge(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *regs[2];
+    unsigned s0, s1, m2a, m2b;
+    char *t;
+
+    regs[0] = met_registry_new(c);
+    regs[1] = met_registry_new(c);
+    assert_non_null(regs[0]);
+    assert_non_null(regs[1]);
+    /* each worker learns in its own order: m2 has different rows */
+    assert_int_equal(met_model_index(regs[0], span_cstr("m1")), 2);
+    m2a = met_model_index(regs[0], span_cstr("m2"));
+    m2b = met_model_index(regs[1], span_cstr("m2"));
+    assert_int_equal(m2a, 3);
+    assert_int_equal(m2b, 2);
+    assert_int_equal(met_model_index(regs[1], span_cstr("m3")), 3);
+
+    s0 = met_series(regs[0], 0, m2a, 0);
+    s1 = met_series(regs[1], 0, m2b, 0);
+    met_observe_us(regs[0], MET_TTFT, s0, 1000);
+    met_observe_us(regs[1], MET_TTFT, s1, 2000);
+    met_observe_us(regs[1], MET_TTFT, s1, 2000000);
+    met_add_request(regs[0], s0, 200);
+    met_add_request(regs[1], s1, 200);
+    met_add_request(regs[1], s1, 200);
+    met_add_request(regs[1], s1, 500);
+    met_add_finish(regs[0], s0, JSON_FINISH_TOOL_CALLS);
+    met_add_finish(regs[1], s1, JSON_FINISH_TOOL_CALLS);
+    met_add(regs[0], MET_CACHED_TOKENS, met_series(regs[0], 1, 2, 0), 10); /* m1 only in 0 */
+    met_add(regs[1], MET_CACHED_TOKENS, met_series(regs[1], 1, 3, 0), 20); /* m3 only in 1 */
+    met_add(regs[0], MET_CACHED_TOKENS, met_series(regs[0], 1, 4, 1), 1);  /* other */
+    met_add(regs[1], MET_CACHED_TOKENS, met_series(regs[1], 1, 4, 1), 2);
+    met_add_upstream_error(regs[0], 0, PITOT_EUPSTREAM_CONNECT);
+    met_add_upstream_error(regs[1], 0, PITOT_EUPSTREAM_CONNECT);
+    met_add_upstream_error(regs[1], 0, PITOT_EUPSTREAM_CONNECT);
+    met_gauge_set(regs[0], MET_IN_FLIGHT, 0, 2);
+    met_gauge_set(regs[1], MET_IN_FLIGHT, 0, 3);
+    met_gauge_set(regs[0], MET_BACKEND_UP, 0, 1);
+    met_gauge_set(regs[1], MET_BACKEND_UP, 0, 0);
+    met_gauge_set(regs[0], MET_BACKEND_UP, 1, 0);
+    met_gauge_set(regs[1], MET_BACKEND_UP, 1, 1);
+
+    t = expose(regs, 2);
+#define M2 "backend=\"a\",model=\"m2\",tier=\"default\""
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"0.001\"} 1");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"0.25\"} 2");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"2.5\"} 3");
+    assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"+Inf\"} 3");
+    assert_line(t, "pitot_time_to_first_token_seconds_sum{" M2 "} 2.003");
+    assert_line(t, "pitot_time_to_first_token_seconds_count{" M2 "} 3");
+    assert_line(t, "pitot_requests_total{" M2 ",code=\"200\"} 3");
+    assert_line(t, "pitot_requests_total{" M2 ",code=\"500\"} 1");
+    assert_line(t, "pitot_finish_reason_total{" M2 ",reason=\"tool_calls\"} 2");
+    /* four tuples were touched: a/m2/default, b/m1/default, b/m3/default, b/other/batch */
+    assert_int_equal(count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 4);
+#undef M2
+    assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"m1\",tier=\"default\"} 10");
+    assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"m3\",tier=\"default\"} 20");
+    assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"other\",tier=\"batch\"} 3");
+    assert_int_equal(count_prefix(t, "pitot_cached_tokens_total{"), 4);
+    assert_line(t, "pitot_upstream_errors_total{backend=\"a\",kind=\"upstream_connect\"} 3");
+    assert_line(t, "pitot_requests_in_flight{backend=\"a\"} 5");
+    assert_line(t, "pitot_requests_in_flight{backend=\"b\"} 0");
+    assert_line(t, "pitot_backend_up{backend=\"a\"} 1");
+    assert_line(t, "pitot_backend_up{backend=\"b\"} 0");
+    free(t);
+
+    /* n == 1 of the second registry alone */
+    t = expose(&regs[1], 1);
+    assert_line(t, "pitot_requests_total{backend=\"a\",model=\"m2\",tier=\"default\",code=\"200\"} 2");
+    assert_line(t, "pitot_backend_up{backend=\"b\"} 1");
+    assert_null(strstr(t, "model=\"m1\""));
+    free(t);
+    met_registry_free(regs[0]);
+    met_registry_free(regs[1]);
+    free(c);
+    (void)state;
+}
+
+/* Everything at once, through promtool's linter. */
+static void test_promtool_clean(void **state)
+{
+    char path[] = "/tmp/pitot-met-XXXXXX", cmd[256], out[4096];
+    struct cfg *c = test_cfg();
+    struct met_registry *regs[2];
+    size_t n = 0, i;
+    int fd, status, k;
+    FILE *p;
+    char *t;
+
+    strcpy(c->backends[1].name, "we\"ird\\na\nme");
+    for (i = 0; i < 2; i++) {
+        struct met_registry *r = met_registry_new(c);
+        unsigned s;
+
+        assert_non_null(r);
+        regs[i] = r;
+        s = met_series(r, 1, met_model_index(r, span_cstr(i ? "x" : "y")), 1);
+        for (k = 0; k < MET__COUNT; k++) {
+            met_observe_us(r, (enum met_id)k, s, 1234 * (unsigned)k);
+            met_add(r, (enum met_id)k, s, (uint64_t)k);
+        }
+        for (k = 100; k < 600; k += 7)
+            met_add_request(r, s, k);
+        met_add_request(r, s, 0);
+        for (k = JSON_FINISH_STOP; k <= JSON_FINISH_OTHER; k++)
+            met_add_finish(r, s, (enum json_finish)k);
+        for (k = 0; k < PITOT_E__COUNT; k++)
+            met_add_upstream_error(r, 1, (enum pitot_err)k);
+        met_gauge_set(r, MET_IN_FLIGHT, 0, 4);
+        met_gauge_set(r, MET_BACKEND_UP, 1, 1);
+    }
+    t = expose(regs, 2);
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
+    close(fd);
+    if (access(PROMTOOL, X_OK) != 0) {
+        print_message("SKIPPED promtool check: %s not installed\n", PROMTOOL);
+    } else {
+        snprintf(cmd, sizeof(cmd), PROMTOOL " check metrics < %s 2>&1", path);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        status = pclose(p);
+        if (n != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("promtool check metrics (status %d):\n%s", status, out);
+    }
+    unlink(path);
+    free(t);
+    met_registry_free(regs[0]);
+    met_registry_free(regs[1]);
+    free(c);
+    (void)state;
+}
+
+static void test_doc_markdown(void **state)
+{
+    static const char *const names[] = {
+#define NAME_ROW(id, name, type, labels, help) name,
+        MET_LIST(NAME_ROW)
+#undef NAME_ROW
+    };
+    char *doc = NULL, row[128];
+    size_t len = 0, i;
+    FILE *f = open_memstream(&doc, &len);
+
+    assert_non_null(f);
+    met_doc_markdown(f);
+    fclose(f);
+    assert_true(strncmp(doc, "| Metric | Type | Labels | Description |\n|---|---|---|---|\n", 58) == 0);
+    for (i = 0; i < MET__COUNT; i++) {
+        snprintf(row, sizeof(row), "| `%s` | ", names[i]);
+        assert_non_null(strstr(doc, row));
+    }
+    assert_line(doc, "| `pitot_requests_total` | counter | `backend`, `model`, `tier`, `code` | "
+                     "Requests answered, by HTTP status sent to the client |");
+    assert_line(doc, "| `pitot_backend_up` | gauge | `backend` | "
+                     "1 if the backend's last health check succeeded |");
+    assert_int_equal(count_prefix(doc, "| `pitot_"), MET__COUNT);
+    free(doc);
+    (void)state;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_histogram_and_counters),
+        cmocka_unit_test(test_bucket_bounds),
+        cmocka_unit_test(test_request_codes),
+        cmocka_unit_test(test_model_learning),
+        cmocka_unit_test(test_bad_arguments_ignored),
+        cmocka_unit_test(test_label_escaping),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_promtool_clean),
+        cmocka_unit_test(test_doc_markdown),
+    };
+
+    return cmocka_run_group_tests_name("met", tests, NULL, NULL);
+}
