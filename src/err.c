@@ -6,9 +6,10 @@
 static const struct {
     int status;
     const char *label;
+    const char *outcome;
     const char *msg;
 } err_table[PITOT_E__COUNT] = {
-#define PITOT_ERR_ROW(name, status, label, msg) { status, label, msg },
+#define PITOT_ERR_ROW(name, status, label, outcome, msg) { status, label, outcome, msg },
     PITOT_ERR_LIST(PITOT_ERR_ROW)
 #undef PITOT_ERR_ROW
 };
@@ -21,6 +22,11 @@ int err_status(enum pitot_err e)
 const char *err_label(enum pitot_err e)
 {
     return (unsigned)e < PITOT_E__COUNT ? err_table[e].label : "unknown";
+}
+
+const char *err_outcome(enum pitot_err e)
+{
+    return (unsigned)e < PITOT_E__COUNT ? err_table[e].outcome : "internal_error";
 }
 
 const char *err_message(enum pitot_err e)

@@ -3,31 +3,32 @@
 #ifndef PITOT_ERR_H
 #define PITOT_ERR_H
 
-/*  X(NAME,              status, "label",             "message to the client") */
-#define PITOT_ERR_LIST(X)                                                          \
-    X(OK,                 200, "ok",                  "ok")                        \
-    X(NOMEM,              500, "no_memory",           "out of memory")             \
-    X(BAD_REQUEST,        400, "bad_request",         "malformed HTTP request")    \
-    X(BAD_VERSION,        505, "bad_version",         "HTTP version not supported") \
-    X(HEADER_TOO_LARGE,   431, "header_too_large",    "request header fields too large") \
-    X(URI_TOO_LONG,       414, "uri_too_long",        "request URI too long")      \
-    X(BODY_TOO_LARGE,     413, "body_too_large",      "request body too large")    \
-    X(HEADER_TIMEOUT,     408, "header_timeout",      "request header timeout")    \
-    X(BODY_TIMEOUT,       408, "body_timeout",        "request body timeout")      \
-    X(NOT_IMPLEMENTED,    501, "not_implemented",     "transfer coding not implemented") \
-    X(EXPECTATION,        417, "expectation_failed",  "expectation not supported") \
-    X(NO_BACKEND,         503, "no_backend",          "no healthy backend")        \
-    X(UPSTREAM_CONNECT,   502, "upstream_connect",    "could not connect to backend") \
-    X(UPSTREAM_TIMEOUT,   504, "upstream_timeout",    "backend timed out")         \
-    X(UPSTREAM_RESET,     502, "upstream_reset",      "backend closed the connection") \
-    X(UPSTREAM_PROTOCOL,  502, "upstream_protocol",   "backend sent an invalid response") \
-    X(UPSTREAM_TOO_LARGE, 502, "upstream_too_large",  "backend response header too large") \
-    X(STALL_TIMEOUT,      504, "stall_timeout",       "backend stream stalled")    \
-    X(CLIENT_CANCEL,      499, "client_cancel",       "client closed the connection") \
-    X(CLIENT_TIMEOUT,     408, "client_timeout",      "client stopped reading")
+/*  X(NAME,              status, "label",             "outcome",        "message to the client")
+ * label: metric `kind` and access-log `error`; outcome: access-log `outcome`. */
+#define PITOT_ERR_LIST(X)                                                                          \
+    X(OK,                 200, "ok",                 "ok",             "ok")                        \
+    X(NOMEM,              500, "no_memory",          "internal_error", "out of memory")             \
+    X(BAD_REQUEST,        400, "bad_request",        "bad_request",    "malformed HTTP request")    \
+    X(BAD_VERSION,        505, "bad_version",        "bad_request",    "HTTP version not supported") \
+    X(HEADER_TOO_LARGE,   431, "header_too_large",   "bad_request",    "request header fields too large") \
+    X(URI_TOO_LONG,       414, "uri_too_long",       "bad_request",    "request URI too long")      \
+    X(BODY_TOO_LARGE,     413, "body_too_large",     "bad_request",    "request body too large")    \
+    X(HEADER_TIMEOUT,     408, "header_timeout",     "client_timeout", "request header timeout")    \
+    X(BODY_TIMEOUT,       408, "body_timeout",       "client_timeout", "request body timeout")      \
+    X(NOT_IMPLEMENTED,    501, "not_implemented",    "bad_request",    "transfer coding not implemented") \
+    X(EXPECTATION,        417, "expectation_failed", "bad_request",    "expectation not supported") \
+    X(NO_BACKEND,         503, "no_backend",         "no_backend",     "no healthy backend")        \
+    X(UPSTREAM_CONNECT,   502, "upstream_connect",   "upstream_error", "could not connect to backend") \
+    X(UPSTREAM_TIMEOUT,   504, "upstream_timeout",   "upstream_error", "backend timed out")         \
+    X(UPSTREAM_RESET,     502, "upstream_reset",     "upstream_error", "backend closed the connection") \
+    X(UPSTREAM_PROTOCOL,  502, "upstream_protocol",  "upstream_error", "backend sent an invalid response") \
+    X(UPSTREAM_TOO_LARGE, 502, "upstream_too_large", "upstream_error", "backend response header too large") \
+    X(STALL_TIMEOUT,      504, "stall_timeout",      "stall_timeout",  "backend stream stalled")    \
+    X(CLIENT_CANCEL,      499, "client_cancel",      "client_cancel",  "client closed the connection") \
+    X(CLIENT_TIMEOUT,     408, "client_timeout",     "client_timeout", "client stopped reading")
 
 enum pitot_err {
-#define PITOT_ERR_ENUM(name, status, label, msg) PITOT_E##name,
+#define PITOT_ERR_ENUM(name, status, label, outcome, msg) PITOT_E##name,
     PITOT_ERR_LIST(PITOT_ERR_ENUM)
 #undef PITOT_ERR_ENUM
     PITOT_E__COUNT
@@ -40,6 +41,9 @@ int err_status(enum pitot_err e);
 
 /* Short snake_case label: access-log outcome and metric label value. */
 const char *err_label(enum pitot_err e);
+
+/* Access-log outcome: "ok", "upstream_error", "client_cancel", ... */
+const char *err_outcome(enum pitot_err e);
 
 /* Human message for the client's JSON error body. */
 const char *err_message(enum pitot_err e);

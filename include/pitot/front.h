@@ -1,0 +1,79 @@
+/* front: client connections: accept, read and check a request (llhttp via
+ * h1, limits, timeouts), answer pitot's own paths, hand the rest to a relay,
+ * and write locally generated replies. */
+#ifndef PITOT_FRONT_H
+#define PITOT_FRONT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "pitot/err.h"
+#include "pitot/h1.h"
+#include "pitot/span.h"
+
+struct wrk;
+struct relay;
+struct bufferevent;
+struct evbuffer;
+struct event;
+struct sockaddr;
+
+enum front_state {
+    FRONT_ST_IDLE,    /* keep-alive: waiting for a request's first byte */
+    FRONT_ST_HEAD,    /* reading a request head (header timeout runs) */
+    FRONT_ST_BODY,    /* reading a request body into the relay */
+    FRONT_ST_PROXY,   /* the relay owns the response */
+    FRONT_ST_CLOSING, /* flushing the last output, then close (transient) */
+    FRONT_ST_DEAD,    /* closed; memory freed by the worker's reaper */
+};
+
+struct front_conn {
+    struct wrk *w;               /* borrowed */
+    struct bufferevent *bev;     /* owned */
+    struct event *timer;         /* owned: idle, header and body timeouts */
+    struct relay *rl;            /* owned: the request in progress, or NULL */
+    struct h1_parser hp;
+    enum front_state st;
+    char peer[64];               /* client address, for X-Forwarded-For and logs */
+    unsigned nreq;               /* requests served on this connection */
+    TAILQ_ENTRY(front_conn) link;
+};
+
+/* Accepts a connected socket (TCP_NODELAY set here). */
+void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen);
+
+/* Moves a connection to a new state; asserts the move is legal. */
+void front_set_state(struct front_conn *fc, enum front_state st);
+
+/* The relay is done with the response. keep_alive: the connection may serve
+ * another request; else it closes once the output is flushed. */
+void front_relay_done(struct front_conn *fc, bool keep_alive);
+
+/* Writes the head of a locally generated response with Content-Length `len`;
+ * the caller adds exactly len body bytes (none for HEAD requests). */
+void front_reply_head(struct front_conn *fc, int status, const char *content_type,
+                      size_t len, bool close);
+
+/* Ends the connection once everything written so far reached the socket. */
+void front_close_after_flush(struct front_conn *fc);
+
+/* Writes a complete locally generated response. close: the connection ends
+ * after it is flushed. body may be NULL when len is 0. */
+void front_reply(struct front_conn *fc, int status, const char *content_type,
+                 const char *body, size_t len, bool close);
+
+/* Writes an OpenAI-style JSON error reply for `e` (status from the table). */
+void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close);
+
+/* Formats {"error":{"message":..,"type":label,"code":status}} into buf. */
+int front_error_json(enum pitot_err e, char *buf, size_t cap);
+
+/* Closes at once (no flush) and schedules the memory to be freed. */
+void front_close(struct front_conn *fc);
+
+/* Frees a dead connection (the worker's reaper calls it). */
+void front_free(struct front_conn *fc);
+
+#endif

@@ -1,0 +1,49 @@
+/* relay: one proxied request: the upstream request (fresh framing, hop-by-hop
+ * headers dropped, X-Forwarded-For and X-Request-Id added, usage asked for on
+ * demand), the backend exchange, and the response relayed event by event
+ * while it is measured. */
+#ifndef PITOT_RELAY_H
+#define PITOT_RELAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pitot/err.h"
+#include "pitot/h1.h"
+#include "pitot/span.h"
+
+struct front_conn;
+struct relay;
+
+/* Starts a relay from a parsed request head; everything it needs from `req`
+ * is copied, so the head may be drained afterwards. t0_us: when the head was
+ * complete. NULL on allocation failure. */
+struct relay *relay_new(struct front_conn *fc, const struct h1_msg *req, uint64_t t0_us);
+
+/* Appends request body bytes. Returns 0, or -PITOT_EBODY_TOO_LARGE. */
+int relay_body(struct relay *r, struct span body);
+
+/* The request is complete: choose a backend and send it. */
+void relay_start(struct relay *r);
+
+/* The client's output buffer drained below its watermark. */
+void relay_client_drained(struct relay *r);
+
+/* The client went away (EOF, error) or stopped reading (write timeout):
+ * closes the backend connection at once and accounts the request. */
+void relay_client_gone(struct relay *r, enum pitot_err why);
+
+/* Frees the relay (and an upstream connection it still holds). Only for a
+ * relay no callback frame can still be using; else relay_retire(). */
+void relay_free(struct relay *r);
+
+/* Detaches the relay from its client and drops its I/O at once; the memory is
+ * freed by relay_reap() from the worker's reaper, after the current callback. */
+void relay_retire(struct relay *r);
+
+struct wrk;
+
+/* Frees every retired relay of w. */
+void relay_reap(struct wrk *w);
+
+#endif

@@ -1,0 +1,30 @@
+/* ups: upstream connections: connect with a timeout, TCP_NODELAY, and a small
+ * idle pool per backend for responses that allow reuse. */
+#ifndef PITOT_UPS_H
+#define PITOT_UPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct wrk;
+struct bufferevent;
+
+struct ups_pool;
+
+/* Pools for every backend of w. Returns NULL on allocation failure. */
+struct ups_pool *ups_pools_new(struct wrk *w, size_t nbackends);
+void ups_pools_free(struct ups_pool *pools, size_t nbackends);
+
+/* An idle pooled connection to backend `be` (*reused = true), else a new
+ * connecting one (*reused = false). Callbacks are unset; the caller sets them
+ * and enables reading. NULL on immediate failure. */
+struct bufferevent *ups_conn_get(struct wrk *w, unsigned be, bool *reused);
+
+/* Returns a connection whose last response completed cleanly and allowed
+ * keep-alive. It is freed instead when the pool is full. */
+void ups_conn_put(struct wrk *w, unsigned be, struct bufferevent *bev);
+
+/* Idle connections kept for backend `be` now. */
+size_t ups_pool_idle(const struct wrk *w, unsigned be);
+
+#endif

@@ -1,0 +1,74 @@
+/* wrk: one event loop and everything that lives on it (listener, client
+ * connections, backend table, metrics registry, scratch buffers). State is per
+ * loop so that several workers can run side by side later. */
+#ifndef PITOT_WRK_H
+#define PITOT_WRK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "pitot/bal.h"
+#include "pitot/json.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct cfg;
+struct met_registry;
+struct rfs_phrases;
+struct alog;
+struct front_conn;
+struct ups_pool;
+struct hc;
+struct relay;
+
+struct wrk {
+    struct event_base *base;        /* owned */
+    const struct cfg *cfg;          /* borrowed */
+    const struct rfs_phrases *rfs;  /* borrowed: shared, immutable */
+    struct alog *alog;              /* borrowed: shared, one write(2) per line */
+    struct met_registry *met;       /* owned */
+    struct bal bal;                 /* owned */
+    struct ups_pool *pools;         /* owned: one per backend */
+    struct hc *hc;                  /* owned: health checks */
+    struct evconnlistener *lst;     /* owned */
+    struct sockaddr_storage *be_addr; /* owned: resolved backend addresses */
+    socklen_t *be_addrlen;          /* owned */
+    struct json_toks toks;          /* owned scratch for JSON parsing */
+    char *scratch;                  /* owned: multi-line SSE data, max_event_bytes */
+    size_t scratch_cap;
+    TAILQ_HEAD(, front_conn) conns; /* live client connections (borrowed links) */
+    TAILQ_HEAD(, front_conn) reap;  /* closed, freed by reap_ev */
+    struct event *reap_ev;          /* owned */
+    struct relay *retired;          /* owned: relays to free, see relay_retire() */
+    unsigned nconns;
+    uint64_t rng;                   /* xorshift state for request ids */
+    bool stopping;
+};
+
+/* Creates a worker on a new event base, listening on c->listen_*.
+ * Returns NULL and a message in err on failure. */
+struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct alog *alog,
+                    char *err, size_t errlen);
+
+/* Runs the loop until wrk_stop(). Returns 0. */
+int wrk_run(struct wrk *w);
+
+/* Stops accepting and ends the loop (from a signal callback on this loop). */
+void wrk_stop(struct wrk *w);
+
+void wrk_free(struct wrk *w);
+
+/* A fresh 32-hex-digit request id into out[33]. */
+void wrk_request_id(struct wrk *w, char out[33]);
+
+/* Sets TCP_NODELAY (and nothing else) on a socket; errors are ignored. */
+void wrk_sock_nodelay(int fd);
+
+/* The bound listen port (after port 0). */
+unsigned wrk_listen_port(const struct wrk *w);
+
+#endif

@@ -1,0 +1,163 @@
+/* pitot: command line, signals, config check, wiring. Everything else lives in
+ * libpitot. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "pitot/alog.h"
+#include "pitot/cfg.h"
+#include "pitot/met.h"
+#include "pitot/rfs.h"
+#include "pitot/wrk.h"
+
+#define PITOT_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: pitot [-c FILE] [--listen HOST:PORT] [--backend URL]... [--access-log PATH]\n"
+            "       pitot -t -c FILE      check a configuration file and exit\n"
+            "       pitot --metrics-doc   print the metrics reference (Markdown) and exit\n"
+            "\n"
+            "  -c, --config FILE      YAML configuration (see conf/pitot.yaml)\n"
+            "  -t, --test-config      validate the configuration, report FILE:LINE: errors\n"
+            "  -l, --listen HOST:PORT client-facing address (default 127.0.0.1:8080)\n"
+            "  -b, --backend URL      http://host:port of an inference server; repeatable;\n"
+            "                         replaces the config file's backends\n"
+            "  -a, --access-log PATH  JSON access log, '-' for stdout (default)\n"
+            "  -h, --help             this text\n"
+            "  -V, --version          version\n");
+}
+
+struct sigctx {
+    struct wrk *w;
+    struct alog *alog;
+};
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct sigctx *sc = arg;
+
+    fprintf(stderr, "pitot: signal %d, stopping\n", (int)sig);
+    wrk_stop(sc->w);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct sigctx *sc = arg;
+
+    if (alog_reopen(sc->alog) != 0)
+        fprintf(stderr, "pitot: reopening the access log failed\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "test-config", no_argument, NULL, 't' },
+        { "listen", required_argument, NULL, 'l' },
+        { "backend", required_argument, NULL, 'b' },
+        { "access-log", required_argument, NULL, 'a' },
+        { "metrics-doc", no_argument, NULL, 'M' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    static struct cfg c; /* large: keep it off the stack */
+    const char *conf = NULL, *listen = NULL, *access_log = NULL;
+    const char **backends = calloc((size_t)argc + 1, sizeof(char *));
+    size_t nb = 0, i;
+    bool test = false;
+    char err[512];
+    struct rfs_phrases *ph;
+    struct alog *alog;
+    struct wrk *w;
+    struct sigctx sc;
+    struct event *sig_term, *sig_int, *sig_hup;
+    int opt;
+
+    if (backends == NULL)
+        return 1;
+    while ((opt = getopt_long(argc, argv, "c:tl:b:a:hV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': conf = optarg; break;
+        case 't': test = true; break;
+        case 'l': listen = optarg; break;
+        case 'b': backends[nb++] = optarg; break;
+        case 'a': access_log = optarg; break;
+        case 'M': met_doc_markdown(stdout); return 0;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("pitot %s\n", PITOT_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "pitot: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    cfg_init(&c);
+    if (conf && cfg_load_file(&c, conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (listen && cfg_listen_set(&c, listen, err, sizeof(err)) != 0) {
+        fprintf(stderr, "pitot: --listen: %s\n", err);
+        return 2;
+    }
+    if (nb)
+        c.nbackends = 0;
+    for (i = 0; i < nb; i++) {
+        if (cfg_backend_add(&c, backends[i], NULL, err, sizeof(err)) != 0) {
+            fprintf(stderr, "pitot: --backend %s: %s\n", backends[i], err);
+            return 2;
+        }
+    }
+    free(backends);
+    if (access_log)
+        snprintf(c.access_log, sizeof(c.access_log), "%s", access_log);
+    if (cfg_validate(&c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s%s%s\n", conf ? conf : "pitot", ": ", err);
+        return 1;
+    }
+    if (test) {
+        printf("%s: configuration OK (%zu backends)\n", conf ? conf : "command line", c.nbackends);
+        return 0;
+    }
+    ph = rfs_phrases_new((const char *const *)c.refusal_phrases, c.nrefusal);
+    alog = alog_open(c.access_log);
+    if (ph == NULL || alog == NULL) {
+        fprintf(stderr, "pitot: cannot open access log '%s'\n", c.access_log);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    w = wrk_new(&c, ph, alog, err, sizeof(err));
+    if (w == NULL) {
+        fprintf(stderr, "pitot: %s\n", err);
+        return 1;
+    }
+    sc.w = w;
+    sc.alog = alog;
+    sig_term = evsignal_new(w->base, SIGTERM, on_stop, &sc);
+    sig_int = evsignal_new(w->base, SIGINT, on_stop, &sc);
+    sig_hup = evsignal_new(w->base, SIGHUP, on_hup, &sc);
+    evsignal_add(sig_term, NULL);
+    evsignal_add(sig_int, NULL);
+    evsignal_add(sig_hup, NULL);
+    fprintf(stderr, "pitot %s listening on %s:%u, %zu backend%s\n", PITOT_VERSION, c.listen_host,
+            wrk_listen_port(w), c.nbackends, c.nbackends == 1 ? "" : "s");
+    fflush(stderr);
+    wrk_run(w);
+    event_free(sig_term);
+    event_free(sig_int);
+    event_free(sig_hup);
+    wrk_free(w);
+    alog_close(alog);
+    rfs_phrases_free(ph);
+    cfg_release(&c);
+    return 0;
+}

@@ -1,0 +1,73 @@
+/* adm: /metrics, /healthz and /readyz, answered without a backend. */
+#include "pitot/adm.h"
+
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "pitot/bal.h"
+#include "pitot/front.h"
+#include "pitot/h1.h"
+#include "pitot/met.h"
+#include "pitot/wrk.h"
+
+static struct span adm_path(const struct h1_msg *m)
+{
+    const char *q = memchr(m->url.p, '?', m->url.len);
+
+    return span_make(m->url.p, q ? (size_t)(q - m->url.p) : m->url.len);
+}
+
+bool adm_handles(const struct h1_msg *m)
+{
+    struct span path = adm_path(m);
+
+    if (!span_eq(m->method, "GET") && !span_eq(m->method, "HEAD"))
+        return false;
+    return span_eq(path, "/metrics") || span_eq(path, "/healthz") || span_eq(path, "/readyz");
+}
+
+static void adm_send(struct front_conn *fc, int status, const char *ctype, struct span body,
+                     bool head, bool close)
+{
+    front_reply_head(fc, status, ctype, body.len, close);
+    if (!head && body.len)
+        evbuffer_add(bufferevent_get_output(fc->bev), body.p, body.len);
+    if (close)
+        front_close_after_flush(fc);
+}
+
+void adm_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
+{
+    struct wrk *w = fc->w;
+    struct span path = adm_path(m);
+    bool head = span_eq(m->method, "HEAD");
+
+    if (span_eq(path, "/metrics")) {
+        struct evbuffer *body = evbuffer_new();
+        struct met_registry *regs[1] = { w->met };
+        size_t n;
+
+        if (body == NULL || met_expose(regs, 1, body) != 0) {
+            if (body)
+                evbuffer_free(body);
+            front_reply_error(fc, PITOT_ENOMEM, close);
+            return;
+        }
+        n = evbuffer_get_length(body);
+        adm_send(fc, 200, "text/plain; version=0.0.4; charset=utf-8",
+                 span_make((const char *)evbuffer_pullup(body, -1), n), head, close);
+        evbuffer_free(body);
+        return;
+    }
+    if (span_eq(path, "/healthz")) {
+        adm_send(fc, 200, "application/json", span_cstr("{\"status\":\"ok\"}"), head, close);
+        return;
+    }
+    if (bal_up_count(&w->bal) > 0)
+        adm_send(fc, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
+    else
+        adm_send(fc, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),
+                 head, close);
+}

@@ -1,0 +1,109 @@
+/* mtr: per-request TTFT, inter-token gaps, tokens, refusal and truncation. */
+#include "pitot/mtr.h"
+
+#include <string.h>
+
+void mtr_init(struct mtr *m, uint64_t t0_us, uint64_t stall_us, int64_t max_tokens,
+              const struct rfs_phrases *ph)
+{
+    memset(m, 0, sizeof(*m) - sizeof(m->rfs));
+    m->t0_us = t0_us;
+    m->stall_us = stall_us;
+    m->max_tokens = max_tokens;
+    m->usage_prompt = m->usage_completion = m->usage_cached = -1;
+    m->timings_prompt = m->timings_predicted = m->timings_cached = -1;
+    qnt_p2_init(&m->itl_p50);
+    rfs_match_init(&m->rfs, ph);
+}
+
+static void mtr_refusal_text(struct mtr *m, struct span raw)
+{
+    char buf[RFS_WINDOW_BYTES];
+    size_t n;
+
+    if (m->refusal || m->rfs.chars >= RFS_WINDOW_CHARS || raw.len == 0)
+        return;
+    /* The window holds at most RFS_WINDOW_BYTES of text: decoding more of a
+     * long chunk could not change the verdict. */
+    n = json_str_decode(raw, buf, sizeof(buf));
+    if (rfs_match_feed(&m->rfs, buf, n))
+        m->refusal = true;
+}
+
+bool mtr_event(struct mtr *m, const struct json_resp *r, uint64_t now_us, uint64_t *gap_us)
+{
+    if (!r->valid)
+        return false;
+    if (r->is_error)
+        m->error_event = true;
+    if (r->has_usage) {
+        /* The last usage wins: vLLM may repeat running totals on every chunk. */
+        if (r->prompt_tokens >= 0)
+            m->usage_prompt = r->prompt_tokens;
+        if (r->completion_tokens >= 0)
+            m->usage_completion = r->completion_tokens;
+        if (r->cached_tokens >= 0)
+            m->usage_cached = r->cached_tokens;
+    }
+    if (r->has_timings) {
+        if (r->timings_prompt_n >= 0)
+            m->timings_prompt = r->timings_prompt_n;
+        if (r->timings_predicted_n >= 0)
+            m->timings_predicted = r->timings_predicted_n;
+        if (r->timings_cache_n >= 0)
+            m->timings_cached = r->timings_cache_n;
+    }
+    if (r->finish != JSON_FINISH_NONE && m->finish == JSON_FINISH_NONE)
+        m->finish = r->finish;
+    if (r->finish == JSON_FINISH_CONTENT_FILTER || r->has_refusal)
+        m->refusal = true;
+    if (!r->has_output)
+        return false;
+    mtr_refusal_text(m, r->text);
+    if (m->n_out++ == 0) {
+        m->first_us = now_us;
+        m->last_us = now_us;
+        *gap_us = 0;
+        return true;
+    }
+    *gap_us = now_us >= m->last_us ? now_us - m->last_us : 0;
+    m->last_us = now_us;
+    if (*gap_us > m->itl_max_us)
+        m->itl_max_us = *gap_us;
+    if (m->stall_us && *gap_us > m->stall_us)
+        m->stalls++;
+    qnt_p2_add(&m->itl_p50, (double)*gap_us);
+    return true;
+}
+
+void mtr_finish(const struct mtr *m, uint64_t end_us, struct mtr_result *out)
+{
+    out->e2e_us = end_us >= m->t0_us ? (int64_t)(end_us - m->t0_us) : 0;
+    out->ttft_us = m->n_out ? (int64_t)(m->first_us - m->t0_us) : -1;
+    out->itl_max_us = m->n_out > 1 ? (int64_t)m->itl_max_us : -1;
+    out->itl_p50_us = m->n_out > 1 ? (int64_t)(qnt_p2_get(&m->itl_p50) + 0.5) : -1;
+    out->prompt_tokens = out->completion_tokens = out->cached_tokens = -1;
+    if (m->usage_completion >= 0 || m->usage_prompt >= 0) {
+        out->tok_src = MTR_TOK_USAGE;
+        out->prompt_tokens = m->usage_prompt;
+        out->completion_tokens = m->usage_completion;
+        out->cached_tokens = m->usage_cached;
+    } else if (m->timings_predicted >= 0 || m->timings_prompt >= 0) {
+        out->tok_src = MTR_TOK_TIMINGS;
+        /* llama.cpp prompt_n excludes the cached part; usage counts both. */
+        if (m->timings_prompt >= 0)
+            out->prompt_tokens = m->timings_prompt + (m->timings_cached > 0 ? m->timings_cached : 0);
+        out->completion_tokens = m->timings_predicted;
+        out->cached_tokens = m->timings_cached;
+    } else if (m->n_out) {
+        out->tok_src = MTR_TOK_COUNTED;
+        out->completion_tokens = (int64_t)m->n_out;
+    } else {
+        out->tok_src = MTR_TOK_NONE;
+    }
+    out->tpot_us = -1;
+    if (out->ttft_us >= 0 && out->completion_tokens > 1)
+        out->tpot_us = (out->e2e_us - out->ttft_us) / (out->completion_tokens - 1);
+    out->truncated = m->finish == JSON_FINISH_LENGTH ||
+                     (m->max_tokens > 0 && out->completion_tokens >= m->max_tokens);
+}

@@ -1,0 +1,884 @@
+/* relay: one request through a backend. The response is relayed as it comes:
+ * SSE event by event (each event leaves in its own chunk the moment its blank
+ * line arrives, and is timestamped then), other bodies byte range by byte
+ * range. A partial event is staged only until its end arrives. */
+#include "pitot/relay.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "pitot/alog.h"
+#include "pitot/bal.h"
+#include "pitot/cfg.h"
+#include "pitot/clock.h"
+#include "pitot/front.h"
+#include "pitot/json.h"
+#include "pitot/met.h"
+#include "pitot/mtr.h"
+#include "pitot/sse.h"
+#include "pitot/ups.h"
+#include "pitot/wrk.h"
+
+#define RELAY_ID_MAX 128
+#define RELAY_PATH_LOG_MAX 512
+#define RELAY_STAGE_MIN 4096
+
+enum relay_state {
+    RELAY_ST_BODY,     /* reading the client's request body */
+    RELAY_ST_CONNECT,  /* connecting to the backend */
+    RELAY_ST_WAIT,     /* request sent, waiting for the response head */
+    RELAY_ST_STREAM,   /* relaying the response body */
+    RELAY_ST_FLUSH,    /* response complete, client output draining (transient) */
+    RELAY_ST_DONE,     /* accounted; the front frees us */
+};
+
+struct relay {
+    struct front_conn *fc;        /* borrowed: our owner */
+    struct wrk *w;                /* borrowed */
+    struct bal_backend *be;       /* borrowed, NULL until chosen */
+    struct bufferevent *ubev;     /* owned while connected */
+    struct evbuffer *req;         /* owned: upstream request head (then + body) */
+    struct evbuffer *body;        /* owned: request body as received */
+    struct evbuffer *jbody;       /* owned: non-streamed JSON response kept for analysis */
+    char *stage;                  /* owned: bytes of a partial SSE event */
+    size_t stage_len, stage_cap;
+    struct event *stall_ev;       /* owned */
+    struct h1_parser up;          /* response parser */
+    struct sse_scanner scan;
+    struct mtr mtr;
+    enum relay_state st;
+    enum pitot_err outcome;
+    uint64_t t0_us, wall_us;
+    int status;                   /* status sent to the client, 0 until then */
+    int64_t req_max_tokens;
+    unsigned series;
+    bool series_set;
+    unsigned model;               /* metric model index */
+    bool reused, retried;         /* pooled upstream connection; retried once */
+    bool client_keep;             /* the client allows another request */
+    bool client_http10;
+    bool is_head;
+    bool req_stream;              /* the request asked for a stream */
+    bool strip_usage;             /* pitot asked for usage: drop the usage-only chunk */
+    bool sse;                     /* response is text/event-stream */
+    bool json;                    /* response is application/json */
+    bool chunked_out;             /* client framing: chunked */
+    bool eof_out;                 /* client framing: close-delimited */
+    bool passthrough;             /* an oversize SSE event is being relayed raw */
+    bool paused;                  /* backend reads off: client output is full */
+    bool up_keep;                 /* the backend allows reuse */
+    bool jbody_over;              /* JSON body larger than we analyse */
+    size_t in_flight_counted;
+    char id[RELAY_ID_MAX + 1];
+    char method[16];
+    char path[RELAY_PATH_LOG_MAX + 1];
+    char req_model[CFG_NAME_MAX];
+    struct relay *next_retired;   /* borrowed link in wrk.retired */
+};
+
+static void relay_fail(struct relay *r, enum pitot_err e);
+static void relay_finish(struct relay *r, enum pitot_err outcome);
+static int relay_on_body(void *ud, struct span b);
+
+static void relay_set_state(struct relay *r, enum relay_state st)
+{
+    static const unsigned char legal[][6] = {
+        /*                 BODY CONN WAIT STRM FLSH DONE */
+        [RELAY_ST_BODY] = { 0, 1, 0, 0, 0, 1 },
+        [RELAY_ST_CONNECT] = { 0, 0, 1, 0, 0, 1 },
+        [RELAY_ST_WAIT] = { 0, 1, 1, 1, 0, 1 }, /* CONNECT/WAIT: retry */
+        [RELAY_ST_STREAM] = { 0, 0, 0, 0, 1, 1 },
+        [RELAY_ST_FLUSH] = { 0, 0, 0, 0, 0, 1 },
+        [RELAY_ST_DONE] = { 0, 0, 0, 0, 0, 0 },
+    };
+
+    assert(legal[r->st][st]);
+    (void)legal;
+    r->st = st;
+}
+
+static struct evbuffer *relay_client_out(struct relay *r)
+{
+    return bufferevent_get_output(r->fc->bev);
+}
+
+/* X-Request-Id values are echoed into headers and logs: visible ASCII only. */
+static bool relay_id_ok(struct span v)
+{
+    size_t i;
+
+    if (v.len == 0 || v.len > RELAY_ID_MAX)
+        return false;
+    for (i = 0; i < v.len; i++)
+        if ((unsigned char)v.p[i] <= 0x20 || (unsigned char)v.p[i] >= 0x7f || v.p[i] == '"' ||
+            v.p[i] == '\\')
+            return false;
+    return true;
+}
+
+static void relay_copy(char *dst, size_t cap, struct span s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+
+    memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
+struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t t0_us)
+{
+    struct wrk *w = fc->w;
+    const struct h1_header *xff = NULL, *rid = h1_header_find(m, "x-request-id");
+    struct relay *r = calloc(1, sizeof(*r));
+    unsigned i;
+
+    if (r == NULL)
+        return NULL;
+    r->fc = fc;
+    r->w = w;
+    r->t0_us = t0_us;
+    r->wall_us = clk_wall_us();
+    r->req = evbuffer_new();
+    r->body = evbuffer_new();
+    if (r->req == NULL || r->body == NULL) {
+        relay_free(r);
+        return NULL;
+    }
+    r->req_max_tokens = -1;
+    r->client_keep = m->keep_alive;
+    r->client_http10 = m->http_minor == 0;
+    r->is_head = span_eq(m->method, "HEAD");
+    relay_copy(r->method, sizeof(r->method), m->method);
+    relay_copy(r->path, sizeof(r->path), m->url);
+    if (rid && relay_id_ok(rid->value))
+        relay_copy(r->id, sizeof(r->id), rid->value);
+    else
+        wrk_request_id(w, r->id);
+
+    /* Fresh framing: request line, our Host, the client's end-to-end headers. */
+    evbuffer_add_printf(r->req, "%.*s %.*s HTTP/1.1\r\n", (int)m->method.len, m->method.p,
+                        (int)m->url.len, m->url.p);
+    for (i = 0; i < m->nheaders; i++) {
+        const struct h1_header *h = &m->headers[i];
+        if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "host") ||
+            span_ieq(h->name, "content-length") || span_ieq(h->name, "expect") ||
+            span_ieq(h->name, "x-request-id"))
+            continue;
+        if (span_ieq(h->name, "x-forwarded-for")) {
+            xff = h;
+            continue;
+        }
+        evbuffer_add_printf(r->req, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p,
+                            (int)h->value.len, h->value.p);
+    }
+    if (xff)
+        evbuffer_add_printf(r->req, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->value.len,
+                            xff->value.p, fc->peer);
+    else
+        evbuffer_add_printf(r->req, "X-Forwarded-For: %s\r\n", fc->peer);
+    evbuffer_add_printf(r->req, "X-Request-Id: %s\r\n", r->id);
+    r->st = RELAY_ST_BODY;
+    return r;
+}
+
+int relay_body(struct relay *r, struct span b)
+{
+    if (evbuffer_get_length(r->body) + b.len > r->w->cfg->max_body_bytes)
+        return -PITOT_EBODY_TOO_LARGE;
+    if (evbuffer_add(r->body, b.p, b.len) != 0)
+        return -PITOT_ENOMEM;
+    return 0;
+}
+
+void relay_free(struct relay *r)
+{
+    if (r == NULL)
+        return;
+    if (r->be && r->in_flight_counted) {
+        r->be->in_flight--;
+        met_gauge_add(r->w->met, MET_IN_FLIGHT, r->be->idx, -1);
+    }
+    if (r->ubev)
+        bufferevent_free(r->ubev);
+    if (r->req)
+        evbuffer_free(r->req);
+    if (r->body)
+        evbuffer_free(r->body);
+    if (r->jbody)
+        evbuffer_free(r->jbody);
+    if (r->stall_ev)
+        event_free(r->stall_ev);
+    free(r->stage);
+    free(r);
+}
+
+void relay_retire(struct relay *r)
+{
+    struct wrk *w = r->w;
+
+    /* Nothing may call back into a retired relay: drop its I/O now. */
+    if (r->ubev) {
+        bufferevent_free(r->ubev);
+        r->ubev = NULL;
+    }
+    if (r->stall_ev)
+        event_del(r->stall_ev);
+    r->fc = NULL;
+    r->next_retired = w->retired;
+    w->retired = r;
+    event_active(w->reap_ev, EV_TIMEOUT, 0);
+}
+
+void relay_reap(struct wrk *w)
+{
+    while (w->retired) {
+        struct relay *r = w->retired;
+        w->retired = r->next_retired;
+        relay_free(r);
+    }
+}
+
+/* ---- request side ------------------------------------------------------ */
+
+static bool relay_path_is(const struct relay *r, const char *path)
+{
+    size_t n = strlen(path);
+
+    return strncmp(r->path, path, n) == 0 && (r->path[n] == '\0' || r->path[n] == '?');
+}
+
+/* Reads model, stream and max_tokens from a JSON body and, when configured,
+ * asks the backend for usage the client did not ask for. */
+static void relay_inspect_body(struct relay *r)
+{
+    struct wrk *w = r->w;
+    size_t len = evbuffer_get_length(r->body);
+    struct json_req jr;
+    struct span body;
+    char *nb;
+    long nlen;
+
+    if (len == 0)
+        return;
+    body = span_make((const char *)evbuffer_pullup(r->body, -1), len);
+    if (json_req_parse(body, &w->toks, &jr) != 0 || !jr.valid)
+        return; /* not ours to judge: forwarded untouched */
+    r->req_stream = jr.stream;
+    r->req_max_tokens = jr.max_tokens;
+    if (jr.model.len && jr.model.len < sizeof(r->req_model))
+        relay_copy(r->req_model, sizeof(r->req_model), jr.model);
+    if (!w->cfg->usage_injection || !jr.stream || jr.include_usage)
+        return;
+    if (!relay_path_is(r, "/v1/chat/completions") && !relay_path_is(r, "/v1/completions"))
+        return;
+    nb = malloc(len + 64);
+    if (nb == NULL)
+        return;
+    nlen = json_req_add_include_usage(body, &w->toks, nb, len + 64);
+    if (nlen > 0) {
+        evbuffer_drain(r->body, len);
+        evbuffer_add(r->body, nb, (size_t)nlen);
+        r->strip_usage = true;
+    }
+    free(nb);
+}
+
+static void relay_up_read_cb(struct bufferevent *bev, void *arg);
+static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void relay_timeouts(struct relay *r, unsigned read_ms, unsigned write_ms)
+{
+    struct timeval rt = { read_ms / 1000, (long)(read_ms % 1000) * 1000 };
+    struct timeval wt = { write_ms / 1000, (long)(write_ms % 1000) * 1000 };
+
+    bufferevent_set_timeouts(r->ubev, read_ms ? &rt : NULL, write_ms ? &wt : NULL);
+}
+
+/* Connects (or reuses) and writes the request; the request buffer is kept
+ * so that a pooled connection the backend had just closed can be retried. */
+static void relay_send(struct relay *r)
+{
+    struct wrk *w = r->w;
+    struct evbuffer *out;
+    struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes };
+
+    r->ubev = ups_conn_get(w, r->be->idx, &r->reused);
+    if (r->ubev == NULL) {
+        relay_fail(r, PITOT_EUPSTREAM_CONNECT);
+        return;
+    }
+    h1_init(&r->up, H1_RESPONSE, &lim, relay_on_body, r);
+    if (r->is_head)
+        h1_expect_no_body(&r->up);
+    bufferevent_setcb(r->ubev, relay_up_read_cb, NULL, relay_up_event_cb, r);
+    out = bufferevent_get_output(r->ubev);
+    evbuffer_add_buffer_reference(out, r->req);
+    if (r->reused) {
+        relay_set_state(r, RELAY_ST_WAIT);
+        relay_timeouts(r, w->cfg->upstream_header_timeout_ms, w->cfg->connect_timeout_ms);
+    } else {
+        relay_set_state(r, RELAY_ST_CONNECT);
+        /* While connecting, libevent applies the write timeout to the connect. */
+        relay_timeouts(r, 0, w->cfg->connect_timeout_ms);
+    }
+    bufferevent_enable(r->ubev, EV_READ | EV_WRITE);
+}
+
+void relay_start(struct relay *r)
+{
+    struct wrk *w = r->w;
+    size_t blen;
+
+    relay_inspect_body(r);
+    blen = evbuffer_get_length(r->body);
+    if (blen || !(span_eq(span_cstr(r->method), "GET") || span_eq(span_cstr(r->method), "HEAD") ||
+                  span_eq(span_cstr(r->method), "DELETE") || span_eq(span_cstr(r->method), "OPTIONS")))
+        evbuffer_add_printf(r->req, "Content-Length: %zu\r\n", blen);
+    mtr_init(&r->mtr, r->t0_us, (uint64_t)w->cfg->stall_ms * 1000, r->req_max_tokens, w->rfs);
+    r->be = bal_pick(&w->bal);
+    if (r->be == NULL) {
+        relay_fail(r, PITOT_ENO_BACKEND);
+        return;
+    }
+    evbuffer_add_printf(r->req, "Host: %s\r\n\r\n", cfg_backend_authority(r->be->cfg));
+    evbuffer_add_buffer(r->req, r->body);
+    r->be->in_flight++;
+    r->in_flight_counted = 1;
+    met_gauge_add(w->met, MET_IN_FLIGHT, r->be->idx, 1);
+    relay_send(r);
+}
+
+/* ---- measurement ------------------------------------------------------- */
+
+/* Fixes the metric series once the model is known (from the backend's own
+ * report when there is one, else the request's name if it is a known label). */
+static void relay_series(struct relay *r, struct span model)
+{
+    struct wrk *w = r->w;
+
+    if (r->series_set)
+        return;
+    if (model.len)
+        r->model = met_model_index(w->met, model);
+    else
+        r->model = met_model_lookup(w->met, span_cstr(r->req_model));
+    r->series = met_series(w->met, r->be ? r->be->idx : 0, r->model, 0);
+    r->series_set = true;
+}
+
+static void relay_stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+
+    r->mtr.stalls++; /* the gap in progress passed the hard limit */
+    relay_fail(r, PITOT_ESTALL_TIMEOUT);
+}
+
+static void relay_stall_arm(struct relay *r)
+{
+    unsigned ms = r->w->cfg->stall_timeout_ms;
+    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+
+    if (r->stall_ev == NULL)
+        r->stall_ev = evtimer_new(r->w->base, relay_stall_cb, r);
+    if (r->stall_ev)
+        evtimer_add(r->stall_ev, &tv);
+}
+
+static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t now)
+{
+    uint64_t gap;
+
+    if (jr->valid && jr->model.len && !r->series_set)
+        relay_series(r, jr->model);
+    if (!mtr_event(&r->mtr, jr, now, &gap))
+        return;
+    relay_series(r, span_make(NULL, 0));
+    if (r->mtr.n_out > 1)
+        met_observe_us(r->w->met, MET_ITL, r->series, gap);
+    relay_stall_arm(r);
+}
+
+/* ---- response side ----------------------------------------------------- */
+
+static void relay_write_chunk(struct relay *r, const char *p, size_t len)
+{
+    struct evbuffer *out = relay_client_out(r);
+
+    if (len == 0)
+        return;
+    if (r->chunked_out) {
+        char hdr[24];
+        int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+        evbuffer_add(out, hdr, (size_t)n);
+        evbuffer_add(out, p, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, p, len);
+    }
+}
+
+/* One complete SSE event: decide, forward, then timestamp and measure. */
+static void relay_event(struct relay *r, struct span ev)
+{
+    struct wrk *w = r->w;
+    struct sse_event se;
+    struct json_resp jr;
+    uint64_t now;
+
+    sse_event_decode(ev, w->scratch, w->scratch_cap, &se);
+    memset(&jr, 0, sizeof(jr));
+    if (se.has_data && !se.done && !se.truncated)
+        json_resp_parse(se.data, &w->toks, &jr);
+    if (r->strip_usage && jr.valid && jr.choices_empty && jr.has_usage) {
+        /* The usage-only chunk pitot asked for: measured, not forwarded. */
+        mtr_event(&r->mtr, &jr, clk_now_us(), &(uint64_t){ 0 });
+        return;
+    }
+    relay_write_chunk(r, ev.p, ev.len);
+    now = clk_now_us();
+    relay_account(r, &jr, now);
+}
+
+static int relay_stage_add(struct relay *r, const char *p, size_t len)
+{
+    size_t need = r->stage_len + len;
+
+    if (need > r->stage_cap) {
+        size_t cap = r->stage_cap ? r->stage_cap : RELAY_STAGE_MIN;
+        char *np;
+        while (cap < need)
+            cap *= 2;
+        np = realloc(r->stage, cap);
+        if (np == NULL)
+            return -1;
+        r->stage = np;
+        r->stage_cap = cap;
+    }
+    memcpy(r->stage + r->stage_len, p, len);
+    r->stage_len += len;
+    return 0;
+}
+
+/* Body bytes of an event stream, in whatever pieces TCP delivered them. An
+ * event wholly inside one piece is handled in place; a split one is staged. */
+static void relay_sse_bytes(struct relay *r, struct span b)
+{
+    size_t max_ev = r->w->cfg->max_event_bytes;
+
+    while (b.len) {
+        size_t n;
+        int res = sse_scan(&r->scan, b, &n);
+        struct span piece = span_make(b.p, n);
+
+        b.p += n;
+        b.len -= n;
+        if (r->passthrough) {
+            /* An event larger than we analyse is relayed as it comes. */
+            relay_write_chunk(r, piece.p, piece.len);
+            if (res == SPAN_OK)
+                r->passthrough = false;
+            continue;
+        }
+        if (res == SPAN_OK && r->stage_len == 0) {
+            relay_event(r, piece);
+            continue;
+        }
+        if (r->stage_len + piece.len > max_ev || relay_stage_add(r, piece.p, piece.len) != 0) {
+            relay_write_chunk(r, r->stage, r->stage_len);
+            relay_write_chunk(r, piece.p, piece.len);
+            r->stage_len = 0;
+            r->passthrough = res != SPAN_OK;
+            continue;
+        }
+        if (res == SPAN_OK) {
+            relay_event(r, span_make(r->stage, r->stage_len));
+            r->stage_len = 0;
+        }
+    }
+}
+
+static int relay_on_body(void *ud, struct span b)
+{
+    struct relay *r = ud;
+
+    if (r->sse) {
+        relay_sse_bytes(r, b);
+        return 0;
+    }
+    relay_write_chunk(r, b.p, b.len);
+    if (r->json && !r->jbody_over) {
+        if (evbuffer_get_length(r->jbody) + b.len > r->w->cfg->max_event_bytes)
+            r->jbody_over = true;
+        else
+            evbuffer_add(r->jbody, b.p, b.len);
+    }
+    return 0;
+}
+
+static bool relay_ctype_is(const struct h1_msg *m, const char *type)
+{
+    const struct h1_header *ct = h1_header_find(m, "content-type");
+    size_t n = strlen(type);
+
+    return ct && ct->value.len >= n && span_ieq(span_make(ct->value.p, n), type) &&
+           (ct->value.len == n || ct->value.p[n] == ';' || ct->value.p[n] == ' ');
+}
+
+/* The backend's head: relay it with our framing and hop-by-hop headers gone. */
+static void relay_resp_head(struct relay *r)
+{
+    const struct h1_msg *m = &r->up.msg;
+    struct evbuffer *out = relay_client_out(r);
+    bool body = !r->is_head && h1_status_has_body(m->status);
+    bool keep;
+    unsigned i;
+
+    r->status = m->status;
+    r->up_keep = m->keep_alive;
+    r->sse = body && relay_ctype_is(m, "text/event-stream");
+    r->json = body && relay_ctype_is(m, "application/json");
+    if (r->json)
+        r->jbody = evbuffer_new();
+    if (body && (r->sse || m->chunked || m->content_length < 0)) {
+        if (r->client_http10)
+            r->eof_out = true;
+        else
+            r->chunked_out = true;
+    }
+    keep = r->client_keep && !r->eof_out && !r->w->stopping;
+    r->client_keep = keep;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, err_reason_phrase(m->status));
+    for (i = 0; i < m->nheaders; i++) {
+        const struct h1_header *h = &m->headers[i];
+        if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "x-request-id"))
+            continue;
+        if (span_ieq(h->name, "content-length") && (r->chunked_out || r->eof_out))
+            continue;
+        evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p, (int)h->value.len,
+                            h->value.p);
+    }
+    if (r->chunked_out)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add_printf(out, "X-Request-Id: %s\r\n%s\r\n", r->id, keep ? "" : "Connection: close\r\n");
+    sse_scan_init(&r->scan);
+    relay_set_state(r, RELAY_ST_STREAM);
+    /* Streams may sit in prefill or a queue: only the idle timeout applies. */
+    relay_timeouts(r, r->w->cfg->upstream_idle_timeout_ms, r->w->cfg->body_timeout_ms);
+}
+
+static void relay_release_upstream(struct relay *r, bool reusable)
+{
+    if (r->ubev == NULL)
+        return;
+    if (reusable && r->up_keep)
+        ups_conn_put(r->w, r->be->idx, r->ubev);
+    else
+        bufferevent_free(r->ubev);
+    r->ubev = NULL;
+}
+
+/* The backend finished the response cleanly. */
+static void relay_resp_done(struct relay *r)
+{
+    if (r->stage_len) {
+        /* A stream that ended inside an event: relay what came, unjudged. */
+        relay_write_chunk(r, r->stage, r->stage_len);
+        r->stage_len = 0;
+    }
+    if (r->json && !r->jbody_over && evbuffer_get_length(r->jbody)) {
+        struct json_resp jr;
+        size_t n = evbuffer_get_length(r->jbody);
+        memset(&jr, 0, sizeof(jr));
+        if (json_resp_parse(span_make((const char *)evbuffer_pullup(r->jbody, -1), n),
+                            &r->w->toks, &jr) == 0) {
+            relay_series(r, jr.model);
+            mtr_event(&r->mtr, &jr, clk_now_us(), &(uint64_t){ 0 });
+        }
+    }
+    if (r->chunked_out)
+        evbuffer_add(relay_client_out(r), "0\r\n\r\n", 5);
+    relay_release_upstream(r, true);
+    if (r->stall_ev)
+        event_del(r->stall_ev);
+    relay_set_state(r, RELAY_ST_FLUSH);
+    /* E2E ends when the last byte left: wait for the output to drain. */
+    bufferevent_setwatermark(r->fc->bev, EV_WRITE, 0, 0);
+    if (evbuffer_get_length(relay_client_out(r)) == 0)
+        relay_finish(r, PITOT_EOK);
+}
+
+static void relay_backpressure(struct relay *r)
+{
+    size_t cap = r->w->cfg->stream_buffer_bytes;
+
+    if (r->ubev && !r->paused && evbuffer_get_length(relay_client_out(r)) > cap) {
+        r->paused = true;
+        bufferevent_disable(r->ubev, EV_READ);
+        bufferevent_setwatermark(r->fc->bev, EV_WRITE, cap / 2, 0);
+    }
+}
+
+/* Feeds what the backend sent; returns when it is consumed, the response is
+ * complete, or the relay failed (r may then be DONE but is still alive). */
+static void relay_up_input(struct relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->ubev);
+    size_t used;
+
+    if (r->st == RELAY_ST_WAIT) {
+        size_t len = evbuffer_get_length(in), cap = r->w->cfg->max_header_bytes;
+        size_t look = len < cap ? len : cap, hl;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+
+        hl = h1_head_len(span_make(p, look));
+        if (hl == 0) {
+            if (len >= cap)
+                relay_fail(r, PITOT_EUPSTREAM_TOO_LARGE);
+            return;
+        }
+        if (h1_execute(&r->up, span_make(p, hl), &used) != H1_HEAD) {
+            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+            return;
+        }
+        if (r->up.msg.status < 200) {
+            /* 1xx interim responses are not relayed; the final one follows. */
+            evbuffer_drain(in, hl);
+            h1_reset(&r->up);
+            relay_up_input(r);
+            return;
+        }
+        relay_resp_head(r);
+        evbuffer_drain(in, hl);
+    }
+    for (;;) {
+        struct evbuffer_iovec v;
+        size_t avail = evbuffer_peek(in, -1, NULL, &v, 1) > 0 ? v.iov_len : 0;
+        enum h1_result res = h1_execute(&r->up, span_make(avail ? v.iov_base : "", avail), &used);
+
+        if (used)
+            evbuffer_drain(in, used);
+        if (r->st != RELAY_ST_STREAM)
+            return; /* failed inside a callback */
+        if (res == H1_ERROR) {
+            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+            return;
+        }
+        if (res == H1_DONE) {
+            relay_resp_done(r);
+            return;
+        }
+        if (avail == 0)
+            break;
+    }
+    relay_backpressure(r);
+}
+
+static void relay_up_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct relay *r = arg;
+
+    if (r->st == RELAY_ST_CONNECT)
+        relay_set_state(r, RELAY_ST_WAIT);
+    relay_up_input(r);
+}
+
+static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct relay *r = arg;
+    struct wrk *w = r->w;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        relay_set_state(r, RELAY_ST_WAIT);
+        relay_timeouts(r, w->cfg->upstream_header_timeout_ms, w->cfg->body_timeout_ms);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        relay_fail(r, PITOT_EUPSTREAM_TIMEOUT);
+        return;
+    }
+    /* EOF or error. */
+    if (r->st == RELAY_ST_CONNECT) {
+        r->be->up = false; /* refused: out until the health check says otherwise */
+        met_gauge_set(w->met, MET_BACKEND_UP, r->be->idx, 0);
+        relay_fail(r, PITOT_EUPSTREAM_CONNECT);
+        return;
+    }
+    if (r->st == RELAY_ST_WAIT && r->reused && !r->retried &&
+        evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+        /* The backend closed a pooled connection as we reused it: nothing of
+         * this request reached it, so a fresh connection may carry it. */
+        r->retried = true;
+        bufferevent_free(r->ubev);
+        r->ubev = NULL;
+        relay_send(r);
+        return;
+    }
+    if (r->st == RELAY_ST_STREAM && (what & BEV_EVENT_EOF)) {
+        /* Consume what arrived with the EOF, then let the parser judge. */
+        if (evbuffer_get_length(bufferevent_get_input(bev)))
+            relay_up_input(r);
+        if (r->st != RELAY_ST_STREAM)
+            return;
+        if (h1_finish(&r->up) == H1_DONE) {
+            r->up_keep = false;
+            relay_resp_done(r);
+            return;
+        }
+    }
+    relay_fail(r, PITOT_EUPSTREAM_RESET);
+}
+
+/* ---- ends -------------------------------------------------------------- */
+
+/* The backend failed (or no backend): tell the client as well as the state of
+ * the response allows, and account the request. */
+static void relay_fail(struct relay *r, enum pitot_err e)
+{
+    struct front_conn *fc = r->fc;
+
+    if (r->st == RELAY_ST_DONE || r->st == RELAY_ST_FLUSH)
+        return;
+    if (e != PITOT_ENO_BACKEND && r->be)
+        met_add_upstream_error(r->w->met, r->be->idx, e);
+    relay_release_upstream(r, false);
+    if (r->stall_ev)
+        event_del(r->stall_ev);
+    if (r->status == 0) {
+        char body[256];
+        int n = front_error_json(e, body, sizeof(body));
+        r->status = err_status(e);
+        front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep);
+        evbuffer_add(relay_client_out(r), body, (size_t)n);
+    } else {
+        if (r->sse && !r->passthrough) {
+            /* One error event, then the connection ends without the final
+             * chunk: no client can take a cut stream for a complete one. */
+            char ev[320];
+            int n;
+            relay_write_chunk(r, r->stage, r->stage_len);
+            r->stage_len = 0;
+            n = snprintf(ev, sizeof(ev), "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%d}}\n\n",
+                         err_message(e), err_label(e), err_status(e));
+            relay_write_chunk(r, ev, (size_t)n);
+        }
+        r->client_keep = false;
+    }
+    relay_finish(r, e);
+}
+
+void relay_client_gone(struct relay *r, enum pitot_err why)
+{
+    if (r->st == RELAY_ST_DONE)
+        return;
+    /* Closing the backend connection is what makes it stop generating. */
+    if (r->ubev) {
+        bufferevent_free(r->ubev);
+        r->ubev = NULL;
+    }
+    r->client_keep = false;
+    relay_finish(r, r->st == RELAY_ST_FLUSH ? PITOT_EOK : why);
+}
+
+void relay_client_drained(struct relay *r)
+{
+    if (r->st == RELAY_ST_FLUSH) {
+        if (evbuffer_get_length(relay_client_out(r)) == 0)
+            relay_finish(r, PITOT_EOK);
+        return;
+    }
+    if (r->paused && r->ubev) {
+        r->paused = false;
+        bufferevent_setwatermark(r->fc->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(r->ubev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_input(r->ubev)))
+            relay_up_input(r);
+    }
+}
+
+static const char *relay_finish_label(enum json_finish f)
+{
+    return f == JSON_FINISH_NONE ? NULL : json_finish_label(f);
+}
+
+/* Accounts the request once: metrics, access log, backend counters. */
+static void relay_finish(struct relay *r, enum pitot_err outcome)
+{
+    struct wrk *w = r->w;
+    struct met_registry *met = w->met;
+    struct mtr_result res;
+    struct alog_rec rec;
+    char model_name[CFG_NAME_MAX];
+    uint64_t end = clk_now_us();
+
+    if (r->st == RELAY_ST_DONE)
+        return;
+    relay_set_state(r, RELAY_ST_DONE);
+    r->outcome = outcome;
+    if (r->stall_ev)
+        event_del(r->stall_ev);
+    relay_series(r, span_make(NULL, 0));
+    mtr_finish(&r->mtr, end, &res);
+    if (r->be) {
+        unsigned s = r->series;
+        met_add_request(met, s, r->status ? r->status : err_status(outcome));
+        if (res.ttft_us >= 0)
+            met_observe_us(met, MET_TTFT, s, (uint64_t)res.ttft_us);
+        met_observe_us(met, MET_E2E, s, (uint64_t)res.e2e_us);
+        if (res.tpot_us >= 0)
+            met_observe_us(met, MET_TPOT, s, (uint64_t)res.tpot_us);
+        if (res.prompt_tokens > 0)
+            met_add(met, MET_PROMPT_TOKENS, s, (uint64_t)res.prompt_tokens);
+        if (res.completion_tokens > 0)
+            met_add(met, MET_COMPLETION_TOKENS, s, (uint64_t)res.completion_tokens);
+        if (res.cached_tokens > 0)
+            met_add(met, MET_CACHED_TOKENS, s, (uint64_t)res.cached_tokens);
+        met_add_finish(met, s, r->mtr.finish);
+        if (r->mtr.refusal)
+            met_add(met, MET_REFUSALS, s, 1);
+        if (r->mtr.stalls)
+            met_add(met, MET_STALLS, s, r->mtr.stalls);
+        if (outcome == PITOT_ECLIENT_CANCEL || outcome == PITOT_ECLIENT_TIMEOUT)
+            met_add(met, MET_CLIENT_CANCELS, s, 1);
+    }
+    met_model_name(met, r->model, model_name, sizeof(model_name));
+    memset(&rec, 0, sizeof(rec));
+    rec.id = span_cstr(r->id);
+    rec.wall_us = r->wall_us;
+    rec.method = span_cstr(r->method);
+    rec.path = span_cstr(r->path);
+    rec.status = r->status;
+    rec.backend = r->be ? r->be->cfg->name : NULL;
+    rec.model = model_name;
+    rec.tier = w->cfg->tiers[0].name;
+    rec.stream = r->sse;
+    rec.ttft_us = res.ttft_us;
+    rec.itl_p50_us = res.itl_p50_us;
+    rec.itl_max_us = res.itl_max_us;
+    rec.tpot_us = res.tpot_us;
+    rec.e2e_us = res.e2e_us;
+    rec.prompt_tokens = res.prompt_tokens;
+    rec.completion_tokens = res.completion_tokens;
+    rec.cached_tokens = res.cached_tokens;
+    rec.tokens_estimated = res.tok_src == MTR_TOK_COUNTED;
+    rec.finish_reason = relay_finish_label(r->mtr.finish);
+    rec.refusal = r->mtr.refusal;
+    rec.truncated = res.truncated;
+    rec.stalls = r->mtr.stalls;
+    rec.outcome = err_outcome(outcome);
+    rec.error = outcome == PITOT_EOK ? NULL : err_label(outcome);
+    if (w->alog)
+        alog_write(w->alog, &rec);
+    if (r->be && r->in_flight_counted) {
+        r->be->in_flight--;
+        r->in_flight_counted = 0;
+        met_gauge_add(met, MET_IN_FLIGHT, r->be->idx, -1);
+    }
+    /* Hands control back to the front, which frees us. */
+    front_relay_done(r->fc, r->client_keep && outcome == PITOT_EOK);
+}

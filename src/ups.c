@@ -1,0 +1,129 @@
+/* ups: upstream connect and an idle pool per backend. llama-server closes its
+ * side 5 s after a response and right after every stream, so pooled
+ * connections are dropped after UPS_IDLE_MS, before the server would. */
+#include "pitot/ups.h"
+
+#include <stdlib.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "pitot/cfg.h"
+#include "pitot/wrk.h"
+
+#define UPS_IDLE_MS 4000
+
+struct ups_idle {
+    struct bufferevent *bev;    /* owned */
+    struct ups_pool *pool;      /* borrowed */
+    TAILQ_ENTRY(ups_idle) link;
+};
+
+struct ups_pool {
+    struct wrk *w;              /* borrowed */
+    unsigned be;
+    size_t n;
+    TAILQ_HEAD(, ups_idle) idle;
+};
+
+struct ups_pool *ups_pools_new(struct wrk *w, size_t nbackends)
+{
+    struct ups_pool *p = calloc(nbackends ? nbackends : 1, sizeof(*p));
+    size_t i;
+
+    if (p == NULL)
+        return NULL;
+    for (i = 0; i < nbackends; i++) {
+        p[i].w = w;
+        p[i].be = (unsigned)i;
+        TAILQ_INIT(&p[i].idle);
+    }
+    return p;
+}
+
+static void ups_idle_free(struct ups_idle *it)
+{
+    TAILQ_REMOVE(&it->pool->idle, it, link);
+    it->pool->n--;
+    bufferevent_free(it->bev);
+    free(it);
+}
+
+void ups_pools_free(struct ups_pool *pools, size_t nbackends)
+{
+    size_t i;
+
+    if (pools == NULL)
+        return;
+    for (i = 0; i < nbackends; i++)
+        while (!TAILQ_EMPTY(&pools[i].idle))
+            ups_idle_free(TAILQ_FIRST(&pools[i].idle));
+    free(pools);
+}
+
+/* Anything from an idle connection (data, EOF, error, idle timeout) ends it. */
+static void ups_idle_read_cb(struct bufferevent *bev, void *arg)
+{
+    ups_idle_free(arg);
+}
+
+static void ups_idle_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    ups_idle_free(arg);
+}
+
+struct bufferevent *ups_conn_get(struct wrk *w, unsigned be, bool *reused)
+{
+    struct ups_pool *p = &w->pools[be];
+    struct bufferevent *bev;
+
+    if (!TAILQ_EMPTY(&p->idle)) {
+        struct ups_idle *it = TAILQ_FIRST(&p->idle);
+        TAILQ_REMOVE(&p->idle, it, link);
+        p->n--;
+        bev = it->bev;
+        free(it);
+        bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        *reused = true;
+        return bev;
+    }
+    *reused = false;
+    bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        return NULL;
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&w->be_addr[be], w->be_addrlen[be]) < 0) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    wrk_sock_nodelay(bufferevent_getfd(bev));
+    return bev;
+}
+
+void ups_conn_put(struct wrk *w, unsigned be, struct bufferevent *bev)
+{
+    struct ups_pool *p = &w->pools[be];
+    struct ups_idle *it;
+    struct timeval tv = { UPS_IDLE_MS / 1000, (UPS_IDLE_MS % 1000) * 1000 };
+
+    if (p->n >= w->cfg->upstream_keepalive || w->stopping ||
+        evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
+        (it = malloc(sizeof(*it))) == NULL) {
+        bufferevent_free(bev);
+        return;
+    }
+    it->bev = bev;
+    it->pool = p;
+    TAILQ_INSERT_HEAD(&p->idle, it, link);
+    p->n++;
+    bufferevent_setcb(bev, ups_idle_read_cb, NULL, ups_idle_event_cb, it);
+    bufferevent_set_timeouts(bev, &tv, NULL);
+    bufferevent_enable(bev, EV_READ);
+}
+
+size_t ups_pool_idle(const struct wrk *w, unsigned be)
+{
+    return w->pools[be].n;
+}

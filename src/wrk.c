@@ -1,0 +1,216 @@
+/* wrk: one event loop with its listener, connections and per-loop state. */
+#include "pitot/wrk.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "pitot/cfg.h"
+#include "pitot/clock.h"
+#include "pitot/front.h"
+#include "pitot/hc.h"
+#include "pitot/met.h"
+#include "pitot/relay.h"
+#include "pitot/ups.h"
+
+/* Tokens for one JSON document: a non-streamed response with logprobs can
+ * need many; this is scratch per loop, not per request. */
+#define WRK_JSON_TOKENS 65536
+
+void wrk_sock_nodelay(int fd)
+{
+    int one = 1;
+
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void wrk_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
+{
+    front_accept(arg, fd, sa, salen);
+}
+
+static void wrk_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wrk *w = arg;
+
+    while (!TAILQ_EMPTY(&w->reap)) {
+        struct front_conn *fc = TAILQ_FIRST(&w->reap);
+        TAILQ_REMOVE(&w->reap, fc, link);
+        front_free(fc);
+    }
+    relay_reap(w);
+}
+
+static int wrk_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                       socklen_t *len, int passive)
+{
+    struct addrinfo hints, *res = NULL;
+    char ports[8];
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    snprintf(ports, sizeof(ports), "%u", port);
+    rc = getaddrinfo(host[0] ? host : NULL, ports, &hints, &res);
+    if (rc != 0)
+        return rc;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct alog *alog,
+                    char *err, size_t errlen)
+{
+    struct wrk *w = calloc(1, sizeof(*w));
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    size_t i;
+    int rc;
+
+    if (w == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->cfg = c;
+    w->rfs = rfs;
+    w->alog = alog;
+    TAILQ_INIT(&w->conns);
+    TAILQ_INIT(&w->reap);
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = clk_now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    w->base = event_base_new();
+    w->met = met_registry_new(c);
+    w->toks.cap = WRK_JSON_TOKENS;
+    w->toks.tok = malloc(json_toks_size(WRK_JSON_TOKENS));
+    w->scratch_cap = c->max_event_bytes;
+    w->scratch = malloc(w->scratch_cap);
+    w->be_addr = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addr));
+    w->be_addrlen = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addrlen));
+    if (w->base == NULL || w->met == NULL || w->toks.tok == NULL || w->scratch == NULL ||
+        w->be_addr == NULL || w->be_addrlen == NULL || bal_init(&w->bal, c) != 0 ||
+        (w->pools = ups_pools_new(w, c->nbackends)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        wrk_free(w);
+        return NULL;
+    }
+    for (i = 0; i < c->nbackends; i++) {
+        rc = wrk_resolve(c->backends[i].host, c->backends[i].port, &w->be_addr[i],
+                         &w->be_addrlen[i], 0);
+        if (rc != 0) {
+            snprintf(err, errlen, "backend %s: cannot resolve %s: %s", c->backends[i].name,
+                     c->backends[i].host, gai_strerror(rc));
+            wrk_free(w);
+            return NULL;
+        }
+    }
+    w->reap_ev = event_new(w->base, -1, 0, wrk_reap_cb, w);
+    rc = wrk_resolve(c->listen_host, c->listen_port, &ss, &sslen, 1);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen %s:%u: %s", c->listen_host, c->listen_port, gai_strerror(rc));
+        wrk_free(w);
+        return NULL;
+    }
+    w->lst = evconnlistener_new_bind(w->base, wrk_accept_cb, w,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
+                                     (struct sockaddr *)&ss, (int)sslen);
+    if (w->lst == NULL || w->reap_ev == NULL) {
+        snprintf(err, errlen, "listen %s:%u: %s", c->listen_host, c->listen_port,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        wrk_free(w);
+        return NULL;
+    }
+    w->hc = hc_new(w);
+    if (w->hc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        wrk_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int wrk_run(struct wrk *w)
+{
+    event_base_dispatch(w->base);
+    return 0;
+}
+
+void wrk_stop(struct wrk *w)
+{
+    w->stopping = true;
+    if (w->lst)
+        evconnlistener_disable(w->lst);
+    event_base_loopexit(w->base, NULL);
+}
+
+void wrk_free(struct wrk *w)
+{
+    if (w == NULL)
+        return;
+    while (!TAILQ_EMPTY(&w->conns))
+        front_close(TAILQ_FIRST(&w->conns));
+    if (w->reap_ev)
+        wrk_reap_cb(-1, 0, w);
+    hc_free(w->hc);
+    if (w->lst)
+        evconnlistener_free(w->lst);
+    ups_pools_free(w->pools, w->bal.n);
+    bal_release(&w->bal);
+    if (w->reap_ev)
+        event_free(w->reap_ev);
+    met_registry_free(w->met);
+    free(w->toks.tok);
+    free(w->scratch);
+    free(w->be_addr);
+    free(w->be_addrlen);
+    if (w->base)
+        event_base_free(w->base);
+    free(w);
+}
+
+void wrk_request_id(struct wrk *w, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    int i, k;
+
+    for (k = 0; k < 2; k++) {
+        /* xorshift64*: ids need to be unique, not secret */
+        uint64_t x = w->rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        w->rng = x;
+        x *= 0x2545f4914f6cdd1dull;
+        for (i = 0; i < 16; i++)
+            out[k * 16 + i] = hex[(x >> (i * 4)) & 15];
+    }
+    out[32] = '\0';
+}
+
+unsigned wrk_listen_port(const struct wrk *w)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = w->lst ? evconnlistener_get_fd(w->lst) : -1;
+
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}

@@ -1,0 +1,377 @@
+"""Integration harness: start pitot-sim, pitot and helper servers on free
+loopback ports, talk raw HTTP/1.1 to them, and report one line per check
+("PASS name" / "FAIL name: why"). Every process started here is stopped by
+PID when the scenario ends, also when a check fails."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BUILD = os.environ.get("PITOT_BUILD", "build")
+FIXTURES = os.environ.get("PITOT_FIXTURES", "../shared/fixtures")
+HOST = "127.0.0.1"
+
+_procs = []
+_failures = 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Proc:
+    """A child process with its stderr captured to a file."""
+
+    def __init__(self, argv, name, ready_re=None, timeout=10.0):
+        self.name = name
+        self.errf = tempfile.NamedTemporaryFile(prefix=name + "-", suffix=".log", delete=False)
+        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.errf,
+                                  stdin=subprocess.DEVNULL)
+        _procs.append(self)
+        if ready_re:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if re.search(ready_re, self.stderr()):
+                    return
+                if self.p.poll() is not None:
+                    raise RuntimeError("%s exited early (%s): %s" % (name, self.p.returncode, self.stderr()))
+                time.sleep(0.01)
+            raise RuntimeError("%s not ready: %s" % (name, self.stderr()))
+
+    def stderr(self):
+        with open(self.errf.name, "r", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Stops by PID; returns the exit status."""
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self in _procs:
+            _procs.remove(self)
+        return self.p.returncode
+
+
+def stop_all():
+    for pr in list(_procs):
+        pr.stop()
+
+
+def start_sim(*args, port=None):
+    port = port or free_port()
+    pr = Proc([os.path.join(BUILD, "pitot-sim"), "--listen", "%s:%d" % (HOST, port)] + list(args),
+              "pitot-sim", r"listening on")
+    pr.port = port
+    return pr
+
+
+def start_pitot(backends, config=None, extra=(), port=None):
+    """backends: list of ports; config: YAML text (written to a temp file)."""
+    port = port or free_port()
+    logf = tempfile.NamedTemporaryFile(prefix="pitot-access-", suffix=".log", delete=False)
+    argv = [os.path.join(BUILD, "pitot"), "--listen", "%s:%d" % (HOST, port),
+            "--access-log", logf.name]
+    if config is not None:
+        cf = tempfile.NamedTemporaryFile("w", prefix="pitot-", suffix=".yaml", delete=False)
+        cf.write(config)
+        cf.close()
+        argv += ["-c", cf.name]
+    for b in backends:
+        argv += ["--backend", "http://%s:%d" % (HOST, b)]
+    argv += list(extra)
+    pr = Proc(argv, "pitot", r"listening on")
+    pr.port = port
+    pr.access_log = logf.name
+    return pr
+
+
+def access_log(pitot, n=None, timeout=5.0):
+    """The access-log lines as dicts; waits until at least n are there."""
+    deadline = time.time() + timeout
+    while True:
+        with open(pitot.access_log) as f:
+            lines = [json.loads(l) for l in f if l.strip()]
+        if n is None or len(lines) >= n or time.time() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+def stop_pitot_clean(pitot):
+    """Stops pitot and asserts a clean exit with no sanitizer report."""
+    rc = pitot.stop()
+    err = pitot.stderr()
+    assert rc == 0, "pitot exit status %s: %s" % (rc, err[-2000:])
+    assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
+
+
+# ---- raw HTTP ------------------------------------------------------------
+
+class Response:
+    def __init__(self):
+        self.status = None
+        self.reason = ""
+        self.headers = []          # [(name, value)] in order
+        self.body = b""            # de-chunked
+        self.chunks = []           # raw chunk payloads, in order
+        self.complete = False      # saw the terminating chunk / full length
+        self.closed = False        # server closed the connection
+        self.t_head = None
+        self.events = []           # (t_arrival, bytes of the event)
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+def connect(port, timeout=30.0):
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def build_request(method, path, body=None, headers=None, port=None):
+    hdrs = [("Host", "%s:%s" % (HOST, port or 0))]
+    if body is not None:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        hdrs.append(("Content-Type", "application/json"))
+        hdrs.append(("Content-Length", str(len(body))))
+    for k, v in (headers or []):
+        hdrs.append((k, v))
+    head = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in hdrs) + "\r\n"
+    return head.encode() + (body or b"")
+
+
+class Reader:
+    """Incremental HTTP/1.1 response reader over a socket, timestamping SSE
+    events as their terminating blank line arrives."""
+
+    def __init__(self, sock):
+        self.s = sock
+        self.buf = b""
+        self.eof = False
+
+    def _fill(self):
+        if self.eof:
+            return False
+        try:
+            d = self.s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            d = b""
+        if not d:
+            self.eof = True
+            return False
+        self.buf += d
+        return True
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            if not self._fill():
+                return None
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                return None
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+
+    def read(self, head_only=False, max_events=None, is_head=False):
+        r = Response()
+        line = self._line()
+        if line is None:
+            r.closed = True
+            return r
+        parts = line.decode().split(" ", 2)
+        r.status = int(parts[1])
+        r.reason = parts[2] if len(parts) > 2 else ""
+        while True:
+            line = self._line()
+            if line is None:
+                r.closed = True
+                return r
+            if line == b"":
+                break
+            k, v = line.decode().split(":", 1)
+            r.headers.append((k, v.strip()))
+        r.t_head = time.monotonic()
+        if head_only:
+            return r
+        sse = (r.header("content-type") or "").startswith("text/event-stream")
+        pending = b""
+
+        def feed(data):
+            nonlocal pending
+            pending += data
+            while True:
+                m = re.search(rb"(\r\n\r\n|\n\n|\r\r)", pending)
+                if not m:
+                    break
+                ev, pending = pending[:m.end()], pending[m.end():]
+                r.events.append((time.monotonic(), ev))
+
+        if is_head or r.status in (204, 304) or 100 <= r.status < 200:
+            r.complete = True
+            return r
+        te = (r.header("transfer-encoding") or "").lower()
+        cl = r.header("content-length")
+        if te == "chunked":
+            while True:
+                line = self._line()
+                if line is None:
+                    r.closed = True
+                    return r
+                size = int(line.split(b";")[0], 16)
+                if size == 0:
+                    self._line()
+                    r.complete = True
+                    return r
+                data = self._take(size)
+                if data is None or self._take(2) is None:
+                    r.closed = True
+                    if data:
+                        r.body += data
+                    return r
+                r.chunks.append(data)
+                r.body += data
+                if sse:
+                    feed(data)
+                    if max_events and len(r.events) >= max_events:
+                        return r
+        elif cl is not None:
+            data = self._take(int(cl))
+            if data is None:
+                r.body = self.buf
+                r.closed = True
+                return r
+            r.body = data
+            r.complete = True
+        else:
+            while self._fill():
+                pass
+            r.body, self.buf = self.buf, b""
+            r.closed = True
+            r.complete = True
+            if sse:
+                feed(r.body)
+        return r
+
+    def closed_by_peer(self, timeout=2.0):
+        self.s.settimeout(timeout)
+        try:
+            d = self.s.recv(1)
+            return d == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+def request(port, method, path, body=None, headers=None, timeout=30.0, **kw):
+    s = connect(port, timeout)
+    try:
+        t0 = time.monotonic()
+        s.sendall(build_request(method, path, body, headers, port))
+        rd = Reader(s)
+        r = rd.read(is_head=(method == "HEAD"), **kw)
+        r.t_send = t0
+        return r
+    finally:
+        s.close()
+
+
+def chat_body(content="Hello there, how are you?", stream=True, max_tokens=8, **extra):
+    b = {"model": "small", "messages": [{"role": "user", "content": content}],
+         "stream": stream, "max_tokens": max_tokens}
+    b.update(extra)
+    return b
+
+
+def metrics(port):
+    r = request(port, "GET", "/metrics")
+    assert r.status == 200, r.status
+    return r.body.decode()
+
+
+def metric_value(text, name, **labels):
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        if not m or m.group(1) != name:
+            continue
+        lab = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(lab.get(k) == str(v) for k, v in labels.items()):
+            total += float(m.group(4))
+            found = True
+    return total if found else None
+
+
+def sse_data(events):
+    """The data payloads (str) of a list of raw events."""
+    out = []
+    for _, ev in events:
+        lines = ev.decode().replace("\r\n", "\n").split("\n")
+        data = [l[5:].lstrip(" ") if l.startswith("data:") else None for l in lines]
+        data = [d for d in data if d is not None]
+        if data:
+            out.append("\n".join(data))
+    return out
+
+
+def wait_for(pred, timeout=5.0, step=0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+# ---- checks --------------------------------------------------------------
+
+def check(name, fn):
+    """Runs one check; processes it started are stopped afterwards."""
+    global _failures
+    try:
+        fn()
+        print("PASS %s" % name, flush=True)
+    except Exception as e:  # noqa: BLE001 - report every failure as a line
+        _failures += 1
+        tb = traceback.format_exc().strip().splitlines()
+        where = next((l.strip() for l in reversed(tb) if l.strip().startswith("File")), "")
+        print("FAIL %s: %s %s" % (name, (str(e) or type(e).__name__)[:600], where), flush=True)
+        for pr in _procs:
+            sys.stdout.write("  [%s stderr tail] %s\n" % (pr.name, pr.stderr()[-800:].replace("\n", "\n  ")))
+    finally:
+        stop_all()
+
+
+def finish():
+    stop_all()
+    sys.exit(1 if _failures else 0)
