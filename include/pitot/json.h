@@ -43,32 +43,40 @@ const char *json_finish_label(enum json_finish f);
 struct json_resp {
     bool valid;              /* parsed as a JSON object */
     bool has_output;         /* carries generated output: non-empty delta.content,
-                                delta.reasoning_content, delta.tool_calls,
-                                delta.refusal, choices[].text, message.content
-                                (non-streaming), native "content", TGI token.text
-                                of a non-special token */
+                                delta.reasoning_content (or vLLM's "reasoning"),
+                                delta.tool_calls, delta.refusal, choices[].text,
+                                message.* likewise (non-streaming), native
+                                "content", TGI token.text of a non-special token;
+                                null and "" are not output */
     bool has_refusal;        /* non-empty delta.refusal / message.refusal */
     bool choices_empty;      /* "choices":[] (the usage-only chunk) */
-    bool is_error;           /* top-level "error" key */
-    bool has_usage;          /* usage object with numbers (not null) */
-    int64_t prompt_tokens;   /* usage.prompt_tokens, or -1 */
-    int64_t completion_tokens; /* usage.completion_tokens, or -1 */
+    bool is_error;           /* top-level "error" key, not null */
+    bool has_usage;          /* usage object with numbers (not null), or TGI
+                                native details.generated_tokens */
+    int64_t prompt_tokens;   /* usage.prompt_tokens (TGI details.input_length), or -1 */
+    int64_t completion_tokens; /* usage.completion_tokens (TGI details.generated_tokens), or -1 */
     int64_t cached_tokens;   /* usage.prompt_tokens_details.cached_tokens, or -1 */
     bool has_timings;        /* llama.cpp timings object */
     int64_t timings_prompt_n;    /* or -1 */
     int64_t timings_predicted_n; /* or -1 */
     int64_t timings_cache_n;     /* or -1 */
     enum json_finish finish; /* first non-null finish_reason in choices, or
-                                native stop_type / TGI details.finish_reason */
+                                native stop_type when "stop":true, or TGI
+                                details.finish_reason; "" counts as none */
     struct span model;       /* "model" string, raw (escapes undecoded), borrowed */
     struct span text;        /* the output string token's raw bytes (still
-                                JSON-escaped), borrowed: content, refusal,
-                                reasoning_content or text, first choice only;
-                                len 0 if none */
+                                JSON-escaped), borrowed, for refusal matching:
+                                the first choice's delta.refusal, else
+                                delta.content, else text, else message.refusal,
+                                else message.content; without choices the native
+                                "content" or TGI token.text (non-special). Never
+                                reasoning; len 0 if none */
 };
 
-/* Parses one response object. Returns 0, or -1 if `in` is not a JSON object or
- * needs more than toks->cap tokens (then out->valid is false). */
+/* Parses one response object. Returns 0, or -1 if `in` is not one JSON object
+ * (strict RFC 8259 syntax plus Python's NaN/Infinity, blanks around it allowed,
+ * at most 512 levels deep) or needs more than toks->cap tokens (then
+ * out->valid is false). */
 int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *out);
 
 /* What pitot needs from a request body. */
@@ -81,18 +89,25 @@ struct json_req {
     struct span model;        /* raw "model" string, borrowed; len 0 if absent */
 };
 
-/* Parses a request body. Returns 0, or -1 when it is not a JSON object. */
+/* Parses a request body. Returns 0, or -1 when it is not a JSON object (as for
+ * json_resp_parse()) or needs more than toks->cap tokens (size toks by the body
+ * cap: a JSON text of n bytes has at most n tokens). Later duplicate keys win. */
 int json_req_parse(struct span body, struct json_toks *toks, struct json_req *out);
 
 /* Writes into out[0..cap) a copy of `body` that asks for usage in the stream:
  * adds "stream_options":{"include_usage":true} when stream_options is absent,
  * adds "include_usage":true inside an existing stream_options object that lacks
- * it, and turns an existing false into true. Everything else is byte-identical.
- * Returns the new length, or -1 if body is not an object or out is too small. */
+ * it, turns an existing false (or any non-true value) into true, and replaces
+ * a non-object stream_options (null) by {"include_usage":true}. A new member
+ * goes right after the object's last value. Everything else is byte-identical.
+ * The body must be strict JSON (RFC 8259, plus NaN/Infinity). out must
+ * not overlap body. Returns the new length, or -1 if body is not an object (or
+ * needs more than toks->cap tokens) or out is too small. */
 long json_req_add_include_usage(struct span body, struct json_toks *toks, char *out, size_t cap);
 
 /* Decodes a JSON string token's raw bytes (between the quotes) into UTF-8 at
- * out[0..cap): handles \" \\ \/ \b \f \n \r \t \uXXXX and surrogate pairs.
+ * out[0..cap): handles \" \\ \/ \b \f \n \r \t \uXXXX and surrogate pairs;
+ * a lone surrogate becomes U+FFFD, an invalid escape is copied literally.
  * Stops at cap without splitting a UTF-8 sequence. Returns bytes written. */
 size_t json_str_decode(struct span raw, char *out, size_t cap);
 

@@ -13,8 +13,10 @@
 /* An immutable, shared list of lower-cased phrases (built once from config). */
 struct rfs_phrases;
 
-/* Builds a phrase list; phrases are copied and lower-cased (ASCII). NULL list
- * or n == 0 gives the default list. Returns NULL on allocation failure. */
+/* Builds a phrase list; phrases are copied and lower-cased (ASCII), with
+ * U+2019 turned into "'" as in the window; NULL entries and empty phrases are
+ * skipped. NULL list or n == 0 gives the default list. Returns NULL on
+ * allocation failure. */
 struct rfs_phrases *rfs_phrases_new(const char *const *list, size_t n);
 void rfs_phrases_free(struct rfs_phrases *ph);
 
@@ -30,10 +32,13 @@ struct rfs_match {
     char win[RFS_WINDOW_BYTES];   /* lower-cased decoded output so far */
 };
 
+/* ph may be NULL: nothing ever matches. */
 void rfs_match_init(struct rfs_match *m, const struct rfs_phrases *ph);
 
-/* Appends decoded UTF-8 output; once RFS_WINDOW_CHARS are in, further text is
- * ignored. Returns true once any phrase occurs within the window (sticky). */
+/* Appends decoded UTF-8 output, ASCII-lower-cased, with U+2019 (even split
+ * across calls) stored as "'"; once RFS_WINDOW_CHARS are in, further text is
+ * ignored. Returns true once any phrase occurs within the window (sticky).
+ * Never allocates. */
 bool rfs_match_feed(struct rfs_match *m, const char *text, size_t len);
 
 #endif

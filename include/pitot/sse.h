@@ -19,6 +19,10 @@ void sse_scan_init(struct sse_scanner *s);
 
 /* Scans in.p[0..in.len). Stops right after the blank line that ends an event.
  * Lines may end in LF, CRLF or a lone CR (CR LF split across calls counts once).
+ * An event whose blank line ends in CR is delimited at that CR, whatever
+ * follows in the buffer, so boundaries never depend on how bytes were split;
+ * the LF completing that CR LF becomes the first byte of the next event, which
+ * sse_event_decode() skips.
  * Returns SPAN_OK when an event ended: *consumed bytes (> 0) of `in` were used,
  * the last of them being the event's terminator; the scanner is then ready for
  * the next event. Returns SPAN_AGAIN when all of `in` was consumed (*consumed ==
@@ -33,6 +37,11 @@ static inline size_t sse_scan_pending(const struct sse_scanner *s)
 {
     return s->event_bytes;
 }
+
+/* True when an unfinished event is pending: at the end of the stream this
+ * means the last event was cut short. A lone LF completing the previous
+ * event's CR LF is pending but not an unfinished event. */
+bool sse_scan_partial(const struct sse_scanner *s);
 
 /* What one complete event holds. */
 struct sse_event {
