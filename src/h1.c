@@ -237,10 +237,14 @@ void h1_expect_no_body(struct h1_parser *p)
 
 size_t h1_head_len(struct span in)
 {
-    size_t i;
+    size_t i = 0;
 
+    /* Empty lines before a request line are ignored (RFC 9112 2.2), by
+     * llhttp too: they belong to the head that follows. */
+    while (i < in.len && (in.p[i] == '\r' || in.p[i] == '\n'))
+        i++;
     /* The head ends at the first empty line: "\n\n" or "\n\r\n". */
-    for (i = 0; i + 1 < in.len; i++) {
+    for (; i + 1 < in.len; i++) {
         if (in.p[i] != '\n')
             continue;
         if (in.p[i + 1] == '\n')
@@ -273,6 +277,15 @@ static enum h1_result h1_error(struct h1_parser *p, llhttp_errno_t e)
     return H1_ERROR;
 }
 
+/* The head boundary we found is not llhttp's: never guess, reject. */
+static enum h1_result h1_fail_head(struct h1_parser *p)
+{
+    p->err = p->kind == H1_REQUEST ? PITOT_EBAD_REQUEST : PITOT_EUPSTREAM_PROTOCOL;
+    p->reason = "malformed line ending in head";
+    p->phase = H1_PHASE_DONE;
+    return H1_ERROR;
+}
+
 enum h1_result h1_execute(struct h1_parser *p, struct span in, size_t *consumed)
 {
     llhttp_errno_t e;
@@ -289,6 +302,10 @@ enum h1_result h1_execute(struct h1_parser *p, struct span in, size_t *consumed)
         return H1_AGAIN;
     e = llhttp_execute(&p->llh, in.p, in.len);
     if (e == HPE_OK) {
+        /* The caller gives a whole head: if llhttp still wants more, it and
+         * h1_head_len() disagree on where the head ends, e.g. a bare CR. */
+        if (phase_before == H1_PHASE_HEAD)
+            return h1_fail_head(p);
         *consumed = in.len;
         return H1_AGAIN;
     }
@@ -297,6 +314,8 @@ enum h1_result h1_execute(struct h1_parser *p, struct span in, size_t *consumed)
     *consumed = (size_t)(llhttp_get_error_pos(&p->llh) - in.p);
     llhttp_resume(&p->llh);
     if (phase_before == H1_PHASE_HEAD) {
+        if (*consumed != h1_head_len(in))
+            return h1_fail_head(p);
         /* Paused at the end of the head, or (no body) at the message's end. */
         if (p->phase == H1_PHASE_DONE)
             p->done_pending = true;
