@@ -32,7 +32,7 @@ void front_set_state(struct front_conn *fc, enum front_state st)
     static const unsigned char legal[][6] = {
         /*                IDLE HEAD BODY PROXY CLOSING DEAD */
         [FRONT_ST_IDLE] = { 1, 1, 0, 0, 1, 1 },
-        [FRONT_ST_HEAD] = { 0, 0, 1, 0, 1, 1 },
+        [FRONT_ST_HEAD] = { 1, 0, 1, 0, 1, 1 }, /* IDLE: answered locally */
         [FRONT_ST_BODY] = { 0, 0, 0, 1, 1, 1 },
         [FRONT_ST_PROXY] = { 1, 0, 0, 0, 1, 1 },
         [FRONT_ST_CLOSING] = { 0, 0, 0, 0, 1, 1 },

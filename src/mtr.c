@@ -76,6 +76,17 @@ bool mtr_event(struct mtr *m, const struct json_resp *r, uint64_t now_us, uint64
     return true;
 }
 
+void mtr_body(struct mtr *m, const struct json_resp *r)
+{
+    struct json_resp copy = *r;
+    uint64_t gap;
+
+    if (r->has_output)
+        mtr_refusal_text(m, r->text);
+    copy.has_output = false;
+    mtr_event(m, &copy, 0, &gap);
+}
+
 void mtr_finish(const struct mtr *m, uint64_t end_us, struct mtr_result *out)
 {
     out->e2e_us = end_us >= m->t0_us ? (int64_t)(end_us - m->t0_us) : 0;

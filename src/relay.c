@@ -47,6 +47,8 @@ struct relay {
     struct evbuffer *body;        /* owned: request body as received */
     struct evbuffer *jbody;       /* owned: non-streamed JSON response kept for analysis */
     char *stage;                  /* owned: bytes of a partial SSE event */
+    char *held;                   /* owned: a finish event held for the usage chunk */
+    size_t held_len, held_cap;
     size_t stage_len, stage_cap;
     struct event *stall_ev;       /* owned */
     struct h1_parser up;          /* response parser */
@@ -90,7 +92,7 @@ static void relay_set_state(struct relay *r, enum relay_state st)
 {
     static const unsigned char legal[][6] = {
         /*                 BODY CONN WAIT STRM FLSH DONE */
-        [RELAY_ST_BODY] = { 0, 1, 0, 0, 0, 1 },
+        [RELAY_ST_BODY] = { 0, 1, 1, 0, 0, 1 }, /* WAIT: pooled connection */
         [RELAY_ST_CONNECT] = { 0, 0, 1, 0, 0, 1 },
         [RELAY_ST_WAIT] = { 0, 1, 1, 1, 0, 1 }, /* CONNECT/WAIT: retry */
         [RELAY_ST_STREAM] = { 0, 0, 0, 0, 1, 1 },
@@ -214,6 +216,7 @@ void relay_free(struct relay *r)
     if (r->stall_ev)
         event_free(r->stall_ev);
     free(r->stage);
+    free(r->held);
     free(r);
 }
 
@@ -423,6 +426,64 @@ static void relay_write_chunk(struct relay *r, const char *p, size_t len)
     }
 }
 
+/* Finds the flat "timings":{...} object in a llama.cpp chunk. */
+static struct span relay_find_timings(struct span data)
+{
+    static const char key[] = "\"timings\":{";
+    const char *p = memmem(data.p, data.len, key, sizeof(key) - 1), *e;
+
+    if (p == NULL)
+        return span_make(NULL, 0);
+    e = memchr(p, '}', (size_t)(data.p + data.len - p));
+    return e ? span_make(p, (size_t)(e + 1 - p)) : span_make(NULL, 0);
+}
+
+/* Forwards the held finish event; `timings` (from the stripped usage chunk)
+ * goes back in as its last key, where llama.cpp puts it when usage was not
+ * asked for, so the client gets exactly the stream it asked for. */
+static void relay_release_held(struct relay *r, struct span timings)
+{
+    char *end;
+
+    if (r->held_len == 0)
+        return;
+    end = r->held + r->held_len;
+    while (end > r->held && (end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    if (timings.len && end > r->held && end[-1] == '}' &&
+        relay_find_timings(span_make(r->held, r->held_len)).len == 0) {
+        struct evbuffer *out = relay_client_out(r);
+        size_t pre = (size_t)(end - 1 - r->held), total = r->held_len + 1 + timings.len;
+        char hdr[24];
+        int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", total);
+        if (r->chunked_out)
+            evbuffer_add(out, hdr, (size_t)n);
+        evbuffer_add(out, r->held, pre);
+        evbuffer_add(out, ",", 1);
+        evbuffer_add(out, timings.p, timings.len);
+        evbuffer_add(out, end - 1, r->held_len - pre);
+        if (r->chunked_out)
+            evbuffer_add(out, "\r\n", 2);
+    } else {
+        relay_write_chunk(r, r->held, r->held_len);
+    }
+    r->held_len = 0;
+}
+
+static bool relay_hold(struct relay *r, struct span ev)
+{
+    if (ev.len > r->held_cap) {
+        char *np = realloc(r->held, ev.len);
+        if (np == NULL)
+            return false;
+        r->held = np;
+        r->held_cap = ev.len;
+    }
+    memcpy(r->held, ev.p, ev.len);
+    r->held_len = ev.len;
+    return true;
+}
+
 /* One complete SSE event: decide, forward, then timestamp and measure. */
 static void relay_event(struct relay *r, struct span ev)
 {
@@ -435,10 +496,20 @@ static void relay_event(struct relay *r, struct span ev)
     memset(&jr, 0, sizeof(jr));
     if (se.has_data && !se.done && !se.truncated)
         json_resp_parse(se.data, &w->toks, &jr);
-    if (r->strip_usage && jr.valid && jr.choices_empty && jr.has_usage) {
-        /* The usage-only chunk pitot asked for: measured, not forwarded. */
-        mtr_event(&r->mtr, &jr, clk_now_us(), &(uint64_t){ 0 });
-        return;
+    if (r->strip_usage) {
+        if (jr.valid && jr.choices_empty && jr.has_usage) {
+            /* The usage-only chunk pitot asked for: measured, not forwarded. */
+            relay_release_held(r, relay_find_timings(se.data));
+            relay_account(r, &jr, clk_now_us());
+            return;
+        }
+        relay_release_held(r, span_make(NULL, 0));
+        if (jr.valid && jr.finish != JSON_FINISH_NONE && !jr.has_output && !jr.choices_empty &&
+            relay_hold(r, ev)) {
+            /* A finish event without output: the usage chunk follows at once. */
+            relay_account(r, &jr, clk_now_us());
+            return;
+        }
     }
     relay_write_chunk(r, ev.p, ev.len);
     now = clk_now_us();
@@ -586,6 +657,7 @@ static void relay_release_upstream(struct relay *r, bool reusable)
 /* The backend finished the response cleanly. */
 static void relay_resp_done(struct relay *r)
 {
+    relay_release_held(r, span_make(NULL, 0));
     if (r->stage_len) {
         /* A stream that ended inside an event: relay what came, unjudged. */
         relay_write_chunk(r, r->stage, r->stage_len);
@@ -598,7 +670,7 @@ static void relay_resp_done(struct relay *r)
         if (json_resp_parse(span_make((const char *)evbuffer_pullup(r->jbody, -1), n),
                             &r->w->toks, &jr) == 0) {
             relay_series(r, jr.model);
-            mtr_event(&r->mtr, &jr, clk_now_us(), &(uint64_t){ 0 });
+            mtr_body(&r->mtr, &jr);
         }
     }
     if (r->chunked_out)
@@ -761,6 +833,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
              * chunk: no client can take a cut stream for a complete one. */
             char ev[320];
             int n;
+            relay_release_held(r, span_make(NULL, 0));
             relay_write_chunk(r, r->stage, r->stage_len);
             r->stage_len = 0;
             n = snprintf(ev, sizeof(ev), "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%d}}\n\n",

@@ -52,6 +52,10 @@ void mtr_init(struct mtr *m, uint64_t t0_us, uint64_t stall_us, int64_t max_toke
  * and true; else false. A gap above the stall threshold counts a stall. */
 bool mtr_event(struct mtr *m, const struct json_resp *r, uint64_t now_us, uint64_t *gap_us);
 
+/* Accounts a whole non-streamed body: tokens, finish, refusal; no timing
+ * (a response that arrives at once has no first token nor gaps). */
+void mtr_body(struct mtr *m, const struct json_resp *r);
+
 /* Derives the results; end_us is when the last byte went to the client. */
 void mtr_finish(const struct mtr *m, uint64_t end_us, struct mtr_result *out);
 
