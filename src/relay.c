@@ -310,7 +310,12 @@ static void relay_send(struct relay *r)
     struct evbuffer *out;
     struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes };
 
-    r->ubev = ups_conn_get(w, r->be->idx, &r->reused);
+    if (r->retried) {
+        r->ubev = ups_conn_new(w, r->be->idx);
+        r->reused = false;
+    } else {
+        r->ubev = ups_conn_get(w, r->be->idx, &r->reused);
+    }
     if (r->ubev == NULL) {
         relay_fail(r, PITOT_EUPSTREAM_CONNECT);
         return;

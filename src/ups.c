@@ -3,8 +3,10 @@
  * connections are dropped after UPS_IDLE_MS, before the server would. */
 #include "pitot/ups.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -74,16 +76,30 @@ static void ups_idle_event_cb(struct bufferevent *bev, short what, void *arg)
     ups_idle_free(arg);
 }
 
+/* A pooled connection whose FIN (or RST) arrived but whose idle callback has
+ * not run yet must not carry a request: peek at the socket first. */
+static bool ups_alive(struct bufferevent *bev)
+{
+    char c;
+    ssize_t n = recv(bufferevent_getfd(bev), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 struct bufferevent *ups_conn_get(struct wrk *w, unsigned be, bool *reused)
 {
     struct ups_pool *p = &w->pools[be];
-    struct bufferevent *bev;
 
-    if (!TAILQ_EMPTY(&p->idle)) {
+    while (!TAILQ_EMPTY(&p->idle)) {
         struct ups_idle *it = TAILQ_FIRST(&p->idle);
+        struct bufferevent *bev = it->bev;
+
+        if (!ups_alive(bev)) {
+            ups_idle_free(it);
+            continue;
+        }
         TAILQ_REMOVE(&p->idle, it, link);
         p->n--;
-        bev = it->bev;
         free(it);
         bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
         bufferevent_set_timeouts(bev, NULL, NULL);
@@ -91,6 +107,13 @@ struct bufferevent *ups_conn_get(struct wrk *w, unsigned be, bool *reused)
         return bev;
     }
     *reused = false;
+    return ups_conn_new(w, be);
+}
+
+struct bufferevent *ups_conn_new(struct wrk *w, unsigned be)
+{
+    struct bufferevent *bev;
+
     bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;

@@ -20,6 +20,10 @@ void ups_pools_free(struct ups_pool *pools, size_t nbackends);
  * and enables reading. NULL on immediate failure. */
 struct bufferevent *ups_conn_get(struct wrk *w, unsigned be, bool *reused);
 
+/* A new connecting connection to backend `be`, never a pooled one. NULL on
+ * immediate failure. */
+struct bufferevent *ups_conn_new(struct wrk *w, unsigned be);
+
 /* Returns a connection whose last response completed cleanly and allowed
  * keep-alive. It is freed instead when the pool is full. */
 void ups_conn_put(struct wrk *w, unsigned be, struct bufferevent *bev);
