@@ -108,7 +108,9 @@ void mtr_finish(const struct mtr *m, uint64_t end_us, struct mtr_result *out)
         out->cached_tokens = m->timings_cached;
     } else if (m->n_out) {
         out->tok_src = MTR_TOK_COUNTED;
-        out->completion_tokens = (int64_t)m->n_out;
+        /* A "stop" finish (EOS or a stop string) costs one generated token
+         * that is never streamed: the server counts output events + 1. */
+        out->completion_tokens = (int64_t)m->n_out + (m->finish == JSON_FINISH_STOP);
     } else {
         out->tok_src = MTR_TOK_NONE;
     }

@@ -13,7 +13,8 @@
 
 enum mtr_tok_src {
     MTR_TOK_NONE = 0,   /* nothing seen */
-    MTR_TOK_COUNTED,    /* output events counted: an estimate */
+    MTR_TOK_COUNTED,    /* output events counted, +1 for a "stop" finish
+                           (its token is never streamed): an estimate */
     MTR_TOK_TIMINGS,    /* llama.cpp timings */
     MTR_TOK_USAGE,      /* usage object */
 };
