@@ -167,7 +167,7 @@ class Reader:
 
     def __init__(self, sock):
         self.s = sock
-        self.buf = b""
+        self.buf = bytearray()
         self.eof = False
 
     def _fill(self):
@@ -184,18 +184,23 @@ class Reader:
         return True
 
     def _line(self):
-        while b"\r\n" not in self.buf:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                break
             if not self._fill():
                 return None
-        line, self.buf = self.buf.split(b"\r\n", 1)
+        line = bytes(self.buf[:i])
+        del self.buf[:i + 2]
         return line
 
     def _take(self, n):
         while len(self.buf) < n:
             if not self._fill():
                 return None
-        d, self.buf = self.buf[:n], self.buf[n:]
-        return d
+        d = self.buf[:n]
+        del self.buf[:n]
+        return bytes(d)
 
     def read(self, head_only=False, max_events=None, is_head=False):
         r = Response()
@@ -241,28 +246,31 @@ class Reader:
                 line = self._line()
                 if line is None:
                     r.closed = True
+                    r.body = b"".join(r.chunks)
                     return r
                 size = int(line.split(b";")[0], 16)
                 if size == 0:
                     self._line()
                     r.complete = True
+                    r.body = b"".join(r.chunks)
                     return r
                 data = self._take(size)
                 if data is None or self._take(2) is None:
                     r.closed = True
                     if data:
-                        r.body += data
+                        r.chunks.append(data)
+                    r.body = b"".join(r.chunks)
                     return r
                 r.chunks.append(data)
-                r.body += data
                 if sse:
                     feed(data)
                     if max_events and len(r.events) >= max_events:
+                        r.body = b"".join(r.chunks)
                         return r
         elif cl is not None:
             data = self._take(int(cl))
             if data is None:
-                r.body = self.buf
+                r.body = bytes(self.buf)
                 r.closed = True
                 return r
             r.body = data
@@ -270,7 +278,7 @@ class Reader:
         else:
             while self._fill():
                 pass
-            r.body, self.buf = self.buf, b""
+            r.body, self.buf = bytes(self.buf), bytearray()
             r.closed = True
             r.complete = True
             if sse:
@@ -375,3 +383,89 @@ def check(name, fn):
 def finish():
     stop_all()
     sys.exit(1 if _failures else 0)
+
+
+# ---- Prometheus ----------------------------------------------------------
+
+def start_prometheus(targets, scrape_interval="1s", rules_files=None):
+    """Starts /usr/bin/prometheus scraping `targets` ("host:port" strings, or
+    ports on 127.0.0.1) as job "pitot", with its config and TSDB in a fresh
+    temp dir that is removed when the process is stopped. rules_files: paths
+    of rule files to load. Returns the Proc, with .port, once GET /-/ready
+    answers 200 (30 s at most)."""
+    import shutil
+    import urllib.error
+    import urllib.request
+    d = tempfile.mkdtemp(prefix="pitot-prom-")
+    try:
+        tg = [t if isinstance(t, str) else "%s:%d" % (HOST, t) for t in targets]
+        conf = ["global:",
+                "  scrape_interval: %s" % scrape_interval,
+                "  evaluation_interval: %s" % scrape_interval]
+        if rules_files:
+            # relative paths would resolve against the temp dir
+            conf.append("rule_files:")
+            conf += ["  - %s" % json.dumps(os.path.abspath(f)) for f in rules_files]
+        conf += ["scrape_configs:",
+                 "  - job_name: pitot",
+                 "    static_configs:",
+                 "      - targets: %s" % json.dumps(tg)]
+        cfg = os.path.join(d, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("\n".join(conf) + "\n")
+        port = free_port()
+        pr = Proc(["/usr/bin/prometheus", "--config.file=" + cfg,
+                   "--storage.tsdb.path=" + os.path.join(d, "data"),
+                   "--storage.tsdb.retention.time=1h",
+                   "--web.listen-address=%s:%d" % (HOST, port)], "prometheus")
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    pr.port = port
+    pr.dir = d
+    proc_stop = pr.stop
+
+    def stop(*args, **kw):
+        try:
+            return proc_stop(*args, **kw)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    pr.stop = stop  # what stop_all() and check() call
+
+    # loopback only: never through an http_proxy from the environment
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.time() + 30.0
+    while True:
+        if pr.p.poll() is not None:
+            raise RuntimeError("prometheus exited early (%s): %s" % (pr.p.returncode, pr.stderr()[-2000:]))
+        try:
+            with opener.open("http://%s:%d/-/ready" % (HOST, port), timeout=2.0) as r:
+                if r.status == 200:
+                    return pr
+        except OSError:  # refused while starting, 503 until the TSDB is open
+            pass
+        if time.time() > deadline:
+            raise RuntimeError("prometheus not ready after 30 s: %s" % pr.stderr()[-2000:])
+        time.sleep(0.05)
+
+
+def prom_query(port, expr):
+    """The "data" object of the instant query /api/v1/query?query=expr on the
+    Prometheus at `port`; raises with Prometheus's error text if it fails."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    url = "http://%s:%d/api/v1/query?%s" % (HOST, port, urllib.parse.urlencode({"query": expr}))
+    try:
+        with opener.open(url, timeout=10.0) as r:
+            reply = json.loads(r.read())
+    except urllib.error.HTTPError as e:  # bad expression: 400 with a JSON error
+        body = e.read()
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            raise RuntimeError("query %r: HTTP %d %r" % (expr, e.code, body[:300]))
+    if reply.get("status") != "success":
+        raise RuntimeError("query %r: %s: %s" % (expr, reply.get("errorType"), reply.get("error")))
+    return reply["data"]

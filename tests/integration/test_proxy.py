@@ -399,31 +399,79 @@ def t_least_in_flight_and_pipelining():
     stop_pitot_clean(pitot)
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+class FloodBackend:
+    """Streams `n` SSE events of ~1 KB as fast as the socket takes them and
+    records how many bytes it managed to hand to the kernel."""
+
+    def __init__(self, n):
+        self.n = n
+        self.sent = 0
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(65536)
+            if not d:
+                return
+            head += d
+        if b"/health" in head.split(b"\r\n")[0]:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            c.close()
+            return
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        pad = "x" * 960
+        batch = b"".join(b'data: {"choices":[{"index":0,"delta":{"content":"%d %s"}}]}\n\n'
+                         % (k, pad.encode()) for k in range(64))
+        try:
+            for _ in range(self.n // 64):
+                c.sendall(batch)
+                self.sent += len(batch)
+            c.sendall(b"data: [DONE]\n\n")
+        except OSError:
+            pass
+        c.close()
+
+    def close(self):
+        self.sock.close()
 
 
-def t_slow_client_bounded_memory():
-    sim = start_sim("--tokens-per-s", "20000", "--ctx", "100000")
-    pitot = start_pitot([sim.port], config="upstream:\n  stream_buffer_bytes: 64k\n")
-    before = rss_kb(pitot.p.pid)
-    s = connect(pitot.port)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.sendall(build_request("POST", "/v1/chat/completions", chat_body(max_tokens=20000), port=pitot.port))
-    time.sleep(1.5)  # the client reads nothing while the backend could send ~5 MB
-    during = rss_kb(pitot.p.pid)
-    s.settimeout(60)
-    r = Reader(s).read()
-    s.close()
-    assert r.status == 200 and r.complete
-    tokens = [d for d in sse_data(r.events) if '"content":"' in d and '"role"' not in d]
-    assert len(tokens) == 20000, len(tokens)
-    assert during - before < 3 * 1024, "pitot grew by %d KiB while the client was not reading" % (during - before)
-    stop_pitot_clean(pitot)
+def t_slow_client_backpressure():
+    n = 32768  # ~33 MB
+    be = FloodBackend(n)
+    try:
+        pitot = start_pitot([be.port], config="upstream:\n  stream_buffer_bytes: 64k\n")
+        s = connect(pitot.port)
+        s.sendall(build_request("POST", "/v1/chat/completions", chat_body(max_tokens=n), port=pitot.port))
+        time.sleep(2.0)  # the client reads nothing
+        stalled_at = be.sent
+        # Kernel buffers on three sockets plus pitot's 64 KiB cap: a few MB at
+        # most. Without backpressure pitot would have taken all 33 MB.
+        assert stalled_at < 12 * 1024 * 1024, "backend pushed %d bytes into a stalled client" % stalled_at
+        s.settimeout(60)
+        r = Reader(s).read()
+        s.close()
+        assert r.status == 200 and r.complete
+        data = sse_data(r.events)
+        assert len(data) == n + 1 and data[-1] == "[DONE]", len(data)
+        assert all(json.loads(d)["choices"][0]["delta"]["content"].startswith("%d " % (k % 64))
+                   for k, d in enumerate(data[:-1])), "events lost or reordered"
+        stop_pitot_clean(pitot)
+    finally:
+        be.close()
 
 
 def t_config_check_errors():
@@ -450,6 +498,6 @@ check("admin endpoints; promtool check metrics is clean", t_admin_endpoints_and_
 check("malformed requests get clear errors and never reach a backend", t_bad_requests_never_reach_backend)
 check("request rewrite: hop-by-hop, X-Forwarded-For, X-Request-Id, reuse", t_request_rewrite_and_ids)
 check("least in-flight spreads load; pipelined requests in order", t_least_in_flight_and_pipelining)
-check("slow client: bounded memory, nothing lost", t_slow_client_bounded_memory)
+check("slow client: backend is paused (bounded memory), nothing lost", t_slow_client_backpressure)
 check("pitot -t reports FILE:LINE errors", t_config_check_errors)
 finish()
