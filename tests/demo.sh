@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# make demo: pitot in front of two simulated llama.cpp replicas, a burst of
+# streaming requests, then what pitot measured, read back from its /metrics.
+# KEEP=1 leaves the three processes running; BUILD selects the build directory.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+KEEP=${KEEP:-}
+HOST=127.0.0.1
+REQUESTS=24
+CONCURRENCY=4
+PROMPT_TOKENS=200
+MAX_TOKENS=32
+
+for b in pitot pitot-sim pitot-load; do
+    [ -x "$BUILD/$b" ] || { echo "demo: $BUILD/$b is missing; run make first" >&2; exit 1; }
+done
+for t in python3 curl; do
+    command -v "$t" >/dev/null || { echo "demo: needs $t" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pitot-demo.XXXXXX")
+PIDS=()
+kept=0
+t_start=$SECONDS
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ "$kept" = 1 ]; then
+        exit "$rc"
+    fi
+    local p
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do
+        # Up to ~2 s for a clean exit, then SIGKILL.
+        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    if [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
+        echo "demo: interrupted; replicas and pitot stopped" >&2
+    elif [ "$rc" -ne 0 ]; then
+        echo "demo: failed (exit $rc); the last lines each process logged:" >&2
+        for f in "$TMP"/*.err; do
+            [ -s "$f" ] && { echo "--- $(basename "$f")"; tail -5 "$f"; }
+        done >&2
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+header() {
+    printf '\n== %s\n' "$1"
+    shift
+    local l
+    for l in "$@"; do
+        printf '   %s\n' "$l"
+    done
+    echo
+}
+
+# wait_listening NAME ERRFILE PID: prints the port from "... listening on HOST:PORT".
+wait_listening() {
+    local name=$1 err=$2 pid=$3 port
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$err" | head -1)
+        if [ -n "$port" ]; then
+            echo "$port"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "demo: $name exited early:" >&2
+            cat "$err" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    echo "demo: $name did not report its port within 5 s:" >&2
+    cat "$err" >&2
+    return 1
+}
+
+# start NAME ARGV...: runs ARGV in the background, stderr to $TMP/NAME.err;
+# the PID goes to PIDS and LAST_PID. stdin/stdout are detached so KEEP=1
+# leaves nothing holding the terminal or a pipe.
+start() {
+    local name=$1
+    shift
+    "$@" </dev/null >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+header "Starting two simulated llama.cpp replicas and pitot in front of them" \
+    "replica-a: 2 slots, prefill 400 tok/s, decode 40 tok/s, steady" \
+    "replica-b: 2 slots, prefill 200 tok/s, decode 20 tok/s +-30% jitter," \
+    "           and a 1.5 s pause after the 20th token of every answer (a simulated hiccup)" \
+    "pitot counts a gap between tokens longer than 1 s as a stall (measure.stall, 10 s by default)"
+
+start replica-a "$BUILD/pitot-sim" --listen "$HOST:0" --slots 2 \
+    --prefill-tokens-per-s 400 --tokens-per-s 40 --seed 1
+pid_a=$LAST_PID
+start replica-b "$BUILD/pitot-sim" --listen "$HOST:0" --slots 2 \
+    --prefill-tokens-per-s 200 --tokens-per-s 20 --jitter 0.3 --seed 2 \
+    --stall-after 20 --stall-ms 1500
+pid_b=$LAST_PID
+port_a=$(wait_listening replica-a "$TMP/replica-a.err" "$pid_a")
+port_b=$(wait_listening replica-b "$TMP/replica-b.err" "$pid_b")
+
+# Finer histogram buckets than the default around token gaps (20-50 ms), so the
+# bucket-estimated quantiles below land close to the true values.
+cat >"$TMP/pitot.yaml" <<EOF
+listen: $HOST:0
+backends:
+  - url: http://$HOST:$port_a
+    name: replica-a
+  - url: http://$HOST:$port_b
+    name: replica-b
+measure:
+  stall: 1s
+  buckets: [0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.07, 0.08,
+            0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1, 1.25, 1.5, 2, 2.5, 3, 3.5,
+            4, 5, 6, 7.5, 10, 15, 20, 30, 60, 120]
+EOF
+start pitot "$BUILD/pitot" -c "$TMP/pitot.yaml" --access-log "$TMP/access.log"
+pid_p=$LAST_PID
+port_p=$(wait_listening pitot "$TMP/pitot.err" "$pid_p")
+URL=http://$HOST:$port_p
+
+ready=0
+for _ in $(seq 1 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz" || true)
+    if [ "$code" = 200 ]; then
+        ready=1
+        break
+    fi
+    kill -0 "$pid_p" 2>/dev/null || break
+    sleep 0.05
+done
+if [ "$ready" != 1 ]; then
+    echo "demo: pitot's $URL/readyz did not answer 200 within 5 s (last: ${code:-none})" >&2
+    exit 1
+fi
+printf '   %-10s %-22s pid %s\n' replica-a "$HOST:$port_a" "$pid_a" \
+    replica-b "$HOST:$port_b" "$pid_b" pitot "$HOST:$port_p" "$pid_p"
+echo "   $(head -1 "$TMP/pitot.err")"
+echo "   $URL/readyz answers 200: both backends passed their health check"
+
+header "Client side: pitot-load sends $REQUESTS streaming chat requests through pitot" \
+    "$CONCURRENCY at a time, $PROMPT_TOKENS-token prompts, max_tokens $MAX_TOKENS; what the client measured:"
+"$BUILD/pitot-load" --url "$URL/v1/chat/completions" --concurrency "$CONCURRENCY" \
+    --requests "$REQUESTS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" | sed 's/^/   /'
+
+# The access log line is written when the response ends; give the last one a moment.
+for _ in $(seq 1 40); do
+    n=$(grep -c . "$TMP/access.log" 2>/dev/null || true)
+    [ "${n:-0}" -ge "$REQUESTS" ] && break
+    sleep 0.05
+done
+
+curl -sf "$URL/metrics" >"$TMP/metrics.txt"
+header "Proxy side: what pitot measured per backend, read back from $URL/metrics" \
+    "TTFT = time to first token, ITL = gap between tokens, E2E = whole request." \
+    "Quantiles are estimates from the histogram buckets (linear interpolation," \
+    "as Prometheus' histogram_quantile does), not exact values: each can be off" \
+    "by up to its bucket's width; the client's exact numbers are above." \
+    "truncated = finish_reason \"length\" (hit max_tokens); stalls = token gaps over 1 s."
+python3 tests/demo_summary.py table "$TMP/metrics.txt"
+
+header "Access log: pitot writes one JSON line per request (--access-log FILE)"
+python3 tests/demo_summary.py accesslog "$TMP/access.log"
+# pitot logs to stderr only what goes wrong (past its start line): show it if so.
+if [ "$(grep -vc 'listening on' "$TMP/pitot.err" || true)" -gt 0 ]; then
+    echo
+    echo "  pitot's own log (stderr):"
+    grep -v 'listening on' "$TMP/pitot.err" | tail -10 | sed 's/^/    /'
+fi
+
+elapsed=$((SECONDS - t_start))
+if [ "$KEEP" = 1 ]; then
+    kept=1
+    header "KEEP=1: leaving the processes running (demo took ${elapsed} s)"
+    printf '   %-10s pid %-8s http://%s:%s\n' replica-a "$pid_a" "$HOST" "$port_a" \
+        replica-b "$pid_b" "$HOST" "$port_b" pitot "$pid_p" "$HOST" "$port_p"
+    cat <<EOF
+
+   stream a chat answer through pitot:
+     curl -N $URL/v1/chat/completions -H 'Content-Type: application/json' -d '{"model":"small","stream":true,"max_tokens":16,"messages":[{"role":"user","content":"Hello"}]}'
+   metrics:     curl -s $URL/metrics
+   access log:  tail -f $TMP/access.log
+   stop them:   kill $pid_a $pid_b $pid_p; rm -rf $TMP
+EOF
+else
+    header "Done in ${elapsed} s; replicas and pitot stopped. Run 'make demo KEEP=1' to keep them running."
+fi
