@@ -1,12 +1,13 @@
 /* mtr: per-request TTFT, inter-token gaps, tokens, refusal and truncation. */
 #include "pitot/mtr.h"
 
+#include <stddef.h>
 #include <string.h>
 
 void mtr_init(struct mtr *m, uint64_t t0_us, uint64_t stall_us, int64_t max_tokens,
               const struct rfs_phrases *ph)
 {
-    memset(m, 0, sizeof(*m) - sizeof(m->rfs));
+    memset(m, 0, offsetof(struct mtr, gaps_us));
     m->t0_us = t0_us;
     m->stall_us = stall_us;
     m->max_tokens = max_tokens;
@@ -72,8 +73,60 @@ bool mtr_event(struct mtr *m, const struct json_resp *r, uint64_t now_us, uint64
         m->itl_max_us = *gap_us;
     if (m->stall_us && *gap_us > m->stall_us)
         m->stalls++;
+    if (m->n_out - 2 < MTR_GAPS_EXACT)
+        m->gaps_us[m->n_out - 2] = *gap_us > UINT32_MAX ? UINT32_MAX : (uint32_t)*gap_us;
     qnt_p2_add(&m->itl_p50, (double)*gap_us);
     return true;
+}
+
+/* k-th smallest of a[0..n) (Hoare selection; reorders a). */
+static uint32_t mtr_select(uint32_t *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1;
+
+    while (lo < hi) {
+        uint32_t pivot = a[lo + (hi - lo) / 2], t;
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
+            if (i <= j) {
+                t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return a[k];
+}
+
+/* Median of the gaps: exact while every gap was kept, else P-square. */
+static int64_t mtr_itl_median(const struct mtr *m)
+{
+    uint32_t tmp[MTR_GAPS_EXACT];
+    size_t n = (size_t)(m->n_out - 1);
+    uint64_t lo, hi;
+
+    if (n > MTR_GAPS_EXACT)
+        return (int64_t)(qnt_p2_get(&m->itl_p50) + 0.5);
+    memcpy(tmp, m->gaps_us, n * sizeof(tmp[0]));
+    hi = mtr_select(tmp, n, n / 2);
+    if (n % 2)
+        return (int64_t)hi;
+    lo = mtr_select(tmp, n, n / 2 - 1);
+    return (int64_t)((lo + hi + 1) / 2);
 }
 
 void mtr_body(struct mtr *m, const struct json_resp *r)
@@ -92,7 +145,7 @@ void mtr_finish(const struct mtr *m, uint64_t end_us, struct mtr_result *out)
     out->e2e_us = end_us >= m->t0_us ? (int64_t)(end_us - m->t0_us) : 0;
     out->ttft_us = m->n_out ? (int64_t)(m->first_us - m->t0_us) : -1;
     out->itl_max_us = m->n_out > 1 ? (int64_t)m->itl_max_us : -1;
-    out->itl_p50_us = m->n_out > 1 ? (int64_t)(qnt_p2_get(&m->itl_p50) + 0.5) : -1;
+    out->itl_p50_us = m->n_out > 1 ? mtr_itl_median(m) : -1;
     out->prompt_tokens = out->completion_tokens = out->cached_tokens = -1;
     if (m->usage_completion >= 0 || m->usage_prompt >= 0) {
         out->tok_src = MTR_TOK_USAGE;

@@ -19,6 +19,10 @@ enum mtr_tok_src {
     MTR_TOK_USAGE,      /* usage object */
 };
 
+/* Gaps kept exactly for the access log's ITL p50; past this many the P-square
+ * estimate is used (2 KiB per request, no allocation). */
+#define MTR_GAPS_EXACT 512
+
 struct mtr {
     uint64_t t0_us;          /* complete request head arrived */
     uint64_t first_us;       /* first output event forwarded, 0 if none */
@@ -34,12 +38,15 @@ struct mtr {
     enum json_finish finish;
     bool refusal;
     bool error_event;        /* an event carried a top-level error */
+    /* mtr_init() clears everything above; the two below need no clearing. */
+    uint32_t gaps_us[MTR_GAPS_EXACT]; /* the first gaps, for an exact median */
     struct rfs_match rfs;
 };
 
 /* Results derived at the end. Durations in microseconds, -1 if not measured. */
 struct mtr_result {
-    int64_t ttft_us, e2e_us, tpot_us, itl_p50_us, itl_max_us;
+    int64_t ttft_us, e2e_us, tpot_us, itl_max_us;
+    int64_t itl_p50_us;      /* exact median up to MTR_GAPS_EXACT gaps, then estimated */
     int64_t prompt_tokens, completion_tokens, cached_tokens; /* -1 unknown */
     enum mtr_tok_src tok_src;
     bool truncated;

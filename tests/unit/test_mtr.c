@@ -217,8 +217,8 @@ struct want {
 /* TTFT is the first content (not the role-only chunk: event 1 of chat
  * streams; event 0 of native, /v1/completions and TGI generate streams).
  * TPOT = (E2E - TTFT) / (completion - 1), integer division. ITL p50 is the
- * P-square estimate: exact when every gap is equal; with the one 100 ms gap
- * among 58 of 20 ms it reads 20.066 ms. */
+ * exact median (every stream here has fewer than MTR_GAPS_EXACT gaps): the one
+ * 100 ms gap among 58 of 20 ms leaves it at 20 ms. */
 static const struct want wants[] = {
     { "llama.cpp/chat-stream-basic.http", 16, 19, 16, 320000, 665000, 20000, 20000, 23000, 0,
       MTR_TOK_TIMINGS, 61, 16, 60, JSON_FINISH_LENGTH, true, false, false, 16 },
@@ -233,7 +233,7 @@ static const struct want wants[] = {
     { "llama.cpp/chat-stream-length-max-tokens-3.http", 3, 6, 3, 320000, 405000, 20000, 20000,
       42500, 0, MTR_TOK_TIMINGS, 61, 3, 60, JSON_FINISH_LENGTH, true, false, false, 3 },
     { "llama.cpp/chat-stream-sse-ping-interval-2.http", 60, 68, 60, 320000, 1645000, 100000,
-      20066, 22457, 1, MTR_TOK_USAGE, 61, 60, 0, JSON_FINISH_LENGTH, true, false, false, 60 },
+      20000, 22457, 1, MTR_TOK_USAGE, 61, 60, 0, JSON_FINISH_LENGTH, true, false, false, 60 },
     { "llama.cpp/chat-stream-stop-eos.http", 16, 4, 0, -1, 365000, -1, -1, -1, 0, MTR_TOK_USAGE,
       61, 1, 60, JSON_FINISH_STOP, false, false, false, -1 },
     { "llama.cpp/chat-stream-stop-string.http", 32, 14, 10, 320000, 565000, 20000, 20000, 24500,
@@ -535,14 +535,14 @@ static void test_real_timings(void **state)
 
     /* Values from the capture and its summary.json: first content 320.04 ms
      * after the send, [DONE] at 1660.81 ms, content gaps 18.3..30.489 ms
-     * (true median 20.859 ms; P-square over 63 gaps says 20.928 ms), the
+     * (median 20.859 ms, exact since fewer than MTR_GAPS_EXACT gaps), the
      * server's 21.338 ms per token. */
     feed_capture("chat-stream-timing-small", &m, &end);
     mtr_finish(&m, end, &res);
     assert_int_equal(res.ttft_us, 320040);
     assert_in_range(res.e2e_us, 1660809, 1660811);
     assert_int_equal(res.itl_max_us, 30489);
-    assert_int_equal(res.itl_p50_us, 20928);
+    assert_int_equal(res.itl_p50_us, 20859);
     assert_int_equal(m.stalls, 0);
     assert_int_equal(res.completion_tokens, 64);
     /* TPOT agrees with the server's own per-token time within 1 %. */
@@ -550,15 +550,14 @@ static void test_real_timings(void **state)
     assert_true(res.truncated);
 
     /* Stream A waits 12.863164 s while another request's prompt is
-     * processed: one stall over the 10 s default. The true median gap is
-     * 20.819 ms, but P-square's parabola, dragged by that one gap among 59,
-     * puts its middle marker at 30.322 ms (a reference implementation of
-     * Jain and Chlamtac agrees): the per-request p50 is an estimate. */
+     * processed: one stall over the 10 s default. The median gap stays at
+     * 20.819 ms: exact, where a P-square estimate, dragged by that one gap
+     * among 59, would read 30.322 ms. */
     feed_capture("chat-stream-gap-during-other-prefill", &m, &end);
     mtr_finish(&m, end, &res);
     assert_int_equal(res.ttft_us, 43343);
     assert_int_equal(res.itl_max_us, 12863164);
-    assert_int_equal(res.itl_p50_us, 30322);
+    assert_int_equal(res.itl_p50_us, 20819);
     assert_int_equal(m.stalls, 1);
     assert_int_equal(m.n_out, 60);
     (void)state;
