@@ -712,6 +712,33 @@ static void test_no_output(void **state)
     (void)state;
 }
 
+/* The median is exact while every gap is kept: 512 gaps, half 3 ms then half
+ * 1 ms, give 2 ms; past the cap the P-square estimate takes over and stays
+ * within the data's range. */
+static void test_itl_p50_exact_up_to_cap(void **state)
+{
+    struct mtr m;
+    struct mtr_result res;
+    uint64_t t = 0;
+    int i;
+
+    mtr_init(&m, 0, 0, -1, NULL);
+    feed_content(&m, "a", t, NULL);
+    for (i = 0; i < MTR_GAPS_EXACT; i++) {
+        t += i < MTR_GAPS_EXACT / 2 ? 3000 : 1000;
+        feed_content(&m, "b", t, NULL);
+    }
+    mtr_finish(&m, t, &res);
+    assert_int_equal(res.itl_p50_us, 2000);
+    for (i = 0; i < 100; i++) {
+        t += 1000;
+        feed_content(&m, "c", t, NULL);
+    }
+    mtr_finish(&m, t, &res);
+    assert_in_range(res.itl_p50_us, 1000, 3000);
+    (void)state;
+}
+
 static void test_itl_max_and_p50(void **state)
 {
     static const uint64_t gaps[] = { 10000, 30000, 20000, 50000, 40000 };
@@ -1132,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_ttft_skips_role_chunk),
         cmocka_unit_test(test_no_output),
         cmocka_unit_test(test_itl_max_and_p50),
+        cmocka_unit_test(test_itl_p50_exact_up_to_cap),
         cmocka_unit_test(test_stalls),
         cmocka_unit_test(test_token_sources),
         cmocka_unit_test(test_last_usage_wins),
