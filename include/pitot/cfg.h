@@ -14,16 +14,63 @@
 #define CFG_MAX_PHRASES 64
 #define CFG_NAME_MAX 64
 #define CFG_HOST_MAX 256
+#define CFG_MAX_BACKEND_MODELS 16
+#define CFG_MAX_ALIASES 32
+#define CFG_MAX_KEYS 256
+
+/* Backend dialects (issue 3): how load is read from a backend's /metrics. */
+enum cfg_flavor {
+    CFG_FLAVOR_AUTO = 0, /* detected from the names on its /metrics */
+    CFG_FLAVOR_LLAMACPP,
+    CFG_FLAVOR_VLLM,
+    CFG_FLAVOR_TGI,
+    CFG_FLAVOR_SGLANG,
+    CFG_FLAVOR_OPENAI,   /* any OpenAI-compatible server without metrics */
+};
+
+enum cfg_policy {
+    CFG_POLICY_LEAST_BUSY = 0, /* backends' own running+waiting, corrected by pitot's dispatches */
+    CFG_POLICY_LEAST_IN_FLIGHT,/* pitot's own in-flight count only */
+    CFG_POLICY_ROUND_ROBIN,
+};
+
+enum cfg_affinity {
+    CFG_AFFINITY_OFF = 0,
+    CFG_AFFINITY_HEADER,       /* value of affinity_header */
+    CFG_AFFINITY_USER,         /* the request's "user" field */
+    CFG_AFFINITY_PREFIX,       /* hash of the first affinity_prefix_messages messages */
+};
 
 struct cfg_backend {
     char name[CFG_NAME_MAX];  /* label value; default "host:port" */
     char host[CFG_HOST_MAX];  /* from url http://host:port */
     uint16_t port;            /* default 80 */
     char url[CFG_HOST_MAX + 16]; /* as given, normalised "http://host:port" */
+    enum cfg_flavor flavor;   /* backends[].flavor, default auto */
+    unsigned capacity;        /* backends[].capacity: concurrent requests; 0 = from
+                                 llama.cpp /props total_slots, else routing.default_capacity */
+    char models[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX]; /* backends[].models: served
+                                 names; none = learned from its /v1/models */
+    size_t nmodels;
+};
+
+/* An API key of a tier: compared as SHA-256 digests, never logged. */
+struct cfg_apikey {
+    unsigned char sha256[32]; /* keys: plain text hashed at load; key_sha256: hex given */
 };
 
 struct cfg_tier {
     char name[CFG_NAME_MAX];
+    int priority;             /* higher is more important; default tier 0 */
+    unsigned slo_ttft_ms;     /* 0: no TTFT target */
+    unsigned slo_tpot_ms;     /* 0: no TPOT target */
+    unsigned max_queue;       /* requests of this tier held at once (default 64) */
+    unsigned max_wait_ms;     /* longest a request of this tier is held (default 30000) */
+};
+
+struct cfg_alias {
+    char from[CFG_NAME_MAX];  /* a model name clients use */
+    char to[CFG_NAME_MAX];    /* the name a backend serves */
 };
 
 struct cfg {
@@ -71,6 +118,41 @@ struct cfg {
     size_t nrefusal;
     double buckets[CFG_MAX_BUCKETS]; /* histogram upper bounds, seconds, ascending */
     size_t nbuckets;
+
+    /* routing (issue 3) */
+    enum cfg_policy policy;          /* routing.policy, default least_busy */
+    unsigned scrape_interval_ms;     /* routing.scrape_interval, default 500 */
+    unsigned scrape_timeout_ms;      /* routing.scrape_timeout, default 400 */
+    unsigned scrape_stale_ms;        /* routing.scrape_stale, default 2000: older scrapes
+                                        are not used (pitot's own in-flight count is) */
+    unsigned models_interval_ms;     /* routing.models_interval, default 10000: /v1/models */
+    unsigned dns_interval_ms;        /* routing.dns_interval, default 10000 */
+    unsigned max_addresses;          /* routing.max_addresses per backend name, default 8 */
+    unsigned default_capacity;       /* routing.default_capacity, default 4 */
+    struct cfg_alias aliases[CFG_MAX_ALIASES]; /* routing.aliases: {from: to} map */
+    size_t naliases;
+    bool retry;                      /* routing.retry, default true */
+    unsigned max_waiting;            /* routing.saturation.max_waiting, default 0: a
+                                        backend that would have to queue more is saturated */
+    double max_cache_ratio;          /* routing.saturation.max_cache_ratio, default 0.95 */
+    unsigned max_in_flight;          /* routing.saturation.max_in_flight, default 0 = none */
+    unsigned eject_failures;         /* routing.eject.failures, default 3 (consecutive
+                                        connect failures or 5xx) */
+    unsigned eject_base_ms;          /* routing.eject.base, default 1000; doubles per
+                                        repeated ejection */
+    unsigned eject_max_ms;           /* routing.eject.max, default 60000 */
+    enum cfg_affinity affinity;      /* routing.affinity.mode, default off */
+    char affinity_header[CFG_NAME_MAX]; /* routing.affinity.header, default X-Session-Id */
+    unsigned affinity_prefix_messages; /* routing.affinity.prefix_messages, default 2 */
+    double affinity_max_load;        /* routing.affinity.max_load, default 1.25 (bounded
+                                        load: moved when above this x the average) */
+
+    /* overload queue and tiers (issue 3) */
+    unsigned queue_max;              /* queue.max_depth: all tiers, default 256 */
+    char tier_header[CFG_NAME_MAX];  /* tier_header: trusted header naming a tier; "" off */
+    struct cfg_apikey keys[CFG_MAX_KEYS]; /* tiers[].keys / tiers[].key_sha256 */
+    unsigned char key_tier[CFG_MAX_KEYS]; /* tier index of keys[i] */
+    size_t nkeys;
 
     /* output */
     char access_log[1024];          /* "" or "-": stdout */
