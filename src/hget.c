@@ -1,0 +1,161 @@
+/* hget: a GET with a deadline over a bufferevent, parsed with h1. */
+#include "pitot/hget.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "pitot/h1.h"
+#include "pitot/wrk.h"
+
+struct hget {
+    struct bufferevent *bev; /* owned */
+    struct event *timer;     /* owned */
+    struct evbuffer *body;   /* owned */
+    struct h1_parser hp;
+    size_t max_body;
+    int phase;               /* 0 head, 1 body */
+    hget_cb cb;
+    void *ud;
+};
+
+static void hget_free(struct hget *g)
+{
+    if (g->bev)
+        bufferevent_free(g->bev);
+    if (g->timer)
+        event_free(g->timer);
+    if (g->body)
+        evbuffer_free(g->body);
+    free(g);
+}
+
+static void hget_done(struct hget *g, enum hget_result res)
+{
+    size_t n = evbuffer_get_length(g->body);
+    struct span body = span_make(n ? (const char *)evbuffer_pullup(g->body, -1) : "", n);
+
+    g->cb(g->ud, res, res == HGET_OK ? g->hp.msg.status : 0, body);
+    hget_free(g);
+}
+
+static int hget_on_body(void *ud, struct span b)
+{
+    struct hget *g = ud;
+
+    if (evbuffer_get_length(g->body) + b.len > g->max_body)
+        return -1;
+    return evbuffer_add(g->body, b.p, b.len);
+}
+
+/* Parses what arrived; true when the request finished (g is then freed). */
+static bool hget_consume(struct hget *g)
+{
+    struct evbuffer *in = bufferevent_get_input(g->bev);
+    size_t used;
+    enum h1_result r;
+
+    if (g->phase == 0) {
+        size_t len = evbuffer_get_length(in), look = len < 16384 ? len : 16384;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+        size_t hl = h1_head_len(span_make(p, look));
+
+        if (hl == 0) {
+            if (len < 16384)
+                return false;
+            hget_done(g, HGET_PROTOCOL);
+            return true;
+        }
+        if (h1_execute(&g->hp, span_make(p, hl), &used) != H1_HEAD) {
+            hget_done(g, HGET_PROTOCOL);
+            return true;
+        }
+        evbuffer_drain(in, hl);
+        g->phase = 1;
+    }
+    for (;;) {
+        struct evbuffer_iovec v;
+        size_t avail = evbuffer_peek(in, -1, NULL, &v, 1) > 0 ? v.iov_len : 0;
+
+        r = h1_execute(&g->hp, span_make(avail ? v.iov_base : "", avail), &used);
+        if (used)
+            evbuffer_drain(in, used);
+        if (r == H1_DONE || r == H1_ERROR) {
+            hget_done(g, r == H1_DONE ? HGET_OK : HGET_PROTOCOL);
+            return true;
+        }
+        if (avail == 0)
+            return false;
+    }
+}
+
+static void hget_read_cb(struct bufferevent *bev, void *arg)
+{
+    hget_consume(arg);
+}
+
+static void hget_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct hget *g = arg;
+
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if (what & BEV_EVENT_EOF) {
+        if (evbuffer_get_length(bufferevent_get_input(bev)) && hget_consume(g))
+            return;
+        if (g->phase == 1) {
+            hget_done(g, h1_finish(&g->hp) == H1_DONE ? HGET_OK : HGET_PROTOCOL);
+            return;
+        }
+    }
+    hget_done(g, g->phase == 1 ? HGET_PROTOCOL : HGET_CONNECT);
+}
+
+static void hget_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    hget_done(arg, HGET_TIMEOUT);
+}
+
+struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+                        const char *authority, const char *path, unsigned timeout_ms,
+                        size_t max_body, hget_cb cb, void *ud)
+{
+    struct hget *g = calloc(1, sizeof(*g));
+    struct timeval tv = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000 };
+
+    if (g == NULL)
+        return NULL;
+    g->cb = cb;
+    g->ud = ud;
+    g->max_body = max_body;
+    g->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    g->timer = evtimer_new(base, hget_timer_cb, g);
+    g->body = evbuffer_new();
+    if (g->bev == NULL || g->timer == NULL || g->body == NULL) {
+        hget_free(g);
+        return NULL;
+    }
+    h1_init(&g->hp, H1_RESPONSE, NULL, hget_on_body, g);
+    bufferevent_setcb(g->bev, hget_read_cb, NULL, hget_event_cb, g);
+    evbuffer_add_printf(bufferevent_get_output(g->bev),
+                        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pitot\r\nAccept: */*\r\n"
+                        "Connection: close\r\n\r\n", path, authority);
+    if (bufferevent_socket_connect(g->bev, sa, (int)salen) < 0) {
+        hget_free(g);
+        return NULL;
+    }
+    wrk_sock_nodelay(bufferevent_getfd(g->bev));
+    bufferevent_enable(g->bev, EV_READ | EV_WRITE);
+    evtimer_add(g->timer, &tv);
+    return g;
+}
+
+void hget_cancel(struct hget *g)
+{
+    if (g)
+        hget_free(g);
+}
