@@ -3,7 +3,6 @@
  * include_usage rewrite checked by re-parsing, and string decoding. */
 #include "pitot/json.h"
 
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,182 +16,29 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
-#include "pitot/h1.h"
 #include "pitot/sse.h"
+
+#include "fixture.h"
 
 static jsmntok_t tokbuf[JSON_TOKENS_DEFAULT];
 static struct json_toks toks = { tokbuf, JSON_TOKENS_DEFAULT };
 
-/* ---- fixture loading ---------------------------------------------------- */
+/* ---- fixtures ---------------------------------------------------------- */
 
-#define MAX_FILES 128
-
-struct file {
-    char name[320];  /* "dir/file" */
-    char *body;      /* owned: SSE stream, response body or request body */
-    size_t len;
-    bool sse;        /* an SSE stream (else a JSON body) */
-    bool request;    /* a .req.http body */
-    int status;      /* HTTP status of a .http response, else 0 */
-};
-
-static struct file files[MAX_FILES];
-static size_t nfiles;
-
-static const char *fixture_dir(void)
-{
-    const char *d = getenv("PITOT_FIXTURES");
-
-    return d != NULL && d[0] != '\0' ? d : "../shared/fixtures";
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-struct sink {
-    char *p;
-    size_t len, cap;
-};
-
-static int sink_body(void *ud, struct span b)
-{
-    struct sink *s = ud;
-
-    if (b.len > s->cap - s->len)
-        return -1;
-    memcpy(s->p + s->len, b.p, b.len);
-    s->len += b.len;
-    return 0;
-}
-
-/* Parses a recorded HTTP message (request or response) into f: the body
- * with any chunk framing removed. */
-static void http_load(struct file *f, const char *raw, size_t n)
-{
-    struct h1_parser p;
-    struct sink s = { NULL, 0, n };
-    const struct h1_header *ct;
-    size_t c, hl = h1_head_len(span_make(raw, n));
-    enum h1_result r;
-
-    assert_true(hl > 0);
-    s.p = malloc(n + 1);
-    assert_non_null(s.p);
-    h1_init(&p, f->request ? H1_REQUEST : H1_RESPONSE, NULL, sink_body, &s);
-    assert_int_equal(h1_execute(&p, span_make(raw, n), &c), H1_HEAD);
-    assert_int_equal(c, hl);
-    ct = h1_header_find(&p.msg, "Content-Type");
-    f->sse = ct != NULL && ct->value.len >= 17 && memcmp(ct->value.p, "text/event-stream", 17) == 0;
-    f->status = f->request ? 0 : p.msg.status;
-    r = h1_execute(&p, span_make(raw + hl, n - hl), &c);
-    assert_true(r == H1_DONE || r == H1_AGAIN); /* the client-abort capture is cut short */
-    s.p[s.len] = '\0';
-    f->body = s.p;
-    f->len = s.len;
-}
-
-static void load_dir(const char *dir)
-{
-    char path[1024];
-    struct dirent *de;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "%s/%s", fixture_dir(), dir);
-    d = opendir(path);
-    if (d == NULL)
-        fail_msg("fixture directory %s missing (set PITOT_FIXTURES)", path);
-    while ((de = readdir(d)) != NULL) {
-        struct file *f;
-        size_t len = 0;
-        char *raw;
-        bool http = ends_with(de->d_name, ".http");
-
-        if (!http && !ends_with(de->d_name, ".sse"))
-            continue;
-        assert_true(nfiles < MAX_FILES);
-        f = &files[nfiles++];
-        memset(f, 0, sizeof(*f));
-        snprintf(f->name, sizeof(f->name), "%s/%s", dir, de->d_name);
-        snprintf(path, sizeof(path), "%s/%s/%s", fixture_dir(), dir, de->d_name);
-        raw = read_file(path, &len);
-        assert_non_null(raw);
-        if (!http) {
-            f->sse = true;
-            f->body = raw;
-            f->len = len;
-            continue;
-        }
-        f->request = ends_with(de->d_name, ".req.http");
-        http_load(f, raw, len);
-        free(raw);
-    }
-    closedir(d);
-}
-
-static int file_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct file *)a)->name, ((const struct file *)b)->name);
-}
+static struct fx_set fx;
 
 static int fixtures_setup(void **state)
 {
-    load_dir("vllm");
-    load_dir("tgi");
-    load_dir("openai");
-    load_dir("llama.cpp");
-    qsort(files, nfiles, sizeof(files[0]), file_cmp);
+    fx_set_load(&fx);
     (void)state;
     return 0;
 }
 
 static int fixtures_teardown(void **state)
 {
-    size_t i;
-
-    for (i = 0; i < nfiles; i++)
-        free(files[i].body);
+    fx_set_release(&fx);
     (void)state;
     return 0;
-}
-
-static const struct file *file_named(const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < nfiles; i++) {
-        if (strcmp(files[i].name, name) == 0)
-            return &files[i];
-    }
-    fail_msg("fixture %s not found", name);
-    return NULL;
 }
 
 /* ---- events of a stream ------------------------------------------------- */
@@ -207,7 +53,7 @@ struct events {
     size_t n;
 };
 
-static void split_events(const struct file *f, struct events *ev)
+static void split_events(const struct fx_file *f, struct events *ev)
 {
     struct sse_scanner s;
     size_t off = 0, c;
@@ -242,7 +88,7 @@ static struct json_resp event_of(const char *name, size_t i)
 {
     static struct events ev;
 
-    split_events(file_named(name), &ev);
+    split_events(fx_set_find(&fx, name), &ev);
     assert_true(i < ev.n);
     return parse_ok(ev.data[i]);
 }
@@ -308,8 +154,8 @@ static void test_every_fixture_event(void **state)
     static struct events ev;
     size_t i, k, nstreams = 0;
 
-    for (i = 0; i < nfiles; i++) {
-        const struct file *f = &files[i];
+    for (i = 0; i < fx.n; i++) {
+        const struct fx_file *f = &fx.f[i];
         const struct expect *x;
         unsigned outputs = 0, errors = 0, finishes = 0;
         enum json_finish finish = JSON_FINISH_NONE;
@@ -473,8 +319,8 @@ static void test_llamacpp_completions_and_native(void **state)
 
 static void test_nonstream_bodies(void **state)
 {
-    const struct file *chat = file_named("llama.cpp/chat-nonstream.http");
-    const struct file *native = file_named("llama.cpp/completion-native-nonstream.http");
+    const struct fx_file *chat = fx_set_find(&fx, "llama.cpp/chat-nonstream.http");
+    const struct fx_file *native = fx_set_find(&fx, "llama.cpp/completion-native-nonstream.http");
     struct json_resp r;
 
     assert_false(chat->sse);
@@ -507,8 +353,8 @@ static void test_error_bodies(void **state)
 {
     size_t i, n = 0;
 
-    for (i = 0; i < nfiles; i++) {
-        const struct file *f = &files[i];
+    for (i = 0; i < fx.n; i++) {
+        const struct fx_file *f = &fx.f[i];
         struct json_resp r;
 
         if (f->request || f->sse || f->status < 400)
@@ -855,7 +701,7 @@ static void test_not_objects(void **state)
 /* ---- requests ----------------------------------------------------------- */
 
 /* The integer after `"key": ` in a fixture body, or -1. */
-static long long body_int(const struct file *f, const char *key)
+static long long body_int(const struct fx_file *f, const char *key)
 {
     char pat[64];
     const char *p;
@@ -870,8 +716,8 @@ static void test_req_fixtures(void **state)
     size_t i, nparsed = 0;
     struct json_req q;
 
-    for (i = 0; i < nfiles; i++) {
-        const struct file *f = &files[i];
+    for (i = 0; i < fx.n; i++) {
+        const struct fx_file *f = &fx.f[i];
         long long want_max;
 
         if (!f->request || f->len == 0)
@@ -899,13 +745,13 @@ static void test_req_fixtures(void **state)
     }
     assert_true(nparsed >= 20);
 
-    json_req_parse(span_make(file_named("llama.cpp/chat-stream-include-usage.req.http")->body,
-                             file_named("llama.cpp/chat-stream-include-usage.req.http")->len),
+    json_req_parse(span_make(fx_set_find(&fx, "llama.cpp/chat-stream-include-usage.req.http")->body,
+                             fx_set_find(&fx, "llama.cpp/chat-stream-include-usage.req.http")->len),
                    &toks, &q);
     assert_true(q.stream && q.include_usage && q.has_include_usage);
     assert_int_equal(q.max_tokens, 16);
-    json_req_parse(span_make(file_named("llama.cpp/completion-native-stream.req.http")->body,
-                             file_named("llama.cpp/completion-native-stream.req.http")->len),
+    json_req_parse(span_make(fx_set_find(&fx, "llama.cpp/completion-native-stream.req.http")->body,
+                             fx_set_find(&fx, "llama.cpp/completion-native-stream.req.http")->len),
                    &toks, &q);
     assert_true(q.stream);
     assert_int_equal(q.max_tokens, 16); /* n_predict */
@@ -1123,8 +969,8 @@ static void test_include_usage_fixture_requests(void **state)
     static char out[65536];
     size_t i, n = 0;
 
-    for (i = 0; i < nfiles; i++) {
-        const struct file *f = &files[i];
+    for (i = 0; i < fx.n; i++) {
+        const struct fx_file *f = &fx.f[i];
         struct json_req q;
         long len;
 

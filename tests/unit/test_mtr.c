@@ -3,7 +3,6 @@
  * captured timings, and hand-made streams for each rule of the contract. */
 #include "pitot/mtr.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,141 +13,18 @@
 
 #include <cmocka.h>
 
-#include "pitot/h1.h"
 #include "pitot/json.h"
 #include "pitot/rfs.h"
 #include "pitot/sse.h"
 
+#include "fixture.h"
+
 static struct json_toks toks;
 static struct rfs_phrases *defaults; /* owned: the built-in refusal phrases */
 
-/* ---- fixture loading ---------------------------------------------------- */
+/* ---- fixtures ---------------------------------------------------------- */
 
-#define MAX_FILES 128
-
-struct file {
-    char name[320]; /* "dir/file" */
-    char *body;     /* owned: SSE stream or body, de-chunked for .http */
-    size_t len;
-    bool sse;       /* an SSE stream (else a JSON body) */
-};
-
-static struct file files[MAX_FILES];
-static size_t nfiles;
-
-static const char *fixture_dir(void)
-{
-    const char *d = getenv("PITOT_FIXTURES");
-
-    return d != NULL && d[0] != '\0' ? d : "../shared/fixtures";
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-struct sink {
-    char *p;
-    size_t len, cap;
-};
-
-static int sink_body(void *ud, struct span b)
-{
-    struct sink *s = ud;
-
-    if (b.len > s->cap - s->len)
-        return -1;
-    memcpy(s->p + s->len, b.p, b.len);
-    s->len += b.len;
-    return 0;
-}
-
-/* The body of a recorded HTTP message, chunk framing removed. */
-static char *http_body(const char *raw, size_t n, enum h1_kind kind, size_t *len, bool *sse)
-{
-    struct h1_parser p;
-    struct sink s = { NULL, 0, n };
-    const struct h1_header *ct;
-    size_t c, hl = h1_head_len(span_make(raw, n));
-    enum h1_result r;
-
-    assert_true(hl > 0);
-    s.p = malloc(n + 1);
-    assert_non_null(s.p);
-    h1_init(&p, kind, NULL, sink_body, &s);
-    assert_int_equal(h1_execute(&p, span_make(raw, n), &c), H1_HEAD);
-    ct = h1_header_find(&p.msg, "Content-Type");
-    *sse = ct != NULL && ct->value.len >= 17 && memcmp(ct->value.p, "text/event-stream", 17) == 0;
-    r = h1_execute(&p, span_make(raw + hl, n - hl), &c);
-    assert_true(r == H1_DONE || r == H1_AGAIN); /* the client-abort capture is cut short */
-    s.p[s.len] = '\0';
-    *len = s.len;
-    return s.p;
-}
-
-/* Loads the .sse streams and the llama.cpp responses (not requests) of dir. */
-static void load_dir(const char *dir)
-{
-    char path[1024];
-    struct dirent *de;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "%s/%s", fixture_dir(), dir);
-    d = opendir(path);
-    if (d == NULL)
-        fail_msg("fixture directory %s missing (set PITOT_FIXTURES)", path);
-    while ((de = readdir(d)) != NULL) {
-        bool http = ends_with(de->d_name, ".http") && !ends_with(de->d_name, ".req.http");
-        struct file *f;
-        size_t len = 0;
-        char *raw;
-
-        if (!http && !ends_with(de->d_name, ".sse"))
-            continue;
-        assert_true(nfiles < MAX_FILES);
-        f = &files[nfiles++];
-        snprintf(f->name, sizeof(f->name), "%s/%s", dir, de->d_name);
-        snprintf(path, sizeof(path), "%s/%s/%s", fixture_dir(), dir, de->d_name);
-        raw = read_file(path, &len);
-        assert_non_null(raw);
-        if (!http) {
-            f->sse = true;
-            f->body = raw;
-            f->len = len;
-            continue;
-        }
-        f->body = http_body(raw, len, H1_RESPONSE, &f->len, &f->sse);
-        free(raw);
-    }
-    closedir(d);
-}
+static struct fx_set fx;
 
 static int fixtures_setup(void **state)
 {
@@ -157,36 +33,18 @@ static int fixtures_setup(void **state)
     defaults = rfs_phrases_new(NULL, 0);
     if (toks.tok == NULL || defaults == NULL)
         return -1;
-    load_dir("vllm");
-    load_dir("tgi");
-    load_dir("openai");
-    load_dir("llama.cpp");
+    fx_set_load(&fx);
     (void)state;
     return 0;
 }
 
 static int fixtures_teardown(void **state)
 {
-    size_t i;
-
-    for (i = 0; i < nfiles; i++)
-        free(files[i].body);
+    fx_set_release(&fx);
     free(toks.tok);
     rfs_phrases_free(defaults);
     (void)state;
     return 0;
-}
-
-static const struct file *file_named(const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < nfiles; i++) {
-        if (strcmp(files[i].name, name) == 0)
-            return &files[i];
-    }
-    fail_msg("fixture %s not found", name);
-    return NULL;
 }
 
 /* ---- expected results per fixture stream -------------------------------- */
@@ -275,7 +133,7 @@ static const struct want wants[] = {
 /* Feeds a whole stream to m, event k at EVENT_US(k), checking each reported
  * gap. With `withhold`, usage and timings are hidden from mtr (a backend
  * that reports no counts). Returns the number of SSE events. */
-static size_t feed_stream(struct mtr *m, const struct file *f, bool withhold)
+static size_t feed_stream(struct mtr *m, const struct fx_file *f, bool withhold)
 {
     struct sse_scanner s;
     size_t at = 0, k = 0, c;
@@ -335,46 +193,42 @@ static void test_fixtures_covered(void **state)
 
     /* Every stream has a row and every row a stream: a new fixture fails
      * here until its expected values are written down. */
-    for (i = 0; i < nfiles; i++) {
-        if (!files[i].sse)
+    for (i = 0; i < fx.n; i++) {
+        if (!fx.f[i].sse)
             continue;
         nsse++;
-        for (j = 0; j < NWANTS && strcmp(wants[j].name, files[i].name) != 0; j++)
+        for (j = 0; j < NWANTS && strcmp(wants[j].name, fx.f[i].name) != 0; j++)
             ;
         if (j == NWANTS)
-            fail_msg("fixture stream %s has no expected values", files[i].name);
+            fail_msg("fixture stream %s has no expected values", fx.f[i].name);
     }
     for (j = 0; j < NWANTS; j++)
-        assert_true(file_named(wants[j].name)->sse);
+        assert_true(fx_set_find(&fx, wants[j].name)->sse);
     assert_int_equal(nsse, NWANTS);
     (void)state;
 }
 
 static void test_fixture_max_tokens(void **state)
 {
-    char path[1024];
+    char name[320];
     size_t j;
 
     /* The limits in the table are the ones the llama.cpp captures asked for. */
     for (j = 0; j < NWANTS; j++) {
         const struct want *w = &wants[j];
+        const struct fx_file *req;
         struct json_req q;
-        size_t len, blen, n = strlen(w->name);
-        char *raw, *body;
-        bool sse;
+        size_t n = strlen(w->name);
 
-        if (!ends_with(w->name, ".http"))
+        if (n < 5 || strcmp(w->name + n - 5, ".http") != 0)
             continue;
-        snprintf(path, sizeof(path), "%s/%.*s.req.http", fixture_dir(), (int)(n - 5), w->name);
-        raw = read_file(path, &len);
-        assert_non_null(raw);
-        body = http_body(raw, len, H1_REQUEST, &blen, &sse);
-        assert_int_equal(json_req_parse(span_make(body, blen), &toks, &q), 0);
+        snprintf(name, sizeof(name), "%.*s.req.http", (int)(n - 5), w->name);
+        req = fx_set_find(&fx, name);
+        assert_true(req->request);
+        assert_int_equal(json_req_parse(span_make(req->body, req->len), &toks, &q), 0);
         assert_true(q.stream);
         if (q.max_tokens != w->max_tokens)
             fail_msg("%s: request max_tokens %lld", w->name, (long long)q.max_tokens);
-        free(body);
-        free(raw);
     }
     (void)state;
 }
@@ -390,7 +244,7 @@ static void test_fixture_streams(void **state)
         size_t nev;
 
         mtr_init(&m, T0_US, STALL_US, w->max_tokens, defaults);
-        nev = feed_stream(&m, file_named(w->name), false);
+        nev = feed_stream(&m, fx_set_find(&fx, w->name), false);
         assert_int_equal(nev, w->nev);
         mtr_finish(&m, EVENT_US(nev - 1) + 5000, &res);
         check_result(w->name, &res, w);
@@ -417,7 +271,7 @@ static void test_fixture_counted_estimate(void **state)
         size_t nev;
 
         mtr_init(&m, T0_US, STALL_US, w->max_tokens, defaults);
-        nev = feed_stream(&m, file_named(w->name), true);
+        nev = feed_stream(&m, fx_set_find(&fx, w->name), true);
         mtr_finish(&m, EVENT_US(nev - 1) + 5000, &res);
         assert_int_equal(res.ttft_us, w->ttft_us);
         assert_int_equal(res.itl_max_us, w->itl_max_us);
@@ -446,14 +300,14 @@ static void test_fixture_refusal_via_delta(void **state)
 
     /* No phrase list at all: the refusal comes from delta.refusal alone. */
     mtr_init(&m, T0_US, 0, -1, NULL);
-    nev = feed_stream(&m, file_named(name), false);
+    nev = feed_stream(&m, fx_set_find(&fx, name), false);
     assert_int_equal(nev, 14);
     assert_true(m.refusal);
     assert_int_equal(m.n_out, 11);
     assert_int_equal(m.stalls, 0); /* stall_us 0: no threshold */
     /* An ordinary answer is none. */
     mtr_init(&m, T0_US, 0, -1, NULL);
-    feed_stream(&m, file_named("vllm/stream_chat_include_usage.sse"), false);
+    feed_stream(&m, fx_set_find(&fx, "vllm/stream_chat_include_usage.sse"), false);
     assert_false(m.refusal);
     (void)state;
 }
@@ -503,8 +357,8 @@ static void feed_capture(const char *name, struct mtr *m, uint64_t *end_us)
     bool first = true;
 
     assert_non_null(e);
-    snprintf(path, sizeof(path), "%s/llama.cpp/%s.events.jsonl", fixture_dir(), name);
-    text = read_file(path, &len);
+    snprintf(path, sizeof(path), "llama.cpp/%s.events.jsonl", name);
+    text = fx_read(path, &len);
     assert_non_null(text);
     for (p = text; jsonl_next(&p, e);) {
         struct json_resp r;
@@ -565,13 +419,13 @@ static void test_real_timings(void **state)
 
 static void test_body_nonstream(void **state)
 {
-    const struct file *f;
+    const struct fx_file *f;
     struct json_resp r;
     struct mtr_result res;
     struct mtr m;
 
     /* Chat body: usage and timings; usage wins. No timing of tokens. */
-    f = file_named("llama.cpp/chat-nonstream.http");
+    f = fx_set_find(&fx, "llama.cpp/chat-nonstream.http");
     assert_false(f->sse);
     assert_int_equal(json_resp_parse(span_make(f->body, f->len), &toks, &r), 0);
     assert_true(r.has_output);
@@ -593,7 +447,7 @@ static void test_body_nonstream(void **state)
     assert_false(m.refusal);
 
     /* Native /completion body: timings only, stop_type "limit". */
-    f = file_named("llama.cpp/completion-native-nonstream.http");
+    f = fx_set_find(&fx, "llama.cpp/completion-native-nonstream.http");
     assert_int_equal(json_resp_parse(span_make(f->body, f->len), &toks, &r), 0);
     mtr_init(&m, T0_US, STALL_US, 16, defaults);
     mtr_body(&m, &r);

@@ -3,7 +3,6 @@
  * hand-made events (pings, [DONE], CR/CRLF, multi-line data, truncation). */
 #include "pitot/sse.h"
 
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,195 +12,35 @@
 
 #include <cmocka.h>
 
-#include "pitot/h1.h"
 #include "pitot/json.h"
 
-/* ---- fixture loading ---------------------------------------------------- */
+#include "fixture.h"
 
-#define MAX_STREAMS 64
+/* ---- fixtures ---------------------------------------------------------- */
 
-struct stream {
-    char name[320];    /* "dir/file" */
-    char *body;        /* owned: the SSE body (de-chunked for .http) */
-    size_t len;
-};
-
-struct fixtures {
-    struct stream s[MAX_STREAMS];
-    size_t n;
-    size_t n_sse;      /* raw .sse files */
-    size_t n_http;     /* llama.cpp text/event-stream responses */
-};
-
-static struct fixtures fx;
-
-static const char *fixture_dir(void)
-{
-    const char *d = getenv("PITOT_FIXTURES");
-
-    return d != NULL && d[0] != '\0' ? d : "../shared/fixtures";
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-struct sink {
-    char *p;
-    size_t len, cap;
-};
-
-static int sink_body(void *ud, struct span b)
-{
-    struct sink *s = ud;
-
-    if (b.len > s->cap - s->len)
-        return -1;
-    memcpy(s->p + s->len, b.p, b.len);
-    s->len += b.len;
-    return 0;
-}
-
-/* The de-chunked body of a text/event-stream response, or NULL for others. */
-static char *http_sse_body(const char *raw, size_t n, size_t *len)
-{
-    struct h1_parser p;
-    struct sink s = { NULL, 0, n };
-    const struct h1_header *ct;
-    size_t c, hl = h1_head_len(span_make(raw, n));
-    enum h1_result r;
-
-    if (hl == 0)
-        return NULL;
-    s.p = malloc(n + 1);
-    assert_non_null(s.p);
-    h1_init(&p, H1_RESPONSE, NULL, sink_body, &s);
-    r = h1_execute(&p, span_make(raw, n), &c);
-    assert_int_equal(r, H1_HEAD);
-    assert_int_equal(c, hl);
-    ct = h1_header_find(&p.msg, "Content-Type");
-    if (ct == NULL || ct->value.len < 17 || memcmp(ct->value.p, "text/event-stream", 17) != 0) {
-        free(s.p);
-        return NULL;
-    }
-    assert_int_equal(p.msg.status, 200);
-    assert_true(p.msg.chunked);
-    r = h1_execute(&p, span_make(raw + hl, n - hl), &c);
-    /* The client-abort capture is cut short: its last chunk never ends. */
-    assert_true(r == H1_DONE || r == H1_AGAIN);
-    *len = s.len;
-    return s.p;
-}
-
-static void add_stream(const char *dir, const char *file, char *body, size_t len)
-{
-    struct stream *st;
-
-    assert_true(fx.n < MAX_STREAMS);
-    st = &fx.s[fx.n++];
-    snprintf(st->name, sizeof(st->name), "%s/%s", dir, file);
-    st->body = body;
-    st->len = len;
-}
-
-static void load_dir(const char *dir, bool http)
-{
-    char path[1024];
-    struct dirent *de;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "%s/%s", fixture_dir(), dir);
-    d = opendir(path);
-    if (d == NULL)
-        fail_msg("fixture directory %s missing (set PITOT_FIXTURES)", path);
-    while ((de = readdir(d)) != NULL) {
-        size_t len = 0;
-        char *raw, *body;
-
-        if (http ? !ends_with(de->d_name, ".http") || ends_with(de->d_name, ".req.http")
-                 : !ends_with(de->d_name, ".sse"))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s/%s", fixture_dir(), dir, de->d_name);
-        raw = read_file(path, &len);
-        assert_non_null(raw);
-        if (!http) {
-            add_stream(dir, de->d_name, raw, len);
-            fx.n_sse++;
-            continue;
-        }
-        body = http_sse_body(raw, len, &len);
-        free(raw);
-        if (body != NULL) {
-            add_stream(dir, de->d_name, body, len);
-            fx.n_http++;
-        }
-    }
-    closedir(d);
-}
-
-static int stream_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct stream *)a)->name, ((const struct stream *)b)->name);
-}
+static struct fx_set fx;
 
 static int fixtures_setup(void **state)
 {
-    load_dir("vllm", false);
-    load_dir("tgi", false);
-    load_dir("openai", false);
-    load_dir("llama.cpp", true);
-    qsort(fx.s, fx.n, sizeof(fx.s[0]), stream_cmp);
+    fx_set_load(&fx);
     (void)state;
     return 0;
 }
 
 static int fixtures_teardown(void **state)
 {
-    size_t i;
-
-    for (i = 0; i < fx.n; i++)
-        free(fx.s[i].body);
+    fx_set_release(&fx);
     (void)state;
     return 0;
 }
 
-static const struct stream *stream_named(const char *name)
+/* The SSE stream named "dir/file": a .sse file or a text/event-stream capture. */
+static const struct fx_file *stream_named(const char *name)
 {
-    size_t i;
+    const struct fx_file *st = fx_set_find(&fx, name);
 
-    for (i = 0; i < fx.n; i++) {
-        if (strcmp(fx.s[i].name, name) == 0)
-            return &fx.s[i];
-    }
-    fail_msg("fixture %s not found", name);
-    return NULL;
+    assert_true(st->sse);
+    return st;
 }
 
 /* ---- scanning helpers --------------------------------------------------- */
@@ -362,10 +201,26 @@ static void check_split_invariance_naive(const char *name, const char *p, size_t
 
 static void test_fixtures_found(void **state)
 {
+    size_t i, n_sse = 0, n_http = 0;
+
+    for (i = 0; i < fx.n; i++) {
+        const struct fx_file *st = &fx.f[i];
+
+        if (!st->sse)
+            continue;
+        if (!st->http) {
+            n_sse++;
+            continue;
+        }
+        /* llama.cpp streams: 200, chunked. */
+        assert_int_equal(st->status, 200);
+        assert_true(st->chunked);
+        n_http++;
+    }
     /* 8 .sse files and 15 llama.cpp streams at the time of writing: fail
      * loudly rather than pass on an empty or moved directory. */
-    assert_true(fx.n_sse >= 8);
-    assert_true(fx.n_http >= 15);
+    assert_true(n_sse >= 8);
+    assert_true(n_http >= 15);
     stream_named("llama.cpp/chat-stream-sse-ping-interval-2.http");
     stream_named("tgi/stream_chat.sse");
     (void)state;
@@ -377,8 +232,11 @@ static void test_fixture_splits(void **state)
     size_t i;
 
     for (i = 0; i < fx.n; i++) {
-        const struct stream *st = &fx.s[i];
+        const struct fx_file *st = &fx.f[i];
         size_t sum = 0, k;
+
+        if (!st->sse)
+            continue;
 
         check_split_invariance(st->name, st->body, st->len, &ref);
         if (st->len <= 4096)
@@ -401,7 +259,7 @@ static void test_fixture_splits(void **state)
 }
 
 /* Counts lines of the body starting with prefix (exact line when whole). */
-static size_t count_lines(const struct stream *st, const char *prefix, bool whole)
+static size_t count_lines(const struct fx_file *st, const char *prefix, bool whole)
 {
     size_t i = 0, n = 0, pl = strlen(prefix);
 
@@ -425,9 +283,12 @@ static void test_fixture_decode(void **state)
     size_t i, k;
 
     for (i = 0; i < fx.n; i++) {
-        const struct stream *st = &fx.s[i];
+        const struct fx_file *st = &fx.f[i];
         size_t ndata = 0, npings = 0, ndone = 0;
         bool last_done = false;
+
+        if (!st->sse)
+            continue;
 
         scan_pieces(st->body, st->len, NULL, 0, &ref);
         for (k = 0; k < ref.n; k++) {
@@ -504,14 +365,14 @@ static void test_fixture_matches_recorder(void **state)
     size_t i;
 
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        const struct stream *st;
+        const struct fx_file *st;
         size_t jl_len, k = 0, npings = 0;
         char *jl, *line, *save = NULL;
 
         snprintf(name, sizeof(name), "llama.cpp/%s.http", names[i]);
         st = stream_named(name);
-        snprintf(path, sizeof(path), "%s/llama.cpp/%s.events.jsonl", fixture_dir(), names[i]);
-        jl = read_file(path, &jl_len);
+        snprintf(path, sizeof(path), "llama.cpp/%s.events.jsonl", names[i]);
+        jl = fx_read(path, &jl_len);
         assert_non_null(jl);
         scan_pieces(st->body, st->len, NULL, 0, &ref);
         for (line = strtok_r(jl, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
@@ -547,8 +408,8 @@ static void test_fixture_matches_recorder(void **state)
 
 static void test_fixture_tgi_shapes(void **state)
 {
-    const struct stream *chat = stream_named("tgi/stream_chat.sse");
-    const struct stream *gen = stream_named("tgi/generate_stream.sse");
+    const struct fx_file *chat = stream_named("tgi/stream_chat.sse");
+    const struct fx_file *gen = stream_named("tgi/generate_stream.sse");
     struct sse_scanner s;
     struct sse_event ev;
     size_t c;

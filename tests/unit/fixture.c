@@ -1,0 +1,180 @@
+/* Fixture loading shared by the unit tests: reads files under the fixture
+ * directory and de-chunks llama.cpp .http captures with the h1 module. */
+#include "fixture.h"
+
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pitot/h1.h"
+
+static const char *fixture_dir(void)
+{
+    const char *d = getenv("PITOT_FIXTURES");
+
+    return d != NULL && d[0] != '\0' ? d : "../shared/fixtures";
+}
+
+static char *read_path(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (f == NULL)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    buf = malloc((size_t)n + 1);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = (size_t)n;
+    return buf;
+}
+
+char *fx_read(const char *rel, size_t *len)
+{
+    char path[1024];
+
+    snprintf(path, sizeof(path), "%s/%s", fixture_dir(), rel);
+    return read_path(path, len);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+struct sink {
+    char *p;
+    size_t len, cap;
+};
+
+static int sink_body(void *ud, struct span b)
+{
+    struct sink *s = ud;
+
+    if (b.len > s->cap - s->len)
+        return -1;
+    memcpy(s->p + s->len, b.p, b.len);
+    s->len += b.len;
+    return 0;
+}
+
+void fx_http_decode(const char *raw, size_t n, bool request, struct fx_file *f)
+{
+    struct h1_parser p;
+    struct sink s = { NULL, 0, n }; /* a de-chunked body is never longer */
+    const struct h1_header *ct;
+    size_t c, hl = h1_head_len(span_make(raw, n));
+    enum h1_result r;
+
+    assert_true(hl > 0);
+    s.p = malloc(n + 1);
+    assert_non_null(s.p);
+    h1_init(&p, request ? H1_REQUEST : H1_RESPONSE, NULL, sink_body, &s);
+    assert_int_equal(h1_execute(&p, span_make(raw, n), &c), H1_HEAD);
+    assert_int_equal(c, hl);
+    ct = h1_header_find(&p.msg, "Content-Type");
+    f->http = true;
+    f->request = request;
+    f->sse = !request && ct != NULL && ct->value.len >= 17 &&
+             memcmp(ct->value.p, "text/event-stream", 17) == 0;
+    f->chunked = p.msg.chunked;
+    f->status = request ? 0 : p.msg.status;
+    r = h1_execute(&p, span_make(raw + hl, n - hl), &c);
+    /* The client-abort capture is cut short: its last chunk never ends. */
+    assert_true(r == H1_DONE || r == H1_AGAIN);
+    s.p[s.len] = '\0';
+    f->body = s.p;
+    f->len = s.len;
+}
+
+static void load_dir(struct fx_set *set, const char *dir)
+{
+    char path[1024];
+    struct dirent *de;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "%s/%s", fixture_dir(), dir);
+    d = opendir(path);
+    if (d == NULL)
+        fail_msg("fixture directory %s missing (set PITOT_FIXTURES)", path);
+    while ((de = readdir(d)) != NULL) {
+        bool http = ends_with(de->d_name, ".http");
+        struct fx_file *f;
+        size_t len = 0;
+        char *raw;
+
+        if (!http && !ends_with(de->d_name, ".sse"))
+            continue;
+        assert_true(set->n < FX_MAX_FILES);
+        f = &set->f[set->n++];
+        memset(f, 0, sizeof(*f));
+        snprintf(f->name, sizeof(f->name), "%s/%s", dir, de->d_name);
+        snprintf(path, sizeof(path), "%s/%s/%s", fixture_dir(), dir, de->d_name);
+        raw = read_path(path, &len);
+        if (raw == NULL)
+            fail_msg("cannot read fixture %s", path);
+        if (!http) {
+            f->sse = true;
+            f->body = raw;
+            f->len = len;
+            continue;
+        }
+        fx_http_decode(raw, len, ends_with(de->d_name, ".req.http"), f);
+        free(raw);
+    }
+    closedir(d);
+}
+
+static int file_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct fx_file *)a)->name, ((const struct fx_file *)b)->name);
+}
+
+void fx_set_load(struct fx_set *set)
+{
+    set->n = 0;
+    load_dir(set, "vllm");
+    load_dir(set, "tgi");
+    load_dir(set, "openai");
+    load_dir(set, "llama.cpp");
+    qsort(set->f, set->n, sizeof(set->f[0]), file_cmp);
+}
+
+void fx_set_release(struct fx_set *set)
+{
+    size_t i;
+
+    for (i = 0; i < set->n; i++)
+        free(set->f[i].body);
+    set->n = 0;
+}
+
+const struct fx_file *fx_set_find(const struct fx_set *set, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < set->n; i++) {
+        if (strcmp(set->f[i].name, name) == 0)
+            return &set->f[i];
+    }
+    fail_msg("fixture %s not found", name);
+    return NULL;
+}
