@@ -1,10 +1,12 @@
 /* cfg: pitot's configuration from the command line and a YAML file (libyaml
  * document API). A file load is all-or-nothing: it works on a copy and commits
- * only when every key passed; each error reads "PATH:LINE: message". */
+ * only when every key passed; each error reads "PATH:LINE: message". API keys
+ * are hashed as they are read: only their SHA-256 digests are kept. */
 #include "pitot/cfg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <yaml.h>
 
 #define CFG_KIB 1024ull
@@ -21,6 +25,7 @@
 #define CFG_FILE_MAX_BYTES (4 * CFG_MIB)  /* a config past this is a mistake */
 #define CFG_PHRASE_MAX_BYTES 256          /* rfs looks at 400 characters */
 #define CFG_BUCKET_MAX_S 86400.0
+#define CFG_KEY_MAX_BYTES 1024            /* an API key in tiers[].keys */
 #define CFG_NAME_CHARS "[A-Za-z0-9._:@/+-]"
 
 static const double cfg_default_buckets[] = {
@@ -338,12 +343,21 @@ static int cfg_backend_find(const struct cfg *c, size_t n, const char *name)
 
 /* ---- public: defaults, CLI helpers ------------------------------------- */
 
+/* A tier as every tier starts: priority 0, no SLO targets, 64 held for 30 s. */
+static void cfg_tier_defaults(struct cfg_tier *t, const char *name)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->max_queue = 64;
+    t->max_wait_ms = 30000;
+}
+
 void cfg_init(struct cfg *c)
 {
     memset(c, 0, sizeof(*c));
     strcpy(c->listen_host, "127.0.0.1");
     c->listen_port = 8080;
-    strcpy(c->tiers[0].name, "default");
+    cfg_tier_defaults(&c->tiers[0], "default");
     c->ntiers = 1;
     c->max_model_labels = 16;
 
@@ -370,6 +384,28 @@ void cfg_init(struct cfg *c)
     c->usage_injection = true;
     memcpy(c->buckets, cfg_default_buckets, sizeof(cfg_default_buckets));
     c->nbuckets = sizeof(cfg_default_buckets) / sizeof(cfg_default_buckets[0]);
+
+    c->policy = CFG_POLICY_LEAST_BUSY;
+    c->scrape_interval_ms = 500;
+    c->scrape_timeout_ms = 400;
+    c->scrape_stale_ms = 2000;
+    c->models_interval_ms = 10000;
+    c->dns_interval_ms = 10000;
+    c->max_addresses = 8;
+    c->default_capacity = 4;
+    c->retry = true;
+    c->max_waiting = 0;
+    c->max_cache_ratio = 0.95;
+    c->max_in_flight = 0;
+    c->eject_failures = 3;
+    c->eject_base_ms = 1000;
+    c->eject_max_ms = 60000;
+    c->affinity = CFG_AFFINITY_OFF;
+    strcpy(c->affinity_header, "X-Session-Id");
+    c->affinity_prefix_messages = 2;
+    c->affinity_max_load = 1.25;
+    c->queue_max = 256;
+    /* tier_header "" (off), no aliases, no API keys: the memset */
 
     strcpy(c->access_log, "-");
     c->log_level = 2;
@@ -448,6 +484,42 @@ int cfg_tier_find(const struct cfg *c, const char *name)
     return -1;
 }
 
+/* The routing checks of cfg_validate: pairs of durations, aliases against
+ * the models backends declare. */
+static int cfg_validate_routing(const struct cfg *c, char *err, size_t errlen)
+{
+    char a[32], b[32];
+    size_t i, j, m;
+
+    if (c->scrape_timeout_ms > c->scrape_interval_ms)
+        return cfg_msg(err, errlen,
+                       "routing.scrape_timeout (%s) must not exceed routing.scrape_interval (%s)",
+                       cfg_fmt_ms(a, sizeof(a), c->scrape_timeout_ms),
+                       cfg_fmt_ms(b, sizeof(b), c->scrape_interval_ms));
+    if (c->scrape_stale_ms <= c->scrape_interval_ms)
+        return cfg_msg(err, errlen,
+                       "routing.scrape_stale (%s) must be longer than routing.scrape_interval (%s)",
+                       cfg_fmt_ms(a, sizeof(a), c->scrape_stale_ms),
+                       cfg_fmt_ms(b, sizeof(b), c->scrape_interval_ms));
+    if (c->eject_base_ms > c->eject_max_ms)
+        return cfg_msg(err, errlen, "routing.eject.base (%s) must not exceed routing.eject.max (%s)",
+                       cfg_fmt_ms(a, sizeof(a), c->eject_base_ms),
+                       cfg_fmt_ms(b, sizeof(b), c->eject_max_ms));
+    for (i = 0; i < c->naliases; i++)
+        for (j = 0; j < c->nbackends; j++)
+            for (m = 0; m < c->backends[j].nmodels; m++)
+                if (strcmp(c->aliases[i].from, c->backends[j].models[m]) == 0)
+                    return cfg_msg(err, errlen,
+                                   "routing.aliases: '%s' is a model backend '%s' serves; it "
+                                   "cannot also be an alias", c->aliases[i].from,
+                                   c->backends[j].name);
+    for (i = 0; i < c->nkeys; i++)
+        if (c->key_tier[i] >= c->ntiers)
+            return cfg_msg(err, errlen, "API key %zu belongs to tier %u, which does not exist", i,
+                           (unsigned)c->key_tier[i]);
+    return 0;
+}
+
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
     char a[32], b[32];
@@ -486,7 +558,7 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
         return cfg_msg(err, errlen,
                        "limits.max_uri_bytes (%zu) must not exceed limits.max_header_bytes (%zu)",
                        c->max_uri_bytes, c->max_header_bytes);
-    return 0;
+    return cfg_validate_routing(c, err, errlen);
 }
 
 /* ---- YAML: the key tables ---------------------------------------------- */
@@ -497,71 +569,153 @@ enum cfg_kind {
     CFG_K_BACKENDS,
     CFG_K_MODELS,
     CFG_K_TIERS,
+    CFG_K_PHRASES,
+    CFG_K_BUCKETS,
+    CFG_K_ALIASES, /* routing.aliases: a {from: to} mapping */
     CFG_K_COUNT,   /* unsigned field */
+    CFG_K_INT,     /* int field, may be negative */
     CFG_K_SIZE,    /* size_t field, bytes */
     CFG_K_MS,      /* unsigned field, milliseconds */
     CFG_K_BOOL,
-    CFG_K_PHRASES,
-    CFG_K_BUCKETS,
+    CFG_K_ENUM,    /* int-sized enum field: index of the value in names[] */
+    CFG_K_RATIO,   /* double field in (0, 1] */
+    CFG_K_FACTOR,  /* double field in [1, 100] */
+    CFG_K_HEADER,  /* char[CFG_NAME_MAX] header name; min 0: "" allowed (off) */
     CFG_K_PATH,    /* access_log */
-    CFG_K_LEVEL,
+    CFG_K_NODE,    /* list items: keep the value node for the item's own code */
 };
 
 struct cfg_key {
     const char *name;
     enum cfg_kind kind;
-    size_t off;                  /* field offset in struct cfg (scalar kinds) */
-    unsigned long long min, max; /* accepted range, in the field's unit */
+    size_t off;                  /* field offset in the table's target struct */
+    long long min, max;          /* accepted range, in the field's unit */
     const struct cfg_key *sub;   /* CFG_K_SECTION: its keys */
+    const char *const *names;    /* CFG_K_ENUM: value names, NULL-terminated */
 };
 
-#define CFG_OFF(f) offsetof(struct cfg, f)
-#define CFG_MS(k, f, lo, hi) { k, CFG_K_MS, CFG_OFF(f), lo, hi, NULL }
-#define CFG_SIZE(k, f, lo, hi) { k, CFG_K_SIZE, CFG_OFF(f), lo, hi, NULL }
-#define CFG_COUNT(k, f, lo, hi) { k, CFG_K_COUNT, CFG_OFF(f), lo, hi, NULL }
-#define CFG_SPECIAL(k, kind) { k, kind, 0, 0, 0, NULL }
-#define CFG_END { NULL, CFG_K_SECTION, 0, 0, 0, NULL }
+/* The enum kinds write an int. */
+_Static_assert(sizeof(enum cfg_flavor) == sizeof(int), "enum cfg_flavor is not int-sized");
+_Static_assert(sizeof(enum cfg_policy) == sizeof(int), "enum cfg_policy is not int-sized");
+_Static_assert(sizeof(enum cfg_affinity) == sizeof(int), "enum cfg_affinity is not int-sized");
+
+/* Items of backends and tiers: parsed through a key table into these, then
+ * checked as a whole (the name decides where a tier goes). */
+struct cfg_backend_item {
+    struct cfg_backend b;               /* flavor, capacity */
+    const yaml_node_t *url, *name, *models; /* borrowed from the document */
+};
+
+struct cfg_tier_item {
+    struct cfg_tier t;                  /* everything but the name */
+    const yaml_node_t *name, *keys, *sha; /* borrowed from the document */
+};
+
+#define CFG_K_(T, k, kind, f, lo, hi) { k, kind, offsetof(T, f), lo, hi, NULL, NULL }
+#define CFG_MS(k, f, lo, hi) CFG_K_(struct cfg, k, CFG_K_MS, f, lo, hi)
+#define CFG_SIZE(k, f, lo, hi) CFG_K_(struct cfg, k, CFG_K_SIZE, f, lo, hi)
+#define CFG_COUNT(k, f, lo, hi) CFG_K_(struct cfg, k, CFG_K_COUNT, f, lo, hi)
+#define CFG_BOOL(k, f) CFG_K_(struct cfg, k, CFG_K_BOOL, f, 0, 1)
+#define CFG_ENUM(T, k, f, names) { k, CFG_K_ENUM, offsetof(T, f), 0, 0, NULL, names }
+#define CFG_NODE(T, k, f) CFG_K_(T, k, CFG_K_NODE, f, 0, 0)
+#define CFG_SECTION(k, sub) { k, CFG_K_SECTION, 0, 0, 0, sub, NULL }
+#define CFG_SPECIAL(k, kind) { k, kind, 0, 0, 0, NULL, NULL }
+#define CFG_END { NULL, CFG_K_SECTION, 0, 0, 0, NULL, NULL }
+#define CFG_DAY (long long)CFG_DAY_MS
+#define CFG_1G (long long)CFG_GIB
+#define CFG_16M (long long)(16 * CFG_MIB)
+#define CFG_256M (long long)(256 * CFG_MIB)
+
+static const char *const cfg_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const cfg_flavors[] = { "auto", "llamacpp", "vllm", "tgi", "sglang", "openai",
+                                           NULL };
+static const char *const cfg_policies[] = { "least_busy", "least_in_flight", "round_robin", NULL };
+static const char *const cfg_affinities[] = { "off", "header", "user", "prefix", NULL };
 
 static const struct cfg_key cfg_limits_keys[] = {
-    CFG_SIZE("max_header_bytes", max_header_bytes, CFG_KIB, 16 * CFG_MIB),
+    CFG_SIZE("max_header_bytes", max_header_bytes, 1024, CFG_16M),
     CFG_COUNT("max_headers", max_headers, 1, 10000),
-    CFG_SIZE("max_uri_bytes", max_uri_bytes, 16, 16 * CFG_MIB),
-    CFG_SIZE("max_body_bytes", max_body_bytes, 1, CFG_GIB),
-    CFG_MS("header_timeout", header_timeout_ms, 1, CFG_DAY_MS),
-    CFG_MS("body_timeout", body_timeout_ms, 1, CFG_DAY_MS),
-    CFG_MS("keepalive_timeout", keepalive_timeout_ms, 1, CFG_DAY_MS),
+    CFG_SIZE("max_uri_bytes", max_uri_bytes, 16, CFG_16M),
+    CFG_SIZE("max_body_bytes", max_body_bytes, 1, CFG_1G),
+    CFG_MS("header_timeout", header_timeout_ms, 1, CFG_DAY),
+    CFG_MS("body_timeout", body_timeout_ms, 1, CFG_DAY),
+    CFG_MS("keepalive_timeout", keepalive_timeout_ms, 1, CFG_DAY),
     CFG_COUNT("max_clients", max_clients, 1, 1000000),
     CFG_END,
 };
 
 static const struct cfg_key cfg_upstream_keys[] = {
-    CFG_MS("connect_timeout", connect_timeout_ms, 1, CFG_DAY_MS),
-    CFG_MS("header_timeout", upstream_header_timeout_ms, 1, CFG_DAY_MS),
-    CFG_MS("idle_timeout", upstream_idle_timeout_ms, 1, CFG_DAY_MS),
+    CFG_MS("connect_timeout", connect_timeout_ms, 1, CFG_DAY),
+    CFG_MS("header_timeout", upstream_header_timeout_ms, 1, CFG_DAY),
+    CFG_MS("idle_timeout", upstream_idle_timeout_ms, 1, CFG_DAY),
     CFG_COUNT("keepalive", upstream_keepalive, 0, 1024),
-    CFG_SIZE("stream_buffer_bytes", stream_buffer_bytes, CFG_KIB, 256 * CFG_MIB),
-    CFG_SIZE("max_event_bytes", max_event_bytes, CFG_KIB, 256 * CFG_MIB),
+    CFG_SIZE("stream_buffer_bytes", stream_buffer_bytes, 1024, CFG_256M),
+    CFG_SIZE("max_event_bytes", max_event_bytes, 1024, CFG_256M),
     CFG_END,
 };
 
 static const struct cfg_key cfg_health_keys[] = {
-    CFG_MS("interval", health_interval_ms, 1, CFG_DAY_MS),
-    CFG_MS("timeout", health_timeout_ms, 1, CFG_DAY_MS),
+    CFG_MS("interval", health_interval_ms, 1, CFG_DAY),
+    CFG_MS("timeout", health_timeout_ms, 1, CFG_DAY),
     CFG_END,
 };
 
 static const struct cfg_key cfg_measure_keys[] = {
-    CFG_MS("stall", stall_ms, 1, CFG_DAY_MS),
-    CFG_MS("stall_timeout", stall_timeout_ms, 1, CFG_DAY_MS),
-    { "usage_injection", CFG_K_BOOL, CFG_OFF(usage_injection), 0, 1, NULL },
+    CFG_MS("stall", stall_ms, 1, CFG_DAY),
+    CFG_MS("stall_timeout", stall_timeout_ms, 1, CFG_DAY),
+    CFG_BOOL("usage_injection", usage_injection),
     CFG_SPECIAL("refusal_phrases", CFG_K_PHRASES),
     CFG_SPECIAL("buckets", CFG_K_BUCKETS),
     CFG_END,
 };
 
+static const struct cfg_key cfg_saturation_keys[] = {
+    CFG_COUNT("max_waiting", max_waiting, 0, 1000000),
+    CFG_K_(struct cfg, "max_cache_ratio", CFG_K_RATIO, max_cache_ratio, 0, 0),
+    CFG_COUNT("max_in_flight", max_in_flight, 0, 1000000),
+    CFG_END,
+};
+
+static const struct cfg_key cfg_eject_keys[] = {
+    CFG_COUNT("failures", eject_failures, 0, 1000),
+    CFG_MS("base", eject_base_ms, 1, CFG_DAY),
+    CFG_MS("max", eject_max_ms, 1, CFG_DAY),
+    CFG_END,
+};
+
+static const struct cfg_key cfg_affinity_keys[] = {
+    CFG_ENUM(struct cfg, "mode", affinity, cfg_affinities),
+    CFG_K_(struct cfg, "header", CFG_K_HEADER, affinity_header, 1, 0),
+    CFG_COUNT("prefix_messages", affinity_prefix_messages, 1, 64),
+    CFG_K_(struct cfg, "max_load", CFG_K_FACTOR, affinity_max_load, 0, 0),
+    CFG_END,
+};
+
+static const struct cfg_key cfg_routing_keys[] = {
+    CFG_ENUM(struct cfg, "policy", policy, cfg_policies),
+    CFG_MS("scrape_interval", scrape_interval_ms, 1, CFG_DAY),
+    CFG_MS("scrape_timeout", scrape_timeout_ms, 1, CFG_DAY),
+    CFG_MS("scrape_stale", scrape_stale_ms, 1, CFG_DAY),
+    CFG_MS("models_interval", models_interval_ms, 1, CFG_DAY),
+    CFG_MS("dns_interval", dns_interval_ms, 1, CFG_DAY),
+    CFG_COUNT("max_addresses", max_addresses, 1, 64),
+    CFG_COUNT("default_capacity", default_capacity, 1, 65536),
+    CFG_SPECIAL("aliases", CFG_K_ALIASES),
+    CFG_BOOL("retry", retry),
+    CFG_SECTION("saturation", cfg_saturation_keys),
+    CFG_SECTION("eject", cfg_eject_keys),
+    CFG_SECTION("affinity", cfg_affinity_keys),
+    CFG_END,
+};
+
+static const struct cfg_key cfg_queue_keys[] = {
+    CFG_COUNT("max_depth", queue_max, 0, 1000000),
+    CFG_END,
+};
+
 static const struct cfg_key cfg_log_keys[] = {
     CFG_SPECIAL("access_log", CFG_K_PATH),
-    CFG_SPECIAL("level", CFG_K_LEVEL),
+    CFG_ENUM(struct cfg, "level", log_level, cfg_levels),
     CFG_END,
 };
 
@@ -571,15 +725,39 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("models", CFG_K_MODELS),
     CFG_COUNT("max_model_labels", max_model_labels, 0, 1024),
     CFG_SPECIAL("tiers", CFG_K_TIERS),
-    { "limits", CFG_K_SECTION, 0, 0, 0, cfg_limits_keys },
-    { "upstream", CFG_K_SECTION, 0, 0, 0, cfg_upstream_keys },
-    { "health", CFG_K_SECTION, 0, 0, 0, cfg_health_keys },
-    { "measure", CFG_K_SECTION, 0, 0, 0, cfg_measure_keys },
-    { "log", CFG_K_SECTION, 0, 0, 0, cfg_log_keys },
+    CFG_K_(struct cfg, "tier_header", CFG_K_HEADER, tier_header, 0, 0),
+    CFG_SECTION("limits", cfg_limits_keys),
+    CFG_SECTION("upstream", cfg_upstream_keys),
+    CFG_SECTION("health", cfg_health_keys),
+    CFG_SECTION("measure", cfg_measure_keys),
+    CFG_SECTION("routing", cfg_routing_keys),
+    CFG_SECTION("queue", cfg_queue_keys),
+    CFG_SECTION("log", cfg_log_keys),
     CFG_END,
 };
 
-static const char *const cfg_levels[] = { "error", "warn", "info", "debug" };
+/* backends items; url and name are checked once the whole item is read. */
+static const struct cfg_key cfg_backend_keys[] = {
+    CFG_NODE(struct cfg_backend_item, "url", url),
+    CFG_NODE(struct cfg_backend_item, "name", name),
+    CFG_ENUM(struct cfg_backend_item, "flavor", b.flavor, cfg_flavors),
+    CFG_K_(struct cfg_backend_item, "capacity", CFG_K_COUNT, b.capacity, 0, 65536),
+    CFG_NODE(struct cfg_backend_item, "models", models),
+    CFG_END,
+};
+
+/* tiers items; the same for "default" (tiers[0]) as for the others. */
+static const struct cfg_key cfg_tier_keys[] = {
+    CFG_NODE(struct cfg_tier_item, "name", name),
+    CFG_K_(struct cfg_tier_item, "priority", CFG_K_INT, t.priority, -1000, 1000),
+    CFG_K_(struct cfg_tier_item, "slo_ttft", CFG_K_MS, t.slo_ttft_ms, 0, CFG_DAY),
+    CFG_K_(struct cfg_tier_item, "slo_tpot", CFG_K_MS, t.slo_tpot_ms, 0, CFG_DAY),
+    CFG_K_(struct cfg_tier_item, "max_queue", CFG_K_COUNT, t.max_queue, 0, 1000000),
+    CFG_K_(struct cfg_tier_item, "max_wait", CFG_K_MS, t.max_wait_ms, 0, CFG_DAY),
+    CFG_NODE(struct cfg_tier_item, "keys", keys),
+    CFG_NODE(struct cfg_tier_item, "key_sha256", sha),
+    CFG_END,
+};
 
 /* ---- YAML: walking the document ---------------------------------------- */
 
@@ -593,6 +771,7 @@ struct cfg_ld {
     bool phrases_set;          /* the file gave refusal_phrases */
     char *phrases[CFG_MAX_PHRASES]; /* owned until committed */
     size_t nphrases;
+    size_t key_line[CFG_MAX_KEYS]; /* line of w->keys[i]: all from this file */
 };
 
 static int cfg_fail_at(struct cfg_ld *ld, size_t line, const char *fmt, ...)
@@ -621,13 +800,18 @@ static int cfg_fail_at(struct cfg_ld *ld, size_t line, const char *fmt, ...)
     return -1;
 }
 
+static size_t cfg_line(const yaml_node_t *n)
+{
+    return n->start_mark.line + 1;
+}
+
 /* The same at the line where node n starts. */
 static int cfg_fail(struct cfg_ld *ld, const yaml_node_t *n, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    cfg_vfail(ld, n->start_mark.line + 1, fmt, ap);
+    cfg_vfail(ld, cfg_line(n), fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -658,6 +842,13 @@ static bool cfg_is_null(const yaml_node_t *n)
     s = cfg_str(n);
     return s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
            strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+/* A quoted "" (as opposed to a missing value). */
+static bool cfg_is_quoted_empty(const yaml_node_t *n)
+{
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
+           n->data.scalar.length == 0;
 }
 
 /* The text of a scalar that must have a value. Returns NULL after failing. */
@@ -696,31 +887,55 @@ static size_t cfg_seq_len(const yaml_node_t *n)
     return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
 }
 
-/* Where a key of the wrong section probably belongs: "limits.max_clients". */
-static const char *cfg_key_hint(const char *key, const struct cfg_key *here, char *buf, size_t n)
+/* Depth-first through the sections under tbl (path prefix) for a key named
+ * like key, outside the table `here`; writes " (did you mean a.b?)". */
+static bool cfg_hint_walk(const struct cfg_key *tbl, const char *prefix, const char *key,
+                          const struct cfg_key *here, char *buf, size_t n)
 {
     const struct cfg_key *s, *k;
+    char path[64];
 
-    for (s = cfg_top_keys; s->name != NULL; s++) {
-        if (s->kind != CFG_K_SECTION || s->sub == here)
+    for (s = tbl; s->name != NULL; s++) {
+        if (s->kind != CFG_K_SECTION)
             continue;
-        for (k = s->sub; k->name != NULL; k++) {
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", s->name);
+        for (k = s->sub; s->sub != here && k->name != NULL; k++) {
             if (strcmp(k->name, key) == 0) {
-                snprintf(buf, n, " (did you mean %s.%s?)", s->name, k->name);
-                return buf;
+                snprintf(buf, n, " (did you mean %s.%s?)", path, k->name);
+                return true;
             }
+        }
+        if (cfg_hint_walk(s->sub, path, key, here, buf, n))
+            return true;
+    }
+    return false;
+}
+
+/* Where a key of the wrong section probably belongs: " (did you mean
+ * limits.max_clients?)", " (did you mean top-level tier_header?)", or "". */
+static const char *cfg_key_hint(const char *key, const struct cfg_key *here, char *buf, size_t n)
+{
+    const struct cfg_key *k;
+
+    if (cfg_hint_walk(cfg_top_keys, "", key, here, buf, n))
+        return buf;
+    for (k = cfg_top_keys; here != cfg_top_keys && k->name != NULL; k++) {
+        if (strcmp(k->name, key) == 0) {
+            snprintf(buf, n, " (did you mean top-level %s?)", k->name);
+            return buf;
         }
     }
     return "";
 }
 
 static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node_t *v,
-                     const char *path);
+                     const char *path, char *base);
 
-/* Applies every pair of mapping m against the key table keys; section is
- * NULL at the top level. */
+/* Applies every pair of mapping m against the key table keys, writing into
+ * base (the working cfg, or a list item's struct). section is NULL at the top
+ * level; hints: suggest where a misplaced key belongs (not in list items). */
 static int cfg_map_apply(struct cfg_ld *ld, const yaml_node_t *m, const struct cfg_key *keys,
-                         const char *section)
+                         const char *section, char *base, bool hints)
 {
     unsigned long long seen = 0;
     yaml_node_pair_t *pair;
@@ -728,7 +943,7 @@ static int cfg_map_apply(struct cfg_ld *ld, const yaml_node_t *m, const struct c
     for (pair = m->data.mapping.pairs.start; pair < m->data.mapping.pairs.top; pair++) {
         const yaml_node_t *kn = cfg_node(ld, pair->key), *vn = cfg_node(ld, pair->value);
         const char *where = section ? section : "top level";
-        char path[64], hint[80];
+        char path[96], hint[112];
         const char *key;
         size_t i;
 
@@ -740,27 +955,64 @@ static int cfg_map_apply(struct cfg_ld *ld, const yaml_node_t *m, const struct c
                 break;
         if (keys[i].name == NULL)
             return cfg_fail(ld, kn, "unknown key '%.64s' %s %s%s", key, section ? "in" : "at",
-                            where, cfg_key_hint(key, keys, hint, sizeof(hint)));
+                            where, hints ? cfg_key_hint(key, keys, hint, sizeof(hint)) : "");
         if (seen & (1ull << i))
             return cfg_fail(ld, kn, "duplicate key '%s' %s %s", key, section ? "in" : "at",
                             where);
         seen |= 1ull << i;
         snprintf(path, sizeof(path), "%s%s%s", section ? section : "", section ? "." : "", key);
-        if (cfg_apply(ld, &keys[i], vn, path) != 0)
+        if (cfg_apply(ld, &keys[i], vn, path, base) != 0)
             return -1;
     }
     return 0;
 }
 
-/* The scalar kinds: count, size, milliseconds, boolean. */
-static int cfg_apply_number(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node_t *v,
-                            const char *path)
+/* Optionally signed decimal integer, saturating (out of range, not bad). */
+static int cfg_parse_int(const char *s, long long *v)
 {
-    char *field = (char *)ld->w + k->off;
+    unsigned long long n;
+    bool neg = s[0] == '-';
+
+    if (cfg_parse_count(s + (s[0] == '-' || s[0] == '+'), &n) != 0)
+        return -1;
+    if (n > (unsigned long long)LLONG_MAX)
+        *v = neg ? LLONG_MIN : LLONG_MAX;
+    else
+        *v = neg ? -(long long)n : (long long)n;
+    return 0;
+}
+
+/* "a, b or c" from a NULL-terminated list. */
+static const char *cfg_fmt_names(char *buf, size_t n, const char *const *names)
+{
+    size_t len = 0, i;
+
+    buf[0] = '\0';
+    for (i = 0; names[i] != NULL && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s",
+                                i == 0 ? "" : names[i + 1] == NULL ? " or " : ", ", names[i]);
+    return buf;
+}
+
+static void cfg_put_unsigned(char *field, unsigned long long n)
+{
+    unsigned u = (unsigned)n;
+
+    memcpy(field, &u, sizeof(u));
+}
+
+/* The scalar kinds: count, integer, size, milliseconds, boolean, enum, ratio. */
+static int cfg_apply_scalar(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node_t *v,
+                            const char *path, char *base)
+{
+    char *field = base + k->off;
     const char *s = cfg_scalar(ld, v, path);
     unsigned long long n;
-    char lo[32], hi[32];
+    char lo[32], hi[160];
+    long long sn;
+    double d;
     bool b;
+    int e;
 
     if (s == NULL)
         return -1;
@@ -773,21 +1025,26 @@ static int cfg_apply_number(struct cfg_ld *ld, const struct cfg_key *k, const ya
     case CFG_K_COUNT:
         if (cfg_parse_count(s, &n) != 0)
             return cfg_fail(ld, v, "%s: bad number '%s'", path, s);
-        if (n < k->min || n > k->max)
-            return cfg_fail(ld, v, "%s: %s is out of range (%llu..%llu)", path, s, k->min, k->max);
-        {
-            unsigned u = (unsigned)n;
-            memcpy(field, &u, sizeof(u));
-        }
+        if (n < (unsigned long long)k->min || n > (unsigned long long)k->max)
+            return cfg_fail(ld, v, "%s: %s is out of range (%lld..%lld)", path, s, k->min, k->max);
+        cfg_put_unsigned(field, n);
+        return 0;
+    case CFG_K_INT:
+        if (cfg_parse_int(s, &sn) != 0)
+            return cfg_fail(ld, v, "%s: bad number '%s'", path, s);
+        if (sn < k->min || sn > k->max)
+            return cfg_fail(ld, v, "%s: %s is out of range (%lld..%lld)", path, s, k->min, k->max);
+        e = (int)sn;
+        memcpy(field, &e, sizeof(e));
         return 0;
     case CFG_K_SIZE:
         if (cfg_parse_size(s, &n) != 0)
             return cfg_fail(ld, v, "%s: bad size '%s' (bytes, or with a k, m or g suffix: 256k)",
                             path, s);
-        if (n < k->min || n > k->max)
+        if (n < (unsigned long long)k->min || n > (unsigned long long)k->max)
             return cfg_fail(ld, v, "%s: %s is out of range (%s..%s)", path, s,
-                            cfg_fmt_size(lo, sizeof(lo), k->min),
-                            cfg_fmt_size(hi, sizeof(hi), k->max));
+                            cfg_fmt_size(lo, sizeof(lo), (unsigned long long)k->min),
+                            cfg_fmt_size(hi, sizeof(hi), (unsigned long long)k->max));
         {
             size_t z = (size_t)n;
             memcpy(field, &z, sizeof(z));
@@ -797,107 +1054,297 @@ static int cfg_apply_number(struct cfg_ld *ld, const struct cfg_key *k, const ya
         if (cfg_parse_ms(s, &n) != 0)
             return cfg_fail(ld, v, "%s: bad duration '%s' (milliseconds, or with an ms, s or m "
                             "suffix: 10s)", path, s);
-        if (n < k->min || n > k->max)
+        if (n < (unsigned long long)k->min || n > (unsigned long long)k->max)
             return cfg_fail(ld, v, "%s: %s is out of range (%s..%s)", path, s,
-                            cfg_fmt_ms(lo, sizeof(lo), k->min), cfg_fmt_ms(hi, sizeof(hi), k->max));
-        {
-            unsigned u = (unsigned)n;
-            memcpy(field, &u, sizeof(u));
+                            cfg_fmt_ms(lo, sizeof(lo), (unsigned long long)k->min),
+                            cfg_fmt_ms(hi, sizeof(hi), (unsigned long long)k->max));
+        cfg_put_unsigned(field, n);
+        return 0;
+    case CFG_K_ENUM:
+        for (e = 0; k->names[e] != NULL; e++) {
+            if (strcmp(s, k->names[e]) == 0) {
+                memcpy(field, &e, sizeof(e));
+                return 0;
+            }
         }
+        return cfg_fail(ld, v, "%s: bad %s '%s' (%s)", path, k->name, s,
+                        cfg_fmt_names(hi, sizeof(hi), k->names));
+    case CFG_K_RATIO:
+    case CFG_K_FACTOR:
+        if (cfg_parse_double(s, &d) != 0)
+            return cfg_fail(ld, v, "%s: bad number '%s'", path, s);
+        if (k->kind == CFG_K_RATIO ? !(d > 0 && d <= 1) : !(d >= 1 && d <= 100))
+            return cfg_fail(ld, v, "%s: %s is out of range (%s)", path, s,
+                            k->kind == CFG_K_RATIO ? "above 0, at most 1" : "1..100");
+        memcpy(field, &d, sizeof(d));
         return 0;
     default:
         return cfg_fail(ld, v, "%s: internal error", path);
     }
 }
 
-/* One backends item: "http://..." or { url: ..., name: ... }. */
+/* A header field name (an RFC 9110 token) into a char[CFG_NAME_MAX] field. A
+ * quoted "" turns it off where the key allows (min 0). */
+static int cfg_apply_header(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node_t *v,
+                            const char *path, char *base)
+{
+    static const char tchars[] = "!#$%&'*+-.^_`|~0123456789"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    char *field = base + k->off;
+    const char *s;
+
+    if (cfg_is_quoted_empty(v)) {
+        if (k->min > 0)
+            return cfg_fail(ld, v, "%s: empty header name", path);
+        field[0] = '\0';
+        return 0;
+    }
+    if ((s = cfg_scalar(ld, v, path)) == NULL)
+        return -1;
+    if (strlen(s) >= CFG_NAME_MAX)
+        return cfg_fail(ld, v, "%s: header name longer than %d characters", path,
+                        CFG_NAME_MAX - 1);
+    if (s[strspn(s, tchars)] != '\0')
+        return cfg_fail(ld, v, "%s: '%s' is not a header name (letters, digits and "
+                        "!#$%%&'*+-.^_`|~)", path, s);
+    memcpy(field, s, strlen(s) + 1);
+    return 0;
+}
+
+/* backends[].models: the names a backend serves (none: learned). */
+static int cfg_apply_backend_models(struct cfg_ld *ld, const yaml_node_t *v, struct cfg_backend *b)
+{
+    static const char path[] = "backends.models";
+    yaml_node_item_t *it;
+    char msg[256];
+    size_t i;
+    int r = cfg_container(ld, v, YAML_SEQUENCE_NODE, path);
+
+    if (r <= 0)
+        return r;
+    for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        const yaml_node_t *item = cfg_node(ld, *it);
+        const char *s = cfg_scalar(ld, item, path);
+
+        if (s == NULL)
+            return -1;
+        if (cfg_name_check(s, "model", msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, item, msg);
+        for (i = 0; i < b->nmodels; i++)
+            if (strcmp(b->models[i], s) == 0)
+                return cfg_fail(ld, item, "%s: duplicate model '%s'", path, s);
+        if (b->nmodels >= CFG_MAX_BACKEND_MODELS)
+            return cfg_fail(ld, item, "%s: too many models (at most %d)", path,
+                            CFG_MAX_BACKEND_MODELS);
+        memcpy(b->models[b->nmodels++], s, strlen(s) + 1);
+    }
+    return 0;
+}
+
+/* One backends item: "http://..." or a mapping of cfg_backend_keys. */
 static int cfg_apply_backend(struct cfg_ld *ld, const yaml_node_t *item)
 {
-    const yaml_node_t *url = NULL, *name = NULL;
+    struct cfg_backend_item it;
     struct cfg_backend b;
     const char *u, *nm = NULL;
     char msg[512];
 
+    memset(&it, 0, sizeof(it));
     if (item->type == YAML_MAPPING_NODE) {
-        yaml_node_pair_t *pair;
-        for (pair = item->data.mapping.pairs.start; pair < item->data.mapping.pairs.top; pair++) {
-            const yaml_node_t *kn = cfg_node(ld, pair->key);
-            const yaml_node_t **slot;
-            if (kn->type != YAML_SCALAR_NODE)
-                return cfg_fail(ld, kn, "keys must be scalars (in backends)");
-            if (strcmp(cfg_str(kn), "url") == 0)
-                slot = &url;
-            else if (strcmp(cfg_str(kn), "name") == 0)
-                slot = &name;
-            else
-                return cfg_fail(ld, kn, "unknown key '%.64s' in backends", cfg_str(kn));
-            if (*slot != NULL)
-                return cfg_fail(ld, kn, "duplicate key '%s' in backends", cfg_str(kn));
-            *slot = cfg_node(ld, pair->value);
-        }
-        if (url == NULL)
+        if (cfg_map_apply(ld, item, cfg_backend_keys, "backends", (char *)&it, false) != 0)
+            return -1;
+        if (it.url == NULL)
             return cfg_fail(ld, item, "backends: entry without url");
     } else if (item->type == YAML_SCALAR_NODE) {
-        url = item;
+        it.url = item;
     } else {
         return cfg_fail(ld, item, "backends: expected a URL or a mapping with url:");
     }
-    if ((u = cfg_scalar(ld, url, "backends.url")) == NULL)
+    if ((u = cfg_scalar(ld, it.url, "backends.url")) == NULL)
         return -1;
-    if (name != NULL && (nm = cfg_scalar(ld, name, "backends.name")) == NULL)
+    if (it.name != NULL && (nm = cfg_scalar(ld, it.name, "backends.name")) == NULL)
         return -1;
     if (cfg_url_parse(u, &b, msg, sizeof(msg)) != 0)
-        return cfg_fail_msg(ld, url, msg);
+        return cfg_fail_msg(ld, it.url, msg);
     if (cfg_backend_name(&b, nm, msg, sizeof(msg)) != 0)
-        return cfg_fail_msg(ld, name ? name : url, msg);
+        return cfg_fail_msg(ld, it.name ? it.name : it.url, msg);
     if (cfg_backend_find(ld->w, ld->w->nbackends, b.name) >= 0)
-        return cfg_fail(ld, name ? name : url, "duplicate backend name '%s'", b.name);
+        return cfg_fail(ld, it.name ? it.name : it.url, "duplicate backend name '%s'", b.name);
+    b.flavor = it.b.flavor;
+    b.capacity = it.b.capacity;
+    if (it.models != NULL && cfg_apply_backend_models(ld, it.models, &b) != 0)
+        return -1;
     ld->w->backends[ld->w->nbackends++] = b;
     return 0;
 }
 
-/* One tiers item: "premium" or { name: premium }. "default" is tiers[0]. */
+/* "64 hex digits" into 32 bytes. */
+static int cfg_parse_sha256(const char *s, unsigned char out[32])
+{
+    size_t i;
+
+    if (strlen(s) != 64 || s[strspn(s, "0123456789abcdefABCDEF")] != '\0')
+        return -1;
+    for (i = 0; i < 32; i++) {
+        char pair[3] = { s[2 * i], s[2 * i + 1], '\0' };
+        out[i] = (unsigned char)strtoul(pair, NULL, 16);
+    }
+    return 0;
+}
+
+/* tiers[].keys (plain keys, hashed here; the text is never copied) or
+ * tiers[].key_sha256 (their digests), for tier index `tier`. A digest already
+ * held by any tier is an error naming the line of the first. */
+static int cfg_apply_keys(struct cfg_ld *ld, const yaml_node_t *v, bool hashed, size_t tier)
+{
+    const char *path = hashed ? "tiers.key_sha256" : "tiers.keys";
+    struct cfg *w = ld->w;
+    yaml_node_item_t *it;
+    int r = cfg_container(ld, v, YAML_SEQUENCE_NODE, path);
+
+    if (r <= 0)
+        return r;
+    for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        const yaml_node_t *item = cfg_node(ld, *it);
+        const char *s = cfg_scalar(ld, item, path);
+        unsigned char d[32];
+        size_t i, len;
+
+        if (s == NULL)
+            return -1;
+        len = strlen(s);
+        if (hashed) {
+            if (cfg_parse_sha256(s, d) != 0)
+                return cfg_fail(ld, item, "%s: '%.80s' is not a SHA-256 digest (64 hex digits, "
+                                "from: printf %%s KEY | sha256sum)", path, s);
+        } else {
+            /* no key text in these messages: they end up in logs */
+            if (len == 0)
+                return cfg_fail(ld, item, "%s: empty key", path);
+            if (len > CFG_KEY_MAX_BYTES)
+                return cfg_fail(ld, item, "%s: key longer than %d bytes", path,
+                                CFG_KEY_MAX_BYTES);
+            for (i = 0; i < len; i++)
+                if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+                    return cfg_fail(ld, item, "%s: a key may only have visible ASCII "
+                                    "characters (no blanks)", path);
+            if (EVP_Digest(s, len, d, NULL, EVP_sha256(), NULL) != 1)
+                return cfg_fail(ld, item, "%s: SHA-256 failed", path);
+        }
+        for (i = 0; i < w->nkeys; i++)
+            if (memcmp(w->keys[i].sha256, d, sizeof(d)) == 0)
+                return cfg_fail(ld, item, "%s: the same key as on line %zu (tier '%s')", path,
+                                ld->key_line[i], w->tiers[w->key_tier[i]].name);
+        if (w->nkeys >= CFG_MAX_KEYS)
+            return cfg_fail(ld, item, "too many API keys (at most %d)", CFG_MAX_KEYS);
+        memcpy(w->keys[w->nkeys].sha256, d, sizeof(d));
+        w->key_tier[w->nkeys] = (unsigned char)tier;
+        ld->key_line[w->nkeys++] = cfg_line(item);
+    }
+    return 0;
+}
+
+/* One tiers item: "premium" or a mapping of cfg_tier_keys. "default" is
+ * tiers[0]: its entry sets the default tier's fields and keys. */
 static int cfg_apply_tier(struct cfg_ld *ld, const yaml_node_t *item, bool *default_seen)
 {
-    const yaml_node_t *name = NULL;
+    struct cfg_tier_item it;
+    const yaml_node_t *first, *second;
     struct cfg *w = ld->w;
     const char *s;
     char msg[256];
+    size_t idx;
 
+    memset(&it, 0, sizeof(it));
+    cfg_tier_defaults(&it.t, "");
     if (item->type == YAML_MAPPING_NODE) {
-        yaml_node_pair_t *pair;
-        for (pair = item->data.mapping.pairs.start; pair < item->data.mapping.pairs.top; pair++) {
-            const yaml_node_t *kn = cfg_node(ld, pair->key);
-            if (kn->type != YAML_SCALAR_NODE)
-                return cfg_fail(ld, kn, "keys must be scalars (in tiers)");
-            if (strcmp(cfg_str(kn), "name") != 0)
-                return cfg_fail(ld, kn, "unknown key '%.64s' in tiers", cfg_str(kn));
-            if (name != NULL)
-                return cfg_fail(ld, kn, "duplicate key 'name' in tiers");
-            name = cfg_node(ld, pair->value);
-        }
-        if (name == NULL)
+        if (cfg_map_apply(ld, item, cfg_tier_keys, "tiers", (char *)&it, false) != 0)
+            return -1;
+        if (it.name == NULL)
             return cfg_fail(ld, item, "tiers: entry without name");
     } else if (item->type == YAML_SCALAR_NODE) {
-        name = item;
+        it.name = item;
     } else {
         return cfg_fail(ld, item, "tiers: expected a name or a mapping with name:");
     }
-    if ((s = cfg_scalar(ld, name, "tiers.name")) == NULL)
+    if ((s = cfg_scalar(ld, it.name, "tiers.name")) == NULL)
         return -1;
     if (cfg_name_check(s, "tier", msg, sizeof(msg)) != 0)
-        return cfg_fail_msg(ld, name, msg);
+        return cfg_fail_msg(ld, it.name, msg);
     if (strcmp(s, "default") == 0) {
         if (*default_seen)
-            return cfg_fail(ld, name, "duplicate tier 'default'");
+            return cfg_fail(ld, it.name, "duplicate tier 'default'");
         *default_seen = true;
-        return 0;
+        idx = 0;
+    } else {
+        if (cfg_tier_find(w, s) >= 0)
+            return cfg_fail(ld, it.name, "duplicate tier '%s'", s);
+        if (w->ntiers >= CFG_MAX_TIERS)
+            return cfg_fail(ld, item, "too many tiers (at most %d with default)", CFG_MAX_TIERS);
+        idx = w->ntiers++;
     }
-    if (cfg_tier_find(w, s) >= 0)
-        return cfg_fail(ld, name, "duplicate tier '%s'", s);
-    if (w->ntiers >= CFG_MAX_TIERS)
-        return cfg_fail(ld, item, "too many tiers (at most %d with default)", CFG_MAX_TIERS);
-    memcpy(w->tiers[w->ntiers++].name, s, strlen(s) + 1);
+    memcpy(it.t.name, s, strlen(s) + 1);
+    w->tiers[idx] = it.t;
+    /* in the file's order, so that a repeated key is reported where it repeats */
+    first = it.keys;
+    second = it.sha;
+    if (first == NULL || (second != NULL && cfg_line(second) < cfg_line(first))) {
+        first = it.sha;
+        second = it.keys;
+    }
+    if (first != NULL && cfg_apply_keys(ld, first, first == it.sha, idx) != 0)
+        return -1;
+    if (second != NULL && cfg_apply_keys(ld, second, second == it.sha, idx) != 0)
+        return -1;
+    return 0;
+}
+
+/* routing.aliases: {client name: served name}, one step (no chains). */
+static int cfg_apply_aliases(struct cfg_ld *ld, const yaml_node_t *v, const char *path)
+{
+    size_t line[CFG_MAX_ALIASES];
+    struct cfg *w = ld->w;
+    yaml_node_pair_t *pair;
+    char msg[256];
+    size_t i, j;
+    int r = cfg_container(ld, v, YAML_MAPPING_NODE, path);
+
+    if (r < 0)
+        return -1;
+    w->naliases = 0;
+    memset(w->aliases, 0, sizeof(w->aliases));
+    if (r == 0)
+        return 0;
+    for (pair = v->data.mapping.pairs.start; pair < v->data.mapping.pairs.top; pair++) {
+        const yaml_node_t *kn = cfg_node(ld, pair->key), *vn = cfg_node(ld, pair->value);
+        const char *from, *to;
+
+        if (kn->type != YAML_SCALAR_NODE)
+            return cfg_fail(ld, kn, "keys must be scalars (in %s)", path);
+        if ((from = cfg_scalar(ld, kn, path)) == NULL || (to = cfg_scalar(ld, vn, path)) == NULL)
+            return -1;
+        if (cfg_name_check(from, "model", msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, kn, msg);
+        if (cfg_name_check(to, "model", msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, vn, msg);
+        if (strcmp(from, to) == 0)
+            return cfg_fail(ld, kn, "%s: '%s' is an alias of itself", path, from);
+        for (i = 0; i < w->naliases; i++)
+            if (strcmp(w->aliases[i].from, from) == 0)
+                return cfg_fail(ld, kn, "%s: duplicate alias '%s'", path, from);
+        if (w->naliases >= CFG_MAX_ALIASES)
+            return cfg_fail(ld, kn, "too many aliases (at most %d)", CFG_MAX_ALIASES);
+        memcpy(w->aliases[w->naliases].from, from, strlen(from) + 1);
+        memcpy(w->aliases[w->naliases].to, to, strlen(to) + 1);
+        line[w->naliases++] = cfg_line(kn);
+    }
+    /* an alias is resolved once: pointing at another alias is a mistake */
+    for (i = 0; i < w->naliases; i++)
+        for (j = 0; j < w->naliases; j++)
+            if (strcmp(w->aliases[i].to, w->aliases[j].from) == 0)
+                return cfg_fail_at(ld, line[i], "%s: '%s' maps to '%s', which is itself an "
+                                   "alias (line %zu); aliases are not chained", path,
+                                   w->aliases[i].from, w->aliases[i].to, line[j]);
     return 0;
 }
 
@@ -984,7 +1431,14 @@ static int cfg_apply_list(struct cfg_ld *ld, const struct cfg_key *k, const yaml
     switch (k->kind) {
     case CFG_K_BACKENDS: w->nbackends = 0; break;
     case CFG_K_MODELS: w->nmodels = 0; break;
-    case CFG_K_TIERS: w->ntiers = 1; break;
+    case CFG_K_TIERS:
+        /* the default tier and every key belong to the list it replaces */
+        w->ntiers = 1;
+        cfg_tier_defaults(&w->tiers[0], "default");
+        w->nkeys = 0;
+        memset(w->keys, 0, sizeof(w->keys));
+        memset(w->key_tier, 0, sizeof(w->key_tier));
+        break;
     case CFG_K_PHRASES: cfg_phrases_drop(ld); ld->phrases_set = true; break;
     case CFG_K_BUCKETS: w->nbuckets = 0; break;
     default: return cfg_fail(ld, v, "%s: internal error", path);
@@ -1013,23 +1467,29 @@ static int cfg_apply_list(struct cfg_ld *ld, const struct cfg_key *k, const yaml
 }
 
 static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node_t *v,
-                     const char *path)
+                     const char *path, char *base)
 {
     char msg[512];
     const char *s;
-    size_t i;
     int r;
 
     switch (k->kind) {
     case CFG_K_SECTION:
         r = cfg_container(ld, v, YAML_MAPPING_NODE, path);
-        return r <= 0 ? r : cfg_map_apply(ld, v, k->sub, k->name);
+        return r <= 0 ? r : cfg_map_apply(ld, v, k->sub, path, base, true);
     case CFG_K_BACKENDS:
     case CFG_K_MODELS:
     case CFG_K_TIERS:
     case CFG_K_PHRASES:
     case CFG_K_BUCKETS:
         return cfg_apply_list(ld, k, v, path);
+    case CFG_K_ALIASES:
+        return cfg_apply_aliases(ld, v, path);
+    case CFG_K_HEADER:
+        return cfg_apply_header(ld, k, v, path, base);
+    case CFG_K_NODE:
+        memcpy(base + k->off, &v, sizeof(v));
+        return 0;
     case CFG_K_LISTEN:
         if ((s = cfg_scalar(ld, v, path)) == NULL)
             return -1;
@@ -1037,8 +1497,7 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
             return cfg_fail_msg(ld, v, msg);
         return 0;
     case CFG_K_PATH:
-        if (v->type == YAML_SCALAR_NODE && v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
-            v->data.scalar.length == 0) {
+        if (cfg_is_quoted_empty(v)) {
             ld->w->access_log[0] = '\0'; /* "": stdout, as "-" */
             return 0;
         }
@@ -1049,18 +1508,8 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
                             sizeof(ld->w->access_log) - 1);
         memcpy(ld->w->access_log, s, strlen(s) + 1);
         return 0;
-    case CFG_K_LEVEL:
-        if ((s = cfg_scalar(ld, v, path)) == NULL)
-            return -1;
-        for (i = 0; i < sizeof(cfg_levels) / sizeof(cfg_levels[0]); i++) {
-            if (strcmp(s, cfg_levels[i]) == 0) {
-                ld->w->log_level = (int)i;
-                return 0;
-            }
-        }
-        return cfg_fail(ld, v, "%s: bad level '%s' (error, warn, info or debug)", path, s);
     default:
-        return cfg_apply_number(ld, k, v, path);
+        return cfg_apply_scalar(ld, k, v, path, base);
     }
 }
 
@@ -1128,7 +1577,7 @@ static int cfg_load_doc(struct cfg_ld *ld, const char *buf, size_t len)
         if (root->type != YAML_MAPPING_NODE)
             rc = cfg_fail(ld, root, "expected a mapping at top level");
         else
-            rc = cfg_map_apply(ld, root, cfg_top_keys, NULL);
+            rc = cfg_map_apply(ld, root, cfg_top_keys, NULL, (char *)ld->w, true);
     }
     ld->doc = NULL;
     yaml_document_delete(&doc);
@@ -1207,6 +1656,7 @@ int cfg_load_file(struct cfg *c, const char *path, char *err, size_t errlen)
     }
     rc = cfg_load_buffer(c, path, buf, len, err, errlen);
 out:
+    OPENSSL_cleanse(buf, len); /* API keys in plain text */
     free(buf);
     fclose(f);
     return rc;

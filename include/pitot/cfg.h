@@ -64,8 +64,10 @@ struct cfg_tier {
     int priority;             /* higher is more important; default tier 0 */
     unsigned slo_ttft_ms;     /* 0: no TTFT target */
     unsigned slo_tpot_ms;     /* 0: no TPOT target */
-    unsigned max_queue;       /* requests of this tier held at once (default 64) */
-    unsigned max_wait_ms;     /* longest a request of this tier is held (default 30000) */
+    unsigned max_queue;       /* requests of this tier held at once (default 64);
+                                 0: never held */
+    unsigned max_wait_ms;     /* longest a request of this tier is held (default 30000);
+                                 0: never held */
 };
 
 struct cfg_alias {
@@ -137,7 +139,7 @@ struct cfg {
     double max_cache_ratio;          /* routing.saturation.max_cache_ratio, default 0.95 */
     unsigned max_in_flight;          /* routing.saturation.max_in_flight, default 0 = none */
     unsigned eject_failures;         /* routing.eject.failures, default 3 (consecutive
-                                        connect failures or 5xx) */
+                                        connect failures or 5xx); 0: never ejected */
     unsigned eject_base_ms;          /* routing.eject.base, default 1000; doubles per
                                         repeated ejection */
     unsigned eject_max_ms;           /* routing.eject.max, default 60000 */
@@ -150,7 +152,8 @@ struct cfg {
     /* overload queue and tiers (issue 3) */
     unsigned queue_max;              /* queue.max_depth: all tiers, default 256 */
     char tier_header[CFG_NAME_MAX];  /* tier_header: trusted header naming a tier; "" off */
-    struct cfg_apikey keys[CFG_MAX_KEYS]; /* tiers[].keys / tiers[].key_sha256 */
+    struct cfg_apikey keys[CFG_MAX_KEYS]; /* tiers[].keys / tiers[].key_sha256; no
+                                        digest twice; replaced with the tiers list */
     unsigned char key_tier[CFG_MAX_KEYS]; /* tier index of keys[i] */
     size_t nkeys;
 
@@ -182,7 +185,11 @@ int cfg_backend_add(struct cfg *c, const char *url, const char *name, char *err,
 int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen);
 
 /* Final checks after all sources were applied: at least one backend, unique
- * backend names, buckets ascending, stall_ms < stall_timeout_ms, ... */
+ * backend names, buckets ascending, stall_ms < stall_timeout_ms,
+ * scrape_timeout_ms <= scrape_interval_ms < scrape_stale_ms,
+ * eject_base_ms <= eject_max_ms, no alias named like a model a backend lists,
+ * every key's tier exists. Returns 0, or -1 with a message (no line: the
+ * values may come from several sources). */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);
 
 /* "host:port" of a backend as it goes in a Host header ("[::1]:8080" for v6). */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 struct err_case {
     const char *yaml;
@@ -23,6 +24,15 @@ static int load(struct cfg *c, const char *yaml)
     err[0] = '\0';
     return cfg_load_buffer(c, "t.yaml", yaml, strlen(yaml), err, sizeof(err));
 }
+
+/* SHA-256 of a key, as cfg stores it. */
+static void sha256(const char *key, unsigned char out[32])
+{
+    assert_int_equal(EVP_Digest(key, strlen(key), out, NULL, EVP_sha256(), NULL), 1);
+}
+
+/* The digest of "change-me", the sample's placeholder. */
+#define CHANGE_ME_HEX "e2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100eeea6f"
 
 /* Every case fails to load with exactly its message, and leaves the cfg as
  * it was (loads are all-or-nothing). */
@@ -87,6 +97,36 @@ static void test_defaults(void **state)
     assert_string_equal(c.access_log, "-");
     assert_int_equal(c.log_level, 2);
     assert_int_equal(cfg_tier_find(&c, "default"), 0);
+    /* the default tier: priority 0, no SLO targets, 64 held for 30 s */
+    assert_int_equal(c.tiers[0].priority, 0);
+    assert_int_equal(c.tiers[0].slo_ttft_ms, 0);
+    assert_int_equal(c.tiers[0].slo_tpot_ms, 0);
+    assert_int_equal(c.tiers[0].max_queue, 64);
+    assert_int_equal(c.tiers[0].max_wait_ms, 30000);
+    assert_int_equal(c.nkeys, 0);
+    assert_string_equal(c.tier_header, "");
+    /* routing, queue */
+    assert_int_equal(c.policy, CFG_POLICY_LEAST_BUSY);
+    assert_int_equal(c.scrape_interval_ms, 500);
+    assert_int_equal(c.scrape_timeout_ms, 400);
+    assert_int_equal(c.scrape_stale_ms, 2000);
+    assert_int_equal(c.models_interval_ms, 10000);
+    assert_int_equal(c.dns_interval_ms, 10000);
+    assert_int_equal(c.max_addresses, 8);
+    assert_int_equal(c.default_capacity, 4);
+    assert_int_equal(c.naliases, 0);
+    assert_true(c.retry);
+    assert_int_equal(c.max_waiting, 0);
+    assert_true(c.max_cache_ratio == 0.95);
+    assert_int_equal(c.max_in_flight, 0);
+    assert_int_equal(c.eject_failures, 3);
+    assert_int_equal(c.eject_base_ms, 1000);
+    assert_int_equal(c.eject_max_ms, 60000);
+    assert_int_equal(c.affinity, CFG_AFFINITY_OFF);
+    assert_string_equal(c.affinity_header, "X-Session-Id");
+    assert_int_equal(c.affinity_prefix_messages, 2);
+    assert_true(c.affinity_max_load == 1.25);
+    assert_int_equal(c.queue_max, 256);
     cfg_release(&c);
 }
 
@@ -96,14 +136,30 @@ static const char full_yaml[] =
     "backends:\n"
     "  - url: http://10.0.0.1:18081\n"
     "    name: replica-a\n"
+    "    flavor: vllm\n"
+    "    capacity: 8\n"
+    "    models: [small, \"org/Model-7B\"]\n"
     "  - http://gpu-2.local:8000/\n"
     "  - url: HTTP://[fe80::1]\n"
     "models: [small, llama-3-8b, \"org/Model-7B:q4@v1+x\"]\n"
     "max_model_labels: 32\n"
+    "tier_header: X-Pitot-Tier\n"
     "tiers:\n"
     "  - name: premium\n"
+    "    priority: 10\n"
+    "    slo_ttft: 2s\n"
+    "    slo_tpot: 100ms\n"
+    "    max_queue: 32\n"
+    "    max_wait: 5s\n"
+    "    keys: [\"sk-premium-1\", \"sk-premium-2\"]\n"
+    "    key_sha256: [\"" CHANGE_ME_HEX "\"]\n"
     "  - free\n"
     "  - name: default\n"
+    "    priority: -5\n"
+    "    max_queue: 0\n"
+    "    max_wait: 0\n"
+    "    key_sha256:\n"
+    "      - \"" "E2186DBDB1BB4193608605E84F33208765B5693B55EDD4F730A719A100EEEA6E" "\"\n"
     "limits:\n"
     "  max_header_bytes: 64k\n"
     "  max_headers: 50\n"
@@ -133,12 +189,36 @@ static const char full_yaml[] =
     "    - 0.1\n"
     "    - 1\n"
     "    - 1e1\n"
+    "routing:\n"
+    "  policy: round_robin\n"
+    "  scrape_interval: 1s\n"
+    "  scrape_timeout: 1s\n"
+    "  scrape_stale: 5s\n"
+    "  models_interval: 1m\n"
+    "  dns_interval: 30s\n"
+    "  max_addresses: 2\n"
+    "  default_capacity: 16\n"
+    "  aliases: {gpt-4o-mini: small, \"gpt-4o\": org/Model-7B}\n"
+    "  retry: false\n"
+    "  saturation: {max_waiting: 2, max_cache_ratio: 1, max_in_flight: 100}\n"
+    "  eject:\n"
+    "    failures: 0\n"
+    "    base: 500ms\n"
+    "    max: 500ms\n"
+    "  affinity:\n"
+    "    mode: prefix\n"
+    "    header: X-Conversation\n"
+    "    prefix_messages: 3\n"
+    "    max_load: 1.5\n"
+    "queue:\n"
+    "  max_depth: 0\n"
     "log:\n"
     "  access_log: /var/log/pitot/access.log\n"
     "  level: debug\n";
 
 static void test_full_config(void **state)
 {
+    unsigned char d[32];
     struct cfg c;
 
     cfg_init(&c);
@@ -152,6 +232,14 @@ static void test_full_config(void **state)
     assert_string_equal(c.backends[0].host, "10.0.0.1");
     assert_int_equal(c.backends[0].port, 18081);
     assert_string_equal(c.backends[0].url, "http://10.0.0.1:18081");
+    assert_int_equal(c.backends[0].flavor, CFG_FLAVOR_VLLM);
+    assert_int_equal(c.backends[0].capacity, 8);
+    assert_int_equal(c.backends[0].nmodels, 2);
+    assert_string_equal(c.backends[0].models[0], "small");
+    assert_string_equal(c.backends[0].models[1], "org/Model-7B");
+    assert_int_equal(c.backends[1].flavor, CFG_FLAVOR_AUTO);
+    assert_int_equal(c.backends[1].capacity, 0);
+    assert_int_equal(c.backends[1].nmodels, 0);
     assert_string_equal(c.backends[1].name, "gpu-2.local:8000");
     assert_string_equal(c.backends[1].host, "gpu-2.local");
     assert_int_equal(c.backends[1].port, 8000);
@@ -175,6 +263,35 @@ static void test_full_config(void **state)
     assert_int_equal(cfg_tier_find(&c, "free"), 2);
     assert_int_equal(cfg_tier_find(&c, "premium"), 1);
     assert_int_equal(cfg_tier_find(&c, "gold"), -1);
+    assert_int_equal(c.tiers[1].priority, 10);
+    assert_int_equal(c.tiers[1].slo_ttft_ms, 2000);
+    assert_int_equal(c.tiers[1].slo_tpot_ms, 100);
+    assert_int_equal(c.tiers[1].max_queue, 32);
+    assert_int_equal(c.tiers[1].max_wait_ms, 5000);
+    /* a tier given by name alone has the defaults */
+    assert_int_equal(c.tiers[2].priority, 0);
+    assert_int_equal(c.tiers[2].slo_ttft_ms, 0);
+    assert_int_equal(c.tiers[2].max_queue, 64);
+    assert_int_equal(c.tiers[2].max_wait_ms, 30000);
+    /* "- name: default" sets the default tier's fields */
+    assert_int_equal(c.tiers[0].priority, -5);
+    assert_int_equal(c.tiers[0].max_queue, 0);
+    assert_int_equal(c.tiers[0].max_wait_ms, 0);
+    assert_string_equal(c.tier_header, "X-Pitot-Tier");
+    /* keys in file order, as digests with their tier */
+    assert_int_equal(c.nkeys, 4);
+    sha256("sk-premium-1", d);
+    assert_memory_equal(c.keys[0].sha256, d, 32);
+    sha256("sk-premium-2", d);
+    assert_memory_equal(c.keys[1].sha256, d, 32);
+    sha256("change-me", d);
+    assert_memory_equal(c.keys[2].sha256, d, 32);
+    assert_int_equal(c.key_tier[0], 1);
+    assert_int_equal(c.key_tier[1], 1);
+    assert_int_equal(c.key_tier[2], 1);
+    d[31] = 0x6e; /* upper-case hex, one digit off */
+    assert_memory_equal(c.keys[3].sha256, d, 32);
+    assert_int_equal(c.key_tier[3], 0);
 
     assert_int_equal(c.max_header_bytes, 65536);
     assert_int_equal(c.max_headers, 50);
@@ -207,6 +324,32 @@ static void test_full_config(void **state)
     assert_true(c.buckets[1] == 0.1);
     assert_true(c.buckets[2] == 1.0);
     assert_true(c.buckets[3] == 10.0);
+
+    assert_int_equal(c.policy, CFG_POLICY_ROUND_ROBIN);
+    assert_int_equal(c.scrape_interval_ms, 1000);
+    assert_int_equal(c.scrape_timeout_ms, 1000);
+    assert_int_equal(c.scrape_stale_ms, 5000);
+    assert_int_equal(c.models_interval_ms, 60000);
+    assert_int_equal(c.dns_interval_ms, 30000);
+    assert_int_equal(c.max_addresses, 2);
+    assert_int_equal(c.default_capacity, 16);
+    assert_int_equal(c.naliases, 2);
+    assert_string_equal(c.aliases[0].from, "gpt-4o-mini");
+    assert_string_equal(c.aliases[0].to, "small");
+    assert_string_equal(c.aliases[1].from, "gpt-4o");
+    assert_string_equal(c.aliases[1].to, "org/Model-7B");
+    assert_false(c.retry);
+    assert_int_equal(c.max_waiting, 2);
+    assert_true(c.max_cache_ratio == 1.0);
+    assert_int_equal(c.max_in_flight, 100);
+    assert_int_equal(c.eject_failures, 0);
+    assert_int_equal(c.eject_base_ms, 500);
+    assert_int_equal(c.eject_max_ms, 500);
+    assert_int_equal(c.affinity, CFG_AFFINITY_PREFIX);
+    assert_string_equal(c.affinity_header, "X-Conversation");
+    assert_int_equal(c.affinity_prefix_messages, 3);
+    assert_true(c.affinity_max_load == 1.5);
+    assert_int_equal(c.queue_max, 0);
 
     assert_string_equal(c.access_log, "/var/log/pitot/access.log");
     assert_int_equal(c.log_level, 3);
@@ -469,6 +612,10 @@ static void test_error_too_many(void **state)
         { "listen: 1\nmeasure:\n  buckets:\n", "    - ", 40, 3, "too many buckets (at most 40)" },
         { "measure:\n  refusal_phrases:\n", "    - phrase ", 64, 2,
           "too many refusal phrases (at most 64)" },
+        { "backends:\n  - url: http://a:1\n    models:\n", "      - m", 16, 3,
+          "backends.models: too many models (at most 16)" },
+        { "tiers:\n  - name: t\n    keys:\n", "      - key-", 256, 3,
+          "too many API keys (at most 256)" },
     };
     struct cfg c;
     char want[128];
@@ -514,6 +661,371 @@ static void test_error_duplicates(void **state)
         { "models:\n  - a\n  - a\n", "t.yaml:3: duplicate model 'a'" },
     };
     CHECK_ERRORS(cases);
+}
+
+/* tiers replace the default tier's fields and every key too; the other
+ * routing lists replace theirs; tier_header "" turns it off. */
+static void test_tiers_replace(void **state)
+{
+    unsigned char d[32];
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, "tier_header: X-Tier\n"
+                              "tiers:\n"
+                              "  - name: default\n"
+                              "    priority: -1000\n"
+                              "    slo_ttft: 1s\n"
+                              "    keys: [sk-default]\n"
+                              "  - name: gold\n"
+                              "    priority: 1000\n"
+                              "    keys: [sk-gold]\n"
+                              "routing:\n"
+                              "  aliases: {a: b}\n"),
+                     0);
+    assert_int_equal(c.ntiers, 2);
+    assert_int_equal(c.tiers[0].priority, -1000);
+    assert_int_equal(c.tiers[0].slo_ttft_ms, 1000);
+    assert_int_equal(c.tiers[1].priority, 1000);
+    assert_int_equal(c.nkeys, 2);
+    assert_int_equal(c.key_tier[0], 0);
+    assert_int_equal(c.key_tier[1], 1);
+    sha256("sk-gold", d);
+    assert_memory_equal(c.keys[1].sha256, d, 32);
+
+    /* a file without these keys keeps them */
+    assert_int_equal(load(&c, "routing:\n  retry: false\n"), 0);
+    assert_int_equal(c.nkeys, 2);
+    assert_int_equal(c.naliases, 1);
+    assert_string_equal(c.tier_header, "X-Tier");
+
+    /* a new list: the default tier is back to its defaults, keys are gone */
+    assert_int_equal(load(&c, "tiers: [silver]\nrouting:\n  aliases: {c: d, e: d}\n"), 0);
+    assert_int_equal(c.ntiers, 2);
+    assert_string_equal(c.tiers[1].name, "silver");
+    assert_int_equal(c.tiers[0].priority, 0);
+    assert_int_equal(c.tiers[0].slo_ttft_ms, 0);
+    assert_int_equal(c.tiers[0].max_queue, 64);
+    assert_int_equal(c.nkeys, 0);
+    assert_int_equal(c.naliases, 2);
+    assert_string_equal(c.aliases[0].from, "c");
+    assert_string_equal(c.aliases[1].from, "e");
+
+    /* keys reused in a new list are not duplicates of the old one */
+    assert_int_equal(load(&c, "tiers:\n  - name: gold\n    keys: [sk-gold]\n"), 0);
+    assert_int_equal(c.nkeys, 1);
+    assert_int_equal(c.key_tier[0], 1);
+
+    /* null and empty lists empty them */
+    assert_int_equal(load(&c, "tiers:\nrouting:\n  aliases:\ntier_header: \"\"\n"), 0);
+    assert_int_equal(c.ntiers, 1);
+    assert_int_equal(c.nkeys, 0);
+    assert_int_equal(c.naliases, 0);
+    assert_string_equal(c.tier_header, "");
+    assert_int_equal(load(&c, "routing:\n  aliases: {a: b}\n"), 0);
+    assert_int_equal(load(&c, "routing:\n  aliases: {}\n"), 0);
+    assert_int_equal(c.naliases, 0);
+    /* tier_header needs a value: "" is off, nothing is a mistake */
+    assert_int_equal(load(&c, "tier_header:\n"), -1);
+    assert_string_equal(err, "t.yaml:1: tier_header: missing value");
+
+    /* the enum and header spellings accepted */
+    assert_int_equal(load(&c, "routing:\n  policy: least_in_flight\n"
+                              "  affinity: {mode: header, header: \"x-user_id.v2~!#$%&'*+^`|\"}\n"
+                              "backends:\n  - {url: http://a:1, flavor: llamacpp}\n"
+                              "  - {url: http://b:1, flavor: tgi}\n"
+                              "  - {url: http://c:1, flavor: sglang}\n"
+                              "  - {url: http://d:1, flavor: openai}\n"
+                              "  - {url: http://e:1, flavor: auto, models: []}\n"),
+                     0);
+    assert_int_equal(c.policy, CFG_POLICY_LEAST_IN_FLIGHT);
+    assert_int_equal(c.affinity, CFG_AFFINITY_HEADER);
+    assert_string_equal(c.affinity_header, "x-user_id.v2~!#$%&'*+^`|");
+    assert_int_equal(c.backends[0].flavor, CFG_FLAVOR_LLAMACPP);
+    assert_int_equal(c.backends[1].flavor, CFG_FLAVOR_TGI);
+    assert_int_equal(c.backends[2].flavor, CFG_FLAVOR_SGLANG);
+    assert_int_equal(c.backends[3].flavor, CFG_FLAVOR_OPENAI);
+    assert_int_equal(c.backends[4].flavor, CFG_FLAVOR_AUTO);
+    assert_int_equal(c.backends[4].nmodels, 0);
+    assert_int_equal(load(&c, "routing:\n  affinity: {mode: user}\n"), 0);
+    assert_int_equal(c.affinity, CFG_AFFINITY_USER);
+    assert_int_equal(load(&c, "routing:\n  affinity: {mode: off}\n"), 0);
+    assert_int_equal(c.affinity, CFG_AFFINITY_OFF);
+    cfg_release(&c);
+}
+
+static void test_error_routing(void **state)
+{
+    static const struct err_case cases[] = {
+        { "routing:\n  policy: fastest\n",
+          "t.yaml:2: routing.policy: bad policy 'fastest' (least_busy, least_in_flight or "
+          "round_robin)" },
+        { "routing:\n  policy: Least_Busy\n",
+          "t.yaml:2: routing.policy: bad policy 'Least_Busy' (least_busy, least_in_flight or "
+          "round_robin)" },
+        { "routing:\n  affinity:\n    mode: cookie\n",
+          "t.yaml:3: routing.affinity.mode: bad mode 'cookie' (off, header, user or prefix)" },
+        { "routing:\n  affinity: {mode: false}\n",
+          "t.yaml:2: routing.affinity.mode: bad mode 'false' (off, header, user or prefix)" },
+        { "routing:\n  scrape_interval: 0\n",
+          "t.yaml:2: routing.scrape_interval: 0 is out of range (1ms..1440m)" },
+        { "routing:\n  scrape_timeout: 2h\n",
+          "t.yaml:2: routing.scrape_timeout: bad duration '2h' (milliseconds, or with an ms, s or "
+          "m suffix: 10s)" },
+        { "routing:\n  scrape_stale: 1441m\n",
+          "t.yaml:2: routing.scrape_stale: 1441m is out of range (1ms..1440m)" },
+        { "routing:\n  models_interval: 0s\n",
+          "t.yaml:2: routing.models_interval: 0s is out of range (1ms..1440m)" },
+        { "routing:\n  dns_interval: -1\n",
+          "t.yaml:2: routing.dns_interval: bad duration '-1' (milliseconds, or with an ms, s or m "
+          "suffix: 10s)" },
+        { "routing:\n  max_addresses: 65\n",
+          "t.yaml:2: routing.max_addresses: 65 is out of range (1..64)" },
+        { "routing:\n  max_addresses: 0\n",
+          "t.yaml:2: routing.max_addresses: 0 is out of range (1..64)" },
+        { "routing:\n  default_capacity: 0\n",
+          "t.yaml:2: routing.default_capacity: 0 is out of range (1..65536)" },
+        { "routing:\n  retry: sometimes\n",
+          "t.yaml:2: routing.retry: bad boolean 'sometimes' (true or false)" },
+        { "routing:\n  saturation:\n    max_cache_ratio: 0\n",
+          "t.yaml:3: routing.saturation.max_cache_ratio: 0 is out of range (above 0, at most 1)" },
+        { "routing:\n  saturation:\n    max_cache_ratio: 1.01\n",
+          "t.yaml:3: routing.saturation.max_cache_ratio: 1.01 is out of range (above 0, at most "
+          "1)" },
+        { "routing:\n  saturation:\n    max_cache_ratio: 95%\n",
+          "t.yaml:3: routing.saturation.max_cache_ratio: bad number '95%'" },
+        { "routing:\n  saturation:\n    max_cache_ratio: .nan\n",
+          "t.yaml:3: routing.saturation.max_cache_ratio: bad number '.nan'" },
+        { "routing:\n  saturation: {max_waiting: 1000001}\n",
+          "t.yaml:2: routing.saturation.max_waiting: 1000001 is out of range (0..1000000)" },
+        { "routing:\n  saturation: {max_in_flight: x}\n",
+          "t.yaml:2: routing.saturation.max_in_flight: bad number 'x'" },
+        { "routing:\n  eject:\n    failures: 1001\n",
+          "t.yaml:3: routing.eject.failures: 1001 is out of range (0..1000)" },
+        { "routing:\n  eject: {base: 0}\n",
+          "t.yaml:2: routing.eject.base: 0 is out of range (1ms..1440m)" },
+        { "routing:\n  eject: {max: 0ms}\n",
+          "t.yaml:2: routing.eject.max: 0ms is out of range (1ms..1440m)" },
+        { "routing:\n  affinity: {max_load: 0.99}\n",
+          "t.yaml:2: routing.affinity.max_load: 0.99 is out of range (1..100)" },
+        { "routing:\n  affinity: {max_load: 101}\n",
+          "t.yaml:2: routing.affinity.max_load: 101 is out of range (1..100)" },
+        { "routing:\n  affinity:\n    prefix_messages: 0\n",
+          "t.yaml:3: routing.affinity.prefix_messages: 0 is out of range (1..64)" },
+        { "routing:\n  affinity:\n    header: \"X Session\"\n",
+          "t.yaml:3: routing.affinity.header: 'X Session' is not a header name (letters, digits "
+          "and !#$%&'*+-.^_`|~)" },
+        { "routing:\n  affinity:\n    header: \"\"\n",
+          "t.yaml:3: routing.affinity.header: empty header name" },
+        { "routing:\n  affinity:\n    header:\n",
+          "t.yaml:3: routing.affinity.header: missing value" },
+        { "tier_header: \"X-Tier:\"\n",
+          "t.yaml:1: tier_header: 'X-Tier:' is not a header name (letters, digits and "
+          "!#$%&'*+-.^_`|~)" },
+        { "tier_header: [X-Tier]\n", "t.yaml:1: tier_header: expected a scalar" },
+        { "tier_header: X-01234567890123456789012345678901234567890123456789012345678901\n",
+          "t.yaml:1: tier_header: header name longer than 63 characters" },
+        { "queue:\n  max_depth: 1000001\n",
+          "t.yaml:2: queue.max_depth: 1000001 is out of range (0..1000000)" },
+        { "queue: 5\n", "t.yaml:1: queue: expected a mapping" },
+        { "routing: []\n", "t.yaml:1: routing: expected a mapping" },
+        { "routing:\n  saturation: [1]\n", "t.yaml:2: routing.saturation: expected a mapping" },
+        { "routing:\n  eject:\n    after: 3\n", "t.yaml:3: unknown key 'after' in routing.eject" },
+        { "routing:\n  eject:\n    max: 1s\n    max: 2s\n",
+          "t.yaml:4: duplicate key 'max' in routing.eject" },
+        /* hints through nested sections, and back to the top level */
+        { "routing:\n  max_depth: 5\n",
+          "t.yaml:2: unknown key 'max_depth' in routing (did you mean queue.max_depth?)" },
+        { "failures: 3\n",
+          "t.yaml:1: unknown key 'failures' at top level (did you mean routing.eject.failures?)" },
+        { "queue:\n  eject: {}\n",
+          "t.yaml:2: unknown key 'eject' in queue (did you mean routing.eject?)" },
+        { "routing:\n  eject:\n    max_cache_ratio: 1\n",
+          "t.yaml:3: unknown key 'max_cache_ratio' in routing.eject (did you mean "
+          "routing.saturation.max_cache_ratio?)" },
+        { "routing:\n  tier_header: X\n",
+          "t.yaml:2: unknown key 'tier_header' in routing (did you mean top-level tier_header?)" },
+        /* ... but not inside list items, where section names mislead */
+        { "tiers:\n  - name: p\n    stall: 1s\n", "t.yaml:3: unknown key 'stall' in tiers" },
+        { "backends:\n  - url: http://a:1\n    policy: round_robin\n",
+          "t.yaml:3: unknown key 'policy' in backends" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_backend_keys(void **state)
+{
+    static const struct err_case cases[] = {
+        { "backends:\n  - url: http://a:1\n    flavor: ollama\n",
+          "t.yaml:3: backends.flavor: bad flavor 'ollama' (auto, llamacpp, vllm, tgi, sglang or "
+          "openai)" },
+        { "backends:\n  - url: http://a:1\n    flavor: llama.cpp\n",
+          "t.yaml:3: backends.flavor: bad flavor 'llama.cpp' (auto, llamacpp, vllm, tgi, sglang or "
+          "openai)" },
+        { "backends:\n  - url: http://a:1\n    flavor:\n",
+          "t.yaml:3: backends.flavor: missing value" },
+        { "backends:\n  - url: http://a:1\n    capacity: 65537\n",
+          "t.yaml:3: backends.capacity: 65537 is out of range (0..65536)" },
+        { "backends:\n  - url: http://a:1\n    capacity: -1\n",
+          "t.yaml:3: backends.capacity: bad number '-1'" },
+        { "backends:\n  - url: http://a:1\n    models: small\n",
+          "t.yaml:3: backends.models: expected a sequence" },
+        { "backends:\n  - url: http://a:1\n    models: [ok, \"a b\"]\n",
+          "t.yaml:3: model name 'a b' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "backends:\n  - url: http://a:1\n    models:\n      - a\n      - \"\"\n",
+          "t.yaml:5: empty model name" },
+        { "backends:\n  - url: http://a:1\n    models:\n      - a\n      - [b]\n",
+          "t.yaml:5: backends.models: expected a scalar" },
+        { "backends:\n  - url: http://a:1\n    models:\n      - a\n      - b\n      - a\n",
+          "t.yaml:6: backends.models: duplicate model 'a'" },
+        { "backends:\n  - url: http://a:1\n    models: [a]\n    models: [b]\n",
+          "t.yaml:4: duplicate key 'models' in backends" },
+        /* the item's keys are all read before its url is checked */
+        { "backends:\n  - capacity: 2\n    flavor: tgi\n", "t.yaml:2: backends: entry without url" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_tiers(void **state)
+{
+    static const struct err_case cases[] = {
+        { "tiers:\n  - name: p\n    priority: 1001\n",
+          "t.yaml:3: tiers.priority: 1001 is out of range (-1000..1000)" },
+        { "tiers:\n  - name: p\n    priority: -1001\n",
+          "t.yaml:3: tiers.priority: -1001 is out of range (-1000..1000)" },
+        { "tiers:\n  - name: p\n    priority: -99999999999999999999\n",
+          "t.yaml:3: tiers.priority: -99999999999999999999 is out of range (-1000..1000)" },
+        { "tiers:\n  - name: p\n    priority: 1.5\n", "t.yaml:3: tiers.priority: bad number '1.5'" },
+        { "tiers:\n  - name: p\n    priority: --1\n", "t.yaml:3: tiers.priority: bad number '--1'" },
+        { "tiers:\n  - name: p\n    priority: high\n",
+          "t.yaml:3: tiers.priority: bad number 'high'" },
+        { "tiers:\n  - name: p\n    slo_ttft: 1h\n",
+          "t.yaml:3: tiers.slo_ttft: bad duration '1h' (milliseconds, or with an ms, s or m "
+          "suffix: 10s)" },
+        { "tiers:\n  - name: p\n    slo_tpot: 1441m\n",
+          "t.yaml:3: tiers.slo_tpot: 1441m is out of range (0ms..1440m)" },
+        { "tiers:\n  - name: p\n    max_queue: -1\n", "t.yaml:3: tiers.max_queue: bad number '-1'" },
+        { "tiers:\n  - name: p\n    max_queue: 1000001\n",
+          "t.yaml:3: tiers.max_queue: 1000001 is out of range (0..1000000)" },
+        { "tiers:\n  - name: p\n    max_wait: 1441m\n",
+          "t.yaml:3: tiers.max_wait: 1441m is out of range (0ms..1440m)" },
+        { "tiers:\n  - priority: 5\n", "t.yaml:2: tiers: entry without name" },
+        { "tiers:\n  - name: p\n    priority: 1\n    priority: 2\n",
+          "t.yaml:4: duplicate key 'priority' in tiers" },
+        { "tiers:\n  - name: default\n    priority: 1\n  - name: default\n",
+          "t.yaml:4: duplicate tier 'default'" },
+        { "tiers:\n  - name: p\n  - name: q\n    max_wait: 1x\n",
+          "t.yaml:4: tiers.max_wait: bad duration '1x' (milliseconds, or with an ms, s or m suffix: "
+          "10s)" },
+    };
+    CHECK_ERRORS(cases);
+}
+
+static void test_error_keys(void **state)
+{
+    static const struct err_case cases[] = {
+        { "tiers:\n  - name: p\n    keys: sk-1\n", "t.yaml:3: tiers.keys: expected a sequence" },
+        { "tiers:\n  - name: p\n    keys: [\"\"]\n", "t.yaml:3: tiers.keys: empty key" },
+        { "tiers:\n  - name: p\n    keys:\n      -\n", "t.yaml:4: tiers.keys: missing value" },
+        { "tiers:\n  - name: p\n    keys: [[sk-1]]\n", "t.yaml:3: tiers.keys: expected a scalar" },
+        { "tiers:\n  - name: p\n    keys: [\"sk secret\"]\n",
+          "t.yaml:3: tiers.keys: a key may only have visible ASCII characters (no blanks)" },
+        { "tiers:\n  - name: p\n    keys: [\"sk-\\tsecret\"]\n",
+          "t.yaml:3: tiers.keys: a key may only have visible ASCII characters (no blanks)" },
+        { "tiers:\n  - name: p\n    keys: [\"sk-s\\u00e9cret\"]\n",
+          "t.yaml:3: tiers.keys: a key may only have visible ASCII characters (no blanks)" },
+        { "tiers:\n  - name: p\n    key_sha256: [abc]\n",
+          "t.yaml:3: tiers.key_sha256: 'abc' is not a SHA-256 digest (64 hex digits, from: printf "
+          "%s KEY | sha256sum)" },
+        { "tiers:\n  - name: p\n    key_sha256:\n"
+          "      - e2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100eeea6\n",
+          "t.yaml:4: tiers.key_sha256: 'e2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100"
+          "eeea6' is not a SHA-256 digest (64 hex digits, from: printf %s KEY | sha256sum)" },
+        { "tiers:\n  - name: p\n    key_sha256:\n"
+          "      - g2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100eeea6f\n",
+          "t.yaml:4: tiers.key_sha256: 'g2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100"
+          "eeea6f' is not a SHA-256 digest (64 hex digits, from: printf %s KEY | sha256sum)" },
+        { "tiers:\n  - name: p\n    key_sha256: [\"" CHANGE_ME_HEX " \"]\n",
+          "t.yaml:3: tiers.key_sha256: '" CHANGE_ME_HEX " ' is not a SHA-256 digest (64 hex "
+          "digits, from: printf %s KEY | sha256sum)" },
+        /* the same key twice: both lines, whichever way it was given */
+        { "tiers:\n  - name: a\n    keys:\n      - sk-1\n      - sk-2\n      - sk-1\n",
+          "t.yaml:6: tiers.keys: the same key as on line 4 (tier 'a')" },
+        { "tiers:\n  - name: a\n    keys: [change-me]\n  - name: b\n"
+          "    key_sha256: [\"" CHANGE_ME_HEX "\"]\n",
+          "t.yaml:5: tiers.key_sha256: the same key as on line 3 (tier 'a')" },
+        { "tiers:\n  - name: a\n    key_sha256:\n      - " CHANGE_ME_HEX "\n"
+          "    keys: [change-me]\n",
+          "t.yaml:5: tiers.keys: the same key as on line 4 (tier 'a')" },
+        { "tiers:\n  - name: a\n    keys: [sk-1]\n  - name: default\n    keys: [sk-1]\n",
+          "t.yaml:5: tiers.keys: the same key as on line 3 (tier 'a')" },
+        { "tiers:\n  - name: a\n    keys: [&k sk-1, *k]\n",
+          "t.yaml:3: tiers.keys: the same key as on line 3 (tier 'a')" },
+        { "tiers:\n  - name: a\n    keys: []\n    keys: []\n",
+          "t.yaml:4: duplicate key 'keys' in tiers" },
+    };
+    struct cfg c;
+    char *yaml;
+    size_t n = 8192;
+
+    CHECK_ERRORS(cases);
+    /* no message carries the key's text */
+    cfg_init(&c);
+    assert_int_equal(load(&c, "tiers:\n  - name: p\n    keys: [\"sk secret\"]\n"), -1);
+    assert_null(strstr(err, "secret"));
+    /* a key may be 1024 bytes long */
+    yaml = malloc(n);
+    assert_non_null(yaml);
+    snprintf(yaml, n, "tiers:\n  - name: p\n    keys:\n      - %01024d\n", 7);
+    assert_int_equal(load(&c, yaml), 0);
+    assert_int_equal(c.nkeys, 1);
+    snprintf(yaml, n, "tiers:\n  - name: p\n    keys:\n      - %01025d\n", 7);
+    assert_int_equal(load(&c, yaml), -1);
+    assert_string_equal(err, "t.yaml:4: tiers.keys: key longer than 1024 bytes");
+    free(yaml);
+    cfg_release(&c);
+}
+
+static void test_error_model_aliases(void **state)
+{
+    static const struct err_case cases[] = {
+        { "routing:\n  aliases: [a]\n", "t.yaml:2: routing.aliases: expected a mapping" },
+        { "routing:\n  aliases:\n    a b: c\n",
+          "t.yaml:3: model name 'a b' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "routing:\n  aliases:\n    a: \"c{d}\"\n",
+          "t.yaml:3: model name 'c{d}' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "routing:\n  aliases:\n    a: \"\"\n", "t.yaml:3: empty model name" },
+        { "routing:\n  aliases:\n    a: [b]\n", "t.yaml:3: routing.aliases: expected a scalar" },
+        { "routing:\n  aliases:\n    a: ~\n", "t.yaml:3: routing.aliases: missing value" },
+        { "routing:\n  aliases:\n    [x]: b\n", "t.yaml:3: keys must be scalars (in routing.aliases)" },
+        { "routing:\n  aliases:\n    a: a\n", "t.yaml:3: routing.aliases: 'a' is an alias of itself" },
+        { "routing:\n  aliases:\n    a: b\n    c: d\n    a: e\n",
+          "t.yaml:5: routing.aliases: duplicate alias 'a'" },
+        { "routing:\n  aliases:\n    a: b\n    b: c\n",
+          "t.yaml:3: routing.aliases: 'a' maps to 'b', which is itself an alias (line 4); aliases "
+          "are not chained" },
+        { "routing:\n  aliases:\n    x: y\n    b: a\n    a: b\n",
+          "t.yaml:4: routing.aliases: 'b' maps to 'a', which is itself an alias (line 5); aliases "
+          "are not chained" },
+    };
+    char yaml[2048];
+    struct cfg c;
+    size_t len;
+    int i;
+
+    CHECK_ERRORS(cases);
+    /* 32 aliases, not 33 */
+    len = (size_t)snprintf(yaml, sizeof(yaml), "routing:\n  aliases:\n");
+    for (i = 1; i <= 32; i++)
+        len += (size_t)snprintf(yaml + len, sizeof(yaml) - len, "    a%d: served\n", i);
+    cfg_init(&c);
+    assert_int_equal(load(&c, yaml), 0);
+    assert_int_equal(c.naliases, 32);
+    assert_string_equal(c.aliases[31].from, "a32");
+    snprintf(yaml + len, sizeof(yaml) - len, "    a33: served\n");
+    assert_int_equal(load(&c, yaml), -1);
+    assert_string_equal(err, "t.yaml:35: too many aliases (at most 32)");
+    assert_int_equal(c.naliases, 32);
 }
 
 static void test_error_buckets(void **state)
@@ -697,6 +1209,9 @@ static void test_backend_add(void **state)
     assert_string_equal(c.backends[0].host, "127.0.0.1");
     assert_int_equal(c.backends[0].port, 18081);
     assert_string_equal(c.backends[0].url, "http://127.0.0.1:18081");
+    assert_int_equal(c.backends[0].flavor, CFG_FLAVOR_AUTO);
+    assert_int_equal(c.backends[0].capacity, 0);
+    assert_int_equal(c.backends[0].nmodels, 0);
     assert_string_equal(c.backends[1].name, "ex");
     assert_string_equal(c.backends[1].host, "Example.COM");
     assert_int_equal(c.backends[1].port, 80);
@@ -824,6 +1339,52 @@ static void test_validate(void **state)
     assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
 }
 
+/* The routing pairs, checked on the final values like measure.stall. */
+static void test_validate_routing(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://a:1", NULL, err, sizeof(err)), 0);
+    /* scrape_timeout may equal scrape_interval, not exceed it */
+    assert_int_equal(load(&c, "routing:\n  scrape_timeout: 500ms\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(load(&c, "routing:\n  scrape_timeout: 501\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "routing.scrape_timeout (501ms) must not exceed "
+                             "routing.scrape_interval (500ms)");
+    assert_int_equal(load(&c, "routing:\n  scrape_interval: 1s\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    /* scrape_stale must outlast an interval */
+    assert_int_equal(load(&c, "routing:\n  scrape_stale: 1s\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "routing.scrape_stale (1s) must be longer than "
+                             "routing.scrape_interval (1s)");
+    assert_int_equal(load(&c, "routing:\n  scrape_stale: 1001ms\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    /* eject.base <= eject.max */
+    assert_int_equal(load(&c, "routing:\n  eject: {base: 2m, max: 1m}\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "routing.eject.base (2m) must not exceed routing.eject.max (1m)");
+    assert_int_equal(load(&c, "routing:\n  eject: {base: 1m}\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    /* an alias may not hide a name a backend declares it serves */
+    assert_int_equal(load(&c, "backends:\n  - url: http://a:1\n    models: [small, big]\n"
+                              "routing:\n  aliases: {big: small}\n"),
+                     0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "routing.aliases: 'big' is a model backend 'a:1' serves; it cannot "
+                             "also be an alias");
+    assert_int_equal(load(&c, "routing:\n  aliases: {large: big}\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    /* keys of a tier that is gone (set by hand) */
+    c.nkeys = 1;
+    c.key_tier[0] = 3;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "API key 0 belongs to tier 3, which does not exist");
+    cfg_release(&c);
+}
+
 /* Phrases are owned by the cfg: a new list frees the old one, a failed load
  * keeps it, release frees it. Leaks show under valgrind or ASan. */
 static void test_phrases_ownership(void **state)
@@ -895,6 +1456,53 @@ static void test_sample_conf(void **state)
     cfg_release(&c);
 }
 
+/* The sample's commented-out tier, uncommented, loads: its key_sha256
+ * placeholder is a valid digest (of "change-me"). */
+static void test_sample_tier_example(void **state)
+{
+    unsigned char d[32];
+    char line[512], *yaml;
+    size_t len = 0, cap = 8192;
+    bool in = false;
+    struct cfg c;
+    FILE *f;
+
+    f = fopen("conf/pitot.yaml", "r");
+    assert_non_null(f);
+    yaml = malloc(cap);
+    assert_non_null(yaml);
+    len = (size_t)snprintf(yaml, cap, "tiers:\n");
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strcmp(line, "tiers: []\n") == 0) {
+            in = true;
+            continue;
+        }
+        if (!in)
+            continue;
+        if (strncmp(line, "#  ", 3) != 0)
+            break;
+        len += (size_t)snprintf(yaml + len, cap - len, "%s", line + 1);
+        assert_true(len < cap);
+    }
+    fclose(f);
+    assert_true(in);
+    cfg_init(&c);
+    if (load(&c, yaml) != 0) {
+        print_error("%s\n%s\n", yaml, err);
+        fail();
+    }
+    free(yaml);
+    assert_int_equal(c.ntiers, 2);
+    assert_string_equal(c.tiers[1].name, "premium");
+    assert_true(c.tiers[1].priority > 0);
+    assert_true(c.tiers[1].slo_ttft_ms > 0);
+    assert_int_equal(c.nkeys, 1);
+    assert_int_equal(c.key_tier[0], 1);
+    sha256("change-me", d);
+    assert_memory_equal(c.keys[0].sha256, d, 32);
+    cfg_release(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -909,6 +1517,12 @@ int main(void)
         cmocka_unit_test(test_error_backend_url),
         cmocka_unit_test(test_error_too_many),
         cmocka_unit_test(test_error_duplicates),
+        cmocka_unit_test(test_tiers_replace),
+        cmocka_unit_test(test_error_routing),
+        cmocka_unit_test(test_error_backend_keys),
+        cmocka_unit_test(test_error_tiers),
+        cmocka_unit_test(test_error_keys),
+        cmocka_unit_test(test_error_model_aliases),
         cmocka_unit_test(test_error_buckets),
         cmocka_unit_test(test_error_names),
         cmocka_unit_test(test_error_yaml_syntax),
@@ -917,9 +1531,11 @@ int main(void)
         cmocka_unit_test(test_backend_add),
         cmocka_unit_test(test_listen_set),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_validate_routing),
         cmocka_unit_test(test_phrases_ownership),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_sample_conf),
+        cmocka_unit_test(test_sample_tier_example),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
