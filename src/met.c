@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <event2/buffer.h>
 
 #include "pitot/cfg.h"
+#include "pitot/clock.h"
 
 #define MET_CODES_MAX 24        /* distinct status codes kept per series */
 #define MET_NCLASS 6            /* [0] no valid status ("0"), [1..5] "1xx".."5xx" */
@@ -20,6 +22,8 @@
 #define MET_LE_MAX 32           /* formatted bucket bound, "+Inf" included */
 #define MET_LABELS_BUF 1024     /* one series' escaped label set */
 #define MET_NONE UINT_MAX       /* "no such index" in lookups */
+#define MET_FG_ABSENT UINT64_MAX /* float gauge bits meaning "no series" (a NaN
+                                    met_gauge_set_f never stores) */
 
 static const struct met_def {
     const char *name;
@@ -39,6 +43,81 @@ static const char *const met_label_names[MET_L__COUNT] = {
 };
 
 static const char *const met_type_names[] = { "counter", "gauge", "histogram" };
+
+static const char *const met_scrape_labels[MET_SCRAPE__COUNT] = {
+#define MET_SCRAPE_ROW(id, label) label,
+    MET_SCRAPE_LIST(MET_SCRAPE_ROW)
+#undef MET_SCRAPE_ROW
+};
+
+static const char *const met_shed_labels[MET_SHED__COUNT] = {
+#define MET_SHED_ROW(id, label) label,
+    MET_SHED_LIST(MET_SHED_ROW)
+#undef MET_SHED_ROW
+};
+
+static const char *const met_slo_labels[2] = { "false", "true" }; /* index: met */
+
+/* Where a metric's values live. Most follow from type and label set; the
+ * scrape-derived per-backend gauges are floats, and the age is a timestamp. */
+enum met_store {
+    MET_ST_OWN,         /* a dedicated array: requests, finish reasons,
+                           upstream errors, scrapes, age, shed, SLO */
+    MET_ST_CTR,         /* BMT counter: ctr[] */
+    MET_ST_HIST,        /* BMT histogram: hist[] */
+    MET_ST_GAUGE,       /* per-backend int64: gauge[] */
+    MET_ST_FGAUGE,      /* per-backend double bits: fgauge[] */
+    MET_ST_TGAUGE,      /* per-tier int64: tgauge[] */
+    MET_ST_THIST,       /* per-tier histogram: thist[] */
+};
+
+/* How met_expose combines one value across registries. */
+enum met_merge {
+    MET_MERGE_SUM,
+    MET_MERGE_FIRST,    /* regs[0]: the loop that runs health checks and scrapes */
+    MET_MERGE_MAX,
+};
+
+static enum met_store met_store_of(enum met_id id)
+{
+    const struct met_def *d = &met_defs[id];
+
+    switch (id) {
+    case MET_BACKEND_RUNNING:
+    case MET_BACKEND_WAITING:
+    case MET_BACKEND_CACHE:
+        return MET_ST_FGAUGE;
+    case MET_BACKEND_SCRAPE_AGE:
+        return MET_ST_OWN;
+    default:
+        break;
+    }
+    if (d->labels == MET_L_BMT)
+        return d->type == MET_HISTOGRAM ? MET_ST_HIST : MET_ST_CTR;
+    if (d->labels == MET_L_B && d->type == MET_GAUGE)
+        return MET_ST_GAUGE;
+    if (d->labels == MET_L_T && d->type == MET_GAUGE)
+        return MET_ST_TGAUGE;
+    if (d->labels == MET_L_T && d->type == MET_HISTOGRAM)
+        return MET_ST_THIST;
+    return MET_ST_OWN;
+}
+
+static enum met_merge met_merge_of(enum met_id id)
+{
+    switch (id) {
+    case MET_BACKEND_UP:
+    case MET_BACKEND_RUNNING:
+    case MET_BACKEND_WAITING:
+    case MET_BACKEND_CACHE:
+    case MET_BACKEND_SCRAPE_AGE:
+        return MET_MERGE_FIRST;
+    case MET_BACKEND_EJECTED:
+        return MET_MERGE_MAX;
+    default:
+        return MET_MERGE_SUM;
+    }
+}
 
 static const char *const met_class_labels[MET_NCLASS] = { "0", "1xx", "2xx", "3xx", "4xx", "5xx" };
 
@@ -67,8 +146,9 @@ struct met_registry {
     char (*model)[CFG_NAME_MAX];        /* owned, nmodel_slots rows */
     uint64_t bound_us[CFG_MAX_BUCKETS]; /* bucket upper bounds, microseconds */
     char le[CFG_MAX_BUCKETS][MET_LE_MAX]; /* the same bounds as exposed, seconds */
+    enum met_store store[MET__COUNT];   /* met_store_of(id) */
     int slot[MET__COUNT];               /* index within its storage kind, or -1 */
-    unsigned nctr, nhist, ngauge;
+    unsigned nctr, nhist, ngauge, nfgauge, ntgauge, nthist;
     struct met_bmt *bmt;                /* owned, nseries */
     _Atomic uint64_t *ctr;              /* owned, nseries * nctr: BMT counters */
     _Atomic uint64_t *hist;             /* owned, (nhist * nseries) * (nbuckets + 2):
@@ -77,6 +157,16 @@ struct met_registry {
                                            then the sum in microseconds */
     _Atomic uint64_t *uperr;            /* owned, nbackends * PITOT_E__COUNT */
     _Atomic int64_t *gauge;             /* owned, ngauge * nbackends */
+    _Atomic uint64_t *fgauge;           /* owned, nfgauge * nbackends: double bits,
+                                           MET_FG_ABSENT when there is no series */
+    _Atomic uint64_t *scraped_us;       /* owned, nbackends: monotonic time of the
+                                           last successful scrape, 0 never */
+    _Atomic uint64_t *scrape;           /* owned, nbackends * MET_SCRAPE__COUNT */
+    _Atomic int64_t *tgauge;            /* owned, ntgauge * ntiers */
+    _Atomic uint64_t *thist;            /* owned, (nthist * ntiers) * (nbuckets + 2),
+                                           laid out as hist[] */
+    _Atomic uint64_t *shed;             /* owned, ntiers * MET_SHED__COUNT */
+    _Atomic uint64_t *slo;              /* owned, ntiers * 2, [met] */
 };
 
 static inline void met_inc(_Atomic uint64_t *c, uint64_t n)
@@ -95,9 +185,9 @@ static inline void met_touch(struct met_registry *r, unsigned series)
     atomic_store_explicit(&r->bmt[series].touched, 1, memory_order_relaxed);
 }
 
-/* A bucket bound the way Prometheus clients print it (Go's 'g' with shortest
- * precision): "0.005", "1", "2.5", "1e+06". */
-static void met_fmt_le(char *out, size_t cap, double v)
+/* A finite number the way Prometheus clients print bucket bounds and values
+ * (Go's 'g' with shortest precision): "0.005", "1", "2.5", "1e+06". */
+static void met_fmt_float(char *out, size_t cap, double v)
 {
     char tmp[40];
     const char *e;
@@ -158,6 +248,13 @@ void met_registry_free(struct met_registry *r)
     free(r->hist);
     free(r->uperr);
     free(r->gauge);
+    free(r->fgauge);
+    free(r->scraped_us);
+    free(r->scrape);
+    free(r->tgauge);
+    free(r->thist);
+    free(r->shed);
+    free(r->slo);
     free(r);
 }
 
@@ -197,7 +294,7 @@ static int met_registry_names(struct met_registry *r, const struct cfg *c)
         r->bound_us[i] = (uint64_t)(b * 1e6 + 0.5);
         if (i > 0 && r->bound_us[i] <= r->bound_us[i - 1])
             return -1;
-        met_fmt_le(r->le[i], MET_LE_MAX, b);
+        met_fmt_float(r->le[i], MET_LE_MAX, b);
     }
     return 0;
 }
@@ -225,13 +322,19 @@ struct met_registry *met_registry_new(const struct cfg *c)
     r->nseries = (unsigned)nseries;
     r->nbuckets = (unsigned)c->nbuckets;
     for (i = 0; i < MET__COUNT; i++) {
-        r->slot[i] = -1;
-        if (met_defs[i].type == MET_HISTOGRAM && met_defs[i].labels == MET_L_BMT)
-            r->slot[i] = (int)r->nhist++;
-        else if (met_defs[i].type == MET_COUNTER && met_defs[i].labels == MET_L_BMT)
-            r->slot[i] = (int)r->nctr++;
-        else if (met_defs[i].type == MET_GAUGE && met_defs[i].labels == MET_L_B)
-            r->slot[i] = (int)r->ngauge++;
+        unsigned *n = NULL;
+
+        r->store[i] = met_store_of((enum met_id)i);
+        switch (r->store[i]) {
+        case MET_ST_CTR: n = &r->nctr; break;
+        case MET_ST_HIST: n = &r->nhist; break;
+        case MET_ST_GAUGE: n = &r->ngauge; break;
+        case MET_ST_FGAUGE: n = &r->nfgauge; break;
+        case MET_ST_TGAUGE: n = &r->ntgauge; break;
+        case MET_ST_THIST: n = &r->nthist; break;
+        case MET_ST_OWN: break;
+        }
+        r->slot[i] = n != NULL ? (int)(*n)++ : -1;
     }
     stride = r->nbuckets + 2;
 
@@ -244,12 +347,23 @@ struct met_registry *met_registry_new(const struct cfg *c)
     r->hist = calloc((size_t)r->nhist * r->nseries * stride + 1, sizeof(*r->hist));
     r->uperr = calloc((size_t)r->nbackends * PITOT_E__COUNT + 1, sizeof(*r->uperr));
     r->gauge = calloc((size_t)r->ngauge * r->nbackends + 1, sizeof(*r->gauge));
+    r->fgauge = calloc((size_t)r->nfgauge * r->nbackends + 1, sizeof(*r->fgauge));
+    r->scraped_us = calloc(r->nbackends + 1, sizeof(*r->scraped_us));
+    r->scrape = calloc((size_t)r->nbackends * MET_SCRAPE__COUNT + 1, sizeof(*r->scrape));
+    r->tgauge = calloc((size_t)r->ntgauge * r->ntiers + 1, sizeof(*r->tgauge));
+    r->thist = calloc((size_t)r->nthist * r->ntiers * stride + 1, sizeof(*r->thist));
+    r->shed = calloc((size_t)r->ntiers * MET_SHED__COUNT + 1, sizeof(*r->shed));
+    r->slo = calloc((size_t)r->ntiers * 2 + 1, sizeof(*r->slo));
     if (r->backend == NULL || r->tier == NULL || r->model == NULL || r->bmt == NULL ||
         r->ctr == NULL || r->hist == NULL || r->uperr == NULL || r->gauge == NULL ||
+        r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL ||
+        r->tgauge == NULL || r->thist == NULL || r->shed == NULL || r->slo == NULL ||
         met_registry_names(r, c) < 0) {
         met_registry_free(r);
         return NULL;
     }
+    for (i = 0; i < r->nfgauge * r->nbackends; i++)
+        atomic_init(&r->fgauge[i], MET_FG_ABSENT);
     return r;
 }
 
@@ -318,17 +432,12 @@ unsigned met_series(const struct met_registry *r, unsigned backend, unsigned mod
     return (backend * r->nmodel_slots + model) * r->ntiers + tier;
 }
 
-void met_observe_us(struct met_registry *r, enum met_id id, unsigned series, uint64_t us)
+/* One observation into a histogram row of nbuckets + 2 values (see hist[]). */
+static void met_hist_put(const struct met_registry *r, _Atomic uint64_t *h, uint64_t us)
 {
-    _Atomic uint64_t *h;
-    unsigned lo = 0, hi;
+    unsigned lo = 0, hi = r->nbuckets;
 
-    if ((unsigned)id >= MET__COUNT || met_defs[id].type != MET_HISTOGRAM || r->slot[id] < 0 ||
-        series >= r->nseries)
-        return;
-    h = r->hist + ((size_t)r->slot[id] * r->nseries + series) * (r->nbuckets + 2);
     /* First bound >= us (le is inclusive); nbuckets when above them all. */
-    hi = r->nbuckets;
     while (lo < hi) {
         unsigned mid = lo + (hi - lo) / 2;
         if (r->bound_us[mid] >= us)
@@ -338,13 +447,22 @@ void met_observe_us(struct met_registry *r, enum met_id id, unsigned series, uin
     }
     met_inc(&h[lo], 1);
     met_inc(&h[r->nbuckets + 1], us);
+}
+
+void met_observe_us(struct met_registry *r, enum met_id id, unsigned series, uint64_t us)
+{
+    _Atomic uint64_t *h;
+
+    if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_HIST || series >= r->nseries)
+        return;
+    h = r->hist + ((size_t)r->slot[id] * r->nseries + series) * (r->nbuckets + 2);
+    met_hist_put(r, h, us);
     met_touch(r, series);
 }
 
 void met_add(struct met_registry *r, enum met_id id, unsigned series, uint64_t n)
 {
-    if ((unsigned)id >= MET__COUNT || met_defs[id].type != MET_COUNTER || r->slot[id] < 0 ||
-        series >= r->nseries)
+    if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_CTR || series >= r->nseries)
         return;
     met_inc(&r->ctr[(size_t)series * r->nctr + (unsigned)r->slot[id]], n);
     met_touch(r, series);
@@ -396,8 +514,7 @@ void met_add_upstream_error(struct met_registry *r, unsigned backend, enum pitot
 
 static _Atomic int64_t *met_gauge_at(struct met_registry *r, enum met_id id, unsigned backend)
 {
-    if ((unsigned)id >= MET__COUNT || met_defs[id].type != MET_GAUGE || r->slot[id] < 0 ||
-        backend >= r->nbackends)
+    if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_GAUGE || backend >= r->nbackends)
         return NULL;
     return &r->gauge[(size_t)r->slot[id] * r->nbackends + backend];
 }
@@ -419,6 +536,91 @@ void met_gauge_add(struct met_registry *r, enum met_id id, unsigned backend, int
                               memory_order_relaxed);
 }
 
+static _Atomic uint64_t *met_fgauge_at(struct met_registry *r, enum met_id id, unsigned backend)
+{
+    if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_FGAUGE || backend >= r->nbackends)
+        return NULL;
+    return &r->fgauge[(size_t)r->slot[id] * r->nbackends + backend];
+}
+
+void met_gauge_set_f(struct met_registry *r, enum met_id id, unsigned backend, double v)
+{
+    _Atomic uint64_t *g = met_fgauge_at(r, id, backend);
+    uint64_t bits = MET_FG_ABSENT;
+
+    if (g == NULL)
+        return;
+    if (isfinite(v)) {
+        if (v == 0.0)
+            v = 0.0; /* -0 would print as "-0" */
+        memcpy(&bits, &v, sizeof(bits));
+    }
+    atomic_store_explicit(g, bits, memory_order_relaxed);
+}
+
+void met_gauge_clear(struct met_registry *r, enum met_id id, unsigned backend)
+{
+    _Atomic uint64_t *g = met_fgauge_at(r, id, backend);
+
+    if (g != NULL)
+        atomic_store_explicit(g, MET_FG_ABSENT, memory_order_relaxed);
+    else if (id == MET_BACKEND_SCRAPE_AGE && backend < r->nbackends)
+        atomic_store_explicit(&r->scraped_us[backend], 0, memory_order_relaxed);
+}
+
+void met_backend_scraped(struct met_registry *r, unsigned backend, uint64_t mono_us)
+{
+    if (backend < r->nbackends) /* 0 stands for "never": a 1 us error instead */
+        atomic_store_explicit(&r->scraped_us[backend], mono_us != 0 ? mono_us : 1,
+                              memory_order_relaxed);
+}
+
+void met_add_scrape(struct met_registry *r, unsigned backend, enum met_scrape res)
+{
+    if (backend < r->nbackends && (unsigned)res < MET_SCRAPE__COUNT)
+        met_inc(&r->scrape[(size_t)backend * MET_SCRAPE__COUNT + res], 1);
+}
+
+void met_tier_gauge_add(struct met_registry *r, enum met_id id, unsigned tier, int64_t delta)
+{
+    _Atomic int64_t *g;
+
+    if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_TGAUGE || tier >= r->ntiers)
+        return;
+    g = &r->tgauge[(size_t)r->slot[id] * r->ntiers + tier];
+    atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
+void met_observe_tier_us(struct met_registry *r, enum met_id id, unsigned tier, uint64_t us)
+{
+    if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_THIST || tier >= r->ntiers)
+        return;
+    met_hist_put(r, r->thist + ((size_t)r->slot[id] * r->ntiers + tier) * (r->nbuckets + 2), us);
+}
+
+void met_add_shed(struct met_registry *r, unsigned tier, enum met_shed why)
+{
+    if (tier < r->ntiers && (unsigned)why < MET_SHED__COUNT)
+        met_inc(&r->shed[(size_t)tier * MET_SHED__COUNT + why], 1);
+}
+
+void met_add_slo(struct met_registry *r, unsigned tier, bool met)
+{
+    if (tier < r->ntiers)
+        met_inc(&r->slo[(size_t)tier * 2 + (met ? 1 : 0)], 1);
+}
+
+const char *met_scrape_label(enum met_scrape res)
+{
+    return (unsigned)res < MET_SCRAPE__COUNT ? met_scrape_labels[res] : "unknown";
+}
+
+const char *met_shed_label(enum met_shed why)
+{
+    return (unsigned)why < MET_SHED__COUNT ? met_shed_labels[why] : "unknown";
+}
+
 /* ---- exposition ---- */
 
 /* One exposition over n registries: the union of their model tables (matched
@@ -430,7 +632,9 @@ struct met_view {
     const char **uname;                 /* owned array, names borrowed from regs */
     unsigned *uidx;                     /* owned, nu * n: row in regs[i] or MET_NONE */
     struct met_code_sum *codes;         /* owned scratch, n * MET_CODES_MAX */
+    _Atomic uint64_t **rows;            /* owned scratch, n: one row per registry */
     struct evbuffer *out;               /* borrowed */
+    uint64_t now_us;                    /* clk_now_us() once per exposition */
     int err;                            /* -1 once an evbuffer append failed */
 };
 
@@ -521,7 +725,8 @@ static int met_view_init(struct met_view *v, struct met_registry *const *regs, s
     v->uname = calloc(cap, sizeof(*v->uname));
     v->uidx = calloc(cap * n, sizeof(*v->uidx));
     v->codes = calloc(n * MET_CODES_MAX, sizeof(*v->codes));
-    if (v->uname == NULL || v->uidx == NULL || v->codes == NULL) {
+    v->rows = calloc(n, sizeof(*v->rows));
+    if (v->uname == NULL || v->uidx == NULL || v->codes == NULL || v->rows == NULL) {
         free(nm);
         return -1;
     }
@@ -555,6 +760,7 @@ static void met_view_release(struct met_view *v)
     free(v->uname);
     free(v->uidx);
     free(v->codes);
+    free(v->rows);
 }
 
 /* Series of (b, union model u, t) in regs[i], or MET_NONE if that registry
@@ -632,26 +838,24 @@ static void met_expose_requests(struct met_view *v, const char *name, const char
                        cls[j]);
 }
 
-static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
-                            const unsigned *ser)
+/* Adds a histogram row (nbuckets + 2 values, see hist[]) into b. */
+static void met_hist_sum(uint64_t *b, const _Atomic uint64_t *h, unsigned nbuckets)
+{
+    unsigned j;
+
+    for (j = 0; j < nbuckets + 2; j++)
+        b[j] += met_get(&h[j]);
+}
+
+/* Prints one histogram series from summed non-cumulative buckets b. */
+static void met_hist_print(struct met_view *v, const char *name, const char *lbl,
+                           const uint64_t *b)
 {
     const struct met_registry *r0 = v->regs[0];
-    const char *name = met_defs[id].name;
-    uint64_t b[CFG_MAX_BUCKETS + 2] = { 0 }, cum = 0;
     unsigned nb = r0->nbuckets, j;
+    uint64_t cum = 0;
     char sum[48];
-    size_t i;
 
-    for (i = 0; i < v->n; i++) {
-        const struct met_registry *r = v->regs[i];
-        const _Atomic uint64_t *h;
-
-        if (ser[i] == MET_NONE)
-            continue;
-        h = r->hist + ((size_t)r->slot[id] * r->nseries + ser[i]) * (nb + 2);
-        for (j = 0; j < nb + 2; j++)
-            b[j] += met_get(&h[j]);
-    }
     /* The count is the sum of the buckets, so +Inf == _count always holds,
      * even against a concurrent writer. */
     for (j = 0; j < nb; j++) {
@@ -663,6 +867,23 @@ static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
     met_sum_fmt(sum, sizeof(sum), b[nb + 1]);
     met_printf(v, "%s_sum{%s} %s\n", name, lbl, sum);
     met_printf(v, "%s_count{%s} %" PRIu64 "\n", name, lbl, cum);
+}
+
+static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
+                            const unsigned *ser)
+{
+    uint64_t b[CFG_MAX_BUCKETS + 2] = { 0 };
+    unsigned nb = v->regs[0]->nbuckets;
+    size_t i;
+
+    for (i = 0; i < v->n; i++) {
+        const struct met_registry *r = v->regs[i];
+
+        if (ser[i] != MET_NONE)
+            met_hist_sum(b, r->hist + ((size_t)r->slot[id] * r->nseries + ser[i]) * (nb + 2),
+                         nb);
+    }
+    met_hist_print(v, met_defs[id].name, lbl, b);
 }
 
 /* One BMT-labelled family (counter, histogram, requests, finish reasons):
@@ -718,11 +939,82 @@ static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
     }
 }
 
+/* Counts of a closed label (kind, result, reason, met) summed over registries:
+ * each regs[i]'s row starts at base[i]; n[k] gets the sum for value k. */
+static uint64_t met_row_sum(const struct met_view *v, _Atomic uint64_t *const *base,
+                            unsigned nval, uint64_t *n)
+{
+    uint64_t total = 0;
+    unsigned k;
+    size_t i;
+
+    for (k = 0; k < nval; k++) {
+        n[k] = 0;
+        for (i = 0; i < v->n; i++)
+            n[k] += met_get(&base[i][k]);
+        total += n[k];
+    }
+    return total;
+}
+
+/* A per-backend integer gauge merged as met_merge_of(id) says. */
+static int64_t met_gauge_merged(const struct met_view *v, enum met_id id, unsigned b)
+{
+    enum met_merge how = met_merge_of(id);
+    size_t nreg = how == MET_MERGE_FIRST ? 1 : v->n, i;
+    int64_t g = 0;
+
+    for (i = 0; i < nreg; i++) {
+        const struct met_registry *r = v->regs[i];
+        int64_t x = atomic_load_explicit(&r->gauge[(size_t)r->slot[id] * r->nbackends + b],
+                                         memory_order_relaxed);
+
+        if (how != MET_MERGE_MAX)
+            g += x;
+        else if (i == 0 || x > g)
+            g = x;
+    }
+    return g;
+}
+
+/* A per-backend value from regs[0] only (met_merge_of: FIRST), formatted
+ * into out; false when the series is absent. */
+static bool met_backend_value(const struct met_view *v, enum met_id id, unsigned b, char *out,
+                              size_t cap)
+{
+    const struct met_registry *r0 = v->regs[0];
+
+    if (r0->store[id] == MET_ST_FGAUGE) {
+        uint64_t bits = atomic_load_explicit(
+            &r0->fgauge[(size_t)r0->slot[id] * r0->nbackends + b], memory_order_relaxed);
+        double x;
+
+        if (bits == MET_FG_ABSENT)
+            return false;
+        memcpy(&x, &bits, sizeof(x));
+        met_fmt_float(out, cap, x);
+        return true;
+    }
+    if (id == MET_BACKEND_SCRAPE_AGE) {
+        uint64_t t = atomic_load_explicit(&r0->scraped_us[b], memory_order_relaxed);
+
+        if (t == 0)
+            return false;
+        /* a scrape stored after now was read is "just now", not negative */
+        met_sum_fmt(out, cap, v->now_us > t ? v->now_us - t : 0);
+        return true;
+    }
+    snprintf(out, cap, "%" PRId64, met_gauge_merged(v, id, b));
+    return true;
+}
+
+/* A family labelled by backend (B, BK, BR), one backend after another. */
 static void met_expose_backend(struct met_view *v, enum met_id id)
 {
     const struct met_registry *r0 = v->regs[0];
     const struct met_def *d = &met_defs[id];
-    char lbl[MET_LABELS_BUF];
+    char lbl[MET_LABELS_BUF], val[48];
+    uint64_t cnt[MET_SCRAPE__COUNT];
     unsigned b, k;
     size_t i;
 
@@ -737,16 +1029,67 @@ static void met_expose_backend(struct met_view *v, enum met_id id)
                     met_printf(v, "%s{%s,kind=\"%s\"} %" PRIu64 "\n", d->name, lbl,
                                err_label((enum pitot_err)k), n);
             }
-        } else if (d->type == MET_GAUGE) {
-            /* BACKEND_UP is one truth (worker 0 runs the health checks);
-             * everything else per backend adds up across workers. */
-            size_t nsum = id == MET_BACKEND_UP ? 1 : v->n;
+        } else if (d->labels == MET_L_BR) {
+            /* every result once the backend has any, so that rate() of a
+             * rare one starts from 0 rather than from its first count */
+            for (i = 0; i < v->n; i++)
+                v->rows[i] = &v->regs[i]->scrape[(size_t)b * MET_SCRAPE__COUNT];
+            if (met_row_sum(v, v->rows, MET_SCRAPE__COUNT, cnt) == 0)
+                continue;
+            for (k = 0; k < MET_SCRAPE__COUNT; k++)
+                met_printf(v, "%s{%s,result=\"%s\"} %" PRIu64 "\n", d->name, lbl,
+                           met_scrape_labels[k], cnt[k]);
+        } else if (met_backend_value(v, id, b, val, sizeof(val))) {
+            met_printf(v, "%s{%s} %s\n", d->name, lbl, val);
+        }
+    }
+}
+
+/* A family labelled by tier (T, TR, TM), one tier after another. */
+static void met_expose_tier(struct met_view *v, enum met_id id)
+{
+    const struct met_registry *r0 = v->regs[0];
+    const struct met_def *d = &met_defs[id];
+    unsigned nb = r0->nbuckets, t, k;
+    uint64_t cnt[MET_SHED__COUNT > 2 ? MET_SHED__COUNT : 2];
+    char lbl[MET_LABELS_BUF];
+    size_t i;
+
+    for (t = 0; t < r0->ntiers; t++) {
+        met_label(lbl, sizeof(lbl), 0, "tier", r0->tier[t]);
+        if (d->labels == MET_L_TR || d->labels == MET_L_TM) {
+            bool shed = d->labels == MET_L_TR;
+            unsigned nval = shed ? MET_SHED__COUNT : 2;
+            const char *const *names = shed ? met_shed_labels : met_slo_labels;
+
+            for (i = 0; i < v->n; i++)
+                v->rows[i] = shed ? &v->regs[i]->shed[(size_t)t * MET_SHED__COUNT]
+                                  : &v->regs[i]->slo[(size_t)t * 2];
+            if (met_row_sum(v, v->rows, nval, cnt) == 0)
+                continue; /* untouched tier; touched ones show every value */
+            for (k = 0; k < nval; k++)
+                met_printf(v, "%s{%s,%s=\"%s\"} %" PRIu64 "\n", d->name, lbl,
+                           shed ? "reason" : "met", names[k], cnt[k]);
+        } else if (r0->store[id] == MET_ST_TGAUGE) {
             int64_t g = 0;
-            for (i = 0; i < nsum; i++)
+
+            for (i = 0; i < v->n; i++)
                 g += atomic_load_explicit(
-                    &v->regs[i]->gauge[(size_t)v->regs[i]->slot[id] * r0->nbackends + b],
+                    &v->regs[i]->tgauge[(size_t)v->regs[i]->slot[id] * r0->ntiers + t],
                     memory_order_relaxed);
             met_printf(v, "%s{%s} %" PRId64 "\n", d->name, lbl, g);
+        } else if (r0->store[id] == MET_ST_THIST) {
+            uint64_t b[CFG_MAX_BUCKETS + 2] = { 0 }, n = 0;
+
+            for (i = 0; i < v->n; i++)
+                met_hist_sum(b,
+                             v->regs[i]->thist +
+                                 ((size_t)v->regs[i]->slot[id] * r0->ntiers + t) * (nb + 2),
+                             nb);
+            for (k = 0; k < nb + 1; k++)
+                n += b[k];
+            if (n > 0) /* appears with its first observation */
+                met_hist_print(v, d->name, lbl, b);
         }
     }
 }
@@ -771,12 +1114,27 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         met_view_release(&v);
         return -1;
     }
+    v.now_us = clk_now_us();
     for (id = 0; id < MET__COUNT; id++) {
         met_family_head(&v, &met_defs[id]);
-        if (met_defs[id].labels == MET_L_BK || met_defs[id].labels == MET_L_B)
-            met_expose_backend(&v, (enum met_id)id);
-        else
+        switch (met_defs[id].labels) {
+        case MET_L_BMTC:
+        case MET_L_BMT:
+        case MET_L_BMTR:
             met_expose_bmt(&v, (enum met_id)id, ser);
+            break;
+        case MET_L_BK:
+        case MET_L_B:
+        case MET_L_BR:
+            met_expose_backend(&v, (enum met_id)id);
+            break;
+        case MET_L_T:
+        case MET_L_TR:
+        case MET_L_TM:
+        case MET_L__COUNT:
+            met_expose_tier(&v, (enum met_id)id);
+            break;
+        }
     }
     free(ser);
     met_view_release(&v);

@@ -23,7 +23,11 @@ struct cfg;
     X(BMT,  "backend,model,tier")                           \
     X(BMTR, "backend,model,tier,reason")                    \
     X(BK,   "backend,kind")                                 \
-    X(B,    "backend")
+    X(B,    "backend")                                      \
+    X(BR,   "backend,result")                               \
+    X(T,    "tier")                                         \
+    X(TR,   "tier,reason")                                  \
+    X(TM,   "tier,met")
 
 /* X(ID, name, type, labels, help) - names and label sets are interface. */
 #define MET_LIST(X)                                                                          \
@@ -56,7 +60,27 @@ struct cfg;
     X(IN_FLIGHT, "pitot_requests_in_flight", GAUGE, B,                                       \
       "Requests currently being served by the backend")                                      \
     X(BACKEND_UP, "pitot_backend_up", GAUGE, B,                                              \
-      "1 if the backend's last health check succeeded")
+      "1 if the backend's last health check succeeded")                                      \
+    X(BACKEND_RUNNING, "pitot_backend_requests_running", GAUGE, B,                           \
+      "Requests the backend reported running at its last metrics scrape")                    \
+    X(BACKEND_WAITING, "pitot_backend_requests_waiting", GAUGE, B,                           \
+      "Requests the backend reported queued at its last metrics scrape")                     \
+    X(BACKEND_CACHE, "pitot_backend_cache_usage_ratio", GAUGE, B,                            \
+      "KV cache usage 0-1 the backend reported at its last scrape; absent if it reports none") \
+    X(BACKEND_SCRAPE_AGE, "pitot_backend_scrape_age_seconds", GAUGE, B,                      \
+      "Seconds since the backend's last successful metrics scrape; absent before the first")  \
+    X(BACKEND_SCRAPES, "pitot_backend_scrapes_total", COUNTER, BR,                           \
+      "Metrics scrapes of the backend by result")                                            \
+    X(BACKEND_EJECTED, "pitot_backend_ejected", GAUGE, B,                                    \
+      "1 while the backend is passively ejected after consecutive failures")                 \
+    X(QUEUE_DEPTH, "pitot_queue_depth", GAUGE, T,                                            \
+      "Requests held in pitot's overload queue now")                                         \
+    X(QUEUE_WAIT, "pitot_queue_wait_seconds", HISTOGRAM, T,                                  \
+      "Time a request spent in the overload queue, observed when it left it")                \
+    X(SHED, "pitot_shed_total", COUNTER, TR,                                                 \
+      "Requests shed before reaching a backend, by reason")                                  \
+    X(SLO_REQUESTS, "pitot_slo_requests_total", COUNTER, TM,                                 \
+      "Requests measured against the tier's SLO; met is true if TTFT and TPOT targets held")
 
 enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
 
@@ -72,6 +96,35 @@ enum met_id {
     MET_LIST(MET_ID_ENUM)
 #undef MET_ID_ENUM
     MET__COUNT
+};
+
+/* pitot_backend_scrapes_total{result}: X(ID, label value). */
+#define MET_SCRAPE_LIST(X)                                                                   \
+    X(OK, "ok")                     /* parsed and applied */                                 \
+    X(ERROR, "error")               /* connect failure, reset or non-200 status */           \
+    X(TIMEOUT, "timeout")           /* no complete answer within scrape_timeout */           \
+    X(PARSE_ERROR, "parse_error")   /* answered, but not metrics pitot understands */
+
+enum met_scrape {
+#define MET_SCRAPE_ENUM(id, label) MET_SCRAPE_##id,
+    MET_SCRAPE_LIST(MET_SCRAPE_ENUM)
+#undef MET_SCRAPE_ENUM
+    MET_SCRAPE__COUNT
+};
+
+/* pitot_shed_total{reason}: X(ID, label value). */
+#define MET_SHED_LIST(X)                                                                     \
+    X(QUEUE_FULL, "queue_full")     /* tier's or overall queue limit reached on arrival */   \
+    X(MAX_WAIT, "max_wait")         /* held longer than the tier's max_wait */               \
+    X(EVICTED, "evicted")           /* displaced by a request of a higher tier */            \
+    X(CLIENT_GONE, "client_gone")   /* the client left while queued */                       \
+    X(NO_MODEL, "no_model")         /* no backend serves the requested model */
+
+enum met_shed {
+#define MET_SHED_ENUM(id, label) MET_SHED_##id,
+    MET_SHED_LIST(MET_SHED_ENUM)
+#undef MET_SHED_ENUM
+    MET_SHED__COUNT
 };
 
 /* The model label value for names beyond the table. */
@@ -117,16 +170,68 @@ void met_add_finish(struct met_registry *r, unsigned series, enum json_finish f)
 /* pitot_upstream_errors_total{backend, kind=err_label(kind)}. */
 void met_add_upstream_error(struct met_registry *r, unsigned backend, enum pitot_err kind);
 
-/* Per-backend gauges (IN_FLIGHT, BACKEND_UP). */
+/* Per-backend integer gauges (IN_FLIGHT, BACKEND_UP, BACKEND_EJECTED); any
+ * other id or a backend out of range is ignored. Always exposed, 0 until set. */
 void met_gauge_set(struct met_registry *r, enum met_id id, unsigned backend, int64_t v);
 void met_gauge_add(struct met_registry *r, enum met_id id, unsigned backend, int64_t delta);
 
+/* Per-backend float gauges from the backend's own metrics (BACKEND_RUNNING,
+ * BACKEND_WAITING, BACKEND_CACHE); any other id or a backend out of range is
+ * ignored. The series is absent until set. A NaN or infinite v means "not
+ * known" and clears it. v is exposed as given (no clamping of the cache ratio
+ * to 0-1), in the shortest form that reads back exactly: "0.87", "3", "1e+06". */
+void met_gauge_set_f(struct met_registry *r, enum met_id id, unsigned backend, double v);
+
+/* Makes a float gauge's series (above), or BACKEND_SCRAPE_AGE's, absent again,
+ * e.g. the cache ratio once the backend's flavor is known to have none. Any
+ * other id or a backend out of range is ignored. */
+void met_gauge_clear(struct met_registry *r, enum met_id id, unsigned backend);
+
+/* Records the last successful scrape of `backend` at mono_us (a clk_now_us()
+ * reading). pitot_backend_scrape_age_seconds is then computed by met_expose as
+ * its own clk_now_us() minus mono_us (0 for a time in the future); absent
+ * until the first call. Out-of-range backend ignored. */
+void met_backend_scraped(struct met_registry *r, unsigned backend, uint64_t mono_us);
+
+/* pitot_backend_scrapes_total{backend, result=met_scrape_label(res)}; out of
+ * range arguments ignored. */
+void met_add_scrape(struct met_registry *r, unsigned backend, enum met_scrape res);
+
+/* Per-tier integer gauge (QUEUE_DEPTH): adds delta. Tier indexes are those of
+ * cfg->tiers (0 is "default"); any other id or a tier out of range is ignored.
+ * Every tier's series is always exposed, 0 until changed. */
+void met_tier_gauge_add(struct met_registry *r, enum met_id id, unsigned tier, int64_t delta);
+
+/* Per-tier histogram observation in microseconds (QUEUE_WAIT: once per
+ * request leaving the queue, dispatched, shed or abandoned). Any other id or a
+ * tier out of range is ignored. A tier's series appears at its first one. */
+void met_observe_tier_us(struct met_registry *r, enum met_id id, unsigned tier, uint64_t us);
+
+/* pitot_shed_total{tier, reason=met_shed_label(why)}. Out of range ignored.
+ * Once a tier has shed anything, all its reasons are exposed (0 included). */
+void met_add_shed(struct met_registry *r, unsigned tier, enum met_shed why);
+
+/* pitot_slo_requests_total{tier, met="true"|"false"}: met is true when both
+ * the tier's TTFT and TPOT targets held (the caller decides). Out-of-range
+ * tier ignored. Once a tier has one, both met values are exposed. */
+void met_add_slo(struct met_registry *r, unsigned tier, bool met);
+
+/* Label values of the enums above; "unknown" out of range. */
+const char *met_scrape_label(enum met_scrape res);
+const char *met_shed_label(enum met_shed why);
+
 /* Appends Prometheus text format 0.0.4 for n registries built from the same
- * config (one per worker): counters and histograms with the same label values
- * are summed, IN_FLIGHT summed, BACKEND_UP taken from regs[0]. Every family
- * gets HELP and TYPE; series that were never touched are still exposed with 0
- * for per-backend gauges, and omitted for label sets that were never used.
- * Returns 0, or -1 on allocation failure. `promtool check metrics` is clean. */
+ * config (one per worker). Merging: counters and histograms with the same
+ * label values are summed, and so are IN_FLIGHT and QUEUE_DEPTH; BACKEND_UP and
+ * everything scrape-derived (RUNNING, WAITING, CACHE, SCRAPE_AGE) come from
+ * regs[0], the loop that runs health checks and scrapes; BACKEND_EJECTED is
+ * the maximum (1 if any registry has the backend ejected). Every family gets
+ * HELP and TYPE even without series. Present: per-backend integer gauges and
+ * QUEUE_DEPTH for every backend/tier; float gauges and SCRAPE_AGE once set and
+ * not cleared; other series once touched. For scrapes, shed and SLO a touched
+ * backend/tier shows every value of its last label, 0 included. Reads the
+ * monotonic clock once, for SCRAPE_AGE. Returns 0, or -1 on allocation
+ * failure or registries of different shapes. `promtool check metrics` is clean. */
 int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out);
 
 /* Writes the metrics reference as a Markdown table (name, type, labels, help). */

@@ -1,5 +1,6 @@
 /* Unit tests for met: exact exposition lines, histogram buckets, status codes
  * and their overflow to classes, bounded model learning, label escaping, the
+ * scrape-derived backend gauges and per-tier queue/shed/SLO families, the
  * merge of per-worker registries, promtool's verdict, and the docs table. */
 #include "pitot/met.h"
 
@@ -17,6 +18,7 @@
 #include <event2/buffer.h>
 
 #include "pitot/cfg.h"
+#include "pitot/clock.h"
 
 #define PROMTOOL "/usr/bin/promtool"
 
@@ -162,7 +164,7 @@ static void test_histogram_and_counters(void **state)
     /* untouched tuples are absent: only a/small/default exists */
     assert_int_equal(count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 1);
     assert_int_equal(count_prefix(t, "pitot_prompt_tokens_total{"), 1);
-    assert_null(strstr(t, "tier=\"batch\""));
+    assert_null(strstr(t, ",tier=\"batch\"")); /* after backend and model: a BMT series */
     assert_null(strstr(t, "model=\"large\""));
     /* no requests observed: the family has HELP and TYPE only */
     assert_line(t, "# TYPE pitot_requests_total counter");
@@ -386,6 +388,30 @@ static void test_bad_arguments_ignored(void **state)
     met_gauge_set(r, MET_STALLS, 0, 5);         /* not a gauge */
     met_gauge_set(r, MET_BACKEND_UP, 2, 5);
     met_gauge_add(r, MET_IN_FLIGHT, 9, 5);
+    met_gauge_set_f(r, MET_IN_FLIGHT, 0, 1.5);    /* not a float gauge */
+    met_gauge_set_f(r, MET_BACKEND_RUNNING, 2, 1);
+    met_gauge_set_f(r, MET__COUNT, 0, 1);
+    met_gauge_set(r, MET_BACKEND_CACHE, 0, 1);    /* float: needs met_gauge_set_f */
+    met_gauge_add(r, MET_BACKEND_WAITING, 0, 1);
+    met_gauge_set(r, MET_QUEUE_DEPTH, 0, 1);      /* per tier */
+    met_gauge_clear(r, MET_BACKEND_RUNNING, 2);
+    met_gauge_clear(r, MET_BACKEND_EJECTED, 0);   /* integer gauges are never absent */
+    met_gauge_clear(r, MET_BACKEND_SCRAPE_AGE, 2);
+    met_backend_scraped(r, 2, 1);
+    met_add_scrape(r, 2, MET_SCRAPE_OK);
+    met_add_scrape(r, 0, MET_SCRAPE__COUNT);
+    met_add_scrape(r, 0, (enum met_scrape)-1);
+    met_tier_gauge_add(r, MET_QUEUE_DEPTH, 2, 1);
+    met_tier_gauge_add(r, MET_IN_FLIGHT, 0, 1);   /* per backend */
+    met_observe_tier_us(r, MET_QUEUE_WAIT, 2, 1);
+    met_observe_tier_us(r, MET_TTFT, 0, 1);       /* a BMT histogram */
+    met_observe_us(r, MET_QUEUE_WAIT, 0, 1);      /* a tier histogram */
+    met_add(r, MET_SHED, 0, 1);                   /* needs met_add_shed */
+    met_add(r, MET_SLO_REQUESTS, 0, 1);
+    met_add(r, MET_BACKEND_SCRAPES, 0, 1);
+    met_add_shed(r, 2, MET_SHED_QUEUE_FULL);
+    met_add_shed(r, 0, MET_SHED__COUNT);
+    met_add_slo(r, 2, true);
     t = expose(&r, 1);
     assert_string_equal(t, t0);
     free(t);
@@ -503,6 +529,263 @@ static void test_merge(void **state)
     (void)state;
 }
 
+/* The value of the first sample line starting with prefix, or NAN. */
+static double sample_value(const char *text, const char *prefix)
+{
+    const char *p = text;
+
+    for (;;) {
+        if (strncmp(p, prefix, strlen(prefix)) == 0)
+            return strtod(p + strlen(prefix), NULL);
+        p = strchr(p, '\n');
+        if (p == NULL || *++p == '\0')
+            return NAN;
+    }
+}
+
+static void test_backend_scrape_metrics(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r = met_registry_new(c);
+    uint64_t now;
+    double age;
+    char *t;
+
+    assert_non_null(r);
+    /* before any scrape: every family has HELP and TYPE, no scraped series */
+    t = expose(&r, 1);
+    assert_line(t, "# HELP pitot_backend_requests_running Requests the backend reported running "
+                   "at its last metrics scrape");
+    assert_line(t, "# TYPE pitot_backend_requests_running gauge");
+    assert_line(t, "# TYPE pitot_backend_requests_waiting gauge");
+    assert_line(t, "# TYPE pitot_backend_cache_usage_ratio gauge");
+    assert_line(t, "# TYPE pitot_backend_scrape_age_seconds gauge");
+    assert_line(t, "# TYPE pitot_backend_scrapes_total counter");
+    assert_line(t, "# TYPE pitot_backend_ejected gauge");
+    assert_int_equal(count_prefix(t, "pitot_backend_requests_running{"), 0);
+    assert_int_equal(count_prefix(t, "pitot_backend_requests_waiting{"), 0);
+    assert_int_equal(count_prefix(t, "pitot_backend_cache_usage_ratio{"), 0);
+    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 0);
+    assert_int_equal(count_prefix(t, "pitot_backend_scrapes_total{"), 0);
+    /* ejected is an integer gauge: every backend, 0 until set */
+    assert_line(t, "pitot_backend_ejected{backend=\"a\"} 0");
+    assert_line(t, "pitot_backend_ejected{backend=\"b\"} 0");
+    free(t);
+
+    met_gauge_set_f(r, MET_BACKEND_RUNNING, 0, 3);
+    met_gauge_set_f(r, MET_BACKEND_WAITING, 0, 0);
+    met_gauge_set_f(r, MET_BACKEND_CACHE, 0, 0.87);
+    met_gauge_set_f(r, MET_BACKEND_RUNNING, 1, 2.5);
+    met_gauge_set_f(r, MET_BACKEND_WAITING, 1, 1e6);
+    met_gauge_set_f(r, MET_BACKEND_CACHE, 1, 0.5);
+    met_gauge_set_f(r, MET_BACKEND_CACHE, 1, 0.1 + 0.2); /* the last value counts */
+    met_add_scrape(r, 1, MET_SCRAPE_OK);
+    met_add_scrape(r, 1, MET_SCRAPE_OK);
+    met_add_scrape(r, 1, MET_SCRAPE_OK);
+    met_add_scrape(r, 1, MET_SCRAPE_TIMEOUT);
+    met_gauge_set(r, MET_BACKEND_EJECTED, 1, 1);
+    now = clk_now_us();
+    assert_true(now > 10000000u);
+    met_backend_scraped(r, 0, now - 2500000u);  /* 2.5 s ago */
+    met_backend_scraped(r, 1, now + 60000000u); /* "in the future": age 0, never negative */
+    t = expose(&r, 1);
+    assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 3");
+    assert_line(t, "pitot_backend_requests_waiting{backend=\"a\"} 0");
+    assert_line(t, "pitot_backend_cache_usage_ratio{backend=\"a\"} 0.87");
+    assert_line(t, "pitot_backend_requests_running{backend=\"b\"} 2.5");
+    assert_line(t, "pitot_backend_requests_waiting{backend=\"b\"} 1e+06");
+    assert_line(t, "pitot_backend_cache_usage_ratio{backend=\"b\"} 0.30000000000000004");
+    age = sample_value(t, "pitot_backend_scrape_age_seconds{backend=\"a\"} ");
+    if (!(age >= 2.5 && age < 2.5 + 60))
+        fail_msg("age %f, expected 2.5 s and a little:\n%s", age, t);
+    assert_line(t, "pitot_backend_scrape_age_seconds{backend=\"b\"} 0");
+    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 2);
+    /* a backend with any scrape shows every result; one without shows none */
+    assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"ok\"} 3");
+    assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"error\"} 0");
+    assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"timeout\"} 1");
+    assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"parse_error\"} 0");
+    assert_int_equal(count_prefix(t, "pitot_backend_scrapes_total{"), 4);
+    assert_line(t, "pitot_backend_ejected{backend=\"a\"} 0");
+    assert_line(t, "pitot_backend_ejected{backend=\"b\"} 1");
+    free(t);
+
+    /* cleared, or set to "unknown": absent again */
+    met_gauge_clear(r, MET_BACKEND_CACHE, 0);
+    met_gauge_set_f(r, MET_BACKEND_RUNNING, 1, NAN);
+    met_gauge_set_f(r, MET_BACKEND_WAITING, 1, INFINITY);
+    met_gauge_set_f(r, MET_BACKEND_CACHE, 1, -0.0); /* a value: "0", not "-0" */
+    met_gauge_clear(r, MET_BACKEND_SCRAPE_AGE, 1);
+    met_gauge_set(r, MET_BACKEND_EJECTED, 1, 0);
+    t = expose(&r, 1);
+    assert_int_equal(count_prefix(t, "pitot_backend_cache_usage_ratio{"), 1);
+    assert_line(t, "pitot_backend_cache_usage_ratio{backend=\"b\"} 0");
+    assert_int_equal(count_prefix(t, "pitot_backend_requests_running{"), 1);
+    assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 3");
+    assert_int_equal(count_prefix(t, "pitot_backend_requests_waiting{"), 1);
+    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 1);
+    assert_non_null(strstr(t, "pitot_backend_scrape_age_seconds{backend=\"a\"} 2.5"));
+    assert_line(t, "pitot_backend_ejected{backend=\"b\"} 0");
+    free(t);
+
+    assert_string_equal(met_scrape_label(MET_SCRAPE_PARSE_ERROR), "parse_error");
+    assert_string_equal(met_scrape_label(MET_SCRAPE__COUNT), "unknown");
+    met_registry_free(r);
+    free(c);
+    (void)state;
+}
+
+static void test_tier_metrics(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r = met_registry_new(c);
+    char *t;
+
+    assert_non_null(r);
+    t = expose(&r, 1);
+    assert_line(t, "# HELP pitot_queue_depth Requests held in pitot's overload queue now");
+    assert_line(t, "# TYPE pitot_queue_depth gauge");
+    assert_line(t, "# TYPE pitot_queue_wait_seconds histogram");
+    assert_line(t, "# TYPE pitot_shed_total counter");
+    assert_line(t, "# TYPE pitot_slo_requests_total counter");
+    /* queue depth: every tier from the start; the rest once touched */
+    assert_line(t, "pitot_queue_depth{tier=\"default\"} 0");
+    assert_line(t, "pitot_queue_depth{tier=\"batch\"} 0");
+    assert_int_equal(count_prefix(t, "pitot_queue_depth{"), 2);
+    assert_int_equal(count_prefix(t, "pitot_queue_wait_seconds"), 0);
+    assert_int_equal(count_prefix(t, "pitot_shed_total{"), 0);
+    assert_int_equal(count_prefix(t, "pitot_slo_requests_total{"), 0);
+    free(t);
+
+    met_tier_gauge_add(r, MET_QUEUE_DEPTH, 1, 3);
+    met_tier_gauge_add(r, MET_QUEUE_DEPTH, 1, -1);
+    met_observe_tier_us(r, MET_QUEUE_WAIT, 1, 500);     /* le 0.001 */
+    met_observe_tier_us(r, MET_QUEUE_WAIT, 1, 250000);  /* le 0.25 */
+    met_observe_tier_us(r, MET_QUEUE_WAIT, 1, 4000000); /* +Inf only */
+    met_add_shed(r, 0, MET_SHED_QUEUE_FULL);
+    met_add_shed(r, 0, MET_SHED_QUEUE_FULL);
+    met_add_shed(r, 0, MET_SHED_EVICTED);
+    met_add_shed(r, 0, MET_SHED_NO_MODEL);
+    met_add_slo(r, 1, true);
+    met_add_slo(r, 1, true);
+    met_add_slo(r, 1, false);
+    t = expose(&r, 1);
+    assert_line(t, "pitot_queue_depth{tier=\"default\"} 0");
+    assert_line(t, "pitot_queue_depth{tier=\"batch\"} 2");
+    assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"batch\",le=\"0.001\"} 1");
+    assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"batch\",le=\"0.25\"} 2");
+    assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"batch\",le=\"1\"} 2");
+    assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"batch\",le=\"2.5\"} 2");
+    assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"batch\",le=\"+Inf\"} 3");
+    assert_line(t, "pitot_queue_wait_seconds_sum{tier=\"batch\"} 4.2505");
+    assert_line(t, "pitot_queue_wait_seconds_count{tier=\"batch\"} 3");
+    assert_int_equal(count_prefix(t, "pitot_queue_wait_seconds_count{"), 1);
+    /* a tier that shed anything shows every reason */
+    assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"queue_full\"} 2");
+    assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"max_wait\"} 0");
+    assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"evicted\"} 1");
+    assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"client_gone\"} 0");
+    assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"no_model\"} 1");
+    assert_int_equal(count_prefix(t, "pitot_shed_total{"), 5);
+    /* and both met values */
+    assert_line(t, "pitot_slo_requests_total{tier=\"batch\",met=\"false\"} 1");
+    assert_line(t, "pitot_slo_requests_total{tier=\"batch\",met=\"true\"} 2");
+    assert_int_equal(count_prefix(t, "pitot_slo_requests_total{"), 2);
+    free(t);
+    met_registry_free(r);
+
+    assert_string_equal(met_shed_label(MET_SHED_CLIENT_GONE), "client_gone");
+    assert_string_equal(met_shed_label(MET_SHED__COUNT), "unknown");
+
+    /* no tiers configured: the one tier is "default" */
+    c->ntiers = 0;
+    r = met_registry_new(c);
+    assert_non_null(r);
+    met_add_slo(r, 0, false);
+    met_add_slo(r, 1, true); /* no such tier */
+    met_tier_gauge_add(r, MET_QUEUE_DEPTH, 1, 1);
+    t = expose(&r, 1);
+    assert_line(t, "pitot_queue_depth{tier=\"default\"} 0");
+    assert_int_equal(count_prefix(t, "pitot_queue_depth{"), 1);
+    assert_line(t, "pitot_slo_requests_total{tier=\"default\",met=\"false\"} 1");
+    assert_line(t, "pitot_slo_requests_total{tier=\"default\",met=\"true\"} 0");
+    free(t);
+    met_registry_free(r);
+    free(c);
+    (void)state;
+}
+
+/* Scrape-derived gauges from regs[0], ejection the maximum, the rest summed. */
+static void test_merge_backend_and_tier(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *regs[2];
+    uint64_t now = clk_now_us();
+    double age;
+    char *t;
+
+    regs[0] = met_registry_new(c);
+    regs[1] = met_registry_new(c);
+    assert_non_null(regs[0]);
+    assert_non_null(regs[1]);
+    assert_true(now > 10000000u);
+    met_gauge_set_f(regs[0], MET_BACKEND_RUNNING, 0, 4);
+    met_gauge_set_f(regs[1], MET_BACKEND_RUNNING, 0, 9);   /* not the scraping loop */
+    met_gauge_set_f(regs[1], MET_BACKEND_CACHE, 1, 0.5);   /* likewise */
+    met_backend_scraped(regs[0], 0, now - 1000000u);
+    met_backend_scraped(regs[1], 1, now - 1000000u);       /* likewise */
+    met_add_scrape(regs[0], 0, MET_SCRAPE_OK);
+    met_add_scrape(regs[1], 0, MET_SCRAPE_OK);
+    met_add_scrape(regs[1], 0, MET_SCRAPE_PARSE_ERROR);
+    met_gauge_set(regs[1], MET_BACKEND_EJECTED, 0, 1);     /* not regs[0] only */
+    met_gauge_set(regs[0], MET_BACKEND_EJECTED, 1, 1);     /* not a sum */
+    met_gauge_set(regs[1], MET_BACKEND_EJECTED, 1, 1);
+    met_tier_gauge_add(regs[0], MET_QUEUE_DEPTH, 0, 2);
+    met_tier_gauge_add(regs[1], MET_QUEUE_DEPTH, 0, 3);
+    met_observe_tier_us(regs[0], MET_QUEUE_WAIT, 0, 1000);
+    met_observe_tier_us(regs[1], MET_QUEUE_WAIT, 0, 2000);
+    met_add_shed(regs[0], 1, MET_SHED_MAX_WAIT);
+    met_add_shed(regs[1], 1, MET_SHED_MAX_WAIT);
+    met_add_shed(regs[1], 1, MET_SHED_CLIENT_GONE);
+    met_add_slo(regs[0], 0, true);
+    met_add_slo(regs[1], 0, true);
+    met_add_slo(regs[1], 0, false);
+
+    t = expose(regs, 2);
+    assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 4");
+    assert_int_equal(count_prefix(t, "pitot_backend_requests_running{"), 1);
+    assert_int_equal(count_prefix(t, "pitot_backend_cache_usage_ratio{"), 0);
+    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 1);
+    age = sample_value(t, "pitot_backend_scrape_age_seconds{backend=\"a\"} ");
+    if (!(age >= 1 && age < 1 + 60))
+        fail_msg("age %f, expected 1 s and a little:\n%s", age, t);
+    assert_line(t, "pitot_backend_scrapes_total{backend=\"a\",result=\"ok\"} 2");
+    assert_line(t, "pitot_backend_scrapes_total{backend=\"a\",result=\"parse_error\"} 1");
+    assert_line(t, "pitot_backend_ejected{backend=\"a\"} 1");
+    assert_line(t, "pitot_backend_ejected{backend=\"b\"} 1");
+    assert_line(t, "pitot_queue_depth{tier=\"default\"} 5");
+    assert_line(t, "pitot_queue_depth{tier=\"batch\"} 0");
+    assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"default\",le=\"0.001\"} 1");
+    assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"default\",le=\"0.25\"} 2");
+    assert_line(t, "pitot_queue_wait_seconds_sum{tier=\"default\"} 0.003");
+    assert_line(t, "pitot_queue_wait_seconds_count{tier=\"default\"} 2");
+    assert_line(t, "pitot_shed_total{tier=\"batch\",reason=\"max_wait\"} 2");
+    assert_line(t, "pitot_shed_total{tier=\"batch\",reason=\"client_gone\"} 1");
+    assert_line(t, "pitot_slo_requests_total{tier=\"default\",met=\"true\"} 2");
+    assert_line(t, "pitot_slo_requests_total{tier=\"default\",met=\"false\"} 1");
+    free(t);
+
+    /* the other way round: regs[1]'s own scrape view */
+    t = expose(&regs[1], 1);
+    assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 9");
+    assert_line(t, "pitot_backend_cache_usage_ratio{backend=\"b\"} 0.5");
+    free(t);
+    met_registry_free(regs[0]);
+    met_registry_free(regs[1]);
+    free(c);
+    (void)state;
+}
+
 /* Everything at once, through promtool's linter. */
 static void test_promtool_clean(void **state)
 {
@@ -535,6 +818,22 @@ static void test_promtool_clean(void **state)
             met_add_upstream_error(r, 1, (enum pitot_err)k);
         met_gauge_set(r, MET_IN_FLIGHT, 0, 4);
         met_gauge_set(r, MET_BACKEND_UP, 1, 1);
+        met_gauge_set_f(r, MET_BACKEND_RUNNING, 1, 3);
+        met_gauge_set_f(r, MET_BACKEND_WAITING, 1, 0.5);
+        met_gauge_set_f(r, MET_BACKEND_CACHE, 1, 0.87);
+        met_gauge_set_f(r, MET_BACKEND_CACHE, 0, 1e-7);
+        met_backend_scraped(r, 1, clk_now_us() - 1500000u);
+        met_backend_scraped(r, 0, clk_now_us());
+        for (k = 0; k < MET_SCRAPE__COUNT; k++)
+            met_add_scrape(r, 1, (enum met_scrape)k);
+        met_gauge_set(r, MET_BACKEND_EJECTED, 1, 1);
+        met_tier_gauge_add(r, MET_QUEUE_DEPTH, 1, 2);
+        met_observe_tier_us(r, MET_QUEUE_WAIT, 1, 12345);
+        met_observe_tier_us(r, MET_QUEUE_WAIT, 0, 99000000);
+        for (k = 0; k < MET_SHED__COUNT; k++)
+            met_add_shed(r, (unsigned)k % 2, (enum met_shed)k);
+        met_add_slo(r, 0, true);
+        met_add_slo(r, 1, false);
     }
     t = expose(regs, 2);
     fd = mkstemp(path);
@@ -584,6 +883,15 @@ static void test_doc_markdown(void **state)
                      "Requests answered, by HTTP status sent to the client |");
     assert_line(doc, "| `pitot_backend_up` | gauge | `backend` | "
                      "1 if the backend's last health check succeeded |");
+    assert_line(doc, "| `pitot_backend_scrapes_total` | counter | `backend`, `result` | "
+                     "Metrics scrapes of the backend by result |");
+    assert_line(doc, "| `pitot_queue_depth` | gauge | `tier` | "
+                     "Requests held in pitot's overload queue now |");
+    assert_line(doc, "| `pitot_queue_wait_seconds` | histogram | `tier` | "
+                     "Time a request spent in the overload queue, observed when it left it |");
+    assert_non_null(strstr(doc, "| `pitot_shed_total` | counter | `tier`, `reason` | "));
+    assert_non_null(strstr(doc, "| `pitot_slo_requests_total` | counter | `tier`, `met` | "));
+    assert_non_null(strstr(doc, "| `pitot_backend_cache_usage_ratio` | gauge | `backend` | "));
     assert_int_equal(count_prefix(doc, "| `pitot_"), MET__COUNT);
     free(doc);
     (void)state;
@@ -599,6 +907,9 @@ int main(void)
         cmocka_unit_test(test_bad_arguments_ignored),
         cmocka_unit_test(test_label_escaping),
         cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_backend_scrape_metrics),
+        cmocka_unit_test(test_tier_metrics),
+        cmocka_unit_test(test_merge_backend_and_tier),
         cmocka_unit_test(test_promtool_clean),
         cmocka_unit_test(test_doc_markdown),
     };
