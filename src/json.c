@@ -875,3 +875,68 @@ size_t json_str_decode(struct span raw, char *out, size_t cap)
     }
     return n;
 }
+
+/* Follows path from value v (see json_paths_visit()); counts and reports the
+ * scalars it ends on. */
+static void json_path_walk(const struct json_doc *d, int v, const char *path, size_t pi,
+                           json_path_cb cb, void *ud, size_t which, int *count)
+{
+    const char *key = path + pi;
+    size_t klen = 0;
+    int e;
+
+    if (v < 0)
+        return;
+    if (path[pi] == '\0') {
+        if (d->t[v].type == JSMN_STRING || d->t[v].type == JSMN_PRIMITIVE) {
+            (*count)++;
+            if (cb != NULL)
+                cb(ud, which, json_tok_span(d, v), d->t[v].type == JSMN_STRING);
+        }
+        return;
+    }
+    if (path[pi] == '.')
+        key++;
+    while (key[klen] != '\0' && key[klen] != '.' && key[klen] != '[')
+        klen++;
+    if (klen > 0) {
+        int it = v + 1, k, val, found = -1;
+
+        if (d->t[v].type != JSMN_OBJECT)
+            return;
+        while (json_obj_next(d, v, &it, &k, &val)) { /* the last duplicate wins */
+            if (val >= 0 && d->t[k].type == JSMN_STRING &&
+                (size_t)(d->t[k].end - d->t[k].start) == klen &&
+                memcmp(d->js + d->t[k].start, key, klen) == 0)
+                found = val;
+        }
+        v = found;
+        if (v < 0)
+            return;
+    }
+    pi = (size_t)(key + klen - path);
+    if (path[pi] != '[') {
+        json_path_walk(d, v, path, pi, cb, ud, which, count);
+        return;
+    }
+    if (path[pi + 1] != ']' || d->t[v].type != JSMN_ARRAY)
+        return;
+    for (e = v + 1; e < d->n && d->t[e].start < d->t[v].end; e = json_skip(d, e)) {
+        if (d->t[e].parent == v)
+            json_path_walk(d, e, path, pi + 2, cb, ud, which, count);
+    }
+}
+
+int json_paths_visit(struct span body, struct json_toks *toks, const char *const *paths,
+                     size_t npaths, json_path_cb cb, void *ud)
+{
+    struct json_doc d;
+    int count = 0;
+    size_t i;
+
+    if (json_doc_parse(&d, body, toks) != 0)
+        return -1;
+    for (i = 0; i < npaths; i++)
+        json_path_walk(&d, 0, paths[i], 0, cb, ud, i, &count);
+    return count;
+}

@@ -111,4 +111,22 @@ long json_req_add_include_usage(struct span body, struct json_toks *toks, char *
  * Stops at cap without splitting a UTF-8 sequence. Returns bytes written. */
 size_t json_str_decode(struct span raw, char *out, size_t cap);
 
+/* Reports a scalar found by json_paths_visit(): the index of the path it was
+ * found by, its raw bytes (a string's without the quotes, escapes undecoded;
+ * a number or literal as written), borrowed from the body, and whether it is
+ * a string. */
+typedef void (*json_path_cb)(void *ud, size_t path, struct span raw, bool is_string);
+
+/* Calls cb (may be NULL) for every string, number or literal found at each of
+ * paths[0..npaths), path by path, in document order within a path. A path is
+ * keys joined by '.', each optionally followed by "[]" to descend into every
+ * element of an array: "total_slots", "data[].id", "data[].aliases[]". A key
+ * matches the raw (undecoded) member name; of duplicate members the last one
+ * is followed. A path that leads to a missing member, an object or array, or
+ * a value of the wrong kind visits nothing. body must be one JSON object as
+ * for json_resp_parse(). Returns the number of scalars visited, or -1 if body
+ * is not an object or needs more than toks->cap tokens. */
+int json_paths_visit(struct span body, struct json_toks *toks, const char *const *paths,
+                     size_t npaths, json_path_cb cb, void *ud);
+
 #endif
