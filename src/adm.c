@@ -31,7 +31,7 @@ bool adm_handles(const struct h1_msg *m)
 static void adm_send(struct front_conn *fc, int status, const char *ctype, struct span body,
                      bool head, bool close)
 {
-    front_reply_head(fc, status, ctype, body.len, close);
+    front_reply_head(fc, status, ctype, body.len, close, NULL);
     if (!head && body.len)
         evbuffer_add(bufferevent_get_output(fc->bev), body.p, body.len);
     if (close)

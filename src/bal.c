@@ -1,24 +1,35 @@
-/* bal: least in-flight choice over the healthy backends of one loop. */
+/* bal: backend choice over the backends of one loop. Loads are compared as
+ * load_a / cap_a < load_b / cap_b by cross-multiplication (nginx least_conn
+ * style): integers, no division, no divide-by-zero. */
 #include "pitot/bal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-#include "pitot/cfg.h"
 #include "pitot/err.h"
 
 int bal_init(struct bal *bl, const struct cfg *c)
 {
-    size_t i;
+    size_t i, k;
 
+    bl->cfg = c;
     bl->n = c->nbackends;
     bl->rr = 0;
     bl->b = calloc(bl->n ? bl->n : 1, sizeof(*bl->b));
     if (bl->b == NULL)
         return -PITOT_ENOMEM;
     for (i = 0; i < bl->n; i++) {
-        bl->b[i].cfg = &c->backends[i];
-        bl->b[i].idx = (unsigned)i;
-        bl->b[i].up = true;
+        struct bal_backend *b = &bl->b[i];
+        b->cfg = &c->backends[i];
+        b->idx = (unsigned)i;
+        b->up = true;
+        b->flavor = c->backends[i].flavor;
+        b->capacity = c->backends[i].capacity ? c->backends[i].capacity
+                                              : (c->default_capacity ? c->default_capacity : 1);
+        b->cache_permille = -1;
+        for (k = 0; k < c->backends[i].nmodels; k++)
+            memcpy(b->models[k], c->backends[i].models[k], CFG_NAME_MAX);
+        b->nmodels = c->backends[i].nmodels;
     }
     return 0;
 }
@@ -30,21 +41,207 @@ void bal_release(struct bal *bl)
     bl->n = 0;
 }
 
-struct bal_backend *bal_pick(struct bal *bl)
+bool bal_ejected(const struct bal_backend *b, uint64_t now_us)
 {
-    struct bal_backend *best = NULL;
+    return b->ejected_until_us != 0 && now_us < b->ejected_until_us;
+}
+
+static bool bal_fresh(const struct bal *bl, const struct bal_backend *b, uint64_t now_us)
+{
+    uint64_t stale = (uint64_t)bl->cfg->scrape_stale_ms * 1000;
+
+    return b->scraped_us != 0 && now_us - b->scraped_us <= stale;
+}
+
+/* Requests on b as best known: its own count plus what pitot sent since, or
+ * pitot's in-flight count when the scrape is stale (never "idle"). */
+static uint64_t bal_load(const struct bal *bl, const struct bal_backend *b, uint64_t now_us)
+{
+    if (bl->cfg->policy == CFG_POLICY_LEAST_BUSY && bal_fresh(bl, b, now_us)) {
+        uint64_t own = (uint64_t)b->running + b->waiting + b->dispatched;
+        /* pitot's own count is a floor: a scrape can lag what it sent */
+        return own > b->in_flight ? own : b->in_flight;
+    }
+    return b->in_flight;
+}
+
+bool bal_saturated(const struct bal *bl, const struct bal_backend *b, uint64_t now_us)
+{
+    const struct cfg *c = bl->cfg;
+
+    if (c->max_in_flight && b->in_flight >= c->max_in_flight)
+        return true;
+    if (bal_load(bl, b, now_us) >= (uint64_t)b->capacity + c->max_waiting)
+        return true;
+    return b->cache_permille >= 0 && bal_fresh(bl, b, now_us) &&
+           b->cache_permille >= (int)(c->max_cache_ratio * 1000 + 0.5);
+}
+
+bool bal_serves(const struct bal_backend *b, struct span model)
+{
+    size_t i;
+
+    if (model.len == 0 || b->nmodels == 0)
+        return true;
+    for (i = 0; i < b->nmodels; i++)
+        if (span_eq(model, b->models[i]))
+            return true;
+    return false;
+}
+
+struct span bal_alias(const struct cfg *c, struct span name)
+{
+    size_t i;
+
+    for (i = 0; i < c->naliases; i++)
+        if (span_eq(name, c->aliases[i].from))
+            return span_cstr(c->aliases[i].to);
+    return name;
+}
+
+/* a is less busy than b: la/ca < lb/cb. */
+static bool bal_less(uint64_t la, unsigned ca, uint64_t lb, unsigned cb)
+{
+    return la * cb < lb * ca;
+}
+
+/* Rendezvous weight of backend i for a session key. */
+static uint64_t bal_hrw(uint64_t key, unsigned i)
+{
+    uint64_t x = key ^ (0x9e3779b97f4a7c15ull * (i + 1));
+
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t now_us,
+                            struct bal_backend **out)
+{
+    struct bal_backend *best = NULL, *aff = NULL;
+    uint64_t best_load = 0, aff_w = 0, sum_load = 0, sum_cap = 0;
+    bool any_serves = false, any_usable = false;
     size_t k;
 
+    *out = NULL;
     for (k = 0; k < bl->n; k++) {
         struct bal_backend *b = &bl->b[(bl->rr + k) % bl->n];
-        if (!b->up)
+        uint64_t load;
+
+        if (!bal_serves(b, rq->model))
             continue;
-        if (best == NULL || b->in_flight < best->in_flight)
+        any_serves = true;
+        if (!b->up || bal_ejected(b, now_us) || (rq->tried && rq->tried[b->idx]))
+            continue;
+        any_usable = true;
+        if (bal_saturated(bl, b, now_us))
+            continue;
+        load = bal_load(bl, b, now_us);
+        sum_load += load;
+        sum_cap += b->capacity;
+        if (rq->affinity && bl->cfg->affinity != CFG_AFFINITY_OFF) {
+            uint64_t wgt = bal_hrw(rq->affinity, b->idx);
+            if (aff == NULL || wgt > aff_w) {
+                aff = b;
+                aff_w = wgt;
+            }
+        }
+        if (bl->cfg->policy == CFG_POLICY_ROUND_ROBIN) {
+            if (best == NULL)
+                best = b;
+            continue;
+        }
+        if (best == NULL || bal_less(load, b->capacity, best_load, best->capacity)) {
             best = b;
+            best_load = load;
+        }
     }
-    if (best)
-        bl->rr = (best->idx + 1) % (unsigned)bl->n;
-    return best;
+    if (!any_serves)
+        return BAL_NO_MODEL;
+    if (!any_usable)
+        return BAL_NO_BACKEND;
+    if (best == NULL)
+        return BAL_SATURATED;
+    if (aff) {
+        /* Bounded load (consistent hashing with bounded loads): the session's
+         * backend keeps it while load + 1 <= ceil(f * (total + 1) * cap / sum_cap). */
+        uint64_t f = (uint64_t)(bl->cfg->affinity_max_load * 1000 + 0.5);
+        uint64_t num = f * (sum_load + 1) * aff->capacity, den = 1000 * sum_cap;
+        if (bal_load(bl, aff, now_us) + 1 <= (num + den - 1) / den)
+            best = aff;
+    }
+    bl->rr = (best->idx + 1) % (unsigned)bl->n;
+    *out = best;
+    return BAL_OK;
+}
+
+void bal_dispatched(struct bal_backend *b)
+{
+    b->in_flight++;
+    b->dispatched++;
+}
+
+void bal_released(struct bal_backend *b)
+{
+    if (b->in_flight)
+        b->in_flight--;
+}
+
+void bal_scraped(struct bal_backend *b, uint32_t running, uint32_t waiting, int cache_permille,
+                 uint64_t now_us)
+{
+    b->running = running;
+    b->waiting = waiting;
+    b->cache_permille = cache_permille;
+    b->scraped_us = now_us;
+    b->dispatched = 0;
+}
+
+/* Could every model b serves still be served if b were out? */
+static bool bal_replaceable(const struct bal *bl, const struct bal_backend *b, uint64_t now_us)
+{
+    size_t i, m;
+
+    for (m = 0; m < (b->nmodels ? b->nmodels : 1); m++) {
+        struct span model = b->nmodels ? span_cstr(b->models[m]) : span_make(NULL, 0);
+        bool other = false;
+        for (i = 0; i < bl->n && !other; i++) {
+            const struct bal_backend *o = &bl->b[i];
+            other = o != b && o->up && !bal_ejected(o, now_us) && bal_serves(o, model);
+        }
+        if (!other)
+            return false;
+    }
+    return true;
+}
+
+bool bal_result(struct bal *bl, struct bal_backend *b, bool failure, uint64_t now_us)
+{
+    const struct cfg *c = bl->cfg;
+    uint64_t ms;
+    unsigned shift;
+
+    if (!failure) {
+        b->fails = 0;
+        if (!bal_ejected(b, now_us))
+            b->ejections = 0;
+        return false;
+    }
+    b->fails++;
+    if (c->eject_failures == 0 || b->fails < c->eject_failures || bal_ejected(b, now_us))
+        return false;
+    if (!bal_replaceable(bl, b, now_us))
+        return false;
+    shift = b->ejections < 16 ? b->ejections : 16;
+    ms = (uint64_t)c->eject_base_ms << shift;
+    if (ms > c->eject_max_ms)
+        ms = c->eject_max_ms;
+    b->ejected_until_us = now_us + ms * 1000;
+    b->ejections++;
+    b->fails = 0;
+    return true;
 }
 
 size_t bal_up_count(const struct bal *bl)

@@ -152,20 +152,22 @@ int front_error_json(enum pitot_err e, char *buf, size_t cap)
 }
 
 void front_reply_head(struct front_conn *fc, int status, const char *content_type,
-                      size_t len, bool close)
+                      size_t len, bool close, const char *extra)
 {
     struct evbuffer *out = bufferevent_get_output(fc->bev);
 
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: pitot\r\n", status, err_reason_phrase(status));
     if (content_type)
         evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    if (extra)
+        evbuffer_add(out, extra, strlen(extra));
     evbuffer_add_printf(out, "Content-Length: %zu\r\n%s\r\n", len, close ? "Connection: close\r\n" : "");
 }
 
 void front_reply(struct front_conn *fc, int status, const char *content_type,
                  const char *body, size_t len, bool close)
 {
-    front_reply_head(fc, status, content_type, len, close);
+    front_reply_head(fc, status, content_type, len, close, NULL);
     if (len)
         evbuffer_add(bufferevent_get_output(fc->bev), body, len);
     if (close)

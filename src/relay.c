@@ -21,7 +21,9 @@
 #include "pitot/json.h"
 #include "pitot/met.h"
 #include "pitot/mtr.h"
+#include "pitot/oq.h"
 #include "pitot/sse.h"
+#include "pitot/tier.h"
 #include "pitot/ups.h"
 #include "pitot/wrk.h"
 
@@ -31,6 +33,7 @@
 
 enum relay_state {
     RELAY_ST_BODY,     /* reading the client's request body */
+    RELAY_ST_QUEUED,   /* every eligible backend is saturated: held in the oq */
     RELAY_ST_CONNECT,  /* connecting to the backend */
     RELAY_ST_WAIT,     /* request sent, waiting for the response head */
     RELAY_ST_STREAM,   /* relaying the response body */
@@ -43,7 +46,9 @@ struct relay {
     struct wrk *w;                /* borrowed */
     struct bal_backend *be;       /* borrowed, NULL until chosen */
     struct bufferevent *ubev;     /* owned while connected */
-    struct evbuffer *req;         /* owned: upstream request head (then + body) */
+    struct evbuffer *req;         /* owned: upstream request head, without Host and framing */
+    struct evbuffer *wire;        /* owned: the request as sent to the chosen backend */
+    struct oq_entry *queued;      /* borrowed: our place in the overload queue */
     struct evbuffer *body;        /* owned: request body as received */
     struct evbuffer *jbody;       /* owned: non-streamed JSON response kept for analysis */
     char *stage;                  /* owned: bytes of a partial SSE event */
@@ -61,6 +66,9 @@ struct relay {
     int64_t req_max_tokens;
     unsigned series;
     bool series_set;
+    unsigned tier;                /* index into cfg->tiers */
+    uint64_t affinity;            /* session key hash, 0: none */
+    bool tried[CFG_MAX_BACKENDS]; /* backends that failed this request */
     unsigned model;               /* metric model index */
     bool reused, retried;         /* pooled upstream connection; retried once */
     bool client_keep;             /* the client allows another request */
@@ -90,14 +98,15 @@ static int relay_on_body(void *ud, struct span b);
 
 static void relay_set_state(struct relay *r, enum relay_state st)
 {
-    static const unsigned char legal[][6] = {
-        /*                 BODY CONN WAIT STRM FLSH DONE */
-        [RELAY_ST_BODY] = { 0, 1, 1, 0, 0, 1 }, /* WAIT: pooled connection */
-        [RELAY_ST_CONNECT] = { 0, 0, 1, 0, 0, 1 },
-        [RELAY_ST_WAIT] = { 0, 1, 1, 1, 0, 1 }, /* CONNECT/WAIT: retry */
-        [RELAY_ST_STREAM] = { 0, 0, 0, 0, 1, 1 },
-        [RELAY_ST_FLUSH] = { 0, 0, 0, 0, 0, 1 },
-        [RELAY_ST_DONE] = { 0, 0, 0, 0, 0, 0 },
+    static const unsigned char legal[][7] = {
+        /*                 BODY QUED CONN WAIT STRM FLSH DONE */
+        [RELAY_ST_BODY] = { 0, 1, 1, 1, 0, 0, 1 }, /* WAIT: pooled connection */
+        [RELAY_ST_QUEUED] = { 0, 0, 1, 1, 0, 0, 1 },
+        [RELAY_ST_CONNECT] = { 0, 1, 1, 1, 0, 0, 1 }, /* retry elsewhere */
+        [RELAY_ST_WAIT] = { 0, 1, 1, 1, 1, 0, 1 },
+        [RELAY_ST_STREAM] = { 0, 0, 0, 0, 0, 1, 1 },
+        [RELAY_ST_FLUSH] = { 0, 0, 0, 0, 0, 0, 1 },
+        [RELAY_ST_DONE] = { 0, 0, 0, 0, 0, 0, 0 },
     };
 
     assert(legal[r->st][st]);
@@ -122,6 +131,19 @@ static bool relay_id_ok(struct span v)
             v.p[i] == '\\')
             return false;
     return true;
+}
+
+/* FNV-1a: session keys only pick a backend, they need no secrecy. */
+static uint64_t relay_hash(struct span s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i;
+
+    for (i = 0; i < s.len; i++) {
+        h ^= (unsigned char)s.p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h ? h : 1;
 }
 
 static void relay_copy(char *dst, size_t cap, struct span s)
@@ -161,6 +183,12 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
         relay_copy(r->id, sizeof(r->id), rid->value);
     else
         wrk_request_id(w, r->id);
+    r->tier = tier_resolve(w->cfg, m);
+    if (w->cfg->affinity == CFG_AFFINITY_HEADER) {
+        const struct h1_header *ah = h1_header_find(m, w->cfg->affinity_header);
+        if (ah && ah->value.len)
+            r->affinity = relay_hash(ah->value);
+    }
 
     /* Fresh framing: request line, our Host, the client's end-to-end headers. */
     evbuffer_add_printf(r->req, "%.*s %.*s HTTP/1.1\r\n", (int)m->method.len, m->method.p,
@@ -202,13 +230,17 @@ void relay_free(struct relay *r)
     if (r == NULL)
         return;
     if (r->be && r->in_flight_counted) {
-        r->be->in_flight--;
+        bal_released(r->be);
         met_gauge_add(r->w->met, MET_IN_FLIGHT, r->be->idx, -1);
     }
+    if (r->queued)
+        oq_remove(r->w->oq, r->queued, true, MET_SHED_CLIENT_GONE);
     if (r->ubev)
         bufferevent_free(r->ubev);
     if (r->req)
         evbuffer_free(r->req);
+    if (r->wire)
+        evbuffer_free(r->wire);
     if (r->body)
         evbuffer_free(r->body);
     if (r->jbody)
@@ -224,6 +256,10 @@ void relay_retire(struct relay *r)
 {
     struct wrk *w = r->w;
 
+    if (r->queued) {
+        oq_remove(w->oq, r->queued, true, MET_SHED_CLIENT_GONE);
+        r->queued = NULL;
+    }
     /* Nothing may call back into a retired relay: drop its I/O now. */
     if (r->ubev) {
         bufferevent_free(r->ubev);
@@ -325,7 +361,7 @@ static void relay_send(struct relay *r)
         h1_expect_no_body(&r->up);
     bufferevent_setcb(r->ubev, relay_up_read_cb, NULL, relay_up_event_cb, r);
     out = bufferevent_get_output(r->ubev);
-    evbuffer_add_buffer_reference(out, r->req);
+    evbuffer_add_buffer_reference(out, r->wire);
     if (r->reused) {
         relay_set_state(r, RELAY_ST_WAIT);
         relay_timeouts(r, w->cfg->upstream_header_timeout_ms, w->cfg->connect_timeout_ms);
@@ -337,28 +373,122 @@ static void relay_send(struct relay *r)
     bufferevent_enable(r->ubev, EV_READ | EV_WRITE);
 }
 
+/* The request as this backend gets it: Host and fresh framing added. */
+static int relay_wire(struct relay *r)
+{
+    size_t hl = evbuffer_get_length(r->req), bl = evbuffer_get_length(r->body);
+
+    if (r->wire)
+        evbuffer_free(r->wire);
+    r->wire = evbuffer_new();
+    if (r->wire == NULL)
+        return -1;
+    evbuffer_add(r->wire, evbuffer_pullup(r->req, -1), hl);
+    evbuffer_add_printf(r->wire, "Host: %s\r\n", cfg_backend_authority(r->be->cfg));
+    if (bl || !(span_eq(span_cstr(r->method), "GET") || span_eq(span_cstr(r->method), "HEAD") ||
+                span_eq(span_cstr(r->method), "DELETE") || span_eq(span_cstr(r->method), "OPTIONS")))
+        evbuffer_add_printf(r->wire, "Content-Length: %zu\r\n", bl);
+    evbuffer_add(r->wire, "\r\n", 2);
+    if (bl)
+        evbuffer_add(r->wire, evbuffer_pullup(r->body, -1), bl);
+    return 0;
+}
+
+static void relay_dispatch(struct relay *r, struct bal_backend *be)
+{
+    struct wrk *w = r->w;
+
+    r->be = be;
+    r->series_set = false;
+    bal_dispatched(be);
+    r->in_flight_counted = 1;
+    met_gauge_add(w->met, MET_IN_FLIGHT, be->idx, 1);
+    if (relay_wire(r) != 0) {
+        relay_fail(r, PITOT_ENOMEM);
+        return;
+    }
+    relay_send(r);
+}
+
+/* Answers a request pitot will not serve now: 503 with Retry-After. */
+void relay_shed(struct relay *r, enum met_shed why)
+{
+    struct wrk *w = r->w;
+    char body[256], extra[48];
+    enum pitot_err e = why == MET_SHED_NO_MODEL ? PITOT_ENO_MODEL : PITOT_EOVERLOADED;
+    int n = front_error_json(e, body, sizeof(body));
+
+    r->queued = NULL; /* the queue already let go of us */
+    if (why == MET_SHED_CLIENT_GONE)
+        return;
+    r->status = err_status(e);
+    if (e == PITOT_EOVERLOADED)
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", oq_retry_after(w->oq, clk_now_us()));
+    else
+        extra[0] = '\0';
+    front_reply_head(r->fc, r->status, "application/json", (size_t)n, !r->client_keep,
+                     extra[0] ? extra : NULL);
+    evbuffer_add(relay_client_out(r), body, (size_t)n);
+    relay_finish(r, e);
+}
+
+/* Chooses a backend: dispatch, hold, or refuse. Returns false only when the
+ * request must keep waiting (it is, or now is, in the queue). */
+static bool relay_route(struct relay *r, bool from_queue)
+{
+    struct wrk *w = r->w;
+    struct bal_req rq;
+    struct bal_backend *be;
+    enum bal_verdict v;
+    enum met_shed why;
+
+    rq.model = r->req_model[0] ? bal_alias(w->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
+    rq.affinity = r->affinity;
+    rq.tried = r->tried;
+    v = bal_choose(&w->bal, &rq, clk_now_us(), &be);
+    if (v == BAL_SATURATED) {
+        if (from_queue)
+            return false;
+        relay_set_state(r, RELAY_ST_QUEUED);
+        r->queued = oq_push(w->oq, r, r->tier, &why);
+        if (r->queued == NULL) {
+            met_add_shed(w->met, r->tier, why);
+            relay_shed(r, why);
+        }
+        return true;
+    }
+    if (r->queued) {
+        oq_remove(w->oq, r->queued, v == BAL_NO_MODEL, MET_SHED_NO_MODEL);
+        r->queued = NULL;
+    }
+    switch (v) {
+    case BAL_OK:
+        relay_dispatch(r, be);
+        break;
+    case BAL_NO_MODEL:
+        if (!from_queue)
+            met_add_shed(w->met, r->tier, MET_SHED_NO_MODEL);
+        relay_shed(r, MET_SHED_NO_MODEL);
+        break;
+    default:
+        relay_fail(r, PITOT_ENO_BACKEND);
+        break;
+    }
+    return true;
+}
+
+bool relay_try_dispatch(struct relay *r)
+{
+    return relay_route(r, true);
+}
+
 void relay_start(struct relay *r)
 {
     struct wrk *w = r->w;
-    size_t blen;
 
     relay_inspect_body(r);
-    blen = evbuffer_get_length(r->body);
-    if (blen || !(span_eq(span_cstr(r->method), "GET") || span_eq(span_cstr(r->method), "HEAD") ||
-                  span_eq(span_cstr(r->method), "DELETE") || span_eq(span_cstr(r->method), "OPTIONS")))
-        evbuffer_add_printf(r->req, "Content-Length: %zu\r\n", blen);
     mtr_init(&r->mtr, r->t0_us, (uint64_t)w->cfg->stall_ms * 1000, r->req_max_tokens, w->rfs);
-    r->be = bal_pick(&w->bal);
-    if (r->be == NULL) {
-        relay_fail(r, PITOT_ENO_BACKEND);
-        return;
-    }
-    evbuffer_add_printf(r->req, "Host: %s\r\n\r\n", cfg_backend_authority(r->be->cfg));
-    evbuffer_add_buffer(r->req, r->body);
-    r->be->in_flight++;
-    r->in_flight_counted = 1;
-    met_gauge_add(w->met, MET_IN_FLIGHT, r->be->idx, 1);
-    relay_send(r);
+    relay_route(r, false);
 }
 
 /* ---- measurement ------------------------------------------------------- */
@@ -375,7 +505,7 @@ static void relay_series(struct relay *r, struct span model)
         r->model = met_model_index(w->met, model);
     else
         r->model = met_model_lookup(w->met, span_cstr(r->req_model));
-    r->series = met_series(w->met, r->be ? r->be->idx : 0, r->model, 0);
+    r->series = met_series(w->met, r->be ? r->be->idx : 0, r->model, r->tier);
     r->series_set = true;
 }
 
@@ -617,6 +747,8 @@ static void relay_resp_head(struct relay *r)
 
     r->status = m->status;
     r->up_keep = m->keep_alive;
+    if (bal_result(&r->w->bal, r->be, m->status >= 500, clk_now_us()))
+        met_gauge_set(r->w->met, MET_BACKEND_EJECTED, r->be->idx, 1);
     r->sse = body && relay_ctype_is(m, "text/event-stream");
     r->json = body && relay_ctype_is(m, "application/json");
     if (r->json)
@@ -781,8 +913,6 @@ static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     /* EOF or error. */
     if (r->st == RELAY_ST_CONNECT) {
-        r->be->up = false; /* refused: out until the health check says otherwise */
-        met_gauge_set(w->met, MET_BACKEND_UP, r->be->idx, 0);
         relay_fail(r, PITOT_EUPSTREAM_CONNECT);
         return;
     }
@@ -824,13 +954,31 @@ static void relay_fail(struct relay *r, enum pitot_err e)
     if (e != PITOT_ENO_BACKEND && r->be)
         met_add_upstream_error(r->w->met, r->be->idx, e);
     relay_release_upstream(r, false);
+    if (r->be && r->status == 0 && (r->st == RELAY_ST_CONNECT || r->st == RELAY_ST_WAIT) &&
+        (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET)) {
+        /* Nothing reached the client: another backend may serve it. */
+        struct bal_backend *failed = r->be;
+        bal_result(&r->w->bal, failed, true, clk_now_us());
+        bal_released(failed);
+        met_gauge_add(r->w->met, MET_IN_FLIGHT, failed->idx, -1);
+        r->in_flight_counted = 0;
+        r->tried[failed->idx] = true;
+        r->retried = false;
+        if (r->w->cfg->retry) {
+            r->be = NULL;
+            relay_route(r, false);
+            if (r->be || r->queued || r->st == RELAY_ST_DONE)
+                return;
+            r->be = failed; /* nowhere else to go: fail on the last one */
+        }
+    }
     if (r->stall_ev)
         event_del(r->stall_ev);
     if (r->status == 0) {
         char body[256];
         int n = front_error_json(e, body, sizeof(body));
         r->status = err_status(e);
-        front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep);
+        front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
         evbuffer_add(relay_client_out(r), body, (size_t)n);
     } else {
         if (r->sse && !r->passthrough) {
@@ -854,6 +1002,10 @@ void relay_client_gone(struct relay *r, enum pitot_err why)
 {
     if (r->st == RELAY_ST_DONE)
         return;
+    if (r->queued) {
+        oq_remove(r->w->oq, r->queued, true, MET_SHED_CLIENT_GONE);
+        r->queued = NULL;
+    }
     /* Closing the backend connection is what makes it stop generating. */
     if (r->ubev) {
         bufferevent_free(r->ubev);
@@ -923,6 +1075,9 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
             met_add(met, MET_STALLS, s, r->mtr.stalls);
         if (outcome == PITOT_ECLIENT_CANCEL || outcome == PITOT_ECLIENT_TIMEOUT)
             met_add(met, MET_CLIENT_CANCELS, s, 1);
+        met_add_slo(met, r->tier, outcome == PITOT_EOK && r->status < 400 &&
+                    tier_slo_met(&w->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
+                                 res.completion_tokens));
     }
     met_model_name(met, r->model, model_name, sizeof(model_name));
     memset(&rec, 0, sizeof(rec));
@@ -933,7 +1088,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.status = r->status;
     rec.backend = r->be ? r->be->cfg->name : NULL;
     rec.model = model_name;
-    rec.tier = w->cfg->tiers[0].name;
+    rec.tier = w->cfg->tiers[r->tier].name;
     rec.stream = r->sse;
     rec.ttft_us = res.ttft_us;
     rec.itl_p50_us = res.itl_p50_us;
@@ -953,10 +1108,13 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     if (w->alog)
         alog_write(w->alog, &rec);
     if (r->be && r->in_flight_counted) {
-        r->be->in_flight--;
+        bal_released(r->be);
         r->in_flight_counted = 0;
         met_gauge_add(met, MET_IN_FLIGHT, r->be->idx, -1);
+        oq_note_completion(w->oq, end);
     }
-    /* Hands control back to the front, which frees us. */
+    /* Hands control back to the front, which frees us; then a held request
+     * may take the capacity this one leaves. */
     front_relay_done(r->fc, r->client_keep && outcome == PITOT_EOK);
+    oq_kick(w->oq);
 }

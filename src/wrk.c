@@ -18,7 +18,9 @@
 #include "pitot/front.h"
 #include "pitot/hc.h"
 #include "pitot/met.h"
+#include "pitot/oq.h"
 #include "pitot/relay.h"
+#include "pitot/scr.h"
 #include "pitot/ups.h"
 
 /* Tokens for one JSON document: a non-streamed response with logprobs can
@@ -133,8 +135,10 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
         wrk_free(w);
         return NULL;
     }
-    w->hc = hc_new(w);
-    if (w->hc == NULL) {
+    w->oq = oq_new(w);
+    w->hc = w->oq ? hc_new(w) : NULL;
+    w->scr = w->hc ? scr_new(w) : NULL;
+    if (w->scr == NULL) {
         snprintf(err, errlen, "out of memory");
         wrk_free(w);
         return NULL;
@@ -164,6 +168,7 @@ void wrk_free(struct wrk *w)
         front_close(TAILQ_FIRST(&w->conns));
     if (w->reap_ev)
         wrk_reap_cb(-1, 0, w);
+    scr_free(w->scr);
     hc_free(w->hc);
     if (w->lst)
         evconnlistener_free(w->lst);
@@ -171,6 +176,7 @@ void wrk_free(struct wrk *w)
     bal_release(&w->bal);
     if (w->reap_ev)
         event_free(w->reap_ev);
+    oq_free(w->oq);
     met_registry_free(w->met);
     free(w->toks.tok);
     free(w->scratch);

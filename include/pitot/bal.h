@@ -1,5 +1,9 @@
 /* bal: the backend table of one event loop and the choice of a backend for a
- * request (least in-flight among healthy backends, ties rotated). */
+ * request: least busy by the backends' own scraped load (running + waiting,
+ * corrected by what pitot sent since the scrape) relative to capacity, or by
+ * pitot's own in-flight count when the scrape is stale; only backends serving
+ * the request's model; passive ejection on repeated failures; optional
+ * session affinity with a bounded-load rule. Integer comparisons only. */
 #ifndef PITOT_BAL_H
 #define PITOT_BAL_H
 
@@ -7,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct cfg;
-struct cfg_backend;
+#include "pitot/cfg.h"
+#include "pitot/span.h"
 
 struct bal_backend {
     const struct cfg_backend *cfg; /* borrowed from the config */
@@ -17,24 +21,79 @@ struct bal_backend {
     bool up;                       /* last health verdict (optimistic at start) */
     bool loading;                  /* last probe said 503 "Loading model" */
     uint64_t last_probe_us;        /* monotonic time of the last verdict */
+    /* load, from the backend's own /metrics */
+    enum cfg_flavor flavor;        /* configured, or detected at the first scrape */
+    unsigned capacity;             /* concurrent requests it runs (>= 1) */
+    uint32_t running, waiting;     /* at the last good scrape */
+    int cache_permille;            /* cache pressure 0..1000, -1 when unknown */
+    uint64_t scraped_us;           /* monotonic time of the last good scrape, 0 never */
+    unsigned dispatched;           /* requests pitot sent it since that scrape */
+    /* served models: none known = serves any */
+    char models[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX];
+    size_t nmodels;
+    /* passive health */
+    unsigned fails;                /* consecutive connect failures or 5xx */
+    unsigned ejections;            /* ejections in a row, for the growing time */
+    uint64_t ejected_until_us;     /* monotonic; 0 when not ejected */
 };
 
 struct bal {
-    struct bal_backend *b; /* owned, n entries */
+    const struct cfg *cfg;         /* borrowed */
+    struct bal_backend *b;         /* owned, n entries */
     size_t n;
-    unsigned rr;           /* rotation start for ties */
+    unsigned rr;                   /* rotation start for ties and round robin */
+};
+
+enum bal_verdict {
+    BAL_OK,          /* *out is the backend */
+    BAL_SATURATED,   /* every backend that could serve it is full: queue or shed */
+    BAL_NO_MODEL,    /* no backend serves the requested model */
+    BAL_NO_BACKEND,  /* backends serve it, but none is up (or all were tried) */
+};
+
+struct bal_req {
+    struct span model;       /* the request's model after aliasing; len 0: any */
+    uint64_t affinity;       /* session key hash, 0: none */
+    const bool *tried;       /* per backend: already failed for this request; may be NULL */
 };
 
 /* Builds the table from c->backends. Returns 0 or -PITOT_ENOMEM. */
 int bal_init(struct bal *bl, const struct cfg *c);
 void bal_release(struct bal *bl);
 
-/* The healthy backend with the fewest requests in flight; among equals the
- * next one after the previous pick, so equal backends share load. Compared
- * in integers. NULL when no backend is up. */
-struct bal_backend *bal_pick(struct bal *bl);
+/* Chooses a backend at monotonic time now_us (see the verdicts). */
+enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t now_us,
+                            struct bal_backend **out);
 
-/* Number of backends currently up. */
+/* Is b full: it would have to queue more than routing.saturation.max_waiting
+ * requests, its cache pressure passed max_cache_ratio, or pitot's in-flight to
+ * it reached max_in_flight? */
+bool bal_saturated(const struct bal *bl, const struct bal_backend *b, uint64_t now_us);
+
+/* Does b serve `model` (len 0: any; a backend with no known list serves any)? */
+bool bal_serves(const struct bal_backend *b, struct span model);
+
+/* Book-keeping: a request was sent to b / finished on b. */
+void bal_dispatched(struct bal_backend *b);
+void bal_released(struct bal_backend *b);
+
+/* A fresh scrape of b's own load (cache_permille -1 when none). */
+void bal_scraped(struct bal_backend *b, uint32_t running, uint32_t waiting, int cache_permille,
+                 uint64_t now_us);
+
+/* A request's result on b: failure = connect failure or 5xx. After
+ * routing.eject.failures failures in a row b is ejected for eject.base,
+ * doubling per ejection up to eject.max, unless it is the last backend that
+ * can serve one of its models. Returns true when this call ejected b. */
+bool bal_result(struct bal *bl, struct bal_backend *b, bool failure, uint64_t now_us);
+
+/* Is b ejected at now_us? */
+bool bal_ejected(const struct bal_backend *b, uint64_t now_us);
+
+/* The served name a client's model name maps to (routing.aliases), or name. */
+struct span bal_alias(const struct cfg *c, struct span name);
+
+/* Number of backends currently up and not ejected. */
 size_t bal_up_count(const struct bal *bl);
 
 #endif

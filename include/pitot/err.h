@@ -18,6 +18,8 @@
     X(NOT_IMPLEMENTED,    501, "not_implemented",    "bad_request",    "transfer coding not implemented") \
     X(EXPECTATION,        417, "expectation_failed", "bad_request",    "expectation not supported") \
     X(NO_BACKEND,         503, "no_backend",         "no_backend",     "no healthy backend")        \
+    X(NO_MODEL,           404, "model_not_found",    "no_model",       "no backend serves this model") \
+    X(OVERLOADED,         503, "overloaded",         "shed",           "all backends are busy, retry later") \
     X(UPSTREAM_CONNECT,   502, "upstream_connect",   "upstream_error", "could not connect to backend") \
     X(UPSTREAM_TIMEOUT,   504, "upstream_timeout",   "upstream_error", "backend timed out")         \
     X(UPSTREAM_RESET,     502, "upstream_reset",     "upstream_error", "backend closed the connection") \

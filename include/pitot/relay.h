@@ -10,6 +10,7 @@
 
 #include "pitot/err.h"
 #include "pitot/h1.h"
+#include "pitot/met.h"
 #include "pitot/span.h"
 
 struct front_conn;
@@ -25,6 +26,15 @@ int relay_body(struct relay *r, struct span body);
 
 /* The request is complete: choose a backend and send it. */
 void relay_start(struct relay *r);
+
+/* Called by the overload queue: tries to place a held request. Returns false
+ * when it must keep waiting; true when it left the queue (dispatched or
+ * answered). */
+bool relay_try_dispatch(struct relay *r);
+
+/* Answers a request the queue gives up on (503 + Retry-After, or 404 for no
+ * model); client_gone: nothing is sent. Accounts it. */
+void relay_shed(struct relay *r, enum met_shed why);
 
 /* The client's output buffer drained below its watermark. */
 void relay_client_drained(struct relay *r);

@@ -23,6 +23,8 @@ struct alog;
 struct front_conn;
 struct ups_pool;
 struct hc;
+struct oq;
+struct scr;
 struct relay;
 
 struct wrk {
@@ -34,6 +36,8 @@ struct wrk {
     struct bal bal;                 /* owned */
     struct ups_pool *pools;         /* owned: one per backend */
     struct hc *hc;                  /* owned: health checks */
+    struct oq *oq;                  /* owned: overload queue */
+    struct scr *scr;                /* owned: backend metric scrapers */
     struct evconnlistener *lst;     /* owned */
     struct sockaddr_storage *be_addr; /* owned: resolved backend addresses */
     socklen_t *be_addrlen;          /* owned */

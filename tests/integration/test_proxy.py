@@ -317,15 +317,20 @@ class EchoBackend:
                 buf += c.recv(65536)
             body, buf = buf[:n], buf[n:]
             self.requests.append((head.decode(), body, conn_id))
-            if b"/health" in head.split(b"\r\n")[0]:
+            line = head.split(b"\r\n")[0]
+            status = b"200 OK"
+            if b"/health" in line:
                 out = b'{"status":"ok"}'
+            elif b" /metrics " in line:
+                status, out = b"404 Not Found", b"{}"
             else:
                 out = b'{"object":"list","data":[]}'
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                      b"Keep-Alive: timeout=5\r\n\r\n%s" % (len(out), out))
+            c.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                      b"Keep-Alive: timeout=5\r\n\r\n%s" % (status, len(out), out))
 
     def proxied(self):
-        return [r for r in self.requests if "/health" not in r[0].split("\r\n")[0]]
+        """Requests clients sent through pitot (not pitot's own probes and scrapes)."""
+        return [r for r in self.requests if "\r\nUser-Agent: pitot\r\n" not in r[0] + "\r\n"]
 
     def close(self):
         self.stop = True
@@ -427,8 +432,11 @@ class FloodBackend:
             if not d:
                 return
             head += d
-        if b"/health" in head.split(b"\r\n")[0]:
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        if not head.startswith(b"POST "):
+            # health probes and scrapes: healthy, no metrics, no model list
+            ok = b"/health" in head.split(b"\r\n")[0]
+            c.sendall(b"HTTP/1.1 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                      % (b"200 OK" if ok else b"404 Not Found"))
             c.close()
             return
         c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)

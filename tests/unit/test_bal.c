@@ -28,6 +28,12 @@ static void cfg_with(size_t n)
             fail_msg("cfg_backend_add %s: %s", url, err);
     }
     assert_int_equal(cfg.nbackends, n);
+    /* The tests below this pair exercise pitot's own in-flight count, with
+     * room to spare: the load-aware rules have their own tests further down. */
+    cfg.policy = CFG_POLICY_LEAST_IN_FLIGHT;
+    cfg.default_capacity = 1000000;
+    for (i = 0; i < n; i++)
+        cfg.backends[i].capacity = 0;
 }
 
 static void bal_with(struct bal *bl, size_t n)
@@ -48,10 +54,13 @@ static void done(struct bal *bl)
 /* Index of the pick, -1 for NULL. */
 static int pick(struct bal *bl)
 {
-    struct bal_backend *b = bal_pick(bl);
+    struct bal_req rq = { { NULL, 0 }, 0, NULL };
+    struct bal_backend *b;
 
-    if (b == NULL)
+    if (bal_choose(bl, &rq, 1, &b) != BAL_OK) {
+        assert_null(b);
         return -1;
+    }
     assert_true(b >= bl->b && b < bl->b + bl->n);
     assert_int_equal(b->idx, (unsigned)(b - bl->b));
     return (int)b->idx;
@@ -249,11 +258,267 @@ static void test_many_backends(void **state)
     (void)state;
 }
 
+/* ---- load-aware rules ---------------------------------------------------- */
+
+static enum bal_verdict choose(struct bal *bl, const char *model, uint64_t now, int *idx)
+{
+    struct bal_req rq = { model ? span_cstr(model) : span_make(NULL, 0), 0, NULL };
+    struct bal_backend *b;
+    enum bal_verdict v = bal_choose(bl, &rq, now, &b);
+
+    *idx = v == BAL_OK ? (int)b->idx : -1;
+    return v;
+}
+
+static void busy_with(struct bal *bl, size_t n, unsigned capacity)
+{
+    size_t i;
+
+    cfg_with(n);
+    cfg.policy = CFG_POLICY_LEAST_BUSY;
+    for (i = 0; i < n; i++)
+        cfg.backends[i].capacity = capacity;
+    assert_int_equal(bal_init(bl, &cfg), 0);
+}
+
+/* The backends' own running + waiting decide, relative to capacity, and
+ * what pitot sent since the scrape counts too. */
+static void test_least_busy_scraped(void **state)
+{
+    struct bal bl;
+    uint64_t now = 10000000;
+    int i;
+
+    busy_with(&bl, 3, 4);
+    bl.b[2].capacity = 8;
+    bal_scraped(&bl.b[0], 1, 0, -1, now); /* 1/4 */
+    bal_scraped(&bl.b[1], 0, 0, -1, now); /* 0/4 */
+    bal_scraped(&bl.b[2], 3, 0, -1, now); /* 3/8 */
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    bal_dispatched(&bl.b[1]);
+    bal_dispatched(&bl.b[1]);   /* b1 now 2/4 by pitot's own sending */
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 0);     /* 1/4 beats 3/8 and 2/4 */
+    /* One replica with requests deferred is avoided though pitot sent it nothing. */
+    bal_scraped(&bl.b[0], 2, 2, -1, now);
+    bal_scraped(&bl.b[1], 2, 0, -1, now);
+    bal_scraped(&bl.b[2], 0, 0, -1, now);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 2);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+/* A stale scrape falls back to pitot's own in-flight count, never to idle. */
+static void test_stale_scrape_uses_in_flight(void **state)
+{
+    struct bal bl;
+    uint64_t t = 10000000;
+    int i;
+
+    busy_with(&bl, 2, 4);
+    bal_scraped(&bl.b[0], 0, 0, -1, t);
+    bal_scraped(&bl.b[1], 0, 0, -1, t);
+    bl.b[0].in_flight = 3;
+    bl.b[1].in_flight = 1;
+    bl.b[1].running = 0;
+    /* fresh: b0 load = max(0 + 0 dispatched, in_flight 3) = 3 vs 1 */
+    assert_int_equal(choose(&bl, NULL, t, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    /* b1 scraped long ago reporting 0: stale, its in-flight 1 counts */
+    bl.b[0].in_flight = 1;
+    bl.b[1].in_flight = 2;
+    assert_int_equal(choose(&bl, NULL, t + (uint64_t)cfg.scrape_stale_ms * 1000 + 1, &i), BAL_OK);
+    assert_int_equal(i, 0);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+static void test_saturation(void **state)
+{
+    struct bal bl;
+    uint64_t now = 10000000;
+    int i;
+
+    busy_with(&bl, 2, 2);
+    bal_scraped(&bl.b[0], 2, 0, -1, now);
+    bal_scraped(&bl.b[1], 1, 1, -1, now);
+    assert_true(bal_saturated(&bl, &bl.b[0], now));
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_SATURATED);
+    assert_int_equal(i, -1);
+    /* max_waiting lets each queue one more */
+    cfg.max_waiting = 1;
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    cfg.max_waiting = 0;
+    /* cache pressure alone saturates */
+    bal_scraped(&bl.b[0], 0, 0, 960, now);
+    bal_scraped(&bl.b[1], 0, 0, 100, now);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    assert_true(bal_saturated(&bl, &bl.b[0], now));
+    /* pitot's own in-flight cap */
+    cfg.max_in_flight = 1;
+    bl.b[1].in_flight = 1;
+    assert_true(bal_saturated(&bl, &bl.b[1], now));
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+static void test_models_and_aliases(void **state)
+{
+    struct bal bl;
+    int i;
+
+    busy_with(&bl, 3, 4);
+    snprintf(bl.b[0].models[0], CFG_NAME_MAX, "small");
+    bl.b[0].nmodels = 1;
+    snprintf(bl.b[1].models[0], CFG_NAME_MAX, "large");
+    bl.b[1].nmodels = 1;
+    snprintf(bl.b[2].models[0], CFG_NAME_MAX, "large");
+    bl.b[2].nmodels = 1;
+    assert_int_equal(choose(&bl, "small", 1, &i), BAL_OK);
+    assert_int_equal(i, 0);
+    assert_int_equal(choose(&bl, "large", 1, &i), BAL_OK);
+    assert_true(i == 1 || i == 2);
+    assert_int_equal(choose(&bl, "tiny", 1, &i), BAL_NO_MODEL);
+    assert_int_equal(choose(&bl, NULL, 1, &i), BAL_OK); /* no model: any */
+    bl.b[0].up = false;
+    assert_int_equal(choose(&bl, "small", 1, &i), BAL_NO_BACKEND);
+    snprintf(cfg.aliases[0].from, CFG_NAME_MAX, "gpt-4o");
+    snprintf(cfg.aliases[0].to, CFG_NAME_MAX, "large");
+    cfg.naliases = 1;
+    assert_true(span_eq(bal_alias(&cfg, span_cstr("gpt-4o")), "large"));
+    assert_true(span_eq(bal_alias(&cfg, span_cstr("small")), "small"));
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+/* Passive ejection after repeated failures, growing, never the last backend
+ * of a model; taken back when the time is over. */
+static void test_ejection(void **state)
+{
+    struct bal bl;
+    uint64_t t = 1000000;
+    int i;
+
+    busy_with(&bl, 2, 4);
+    cfg.eject_failures = 2;
+    cfg.eject_base_ms = 1000;
+    cfg.eject_max_ms = 3000;
+    assert_false(bal_result(&bl, &bl.b[0], true, t));
+    assert_true(bal_result(&bl, &bl.b[0], true, t));
+    assert_true(bal_ejected(&bl.b[0], t));
+    assert_int_equal(choose(&bl, NULL, t, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    /* b1 is now the last one: its failures never eject it */
+    assert_false(bal_result(&bl, &bl.b[1], true, t));
+    assert_false(bal_result(&bl, &bl.b[1], true, t));
+    assert_false(bal_ejected(&bl.b[1], t));
+    /* back after 1 s; ejected again: 2 s; then capped at 3 s */
+    assert_false(bal_ejected(&bl.b[0], t + 1000000));
+    t += 1000000;
+    bal_result(&bl, &bl.b[0], true, t);
+    assert_true(bal_result(&bl, &bl.b[0], true, t));
+    assert_true(bal_ejected(&bl.b[0], t + 1999999));
+    assert_false(bal_ejected(&bl.b[0], t + 2000000));
+    t += 2000000;
+    bal_result(&bl, &bl.b[0], true, t);
+    assert_true(bal_result(&bl, &bl.b[0], true, t));
+    assert_false(bal_ejected(&bl.b[0], t + 3000000));
+    /* a success after re-admission resets the growth */
+    t += 3000000;
+    bal_result(&bl, &bl.b[0], false, t);
+    bal_result(&bl, &bl.b[0], true, t);
+    assert_true(bal_result(&bl, &bl.b[0], true, t));
+    assert_false(bal_ejected(&bl.b[0], t + 1000000));
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+static void test_tried_backends_skipped(void **state)
+{
+    struct bal bl;
+    bool tried[3] = { true, false, true };
+    struct bal_req rq = { { NULL, 0 }, 0, tried };
+    struct bal_backend *b;
+
+    busy_with(&bl, 3, 4);
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_OK);
+    assert_int_equal(b->idx, 1);
+    tried[1] = true;
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_NO_BACKEND);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+/* The same session key sticks to one backend while it is not much busier than
+ * the average; above max_load times the average it moves. */
+static void test_affinity_bounded_load(void **state)
+{
+    struct bal bl;
+    struct bal_req rq = { { NULL, 0 }, 0x1234567, NULL };
+    struct bal_backend *b;
+    unsigned first;
+    int k;
+
+    busy_with(&bl, 4, 100);
+    cfg.affinity = CFG_AFFINITY_HEADER;
+    cfg.affinity_max_load = 1.25;
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_OK);
+    first = b->idx;
+    for (k = 0; k < 10; k++) {
+        assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_OK);
+        assert_int_equal(b->idx, first);
+    }
+    /* make the session's backend far busier than the others */
+    bl.b[first].in_flight = 50;
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_OK);
+    assert_int_not_equal(b->idx, first);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+static void test_round_robin(void **state)
+{
+    struct bal bl;
+    int i, k, seen[3] = { 0, 0, 0 };
+
+    busy_with(&bl, 3, 4);
+    cfg.policy = CFG_POLICY_ROUND_ROBIN;
+    bl.b[0].in_flight = 3; /* ignored by round robin, below capacity */
+    for (k = 0; k < 9; k++) {
+        assert_int_equal(choose(&bl, NULL, 1, &i), BAL_OK);
+        seen[i]++;
+    }
+    assert_int_equal(seen[0], 3);
+    assert_int_equal(seen[1], 3);
+    assert_int_equal(seen[2], 3);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_least_in_flight),
+        cmocka_unit_test(test_least_busy_scraped),
+        cmocka_unit_test(test_stale_scrape_uses_in_flight),
+        cmocka_unit_test(test_saturation),
+        cmocka_unit_test(test_models_and_aliases),
+        cmocka_unit_test(test_ejection),
+        cmocka_unit_test(test_tried_backends_skipped),
+        cmocka_unit_test(test_affinity_bounded_load),
+        cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_rotation_among_equals),
         cmocka_unit_test(test_down_skipped),
         cmocka_unit_test(test_many_backends),
