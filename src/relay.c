@@ -291,6 +291,48 @@ static bool relay_path_is(const struct relay *r, const char *path)
     return strncmp(r->path, path, n) == 0 && (r->path[n] == '\0' || r->path[n] == '?');
 }
 
+struct relay_affinity {
+    uint64_t h;
+    unsigned seen[3];
+    unsigned max;
+};
+
+static void relay_affinity_cb(void *ud, size_t path, struct span raw, bool is_string)
+{
+    struct relay_affinity *a = ud;
+    size_t i;
+
+    if (path >= 3 || a->seen[path]++ >= a->max)
+        return;
+    a->h ^= path + 1;
+    for (i = 0; i < raw.len; i++) {
+        a->h ^= (unsigned char)raw.p[i];
+        a->h *= 0x100000001b3ull;
+    }
+}
+
+/* The session key from the body: the "user" field, or the first messages. */
+static void relay_affinity_body(struct relay *r, struct span body)
+{
+    static const char *const user[] = { "user" };
+    static const char *const prefix[] = { "messages[].role", "messages[].content",
+                                          "messages[].content[].text" };
+    const struct cfg *c = r->w->cfg;
+    struct relay_affinity a = { 0xcbf29ce484222325ull, { 0, 0, 0 }, 1 };
+    int n;
+
+    if (c->affinity == CFG_AFFINITY_USER) {
+        n = json_paths_visit(body, &r->w->toks, user, 1, relay_affinity_cb, &a);
+    } else if (c->affinity == CFG_AFFINITY_PREFIX) {
+        a.max = c->affinity_prefix_messages;
+        n = json_paths_visit(body, &r->w->toks, prefix, 3, relay_affinity_cb, &a);
+    } else {
+        return;
+    }
+    if (n > 0)
+        r->affinity = a.h ? a.h : 1;
+}
+
 /* Reads model, stream and max_tokens from a JSON body and, when configured,
  * asks the backend for usage the client did not ask for. */
 static void relay_inspect_body(struct relay *r)
@@ -311,6 +353,7 @@ static void relay_inspect_body(struct relay *r)
     r->req_max_tokens = jr.max_tokens;
     if (jr.model.len && jr.model.len < sizeof(r->req_model))
         relay_copy(r->req_model, sizeof(r->req_model), jr.model);
+    relay_affinity_body(r, body);
     if (!w->cfg->usage_injection || !jr.stream || jr.include_usage)
         return;
     if (!relay_path_is(r, "/v1/chat/completions") && !relay_path_is(r, "/v1/completions"))
