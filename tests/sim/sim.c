@@ -1,5 +1,6 @@
 /* sim: pitot-sim's entry point: flags, the listener, signals, shutdown.
- * Imitates llama.cpp's llama-server (see tests/sim/sim_llamacpp.c). */
+ * Imitates llama.cpp's llama-server (tests/sim/sim_llamacpp.c), vLLM
+ * (sim_vllm.c), TGI (sim_tgi.c) or SGLang (sim_sglang.c): --flavor. */
 #include "sim.h"
 
 #include <errno.h>
@@ -20,20 +21,23 @@ static void sim_usage(FILE *f)
 {
     fprintf(f,
         "usage: pitot-sim [options]\n"
+        "  --flavor NAME                 llamacpp, vllm, tgi or sglang: routes, streams, /metrics (llamacpp)\n"
         "  --listen HOST:PORT            listen address (127.0.0.1:18081; port 0 picks one)\n"
         "  --slots N                     concurrent requests; more wait FIFO (2)\n"
-        "  --model NAME                  model alias in responses (small)\n"
+        "  --model NAME                  model name in responses (llamacpp: small; vllm, tgi,\n"
+        "                                sglang: their fixtures' Hugging Face ids)\n"
         "  --prefill-tokens-per-s R      prompt processing speed (200)\n"
         "  --tokens-per-s R              decode speed, one token per event (40)\n"
         "  --jitter F                    inter-token interval factor in [1-F,1+F] (0)\n"
         "  --seed N                      output text and jitter seed (1)\n"
         "  --ctx N                       per-slot context in tokens (2048)\n"
-        "  --sse-ping-interval-ms MS     ':' comment after MS without a token; -1 off (30000)\n"
+        "  --sse-ping-interval-ms MS     ':' comment after MS without a token; -1 off\n"
+        "                                (llamacpp 30000, tgi 15000, vllm and sglang off)\n"
         "  --stall-after K --stall-ms MS pause MS once after K tokens of each stream\n"
         "  --die-after K                 close the connection abruptly after K tokens\n"
         "  --refuse                      answers begin with a refusal\n"
         "  --fail-status CODE            completion requests get CODE with an error body\n"
-        "  --loading-ms MS               answer 503 \"Loading model\" for MS after start\n");
+        "  --loading-ms MS               answer 503 (the flavor's loading error) for MS after start\n");
 }
 
 static int sim_num(const char *name, const char *v, double lo, double hi, double *out)
@@ -70,10 +74,24 @@ static int sim_int(const char *name, const char *v, long long lo, long long hi, 
 enum {
     OPT_LISTEN = 256, OPT_SLOTS, OPT_MODEL, OPT_PREFILL, OPT_TPS, OPT_JITTER, OPT_SEED, OPT_CTX,
     OPT_PING, OPT_STALL_AFTER, OPT_STALL_MS, OPT_DIE_AFTER, OPT_REFUSE, OPT_FAIL, OPT_LOADING,
-    OPT_HELP,
+    OPT_FLAVOR, OPT_HELP,
 };
 
-static int sim_parse_args(struct sim_conf *cf, int argc, char **argv)
+static const struct sim_flavor *const sim_flavors[] = {
+    &sim_flavor_llamacpp, &sim_flavor_vllm, &sim_flavor_tgi, &sim_flavor_sglang,
+};
+
+static const struct sim_flavor *sim_flavor_find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(sim_flavors) / sizeof(sim_flavors[0]); i++)
+        if (strcmp(sim_flavors[i]->name, name) == 0)
+            return sim_flavors[i];
+    return NULL;
+}
+
+static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -91,15 +109,17 @@ static int sim_parse_args(struct sim_conf *cf, int argc, char **argv)
         { "refuse", no_argument, NULL, OPT_REFUSE },
         { "fail-status", required_argument, NULL, OPT_FAIL },
         { "loading-ms", required_argument, NULL, OPT_LOADING },
+        { "flavor", required_argument, NULL, OPT_FLAVOR },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
     int64_t n;
     int o, rc = 0;
+    bool model_set = false, ping_set = false;
 
+    *fl = &sim_flavor_llamacpp;
     snprintf(cf->listen, sizeof(cf->listen), "127.0.0.1:18081");
     cf->slots = 2;
-    snprintf(cf->model, sizeof(cf->model), "small");
     cf->prefill_tps = 200;
     cf->decode_tps = 40;
     cf->jitter = 0;
@@ -132,6 +152,7 @@ static int sim_parse_args(struct sim_conf *cf, int argc, char **argv)
                 rc = -1;
             }
             snprintf(cf->model, sizeof(cf->model), "%s", optarg);
+            model_set = true;
             break;
         case OPT_PREFILL:
             rc = sim_num("prefill-tokens-per-s", optarg, 1e-3, 1e9, &cf->prefill_tps);
@@ -151,6 +172,7 @@ static int sim_parse_args(struct sim_conf *cf, int argc, char **argv)
             break;
         case OPT_PING:
             rc = sim_int("sse-ping-interval-ms", optarg, -1, 86400000, &cf->ping_ms);
+            ping_set = true;
             break;
         case OPT_STALL_AFTER:
             rc = sim_int("stall-after", optarg, 0, 1 << 24, &cf->stall_after);
@@ -171,6 +193,14 @@ static int sim_parse_args(struct sim_conf *cf, int argc, char **argv)
         case OPT_LOADING:
             rc = sim_int("loading-ms", optarg, 0, 86400000, &cf->loading_ms);
             break;
+        case OPT_FLAVOR:
+            *fl = sim_flavor_find(optarg);
+            if (*fl == NULL) {
+                fprintf(stderr, "pitot-sim: --flavor: expected llamacpp, vllm, tgi or sglang, got '%s'\n",
+                        optarg);
+                rc = -1;
+            }
+            break;
         case OPT_HELP:
         case 'h':
             sim_usage(stdout);
@@ -184,6 +214,10 @@ static int sim_parse_args(struct sim_conf *cf, int argc, char **argv)
         fprintf(stderr, "pitot-sim: unexpected argument '%s'\n", argv[optind]);
         rc = -1;
     }
+    if (rc == 0 && !model_set)
+        snprintf(cf->model, sizeof(cf->model), "%s", (*fl)->default_model);
+    if (rc == 0 && !ping_set)
+        cf->ping_ms = (*fl)->ping_ms;
     return rc;
 }
 
@@ -287,13 +321,13 @@ int main(int argc, char **argv)
     struct event *sig_term, *sig_int;
     int rc = 1;
 
-    if (sim_parse_args(&srv.conf, argc, argv) != 0)
+    if (sim_parse_args(&srv.conf, &srv.flavor, argc, argv) != 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stderr, NULL, _IOLBF, 0);
-    srv.flavor = &sim_flavor_llamacpp;
     srv.start_us = clk_now_us();
-    srv.start_wall_s = clk_wall_us() / 1000000;
+    srv.start_wall_us = clk_wall_us();
+    srv.start_wall_s = srv.start_wall_us / 1000000;
     TAILQ_INIT(&srv.conns);
 
     ecf = event_config_new();
@@ -302,7 +336,8 @@ int main(int argc, char **argv)
     srv.base = ecf ? event_base_new_with_config(ecf) : NULL;
     if (ecf)
         event_config_free(ecf);
-    if (srv.base == NULL || sim_sched_init(&srv) != 0) {
+    if (srv.base == NULL || sim_sched_init(&srv) != 0 ||
+        (srv.flavor->init && srv.flavor->init(&srv) != 0)) {
         fprintf(stderr, "pitot-sim: out of memory\n");
         return 1;
     }
@@ -321,6 +356,8 @@ int main(int argc, char **argv)
         event_free(sig_term);
     if (sig_int)
         event_free(sig_int);
+    if (srv.flavor->release)
+        srv.flavor->release(&srv);
     sim_sched_release(&srv);
     event_base_free(srv.base);
     return rc;

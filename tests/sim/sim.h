@@ -1,7 +1,9 @@
 /* sim: pitot-sim, a libevent server that imitates an LLM inference server for
  * tests and demos. Internal header shared by the tests/sim sources: configuration,
  * the server, connections (sim_conn.c), the slot scheduler (sim_sched.c),
- * wire flavors (sim_llamacpp.c) and text helpers (sim_text.c). */
+ * wire flavors (sim_llamacpp.c, sim_vllm.c, sim_tgi.c, sim_sglang.c), request
+ * JSON (sim_json.c), OpenAI-style bodies and chunks (sim_openai.c), Prometheus
+ * text (sim_prom.c) and text helpers (sim_text.c). */
 #ifndef PITOT_SIM_H
 #define PITOT_SIM_H
 
@@ -29,7 +31,7 @@ struct sim_conf {
     double jitter;             /* 0..1: interval factor spread */
     uint64_t seed;             /* output text and jitter */
     int64_t ctx_tokens;        /* per-slot context */
-    int64_t ping_ms;           /* SSE ping interval; <= 0 disables */
+    int64_t ping_ms;           /* SSE ping interval; <= 0 disables (default: the flavor's) */
     int64_t stall_after;       /* tokens before the one pause; -1 off */
     int64_t stall_ms;          /* length of that pause */
     int64_t die_after;         /* tokens before an abrupt close; -1 off */
@@ -66,7 +68,18 @@ struct sim_counters {
 enum sim_ep {
     SIM_EP_CHAT,        /* POST /v1/chat/completions */
     SIM_EP_COMPLETIONS, /* POST /v1/completions */
-    SIM_EP_NATIVE,      /* POST /completion */
+    SIM_EP_NATIVE,      /* the server's own route: llama.cpp /completion, TGI /generate[_stream] */
+};
+
+/* Scheduler events a flavor may count for its own /metrics (sim_flavor.observe). */
+enum sim_obs {
+    SIM_OBS_START,  /* r got a slot: queue time is t_slot_us - t_arrive_us */
+    SIM_OBS_FIRST,  /* prefill ended (t_first_us set); the first token follows */
+    SIM_OBS_TOKEN,  /* a token is emitted now; r->n_sent is its index and
+                     * r->t_last_us the previous token's time (0 for the first) */
+    SIM_OBS_FINISH, /* r completed normally (n_sent, t_last_us final) */
+    SIM_OBS_CANCEL, /* the client went away (queued or running) */
+    SIM_OBS_DIE,    /* --die-after cut r off */
 };
 
 enum sim_req_state {
@@ -90,10 +103,13 @@ struct sim_req {
     enum sim_ep ep;
     bool stream;
     bool include_usage;
+    bool details;           /* TGI native: "parameters":{"details":true} */
     uint64_t num;           /* request number, 1-based, in arrival order */
     uint64_t seed;          /* text seed: --seed + num */
     uint64_t jitter_rng;    /* PRNG state for inter-token jitter */
-    char id[48];            /* "chatcmpl-" + 32 alphanumerics */
+    char id[48];            /* "chatcmpl-" + 32 alphanumerics; flavors may rewrite it */
+    uint64_t created_s;     /* Unix seconds at arrival ("created" of some flavors) */
+    int route;              /* flavor-private: which route took the request */
     int64_t prompt_tokens;
     int64_t max_tokens;     /* as requested; -1 when absent */
     int64_t n_max;          /* tokens this request will produce */
@@ -136,7 +152,11 @@ struct sim_http {
 
 /* A wire dialect. Every callback writes through the sim_conn_* API. */
 struct sim_flavor {
-    const char *name;
+    const char *name;          /* --flavor value */
+    const char *default_model; /* --model when not given */
+    int64_t ping_ms;           /* SSE ping interval when not given; -1: none */
+    unsigned keepalive_max;    /* responses per connection; 0: no limit */
+    bool close_after_stream;   /* close the connection after every stream */
     /* Answers a request: either a whole response via sim_conn_respond(), or a
      * generation via sim_req_new() + sim_sched_submit(). */
     void (*route)(struct sim_conn *c, const struct sim_http *h);
@@ -151,9 +171,18 @@ struct sim_flavor {
     void (*stream_end)(struct sim_req *r);
     /* A finished non-streamed generation: the whole response. */
     void (*body_end)(struct sim_req *r);
+    /* Optional (NULL: nothing to keep): allocate s->fstate at startup (0 or
+     * -1), free it at shutdown. */
+    int (*init)(struct sim_srv *s);
+    void (*release)(struct sim_srv *s);
+    /* Optional: a scheduler event on r at now_us, for the flavor's metrics. */
+    void (*observe)(struct sim_req *r, enum sim_obs ev, uint64_t now_us);
 };
 
 extern const struct sim_flavor sim_flavor_llamacpp;
+extern const struct sim_flavor sim_flavor_vllm;
+extern const struct sim_flavor sim_flavor_tgi;
+extern const struct sim_flavor sim_flavor_sglang;
 
 /* The process: one event loop, one listener, its connections and slots. */
 struct sim_srv {
@@ -169,6 +198,8 @@ struct sim_srv {
     struct sim_counters ctr;
     uint64_t start_us;                /* monotonic */
     uint64_t start_wall_s;            /* Unix seconds */
+    uint64_t start_wall_us;           /* Unix microseconds */
+    void *fstate;                     /* owned by the flavor (init/release) */
     TAILQ_HEAD(, sim_conn) conns;     /* owned: every open connection */
 };
 
@@ -192,6 +223,11 @@ void sim_conn_chunk(struct sim_conn *c, struct evbuffer *data);
 
 /* Ends a chunked body: the "0\r\n\r\n" terminator, no trailers. */
 void sim_conn_chunk_end(struct sim_conn *c);
+
+/* Ends a streamed exchange with the terminating chunk. close: the connection
+ * closes once flushed (llama-server); otherwise it is kept alive unless the
+ * client or the keep-alive limit says otherwise, and parsing resumes. */
+void sim_conn_stream_done(struct sim_conn *c, bool close);
 
 /* Writes raw bytes (status line and headers of a stream). Drains data. */
 void sim_conn_write(struct sim_conn *c, struct evbuffer *data);
@@ -244,6 +280,9 @@ void sim_sched_cancel(struct sim_req *r);
 double sim_req_prompt_ms(const struct sim_req *r);
 double sim_req_predicted_ms(const struct sim_req *r);
 
+/* KV cache in use: prompt + generated tokens of every request holding a slot. */
+int64_t sim_sched_tokens_in_use(const struct sim_srv *s);
+
 /* ---- sim_text.c: deterministic text, JSON output ---- */
 
 /* Output token i of a request seeded with seed: a word-like piece (the
@@ -259,6 +298,16 @@ double sim_rng_unit(uint64_t *state);
 /* Writes n alphanumerics derived from seed into out (no NUL added). */
 void sim_rng_alnum(uint64_t seed, char *out, size_t n);
 
+/* Writes n lowercase hex digits derived from seed into out (no NUL added). */
+void sim_rng_hex(uint64_t seed, char *out, size_t n);
+
+/* The whole output of r so far (tokens 0..n_sent-1), rebuilt from the seed,
+ * appended raw (not JSON-escaped). *has_nl: a token held a newline. */
+void sim_text_full(struct evbuffer *out, const struct sim_req *r, bool *has_nl);
+
+/* An HTTP Date header value for now ("Sun, 06 Nov 1994 08:49:37 GMT"). */
+void sim_http_date(char *out, size_t cap);
+
 /* Appends s as a JSON string literal, quotes included (UTF-8 kept raw). */
 void sim_json_str(struct evbuffer *out, const char *s, size_t len);
 
@@ -268,5 +317,171 @@ void sim_json_num(struct evbuffer *out, double v);
 
 /* Bytes of the string a JSON string body (without quotes) decodes to. */
 size_t sim_json_decoded_len(const char *raw, size_t len);
+
+/* ---- sim_json.c: request bodies (jsmn, strict) ---- */
+
+/* A parsed request body. Token 0 is the root; -1 stands for "absent". */
+struct sim_json;
+
+enum sim_json_type {
+    SIM_JSON_NONE,      /* absent (index < 0) */
+    SIM_JSON_OBJECT,
+    SIM_JSON_ARRAY,
+    SIM_JSON_STRING,
+    SIM_JSON_PRIMITIVE, /* number, true, false, null */
+};
+
+/* Parses body as exactly one JSON document (literals and numbers checked,
+ * nothing but blanks after it). Returns the parse, owned by the caller (free
+ * with sim_json_free), or NULL with msg set in nlohmann::json's wording
+ * ("[json.exception.parse_error.101] parse error at line 1, column 2: ..."),
+ * which is what llama-server shows. */
+struct sim_json *sim_json_parse(struct span body, char *msg, size_t cap);
+void sim_json_free(struct sim_json *j);
+
+/* Value token of key in object obj, or -1 (obj not an object, key absent). */
+int sim_json_find(const struct sim_json *j, int obj, const char *key);
+enum sim_json_type sim_json_type(const struct sim_json *j, int i);
+
+/* The raw text of token i (a string without its quotes, still escaped). */
+struct span sim_json_text(const struct sim_json *j, int i);
+
+/* Token i is the literal true. */
+bool sim_json_true(const struct sim_json *j, int i);
+
+/* Token i as an integer (a number, truncated, capped at 1e15). Returns false
+ * and leaves *out alone when absent, null or not a number. */
+bool sim_json_int(const struct sim_json *j, int i, int64_t *out);
+
+/* Prompt bytes: a string, or an array of strings (a number stands for one
+ * token, 4 bytes). Other types count 0. */
+size_t sim_json_prompt_bytes(const struct sim_json *j, int v);
+
+/* Bytes of every messages[].content of the array msgs: strings, or the text
+ * of content parts. */
+size_t sim_json_messages_bytes(const struct sim_json *j, int msgs);
+
+/* ---- sim_openai.c: OpenAI-style requests, chunks and bodies ---- */
+
+/* What a generation request asks for, once parsed. */
+struct sim_gen {
+    enum sim_ep ep;
+    bool stream;
+    bool include_usage;     /* stream_options.include_usage */
+    int64_t prompt_tokens;  /* prompt bytes / 4, rounded up */
+    int64_t max_tokens;     /* max_completion_tokens, max_tokens; -1 absent */
+};
+
+enum sim_gen_err {
+    SIM_GEN_OK,
+    SIM_GEN_EJSON,     /* not one JSON document */
+    SIM_GEN_ENOTOBJ,   /* the body is not an object */
+    SIM_GEN_EMISSING,  /* no "messages" (chat) or "prompt" (completions) */
+    SIM_GEN_ETYPE,     /* "messages" is not an array */
+    SIM_GEN_ECONTEXT,  /* prompt + max_tokens does not fit --ctx */
+};
+
+/* Parses an OpenAI /v1/chat/completions or /v1/completions body (ep says
+ * which) into g. On SIM_GEN_EJSON, msg holds the parser's message. */
+enum sim_gen_err sim_gen_parse(const struct sim_srv *s, struct span body, enum sim_ep ep,
+                               struct sim_gen *g, char *msg, size_t cap);
+
+/* A request for g on connection c, not yet submitted (the caller may rewrite
+ * its id), with n_max = max_tokens or the rest of the context. NULL when out
+ * of memory. */
+struct sim_req *sim_gen_new(struct sim_conn *c, const struct sim_gen *g);
+
+/* Attaches r to its connection and hands it to the scheduler. */
+void sim_gen_submit(struct sim_req *r);
+
+/* uvicorn's response head (vLLM, SGLang): date, server, then the app's
+ * headers; clen < 0 means a chunked text/event-stream. "connection: close"
+ * only when the exchange ends the connection. */
+void sim_uvicorn_head(struct sim_conn *c, struct evbuffer *out, int status, const char *ctype,
+                      long long clen);
+
+/* A whole uvicorn response with body (drained; NULL for none). */
+void sim_uvicorn_reply(struct sim_conn *c, int status, const char *ctype, struct evbuffer *body);
+
+/* The OpenAI chunk and body layout vLLM writes; SGLang's flavor reuses it. */
+struct sim_oai {
+    const char *fingerprint; /* system_fingerprint value; NULL: no such key */
+};
+
+/* One SSE event per call, "data: {...}\n\n", appended to o. */
+void sim_oai_chat_role(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st);
+/* Token i of a chat stream; the last one carries finish_reason "length". */
+void sim_oai_chat_token(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st,
+                        int64_t i, struct span tok);
+/* Token i of a /v1/completions stream. */
+void sim_oai_cmpl_token(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st,
+                        int64_t i, struct span tok);
+/* After the last token: the usage chunk ("choices":[]) when include_usage. */
+void sim_oai_usage_chunk(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st);
+/* Non-streamed responses: the whole JSON body. */
+void sim_oai_chat_body(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st);
+void sim_oai_cmpl_body(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st);
+
+/* ---- sim_prom.c: Prometheus text 0.0.4 the way each server's library writes it ---- */
+
+enum sim_prom_style {
+    SIM_PROM_PY,    /* prometheus_client generate_latest: floatToGoString, sorted
+                     * labels; histograms: buckets, _count, _sum */
+    SIM_PROM_PY_MP, /* the same through MultiProcessCollector: _sum, buckets, _count */
+    SIM_PROM_RS,    /* metrics-exporter-prometheus: Rust {} numbers, labels as
+                     * given with le/quantile last, buckets, _sum, _count, and a
+                     * blank line after every family */
+};
+
+struct sim_label {
+    const char *k;
+    const char *v;
+};
+
+#define SIM_PROM_LABELS_MAX 8
+
+/* A fixed label set, values borrowed (they must outlive the writer's use). */
+struct sim_labels {
+    struct sim_label l[SIM_PROM_LABELS_MAX];
+    int n;
+};
+
+/* A histogram: non-cumulative counts per bound, plus +Inf. */
+struct sim_hist {
+    double *le;       /* owned: upper bounds, ascending, +Inf not included */
+    size_t n;
+    uint64_t *bucket; /* owned: n + 1 counts, the last for +Inf */
+    double sum;
+    uint64_t count;
+};
+
+/* Copies n bounds. Returns 0 or -1 (out of memory). */
+int sim_hist_init(struct sim_hist *h, const double *le, size_t n);
+void sim_hist_release(struct sim_hist *h);
+void sim_hist_observe(struct sim_hist *h, double v);
+
+struct sim_prom {
+    struct evbuffer *out; /* borrowed */
+    enum sim_prom_style style;
+};
+
+/* Appends k=v to ls (ignored past SIM_PROM_LABELS_MAX). */
+void sim_labels_add(struct sim_labels *ls, const char *k, const char *v);
+
+/* "# HELP" (skipped when help is NULL) and "# TYPE" lines. */
+void sim_prom_family(struct sim_prom *p, const char *name, const char *type, const char *help);
+/* The end of a family: a blank line in SIM_PROM_RS, nothing otherwise. */
+void sim_prom_family_end(struct sim_prom *p);
+/* One sample line: name + suffix, labels, value in the style's number format. */
+void sim_prom_sample(struct sim_prom *p, const char *name, const char *suffix,
+                     const struct sim_labels *ls, double v);
+/* Every line of one histogram series (buckets cumulative, +Inf == _count). */
+void sim_prom_hist(struct sim_prom *p, const char *name, const struct sim_labels *ls,
+                   const struct sim_hist *h);
+
+/* Number formats, NUL-terminated into out (cap >= 32). */
+void sim_fmt_py_repr(char *out, size_t cap, double v);   /* Python repr(float) */
+void sim_fmt_py_go(char *out, size_t cap, double v);     /* prometheus_client floatToGoString */
+void sim_fmt_rust(char *out, size_t cap, double v);      /* Rust {} of an f64 */
 
 #endif

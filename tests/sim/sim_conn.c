@@ -1,6 +1,7 @@
 /* sim_conn: the simulator's HTTP/1.1 server side: one bufferevent per client,
- * request heads and bodies through h1, keep-alive as llama-server's
- * cpp-httplib does it (5 s idle, 100 responses), and the deferred close. */
+ * request heads and bodies through h1, keep-alive (5 s idle as cpp-httplib and
+ * uvicorn do; the flavor's response limit, 100 for llama-server), and the
+ * deferred close. */
 #include "sim.h"
 
 #include <arpa/inet.h>
@@ -22,7 +23,6 @@
 #define SIM_HEAD_MAX (16u << 10)     /* bytes of a request head */
 #define SIM_BODY_MAX (8u << 20)      /* bytes of a request body */
 #define SIM_INPUT_MAX (1u << 20)     /* pipelined bytes kept while busy */
-#define SIM_KEEPALIVE_MAX 100        /* responses per connection */
 #define SIM_IDLE_S 5                 /* keep-alive idle timeout */
 #define SIM_FLUSH_S 30               /* how long a close waits for the reader */
 
@@ -111,9 +111,17 @@ size_t sim_conn_pending(const struct sim_conn *c)
     return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* The flavor's keep-alive limit is reached once n responses were sent. */
+static bool conn_keepalive_over(const struct sim_conn *c, unsigned n)
+{
+    unsigned max = c->srv->flavor->keepalive_max;
+
+    return max != 0 && n >= max;
+}
+
 bool sim_conn_announce_close(const struct sim_conn *c)
 {
-    return c->client_close || c->nresp + 1 >= SIM_KEEPALIVE_MAX;
+    return c->client_close || conn_keepalive_over(c, c->nresp + 1);
 }
 
 void sim_conn_attach(struct sim_conn *c, struct sim_req *r)
@@ -155,6 +163,20 @@ void sim_conn_chunk_end(struct sim_conn *c)
     bufferevent_write(c->bev, "0\r\n\r\n", 5);
 }
 
+void sim_conn_stream_done(struct sim_conn *c, bool close)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        sim_conn_chunk_end(c);
+        sim_conn_close_after_flush(c);
+        return;
+    }
+    evbuffer_add(b, "0\r\n\r\n", 5);
+    sim_conn_respond(c, b, 200, close);
+    evbuffer_free(b);
+}
+
 void sim_conn_close_after_flush(struct sim_conn *c)
 {
     struct timeval tv = { SIM_FLUSH_S, 0 };
@@ -177,7 +199,7 @@ void sim_conn_respond(struct sim_conn *c, struct evbuffer *resp, int status, boo
     bufferevent_write_buffer(c->bev, resp);
     if (c->state == SIM_CONN_CLOSING)
         return; /* already on its way out; the response is flushed first */
-    if (close || c->client_close || !c->keep_alive || c->nresp >= SIM_KEEPALIVE_MAX) {
+    if (close || c->client_close || !c->keep_alive || conn_keepalive_over(c, c->nresp)) {
         sim_conn_close_after_flush(c);
     } else if (c->req) {
         /* From the scheduler: resume parsing outside its frame. */

@@ -7,304 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JSMN_STATIC
-#define JSMN_PARENT_LINKS
-#define JSMN_STRICT
-#include <jsmn.h>
-
 #include "pitot/clock.h"
 #include "pitot/err.h"
 
 #define LC_FINGERPRINT "b10587-3f545becc"
 #define LC_JSON_TYPE "application/json; charset=utf-8"
-#define LC_JSON_TOKENS_MAX (1 << 20) /* jsmn tokens per request body */
-
-/* ---- request JSON (jsmn, strict, plus literal and number checks) ---- */
-
-struct lc_json {
-    const char *js;  /* borrowed: the body */
-    size_t len;
-    jsmntok_t *tok;  /* owned */
-    int n;
-};
-
-static void lc_json_free(struct lc_json *j)
-{
-    free(j->tok);
-    j->tok = NULL;
-}
-
-/* Index of the first token after token i's subtree. */
-static int lc_skip(const struct lc_json *j, int i)
-{
-    int k = i + 1;
-
-    while (k < j->n && j->tok[k].start < j->tok[i].end)
-        k++;
-    return k;
-}
-
-/* Value token of key in object obj, or -1. */
-static int lc_find(const struct lc_json *j, int obj, const char *key)
-{
-    int k, c;
-    size_t kl = strlen(key);
-
-    if (obj < 0 || j->tok[obj].type != JSMN_OBJECT)
-        return -1;
-    for (k = obj + 1, c = 0; c < j->tok[obj].size && k + 1 < j->n; c++) {
-        const jsmntok_t *t = &j->tok[k];
-        if (t->type == JSMN_STRING && (size_t)(t->end - t->start) == kl &&
-            memcmp(j->js + t->start, key, kl) == 0)
-            return k + 1;
-        k = lc_skip(j, k + 1);
-    }
-    return -1;
-}
-
-static struct span lc_text(const struct lc_json *j, int i)
-{
-    return span_make(j->js + j->tok[i].start, (size_t)(j->tok[i].end - j->tok[i].start));
-}
-
-static bool lc_is(const struct lc_json *j, int i, jsmntype_t type)
-{
-    return i >= 0 && j->tok[i].type == type;
-}
-
-static bool lc_true(const struct lc_json *j, int i)
-{
-    return lc_is(j, i, JSMN_PRIMITIVE) && j->js[j->tok[i].start] == 't';
-}
-
-/* An integer field; absent, null or not a number leaves *out alone. */
-static bool lc_int(const struct lc_json *j, int i, int64_t *out)
-{
-    char buf[32];
-    struct span t;
-    double v;
-
-    if (!lc_is(j, i, JSMN_PRIMITIVE))
-        return false;
-    t = lc_text(j, i);
-    if (t.len == 0 || t.len >= sizeof(buf) || !(t.p[0] == '-' || (t.p[0] >= '0' && t.p[0] <= '9')))
-        return false;
-    memcpy(buf, t.p, t.len);
-    buf[t.len] = '\0';
-    v = strtod(buf, NULL);
-    if (v > 1e15)
-        v = 1e15;
-    *out = (int64_t)v;
-    return true;
-}
-
-/* Position of the first bad byte in a primitive, or -1 when it is a valid
- * JSON literal or number. */
-static long lc_bad_primitive(struct span t)
-{
-    static const char *const lits[] = { "true", "false", "null" };
-    size_t i = 0, k;
-
-    if (t.len && (t.p[0] == 't' || t.p[0] == 'f' || t.p[0] == 'n')) {
-        for (k = 0; k < 3; k++) {
-            const char *l = lits[k];
-            if (l[0] != t.p[0])
-                continue;
-            for (i = 0; i < t.len && l[i] && l[i] == t.p[i]; i++)
-                ;
-            return (i == t.len && l[i] == '\0') ? -1 : (long)i;
-        }
-    }
-    if (i < t.len && t.p[i] == '-')
-        i++;
-    if (i < t.len && t.p[i] == '0') {
-        i++;
-    } else if (i < t.len && t.p[i] >= '1' && t.p[i] <= '9') {
-        while (i < t.len && t.p[i] >= '0' && t.p[i] <= '9')
-            i++;
-    } else {
-        return (long)i;
-    }
-    if (i < t.len && t.p[i] == '.') {
-        i++;
-        if (i >= t.len || t.p[i] < '0' || t.p[i] > '9')
-            return (long)i;
-        while (i < t.len && t.p[i] >= '0' && t.p[i] <= '9')
-            i++;
-    }
-    if (i < t.len && (t.p[i] == 'e' || t.p[i] == 'E')) {
-        i++;
-        if (i < t.len && (t.p[i] == '+' || t.p[i] == '-'))
-            i++;
-        if (i >= t.len || t.p[i] < '0' || t.p[i] > '9')
-            return (long)i;
-        while (i < t.len && t.p[i] >= '0' && t.p[i] <= '9')
-            i++;
-    }
-    return i == t.len ? -1 : (long)i;
-}
-
-/* nlohmann::json's wording, close enough for a client to recognise. */
-static void lc_parse_error(char *msg, size_t cap, const char *js, size_t len, size_t pos,
-                           size_t tok_start, bool eof)
-{
-    size_t line = 1, col = 0, i, from, n;
-    char last[40];
-
-    if (pos > len)
-        pos = len;
-    for (i = 0; i < pos; i++) {
-        col++;
-        if (js[i] == '\n') {
-            line++;
-            col = 0;
-        }
-    }
-    from = tok_start <= pos ? tok_start : pos;
-    n = pos - from + (eof ? 0 : 1);
-    if (n > sizeof(last) - 1) {
-        from += n - (sizeof(last) - 1);
-        n = sizeof(last) - 1;
-    }
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)js[from + i];
-        last[i] = (ch < 0x20 || ch == '\'' || ch >= 0x7f) ? '?' : (char)ch;
-    }
-    last[n] = '\0';
-    snprintf(msg, cap,
-             "[json.exception.parse_error.101] parse error at line %zu, column %zu: syntax error "
-             "while parsing value - %s; last read: '%s'",
-             line, col + (eof ? 0 : 1), eof ? "unexpected end of input" : "invalid literal", last);
-}
-
-/* jsmn stops after a bad literal ("not json" fails at 'j'); nlohmann at the
- * literal's first wrong byte. Look back for such a literal to report it. */
-static void lc_inval_error(char *msg, size_t cap, struct span body, size_t pos)
-{
-    size_t end = pos < body.len ? pos : body.len, start;
-    long bad;
-
-    while (end > 0 && strchr(" \t\r\n", body.p[end - 1]))
-        end--;
-    start = end;
-    while (start > 0 && strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.",
-                               body.p[start - 1]))
-        start--;
-    if (start < end && (start == 0 || strchr(" \t\r\n,:[", body.p[start - 1]))) {
-        bad = lc_bad_primitive(span_make(body.p + start, end - start));
-        if (bad >= 0) {
-            lc_parse_error(msg, cap, body.p, body.len, start + (size_t)bad, start, false);
-            return;
-        }
-    }
-    lc_parse_error(msg, cap, body.p, body.len, pos, pos, false);
-}
-
-/* Parses body as one JSON document. Returns 0, or -1 with msg set. */
-static int lc_json_parse(struct lc_json *j, struct span body, char *msg, size_t cap)
-{
-    jsmn_parser p;
-    int n, i;
-    size_t end;
-
-    memset(j, 0, sizeof(*j));
-    j->js = body.p;
-    j->len = body.len;
-    jsmn_init(&p);
-    n = jsmn_parse(&p, body.p, body.len, NULL, 0);
-    if (n == JSMN_ERROR_INVAL) {
-        lc_inval_error(msg, cap, body, p.pos);
-        return -1;
-    }
-    if (n <= 0 || n > LC_JSON_TOKENS_MAX) {
-        lc_parse_error(msg, cap, body.p, body.len, body.len, body.len, true);
-        return -1;
-    }
-    j->tok = calloc((size_t)n, sizeof(*j->tok));
-    if (j->tok == NULL) {
-        snprintf(msg, cap, "out of memory");
-        return -1;
-    }
-    jsmn_init(&p);
-    j->n = jsmn_parse(&p, body.p, body.len, j->tok, (unsigned)n);
-    if (j->n < 0) {
-        bool eof = j->n == JSMN_ERROR_PART;
-        lc_parse_error(msg, cap, body.p, body.len, eof ? body.len : p.pos, p.pos, eof);
-        lc_json_free(j);
-        return -1;
-    }
-    for (i = 0; i < j->n; i++) {
-        long bad;
-        if (j->tok[i].type != JSMN_PRIMITIVE)
-            continue;
-        bad = lc_bad_primitive(lc_text(j, i));
-        if (bad >= 0) {
-            lc_parse_error(msg, cap, body.p, body.len, (size_t)(j->tok[i].start + bad),
-                           (size_t)j->tok[i].start, false);
-            lc_json_free(j);
-            return -1;
-        }
-    }
-    /* One document: nothing but blanks after the first value. */
-    end = (size_t)j->tok[0].end;
-    while (end < body.len && strchr(" \t\r\n", body.p[end]) && body.p[end])
-        end++;
-    if (end < body.len) {
-        lc_parse_error(msg, cap, body.p, body.len, end, end, false);
-        lc_json_free(j);
-        return -1;
-    }
-    return 0;
-}
-
-/* Bytes of prompt text: a string, or an array of strings (a number in it
- * stands for one token, 4 bytes). */
-static size_t lc_prompt_bytes(const struct lc_json *j, int v)
-{
-    size_t n = 0;
-    int k, c;
-
-    if (lc_is(j, v, JSMN_STRING)) {
-        struct span t = lc_text(j, v);
-        return sim_json_decoded_len(t.p, t.len);
-    }
-    if (!lc_is(j, v, JSMN_ARRAY))
-        return 0;
-    for (k = v + 1, c = 0; c < j->tok[v].size; c++, k = lc_skip(j, k)) {
-        if (lc_is(j, k, JSMN_STRING)) {
-            struct span t = lc_text(j, k);
-            n += sim_json_decoded_len(t.p, t.len);
-        } else if (lc_is(j, k, JSMN_PRIMITIVE)) {
-            n += 4;
-        }
-    }
-    return n;
-}
-
-/* Bytes of every messages[].content: a string, or text parts. */
-static size_t lc_messages_bytes(const struct lc_json *j, int msgs)
-{
-    size_t n = 0;
-    int k, c;
-
-    for (k = msgs + 1, c = 0; c < j->tok[msgs].size; c++, k = lc_skip(j, k)) {
-        int content = lc_find(j, k, "content");
-        if (lc_is(j, content, JSMN_STRING)) {
-            struct span t = lc_text(j, content);
-            n += sim_json_decoded_len(t.p, t.len);
-        } else if (lc_is(j, content, JSMN_ARRAY)) {
-            int p, pc;
-            for (p = content + 1, pc = 0; pc < j->tok[content].size; pc++, p = lc_skip(j, p)) {
-                int text = lc_find(j, p, "text");
-                if (lc_is(j, text, JSMN_STRING)) {
-                    struct span t = lc_text(j, text);
-                    n += sim_json_decoded_len(t.p, t.len);
-                }
-            }
-        }
-    }
-    return n;
-}
 
 /* ---- responses ---- */
 
@@ -497,22 +204,15 @@ static void lc_cmpl_mid(struct evbuffer *o, const struct sim_req *r)
     evbuffer_add_printf(o, ",\"system_fingerprint\":\"" LC_FINGERPRINT "\",\"object\":\"text_completion\"");
 }
 
-/* The whole output text, rebuilt from the seed. */
+/* The whole output text, rebuilt from the seed, as a JSON string. */
 static void lc_full_text(struct evbuffer *o, const struct sim_req *r, bool *has_nl)
 {
     struct evbuffer *t = evbuffer_new();
-    int64_t i;
-    int id;
 
     *has_nl = false;
     if (t == NULL)
         return;
-    for (i = 0; i < r->n_sent; i++) {
-        struct span s = sim_text_token(r->seed, i, r->srv->conf.refuse, &id);
-        evbuffer_add(t, s.p, s.len);
-        if (memchr(s.p, '\n', s.len))
-            *has_nl = true;
-    }
+    sim_text_full(t, r, has_nl);
     sim_json_str(o, (const char *)evbuffer_pullup(t, -1), evbuffer_get_length(t));
     evbuffer_free(t);
 }
@@ -689,7 +389,7 @@ static void lc_generate(struct sim_conn *c, const struct sim_http *h, enum sim_e
 {
     struct sim_srv *s = sim_conn_srv(c);
     const struct sim_conf *cf = &s->conf;
-    struct lc_json j;
+    struct sim_json *j;
     struct sim_req *r;
     char msg[256];
     size_t bytes;
@@ -701,36 +401,37 @@ static void lc_generate(struct sim_conn *c, const struct sim_http *h, enum sim_e
         lc_error(c, cf->fail_status, "simulated failure (pitot-sim --fail-status)");
         return;
     }
-    if (lc_json_parse(&j, h->body, msg, sizeof(msg)) != 0) {
+    j = sim_json_parse(h->body, msg, sizeof(msg));
+    if (j == NULL) {
         lc_error(c, 500, msg);
         return;
     }
     if (ep == SIM_EP_CHAT) {
-        v = lc_find(&j, 0, "messages");
+        v = sim_json_find(j, 0, "messages");
         if (v < 0) {
-            lc_json_free(&j);
+            sim_json_free(j);
             lc_error(c, 400, "'messages' is required");
             return;
         }
-        if (!lc_is(&j, v, JSMN_ARRAY)) {
-            lc_json_free(&j);
+        if (sim_json_type(j, v) != SIM_JSON_ARRAY) {
+            sim_json_free(j);
             lc_error(c, 400, "Expected 'messages' to be an array");
             return;
         }
-        bytes = lc_messages_bytes(&j, v);
+        bytes = sim_json_messages_bytes(j, v);
     } else {
-        v = lc_find(&j, 0, "prompt");
+        v = sim_json_find(j, 0, "prompt");
         if (v < 0) {
-            lc_json_free(&j);
+            sim_json_free(j);
             lc_error(c, 400, "'prompt' is required");
             return;
         }
-        bytes = lc_prompt_bytes(&j, v);
+        bytes = sim_json_prompt_bytes(j, v);
     }
     prompt_tokens = (int64_t)((bytes + 3) / 4);
     if (prompt_tokens >= cf->ctx_tokens) {
         struct evbuffer *b = evbuffer_new();
-        lc_json_free(&j);
+        sim_json_free(j);
         if (b == NULL) {
             sim_conn_close_after_flush(c);
             return;
@@ -746,23 +447,23 @@ static void lc_generate(struct sim_conn *c, const struct sim_http *h, enum sim_e
         return;
     }
     if (ep == SIM_EP_NATIVE) {
-        if (!lc_int(&j, lc_find(&j, 0, "n_predict"), &max_tokens))
-            lc_int(&j, lc_find(&j, 0, "max_tokens"), &max_tokens);
+        if (!sim_json_int(j, sim_json_find(j, 0, "n_predict"), &max_tokens))
+            sim_json_int(j, sim_json_find(j, 0, "max_tokens"), &max_tokens);
     } else {
-        if (!lc_int(&j, lc_find(&j, 0, "max_completion_tokens"), &max_tokens) &&
-            !lc_int(&j, lc_find(&j, 0, "max_tokens"), &max_tokens))
-            lc_int(&j, lc_find(&j, 0, "n_predict"), &max_tokens);
+        if (!sim_json_int(j, sim_json_find(j, 0, "max_completion_tokens"), &max_tokens) &&
+            !sim_json_int(j, sim_json_find(j, 0, "max_tokens"), &max_tokens))
+            sim_json_int(j, sim_json_find(j, 0, "n_predict"), &max_tokens);
     }
     r = sim_req_new(s, c);
     if (r == NULL) {
-        lc_json_free(&j);
+        sim_json_free(j);
         lc_error(c, 500, "out of memory");
         return;
     }
     r->ep = ep;
-    r->stream = lc_true(&j, lc_find(&j, 0, "stream"));
-    so = lc_find(&j, 0, "stream_options");
-    r->include_usage = lc_true(&j, lc_find(&j, so, "include_usage"));
+    r->stream = sim_json_true(j, sim_json_find(j, 0, "stream"));
+    so = sim_json_find(j, 0, "stream_options");
+    r->include_usage = sim_json_true(j, sim_json_find(j, so, "include_usage"));
     r->prompt_tokens = prompt_tokens;
     r->max_tokens = max_tokens < 0 ? -1 : max_tokens;
     /* No EOS ever: max_tokens, or the rest of the slot's context. */
@@ -771,15 +472,15 @@ static void lc_generate(struct sim_conn *c, const struct sim_http *h, enum sim_e
         r->n_max = max_tokens;
     if (r->n_max < 1)
         r->n_max = 1;
-    if (ep == SIM_EP_NATIVE && lc_is(&j, v, JSMN_STRING)) {
-        struct span t = lc_text(&j, v);
+    if (ep == SIM_EP_NATIVE && sim_json_type(j, v) == SIM_JSON_STRING) {
+        struct span t = sim_json_text(j, v);
         r->prompt_json = malloc(t.len + 1);
         if (r->prompt_json) {
             memcpy(r->prompt_json, t.p, t.len);
             r->prompt_json_len = t.len;
         }
     }
-    lc_json_free(&j);
+    sim_json_free(j);
     sim_conn_attach(c, r);
     sim_sched_submit(r);
 }
@@ -1034,6 +735,11 @@ static void lc_route(struct sim_conn *c, const struct sim_http *h)
 
 const struct sim_flavor sim_flavor_llamacpp = {
     .name = "llamacpp",
+    .default_model = "small",
+    .ping_ms = 30000,
+    .keepalive_max = 100,
+    /* llama-server closes after every stream although it said Keep-Alive. */
+    .close_after_stream = true,
     .route = lc_route,
     .loading = lc_loading,
     .stream_head = lc_stream_head,

@@ -65,6 +65,7 @@ struct sim_req *sim_req_new(struct sim_srv *s, struct sim_conn *c)
     r->max_tokens = -1;
     r->slot = -1;
     r->t_arrive_us = clk_now_us();
+    r->created_s = clk_wall_us() / 1000000;
     return r;
 }
 
@@ -76,6 +77,26 @@ void sim_req_free(struct sim_req *r)
     event_free(r->timer);
     free(r->prompt_json);
     free(r);
+}
+
+/* Tells the flavor about ev, if it counts such things. */
+static void sched_observe(struct sim_req *r, enum sim_obs ev, uint64_t now)
+{
+    if (r->flavor->observe)
+        r->flavor->observe(r, ev, now);
+}
+
+int64_t sim_sched_tokens_in_use(const struct sim_srv *s)
+{
+    int64_t n = 0;
+    int i;
+
+    for (i = 0; i < s->conf.slots; i++) {
+        const struct sim_req *r = s->slots[i].req;
+        if (r)
+            n += r->prompt_tokens + r->n_sent;
+    }
+    return n;
 }
 
 double sim_req_prompt_ms(const struct sim_req *r)
@@ -149,6 +170,7 @@ static void sched_start(struct sim_req *r, int slot)
     sl->n_decoded = 0;
     r->t_slot_us = now;
     r->last_write_us = now;
+    sched_observe(r, SIM_OBS_START, now);
     r->next_due_us = now + (uint64_t)((double)r->prompt_tokens * 1e6 / cf->prefill_tps);
     if (cf->stall_after == 0) {
         r->next_due_us += (uint64_t)cf->stall_ms * 1000;
@@ -194,12 +216,14 @@ void sim_sched_cancel(struct sim_req *r)
         s->queued--;
         req_set_state(r, SIM_REQ_ENDED);
         s->stats.cancelled++;
+        sched_observe(r, SIM_OBS_CANCEL, clk_now_us());
         sim_conn_log(r->conn, 0, 0, "cancelled_queued");
         return;
     case SIM_REQ_PREFILL:
     case SIM_REQ_DECODE:
         req_set_state(r, SIM_REQ_ENDED);
         s->stats.cancelled++;
+        sched_observe(r, SIM_OBS_CANCEL, clk_now_us());
         sim_conn_log(r->conn, r->stream ? 200 : 0, r->n_sent, "cancelled");
         sched_free_slot(r);
         return;
@@ -228,12 +252,12 @@ static void sched_finish(struct sim_req *r)
     ctr->bucket_predicted_us += pred_us;
     if (seq > ctr->n_tokens_max)
         ctr->n_tokens_max = seq;
+    sched_observe(r, SIM_OBS_FINISH, r->t_last_us);
     /* Write the end first: freeing the slot may start the next request. */
     sim_conn_log(r->conn, 200, r->n_sent, "completed");
     if (r->stream) {
         r->flavor->stream_end(r);
-        sim_conn_chunk_end(r->conn);
-        sim_conn_close_after_flush(r->conn);
+        sim_conn_stream_done(r->conn, r->flavor->close_after_stream);
     } else {
         r->flavor->body_end(r);
     }
@@ -247,6 +271,7 @@ static void sched_die(struct sim_req *r)
 
     req_set_state(r, SIM_REQ_ENDED);
     s->stats.died++;
+    sched_observe(r, SIM_OBS_DIE, clk_now_us());
     sim_conn_log(r->conn, r->stream ? 200 : 0, r->n_sent, "died");
     sim_conn_close_after_flush(r->conn);
     sched_free_slot(r);
@@ -265,6 +290,7 @@ static void sched_prefill_done(struct sim_req *r, uint64_t now)
     ctr->bucket_prompt_tokens += (uint64_t)r->prompt_tokens;
     ctr->bucket_prompt_us += us;
     sched_decode_step(r->srv);
+    sched_observe(r, SIM_OBS_FIRST, now);
 }
 
 static void sched_emit_token(struct sim_req *r, uint64_t now)
@@ -273,6 +299,7 @@ static void sched_emit_token(struct sim_req *r, uint64_t now)
     int tok_id;
     struct span tok = sim_text_token(r->seed, r->n_sent, s->conf.refuse, &tok_id);
 
+    sched_observe(r, SIM_OBS_TOKEN, now);
     if (r->stream) {
         struct evbuffer *b = evbuffer_new();
         if (b) {

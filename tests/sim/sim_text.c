@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Mostly short words with a leading space, as a real tokenizer's pieces; a few
  * exercise JSON escaping (newline, quotes, backslash) and raw UTF-8. */
@@ -52,6 +53,25 @@ void sim_rng_alnum(uint64_t seed, char *out, size_t n)
         out[i] = set[sim_rng_next(&st) % (sizeof(set) - 1)];
 }
 
+void sim_rng_hex(uint64_t seed, char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t st = seed ^ 0x2d358dccaa6c78a5ULL;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        out[i] = hex[sim_rng_next(&st) & 15];
+}
+
+void sim_http_date(char *out, size_t cap)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
 struct span sim_text_token(uint64_t seed, int64_t i, bool refuse, int *tok_id)
 {
     uint64_t st;
@@ -67,6 +87,20 @@ struct span sim_text_token(uint64_t seed, int64_t i, bool refuse, int *tok_id)
     w = (size_t)(sim_rng_next(&st) % SIM_NWORDS);
     *tok_id = 1000 + (int)w * 37;
     return span_cstr(sim_words[w]);
+}
+
+void sim_text_full(struct evbuffer *out, const struct sim_req *r, bool *has_nl)
+{
+    int64_t i;
+    int id;
+
+    *has_nl = false;
+    for (i = 0; i < r->n_sent; i++) {
+        struct span s = sim_text_token(r->seed, i, r->srv->conf.refuse, &id);
+        evbuffer_add(out, s.p, s.len);
+        if (memchr(s.p, '\n', s.len))
+            *has_nl = true;
+    }
 }
 
 void sim_json_str(struct evbuffer *out, const char *s, size_t len)
