@@ -1041,6 +1041,45 @@ static void test_error_buckets(void **state)
     CHECK_ERRORS(cases);
 }
 
+/* Every list and nested list takes a sequence or a null (an empty list); any
+ * other value is a type error, also where an empty list would be one. */
+static void test_list_shapes(void **state)
+{
+    static const struct err_case cases[] = {
+        { "measure:\n  buckets: {a: 1}\n", "t.yaml:2: measure.buckets: expected a sequence" },
+        { "measure:\n  buckets: 5\n", "t.yaml:2: measure.buckets: expected a sequence" },
+        { "tiers:\n  - name: p\n    key_sha256: {a: b}\n",
+          "t.yaml:3: tiers.key_sha256: expected a sequence" },
+        { "tiers:\n  - name: p\n    keys: ~\n    key_sha256: x\n",
+          "t.yaml:4: tiers.key_sha256: expected a sequence" },
+        { "backends:\n  - url: http://a:1\n    models: x\n",
+          "t.yaml:3: backends.models: expected a sequence" },
+    };
+    struct cfg c;
+
+    CHECK_ERRORS(cases);
+    cfg_init(&c);
+    assert_int_equal(load(&c, "backends:\n  - url: http://a:1\n    models: [m]\n"
+                              "models: [a, b]\n"
+                              "tiers:\n  - name: p\n    keys: [sk-p]\n"
+                              "measure:\n  refusal_phrases: [no way]\n"), 0);
+    assert_int_equal(c.nmodels, 2);
+    assert_int_equal(c.backends[0].nmodels, 1);
+    assert_int_equal(c.nkeys, 1);
+    assert_int_equal(c.nrefusal, 1);
+    assert_int_equal(load(&c, "backends:\n  - url: http://a:1\n    models: ~\n"
+                              "models: []\n"
+                              "tiers:\n  - name: p\n    keys: []\n    key_sha256: ~\n"
+                              "measure:\n  refusal_phrases: ~\n"), 0);
+    assert_int_equal(c.nbackends, 1);
+    assert_int_equal(c.backends[0].nmodels, 0);
+    assert_int_equal(c.nmodels, 0);
+    assert_int_equal(c.ntiers, 2);
+    assert_int_equal(c.nkeys, 0);
+    assert_int_equal(c.nrefusal, 0);
+    cfg_release(&c);
+}
+
 static void test_error_names(void **state)
 {
     static const struct err_case cases[] = {
@@ -1524,6 +1563,7 @@ int main(void)
         cmocka_unit_test(test_error_keys),
         cmocka_unit_test(test_error_model_aliases),
         cmocka_unit_test(test_error_buckets),
+        cmocka_unit_test(test_list_shapes),
         cmocka_unit_test(test_error_names),
         cmocka_unit_test(test_error_yaml_syntax),
         cmocka_unit_test(test_aliases),
