@@ -7,6 +7,7 @@
 #include <event2/bufferevent.h>
 
 #include "pitot/bal.h"
+#include "pitot/clock.h"
 #include "pitot/front.h"
 #include "pitot/h1.h"
 #include "pitot/met.h"
@@ -47,8 +48,14 @@ void adm_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
     if (span_eq(path, "/metrics")) {
         struct evbuffer *body = evbuffer_new();
         struct met_registry *regs[1] = { w->met };
-        size_t n;
+        uint64_t now = clk_now_us();
+        size_t n, i;
 
+        /* An ejection ends by time alone, with no event to clear the gauge:
+         * read it from the balancer as of now. */
+        for (i = 0; i < w->bal.n; i++)
+            met_gauge_set(w->met, MET_BACKEND_EJECTED, (unsigned)i,
+                          bal_ejected(&w->bal.b[i], now) ? 1 : 0);
         if (body == NULL || met_expose(regs, 1, body) != 0) {
             if (body)
                 evbuffer_free(body);

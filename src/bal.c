@@ -53,12 +53,15 @@ static bool bal_fresh(const struct bal *bl, const struct bal_backend *b, uint64_
     return b->scraped_us != 0 && now_us - b->scraped_us <= stale;
 }
 
-/* Requests on b as best known: its own count plus what pitot sent since, or
- * pitot's in-flight count when the scrape is stale (never "idle"). */
+/* Requests on b as best known: its own count plus what pitot sent since,
+ * less what pitot saw end since (else a slot that frees stays "busy" until
+ * the next scrape), or pitot's in-flight count when the scrape is stale
+ * (never "idle"). */
 static uint64_t bal_load(const struct bal *bl, const struct bal_backend *b, uint64_t now_us)
 {
     if (bl->cfg->policy == CFG_POLICY_LEAST_BUSY && bal_fresh(bl, b, now_us)) {
         uint64_t own = (uint64_t)b->running + b->waiting + b->dispatched;
+        own = own > b->completed ? own - b->completed : 0;
         /* pitot's own count is a floor: a scrape can lag what it sent */
         return own > b->in_flight ? own : b->in_flight;
     }
@@ -187,6 +190,7 @@ void bal_released(struct bal_backend *b)
 {
     if (b->in_flight)
         b->in_flight--;
+    b->completed++;
 }
 
 void bal_scraped(struct bal_backend *b, uint32_t running, uint32_t waiting, int cache_permille,
@@ -197,6 +201,7 @@ void bal_scraped(struct bal_backend *b, uint32_t running, uint32_t waiting, int 
     b->cache_permille = cache_permille;
     b->scraped_us = now_us;
     b->dispatched = 0;
+    b->completed = 0;
 }
 
 /* Could every model b serves still be served if b were out? */

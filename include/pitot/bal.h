@@ -1,9 +1,10 @@
 /* bal: the backend table of one event loop and the choice of a backend for a
  * request: least busy by the backends' own scraped load (running + waiting,
- * corrected by what pitot sent since the scrape) relative to capacity, or by
- * pitot's own in-flight count when the scrape is stale; only backends serving
- * the request's model; passive ejection on repeated failures; optional
- * session affinity with a bounded-load rule. Integer comparisons only. */
+ * corrected by what pitot sent and saw end since the scrape) relative to
+ * capacity, or by pitot's own in-flight count when the scrape is stale; only
+ * backends serving the request's model; passive ejection on repeated
+ * failures; optional session affinity with a bounded-load rule. Integer
+ * comparisons only. */
 #ifndef PITOT_BAL_H
 #define PITOT_BAL_H
 
@@ -28,6 +29,7 @@ struct bal_backend {
     int cache_permille;            /* cache pressure 0..1000, -1 when unknown */
     uint64_t scraped_us;           /* monotonic time of the last good scrape, 0 never */
     unsigned dispatched;           /* requests pitot sent it since that scrape */
+    unsigned completed;            /* requests of pitot's that ended since that scrape */
     /* served models: none known = serves any */
     char models[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX];
     size_t nmodels;

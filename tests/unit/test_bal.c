@@ -311,6 +311,32 @@ static void test_least_busy_scraped(void **state)
     (void)state;
 }
 
+/* A request pitot sees end frees its slot at once, not at the next scrape;
+ * the backend's own count never goes below pitot's in-flight. */
+static void test_completion_frees_slot(void **state)
+{
+    struct bal bl;
+    uint64_t now = 10000000;
+    int i;
+
+    busy_with(&bl, 1, 1);
+    bal_scraped(&bl.b[0], 1, 0, -1, now);   /* its one slot is busy */
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_SATURATED);
+    bl.b[0].in_flight = 1;                   /* pitot's request on it ... */
+    bal_released(&bl.b[0]);                  /* ... ends */
+    assert_int_equal(bl.b[0].in_flight, 0);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    bal_dispatched(&bl.b[0]);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_SATURATED);
+    /* more completions than the scrape saw: not below zero, in-flight floor */
+    bal_released(&bl.b[0]);
+    bal_released(&bl.b[0]);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
 /* A stale scrape falls back to pitot's own in-flight count, never to idle. */
 static void test_stale_scrape_uses_in_flight(void **state)
 {
@@ -513,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_least_in_flight),
         cmocka_unit_test(test_least_busy_scraped),
         cmocka_unit_test(test_stale_scrape_uses_in_flight),
+        cmocka_unit_test(test_completion_frees_slot),
         cmocka_unit_test(test_saturation),
         cmocka_unit_test(test_models_and_aliases),
         cmocka_unit_test(test_ejection),
