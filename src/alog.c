@@ -12,14 +12,14 @@
 #include <unistd.h>
 
 #define ALOG_CAP_MIN 1024
-#define ALOG_LINE_MAX 8192  /* bytes per line, cut strings included */
-#define ALOG_NSTR 9         /* string fields whose contents share the budget */
+#define ALOG_LINE_MAX 8192 /* bytes per line, cut strings included */
+#define ALOG_NSTR 9        /* string fields whose contents share the budget */
 #define ALOG_ELLIPSIS "..."
 
 struct alog {
     int fd;
-    bool is_stdout;         /* fd 1 is borrowed: never closed or reopened */
-    char *path;             /* owned; NULL for stdout */
+    bool is_stdout; /* fd 1 is borrowed: never closed or reopened */
+    char *path;     /* owned; NULL for stdout */
     char line[ALOG_LINE_MAX];
 };
 
@@ -218,7 +218,7 @@ struct alog_strs {
     struct span s[ALOG_NSTR];
     bool null[ALOG_NSTR];
     size_t budget[ALOG_NSTR];
-    bool measure;           /* first pass: quotes only, contents not counted */
+    bool measure; /* first pass: quotes only, contents not counted */
 };
 
 enum { S_ID, S_METHOD, S_PATH, S_BACKEND, S_MODEL, S_TIER, S_FINISH, S_OUTCOME, S_ERROR };

@@ -17,7 +17,7 @@
 
 #include "cfg_int.h"
 
-#define CFG_FILE_MAX_BYTES (4 * CFG_MIB)  /* a config past this is a mistake */
+#define CFG_FILE_MAX_BYTES (4 * CFG_MIB) /* a config past this is a mistake */
 #define CFG_NAME_CHARS "[A-Za-z0-9._:@/+-]"
 
 static const double cfg_default_buckets[] = {
@@ -74,7 +74,10 @@ const char *cfg_fmt_names(char *buf, size_t n, const char *const *names)
     buf[0] = '\0';
     for (i = 0; names[i] != NULL && len < n; i++)
         len += (size_t)snprintf(buf + len, n - len, "%s%s",
-                                i == 0 ? "" : names[i + 1] == NULL ? " or " : ", ", names[i]);
+                                i == 0                 ? ""
+                                : names[i + 1] == NULL ? " or "
+                                                       : ", ",
+                                names[i]);
     return buf;
 }
 
@@ -122,9 +125,12 @@ int cfg_parse_size(const char *s, unsigned long long *v)
     if (s[n + 1] != '\0')
         return -1;
     switch (s[n]) {
-    case 'k': case 'K': *v = cfg_mul_sat(*v, CFG_KIB); return 0;
-    case 'm': case 'M': *v = cfg_mul_sat(*v, CFG_MIB); return 0;
-    case 'g': case 'G': *v = cfg_mul_sat(*v, CFG_GIB); return 0;
+    case 'k':
+    case 'K': *v = cfg_mul_sat(*v, CFG_KIB); return 0;
+    case 'm':
+    case 'M': *v = cfg_mul_sat(*v, CFG_MIB); return 0;
+    case 'g':
+    case 'G': *v = cfg_mul_sat(*v, CFG_GIB); return 0;
     default: return -1;
     }
 }
@@ -227,8 +233,8 @@ int cfg_name_check(const char *s, const char *what, char *err, size_t errlen)
         unsigned char ch = (unsigned char)s[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
               strchr("._:@/+-", ch) != NULL))
-            return cfg_msg(err, errlen, "%s name '%s' has characters outside " CFG_NAME_CHARS,
-                           what, s);
+            return cfg_msg(err, errlen, "%s name '%s' has characters outside " CFG_NAME_CHARS, what,
+                           s);
     }
     return 0;
 }
@@ -239,7 +245,7 @@ struct cfg_hostport {
     char host[CFG_HOST_MAX]; /* without brackets */
     bool v6;
     bool has_port;
-    unsigned long port;      /* valid when has_port, 0..99999: callers check */
+    unsigned long port; /* valid when has_port, 0..99999: callers check */
 };
 
 /* Splits "host[:port]" or "[v6][:port]" (s[0..len), not NUL-terminated).
@@ -354,8 +360,10 @@ int cfg_backend_name(struct cfg_backend *b, const char *name, char *err, size_t 
         return 0;
     }
     if (strlen(hostport) >= sizeof(b->name))
-        return cfg_msg(err, errlen, "backend '%s': default name '%s' longer than %d characters, "
-                       "give it a name", b->url, hostport, CFG_NAME_MAX - 1);
+        return cfg_msg(err, errlen,
+                       "backend '%s': default name '%s' longer than %d characters, "
+                       "give it a name",
+                       b->url, hostport, CFG_NAME_MAX - 1);
     memcpy(b->name, hostport, strlen(hostport) + 1);
     return 0;
 }
@@ -547,8 +555,8 @@ static int cfg_validate_routing(const struct cfg *c, char *err, size_t errlen)
                 if (strcmp(c->aliases[i].from, c->backends[j].models[m]) == 0)
                     return cfg_msg(err, errlen,
                                    "routing.aliases: '%s' is a model backend '%s' serves; it "
-                                   "cannot also be an alias", c->aliases[i].from,
-                                   c->backends[j].name);
+                                   "cannot also be an alias",
+                                   c->aliases[i].from, c->backends[j].name);
     for (i = 0; i < c->nkeys; i++)
         if (c->key_tier[i] >= c->ntiers)
             return cfg_msg(err, errlen, "API key %zu belongs to tier %u, which does not exist", i,

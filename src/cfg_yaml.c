@@ -14,9 +14,9 @@
 
 #include "cfg_int.h"
 
-#define CFG_PHRASE_MAX_BYTES 256          /* rfs looks at 400 characters */
+#define CFG_PHRASE_MAX_BYTES 256 /* rfs looks at 400 characters */
 #define CFG_BUCKET_MAX_S 86400.0
-#define CFG_KEY_MAX_BYTES 1024            /* an API key in tiers[].keys */
+#define CFG_KEY_MAX_BYTES 1024 /* an API key in tiers[].keys */
 
 /* ---- YAML: the key tables ---------------------------------------------- */
 
@@ -34,21 +34,21 @@ enum cfg_kind {
     CFG_K_SIZE,    /* size_t field, bytes */
     CFG_K_MS,      /* unsigned field, milliseconds */
     CFG_K_BOOL,
-    CFG_K_ENUM,    /* int-sized enum field: index of the value in names[] */
-    CFG_K_RATIO,   /* double field in (0, 1] */
-    CFG_K_FACTOR,  /* double field in [1, 100] */
-    CFG_K_HEADER,  /* char[CFG_NAME_MAX] header name; min 0: "" allowed (off) */
-    CFG_K_PATH,    /* access_log */
-    CFG_K_NODE,    /* list items: keep the value node for the item's own code */
+    CFG_K_ENUM,   /* int-sized enum field: index of the value in names[] */
+    CFG_K_RATIO,  /* double field in (0, 1] */
+    CFG_K_FACTOR, /* double field in [1, 100] */
+    CFG_K_HEADER, /* char[CFG_NAME_MAX] header name; min 0: "" allowed (off) */
+    CFG_K_PATH,   /* access_log */
+    CFG_K_NODE,   /* list items: keep the value node for the item's own code */
 };
 
 struct cfg_key {
     const char *name;
     enum cfg_kind kind;
-    size_t off;                  /* field offset in the table's target struct */
-    long long min, max;          /* accepted range, in the field's unit */
-    const struct cfg_key *sub;   /* CFG_K_SECTION: its keys */
-    const char *const *names;    /* CFG_K_ENUM: value names, NULL-terminated */
+    size_t off;                /* field offset in the table's target struct */
+    long long min, max;        /* accepted range, in the field's unit */
+    const struct cfg_key *sub; /* CFG_K_SECTION: its keys */
+    const char *const *names;  /* CFG_K_ENUM: value names, NULL-terminated */
 };
 
 /* The enum kinds write an int. */
@@ -59,33 +59,48 @@ _Static_assert(sizeof(enum cfg_affinity) == sizeof(int), "enum cfg_affinity is n
 /* Items of backends and tiers: parsed through a key table into these, then
  * checked as a whole (the name decides where a tier goes). */
 struct cfg_backend_item {
-    struct cfg_backend b;               /* flavor, capacity */
+    struct cfg_backend b;                   /* flavor, capacity */
     const yaml_node_t *url, *name, *models; /* borrowed from the document */
 };
 
 struct cfg_tier_item {
-    struct cfg_tier t;                  /* everything but the name */
+    struct cfg_tier t;                    /* everything but the name */
     const yaml_node_t *name, *keys, *sha; /* borrowed from the document */
 };
 
-#define CFG_K_(T, k, kind, f, lo, hi) { k, kind, offsetof(T, f), lo, hi, NULL, NULL }
+#define CFG_K_(T, k, kind, f, lo, hi)                                                              \
+    {                                                                                              \
+        k, kind, offsetof(T, f), lo, hi, NULL, NULL                                                \
+    }
 #define CFG_MS(k, f, lo, hi) CFG_K_(struct cfg, k, CFG_K_MS, f, lo, hi)
 #define CFG_SIZE(k, f, lo, hi) CFG_K_(struct cfg, k, CFG_K_SIZE, f, lo, hi)
 #define CFG_COUNT(k, f, lo, hi) CFG_K_(struct cfg, k, CFG_K_COUNT, f, lo, hi)
 #define CFG_BOOL(k, f) CFG_K_(struct cfg, k, CFG_K_BOOL, f, 0, 1)
-#define CFG_ENUM(T, k, f, names) { k, CFG_K_ENUM, offsetof(T, f), 0, 0, NULL, names }
+#define CFG_ENUM(T, k, f, names)                                                                   \
+    {                                                                                              \
+        k, CFG_K_ENUM, offsetof(T, f), 0, 0, NULL, names                                           \
+    }
 #define CFG_NODE(T, k, f) CFG_K_(T, k, CFG_K_NODE, f, 0, 0)
-#define CFG_SECTION(k, sub) { k, CFG_K_SECTION, 0, 0, 0, sub, NULL }
-#define CFG_SPECIAL(k, kind) { k, kind, 0, 0, 0, NULL, NULL }
-#define CFG_END { NULL, CFG_K_SECTION, 0, 0, 0, NULL, NULL }
+#define CFG_SECTION(k, sub)                                                                        \
+    {                                                                                              \
+        k, CFG_K_SECTION, 0, 0, 0, sub, NULL                                                       \
+    }
+#define CFG_SPECIAL(k, kind)                                                                       \
+    {                                                                                              \
+        k, kind, 0, 0, 0, NULL, NULL                                                               \
+    }
+#define CFG_END                                                                                    \
+    {                                                                                              \
+        NULL, CFG_K_SECTION, 0, 0, 0, NULL, NULL                                                   \
+    }
 #define CFG_DAY (long long)CFG_DAY_MS
 #define CFG_1G (long long)CFG_GIB
 #define CFG_16M (long long)(16 * CFG_MIB)
 #define CFG_256M (long long)(256 * CFG_MIB)
 
 static const char *const cfg_levels[] = { "error", "warn", "info", "debug", NULL };
-static const char *const cfg_flavors[] = { "auto", "llamacpp", "vllm", "tgi", "sglang", "openai",
-                                           NULL };
+static const char *const cfg_flavors[] = { "auto",   "llamacpp", "vllm", "tgi",
+                                           "sglang", "openai",   NULL };
 static const char *const cfg_policies[] = { "least_busy", "least_in_flight", "round_robin", NULL };
 static const char *const cfg_affinities[] = { "off", "header", "user", "prefix", NULL };
 
@@ -222,12 +237,12 @@ static const struct cfg_key cfg_tier_keys[] = {
 
 /* One load in progress. */
 struct cfg_ld {
-    struct cfg *w;             /* working copy, committed on success; owned */
-    yaml_document_t *doc;      /* borrowed */
-    const char *name;          /* borrowed: PATH in messages */
-    char *err;                 /* borrowed */
+    struct cfg *w;        /* working copy, committed on success; owned */
+    yaml_document_t *doc; /* borrowed */
+    const char *name;     /* borrowed: PATH in messages */
+    char *err;            /* borrowed */
     size_t errlen;
-    bool phrases_set;          /* the file gave refusal_phrases */
+    bool phrases_set;               /* the file gave refusal_phrases */
     char *phrases[CFG_MAX_PHRASES]; /* owned until committed */
     size_t nphrases;
     size_t key_line[CFG_MAX_KEYS]; /* line of w->keys[i]: all from this file */
@@ -411,8 +426,7 @@ static int cfg_map_apply(struct cfg_ld *ld, const yaml_node_t *m, const struct c
             return cfg_fail(ld, kn, "unknown key '%.64s' %s %s%s", key, section ? "in" : "at",
                             where, hints ? cfg_key_hint(key, keys, hint, sizeof(hint)) : "");
         if (seen & (1ull << i))
-            return cfg_fail(ld, kn, "duplicate key '%s' %s %s", key, section ? "in" : "at",
-                            where);
+            return cfg_fail(ld, kn, "duplicate key '%s' %s %s", key, section ? "in" : "at", where);
         seen |= 1ull << i;
         snprintf(path, sizeof(path), "%s%s%s", section ? section : "", section ? "." : "", key);
         if (cfg_apply(ld, &keys[i], vn, path, base) != 0)
@@ -479,8 +493,10 @@ static int cfg_apply_scalar(struct cfg_ld *ld, const struct cfg_key *k, const ya
         return 0;
     case CFG_K_MS:
         if (cfg_parse_ms(s, &n) != 0)
-            return cfg_fail(ld, v, "%s: bad duration '%s' (milliseconds, or with an ms, s or m "
-                            "suffix: 10s)", path, s);
+            return cfg_fail(ld, v,
+                            "%s: bad duration '%s' (milliseconds, or with an ms, s or m "
+                            "suffix: 10s)",
+                            path, s);
         if (n < (unsigned long long)k->min || n > (unsigned long long)k->max)
             return cfg_fail(ld, v, "%s: %s is out of range (%s..%s)", path, s,
                             cfg_fmt_ms(lo, sizeof(lo), (unsigned long long)k->min),
@@ -505,8 +521,7 @@ static int cfg_apply_scalar(struct cfg_ld *ld, const struct cfg_key *k, const ya
                             k->kind == CFG_K_RATIO ? "above 0, at most 1" : "1..100");
         memcpy(field, &d, sizeof(d));
         return 0;
-    default:
-        return cfg_fail(ld, v, "%s: internal error", path);
+    default: return cfg_fail(ld, v, "%s: internal error", path);
     }
 }
 
@@ -529,11 +544,12 @@ static int cfg_apply_header(struct cfg_ld *ld, const struct cfg_key *k, const ya
     if ((s = cfg_scalar(ld, v, path)) == NULL)
         return -1;
     if (strlen(s) >= CFG_NAME_MAX)
-        return cfg_fail(ld, v, "%s: header name longer than %d characters", path,
-                        CFG_NAME_MAX - 1);
+        return cfg_fail(ld, v, "%s: header name longer than %d characters", path, CFG_NAME_MAX - 1);
     if (s[strspn(s, tchars)] != '\0')
-        return cfg_fail(ld, v, "%s: '%s' is not a header name (letters, digits and "
-                        "!#$%%&'*+-.^_`|~)", path, s);
+        return cfg_fail(ld, v,
+                        "%s: '%s' is not a header name (letters, digits and "
+                        "!#$%%&'*+-.^_`|~)",
+                        path, s);
     memcpy(field, s, strlen(s) + 1);
     return 0;
 }
@@ -676,8 +692,10 @@ static int cfg_key_item(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
     len = strlen(s);
     if (ks->hashed) {
         if (cfg_parse_sha256(s, d) != 0)
-            return cfg_fail(ld, item, "%s: '%.80s' is not a SHA-256 digest (64 hex digits, "
-                            "from: printf %%s KEY | sha256sum)", path, s);
+            return cfg_fail(ld, item,
+                            "%s: '%.80s' is not a SHA-256 digest (64 hex digits, "
+                            "from: printf %%s KEY | sha256sum)",
+                            path, s);
     } else {
         /* no key text in these messages: they end up in logs */
         if (len == 0)
@@ -686,8 +704,10 @@ static int cfg_key_item(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
             return cfg_fail(ld, item, "%s: key longer than %d bytes", path, CFG_KEY_MAX_BYTES);
         for (i = 0; i < len; i++)
             if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
-                return cfg_fail(ld, item, "%s: a key may only have visible ASCII "
-                                "characters (no blanks)", path);
+                return cfg_fail(ld, item,
+                                "%s: a key may only have visible ASCII "
+                                "characters (no blanks)",
+                                path);
         if (EVP_Digest(s, len, d, NULL, EVP_sha256(), NULL) != 1)
             return cfg_fail(ld, item, "%s: SHA-256 failed", path);
     }
@@ -801,9 +821,10 @@ static int cfg_apply_aliases(struct cfg_ld *ld, const yaml_node_t *v, const char
     for (i = 0; i < w->naliases; i++)
         for (j = 0; j < w->naliases; j++)
             if (strcmp(w->aliases[i].to, w->aliases[j].from) == 0)
-                return cfg_fail_at(ld, line[i], "%s: '%s' maps to '%s', which is itself an "
-                                   "alias (line %zu); aliases are not chained", path,
-                                   w->aliases[i].from, w->aliases[i].to, line[j]);
+                return cfg_fail_at(ld, line[i],
+                                   "%s: '%s' maps to '%s', which is itself an "
+                                   "alias (line %zu); aliases are not chained",
+                                   path, w->aliases[i].from, w->aliases[i].to, line[j]);
     return 0;
 }
 
@@ -844,8 +865,10 @@ static int cfg_apply_bucket(struct cfg_ld *ld, const yaml_node_t *item, void *ar
     if (cfg_parse_double(s, &d) != 0)
         return cfg_fail(ld, item, "measure.buckets: bad number '%s'", s);
     if (!(d > 0) || d > CFG_BUCKET_MAX_S)
-        return cfg_fail(ld, item, "measure.buckets: %s is out of range (seconds, above 0, "
-                        "at most %g)", s, CFG_BUCKET_MAX_S);
+        return cfg_fail(ld, item,
+                        "measure.buckets: %s is out of range (seconds, above 0, "
+                        "at most %g)",
+                        s, CFG_BUCKET_MAX_S);
     if (w->nbuckets > 0 && !(d > w->buckets[w->nbuckets - 1]))
         return cfg_fail(ld, item, "measure.buckets must be strictly ascending: %s after %g", s,
                         w->buckets[w->nbuckets - 1]);
@@ -867,8 +890,15 @@ static int cfg_apply_list(struct cfg_ld *ld, const struct cfg_key *k, const yaml
     cfg_item_cb fn;
 
     switch (k->kind) {
-    case CFG_K_BACKENDS: w->nbackends = 0; fn = cfg_apply_backend; break;
-    case CFG_K_MODELS: w->nmodels = 0; fn = cfg_name_item; arg = &models; break;
+    case CFG_K_BACKENDS:
+        w->nbackends = 0;
+        fn = cfg_apply_backend;
+        break;
+    case CFG_K_MODELS:
+        w->nmodels = 0;
+        fn = cfg_name_item;
+        arg = &models;
+        break;
     case CFG_K_TIERS:
         /* the default tier and every key belong to the list it replaces */
         w->ntiers = 1;
@@ -884,7 +914,10 @@ static int cfg_apply_list(struct cfg_ld *ld, const struct cfg_key *k, const yaml
         ld->phrases_set = true;
         fn = cfg_apply_phrase;
         break;
-    case CFG_K_BUCKETS: w->nbuckets = 0; fn = cfg_apply_bucket; break;
+    case CFG_K_BUCKETS:
+        w->nbuckets = 0;
+        fn = cfg_apply_bucket;
+        break;
     default: return cfg_fail(ld, v, "%s: internal error", path);
     }
     /* emptied before the type check: a failed load drops the working copy */
@@ -910,15 +943,10 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
     case CFG_K_MODELS:
     case CFG_K_TIERS:
     case CFG_K_PHRASES:
-    case CFG_K_BUCKETS:
-        return cfg_apply_list(ld, k, v, path);
-    case CFG_K_ALIASES:
-        return cfg_apply_aliases(ld, v, path);
-    case CFG_K_HEADER:
-        return cfg_apply_header(ld, k, v, path, base);
-    case CFG_K_NODE:
-        memcpy(base + k->off, &v, sizeof(v));
-        return 0;
+    case CFG_K_BUCKETS: return cfg_apply_list(ld, k, v, path);
+    case CFG_K_ALIASES: return cfg_apply_aliases(ld, v, path);
+    case CFG_K_HEADER: return cfg_apply_header(ld, k, v, path, base);
+    case CFG_K_NODE: memcpy(base + k->off, &v, sizeof(v)); return 0;
     case CFG_K_LISTEN:
         if ((s = cfg_scalar(ld, v, path)) == NULL)
             return -1;
@@ -937,8 +965,7 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
                             sizeof(ld->w->access_log) - 1);
         memcpy(ld->w->access_log, s, strlen(s) + 1);
         return 0;
-    default:
-        return cfg_apply_scalar(ld, k, v, path, base);
+    default: return cfg_apply_scalar(ld, k, v, path, base);
     }
 }
 
@@ -950,8 +977,7 @@ static int cfg_yaml_fail(struct cfg_ld *ld, const yaml_parser_t *p, const char *
     size_t line, i, end;
 
     switch (p->error) {
-    case YAML_MEMORY_ERROR:
-        return cfg_msg(ld->err, ld->errlen, "%s: out of memory", ld->name);
+    case YAML_MEMORY_ERROR: return cfg_msg(ld->err, ld->errlen, "%s: out of memory", ld->name);
     case YAML_READER_ERROR:
         end = p->problem_offset < len ? p->problem_offset : len;
         for (line = 1, i = 0; i < end; i++)
@@ -995,8 +1021,8 @@ static int cfg_load_doc(struct cfg_ld *ld, const char *buf, size_t len)
             rc = cfg_yaml_fail(ld, &parser, buf, len);
         } else {
             if (yaml_document_get_root_node(&extra) != NULL)
-                rc = cfg_fail_at(ld, extra.start_mark.line + 1,
-                                 "only one YAML document is allowed");
+                rc =
+                    cfg_fail_at(ld, extra.start_mark.line + 1, "only one YAML document is allowed");
             yaml_document_delete(&extra);
         }
     }
@@ -1045,4 +1071,3 @@ int cfg_load_buffer(struct cfg *c, const char *name, const char *buf, size_t len
     free(ld.w);
     return rc;
 }
-

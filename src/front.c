@@ -151,21 +151,23 @@ int front_error_json(enum pitot_err e, char *buf, size_t cap)
                     err_message(e), err_label(e), err_status(e));
 }
 
-void front_reply_head(struct front_conn *fc, int status, const char *content_type,
-                      size_t len, bool close, const char *extra)
+void front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
+                      bool close, const char *extra)
 {
     struct evbuffer *out = bufferevent_get_output(fc->bev);
 
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: pitot\r\n", status, err_reason_phrase(status));
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: pitot\r\n", status,
+                        err_reason_phrase(status));
     if (content_type)
         evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
     if (extra)
         evbuffer_add(out, extra, strlen(extra));
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n%s\r\n", len, close ? "Connection: close\r\n" : "");
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n%s\r\n", len,
+                        close ? "Connection: close\r\n" : "");
 }
 
-void front_reply(struct front_conn *fc, int status, const char *content_type,
-                 const char *body, size_t len, bool close)
+void front_reply(struct front_conn *fc, int status, const char *content_type, const char *body,
+                 size_t len, bool close)
 {
     front_reply_head(fc, status, content_type, len, close, NULL);
     if (len)
@@ -263,7 +265,7 @@ static int front_body_cb(void *ud, struct span b)
     int rc = relay_body(fc->rl, b);
 
     if (rc < 0) {
-        fc->hp.err = (enum pitot_err)-rc;
+        fc->hp.err = (enum pitot_err) - rc;
         fc->hp.reason = err_message(fc->hp.err);
         return -1;
     }
@@ -326,12 +328,8 @@ static void front_read_cb(struct bufferevent *bev, void *arg)
 
     switch (fc->st) {
     case FRONT_ST_IDLE:
-    case FRONT_ST_HEAD:
-        front_read_head(fc);
-        break;
-    case FRONT_ST_BODY:
-        front_read_body(fc);
-        break;
+    case FRONT_ST_HEAD: front_read_head(fc); break;
+    case FRONT_ST_BODY: front_read_body(fc); break;
     case FRONT_ST_PROXY:
         /* Reading stays on to see the client leave; a client that floods
          * pipelined bytes meanwhile is no longer read. */
@@ -339,8 +337,7 @@ static void front_read_cb(struct bufferevent *bev, void *arg)
             bufferevent_disable(bev, EV_READ);
         break;
     case FRONT_ST_CLOSING:
-    case FRONT_ST_DEAD:
-        break;
+    case FRONT_ST_DEAD: break;
     }
 }
 
@@ -362,7 +359,7 @@ static void front_event_cb(struct bufferevent *bev, short what, void *arg)
 
     if (fc->st == FRONT_ST_PROXY && fc->rl) {
         relay_client_gone(fc->rl, (what & BEV_EVENT_TIMEOUT) ? PITOT_ECLIENT_TIMEOUT
-                                                               : PITOT_ECLIENT_CANCEL);
+                                                             : PITOT_ECLIENT_CANCEL);
         if (fc->st == FRONT_ST_DEAD)
             return;
     }
@@ -374,9 +371,7 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct front_conn *fc = arg;
 
     switch (fc->st) {
-    case FRONT_ST_HEAD:
-        front_reply_error(fc, PITOT_EHEADER_TIMEOUT, true);
-        break;
+    case FRONT_ST_HEAD: front_reply_error(fc, PITOT_EHEADER_TIMEOUT, true); break;
     case FRONT_ST_BODY:
         relay_free(fc->rl);
         fc->rl = NULL;
@@ -386,10 +381,7 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
         /* A fresh connection that never sent a byte, or keep-alive expiry. */
         front_close(fc);
         break;
-    case FRONT_ST_CLOSING:
-        front_close(fc);
-        break;
-    default:
-        break;
+    case FRONT_ST_CLOSING: front_close(fc); break;
+    default: break;
     }
 }

@@ -67,9 +67,9 @@ static int h1_on_header_field(llhttp_t *l, const char *at, size_t len)
     if (p->cur_value || p->msg.nheaders == 0 || p->msg.headers[p->msg.nheaders - 1].value.p) {
         /* a new field starts */
         if (p->msg.nheaders >= p->lim.max_headers)
-            return h1_fail(p, p->kind == H1_REQUEST ? PITOT_EHEADER_TOO_LARGE
-                                                    : PITOT_EUPSTREAM_TOO_LARGE,
-                           "too many header fields");
+            return h1_fail(
+                p, p->kind == H1_REQUEST ? PITOT_EHEADER_TOO_LARGE : PITOT_EUPSTREAM_TOO_LARGE,
+                "too many header fields");
         h = &p->msg.headers[p->msg.nheaders++];
         h->name = span_make(NULL, 0);
         h->value = span_make(NULL, 0);
@@ -378,8 +378,15 @@ static bool h1_list_has(struct span list, struct span tok)
 bool h1_is_hop_by_hop(const struct h1_msg *m, struct span name)
 {
     static const char *const hop[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer",
-        "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
     };
     unsigned i;
 

@@ -14,15 +14,15 @@
 #include "pitot/wrk.h"
 
 struct hc_probe {
-    struct hc *h;               /* borrowed */
+    struct hc *h; /* borrowed */
     unsigned be;
-    struct event *timer;        /* owned */
-    struct hget *get;           /* owned while a probe runs */
+    struct event *timer; /* owned */
+    struct hget *get;    /* owned while a probe runs */
 };
 
 struct hc {
-    struct wrk *w;              /* borrowed */
-    struct hc_probe *p;         /* owned, one per backend */
+    struct wrk *w;      /* borrowed */
+    struct hc_probe *p; /* owned, one per backend */
     size_t n;
 };
 

@@ -18,7 +18,7 @@ struct hget {
     struct evbuffer *body;   /* owned */
     struct h1_parser hp;
     size_t max_body;
-    int phase;               /* 0 head, 1 body */
+    int phase; /* 0 head, 1 body */
     hget_cb cb;
     void *ud;
 };
@@ -143,7 +143,8 @@ struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, sock
     bufferevent_setcb(g->bev, hget_read_cb, NULL, hget_event_cb, g);
     evbuffer_add_printf(bufferevent_get_output(g->bev),
                         "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pitot\r\nAccept: */*\r\n"
-                        "Connection: close\r\n\r\n", path, authority);
+                        "Connection: close\r\n\r\n",
+                        path, authority);
     if (bufferevent_socket_connect(g->bev, sa, (int)salen) < 0) {
         hget_free(g);
         return NULL;

@@ -11,9 +11,9 @@
 
 /* A parsed document: the text and its tokens (t[0] is the root object). */
 struct json_doc {
-    const char *js;  /* borrowed */
-    jsmntok_t *t;    /* borrowed: the caller's token storage */
-    int n;           /* tokens in use */
+    const char *js; /* borrowed */
+    jsmntok_t *t;   /* borrowed: the caller's token storage */
+    int n;          /* tokens in use */
 };
 
 size_t json_toks_size(size_t n)
@@ -24,20 +24,13 @@ size_t json_toks_size(size_t n)
 const char *json_finish_label(enum json_finish f)
 {
     switch (f) {
-    case JSON_FINISH_NONE:
-        return "";
-    case JSON_FINISH_STOP:
-        return "stop";
-    case JSON_FINISH_LENGTH:
-        return "length";
-    case JSON_FINISH_TOOL_CALLS:
-        return "tool_calls";
-    case JSON_FINISH_CONTENT_FILTER:
-        return "content_filter";
-    case JSON_FINISH_ERROR:
-        return "error";
-    case JSON_FINISH_OTHER:
-        break;
+    case JSON_FINISH_NONE: return "";
+    case JSON_FINISH_STOP: return "stop";
+    case JSON_FINISH_LENGTH: return "length";
+    case JSON_FINISH_TOOL_CALLS: return "tool_calls";
+    case JSON_FINISH_CONTENT_FILTER: return "content_filter";
+    case JSON_FINISH_ERROR: return "error";
+    case JSON_FINISH_OTHER: break;
     }
     return "other";
 }
@@ -420,9 +413,9 @@ static enum json_finish json_stop_type_of(const struct json_doc *d, int v)
 
 /* Output strings of one choice, by priority for resp->text. */
 struct json_choice_out {
-    int refusal;   /* delta/message.refusal, non-empty, or -1 */
-    int content;   /* delta/message.content, non-empty, or -1 */
-    int text;      /* choices[].text, non-empty, or -1 */
+    int refusal; /* delta/message.refusal, non-empty, or -1 */
+    int content; /* delta/message.content, non-empty, or -1 */
+    int text;    /* choices[].text, non-empty, or -1 */
     bool output;
 };
 
@@ -593,8 +586,7 @@ int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *ou
             if (json_key_is(&d, k, "usage"))
                 json_usage_read(&d, v, out);
             break;
-        default:
-            break;
+        default: break;
         }
     }
     if (native_stop)
@@ -641,7 +633,8 @@ int json_req_parse(struct span body, struct json_toks *toks, struct json_req *ou
         } else if (json_key_is(&d, k, "n_predict")) {
             n_predict = v;
         } else if (json_key_is(&d, k, "model")) {
-            out->model = json_is_type(&d, v, JSMN_STRING) ? json_tok_span(&d, v) : span_make(NULL, 0);
+            out->model =
+                json_is_type(&d, v, JSMN_STRING) ? json_tok_span(&d, v) : span_make(NULL, 0);
         }
     }
     /* null counts as absent: the next name in line is tried. */

@@ -15,14 +15,15 @@
 #include "pitot/cfg.h"
 #include "pitot/clock.h"
 
-#define MET_CODES_MAX 24        /* distinct status codes kept per series */
-#define MET_NCLASS 6            /* [0] no valid status ("0"), [1..5] "1xx".."5xx" */
+#define MET_CODES_MAX 24 /* distinct status codes kept per series */
+#define MET_NCLASS 6     /* [0] no valid status ("0"), [1..5] "1xx".."5xx" */
 #define MET_NFINISH (JSON_FINISH_OTHER - JSON_FINISH_NONE) /* reasons after NONE */
 #define MET_SERIES_MAX (1u << 20) /* refuse configs whose arrays would be absurd */
-#define MET_LE_MAX 32           /* formatted bucket bound, "+Inf" included */
-#define MET_LABELS_BUF 1024     /* one series' escaped label set */
-#define MET_NONE UINT_MAX       /* "no such index" in lookups */
-#define MET_FG_ABSENT UINT64_MAX /* float gauge bits meaning "no series" (a NaN
+#define MET_LE_MAX 32             /* formatted bucket bound, "+Inf" included */
+#define MET_LABELS_BUF 1024       /* one series' escaped label set */
+#define MET_NONE UINT_MAX         /* "no such index" in lookups */
+#define MET_FG_ABSENT                                                                              \
+    UINT64_MAX /* float gauge bits meaning "no series" (a NaN
                                     met_gauge_set_f never stores) */
 
 static const struct met_def {
@@ -61,20 +62,20 @@ static const char *const met_slo_labels[2] = { "false", "true" }; /* index: met 
 /* Where a metric's values live. Most follow from type and label set; the
  * scrape-derived per-backend gauges are floats, and the age is a timestamp. */
 enum met_store {
-    MET_ST_OWN,         /* a dedicated array: requests, finish reasons,
+    MET_ST_OWN,    /* a dedicated array: requests, finish reasons,
                            upstream errors, scrapes, age, shed, SLO */
-    MET_ST_CTR,         /* BMT counter: ctr[] */
-    MET_ST_HIST,        /* BMT histogram: hist[] */
-    MET_ST_GAUGE,       /* per-backend int64: gauge[] */
-    MET_ST_FGAUGE,      /* per-backend double bits: fgauge[] */
-    MET_ST_TGAUGE,      /* per-tier int64: tgauge[] */
-    MET_ST_THIST,       /* per-tier histogram: thist[] */
+    MET_ST_CTR,    /* BMT counter: ctr[] */
+    MET_ST_HIST,   /* BMT histogram: hist[] */
+    MET_ST_GAUGE,  /* per-backend int64: gauge[] */
+    MET_ST_FGAUGE, /* per-backend double bits: fgauge[] */
+    MET_ST_TGAUGE, /* per-tier int64: tgauge[] */
+    MET_ST_THIST,  /* per-tier histogram: thist[] */
 };
 
 /* How met_expose combines one value across registries. */
 enum met_merge {
     MET_MERGE_SUM,
-    MET_MERGE_FIRST,    /* regs[0]: the loop that runs health checks and scrapes */
+    MET_MERGE_FIRST, /* regs[0]: the loop that runs health checks and scrapes */
     MET_MERGE_MAX,
 };
 
@@ -85,12 +86,9 @@ static enum met_store met_store_of(enum met_id id)
     switch (id) {
     case MET_BACKEND_RUNNING:
     case MET_BACKEND_WAITING:
-    case MET_BACKEND_CACHE:
-        return MET_ST_FGAUGE;
-    case MET_BACKEND_SCRAPE_AGE:
-        return MET_ST_OWN;
-    default:
-        break;
+    case MET_BACKEND_CACHE: return MET_ST_FGAUGE;
+    case MET_BACKEND_SCRAPE_AGE: return MET_ST_OWN;
+    default: break;
     }
     if (d->labels == MET_L_BMT)
         return d->type == MET_HISTOGRAM ? MET_ST_HIST : MET_ST_CTR;
@@ -110,12 +108,9 @@ static enum met_merge met_merge_of(enum met_id id)
     case MET_BACKEND_RUNNING:
     case MET_BACKEND_WAITING:
     case MET_BACKEND_CACHE:
-    case MET_BACKEND_SCRAPE_AGE:
-        return MET_MERGE_FIRST;
-    case MET_BACKEND_EJECTED:
-        return MET_MERGE_MAX;
-    default:
-        return MET_MERGE_SUM;
+    case MET_BACKEND_SCRAPE_AGE: return MET_MERGE_FIRST;
+    case MET_BACKEND_EJECTED: return MET_MERGE_MAX;
+    default: return MET_MERGE_SUM;
     }
 }
 
@@ -126,9 +121,9 @@ static const char *const met_class_labels[MET_NCLASS] = { "0", "1xx", "2xx", "3x
  * thread, hence relaxed atomics (plain loads and stores on x86-64 and arm64:
  * a single writer needs no read-modify-write). */
 struct met_bmt {
-    _Atomic unsigned char touched;      /* any observation on this series */
-    _Atomic unsigned char ncodes;       /* code[] rows in use, published with release */
-    uint16_t code[MET_CODES_MAX];       /* written once, before ncodes covers it */
+    _Atomic unsigned char touched; /* any observation on this series */
+    _Atomic unsigned char ncodes;  /* code[] rows in use, published with release */
+    uint16_t code[MET_CODES_MAX];  /* written once, before ncodes covers it */
     _Atomic uint64_t code_n[MET_CODES_MAX];
     _Atomic uint64_t class_n[MET_NCLASS];
     _Atomic uint64_t finish_n[MET_NFINISH];
@@ -137,36 +132,36 @@ struct met_bmt {
 struct met_registry {
     unsigned nbackends;
     unsigned ntiers;
-    unsigned nmodel_slots;              /* cfg models + max_model_labels + 1; "other" last */
-    unsigned nseries;                   /* nbackends * nmodel_slots * ntiers */
-    unsigned nbuckets;                  /* finite bounds; the stride adds overflow and sum */
-    _Atomic unsigned nmodels;           /* model[] rows in use before "other", release */
-    char (*backend)[CFG_NAME_MAX];      /* owned, nbackends rows */
-    char (*tier)[CFG_NAME_MAX];         /* owned, ntiers rows */
-    char (*model)[CFG_NAME_MAX];        /* owned, nmodel_slots rows */
-    uint64_t bound_us[CFG_MAX_BUCKETS]; /* bucket upper bounds, microseconds */
+    unsigned nmodel_slots;                /* cfg models + max_model_labels + 1; "other" last */
+    unsigned nseries;                     /* nbackends * nmodel_slots * ntiers */
+    unsigned nbuckets;                    /* finite bounds; the stride adds overflow and sum */
+    _Atomic unsigned nmodels;             /* model[] rows in use before "other", release */
+    char (*backend)[CFG_NAME_MAX];        /* owned, nbackends rows */
+    char (*tier)[CFG_NAME_MAX];           /* owned, ntiers rows */
+    char (*model)[CFG_NAME_MAX];          /* owned, nmodel_slots rows */
+    uint64_t bound_us[CFG_MAX_BUCKETS];   /* bucket upper bounds, microseconds */
     char le[CFG_MAX_BUCKETS][MET_LE_MAX]; /* the same bounds as exposed, seconds */
-    enum met_store store[MET__COUNT];   /* met_store_of(id) */
-    int slot[MET__COUNT];               /* index within its storage kind, or -1 */
+    enum met_store store[MET__COUNT];     /* met_store_of(id) */
+    int slot[MET__COUNT];                 /* index within its storage kind, or -1 */
     unsigned nctr, nhist, ngauge, nfgauge, ntgauge, nthist;
-    struct met_bmt *bmt;                /* owned, nseries */
-    _Atomic uint64_t *ctr;              /* owned, nseries * nctr: BMT counters */
-    _Atomic uint64_t *hist;             /* owned, (nhist * nseries) * (nbuckets + 2):
+    struct met_bmt *bmt;          /* owned, nseries */
+    _Atomic uint64_t *ctr;        /* owned, nseries * nctr: BMT counters */
+    _Atomic uint64_t *hist;       /* owned, (nhist * nseries) * (nbuckets + 2):
                                            per series nbuckets + 1 non-cumulative
                                            buckets (the last is "above every bound"),
                                            then the sum in microseconds */
-    _Atomic uint64_t *uperr;            /* owned, nbackends * PITOT_E__COUNT */
-    _Atomic int64_t *gauge;             /* owned, ngauge * nbackends */
-    _Atomic uint64_t *fgauge;           /* owned, nfgauge * nbackends: double bits,
+    _Atomic uint64_t *uperr;      /* owned, nbackends * PITOT_E__COUNT */
+    _Atomic int64_t *gauge;       /* owned, ngauge * nbackends */
+    _Atomic uint64_t *fgauge;     /* owned, nfgauge * nbackends: double bits,
                                            MET_FG_ABSENT when there is no series */
-    _Atomic uint64_t *scraped_us;       /* owned, nbackends: monotonic time of the
+    _Atomic uint64_t *scraped_us; /* owned, nbackends: monotonic time of the
                                            last successful scrape, 0 never */
-    _Atomic uint64_t *scrape;           /* owned, nbackends * MET_SCRAPE__COUNT */
-    _Atomic int64_t *tgauge;            /* owned, ntgauge * ntiers */
-    _Atomic uint64_t *thist;            /* owned, (nthist * ntiers) * (nbuckets + 2),
+    _Atomic uint64_t *scrape;     /* owned, nbackends * MET_SCRAPE__COUNT */
+    _Atomic int64_t *tgauge;      /* owned, ntgauge * ntiers */
+    _Atomic uint64_t *thist;      /* owned, (nthist * ntiers) * (nbuckets + 2),
                                            laid out as hist[] */
-    _Atomic uint64_t *shed;             /* owned, ntiers * MET_SHED__COUNT */
-    _Atomic uint64_t *slo;              /* owned, ntiers * 2, [met] */
+    _Atomic uint64_t *shed;       /* owned, ntiers * MET_SHED__COUNT */
+    _Atomic uint64_t *slo;        /* owned, ntiers * 2, [met] */
 };
 
 static inline void met_inc(_Atomic uint64_t *c, uint64_t n)
@@ -356,9 +351,8 @@ struct met_registry *met_registry_new(const struct cfg *c)
     r->slo = calloc((size_t)r->ntiers * 2 + 1, sizeof(*r->slo));
     if (r->backend == NULL || r->tier == NULL || r->model == NULL || r->bmt == NULL ||
         r->ctr == NULL || r->hist == NULL || r->uperr == NULL || r->gauge == NULL ||
-        r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL ||
-        r->tgauge == NULL || r->thist == NULL || r->shed == NULL || r->slo == NULL ||
-        met_registry_names(r, c) < 0) {
+        r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL || r->tgauge == NULL ||
+        r->thist == NULL || r->shed == NULL || r->slo == NULL || met_registry_names(r, c) < 0) {
         met_registry_free(r);
         return NULL;
     }
@@ -385,8 +379,8 @@ unsigned met_model_lookup(const struct met_registry *r, struct span name)
 
     if (!met_model_name_ok(name))
         return r->nmodel_slots - 1;
-    i = met_model_find(r, atomic_load_explicit((_Atomic unsigned *)&r->nmodels,
-                                               memory_order_relaxed),
+    i = met_model_find(r,
+                       atomic_load_explicit((_Atomic unsigned *)&r->nmodels, memory_order_relaxed),
                        name.p, name.len);
     return i != MET_NONE ? i : r->nmodel_slots - 1;
 }
@@ -626,16 +620,16 @@ const char *met_shed_label(enum met_shed why)
 /* One exposition over n registries: the union of their model tables (matched
  * by name, "other" last) and where each union model sits in each registry. */
 struct met_view {
-    struct met_registry *const *regs;   /* borrowed */
+    struct met_registry *const *regs; /* borrowed */
     size_t n;
-    unsigned nu;                        /* union models */
-    const char **uname;                 /* owned array, names borrowed from regs */
-    unsigned *uidx;                     /* owned, nu * n: row in regs[i] or MET_NONE */
-    struct met_code_sum *codes;         /* owned scratch, n * MET_CODES_MAX */
-    _Atomic uint64_t **rows;            /* owned scratch, n: one row per registry */
-    struct evbuffer *out;               /* borrowed */
-    uint64_t now_us;                    /* clk_now_us() once per exposition */
-    int err;                            /* -1 once an evbuffer append failed */
+    unsigned nu;                /* union models */
+    const char **uname;         /* owned array, names borrowed from regs */
+    unsigned *uidx;             /* owned, nu * n: row in regs[i] or MET_NONE */
+    struct met_code_sum *codes; /* owned scratch, n * MET_CODES_MAX */
+    _Atomic uint64_t **rows;    /* owned scratch, n: one row per registry */
+    struct evbuffer *out;       /* borrowed */
+    uint64_t now_us;            /* clk_now_us() once per exposition */
+    int err;                    /* -1 once an evbuffer append failed */
 };
 
 struct met_code_sum {
@@ -646,7 +640,8 @@ struct met_code_sum {
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static void met_printf(struct met_view *v, const char *fmt, ...)
+static void
+met_printf(struct met_view *v, const char *fmt, ...)
 {
     va_list ap;
 
@@ -848,8 +843,7 @@ static void met_hist_sum(uint64_t *b, const _Atomic uint64_t *h, unsigned nbucke
 }
 
 /* Prints one histogram series from summed non-cumulative buckets b. */
-static void met_hist_print(struct met_view *v, const char *name, const char *lbl,
-                           const uint64_t *b)
+static void met_hist_print(struct met_view *v, const char *name, const char *lbl, const uint64_t *b)
 {
     const struct met_registry *r0 = v->regs[0];
     unsigned nb = r0->nbuckets, j;
@@ -880,8 +874,7 @@ static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
         const struct met_registry *r = v->regs[i];
 
         if (ser[i] != MET_NONE)
-            met_hist_sum(b, r->hist + ((size_t)r->slot[id] * r->nseries + ser[i]) * (nb + 2),
-                         nb);
+            met_hist_sum(b, r->hist + ((size_t)r->slot[id] * r->nseries + ser[i]) * (nb + 2), nb);
     }
     met_hist_print(v, met_defs[id].name, lbl, b);
 }
@@ -941,8 +934,8 @@ static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
 
 /* Counts of a closed label (kind, result, reason, met) summed over registries:
  * each regs[i]'s row starts at base[i]; n[k] gets the sum for value k. */
-static uint64_t met_row_sum(const struct met_view *v, _Atomic uint64_t *const *base,
-                            unsigned nval, uint64_t *n)
+static uint64_t met_row_sum(const struct met_view *v, _Atomic uint64_t *const *base, unsigned nval,
+                            uint64_t *n)
 {
     uint64_t total = 0;
     unsigned k;
@@ -985,8 +978,8 @@ static bool met_backend_value(const struct met_view *v, enum met_id id, unsigned
     const struct met_registry *r0 = v->regs[0];
 
     if (r0->store[id] == MET_ST_FGAUGE) {
-        uint64_t bits = atomic_load_explicit(
-            &r0->fgauge[(size_t)r0->slot[id] * r0->nbackends + b], memory_order_relaxed);
+        uint64_t bits = atomic_load_explicit(&r0->fgauge[(size_t)r0->slot[id] * r0->nbackends + b],
+                                             memory_order_relaxed);
         double x;
 
         if (bits == MET_FG_ABSENT)
@@ -1120,20 +1113,14 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         switch (met_defs[id].labels) {
         case MET_L_BMTC:
         case MET_L_BMT:
-        case MET_L_BMTR:
-            met_expose_bmt(&v, (enum met_id)id, ser);
-            break;
+        case MET_L_BMTR: met_expose_bmt(&v, (enum met_id)id, ser); break;
         case MET_L_BK:
         case MET_L_B:
-        case MET_L_BR:
-            met_expose_backend(&v, (enum met_id)id);
-            break;
+        case MET_L_BR: met_expose_backend(&v, (enum met_id)id); break;
         case MET_L_T:
         case MET_L_TR:
         case MET_L_TM:
-        case MET_L__COUNT:
-            met_expose_tier(&v, (enum met_id)id);
-            break;
+        case MET_L__COUNT: met_expose_tier(&v, (enum met_id)id); break;
         }
     }
     free(ser);

@@ -156,7 +156,8 @@ void mtr_finish(const struct mtr *m, uint64_t end_us, struct mtr_result *out)
         out->tok_src = MTR_TOK_TIMINGS;
         /* llama.cpp prompt_n excludes the cached part; usage counts both. */
         if (m->timings_prompt >= 0)
-            out->prompt_tokens = m->timings_prompt + (m->timings_cached > 0 ? m->timings_cached : 0);
+            out->prompt_tokens =
+                m->timings_prompt + (m->timings_cached > 0 ? m->timings_cached : 0);
         out->completion_tokens = m->timings_predicted;
         out->cached_tokens = m->timings_cached;
     } else if (m->n_out) {

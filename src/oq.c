@@ -16,7 +16,7 @@
 #define OQ_RATE_SLOTS 10 /* one-second slots */
 
 struct oq_entry {
-    struct relay *r;              /* borrowed: the relay owns its place */
+    struct relay *r; /* borrowed: the relay owns its place */
     unsigned tier;
     uint64_t since_us;
     TAILQ_ENTRY(oq_entry) link;
@@ -25,12 +25,12 @@ struct oq_entry {
 TAILQ_HEAD(oq_fifo, oq_entry);
 
 struct oq {
-    struct wrk *w;                /* borrowed */
+    struct wrk *w; /* borrowed */
     struct oq_fifo fifo[CFG_MAX_TIERS];
     unsigned n[CFG_MAX_TIERS];
-    unsigned order[CFG_MAX_TIERS];/* tier indexes, highest priority first */
+    unsigned order[CFG_MAX_TIERS]; /* tier indexes, highest priority first */
     unsigned total;
-    struct event *tick;           /* owned: runs while anything is held */
+    struct event *tick; /* owned: runs while anything is held */
     uint64_t rate_sec[OQ_RATE_SLOTS];
     unsigned rate_cnt[OQ_RATE_SLOTS];
     bool kicking;

@@ -47,24 +47,15 @@ static int prom_fail(struct prom_parser *p, const char *why)
 const char *prom_type_name(enum prom_type t)
 {
     switch (t) {
-    case PROM_TYPE_NONE:
-        return "";
-    case PROM_TYPE_UNTYPED:
-        return "untyped";
-    case PROM_TYPE_COUNTER:
-        return "counter";
-    case PROM_TYPE_GAUGE:
-        return "gauge";
-    case PROM_TYPE_HISTOGRAM:
-        return "histogram";
-    case PROM_TYPE_GAUGEHISTOGRAM:
-        return "gaugehistogram";
-    case PROM_TYPE_SUMMARY:
-        return "summary";
-    case PROM_TYPE_INFO:
-        return "info";
-    case PROM_TYPE_STATESET:
-        return "stateset";
+    case PROM_TYPE_NONE: return "";
+    case PROM_TYPE_UNTYPED: return "untyped";
+    case PROM_TYPE_COUNTER: return "counter";
+    case PROM_TYPE_GAUGE: return "gauge";
+    case PROM_TYPE_HISTOGRAM: return "histogram";
+    case PROM_TYPE_GAUGEHISTOGRAM: return "gaugehistogram";
+    case PROM_TYPE_SUMMARY: return "summary";
+    case PROM_TYPE_INFO: return "info";
+    case PROM_TYPE_STATESET: return "stateset";
     }
     return "";
 }
@@ -362,8 +353,8 @@ static const char *prom_labels(struct prom_parser *p, const char *s, const char 
             return NULL;
         }
         p->labels[*nlabels].name = span_make(name, (size_t)(name_end - name));
-        p->labels[*nlabels].value = escaped ? prom_unescape(p, &used, s, (size_t)(q - s))
-                                            : span_make(s, (size_t)(q - s));
+        p->labels[*nlabels].value =
+            escaped ? prom_unescape(p, &used, s, (size_t)(q - s)) : span_make(s, (size_t)(q - s));
         (*nlabels)++;
         s = prom_skip_blanks(q + 1, end);
         if (s < end && *s == ',') {
@@ -372,7 +363,8 @@ static const char *prom_labels(struct prom_parser *p, const char *s, const char 
         }
         if (s < end && *s == '}')
             return s + 1;
-        prom_fail(p, s == end ? "unterminated label set" : "expected ',' or '}' after a label value");
+        prom_fail(p,
+                  s == end ? "unterminated label set" : "expected ',' or '}' after a label value");
         return NULL;
     }
 }
@@ -439,12 +431,9 @@ static int prom_line(struct prom_parser *p, const char *s, size_t len)
 static int prom_result(const struct prom_parser *p)
 {
     switch (p->state) {
-    case PROM_ST_LINES:
-        return SPAN_AGAIN;
-    case PROM_ST_ERROR:
-        return SPAN_ERR;
-    default:
-        return SPAN_OK;
+    case PROM_ST_LINES: return SPAN_AGAIN;
+    case PROM_ST_ERROR: return SPAN_ERR;
+    default: return SPAN_OK;
     }
 }
 
@@ -459,8 +448,7 @@ int prom_feed(struct prom_parser *p, struct span in)
         size_t len;
 
         switch (p->state) {
-        case PROM_ST_LINES:
-            break;
+        case PROM_ST_LINES: break;
         case PROM_ST_AFTER_EOF:
             for (; i < in.len; i++) {
                 if (in.p[i] == '\n')
@@ -469,10 +457,8 @@ int prom_feed(struct prom_parser *p, struct span in)
                     return prom_fail(p, "data after # EOF");
             }
             return SPAN_OK;
-        case PROM_ST_FINISHED:
-            return prom_fail(p, "data after the end of the body");
-        default:
-            return prom_result(p);
+        case PROM_ST_FINISHED: return prom_fail(p, "data after the end of the body");
+        default: return prom_result(p);
         }
         nl = memchr(in.p + i, '\n', in.len - i);
         if (nl == NULL) {

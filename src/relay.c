@@ -32,37 +32,37 @@
 #define RELAY_STAGE_MIN 4096
 
 enum relay_state {
-    RELAY_ST_BODY,     /* reading the client's request body */
-    RELAY_ST_QUEUED,   /* every eligible backend is saturated: held in the oq */
-    RELAY_ST_CONNECT,  /* connecting to the backend */
-    RELAY_ST_WAIT,     /* request sent, waiting for the response head */
-    RELAY_ST_STREAM,   /* relaying the response body */
-    RELAY_ST_FLUSH,    /* response complete, client output draining (transient) */
-    RELAY_ST_DONE,     /* accounted; the front frees us */
+    RELAY_ST_BODY,    /* reading the client's request body */
+    RELAY_ST_QUEUED,  /* every eligible backend is saturated: held in the oq */
+    RELAY_ST_CONNECT, /* connecting to the backend */
+    RELAY_ST_WAIT,    /* request sent, waiting for the response head */
+    RELAY_ST_STREAM,  /* relaying the response body */
+    RELAY_ST_FLUSH,   /* response complete, client output draining (transient) */
+    RELAY_ST_DONE,    /* accounted; the front frees us */
 };
 
 struct relay {
-    struct front_conn *fc;        /* borrowed: our owner */
-    struct wrk *w;                /* borrowed */
-    struct bal_backend *be;       /* borrowed, NULL until chosen */
-    struct bufferevent *ubev;     /* owned while connected */
-    struct evbuffer *req;         /* owned: upstream request head, without Host and framing */
-    struct evbuffer *wire;        /* owned: the request as sent to the chosen backend */
-    struct oq_entry *queued;      /* borrowed: our place in the overload queue */
-    struct evbuffer *body;        /* owned: request body as received */
-    struct evbuffer *jbody;       /* owned: non-streamed JSON response kept for analysis */
-    char *stage;                  /* owned: bytes of a partial SSE event */
-    char *held;                   /* owned: a finish event held for the usage chunk */
+    struct front_conn *fc;    /* borrowed: our owner */
+    struct wrk *w;            /* borrowed */
+    struct bal_backend *be;   /* borrowed, NULL until chosen */
+    struct bufferevent *ubev; /* owned while connected */
+    struct evbuffer *req;     /* owned: upstream request head, without Host and framing */
+    struct evbuffer *wire;    /* owned: the request as sent to the chosen backend */
+    struct oq_entry *queued;  /* borrowed: our place in the overload queue */
+    struct evbuffer *body;    /* owned: request body as received */
+    struct evbuffer *jbody;   /* owned: non-streamed JSON response kept for analysis */
+    char *stage;              /* owned: bytes of a partial SSE event */
+    char *held;               /* owned: a finish event held for the usage chunk */
     size_t held_len, held_cap;
     size_t stage_len, stage_cap;
-    struct event *stall_ev;       /* owned */
-    struct h1_parser up;          /* response parser */
+    struct event *stall_ev; /* owned */
+    struct h1_parser up;    /* response parser */
     struct sse_scanner scan;
     struct mtr mtr;
     enum relay_state st;
     enum pitot_err outcome;
     uint64_t t0_us, wall_us;
-    int status;                   /* status sent to the client, 0 until then */
+    int status; /* status sent to the client, 0 until then */
     int64_t req_max_tokens;
     unsigned series;
     bool series_set;
@@ -74,22 +74,22 @@ struct relay {
     bool client_keep;             /* the client allows another request */
     bool client_http10;
     bool is_head;
-    bool req_stream;              /* the request asked for a stream */
-    bool strip_usage;             /* pitot asked for usage: drop the usage-only chunk */
-    bool sse;                     /* response is text/event-stream */
-    bool json;                    /* response is application/json */
-    bool chunked_out;             /* client framing: chunked */
-    bool eof_out;                 /* client framing: close-delimited */
-    bool passthrough;             /* an oversize SSE event is being relayed raw */
-    bool paused;                  /* backend reads off: client output is full */
-    bool up_keep;                 /* the backend allows reuse */
-    bool jbody_over;              /* JSON body larger than we analyse */
+    bool req_stream;  /* the request asked for a stream */
+    bool strip_usage; /* pitot asked for usage: drop the usage-only chunk */
+    bool sse;         /* response is text/event-stream */
+    bool json;        /* response is application/json */
+    bool chunked_out; /* client framing: chunked */
+    bool eof_out;     /* client framing: close-delimited */
+    bool passthrough; /* an oversize SSE event is being relayed raw */
+    bool paused;      /* backend reads off: client output is full */
+    bool up_keep;     /* the backend allows reuse */
+    bool jbody_over;  /* JSON body larger than we analyse */
     size_t in_flight_counted;
     char id[RELAY_ID_MAX + 1];
     char method[16];
     char path[RELAY_PATH_LOG_MAX + 1];
     char req_model[CFG_NAME_MAX];
-    struct relay *next_retired;   /* borrowed link in wrk.retired */
+    struct relay *next_retired; /* borrowed link in wrk.retired */
 };
 
 static void relay_fail(struct relay *r, enum pitot_err e);
@@ -428,8 +428,9 @@ static int relay_wire(struct relay *r)
         return -1;
     evbuffer_add(r->wire, evbuffer_pullup(r->req, -1), hl);
     evbuffer_add_printf(r->wire, "Host: %s\r\n", cfg_backend_authority(r->be->cfg));
-    if (bl || !(span_eq(span_cstr(r->method), "GET") || span_eq(span_cstr(r->method), "HEAD") ||
-                span_eq(span_cstr(r->method), "DELETE") || span_eq(span_cstr(r->method), "OPTIONS")))
+    if (bl ||
+        !(span_eq(span_cstr(r->method), "GET") || span_eq(span_cstr(r->method), "HEAD") ||
+          span_eq(span_cstr(r->method), "DELETE") || span_eq(span_cstr(r->method), "OPTIONS")))
         evbuffer_add_printf(r->wire, "Content-Length: %zu\r\n", bl);
     evbuffer_add(r->wire, "\r\n", 2);
     if (bl)
@@ -505,17 +506,13 @@ static bool relay_route(struct relay *r, bool from_queue)
         r->queued = NULL;
     }
     switch (v) {
-    case BAL_OK:
-        relay_dispatch(r, be);
-        break;
+    case BAL_OK: relay_dispatch(r, be); break;
     case BAL_NO_MODEL:
         if (!from_queue)
             met_add_shed(w->met, r->tier, MET_SHED_NO_MODEL);
         relay_shed(r, MET_SHED_NO_MODEL);
         break;
-    default:
-        relay_fail(r, PITOT_ENO_BACKEND);
-        break;
+    default: relay_fail(r, PITOT_ENO_BACKEND); break;
     }
     return true;
 }
@@ -816,7 +813,8 @@ static void relay_resp_head(struct relay *r)
     }
     if (r->chunked_out)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    evbuffer_add_printf(out, "X-Request-Id: %s\r\n%s\r\n", r->id, keep ? "" : "Connection: close\r\n");
+    evbuffer_add_printf(out, "X-Request-Id: %s\r\n%s\r\n", r->id,
+                        keep ? "" : "Connection: close\r\n");
     sse_scan_init(&r->scan);
     relay_set_state(r, RELAY_ST_STREAM);
     /* Streams may sit in prefill or a queue: only the idle timeout applies. */
@@ -847,8 +845,8 @@ static void relay_resp_done(struct relay *r)
         struct json_resp jr;
         size_t n = evbuffer_get_length(r->jbody);
         memset(&jr, 0, sizeof(jr));
-        if (json_resp_parse(span_make((const char *)evbuffer_pullup(r->jbody, -1), n),
-                            &r->w->toks, &jr) == 0) {
+        if (json_resp_parse(span_make((const char *)evbuffer_pullup(r->jbody, -1), n), &r->w->toks,
+                            &jr) == 0) {
             relay_series(r, jr.model);
             mtr_body(&r->mtr, &jr);
         }
@@ -1032,7 +1030,8 @@ static void relay_fail(struct relay *r, enum pitot_err e)
             relay_release_held(r, span_make(NULL, 0));
             relay_write_chunk(r, r->stage, r->stage_len);
             r->stage_len = 0;
-            n = snprintf(ev, sizeof(ev), "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%d}}\n\n",
+            n = snprintf(ev, sizeof(ev),
+                         "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%d}}\n\n",
                          err_message(e), err_label(e), err_status(e));
             relay_write_chunk(r, ev, (size_t)n);
         }
@@ -1118,9 +1117,10 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
             met_add(met, MET_STALLS, s, r->mtr.stalls);
         if (outcome == PITOT_ECLIENT_CANCEL || outcome == PITOT_ECLIENT_TIMEOUT)
             met_add(met, MET_CLIENT_CANCELS, s, 1);
-        met_add_slo(met, r->tier, outcome == PITOT_EOK && r->status < 400 &&
-                    tier_slo_met(&w->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
-                                 res.completion_tokens));
+        met_add_slo(met, r->tier,
+                    outcome == PITOT_EOK && r->status < 400 &&
+                        tier_slo_met(&w->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
+                                     res.completion_tokens));
     }
     met_model_name(met, r->model, model_name, sizeof(model_name));
     memset(&rec, 0, sizeof(rec));

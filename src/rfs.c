@@ -10,8 +10,8 @@
 /* The phrase list: one allocation, spans into the trailing text block. */
 struct rfs_phrases {
     size_t n;
-    size_t max_len;       /* bytes of the longest phrase */
-    struct span *phrase;  /* owned (inside this allocation) */
+    size_t max_len;      /* bytes of the longest phrase */
+    struct span *phrase; /* owned (inside this allocation) */
 };
 
 static const char *const rfs_defaults[] = {

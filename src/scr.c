@@ -22,19 +22,19 @@
 #define SCR_JSON_MAX (1u << 20)
 
 struct scr_be {
-    struct scr *s;               /* borrowed */
+    struct scr *s; /* borrowed */
     unsigned be;
-    struct event *t_metrics;     /* owned */
-    struct event *t_models;      /* owned */
-    struct hget *g_metrics;      /* owned while running */
-    struct hget *g_models;       /* owned while running */
-    struct hget *g_props;        /* owned while running */
+    struct event *t_metrics; /* owned */
+    struct event *t_models;  /* owned */
+    struct hget *g_metrics;  /* owned while running */
+    struct hget *g_models;   /* owned while running */
+    struct hget *g_props;    /* owned while running */
     bool props_done;
 };
 
 struct scr {
-    struct wrk *w;               /* borrowed */
-    struct scr_be *b;            /* owned */
+    struct wrk *w;    /* borrowed */
+    struct scr_be *b; /* owned */
     size_t n;
 };
 
@@ -45,14 +45,14 @@ static void scr_arm(struct event *ev, unsigned ms)
     evtimer_add(ev, &tv);
 }
 
-static struct hget *scr_get(struct scr_be *sb, const char *path, unsigned timeout_ms,
-                            size_t max, hget_cb cb)
+static struct hget *scr_get(struct scr_be *sb, const char *path, unsigned timeout_ms, size_t max,
+                            hget_cb cb)
 {
     struct wrk *w = sb->s->w;
 
     return hget_start(w->base, (struct sockaddr *)&w->be_addr[sb->be], w->be_addrlen[sb->be],
-                      cfg_backend_authority(&w->cfg->backends[sb->be]), path, timeout_ms, max,
-                      cb, sb);
+                      cfg_backend_authority(&w->cfg->backends[sb->be]), path, timeout_ms, max, cb,
+                      sb);
 }
 
 static void scr_props_done(void *ud, enum hget_result res, int status, struct span body)
@@ -115,8 +115,8 @@ static void scr_metrics_done(void *ud, enum hget_result res, int status, struct 
             met_add_scrape(w->met, sb->be, MET_SCRAPE_OK);
             if (b->flavor == CFG_FLAVOR_LLAMACPP && w->cfg->backends[sb->be].capacity == 0 &&
                 !sb->props_done && sb->g_props == NULL)
-                sb->g_props = scr_get(sb, "/props", w->cfg->scrape_timeout_ms, SCR_JSON_MAX,
-                                      scr_props_done);
+                sb->g_props =
+                    scr_get(sb, "/props", w->cfg->scrape_timeout_ms, SCR_JSON_MAX, scr_props_done);
             oq_kick(w->oq);
         }
     }
@@ -131,8 +131,8 @@ static void scr_metrics_cb(evutil_socket_t fd, short what, void *arg)
 
     if (w->stopping || w->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
         return;
-    sb->g_metrics = scr_get(sb, "/metrics", w->cfg->scrape_timeout_ms, SCR_METRICS_MAX,
-                            scr_metrics_done);
+    sb->g_metrics =
+        scr_get(sb, "/metrics", w->cfg->scrape_timeout_ms, SCR_METRICS_MAX, scr_metrics_done);
     if (sb->g_metrics == NULL) {
         met_add_scrape(w->met, sb->be, MET_SCRAPE_ERROR);
         scr_arm(sb->t_metrics, w->cfg->scrape_interval_ms);
@@ -182,8 +182,8 @@ static void scr_models_cb(evutil_socket_t fd, short what, void *arg)
 
     if (w->stopping)
         return;
-    sb->g_models = scr_get(sb, "/v1/models", w->cfg->scrape_timeout_ms * 4, SCR_JSON_MAX,
-                           scr_models_done);
+    sb->g_models =
+        scr_get(sb, "/v1/models", w->cfg->scrape_timeout_ms * 4, SCR_JSON_MAX, scr_models_done);
     if (sb->g_models == NULL)
         scr_arm(sb->t_models, w->cfg->models_interval_ms);
 }

@@ -18,13 +18,13 @@
 #define UPS_IDLE_MS 4000
 
 struct ups_idle {
-    struct bufferevent *bev;    /* owned */
-    struct ups_pool *pool;      /* borrowed */
+    struct bufferevent *bev; /* owned */
+    struct ups_pool *pool;   /* borrowed */
     TAILQ_ENTRY(ups_idle) link;
 };
 
 struct ups_pool {
-    struct wrk *w;              /* borrowed */
+    struct wrk *w; /* borrowed */
     unsigned be;
     size_t n;
     TAILQ_HEAD(, ups_idle) idle;
@@ -117,7 +117,8 @@ struct bufferevent *ups_conn_new(struct wrk *w, unsigned be)
     bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
-    if (bufferevent_socket_connect(bev, (struct sockaddr *)&w->be_addr[be], w->be_addrlen[be]) < 0) {
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&w->be_addr[be], w->be_addrlen[be]) <
+        0) {
         bufferevent_free(bev);
         return NULL;
     }

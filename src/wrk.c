@@ -53,8 +53,8 @@ static void wrk_reap_cb(evutil_socket_t fd, short what, void *arg)
     relay_reap(w);
 }
 
-static int wrk_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
-                       socklen_t *len, int passive)
+static int wrk_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len,
+                       int passive)
 {
     struct addrinfo hints, *res = NULL;
     char ports[8];

@@ -12,11 +12,11 @@
 /* One finished request. Durations in microseconds, -1 when not measured;
  * token counts -1 when unknown. Strings borrowed, may be NULL (then null). */
 struct alog_rec {
-    struct span id;          /* X-Request-Id */
-    uint64_t wall_us;        /* request start, Unix epoch microseconds */
+    struct span id;   /* X-Request-Id */
+    uint64_t wall_us; /* request start, Unix epoch microseconds */
     struct span method;
-    struct span path;        /* logged up to (not including) any '?' */
-    int status;              /* status sent to the client; 0 if none was sent */
+    struct span path; /* logged up to (not including) any '?' */
+    int status;       /* status sent to the client; 0 if none was sent */
     const char *backend;
     const char *model;
     const char *tier;
@@ -29,13 +29,13 @@ struct alog_rec {
     int64_t prompt_tokens;
     int64_t completion_tokens;
     int64_t cached_tokens;
-    bool tokens_estimated;   /* counted output events, no usage/timings seen */
+    bool tokens_estimated;     /* counted output events, no usage/timings seen */
     const char *finish_reason; /* NULL when none */
     bool refusal;
     bool truncated;
     unsigned stalls;
-    const char *outcome;     /* err_outcome() of the outcome: "ok", "client_cancel", ... */
-    const char *error;       /* err_label() of the failure kind; NULL (null) on success */
+    const char *outcome; /* err_outcome() of the outcome: "ok", "client_cancel", ... */
+    const char *error;   /* err_label() of the failure kind; NULL (null) on success */
 };
 
 /* Formats one line (JSON object + '\n') into buf[0..cap). Field names: id,

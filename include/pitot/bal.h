@@ -23,40 +23,40 @@ struct bal_backend {
     bool loading;                  /* last probe said 503 "Loading model" */
     uint64_t last_probe_us;        /* monotonic time of the last verdict */
     /* load, from the backend's own /metrics */
-    enum cfg_flavor flavor;        /* configured, or detected at the first scrape */
-    unsigned capacity;             /* concurrent requests it runs (>= 1) */
-    uint32_t running, waiting;     /* at the last good scrape */
-    int cache_permille;            /* cache pressure 0..1000, -1 when unknown */
-    uint64_t scraped_us;           /* monotonic time of the last good scrape, 0 never */
-    unsigned dispatched;           /* requests pitot sent it since that scrape */
-    unsigned completed;            /* requests of pitot's that ended since that scrape */
+    enum cfg_flavor flavor;    /* configured, or detected at the first scrape */
+    unsigned capacity;         /* concurrent requests it runs (>= 1) */
+    uint32_t running, waiting; /* at the last good scrape */
+    int cache_permille;        /* cache pressure 0..1000, -1 when unknown */
+    uint64_t scraped_us;       /* monotonic time of the last good scrape, 0 never */
+    unsigned dispatched;       /* requests pitot sent it since that scrape */
+    unsigned completed;        /* requests of pitot's that ended since that scrape */
     /* served models: none known = serves any */
     char models[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX];
     size_t nmodels;
     /* passive health */
-    unsigned fails;                /* consecutive connect failures or 5xx */
-    unsigned ejections;            /* ejections in a row, for the growing time */
-    uint64_t ejected_until_us;     /* monotonic; 0 when not ejected */
+    unsigned fails;            /* consecutive connect failures or 5xx */
+    unsigned ejections;        /* ejections in a row, for the growing time */
+    uint64_t ejected_until_us; /* monotonic; 0 when not ejected */
 };
 
 struct bal {
-    const struct cfg *cfg;         /* borrowed */
-    struct bal_backend *b;         /* owned, n entries */
+    const struct cfg *cfg; /* borrowed */
+    struct bal_backend *b; /* owned, n entries */
     size_t n;
-    unsigned rr;                   /* rotation start for ties and round robin */
+    unsigned rr; /* rotation start for ties and round robin */
 };
 
 enum bal_verdict {
-    BAL_OK,          /* *out is the backend */
-    BAL_SATURATED,   /* every backend that could serve it is full: queue or shed */
-    BAL_NO_MODEL,    /* no backend serves the requested model */
-    BAL_NO_BACKEND,  /* backends serve it, but none is up (or all were tried) */
+    BAL_OK,         /* *out is the backend */
+    BAL_SATURATED,  /* every backend that could serve it is full: queue or shed */
+    BAL_NO_MODEL,   /* no backend serves the requested model */
+    BAL_NO_BACKEND, /* backends serve it, but none is up (or all were tried) */
 };
 
 struct bal_req {
-    struct span model;       /* the request's model after aliasing; len 0: any */
-    uint64_t affinity;       /* session key hash, 0: none */
-    const bool *tried;       /* per backend: already failed for this request; may be NULL */
+    struct span model; /* the request's model after aliasing; len 0: any */
+    uint64_t affinity; /* session key hash, 0: none */
+    const bool *tried; /* per backend: already failed for this request; may be NULL */
 };
 
 /* Builds the table from c->backends. Returns 0 or -PITOT_ENOMEM. */

@@ -25,29 +25,29 @@ enum cfg_flavor {
     CFG_FLAVOR_VLLM,
     CFG_FLAVOR_TGI,
     CFG_FLAVOR_SGLANG,
-    CFG_FLAVOR_OPENAI,   /* any OpenAI-compatible server without metrics */
+    CFG_FLAVOR_OPENAI, /* any OpenAI-compatible server without metrics */
 };
 
 enum cfg_policy {
-    CFG_POLICY_LEAST_BUSY = 0, /* backends' own running+waiting, corrected by pitot's dispatches */
-    CFG_POLICY_LEAST_IN_FLIGHT,/* pitot's own in-flight count only */
+    CFG_POLICY_LEAST_BUSY = 0,  /* backends' own running+waiting, corrected by pitot's dispatches */
+    CFG_POLICY_LEAST_IN_FLIGHT, /* pitot's own in-flight count only */
     CFG_POLICY_ROUND_ROBIN,
 };
 
 enum cfg_affinity {
     CFG_AFFINITY_OFF = 0,
-    CFG_AFFINITY_HEADER,       /* value of affinity_header */
-    CFG_AFFINITY_USER,         /* the request's "user" field */
-    CFG_AFFINITY_PREFIX,       /* hash of the first affinity_prefix_messages messages */
+    CFG_AFFINITY_HEADER, /* value of affinity_header */
+    CFG_AFFINITY_USER,   /* the request's "user" field */
+    CFG_AFFINITY_PREFIX, /* hash of the first affinity_prefix_messages messages */
 };
 
 struct cfg_backend {
-    char name[CFG_NAME_MAX];  /* label value; default "host:port" */
-    char host[CFG_HOST_MAX];  /* from url http://host:port */
-    uint16_t port;            /* default 80 */
+    char name[CFG_NAME_MAX];     /* label value; default "host:port" */
+    char host[CFG_HOST_MAX];     /* from url http://host:port */
+    uint16_t port;               /* default 80 */
     char url[CFG_HOST_MAX + 16]; /* as given, normalised "http://host:port" */
-    enum cfg_flavor flavor;   /* backends[].flavor, default auto */
-    unsigned capacity;        /* backends[].capacity: concurrent requests; 0 = from
+    enum cfg_flavor flavor;      /* backends[].flavor, default auto */
+    unsigned capacity;           /* backends[].capacity: concurrent requests; 0 = from
                                  llama.cpp /props total_slots, else routing.default_capacity */
     char models[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX]; /* backends[].models: served
                                  names; none = learned from its /v1/models */
@@ -61,18 +61,18 @@ struct cfg_apikey {
 
 struct cfg_tier {
     char name[CFG_NAME_MAX];
-    int priority;             /* higher is more important; default tier 0 */
-    unsigned slo_ttft_ms;     /* 0: no TTFT target */
-    unsigned slo_tpot_ms;     /* 0: no TPOT target */
-    unsigned max_queue;       /* requests of this tier held at once (default 64);
+    int priority;         /* higher is more important; default tier 0 */
+    unsigned slo_ttft_ms; /* 0: no TTFT target */
+    unsigned slo_tpot_ms; /* 0: no TPOT target */
+    unsigned max_queue;   /* requests of this tier held at once (default 64);
                                  0: never held */
-    unsigned max_wait_ms;     /* longest a request of this tier is held (default 30000);
+    unsigned max_wait_ms; /* longest a request of this tier is held (default 30000);
                                  0: never held */
 };
 
 struct cfg_alias {
-    char from[CFG_NAME_MAX];  /* a model name clients use */
-    char to[CFG_NAME_MAX];    /* the name a backend serves */
+    char from[CFG_NAME_MAX]; /* a model name clients use */
+    char to[CFG_NAME_MAX];   /* the name a backend serves */
 };
 
 struct cfg {
@@ -90,76 +90,76 @@ struct cfg {
        responses up to max_model_labels, the rest are labelled "other" */
     char models[CFG_MAX_MODELS][CFG_NAME_MAX];
     size_t nmodels;
-    unsigned max_model_labels;      /* default 16 */
+    unsigned max_model_labels; /* default 16 */
 
     /* limits (front door) */
-    size_t max_header_bytes;        /* default 32768: request line + headers; 431 past it */
-    unsigned max_headers;           /* default 100: header fields; 431 past it */
-    size_t max_uri_bytes;           /* default 8192; 414 past it */
-    size_t max_body_bytes;          /* default 16 MiB; 413 past it */
-    unsigned header_timeout_ms;     /* default 10000: whole head must arrive; 408 */
-    unsigned body_timeout_ms;       /* default 60000: gap between body reads; 408 */
-    unsigned keepalive_timeout_ms;  /* default 75000: idle client connection */
-    unsigned max_clients;           /* default 4096 concurrent client connections */
+    size_t max_header_bytes;       /* default 32768: request line + headers; 431 past it */
+    unsigned max_headers;          /* default 100: header fields; 431 past it */
+    size_t max_uri_bytes;          /* default 8192; 414 past it */
+    size_t max_body_bytes;         /* default 16 MiB; 413 past it */
+    unsigned header_timeout_ms;    /* default 10000: whole head must arrive; 408 */
+    unsigned body_timeout_ms;      /* default 60000: gap between body reads; 408 */
+    unsigned keepalive_timeout_ms; /* default 75000: idle client connection */
+    unsigned max_clients;          /* default 4096 concurrent client connections */
 
     /* upstream */
-    unsigned connect_timeout_ms;    /* default 5000 */
+    unsigned connect_timeout_ms;         /* default 5000 */
     unsigned upstream_header_timeout_ms; /* default 600000: allows for llama.cpp queueing */
     unsigned upstream_idle_timeout_ms;   /* default 600000: between body reads when not streaming */
-    unsigned upstream_keepalive;    /* idle upstream connections kept per backend, default 16 */
-    size_t stream_buffer_bytes;     /* default 262144: client output past this pauses the backend */
-    size_t max_event_bytes;         /* default 1048576: largest SSE event analysed */
-    unsigned health_interval_ms;    /* default 2000: active GET /health */
-    unsigned health_timeout_ms;     /* default 1000 */
+    unsigned upstream_keepalive; /* idle upstream connections kept per backend, default 16 */
+    size_t stream_buffer_bytes;  /* default 262144: client output past this pauses the backend */
+    size_t max_event_bytes;      /* default 1048576: largest SSE event analysed */
+    unsigned health_interval_ms; /* default 2000: active GET /health */
+    unsigned health_timeout_ms;  /* default 1000 */
 
     /* measurement */
-    unsigned stall_ms;              /* default 10000: gap counted as a stall */
-    unsigned stall_timeout_ms;      /* default 120000: gap that ends the stream */
-    bool usage_injection;           /* default true: ask for usage, strip it again */
+    unsigned stall_ms;                      /* default 10000: gap counted as a stall */
+    unsigned stall_timeout_ms;              /* default 120000: gap that ends the stream */
+    bool usage_injection;                   /* default true: ask for usage, strip it again */
     char *refusal_phrases[CFG_MAX_PHRASES]; /* owned; nrefusal == 0: defaults */
     size_t nrefusal;
     double buckets[CFG_MAX_BUCKETS]; /* histogram upper bounds, seconds, ascending */
     size_t nbuckets;
 
     /* routing (issue 3) */
-    enum cfg_policy policy;          /* routing.policy, default least_busy */
-    unsigned scrape_interval_ms;     /* routing.scrape_interval, default 500 */
-    unsigned scrape_timeout_ms;      /* routing.scrape_timeout, default 400 */
-    unsigned scrape_stale_ms;        /* routing.scrape_stale, default 2000: older scrapes
+    enum cfg_policy policy;      /* routing.policy, default least_busy */
+    unsigned scrape_interval_ms; /* routing.scrape_interval, default 500 */
+    unsigned scrape_timeout_ms;  /* routing.scrape_timeout, default 400 */
+    unsigned scrape_stale_ms;    /* routing.scrape_stale, default 2000: older scrapes
                                         are not used (pitot's own in-flight count is) */
-    unsigned models_interval_ms;     /* routing.models_interval, default 10000: /v1/models */
-    unsigned dns_interval_ms;        /* routing.dns_interval, default 10000 */
-    unsigned max_addresses;          /* routing.max_addresses per backend name, default 8 */
-    unsigned default_capacity;       /* routing.default_capacity, default 4 */
+    unsigned models_interval_ms; /* routing.models_interval, default 10000: /v1/models */
+    unsigned dns_interval_ms;    /* routing.dns_interval, default 10000 */
+    unsigned max_addresses;      /* routing.max_addresses per backend name, default 8 */
+    unsigned default_capacity;   /* routing.default_capacity, default 4 */
     struct cfg_alias aliases[CFG_MAX_ALIASES]; /* routing.aliases: {from: to} map */
     size_t naliases;
-    bool retry;                      /* routing.retry, default true */
-    unsigned max_waiting;            /* routing.saturation.max_waiting, default 0: a
+    bool retry;                         /* routing.retry, default true */
+    unsigned max_waiting;               /* routing.saturation.max_waiting, default 0: a
                                         backend that would have to queue more is saturated */
-    double max_cache_ratio;          /* routing.saturation.max_cache_ratio, default 0.95 */
-    unsigned max_in_flight;          /* routing.saturation.max_in_flight, default 0 = none */
-    unsigned eject_failures;         /* routing.eject.failures, default 3 (consecutive
+    double max_cache_ratio;             /* routing.saturation.max_cache_ratio, default 0.95 */
+    unsigned max_in_flight;             /* routing.saturation.max_in_flight, default 0 = none */
+    unsigned eject_failures;            /* routing.eject.failures, default 3 (consecutive
                                         connect failures or 5xx); 0: never ejected */
-    unsigned eject_base_ms;          /* routing.eject.base, default 1000; doubles per
+    unsigned eject_base_ms;             /* routing.eject.base, default 1000; doubles per
                                         repeated ejection */
-    unsigned eject_max_ms;           /* routing.eject.max, default 60000 */
-    enum cfg_affinity affinity;      /* routing.affinity.mode, default off */
+    unsigned eject_max_ms;              /* routing.eject.max, default 60000 */
+    enum cfg_affinity affinity;         /* routing.affinity.mode, default off */
     char affinity_header[CFG_NAME_MAX]; /* routing.affinity.header, default X-Session-Id */
-    unsigned affinity_prefix_messages; /* routing.affinity.prefix_messages, default 2 */
-    double affinity_max_load;        /* routing.affinity.max_load, default 1.25 (bounded
+    unsigned affinity_prefix_messages;  /* routing.affinity.prefix_messages, default 2 */
+    double affinity_max_load;           /* routing.affinity.max_load, default 1.25 (bounded
                                         load: moved when above this x the average) */
 
     /* overload queue and tiers (issue 3) */
-    unsigned queue_max;              /* queue.max_depth: all tiers, default 256 */
-    char tier_header[CFG_NAME_MAX];  /* tier_header: trusted header naming a tier; "" off */
+    unsigned queue_max;                   /* queue.max_depth: all tiers, default 256 */
+    char tier_header[CFG_NAME_MAX];       /* tier_header: trusted header naming a tier; "" off */
     struct cfg_apikey keys[CFG_MAX_KEYS]; /* tiers[].keys / tiers[].key_sha256; no
                                         digest twice; replaced with the tiers list */
     unsigned char key_tier[CFG_MAX_KEYS]; /* tier index of keys[i] */
     size_t nkeys;
 
     /* output */
-    char access_log[1024];          /* "" or "-": stdout */
-    int log_level;                  /* 0 error, 1 warn, 2 info (default), 3 debug */
+    char access_log[1024]; /* "" or "-": stdout */
+    int log_level;         /* 0 error, 1 warn, 2 info (default), 3 debug */
 };
 
 /* Fills every field with its default (no backends). */
@@ -174,8 +174,8 @@ void cfg_release(struct cfg *c);
 int cfg_load_file(struct cfg *c, const char *path, char *err, size_t errlen);
 
 /* The same from a buffer; `name` stands for PATH in messages. */
-int cfg_load_buffer(struct cfg *c, const char *name, const char *buf, size_t len,
-                    char *err, size_t errlen);
+int cfg_load_buffer(struct cfg *c, const char *name, const char *buf, size_t len, char *err,
+                    size_t errlen);
 
 /* Adds a backend from a URL "http://host[:port]" (trailing '/' allowed; no
  * path, query, userinfo or https yet). Returns 0 or -1 with a message. */

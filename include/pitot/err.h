@@ -5,6 +5,7 @@
 
 /*  X(NAME,              status, "label",             "outcome",        "message to the client")
  * label: metric `kind` and access-log `error`; outcome: access-log `outcome`. */
+/* clang-format off */
 #define PITOT_ERR_LIST(X)                                                                          \
     X(OK,                 200, "ok",                 "ok",             "ok")                        \
     X(NOMEM,              500, "no_memory",          "internal_error", "out of memory")             \
@@ -28,12 +29,13 @@
     X(STALL_TIMEOUT,      504, "stall_timeout",      "stall_timeout",  "backend stream stalled")    \
     X(CLIENT_CANCEL,      499, "client_cancel",      "client_cancel",  "client closed the connection") \
     X(CLIENT_TIMEOUT,     408, "client_timeout",     "client_timeout", "client stopped reading")
+/* clang-format on */
 
 enum pitot_err {
 #define PITOT_ERR_ENUM(name, status, label, outcome, msg) PITOT_E##name,
     PITOT_ERR_LIST(PITOT_ERR_ENUM)
 #undef PITOT_ERR_ENUM
-    PITOT_E__COUNT
+        PITOT_E__COUNT
 };
 
 /* Actions return 0 or the negated kind: return -PITOT_EBAD_REQUEST. */

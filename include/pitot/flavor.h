@@ -14,10 +14,10 @@
 
 /* A backend's load from one scrape. */
 struct flv_load {
-    bool valid;          /* at least one load signal was found */
-    double running;      /* requests being processed, summed over series (engines, ranks) */
-    double waiting;      /* requests queued, summed */
-    double cache_ratio;  /* cache pressure 0..1 (max over series), -1 if the flavor has none */
+    bool valid;         /* at least one load signal was found */
+    double running;     /* requests being processed, summed over series (engines, ranks) */
+    double waiting;     /* requests queued, summed */
+    double cache_ratio; /* cache pressure 0..1 (max over series), -1 if the flavor has none */
 };
 
 /* Which server wrote this /metrics body, from its metric names: the first

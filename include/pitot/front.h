@@ -30,14 +30,14 @@ enum front_state {
 };
 
 struct front_conn {
-    struct wrk *w;               /* borrowed */
-    struct bufferevent *bev;     /* owned */
-    struct event *timer;         /* owned: idle, header and body timeouts */
-    struct relay *rl;            /* owned: the request in progress, or NULL */
+    struct wrk *w;           /* borrowed */
+    struct bufferevent *bev; /* owned */
+    struct event *timer;     /* owned: idle, header and body timeouts */
+    struct relay *rl;        /* owned: the request in progress, or NULL */
     struct h1_parser hp;
     enum front_state st;
-    char peer[64];               /* client address, for X-Forwarded-For and logs */
-    unsigned nreq;               /* requests served on this connection */
+    char peer[64]; /* client address, for X-Forwarded-For and logs */
+    unsigned nreq; /* requests served on this connection */
     TAILQ_ENTRY(front_conn) link;
 };
 
@@ -54,16 +54,16 @@ void front_relay_done(struct front_conn *fc, bool keep_alive);
 /* Writes the head of a locally generated response with Content-Length `len`;
  * the caller adds exactly len body bytes (none for HEAD requests). extra:
  * NULL or more header lines, each ending in CRLF. */
-void front_reply_head(struct front_conn *fc, int status, const char *content_type,
-                      size_t len, bool close, const char *extra);
+void front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
+                      bool close, const char *extra);
 
 /* Ends the connection once everything written so far reached the socket. */
 void front_close_after_flush(struct front_conn *fc);
 
 /* Writes a complete locally generated response. close: the connection ends
  * after it is flushed. body may be NULL when len is 0. */
-void front_reply(struct front_conn *fc, int status, const char *content_type,
-                 const char *body, size_t len, bool close);
+void front_reply(struct front_conn *fc, int status, const char *content_type, const char *body,
+                 size_t len, bool close);
 
 /* Writes an OpenAI-style JSON error reply for `e` (status from the table). */
 void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close);

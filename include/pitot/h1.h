@@ -18,10 +18,10 @@
 enum h1_kind { H1_REQUEST, H1_RESPONSE };
 
 enum h1_result {
-    H1_AGAIN = 0,  /* all input consumed; feed more */
-    H1_HEAD,       /* the head is complete: msg fields valid */
-    H1_DONE,       /* the message (head and body) is complete */
-    H1_ERROR,      /* malformed: see h1_parser.err and .reason */
+    H1_AGAIN = 0, /* all input consumed; feed more */
+    H1_HEAD,      /* the head is complete: msg fields valid */
+    H1_DONE,      /* the message (head and body) is complete */
+    H1_ERROR,     /* malformed: see h1_parser.err and .reason */
 };
 
 struct h1_header {
@@ -36,40 +36,40 @@ typedef int (*h1_body_cb)(void *ud, struct span body);
 /* The parsed head. Every span points into the bytes passed to the h1_execute()
  * call that returned H1_HEAD: the caller keeps them intact while it uses them. */
 struct h1_msg {
-    struct span method;       /* requests */
-    struct span url;          /* requests: origin-form target */
-    int status;               /* responses */
+    struct span method; /* requests */
+    struct span url;    /* requests: origin-form target */
+    int status;         /* responses */
     unsigned http_major, http_minor;
     struct h1_header headers[H1_MAX_HEADERS];
     unsigned nheaders;
-    int64_t content_length;   /* -1 when absent */
-    bool chunked;             /* Transfer-Encoding: chunked */
-    bool keep_alive;          /* llhttp's verdict from version + Connection */
-    bool expect_continue;     /* Expect: 100-continue */
-    struct span host;         /* Host header value (requests), len 0 if absent */
+    int64_t content_length; /* -1 when absent */
+    bool chunked;           /* Transfer-Encoding: chunked */
+    bool keep_alive;        /* llhttp's verdict from version + Connection */
+    bool expect_continue;   /* Expect: 100-continue */
+    struct span host;       /* Host header value (requests), len 0 if absent */
 };
 
 struct h1_limits {
-    unsigned max_headers;     /* <= H1_MAX_HEADERS */
+    unsigned max_headers; /* <= H1_MAX_HEADERS */
     size_t max_uri_bytes;
 };
 
 struct h1_parser {
-    llhttp_t llh;                /* private */
-    llhttp_settings_t settings;  /* private */
+    llhttp_t llh;               /* private */
+    llhttp_settings_t settings; /* private */
     enum h1_kind kind;
     struct h1_limits lim;
     h1_body_cb on_body;
     void *ud;
-    int phase;                   /* private: 0 head, 1 body, 2 done */
-    bool no_body;                /* private: see h1_expect_no_body() */
-    bool cur_value;              /* private: last data callback was a value */
-    bool done_pending;           /* private: H1_DONE owed after H1_HEAD */
-    unsigned n_cl;               /* private: Content-Length fields seen */
-    unsigned n_host;             /* private: Host fields seen */
+    int phase;         /* private: 0 head, 1 body, 2 done */
+    bool no_body;      /* private: see h1_expect_no_body() */
+    bool cur_value;    /* private: last data callback was a value */
+    bool done_pending; /* private: H1_DONE owed after H1_HEAD */
+    unsigned n_cl;     /* private: Content-Length fields seen */
+    unsigned n_host;   /* private: Host fields seen */
     struct h1_msg msg;
-    enum pitot_err err;          /* with H1_ERROR: the kind (status to answer) */
-    const char *reason;          /* with H1_ERROR: static text for logs */
+    enum pitot_err err; /* with H1_ERROR: the kind (status to answer) */
+    const char *reason; /* with H1_ERROR: static text for logs */
 };
 
 /* Prepares p for a first message. lim may be NULL (128 headers, 8 KiB URI). */

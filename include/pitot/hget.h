@@ -12,10 +12,10 @@ struct event_base;
 struct hget;
 
 enum hget_result {
-    HGET_OK,         /* a complete response (any status) */
-    HGET_CONNECT,    /* connection refused or reset before the response */
-    HGET_TIMEOUT,    /* no complete response within the timeout */
-    HGET_PROTOCOL,   /* malformed response, or the body passed the cap */
+    HGET_OK,       /* a complete response (any status) */
+    HGET_CONNECT,  /* connection refused or reset before the response */
+    HGET_TIMEOUT,  /* no complete response within the timeout */
+    HGET_PROTOCOL, /* malformed response, or the body passed the cap */
 };
 
 /* Called once. status and body are valid with HGET_OK (body borrowed, only

@@ -17,7 +17,7 @@ struct json_tok; /* = jsmntok_t; opaque so that callers need not include jsmn */
 
 /* Caller-provided token storage. */
 struct json_toks {
-    void *tok;   /* borrowed: array of `cap` jsmntok_t; see json_toks_size() */
+    void *tok; /* borrowed: array of `cap` jsmntok_t; see json_toks_size() */
     size_t cap;
 };
 
@@ -26,9 +26,9 @@ size_t json_toks_size(size_t n);
 
 enum json_finish {
     JSON_FINISH_NONE = 0,
-    JSON_FINISH_STOP,           /* "stop", TGI "eos_token"/"stop_sequence", native stop_type eos/word */
-    JSON_FINISH_LENGTH,         /* "length", native stop_type "limit" */
-    JSON_FINISH_TOOL_CALLS,     /* "tool_calls" / "function_call" */
+    JSON_FINISH_STOP,       /* "stop", TGI "eos_token"/"stop_sequence", native stop_type eos/word */
+    JSON_FINISH_LENGTH,     /* "length", native stop_type "limit" */
+    JSON_FINISH_TOOL_CALLS, /* "tool_calls" / "function_call" */
     JSON_FINISH_CONTENT_FILTER, /* "content_filter" */
     JSON_FINISH_ERROR,          /* "error" */
     JSON_FINISH_OTHER,          /* any other string */
@@ -41,30 +41,30 @@ const char *json_finish_label(enum json_finish f);
  * Formats: OpenAI chat/completions chunks and bodies (llama.cpp, vLLM, TGI,
  * SGLang, OpenAI), llama.cpp native /completion, TGI native /generate_stream. */
 struct json_resp {
-    bool valid;              /* parsed as a JSON object */
-    bool has_output;         /* carries generated output: non-empty delta.content,
+    bool valid;                  /* parsed as a JSON object */
+    bool has_output;             /* carries generated output: non-empty delta.content,
                                 delta.reasoning_content (or vLLM's "reasoning"),
                                 delta.tool_calls, delta.refusal, choices[].text,
                                 message.* likewise (non-streaming), native
                                 "content", TGI token.text of a non-special token;
                                 null and "" are not output */
-    bool has_refusal;        /* non-empty delta.refusal / message.refusal */
-    bool choices_empty;      /* "choices":[] (the usage-only chunk) */
-    bool is_error;           /* top-level "error" key, not null */
-    bool has_usage;          /* usage object with numbers (not null), or TGI
+    bool has_refusal;            /* non-empty delta.refusal / message.refusal */
+    bool choices_empty;          /* "choices":[] (the usage-only chunk) */
+    bool is_error;               /* top-level "error" key, not null */
+    bool has_usage;              /* usage object with numbers (not null), or TGI
                                 native details.generated_tokens */
-    int64_t prompt_tokens;   /* usage.prompt_tokens (TGI details.input_length), or -1 */
-    int64_t completion_tokens; /* usage.completion_tokens (TGI details.generated_tokens), or -1 */
-    int64_t cached_tokens;   /* usage.prompt_tokens_details.cached_tokens, or -1 */
-    bool has_timings;        /* llama.cpp timings object */
+    int64_t prompt_tokens;       /* usage.prompt_tokens (TGI details.input_length), or -1 */
+    int64_t completion_tokens;   /* usage.completion_tokens (TGI details.generated_tokens), or -1 */
+    int64_t cached_tokens;       /* usage.prompt_tokens_details.cached_tokens, or -1 */
+    bool has_timings;            /* llama.cpp timings object */
     int64_t timings_prompt_n;    /* or -1 */
     int64_t timings_predicted_n; /* or -1 */
     int64_t timings_cache_n;     /* or -1 */
-    enum json_finish finish; /* first non-null finish_reason in choices, or
+    enum json_finish finish;     /* first non-null finish_reason in choices, or
                                 native stop_type when "stop":true, or TGI
                                 details.finish_reason; "" counts as none */
-    struct span model;       /* "model" string, raw (escapes undecoded), borrowed */
-    struct span text;        /* the output string token's raw bytes (still
+    struct span model;           /* "model" string, raw (escapes undecoded), borrowed */
+    struct span text;            /* the output string token's raw bytes (still
                                 JSON-escaped), borrowed, for refusal matching:
                                 the first choice's delta.refusal, else
                                 delta.content, else text, else message.refusal,
@@ -81,12 +81,12 @@ int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *ou
 
 /* What pitot needs from a request body. */
 struct json_req {
-    bool valid;               /* parsed as a JSON object */
-    bool stream;              /* "stream": true */
-    bool has_include_usage;   /* stream_options.include_usage present */
-    bool include_usage;       /* ... and true */
-    int64_t max_tokens;       /* max_tokens, max_completion_tokens or n_predict; -1 if absent */
-    struct span model;        /* raw "model" string, borrowed; len 0 if absent */
+    bool valid;             /* parsed as a JSON object */
+    bool stream;            /* "stream": true */
+    bool has_include_usage; /* stream_options.include_usage present */
+    bool include_usage;     /* ... and true */
+    int64_t max_tokens;     /* max_tokens, max_completion_tokens or n_predict; -1 if absent */
+    struct span model;      /* raw "model" string, borrowed; len 0 if absent */
 };
 
 /* Parses a request body. Returns 0, or -1 when it is not a JSON object (as for

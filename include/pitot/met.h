@@ -18,6 +18,7 @@ struct evbuffer;
 struct cfg;
 
 /* Label sets (each a fixed tuple of label names). */
+/* clang-format off */
 #define MET_LABELS_LIST(X)                                  \
     X(BMTC, "backend,model,tier,code")                      \
     X(BMT,  "backend,model,tier")                           \
@@ -81,6 +82,7 @@ struct cfg;
       "Requests shed before reaching a backend, by reason")                                  \
     X(SLO_REQUESTS, "pitot_slo_requests_total", COUNTER, TM,                                 \
       "Requests measured against the tier's SLO; met is true if TTFT and TPOT targets held")
+/* clang-format on */
 
 enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
 
@@ -88,43 +90,43 @@ enum met_labels {
 #define MET_LABELS_ENUM(id, names) MET_L_##id,
     MET_LABELS_LIST(MET_LABELS_ENUM)
 #undef MET_LABELS_ENUM
-    MET_L__COUNT
+        MET_L__COUNT
 };
 
 enum met_id {
 #define MET_ID_ENUM(id, name, type, labels, help) MET_##id,
     MET_LIST(MET_ID_ENUM)
 #undef MET_ID_ENUM
-    MET__COUNT
+        MET__COUNT
 };
 
 /* pitot_backend_scrapes_total{result}: X(ID, label value). */
-#define MET_SCRAPE_LIST(X)                                                                   \
-    X(OK, "ok")                     /* parsed and applied */                                 \
-    X(ERROR, "error")               /* connect failure, reset or non-200 status */           \
-    X(TIMEOUT, "timeout")           /* no complete answer within scrape_timeout */           \
-    X(PARSE_ERROR, "parse_error")   /* answered, but not metrics pitot understands */
+#define MET_SCRAPE_LIST(X)                                                                         \
+    X(OK, "ok")                   /* parsed and applied */                                         \
+    X(ERROR, "error")             /* connect failure, reset or non-200 status */                   \
+    X(TIMEOUT, "timeout")         /* no complete answer within scrape_timeout */                   \
+    X(PARSE_ERROR, "parse_error") /* answered, but not metrics pitot understands */
 
 enum met_scrape {
 #define MET_SCRAPE_ENUM(id, label) MET_SCRAPE_##id,
     MET_SCRAPE_LIST(MET_SCRAPE_ENUM)
 #undef MET_SCRAPE_ENUM
-    MET_SCRAPE__COUNT
+        MET_SCRAPE__COUNT
 };
 
 /* pitot_shed_total{reason}: X(ID, label value). */
-#define MET_SHED_LIST(X)                                                                     \
-    X(QUEUE_FULL, "queue_full")     /* tier's or overall queue limit reached on arrival */   \
-    X(MAX_WAIT, "max_wait")         /* held longer than the tier's max_wait */               \
-    X(EVICTED, "evicted")           /* displaced by a request of a higher tier */            \
-    X(CLIENT_GONE, "client_gone")   /* the client left while queued */                       \
-    X(NO_MODEL, "no_model")         /* no backend serves the requested model */
+#define MET_SHED_LIST(X)                                                                           \
+    X(QUEUE_FULL, "queue_full")   /* tier's or overall queue limit reached on arrival */           \
+    X(MAX_WAIT, "max_wait")       /* held longer than the tier's max_wait */                       \
+    X(EVICTED, "evicted")         /* displaced by a request of a higher tier */                    \
+    X(CLIENT_GONE, "client_gone") /* the client left while queued */                               \
+    X(NO_MODEL, "no_model")       /* no backend serves the requested model */
 
 enum met_shed {
 #define MET_SHED_ENUM(id, label) MET_SHED_##id,
     MET_SHED_LIST(MET_SHED_ENUM)
 #undef MET_SHED_ENUM
-    MET_SHED__COUNT
+        MET_SHED__COUNT
 };
 
 /* The model label value for names beyond the table. */

@@ -16,8 +16,8 @@
 
 /* Family types from `# TYPE name type`. */
 enum prom_type {
-    PROM_TYPE_NONE = 0,      /* the sample is not in the family of the last TYPE line */
-    PROM_TYPE_UNTYPED,       /* "untyped" (0.0.4) or "unknown" (OpenMetrics) */
+    PROM_TYPE_NONE = 0, /* the sample is not in the family of the last TYPE line */
+    PROM_TYPE_UNTYPED,  /* "untyped" (0.0.4) or "unknown" (OpenMetrics) */
     PROM_TYPE_COUNTER,
     PROM_TYPE_GAUGE,
     PROM_TYPE_HISTOGRAM,
@@ -43,14 +43,14 @@ struct prom_sample {
     struct span name;                /* metric name, e.g. "vllm:num_requests_running" */
     const struct prom_label *labels; /* nlabels entries, in the order written */
     size_t nlabels;
-    double value;                    /* NaN, +Inf and -Inf included */
+    double value; /* NaN, +Inf and -Inf included */
     bool has_timestamp;
-    double timestamp;                /* as written: milliseconds in 0.0.4, seconds in OpenMetrics */
-    enum prom_type type;             /* TYPE of the last `# TYPE` family when this
+    double timestamp;    /* as written: milliseconds in 0.0.4, seconds in OpenMetrics */
+    enum prom_type type; /* TYPE of the last `# TYPE` family when this
                                         sample belongs to it (the family name itself or
                                         it plus _bucket, _sum, _count, _total, _created,
                                         _gsum, _gcount or _info), else PROM_TYPE_NONE */
-    unsigned line;                   /* 1-based line number */
+    unsigned line;       /* 1-based line number */
 };
 
 /* Called once per sample. Return 0 to go on, non-zero to stop parsing: the
@@ -60,19 +60,19 @@ typedef int (*prom_sample_cb)(void *ud, const struct prom_sample *s);
 /* Parser state: embed it, prom_init() it, feed it with prom_feed(), end the
  * body with prom_finish(). It holds no pointer into itself between calls. */
 struct prom_parser {
-    int state;                 /* private: enum prom_state in prom.c */
-    unsigned line;             /* 1-based number of the line being read */
-    bool eof;                  /* OpenMetrics "# EOF" seen */
-    const char *err;           /* after SPAN_ERR: static reason, else NULL */
-    unsigned err_line;         /* after SPAN_ERR: 1-based line of the error */
+    int state;         /* private: enum prom_state in prom.c */
+    unsigned line;     /* 1-based number of the line being read */
+    bool eof;          /* OpenMetrics "# EOF" seen */
+    const char *err;   /* after SPAN_ERR: static reason, else NULL */
+    unsigned err_line; /* after SPAN_ERR: 1-based line of the error */
     prom_sample_cb cb;
-    void *ud;                  /* borrowed: passed to cb */
-    enum prom_type family_type;   /* private: TYPE of the last family */
-    size_t family_len;            /* private: 0 when none is remembered */
-    char family[PROM_FAMILY_MAX]; /* private */
-    size_t buf_len;               /* private: bytes of an unfinished line */
-    char buf[PROM_LINE_MAX];      /* private: a line split across feeds */
-    char vals[PROM_LINE_MAX];     /* private: unescaped label values of one line */
+    void *ud;                                  /* borrowed: passed to cb */
+    enum prom_type family_type;                /* private: TYPE of the last family */
+    size_t family_len;                         /* private: 0 when none is remembered */
+    char family[PROM_FAMILY_MAX];              /* private */
+    size_t buf_len;                            /* private: bytes of an unfinished line */
+    char buf[PROM_LINE_MAX];                   /* private: a line split across feeds */
+    char vals[PROM_LINE_MAX];                  /* private: unescaped label values of one line */
     struct prom_label labels[PROM_LABELS_MAX]; /* private */
 };
 

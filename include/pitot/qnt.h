@@ -7,10 +7,10 @@
 #include <stdint.h>
 
 struct qnt_p2 {
-    uint64_t n;        /* samples seen */
-    double q[5];       /* marker heights */
-    double np[5];      /* desired marker positions */
-    int64_t pos[5];    /* actual marker positions */
+    uint64_t n;     /* samples seen */
+    double q[5];    /* marker heights */
+    double np[5];   /* desired marker positions */
+    int64_t pos[5]; /* actual marker positions */
 };
 
 /* Starts an estimator of the median. */

@@ -29,7 +29,7 @@ struct rfs_match {
     size_t len;                   /* bytes in win */
     size_t chars;                 /* code points in win */
     bool matched;
-    char win[RFS_WINDOW_BYTES];   /* lower-cased decoded output so far */
+    char win[RFS_WINDOW_BYTES]; /* lower-cased decoded output so far */
 };
 
 /* ph may be NULL: nothing ever matches. */

@@ -15,9 +15,9 @@ struct span {
 
 /* Results of resumable parsers (nginx NGX_AGAIN style). */
 enum span_result {
-    SPAN_OK = 0,     /* a unit (event, head, document) is complete */
-    SPAN_AGAIN = 1,  /* all input consumed, need more bytes */
-    SPAN_ERR = -1,   /* malformed input; the parser state is dead */
+    SPAN_OK = 0,    /* a unit (event, head, document) is complete */
+    SPAN_AGAIN = 1, /* all input consumed, need more bytes */
+    SPAN_ERR = -1,  /* malformed input; the parser state is dead */
 };
 
 static inline struct span span_make(const char *p, size_t len)

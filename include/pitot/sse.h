@@ -45,14 +45,14 @@ bool sse_scan_partial(const struct sse_scanner *s);
 
 /* What one complete event holds. */
 struct sse_event {
-    struct span data;   /* the data field: borrowed from the event bytes when it
+    struct span data;  /* the data field: borrowed from the event bytes when it
                            came in one `data:` line, else from the caller's
                            scratch buffer (lines joined by "\n") */
-    struct span name;   /* the `event:` field, len 0 when absent (borrowed) */
-    bool has_data;      /* at least one data line */
-    bool comment_only;  /* only `:` comment lines (a keep-alive ping) */
-    bool done;          /* data is exactly "[DONE]" */
-    bool truncated;     /* multi-line data did not fit the scratch buffer */
+    struct span name;  /* the `event:` field, len 0 when absent (borrowed) */
+    bool has_data;     /* at least one data line */
+    bool comment_only; /* only `:` comment lines (a keep-alive ping) */
+    bool done;         /* data is exactly "[DONE]" */
+    bool truncated;    /* multi-line data did not fit the scratch buffer */
 };
 
 /* Decodes a complete event (the exact bytes sse_scan() delimited, terminator

@@ -28,28 +28,28 @@ struct scr;
 struct relay;
 
 struct wrk {
-    struct event_base *base;        /* owned */
-    const struct cfg *cfg;          /* borrowed */
-    const struct rfs_phrases *rfs;  /* borrowed: shared, immutable */
-    struct alog *alog;              /* borrowed: shared, one write(2) per line */
-    struct met_registry *met;       /* owned */
-    struct bal bal;                 /* owned */
-    struct ups_pool *pools;         /* owned: one per backend */
-    struct hc *hc;                  /* owned: health checks */
-    struct oq *oq;                  /* owned: overload queue */
-    struct scr *scr;                /* owned: backend metric scrapers */
-    struct evconnlistener *lst;     /* owned */
+    struct event_base *base;          /* owned */
+    const struct cfg *cfg;            /* borrowed */
+    const struct rfs_phrases *rfs;    /* borrowed: shared, immutable */
+    struct alog *alog;                /* borrowed: shared, one write(2) per line */
+    struct met_registry *met;         /* owned */
+    struct bal bal;                   /* owned */
+    struct ups_pool *pools;           /* owned: one per backend */
+    struct hc *hc;                    /* owned: health checks */
+    struct oq *oq;                    /* owned: overload queue */
+    struct scr *scr;                  /* owned: backend metric scrapers */
+    struct evconnlistener *lst;       /* owned */
     struct sockaddr_storage *be_addr; /* owned: resolved backend addresses */
-    socklen_t *be_addrlen;          /* owned */
-    struct json_toks toks;          /* owned scratch for JSON parsing */
-    char *scratch;                  /* owned: multi-line SSE data, max_event_bytes */
+    socklen_t *be_addrlen;            /* owned */
+    struct json_toks toks;            /* owned scratch for JSON parsing */
+    char *scratch;                    /* owned: multi-line SSE data, max_event_bytes */
     size_t scratch_cap;
     TAILQ_HEAD(, front_conn) conns; /* live client connections (borrowed links) */
     TAILQ_HEAD(, front_conn) reap;  /* closed, freed by reap_ev */
     struct event *reap_ev;          /* owned */
     struct relay *retired;          /* owned: relays to free, see relay_retire() */
     unsigned nconns;
-    uint64_t rng;                   /* xorshift state for request ids */
+    uint64_t rng; /* xorshift state for request ids */
     bool stopping;
 };
 

@@ -159,8 +159,9 @@ int flv_load_parse(enum cfg_flavor f, struct span body, struct flv_load *out, ch
     memset(&a, 0, sizeof(a));
     a.d = flv_dialect_of(f);
     if (a.d == NULL && f != CFG_FLAVOR_OPENAI) {
-        flv_err(err, errlen, f == CFG_FLAVOR_AUTO ? "flavor auto: detect the flavor first"
-                                                  : "unknown flavor", 0);
+        flv_err(err, errlen,
+                f == CFG_FLAVOR_AUTO ? "flavor auto: detect the flavor first" : "unknown flavor",
+                0);
         return -1;
     }
     if (prom_parse(&p, body, flv_load_sample, &a) != SPAN_OK) {
@@ -221,8 +222,8 @@ int flv_models_parse(struct span body, struct json_toks *toks,
     m.n = 0;
     m.cb = cb;
     m.ud = ud;
-    if (json_paths_visit(body, toks, paths, sizeof(paths) / sizeof(paths[0]), flv_model_name,
-                         &m) < 0)
+    if (json_paths_visit(body, toks, paths, sizeof(paths) / sizeof(paths[0]), flv_model_name, &m) <
+        0)
         return -1;
     return (int)m.n;
 }

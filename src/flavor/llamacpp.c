@@ -8,6 +8,9 @@ static const struct flv_signal llamacpp_signals[] = {
 };
 
 const struct flv_dialect flv_dialect_llamacpp = {
-    CFG_FLAVOR_LLAMACPP, "llamacpp", "llamacpp:",
-    llamacpp_signals, sizeof(llamacpp_signals) / sizeof(llamacpp_signals[0]),
+    CFG_FLAVOR_LLAMACPP,
+    "llamacpp",
+    "llamacpp:",
+    llamacpp_signals,
+    sizeof(llamacpp_signals) / sizeof(llamacpp_signals[0]),
 };

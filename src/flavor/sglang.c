@@ -9,6 +9,9 @@ static const struct flv_signal sglang_signals[] = {
 };
 
 const struct flv_dialect flv_dialect_sglang = {
-    CFG_FLAVOR_SGLANG, "sglang", "sglang:",
-    sglang_signals, sizeof(sglang_signals) / sizeof(sglang_signals[0]),
+    CFG_FLAVOR_SGLANG,
+    "sglang",
+    "sglang:",
+    sglang_signals,
+    sizeof(sglang_signals) / sizeof(sglang_signals[0]),
 };

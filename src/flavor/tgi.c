@@ -11,6 +11,5 @@ static const struct flv_signal tgi_signals[] = {
 };
 
 const struct flv_dialect flv_dialect_tgi = {
-    CFG_FLAVOR_TGI, "tgi", "tgi_",
-    tgi_signals, sizeof(tgi_signals) / sizeof(tgi_signals[0]),
+    CFG_FLAVOR_TGI, "tgi", "tgi_", tgi_signals, sizeof(tgi_signals) / sizeof(tgi_signals[0]),
 };

@@ -11,6 +11,5 @@ static const struct flv_signal vllm_signals[] = {
 };
 
 const struct flv_dialect flv_dialect_vllm = {
-    CFG_FLAVOR_VLLM, "vllm", "vllm:",
-    vllm_signals, sizeof(vllm_signals) / sizeof(vllm_signals[0]),
+    CFG_FLAVOR_VLLM, "vllm", "vllm:", vllm_signals, sizeof(vllm_signals) / sizeof(vllm_signals[0]),
 };

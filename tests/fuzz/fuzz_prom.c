@@ -33,7 +33,7 @@ static void mix(struct digest *d, const void *p, size_t len)
 
     for (i = 0; i < len; i++)
         d->h = (d->h ^ b[i]) * 1099511628211ull; /* FNV-1a */
-    d->h = (d->h ^ 0xff) * 1099511628211ull;   /* field separator */
+    d->h = (d->h ^ 0xff) * 1099511628211ull;     /* field separator */
 }
 
 static bool within(struct span s, const char *p, size_t size)
@@ -44,8 +44,8 @@ static bool within(struct span s, const char *p, size_t size)
 /* Every span lies in the input, the line buffer or the label storage. */
 static bool span_ok(struct span s, const struct digest *d)
 {
-    return s.len == 0 || within(s, d->in, d->size) ||
-           within(s, parser.buf, sizeof(parser.buf)) || within(s, parser.vals, sizeof(parser.vals));
+    return s.len == 0 || within(s, d->in, d->size) || within(s, parser.buf, sizeof(parser.buf)) ||
+           within(s, parser.vals, sizeof(parser.vals));
 }
 
 static int on_sample(void *ud, const struct prom_sample *s)
@@ -53,8 +53,8 @@ static int on_sample(void *ud, const struct prom_sample *s)
     struct digest *d = ud;
     size_t i;
 
-    if (s->name.len == 0 || !span_ok(s->name, d) || s->nlabels > PROM_LABELS_MAX ||
-        s->line == 0 || (s->has_timestamp && !isfinite(s->timestamp)))
+    if (s->name.len == 0 || !span_ok(s->name, d) || s->nlabels > PROM_LABELS_MAX || s->line == 0 ||
+        (s->has_timestamp && !isfinite(s->timestamp)))
         abort();
     mix(d, s->name.p, s->name.len);
     for (i = 0; i < s->nlabels; i++) {

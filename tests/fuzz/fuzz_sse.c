@@ -50,8 +50,8 @@ static void check_event(struct span ev, char *big, size_t bigcap)
     /* Joined data never outgrows the event's own bytes. */
     if (a.truncated || a.data.len > ev.len)
         abort();
-    if (a.has_data != b.has_data || a.comment_only != b.comment_only ||
-        a.name.len != b.name.len || (a.comment_only && a.has_data))
+    if (a.has_data != b.has_data || a.comment_only != b.comment_only || a.name.len != b.name.len ||
+        (a.comment_only && a.has_data))
         abort();
     if (a.done != (a.has_data && span_eq(a.data, "[DONE]")))
         abort();

@@ -31,8 +31,8 @@ enum load_slot_state {
 
 /* Legal moves; load_slot_abort() may leave any state. */
 static const unsigned load_slot_moves[LOAD_SLOT__COUNT] = {
-    [LOAD_SLOT_IDLE] = LOAD_BIT(LOAD_SLOT_CONNECTING) | LOAD_BIT(LOAD_SLOT_SENDING) |
-                       LOAD_BIT(LOAD_SLOT_FAILING),
+    [LOAD_SLOT_IDLE] =
+        LOAD_BIT(LOAD_SLOT_CONNECTING) | LOAD_BIT(LOAD_SLOT_SENDING) | LOAD_BIT(LOAD_SLOT_FAILING),
     [LOAD_SLOT_CONNECTING] = LOAD_BIT(LOAD_SLOT_SENDING) | LOAD_BIT(LOAD_SLOT_IDLE),
     [LOAD_SLOT_SENDING] = LOAD_BIT(LOAD_SLOT_HEAD) | LOAD_BIT(LOAD_SLOT_CONNECTING) |
                           LOAD_BIT(LOAD_SLOT_FAILING) | LOAD_BIT(LOAD_SLOT_IDLE),
@@ -43,44 +43,44 @@ static const unsigned load_slot_moves[LOAD_SLOT__COUNT] = {
 };
 
 struct load_slot {
-    struct load_run *run;         /* borrowed */
+    struct load_run *run; /* borrowed */
     unsigned index;
     enum load_slot_state state;
-    struct bufferevent *bev;      /* owned; NULL without a connection */
-    struct event *timer;          /* owned: the per-request timeout */
-    struct event *defer;          /* owned: reports a failure found inside a call */
+    struct bufferevent *bev; /* owned; NULL without a connection */
+    struct event *timer;     /* owned: the per-request timeout */
+    struct event *defer;     /* owned: reports a failure found inside a call */
     enum load_err defer_err;
 
     /* The request. */
-    uint64_t n;                   /* request number */
-    char *req;                    /* owned: request bytes, kept for one retry */
+    uint64_t n; /* request number */
+    char *req;  /* owned: request bytes, kept for one retry */
     size_t req_len;
-    bool reused;                  /* sent on a kept-alive connection */
-    bool retried;                 /* already resent once on a fresh connection */
-    bool got_bytes;               /* a response byte arrived on this connection */
-    uint64_t t_send_us;           /* request fully written; 0 before */
-    uint64_t t_read_us;           /* the current read callback's arrival time */
-    uint64_t t_last_us;           /* arrival of the last response byte */
-    uint64_t t_prev_out_us;       /* arrival of the previous output event */
+    bool reused;            /* sent on a kept-alive connection */
+    bool retried;           /* already resent once on a fresh connection */
+    bool got_bytes;         /* a response byte arrived on this connection */
+    uint64_t t_send_us;     /* request fully written; 0 before */
+    uint64_t t_read_us;     /* the current read callback's arrival time */
+    uint64_t t_last_us;     /* arrival of the last response byte */
+    uint64_t t_prev_out_us; /* arrival of the previous output event */
 
     /* The response. */
     struct h1_parser h1;
-    int status;                   /* 0 before the head */
-    bool keep_alive;              /* the head allows reuse */
-    bool is_sse;                  /* Content-Type: text/event-stream */
-    bool reusable;                /* complete, keep-alive, nothing trailing */
-    enum load_err body_err;       /* why on_body stopped the parser */
+    int status;             /* 0 before the head */
+    bool keep_alive;        /* the head allows reuse */
+    bool is_sse;            /* Content-Type: text/event-stream */
+    bool reusable;          /* complete, keep-alive, nothing trailing */
+    enum load_err body_err; /* why on_body stopped the parser */
     struct sse_scanner sse;
-    char *ev;                     /* owned: an SSE event split across reads */
+    char *ev; /* owned: an SSE event split across reads */
     size_t ev_len, ev_cap;
-    char *body;                   /* owned: a non-SSE body */
+    char *body; /* owned: a non-SSE body */
     size_t body_len, body_cap;
-    bool saw_done;                /* data: [DONE] */
-    bool saw_error_event;         /* an event with a top-level "error" */
-    uint64_t events;              /* output-carrying events */
+    bool saw_done;        /* data: [DONE] */
+    bool saw_error_event; /* an event with a top-level "error" */
+    uint64_t events;      /* output-carrying events */
     bool has_ttft;
     uint64_t ttft_us;
-    struct load_vec gaps;         /* inter-output-event gaps, microseconds */
+    struct load_vec gaps;                     /* inter-output-event gaps, microseconds */
     int64_t prompt_tokens, completion_tokens; /* -1 unknown */
     enum json_finish finish;
 };
@@ -340,7 +340,8 @@ static void load_slot_note(struct load_slot *s, const struct json_resp *jr, bool
     } else if (jr->has_timings) {
         /* llama.cpp native: prompt_n excludes the cached prefix. */
         if (jr->timings_prompt_n >= 0)
-            s->prompt_tokens = jr->timings_prompt_n + (jr->timings_cache_n > 0 ? jr->timings_cache_n : 0);
+            s->prompt_tokens =
+                jr->timings_prompt_n + (jr->timings_cache_n > 0 ? jr->timings_cache_n : 0);
         if (jr->timings_predicted_n >= 0)
             s->completion_tokens = jr->timings_predicted_n;
     }
@@ -588,9 +589,7 @@ static void load_on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     switch (s->state) {
-    case LOAD_SLOT_CONNECTING:
-        load_slot_finish(s, LOAD_ECONNECT);
-        return;
+    case LOAD_SLOT_CONNECTING: load_slot_finish(s, LOAD_ECONNECT); return;
     case LOAD_SLOT_SENDING:
     case LOAD_SLOT_HEAD:
         if (!load_slot_retry(s))
@@ -607,8 +606,7 @@ static void load_on_event(struct bufferevent *bev, short what, void *arg)
             load_slot_finish(s, LOAD_ERESET);
         }
         return;
-    default:
-        return;
+    default: return;
     }
 }
 

@@ -17,10 +17,10 @@
 #include "pitot/sse.h"
 
 #define LOAD_MAX_HEADERS 64
-#define LOAD_HEAD_MAX_BYTES (64u * 1024u)      /* response head cap */
-#define LOAD_EVENT_MAX_BYTES (1024u * 1024u)   /* one SSE event cap */
+#define LOAD_HEAD_MAX_BYTES (64u * 1024u)         /* response head cap */
+#define LOAD_EVENT_MAX_BYTES (1024u * 1024u)      /* one SSE event cap */
 #define LOAD_BODY_MAX_BYTES (16u * 1024u * 1024u) /* non-stream body cap */
-#define LOAD_SCRATCH_BYTES (256u * 1024u)      /* multi-line SSE data join */
+#define LOAD_SCRATCH_BYTES (256u * 1024u)         /* multi-line SSE data join */
 #define LOAD_JSON_TOKENS 4096
 #define LOAD_MAX_PROMPT_TOKENS 1000000u
 #define LOAD_MAX_CONCURRENCY 100000u
@@ -29,21 +29,21 @@
 enum { LOAD_EXIT_OK = 0, LOAD_EXIT_SETUP = 1, LOAD_EXIT_USAGE = 2 };
 
 /* How a request failed: X(NAME, "label in --json and the summary"). */
-#define LOAD_ERR_LIST(X)                                                      \
-    X(NONE,                 "")                                               \
-    X(CONNECT,              "connect")              /* TCP connect failed */  \
-    X(TIMEOUT,              "timeout")              /* --timeout elapsed */   \
-    X(RESET,                "reset")                /* closed/reset before a response */ \
-    X(HTTP_STATUS,          "http_status")          /* status not 2xx */      \
-    X(UPSTREAM_ERROR_EVENT, "upstream_error_event") /* a top-level "error" object */ \
-    X(INCOMPLETE,           "incomplete")           /* cut short, or no [DONE] */ \
-    X(PROTOCOL,             "protocol")             /* malformed HTTP, over a cap */
+#define LOAD_ERR_LIST(X)                                                                           \
+    X(NONE, "")                                                                                    \
+    X(CONNECT, "connect")                           /* TCP connect failed */                       \
+    X(TIMEOUT, "timeout")                           /* --timeout elapsed */                        \
+    X(RESET, "reset")                               /* closed/reset before a response */           \
+    X(HTTP_STATUS, "http_status")                   /* status not 2xx */                           \
+    X(UPSTREAM_ERROR_EVENT, "upstream_error_event") /* a top-level "error" object */               \
+    X(INCOMPLETE, "incomplete")                     /* cut short, or no [DONE] */                  \
+    X(PROTOCOL, "protocol")                         /* malformed HTTP, over a cap */
 
 enum load_err {
 #define LOAD_ERR_ENUM(name, label) LOAD_E##name,
     LOAD_ERR_LIST(LOAD_ERR_ENUM)
 #undef LOAD_ERR_ENUM
-    LOAD_E__COUNT
+        LOAD_E__COUNT
 };
 
 /* Label for an error kind ("" for NONE). */
@@ -58,28 +58,28 @@ enum load_api {
 
 /* Parsed command line. Strings are borrowed from argv or static. */
 struct load_opts {
-    char host[256];             /* as written, without IPv6 brackets */
-    char port[8];               /* decimal */
-    char host_header[272];      /* Host: value */
-    const char *path;           /* borrowed; request target */
+    char host[256];        /* as written, without IPv6 brackets */
+    char port[8];          /* decimal */
+    char host_header[272]; /* Host: value */
+    const char *path;      /* borrowed; request target */
     enum load_api api;
-    bool openai_route;          /* path under /v1/: a stream must end in [DONE] */
-    unsigned concurrency;       /* max requests in flight */
-    uint64_t requests;          /* total, when !use_duration */
+    bool openai_route;    /* path under /v1/: a stream must end in [DONE] */
+    unsigned concurrency; /* max requests in flight */
+    uint64_t requests;    /* total, when !use_duration */
     bool use_duration;
-    uint64_t duration_us;       /* with use_duration */
-    unsigned prompt_tokens;     /* content is 4 * prompt_tokens bytes */
+    uint64_t duration_us;   /* with use_duration */
+    unsigned prompt_tokens; /* content is 4 * prompt_tokens bytes */
     unsigned max_tokens;
     bool stream;
-    const char *json_path;      /* NULL: no per-request lines */
+    const char *json_path; /* NULL: no per-request lines */
     const char *model;
-    bool open_loop;             /* --rate given */
-    double rate_per_s;          /* with open_loop */
+    bool open_loop;    /* --rate given */
+    double rate_per_s; /* with open_loop */
     uint64_t seed;
     const char *headers[LOAD_MAX_HEADERS]; /* "Name: value", borrowed */
     unsigned nheaders;
     bool include_usage;
-    uint64_t timeout_us;        /* per request, connect to last byte */
+    uint64_t timeout_us; /* per request, connect to last byte */
     bool quiet;
 };
 
@@ -102,7 +102,7 @@ int load_req_build(const struct load_opts *o, uint64_t n, char **out, size_t *ou
 
 /* A growable array of microsecond samples. */
 struct load_vec {
-    uint64_t *v;   /* owned */
+    uint64_t *v; /* owned */
     size_t n, cap;
 };
 
@@ -119,20 +119,20 @@ uint64_t load_pct(const uint64_t *v, size_t n, double pct);
 /* What one finished request measured. Times in microseconds; 0 = unset where
  * the matching has_* flag is false. */
 struct load_result {
-    uint64_t n;                 /* request number, from 1 */
-    int status;                 /* 0: no response head */
+    uint64_t n; /* request number, from 1 */
+    int status; /* 0: no response head */
     enum load_err err;
     bool has_ttft;
     uint64_t ttft_us;
     bool has_e2e;
     uint64_t e2e_us;
-    bool measured_events;       /* streamed as SSE: events/ITL meaningful */
-    uint64_t events;            /* output-carrying events */
-    uint64_t *gaps_us;          /* borrowed: inter-event gaps, ngaps of them;
+    bool measured_events; /* streamed as SSE: events/ITL meaningful */
+    uint64_t events;      /* output-carrying events */
+    uint64_t *gaps_us;    /* borrowed: inter-event gaps, ngaps of them;
                                    load_stats_add() reorders them */
     size_t ngaps;
-    int64_t prompt_tokens;      /* -1 unknown */
-    int64_t completion_tokens;  /* -1 unknown */
+    int64_t prompt_tokens;     /* -1 unknown */
+    int64_t completion_tokens; /* -1 unknown */
     enum json_finish finish;
 };
 
@@ -141,7 +141,7 @@ struct load_stats {
     struct load_vec ttft_us, e2e_us, itl_us; /* ok requests only */
     uint64_t ok, failed, late;
     uint64_t by_err[LOAD_E__COUNT];
-    uint64_t by_status[600];    /* HTTP_STATUS failures by code */
+    uint64_t by_status[600];                  /* HTTP_STATUS failures by code */
     int64_t prompt_tokens, completion_tokens; /* summed over ok requests */
 };
 
@@ -151,8 +151,8 @@ int load_stats_add(struct load_stats *st, FILE *json, long pid, bool stream,
                    const struct load_result *r);
 
 /* Prints the summary; only its last line when quiet. */
-void load_stats_print(struct load_stats *st, FILE *out, uint64_t duration_us,
-                      bool open_loop, bool interrupted, bool quiet);
+void load_stats_print(struct load_stats *st, FILE *out, uint64_t duration_us, bool open_loop,
+                      bool interrupted, bool quiet);
 
 void load_stats_release(struct load_stats *st);
 

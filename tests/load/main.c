@@ -56,7 +56,8 @@ int main(int argc, char **argv)
     if (o.json_path) {
         json = fopen(o.json_path, "w");
         if (json == NULL) {
-            fprintf(stderr, "pitot-load: cannot open --json %s: %s\n", o.json_path, strerror(errno));
+            fprintf(stderr, "pitot-load: cannot open --json %s: %s\n", o.json_path,
+                    strerror(errno));
             goto out;
         }
     }

@@ -144,7 +144,8 @@ static void load_classify_path(struct load_opts *o)
 {
     size_t n = strcspn(o->path, "?#");
 
-#define LOAD_ENDS(lit) (n >= sizeof(lit) - 1 && memcmp(o->path + n - (sizeof(lit) - 1), lit, sizeof(lit) - 1) == 0)
+#define LOAD_ENDS(lit)                                                                             \
+    (n >= sizeof(lit) - 1 && memcmp(o->path + n - (sizeof(lit) - 1), lit, sizeof(lit) - 1) == 0)
     if (LOAD_ENDS("/chat/completions"))
         o->api = LOAD_API_CHAT;
     else if (LOAD_ENDS("/completions"))

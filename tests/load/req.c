@@ -24,7 +24,7 @@ double load_rand_unit(uint64_t *state)
 
 /* A growable byte string; every append reports allocation failure. */
 struct load_str {
-    char *p;      /* owned */
+    char *p; /* owned */
     size_t len, cap;
 };
 
@@ -56,7 +56,8 @@ static int load_str_add(struct load_str *s, const char *p, size_t n)
     return 0;
 }
 
-static int load_str_printf(struct load_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int load_str_printf(struct load_str *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static int load_str_printf(struct load_str *s, const char *fmt, ...)
 {
@@ -108,10 +109,10 @@ static int load_str_json(struct load_str *s, const char *v)
 static int load_str_filler(struct load_str *s, uint64_t seed, uint64_t n, size_t bytes)
 {
     static const char *const words[] = {
-        "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "river",
-        "stone", "light", "paper", "window", "garden", "silver", "engine",
-        "market", "orange", "planet", "signal", "bridge", "forest", "number",
-        "cloud", "metric", "stream", "token", "latency", "server", "proxy",
+        "the",    "quick",  "brown",  "fox",     "jumps",  "over",   "lazy",   "dog",
+        "river",  "stone",  "light",  "paper",   "window", "garden", "silver", "engine",
+        "market", "orange", "planet", "signal",  "bridge", "forest", "number", "cloud",
+        "metric", "stream", "token",  "latency", "server", "proxy",
     };
     uint64_t st = seed ^ (n * UINT64_C(0xd1b54a32d192ed03));
     size_t end = s->len + bytes;

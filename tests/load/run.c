@@ -11,32 +11,32 @@
 #include "pitot/clock.h"
 
 struct load_run {
-    const struct load_opts *opts;  /* borrowed */
-    struct event_base *base;       /* borrowed */
+    const struct load_opts *opts; /* borrowed */
+    struct event_base *base;      /* borrowed */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    FILE *json;                    /* borrowed; NULL without --json */
+    FILE *json; /* borrowed; NULL without --json */
     long pid;
-    struct load_slot **slots;      /* owned: opts->concurrency of them */
-    unsigned *idle;                /* owned: idle slot indices, a LIFO so the
+    struct load_slot **slots; /* owned: opts->concurrency of them */
+    unsigned *idle;           /* owned: idle slot indices, a LIFO so the
                                       warmest kept-alive connection goes first */
     unsigned nidle;
-    struct json_toks toks;         /* toks.tok owned; one loop thread shares it */
-    char *scratch;                 /* owned: LOAD_SCRATCH_BYTES, shared likewise */
+    struct json_toks toks; /* toks.tok owned; one loop thread shares it */
+    char *scratch;         /* owned: LOAD_SCRATCH_BYTES, shared likewise */
     struct load_stats stats;
-    uint64_t next_n;               /* request numbers handed out */
-    uint64_t arrivals;             /* open loop: arrivals so far */
-    uint64_t late_pending;         /* open loop: arrivals waiting for a slot */
-    unsigned busy;                 /* slots with a request */
-    bool closed;                   /* no more arrivals/starts (count, deadline) */
-    bool interrupted;              /* SIGINT */
+    uint64_t next_n;       /* request numbers handed out */
+    uint64_t arrivals;     /* open loop: arrivals so far */
+    uint64_t late_pending; /* open loop: arrivals waiting for a slot */
+    unsigned busy;         /* slots with a request */
+    bool closed;           /* no more arrivals/starts (count, deadline) */
+    bool interrupted;      /* SIGINT */
     bool finished;
-    int status;                    /* -1 after an allocation failure */
+    int status; /* -1 after an allocation failure */
     uint64_t prng;
     uint64_t t_start_us, t_end_us;
-    uint64_t next_arrival_us;      /* open loop: absolute, so gaps don't drift */
-    struct event *arrival;         /* owned: open-loop arrival timer */
-    struct event *deadline;        /* owned: --duration timer */
+    uint64_t next_arrival_us; /* open loop: absolute, so gaps don't drift */
+    struct event *arrival;    /* owned: open-loop arrival timer */
+    struct event *deadline;   /* owned: --duration timer */
 };
 
 const struct load_opts *load_run_opts(const struct load_run *run)
@@ -223,8 +223,8 @@ struct load_run *load_run_new(struct event_base *base, const struct load_opts *o
     run->idle = calloc(o->concurrency, sizeof(*run->idle));
     run->arrival = evtimer_new(base, load_on_arrival, run);
     run->deadline = evtimer_new(base, load_on_deadline, run);
-    if (run->toks.tok == NULL || run->scratch == NULL || run->slots == NULL || run->idle == NULL || run->arrival == NULL ||
-        run->deadline == NULL) {
+    if (run->toks.tok == NULL || run->scratch == NULL || run->slots == NULL || run->idle == NULL ||
+        run->arrival == NULL || run->deadline == NULL) {
         load_run_free(run);
         return NULL;
     }

@@ -20,24 +20,26 @@
 static void sim_usage(FILE *f)
 {
     fprintf(f,
-        "usage: pitot-sim [options]\n"
-        "  --flavor NAME                 llamacpp, vllm, tgi or sglang: routes, streams, /metrics (llamacpp)\n"
-        "  --listen HOST:PORT            listen address (127.0.0.1:18081; port 0 picks one)\n"
-        "  --slots N                     concurrent requests; more wait FIFO (2)\n"
-        "  --model NAME                  model name in responses (llamacpp: small; vllm, tgi,\n"
-        "                                sglang: their fixtures' Hugging Face ids)\n"
-        "  --prefill-tokens-per-s R      prompt processing speed (200)\n"
-        "  --tokens-per-s R              decode speed, one token per event (40)\n"
-        "  --jitter F                    inter-token interval factor in [1-F,1+F] (0)\n"
-        "  --seed N                      output text and jitter seed (1)\n"
-        "  --ctx N                       per-slot context in tokens (2048)\n"
-        "  --sse-ping-interval-ms MS     ':' comment after MS without a token; -1 off\n"
-        "                                (llamacpp 30000, tgi 15000, vllm and sglang off)\n"
-        "  --stall-after K --stall-ms MS pause MS once after K tokens of each stream\n"
-        "  --die-after K                 close the connection abruptly after K tokens\n"
-        "  --refuse                      answers begin with a refusal\n"
-        "  --fail-status CODE            completion requests get CODE with an error body\n"
-        "  --loading-ms MS               answer 503 (the flavor's loading error) for MS after start\n");
+            "usage: pitot-sim [options]\n"
+            "  --flavor NAME                 llamacpp, vllm, tgi or sglang: routes, streams, "
+            "/metrics (llamacpp)\n"
+            "  --listen HOST:PORT            listen address (127.0.0.1:18081; port 0 picks one)\n"
+            "  --slots N                     concurrent requests; more wait FIFO (2)\n"
+            "  --model NAME                  model name in responses (llamacpp: small; vllm, tgi,\n"
+            "                                sglang: their fixtures' Hugging Face ids)\n"
+            "  --prefill-tokens-per-s R      prompt processing speed (200)\n"
+            "  --tokens-per-s R              decode speed, one token per event (40)\n"
+            "  --jitter F                    inter-token interval factor in [1-F,1+F] (0)\n"
+            "  --seed N                      output text and jitter seed (1)\n"
+            "  --ctx N                       per-slot context in tokens (2048)\n"
+            "  --sse-ping-interval-ms MS     ':' comment after MS without a token; -1 off\n"
+            "                                (llamacpp 30000, tgi 15000, vllm and sglang off)\n"
+            "  --stall-after K --stall-ms MS pause MS once after K tokens of each stream\n"
+            "  --die-after K                 close the connection abruptly after K tokens\n"
+            "  --refuse                      answers begin with a refusal\n"
+            "  --fail-status CODE            completion requests get CODE with an error body\n"
+            "  --loading-ms MS               answer 503 (the flavor's loading error) for MS after "
+            "start\n");
 }
 
 static int sim_num(const char *name, const char *v, double lo, double hi, double *out)
@@ -48,7 +50,8 @@ static int sim_num(const char *name, const char *v, double lo, double hi, double
     errno = 0;
     d = strtod(v, &end);
     if (errno || end == v || *end != '\0' || d < lo || d > hi) {
-        fprintf(stderr, "pitot-sim: --%s: expected a number in [%g, %g], got '%s'\n", name, lo, hi, v);
+        fprintf(stderr, "pitot-sim: --%s: expected a number in [%g, %g], got '%s'\n", name, lo, hi,
+                v);
         return -1;
     }
     *out = d;
@@ -63,8 +66,8 @@ static int sim_int(const char *name, const char *v, long long lo, long long hi, 
     errno = 0;
     n = strtoll(v, &end, 10);
     if (errno || end == v || *end != '\0' || n < lo || n > hi) {
-        fprintf(stderr, "pitot-sim: --%s: expected an integer in [%lld, %lld], got '%s'\n", name, lo,
-                hi, v);
+        fprintf(stderr, "pitot-sim: --%s: expected an integer in [%lld, %lld], got '%s'\n", name,
+                lo, hi, v);
         return -1;
     }
     *out = n;
@@ -72,13 +75,30 @@ static int sim_int(const char *name, const char *v, long long lo, long long hi, 
 }
 
 enum {
-    OPT_LISTEN = 256, OPT_SLOTS, OPT_MODEL, OPT_PREFILL, OPT_TPS, OPT_JITTER, OPT_SEED, OPT_CTX,
-    OPT_PING, OPT_STALL_AFTER, OPT_STALL_MS, OPT_DIE_AFTER, OPT_REFUSE, OPT_FAIL, OPT_LOADING,
-    OPT_FLAVOR, OPT_HELP,
+    OPT_LISTEN = 256,
+    OPT_SLOTS,
+    OPT_MODEL,
+    OPT_PREFILL,
+    OPT_TPS,
+    OPT_JITTER,
+    OPT_SEED,
+    OPT_CTX,
+    OPT_PING,
+    OPT_STALL_AFTER,
+    OPT_STALL_MS,
+    OPT_DIE_AFTER,
+    OPT_REFUSE,
+    OPT_FAIL,
+    OPT_LOADING,
+    OPT_FLAVOR,
+    OPT_HELP,
 };
 
 static const struct sim_flavor *const sim_flavors[] = {
-    &sim_flavor_llamacpp, &sim_flavor_vllm, &sim_flavor_tgi, &sim_flavor_sglang,
+    &sim_flavor_llamacpp,
+    &sim_flavor_vllm,
+    &sim_flavor_tgi,
+    &sim_flavor_sglang,
 };
 
 static const struct sim_flavor *sim_flavor_find(const char *name)
@@ -157,19 +177,13 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
         case OPT_PREFILL:
             rc = sim_num("prefill-tokens-per-s", optarg, 1e-3, 1e9, &cf->prefill_tps);
             break;
-        case OPT_TPS:
-            rc = sim_num("tokens-per-s", optarg, 1e-3, 1e6, &cf->decode_tps);
-            break;
-        case OPT_JITTER:
-            rc = sim_num("jitter", optarg, 0, 1, &cf->jitter);
-            break;
+        case OPT_TPS: rc = sim_num("tokens-per-s", optarg, 1e-3, 1e6, &cf->decode_tps); break;
+        case OPT_JITTER: rc = sim_num("jitter", optarg, 0, 1, &cf->jitter); break;
         case OPT_SEED:
             rc = sim_int("seed", optarg, 0, LLONG_MAX, &n);
             cf->seed = (uint64_t)n;
             break;
-        case OPT_CTX:
-            rc = sim_int("ctx", optarg, 1, 1 << 24, &cf->ctx_tokens);
-            break;
+        case OPT_CTX: rc = sim_int("ctx", optarg, 1, 1 << 24, &cf->ctx_tokens); break;
         case OPT_PING:
             rc = sim_int("sse-ping-interval-ms", optarg, -1, 86400000, &cf->ping_ms);
             ping_set = true;
@@ -177,37 +191,26 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
         case OPT_STALL_AFTER:
             rc = sim_int("stall-after", optarg, 0, 1 << 24, &cf->stall_after);
             break;
-        case OPT_STALL_MS:
-            rc = sim_int("stall-ms", optarg, 0, 86400000, &cf->stall_ms);
-            break;
-        case OPT_DIE_AFTER:
-            rc = sim_int("die-after", optarg, 0, 1 << 24, &cf->die_after);
-            break;
-        case OPT_REFUSE:
-            cf->refuse = true;
-            break;
+        case OPT_STALL_MS: rc = sim_int("stall-ms", optarg, 0, 86400000, &cf->stall_ms); break;
+        case OPT_DIE_AFTER: rc = sim_int("die-after", optarg, 0, 1 << 24, &cf->die_after); break;
+        case OPT_REFUSE: cf->refuse = true; break;
         case OPT_FAIL:
             rc = sim_int("fail-status", optarg, 400, 599, &n);
             cf->fail_status = (int)n;
             break;
-        case OPT_LOADING:
-            rc = sim_int("loading-ms", optarg, 0, 86400000, &cf->loading_ms);
-            break;
+        case OPT_LOADING: rc = sim_int("loading-ms", optarg, 0, 86400000, &cf->loading_ms); break;
         case OPT_FLAVOR:
             *fl = sim_flavor_find(optarg);
             if (*fl == NULL) {
-                fprintf(stderr, "pitot-sim: --flavor: expected llamacpp, vllm, tgi or sglang, got '%s'\n",
+                fprintf(stderr,
+                        "pitot-sim: --flavor: expected llamacpp, vllm, tgi or sglang, got '%s'\n",
                         optarg);
                 rc = -1;
             }
             break;
         case OPT_HELP:
-        case 'h':
-            sim_usage(stdout);
-            exit(0);
-        default:
-            sim_usage(stderr);
-            rc = -1;
+        case 'h': sim_usage(stdout); exit(0);
+        default: sim_usage(stderr); rc = -1;
         }
     }
     if (rc == 0 && optind < argc) {
@@ -243,8 +246,8 @@ static int sim_split_listen(const char *s, char *host, size_t hcap, char *port, 
     return 0;
 }
 
-static void sim_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                          void *arg)
+static void sim_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
 {
     (void)l;
     (void)sa;
@@ -293,8 +296,9 @@ static struct evconnlistener *sim_listen(struct sim_srv *s)
         fprintf(stderr, "pitot-sim: --listen %s: %s\n", s->conf.listen, gai_strerror(rc));
         return NULL;
     }
-    l = evconnlistener_new_bind(s->base, sim_accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                128, ai->ai_addr, (int)ai->ai_addrlen);
+    l = evconnlistener_new_bind(s->base, sim_accept_cb, s,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128, ai->ai_addr,
+                                (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (l == NULL) {
         fprintf(stderr, "pitot-sim: cannot listen on %s: %s\n", s->conf.listen, strerror(errno));
@@ -343,7 +347,8 @@ int main(int argc, char **argv)
     }
     sig_term = evsignal_new(srv.base, SIGTERM, sim_signal_cb, srv.base);
     sig_int = evsignal_new(srv.base, SIGINT, sim_signal_cb, srv.base);
-    if (sig_term && sig_int && evsignal_add(sig_term, NULL) == 0 && evsignal_add(sig_int, NULL) == 0) {
+    if (sig_term && sig_int && evsignal_add(sig_term, NULL) == 0 &&
+        evsignal_add(sig_int, NULL) == 0) {
         l = sim_listen(&srv);
         if (l) {
             event_base_dispatch(srv.base);

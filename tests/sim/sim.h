@@ -17,9 +17,9 @@
 
 #include "pitot/span.h"
 
-#define SIM_MODEL_MAX 128   /* bytes of --model, with NUL */
-#define SIM_PATH_MAX 2048   /* bytes of a request target we keep, with NUL */
-#define SIM_ORIGIN_MAX 256  /* bytes of an Origin header we echo, with NUL */
+#define SIM_MODEL_MAX 128  /* bytes of --model, with NUL */
+#define SIM_PATH_MAX 2048  /* bytes of a request target we keep, with NUL */
+#define SIM_ORIGIN_MAX 256 /* bytes of an Origin header we echo, with NUL */
 
 /* Command-line configuration. Durations in ms, rates in tokens/s. */
 struct sim_conf {
@@ -51,13 +51,13 @@ struct sim_stats {
 
 /* Server-side counters behind /metrics, named after llama.cpp's. */
 struct sim_counters {
-    uint64_t prompt_tokens;     /* prompt tokens processed (prefill ended) */
-    uint64_t prompt_us;         /* time spent in prefill */
-    uint64_t predicted_tokens;  /* output tokens of finished requests */
-    uint64_t predicted_us;      /* decode time of finished requests */
-    uint64_t n_decode;          /* prefill steps + tokens: one "decode" each */
-    uint64_t busy_sum;          /* busy slots summed over decode steps */
-    uint64_t n_tokens_max;      /* largest prompt + output seen */
+    uint64_t prompt_tokens;    /* prompt tokens processed (prefill ended) */
+    uint64_t prompt_us;        /* time spent in prefill */
+    uint64_t predicted_tokens; /* output tokens of finished requests */
+    uint64_t predicted_us;     /* decode time of finished requests */
+    uint64_t n_decode;         /* prefill steps + tokens: one "decode" each */
+    uint64_t busy_sum;         /* busy slots summed over decode steps */
+    uint64_t n_tokens_max;     /* largest prompt + output seen */
     /* since the previous /metrics scrape (llama.cpp resets these) */
     uint64_t bucket_prompt_tokens;
     uint64_t bucket_prompt_us;
@@ -103,13 +103,13 @@ struct sim_req {
     enum sim_ep ep;
     bool stream;
     bool include_usage;
-    bool details;           /* TGI native: "parameters":{"details":true} */
-    uint64_t num;           /* request number, 1-based, in arrival order */
-    uint64_t seed;          /* text seed: --seed + num */
-    uint64_t jitter_rng;    /* PRNG state for inter-token jitter */
-    char id[48];            /* "chatcmpl-" + 32 alphanumerics; flavors may rewrite it */
-    uint64_t created_s;     /* Unix seconds at arrival ("created" of some flavors) */
-    int route;              /* flavor-private: which route took the request */
+    bool details;        /* TGI native: "parameters":{"details":true} */
+    uint64_t num;        /* request number, 1-based, in arrival order */
+    uint64_t seed;       /* text seed: --seed + num */
+    uint64_t jitter_rng; /* PRNG state for inter-token jitter */
+    char id[48];         /* "chatcmpl-" + 32 alphanumerics; flavors may rewrite it */
+    uint64_t created_s;  /* Unix seconds at arrival ("created" of some flavors) */
+    int route;           /* flavor-private: which route took the request */
     int64_t prompt_tokens;
     int64_t max_tokens;     /* as requested; -1 when absent */
     int64_t n_max;          /* tokens this request will produce */
@@ -124,7 +124,7 @@ struct sim_req {
     uint64_t last_write_us; /* latest bytes on the stream (for pings) */
     char *prompt_json;      /* owned: native prompt, still JSON-escaped */
     size_t prompt_json_len;
-    struct event *timer;    /* owned: the one timer driving this request */
+    struct event *timer; /* owned: the one timer driving this request */
     TAILQ_ENTRY(sim_req) queue;
 };
 
@@ -132,9 +132,9 @@ TAILQ_HEAD(sim_req_list, sim_req);
 
 /* A slot: what /slots reports. */
 struct sim_slot {
-    struct sim_req *req;   /* borrowed; NULL when idle */
-    bool used;             /* served a task before (long /slots object) */
-    uint64_t id_task;      /* last task's number */
+    struct sim_req *req; /* borrowed; NULL when idle */
+    bool used;           /* served a task before (long /slots object) */
+    uint64_t id_task;    /* last task's number */
     enum sim_ep ep;
     bool stream;
     int64_t n_prompt;
@@ -187,20 +187,20 @@ extern const struct sim_flavor sim_flavor_sglang;
 /* The process: one event loop, one listener, its connections and slots. */
 struct sim_srv {
     struct sim_conf conf;
-    struct event_base *base;          /* owned */
-    const struct sim_flavor *flavor;  /* borrowed, static */
-    struct sim_slot *slots;           /* owned, conf.slots entries */
-    int busy;                         /* slots holding a request */
-    struct sim_req_list queue;        /* borrowed entries, FIFO */
+    struct event_base *base;         /* owned */
+    const struct sim_flavor *flavor; /* borrowed, static */
+    struct sim_slot *slots;          /* owned, conf.slots entries */
+    int busy;                        /* slots holding a request */
+    struct sim_req_list queue;       /* borrowed entries, FIFO */
     int queued;
-    uint64_t req_counter;             /* numbers generation requests */
+    uint64_t req_counter; /* numbers generation requests */
     struct sim_stats stats;
     struct sim_counters ctr;
-    uint64_t start_us;                /* monotonic */
-    uint64_t start_wall_s;            /* Unix seconds */
-    uint64_t start_wall_us;           /* Unix microseconds */
-    void *fstate;                     /* owned by the flavor (init/release) */
-    TAILQ_HEAD(, sim_conn) conns;     /* owned: every open connection */
+    uint64_t start_us;            /* monotonic */
+    uint64_t start_wall_s;        /* Unix seconds */
+    uint64_t start_wall_us;       /* Unix microseconds */
+    void *fstate;                 /* owned by the flavor (init/release) */
+    TAILQ_HEAD(, sim_conn) conns; /* owned: every open connection */
 };
 
 /* ---- sim_conn.c: HTTP/1.1 server side ---- */
@@ -324,7 +324,7 @@ size_t sim_json_decoded_len(const char *raw, size_t len);
 struct sim_json;
 
 enum sim_json_type {
-    SIM_JSON_NONE,      /* absent (index < 0) */
+    SIM_JSON_NONE, /* absent (index < 0) */
     SIM_JSON_OBJECT,
     SIM_JSON_ARRAY,
     SIM_JSON_STRING,
@@ -367,18 +367,18 @@ size_t sim_json_messages_bytes(const struct sim_json *j, int msgs);
 struct sim_gen {
     enum sim_ep ep;
     bool stream;
-    bool include_usage;     /* stream_options.include_usage */
-    int64_t prompt_tokens;  /* prompt bytes / 4, rounded up */
-    int64_t max_tokens;     /* max_completion_tokens, max_tokens; -1 absent */
+    bool include_usage;    /* stream_options.include_usage */
+    int64_t prompt_tokens; /* prompt bytes / 4, rounded up */
+    int64_t max_tokens;    /* max_completion_tokens, max_tokens; -1 absent */
 };
 
 enum sim_gen_err {
     SIM_GEN_OK,
-    SIM_GEN_EJSON,     /* not one JSON document */
-    SIM_GEN_ENOTOBJ,   /* the body is not an object */
-    SIM_GEN_EMISSING,  /* no "messages" (chat) or "prompt" (completions) */
-    SIM_GEN_ETYPE,     /* "messages" is not an array */
-    SIM_GEN_ECONTEXT,  /* prompt + max_tokens does not fit --ctx */
+    SIM_GEN_EJSON,    /* not one JSON document */
+    SIM_GEN_ENOTOBJ,  /* the body is not an object */
+    SIM_GEN_EMISSING, /* no "messages" (chat) or "prompt" (completions) */
+    SIM_GEN_ETYPE,    /* "messages" is not an array */
+    SIM_GEN_ECONTEXT, /* prompt + max_tokens does not fit --ctx */
 };
 
 /* Parses an OpenAI /v1/chat/completions or /v1/completions body (ep says
@@ -448,7 +448,7 @@ struct sim_labels {
 
 /* A histogram: non-cumulative counts per bound, plus +Inf. */
 struct sim_hist {
-    double *le;       /* owned: upper bounds, ascending, +Inf not included */
+    double *le; /* owned: upper bounds, ascending, +Inf not included */
     size_t n;
     uint64_t *bucket; /* owned: n + 1 counts, the last for +Inf */
     double sum;
@@ -480,8 +480,8 @@ void sim_prom_hist(struct sim_prom *p, const char *name, const struct sim_labels
                    const struct sim_hist *h);
 
 /* Number formats, NUL-terminated into out (cap >= 32). */
-void sim_fmt_py_repr(char *out, size_t cap, double v);   /* Python repr(float) */
-void sim_fmt_py_go(char *out, size_t cap, double v);     /* prometheus_client floatToGoString */
-void sim_fmt_rust(char *out, size_t cap, double v);      /* Rust {} of an f64 */
+void sim_fmt_py_repr(char *out, size_t cap, double v); /* Python repr(float) */
+void sim_fmt_py_go(char *out, size_t cap, double v);   /* prometheus_client floatToGoString */
+void sim_fmt_rust(char *out, size_t cap, double v);    /* Rust {} of an f64 */
 
 #endif

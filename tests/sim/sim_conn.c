@@ -20,11 +20,11 @@
 #include "pitot/err.h"
 #include "pitot/h1.h"
 
-#define SIM_HEAD_MAX (16u << 10)     /* bytes of a request head */
-#define SIM_BODY_MAX (8u << 20)      /* bytes of a request body */
-#define SIM_INPUT_MAX (1u << 20)     /* pipelined bytes kept while busy */
-#define SIM_IDLE_S 5                 /* keep-alive idle timeout */
-#define SIM_FLUSH_S 30               /* how long a close waits for the reader */
+#define SIM_HEAD_MAX (16u << 10) /* bytes of a request head */
+#define SIM_BODY_MAX (8u << 20)  /* bytes of a request body */
+#define SIM_INPUT_MAX (1u << 20) /* pipelined bytes kept while busy */
+#define SIM_IDLE_S 5             /* keep-alive idle timeout */
+#define SIM_FLUSH_S 30           /* how long a close waits for the reader */
 
 enum sim_conn_state {
     SIM_CONN_IDLE,    /* waiting for a request head; idle timeout armed */
@@ -36,21 +36,21 @@ enum sim_conn_state {
 
 struct sim_conn {
     enum sim_conn_state state;
-    struct sim_srv *srv;      /* borrowed */
-    struct bufferevent *bev;  /* owned; closes the socket */
-    struct event *kick;       /* owned: deferred work once an exchange ended */
-    struct evbuffer *body;    /* owned: the current request body, capped */
-    struct sim_req *req;      /* owned; NULL when no generation */
+    struct sim_srv *srv;     /* borrowed */
+    struct bufferevent *bev; /* owned; closes the socket */
+    struct event *kick;      /* owned: deferred work once an exchange ended */
+    struct evbuffer *body;   /* owned: the current request body, capped */
+    struct sim_req *req;     /* owned; NULL when no generation */
     struct h1_parser parser;
-    unsigned nresp;           /* responses sent on this connection */
-    int last_status;          /* of the latest immediate response */
-    bool keep_alive;          /* llhttp's verdict for the current request */
-    bool client_close;        /* the request said Connection: close */
-    uint64_t t_req_us;        /* the current request's head arrived */
+    unsigned nresp;    /* responses sent on this connection */
+    int last_status;   /* of the latest immediate response */
+    bool keep_alive;   /* llhttp's verdict for the current request */
+    bool client_close; /* the request said Connection: close */
+    uint64_t t_req_us; /* the current request's head arrived */
     char method[16];
-    char path[SIM_PATH_MAX];  /* target, query included */
+    char path[SIM_PATH_MAX]; /* target, query included */
     char origin[SIM_ORIGIN_MAX];
-    char peer[64];            /* "ip:port" for log lines */
+    char peer[64]; /* "ip:port" for log lines */
     TAILQ_ENTRY(sim_conn) link;
 };
 
@@ -138,9 +138,8 @@ void sim_conn_log(struct sim_conn *c, int status, int64_t tokens, const char *ou
     size_t plen = strcspn(c->path, "?");
     uint64_t ms = (clk_now_us() - c->t_req_us) / 1000;
 
-    fprintf(stderr, "pitot-sim: %s %s %.*s %d tokens=%lld outcome=%s ms=%llu\n", c->peer,
-            c->method, (int)plen, c->path, status, (long long)tokens, outcome,
-            (unsigned long long)ms);
+    fprintf(stderr, "pitot-sim: %s %s %.*s %d tokens=%lld outcome=%s ms=%llu\n", c->peer, c->method,
+            (int)plen, c->path, status, (long long)tokens, outcome, (unsigned long long)ms);
 }
 
 void sim_conn_write(struct sim_conn *c, struct evbuffer *data)
@@ -225,7 +224,8 @@ static void conn_respond_plain(struct sim_conn *c, int status, const char *ctype
     close = close || sim_conn_announce_close(c);
     evbuffer_add_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n%s",
                         status, err_reason_phrase(status), ctype, n,
-                        close ? "Connection: close\r\n" : "Keep-Alive: timeout=5, max=100\r\n", body);
+                        close ? "Connection: close\r\n" : "Keep-Alive: timeout=5, max=100\r\n",
+                        body);
     sim_conn_respond(c, b, status, close);
     evbuffer_free(b);
 }

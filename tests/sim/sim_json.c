@@ -14,9 +14,9 @@
 #define SIM_JSON_TOKENS_MAX (1 << 20) /* jsmn tokens per request body */
 
 struct sim_json {
-    const char *js;  /* borrowed: the body */
+    const char *js; /* borrowed: the body */
     size_t len;
-    jsmntok_t *tok;  /* owned */
+    jsmntok_t *tok; /* owned */
     int n;
 };
 

@@ -18,8 +18,9 @@
 static void lc_head(struct sim_conn *c, struct evbuffer *out, int status, const char *ctype,
                     long long clen, const char *extra)
 {
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: llama.cpp\r\nAccess-Control-Allow-Origin: %s\r\n",
-                        status, err_reason_phrase(status), sim_conn_origin(c));
+    evbuffer_add_printf(
+        out, "HTTP/1.1 %d %s\r\nServer: llama.cpp\r\nAccess-Control-Allow-Origin: %s\r\n", status,
+        err_reason_phrase(status), sim_conn_origin(c));
     if (extra)
         evbuffer_add(out, extra, strlen(extra));
     if (clen < 0)
@@ -94,7 +95,9 @@ static void lc_error(struct sim_conn *c, int status, const char *message)
 
 static void lc_not_found(struct sim_conn *c)
 {
-    lc_reply_str(c, 404, "{\"error\":{\"message\":\"File Not Found\",\"type\":\"not_found_error\",\"code\":404}}");
+    lc_reply_str(
+        c, 404,
+        "{\"error\":{\"message\":\"File Not Found\",\"type\":\"not_found_error\",\"code\":404}}");
 }
 
 static bool lc_is_generation(const struct sim_http *h);
@@ -103,7 +106,9 @@ static void lc_loading(struct sim_conn *c, const struct sim_http *h)
 {
     if (lc_is_generation(h))
         sim_conn_srv(c)->stats.requests++;
-    lc_reply_str(c, 503, "{\"error\":{\"message\":\"Loading model\",\"type\":\"unavailable_error\",\"code\":503}}");
+    lc_reply_str(
+        c, 503,
+        "{\"error\":{\"message\":\"Loading model\",\"type\":\"unavailable_error\",\"code\":503}}");
 }
 
 /* Sampling parameters as llama-server prints them. native adds the keys the
@@ -111,22 +116,24 @@ static void lc_loading(struct sim_conn *c, const struct sim_http *h)
 static void lc_params(struct evbuffer *o, bool native, bool chat, int64_t max_tokens, bool stream,
                       bool props)
 {
-    evbuffer_add_printf(o,
-        "{\"seed\":4294967295,\"temperature\":0.800000011920929,\"dynatemp_range\":0.0,"
-        "\"dynatemp_exponent\":1.0,\"top_k\":40,\"top_p\":0.949999988079071,"
-        "\"min_p\":0.05000000074505806,\"top_n_sigma\":-1.0,\"xtc_probability\":0.0,"
-        "\"xtc_threshold\":0.10000000149011612,\"typical_p\":1.0,\"repeat_last_n\":64,"
-        "\"repeat_penalty\":1.0,\"presence_penalty\":0.0,\"frequency_penalty\":0.0,"
-        "\"dry_multiplier\":0.0,\"dry_base\":1.75,\"dry_allowed_length\":2,\"dry_penalty_last_n\":64,");
+    evbuffer_add_printf(
+        o, "{\"seed\":4294967295,\"temperature\":0.800000011920929,\"dynatemp_range\":0.0,"
+           "\"dynatemp_exponent\":1.0,\"top_k\":40,\"top_p\":0.949999988079071,"
+           "\"min_p\":0.05000000074505806,\"top_n_sigma\":-1.0,\"xtc_probability\":0.0,"
+           "\"xtc_threshold\":0.10000000149011612,\"typical_p\":1.0,\"repeat_last_n\":64,"
+           "\"repeat_penalty\":1.0,\"presence_penalty\":0.0,\"frequency_penalty\":0.0,"
+           "\"dry_multiplier\":0.0,\"dry_base\":1.75,\"dry_allowed_length\":2,\"dry_penalty_last_"
+           "n\":64,");
     if (native)
         evbuffer_add_printf(o, "\"dry_sequence_breakers\":[\"\\n\",\":\",\"\\\"\",\"*\"],");
     evbuffer_add_printf(o,
-        "\"mirostat\":0,\"mirostat_tau\":5.0,\"mirostat_eta\":0.10000000149011612,"
-        "\"adaptive_target\":-1.0,\"adaptive_decay\":0.8999999761581421,");
+                        "\"mirostat\":0,\"mirostat_tau\":5.0,\"mirostat_eta\":0.10000000149011612,"
+                        "\"adaptive_target\":-1.0,\"adaptive_decay\":0.8999999761581421,");
     if (native)
         evbuffer_add_printf(o, "\"stop\":[],");
-    evbuffer_add_printf(o, "\"max_tokens\":%lld,\"n_predict\":%lld,\"n_keep\":0,\"n_discard\":0,"
-                           "\"ignore_eos\":false,\"stream\":%s,",
+    evbuffer_add_printf(o,
+                        "\"max_tokens\":%lld,\"n_predict\":%lld,\"n_keep\":0,\"n_discard\":0,"
+                        "\"ignore_eos\":false,\"stream\":%s,",
                         (long long)max_tokens, (long long)max_tokens, stream ? "true" : "false");
     if (native)
         evbuffer_add_printf(o, "\"logit_bias\":[],");
@@ -134,21 +141,23 @@ static void lc_params(struct evbuffer *o, bool native, bool chat, int64_t max_to
     if (native)
         evbuffer_add_printf(o, "\"grammar\":\"\",\"grammar_lazy\":false,\"grammar_triggers\":[],"
                                "\"preserved_tokens\":[],");
-    evbuffer_add_printf(o, "\"chat_format\":\"%s\",\"reasoning_format\":\"%s\","
-                           "\"reasoning_in_content\":false,\"generation_prompt\":\"%s\",",
+    evbuffer_add_printf(o,
+                        "\"chat_format\":\"%s\",\"reasoning_format\":\"%s\","
+                        "\"reasoning_in_content\":false,\"generation_prompt\":\"%s\",",
                         chat ? "peg-native" : "Content-only", props ? "none" : "deepseek",
                         chat ? "<|im_start|>assistant\\n" : "");
-    evbuffer_add_printf(o,
-        "\"samplers\":[\"penalties\",\"dry\",\"top_n_sigma\",\"top_k\",\"typ_p\",\"top_p\","
-        "\"min_p\",\"xtc\",\"temperature\"],\"speculative.types\":\"none\","
-        "\"timings_per_token\":false,\"post_sampling_probs\":false,\"backend_sampling\":false,"
-        "\"lora\":[]}");
+    evbuffer_add_printf(
+        o, "\"samplers\":[\"penalties\",\"dry\",\"top_n_sigma\",\"top_k\",\"typ_p\",\"top_p\","
+           "\"min_p\",\"xtc\",\"temperature\"],\"speculative.types\":\"none\","
+           "\"timings_per_token\":false,\"post_sampling_probs\":false,\"backend_sampling\":false,"
+           "\"lora\":[]}");
 }
 
 static void lc_usage(struct evbuffer *o, const struct sim_req *r)
 {
-    evbuffer_add_printf(o, "\"usage\":{\"completion_tokens\":%lld,\"prompt_tokens\":%lld,"
-                           "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":0}}",
+    evbuffer_add_printf(o,
+                        "\"usage\":{\"completion_tokens\":%lld,\"prompt_tokens\":%lld,"
+                        "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":0}}",
                         (long long)r->n_sent, (long long)r->prompt_tokens,
                         (long long)(r->n_sent + r->prompt_tokens));
 }
@@ -193,7 +202,8 @@ static void lc_chat_tail(struct evbuffer *o, const struct sim_req *r)
 {
     evbuffer_add_printf(o, ",\"created\":%llu,\"id\":\"%s\",\"model\":", lc_now_s(), r->id);
     lc_model(o, r);
-    evbuffer_add_printf(o, ",\"system_fingerprint\":\"" LC_FINGERPRINT "\",\"object\":\"chat.completion.chunk\"");
+    evbuffer_add_printf(o, ",\"system_fingerprint\":\"" LC_FINGERPRINT
+                           "\",\"object\":\"chat.completion.chunk\"");
 }
 
 /* The end of every text_completion object after "choices", up to "object". */
@@ -201,7 +211,8 @@ static void lc_cmpl_mid(struct evbuffer *o, const struct sim_req *r)
 {
     evbuffer_add_printf(o, ",\"created\":%llu,\"model\":", lc_now_s());
     lc_model(o, r);
-    evbuffer_add_printf(o, ",\"system_fingerprint\":\"" LC_FINGERPRINT "\",\"object\":\"text_completion\"");
+    evbuffer_add_printf(o, ",\"system_fingerprint\":\"" LC_FINGERPRINT
+                           "\",\"object\":\"text_completion\"");
 }
 
 /* The whole output text, rebuilt from the seed, as a JSON string. */
@@ -230,14 +241,16 @@ static void lc_native_final(struct evbuffer *o, const struct sim_req *r)
         lc_full_text(o, r, &nl);
     evbuffer_add_printf(o, ",\"tokens\":[],\"id_slot\":%d,\"stop\":true,\"model\":", r->slot);
     lc_model(o, r);
-    evbuffer_add_printf(o, ",\"tokens_predicted\":%lld,\"tokens_evaluated\":%lld,\"generation_settings\":",
-                        (long long)r->n_sent, (long long)r->prompt_tokens);
+    evbuffer_add_printf(
+        o, ",\"tokens_predicted\":%lld,\"tokens_evaluated\":%lld,\"generation_settings\":",
+        (long long)r->n_sent, (long long)r->prompt_tokens);
     lc_params(o, true, false, r->max_tokens, r->stream, false);
     evbuffer_add_printf(o, ",\"prompt\":\"<s> ");
     if (r->prompt_json)
         evbuffer_add(o, r->prompt_json, r->prompt_json_len);
-    evbuffer_add_printf(o, "\",\"has_new_line\":%s,\"truncated\":false,\"stop_type\":\"limit\","
-                           "\"stopping_word\":\"\",\"tokens_cached\":%lld,",
+    evbuffer_add_printf(o,
+                        "\",\"has_new_line\":%s,\"truncated\":false,\"stop_type\":\"limit\","
+                        "\"stopping_word\":\"\",\"tokens_cached\":%lld,",
                         nl ? "true" : "false", (long long)(cached > 0 ? cached : 0));
     lc_timings(o, r);
     evbuffer_add_printf(o, "}");
@@ -263,7 +276,8 @@ static void lc_stream_token(struct sim_req *r, struct evbuffer *o, int64_t i, st
             lc_chat_tail(o, r);
             evbuffer_add_printf(o, "}\n\n");
         }
-        evbuffer_add_printf(o, "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":");
+        evbuffer_add_printf(
+            o, "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":");
         sim_json_str(o, tok.p, tok.len);
         evbuffer_add_printf(o, "}}]");
         lc_chat_tail(o, r);
@@ -280,9 +294,11 @@ static void lc_stream_token(struct sim_req *r, struct evbuffer *o, int64_t i, st
         sim_text_token(r->seed, i, r->srv->conf.refuse, &id);
         evbuffer_add_printf(o, "data: {\"index\":0,\"content\":");
         sim_json_str(o, tok.p, tok.len);
-        evbuffer_add_printf(o, ",\"tokens\":[%d],\"stop\":false,\"id_slot\":-1,\"tokens_predicted\":%lld,"
-                               "\"tokens_evaluated\":%lld}\n\n",
-                            id, (long long)(i + 1), (long long)r->prompt_tokens);
+        evbuffer_add_printf(
+            o,
+            ",\"tokens\":[%d],\"stop\":false,\"id_slot\":-1,\"tokens_predicted\":%lld,"
+            "\"tokens_evaluated\":%lld}\n\n",
+            id, (long long)(i + 1), (long long)r->prompt_tokens);
         break;
     }
 }
@@ -295,7 +311,8 @@ static void lc_stream_end(struct sim_req *r)
         return;
     switch (r->ep) {
     case SIM_EP_CHAT:
-        evbuffer_add_printf(o, "data: {\"choices\":[{\"finish_reason\":\"length\",\"index\":0,\"delta\":{}}]");
+        evbuffer_add_printf(
+            o, "data: {\"choices\":[{\"finish_reason\":\"length\",\"index\":0,\"delta\":{}}]");
         lc_chat_tail(o, r);
         if (!r->include_usage) {
             evbuffer_add_printf(o, ",");
@@ -356,7 +373,8 @@ static void lc_body_end(struct sim_req *r)
         lc_full_text(o, r, &nl);
         evbuffer_add_printf(o, "}}],\"created\":%llu,\"model\":", lc_now_s());
         lc_model(o, r);
-        evbuffer_add_printf(o, ",\"system_fingerprint\":\"" LC_FINGERPRINT "\",\"object\":\"chat.completion\",");
+        evbuffer_add_printf(o, ",\"system_fingerprint\":\"" LC_FINGERPRINT
+                               "\",\"object\":\"chat.completion\",");
         lc_usage(o, r);
         evbuffer_add_printf(o, ",\"id\":\"%s\",", r->id);
         lc_timings(o, r);
@@ -373,9 +391,7 @@ static void lc_body_end(struct sim_req *r)
         lc_timings(o, r);
         evbuffer_add_printf(o, "}");
         break;
-    case SIM_EP_NATIVE:
-        lc_native_final(o, r);
-        break;
+    case SIM_EP_NATIVE: lc_native_final(o, r); break;
     }
     lc_reply(r->conn, 200, LC_JSON_TYPE, o, NULL);
     evbuffer_free(o);
@@ -436,12 +452,14 @@ static void lc_generate(struct sim_conn *c, const struct sim_http *h, enum sim_e
             sim_conn_close_after_flush(c);
             return;
         }
-        evbuffer_add_printf(b, "{\"error\":{\"code\":400,\"message\":\"request (%lld tokens) exceeds the "
-                               "available context size (%lld tokens), try increasing it\","
-                               "\"type\":\"exceed_context_size_error\",\"n_prompt_tokens\":%lld,"
-                               "\"n_ctx\":%lld}}",
-                            (long long)prompt_tokens, (long long)cf->ctx_tokens,
-                            (long long)prompt_tokens, (long long)cf->ctx_tokens);
+        evbuffer_add_printf(
+            b,
+            "{\"error\":{\"code\":400,\"message\":\"request (%lld tokens) exceeds the "
+            "available context size (%lld tokens), try increasing it\","
+            "\"type\":\"exceed_context_size_error\",\"n_prompt_tokens\":%lld,"
+            "\"n_ctx\":%lld}}",
+            (long long)prompt_tokens, (long long)cf->ctx_tokens, (long long)prompt_tokens,
+            (long long)cf->ctx_tokens);
         lc_reply(c, 400, LC_JSON_TYPE, b, NULL);
         evbuffer_free(b);
         return;
@@ -508,7 +526,7 @@ static void lc_health(struct sim_conn *c, const struct sim_http *h)
 
 /*  X(name, type, help, value) over const struct sim_counters *k. */
 #define LC_METRICS(X)                                                                              \
-    X(prompt_tokens_total, counter, "Number of prompt tokens processed, excluding cached tokens",   \
+    X(prompt_tokens_total, counter, "Number of prompt tokens processed, excluding cached tokens",  \
       (double)k->prompt_tokens)                                                                    \
     X(prompt_tokens_cached_total, counter, "Number of prompt tokens reused from the cache", 0.0)   \
     X(prompt_seconds_total, counter, "Total time spent processing prompts",                        \
@@ -518,19 +536,24 @@ static void lc_health(struct sim_conn *c, const struct sim_http *h)
     X(tokens_predicted_seconds_total, counter, "Total time spent generating tokens",               \
       (double)k->predicted_us / 1e6)                                                               \
     X(n_decode_total, counter,                                                                     \
-      "Total number of llama_decode() calls, excluding speculative decoding and multimodal decoding", \
+      "Total number of llama_decode() calls, excluding speculative decoding and multimodal "       \
+      "decoding",                                                                                  \
       (double)k->n_decode)                                                                         \
     X(n_tokens_max, counter, "Largest observed sequence length (prompt + generation)",             \
       (double)k->n_tokens_max)                                                                     \
-    X(spec_decode_num_draft_tokens_total, counter, "Speculative: Total draft tokens generated", 0.0) \
+    X(spec_decode_num_draft_tokens_total, counter, "Speculative: Total draft tokens generated",    \
+      0.0)                                                                                         \
     X(spec_decode_num_accepted_tokens_total, counter,                                              \
       "Speculative: Total draft tokens accepted by the target model", 0.0)                         \
     X(spec_decode_num_drafts_total, counter,                                                       \
       "Speculative: Total speculative decoding verification steps", 0.0)                           \
     X(prompt_tokens_seconds, gauge, "Average prompt throughput in tokens/s",                       \
-      k->bucket_prompt_us ? (double)k->bucket_prompt_tokens * 1e6 / (double)k->bucket_prompt_us : 0.0) \
+      k->bucket_prompt_us ? (double)k->bucket_prompt_tokens * 1e6 / (double)k->bucket_prompt_us    \
+                          : 0.0)                                                                   \
     X(predicted_tokens_seconds, gauge, "Average generation throughput in tokens/s",                \
-      k->bucket_predicted_us ? (double)k->bucket_predicted_tokens * 1e6 / (double)k->bucket_predicted_us : 0.0) \
+      k->bucket_predicted_us                                                                       \
+          ? (double)k->bucket_predicted_tokens * 1e6 / (double)k->bucket_predicted_us              \
+          : 0.0)                                                                                   \
     X(requests_processing, gauge, "Number of requests processing", (double)s->busy)                \
     X(requests_deferred, gauge, "Number of requests deferred", (double)s->queued)                  \
     X(n_busy_slots_per_decode, gauge, "Average number of busy slots per llama_decode() call",      \
@@ -550,15 +573,18 @@ static void lc_metrics(struct sim_conn *c, const struct sim_http *h)
     }
     /* %g: six significant digits, as llama-server's iostream prints them. */
 #define LC_METRIC_ROW(name, type, help, value)                                                     \
-    evbuffer_add_printf(b, "# HELP llamacpp:" #name " " help "\n# TYPE llamacpp:" #name " " #type    \
-                           "\nllamacpp:" #name " %g\n", (value));
+    evbuffer_add_printf(b,                                                                         \
+                        "# HELP llamacpp:" #name " " help "\n# TYPE llamacpp:" #name " " #type     \
+                        "\nllamacpp:" #name " %g\n",                                               \
+                        (value));
     LC_METRICS(LC_METRIC_ROW)
 #undef LC_METRIC_ROW
     /* The two throughput gauges cover the time since the previous scrape. */
     k->bucket_prompt_tokens = k->bucket_prompt_us = 0;
     k->bucket_predicted_tokens = k->bucket_predicted_us = 0;
     /* llama-server puts ggml_time_us() at start here: monotonic, not Unix. */
-    snprintf(extra, sizeof(extra), "Process-Start-Time-Unix: %llu\r\n", (unsigned long long)s->start_us);
+    snprintf(extra, sizeof(extra), "Process-Start-Time-Unix: %llu\r\n",
+             (unsigned long long)s->start_us);
     lc_reply(c, 200, "text/plain; version=0.0.4", b, extra);
     evbuffer_free(b);
 }
@@ -570,19 +596,22 @@ static void lc_slot(struct evbuffer *o, const struct sim_srv *s, int i)
     int64_t decoded = r ? r->n_sent : sl->n_decoded;
     int64_t remain = sl->max_tokens >= 0 ? sl->max_tokens - decoded : -1;
 
-    evbuffer_add_printf(o, "{\"id\":%d,\"n_ctx\":%lld,\"speculative\":false,\"is_processing\":%s", i,
-                        (long long)s->conf.ctx_tokens, r ? "true" : "false");
+    evbuffer_add_printf(o, "{\"id\":%d,\"n_ctx\":%lld,\"speculative\":false,\"is_processing\":%s",
+                        i, (long long)s->conf.ctx_tokens, r ? "true" : "false");
     if (!sl->used) {
         evbuffer_add_printf(o, "}");
         return;
     }
-    evbuffer_add_printf(o, ",\"id_task\":%llu,\"n_prompt_tokens\":%lld,\"n_prompt_tokens_processed\":%lld,"
-                           "\"n_prompt_tokens_cache\":0,\"params\":",
-                        (unsigned long long)sl->id_task, (long long)sl->n_prompt,
-                        (long long)(r && r->state == SIM_REQ_PREFILL ? 0 : sl->n_prompt));
+    evbuffer_add_printf(
+        o,
+        ",\"id_task\":%llu,\"n_prompt_tokens\":%lld,\"n_prompt_tokens_processed\":%lld,"
+        "\"n_prompt_tokens_cache\":0,\"params\":",
+        (unsigned long long)sl->id_task, (long long)sl->n_prompt,
+        (long long)(r && r->state == SIM_REQ_PREFILL ? 0 : sl->n_prompt));
     lc_params(o, false, sl->ep == SIM_EP_CHAT, sl->max_tokens, sl->stream, false);
-    evbuffer_add_printf(o, ",\"next_token\":[{\"has_next_token\":%s,\"has_new_line\":false,"
-                           "\"n_remain\":%lld,\"n_decoded\":%lld}]}",
+    evbuffer_add_printf(o,
+                        ",\"next_token\":[{\"has_next_token\":%s,\"has_new_line\":false,"
+                        "\"n_remain\":%lld,\"n_decoded\":%lld}]}",
                         r ? "true" : "false", (long long)remain, (long long)decoded);
 }
 
@@ -593,8 +622,9 @@ static void lc_slots(struct sim_conn *c, const struct sim_http *h)
     int i;
 
     if (memmem(h->query.p, h->query.len, "fail_on_no_slot=1", 17) && s->busy >= s->conf.slots) {
-        lc_reply_str(c, 503, "{\"error\":{\"code\":503,\"message\":\"no slot available\","
-                             "\"type\":\"unavailable_error\"}}");
+        lc_reply_str(c, 503,
+                     "{\"error\":{\"code\":503,\"message\":\"no slot available\","
+                     "\"type\":\"unavailable_error\"}}");
         return;
     }
     b = evbuffer_new();
@@ -639,19 +669,24 @@ static void lc_props(struct sim_conn *c, const struct sim_http *h)
             evbuffer_free(t);
         }
     }
-    evbuffer_add_printf(b,
-        ".gguf\",\"modalities\":{\"vision\":false,\"video\":false,\"audio\":false},"
-        "\"media_marker\":\"<__media_pitotsim__>\",\"endpoint_slots\":true,\"endpoint_props\":false,"
-        "\"endpoint_metrics\":true,\"ui\":false,\"ui_settings\":{},"
-        "\"chat_template\":\"{%%- for message in messages -%%}\\n  {{- '<|im_start|>' + message.role + "
-        "'\\n' + message.content + '<|im_end|>\\n' -}}\\n{%%- endfor -%%}\\n{%%- if add_generation_prompt "
-        "-%%}\\n  {{- '<|im_start|>assistant\\n' -}}\\n{%%- endif -%%}\","
-        "\"chat_template_caps\":{\"supports_object_arguments\":false,\"supports_parallel_tool_calls\":false,"
-        "\"supports_preserve_reasoning\":false,\"supports_reasoning_effort\":false,"
-        "\"supports_string_content\":true,\"supports_system_role\":true,\"supports_tool_calls\":false,"
-        "\"supports_tools\":false,\"supports_typed_content\":false},\"bos_token\":\"<s>\","
-        "\"eos_token\":\"</s>\",\"build_info\":\"" LC_FINGERPRINT "\",\"is_sleeping\":false,"
-        "\"cors_proxy_enabled\":false}");
+    evbuffer_add_printf(
+        b, ".gguf\",\"modalities\":{\"vision\":false,\"video\":false,\"audio\":false},"
+           "\"media_marker\":\"<__media_pitotsim__>\",\"endpoint_slots\":true,\"endpoint_props\":"
+           "false,"
+           "\"endpoint_metrics\":true,\"ui\":false,\"ui_settings\":{},"
+           "\"chat_template\":\"{%%- for message in messages -%%}\\n  {{- '<|im_start|>' + "
+           "message.role + "
+           "'\\n' + message.content + '<|im_end|>\\n' -}}\\n{%%- endfor -%%}\\n{%%- if "
+           "add_generation_prompt "
+           "-%%}\\n  {{- '<|im_start|>assistant\\n' -}}\\n{%%- endif -%%}\","
+           "\"chat_template_caps\":{\"supports_object_arguments\":false,\"supports_parallel_tool_"
+           "calls\":false,"
+           "\"supports_preserve_reasoning\":false,\"supports_reasoning_effort\":false,"
+           "\"supports_string_content\":true,\"supports_system_role\":true,\"supports_tool_calls\":"
+           "false,"
+           "\"supports_tools\":false,\"supports_typed_content\":false},\"bos_token\":\"<s>\","
+           "\"eos_token\":\"</s>\",\"build_info\":\"" LC_FINGERPRINT "\",\"is_sleeping\":false,"
+           "\"cors_proxy_enabled\":false}");
     lc_reply(c, 200, LC_JSON_TYPE, b, NULL);
     evbuffer_free(b);
 }
@@ -672,19 +707,22 @@ static void lc_models(struct sim_conn *c, const struct sim_http *h)
     sim_json_str(b, m, ml);
     evbuffer_add_printf(b, ",\"model\":");
     sim_json_str(b, m, ml);
-    evbuffer_add_printf(b, ",\"modified_at\":\"\",\"size\":\"\",\"digest\":\"\",\"type\":\"model\","
-                           "\"description\":\"\",\"tags\":[\"\"],\"capabilities\":[\"completion\"],"
-                           "\"parameters\":\"\",\"details\":{\"parent_model\":\"\",\"format\":\"gguf\","
-                           "\"family\":\"\",\"families\":[\"\"],\"parameter_size\":\"\","
-                           "\"quantization_level\":\"\"}}],\"object\":\"list\",\"data\":[{\"id\":");
+    evbuffer_add_printf(
+        b, ",\"modified_at\":\"\",\"size\":\"\",\"digest\":\"\",\"type\":\"model\","
+           "\"description\":\"\",\"tags\":[\"\"],\"capabilities\":[\"completion\"],"
+           "\"parameters\":\"\",\"details\":{\"parent_model\":\"\",\"format\":\"gguf\","
+           "\"family\":\"\",\"families\":[\"\"],\"parameter_size\":\"\","
+           "\"quantization_level\":\"\"}}],\"object\":\"list\",\"data\":[{\"id\":");
     sim_json_str(b, m, ml);
     evbuffer_add_printf(b, ",\"aliases\":[");
     sim_json_str(b, m, ml);
-    evbuffer_add_printf(b, "],\"tags\":[],\"object\":\"model\",\"created\":%llu,\"owned_by\":\"llamacpp\","
-                           "\"meta\":{\"vocab_type\":true,\"n_vocab\":32000,\"n_ctx\":%lld,"
-                           "\"n_ctx_train\":4096,\"n_embd\":1024,\"n_params\":425255936,"
-                           "\"size\":850628608,\"ftype\":\"F16\"}}]}",
-                        (unsigned long long)s->start_wall_s, (long long)s->conf.ctx_tokens);
+    evbuffer_add_printf(
+        b,
+        "],\"tags\":[],\"object\":\"model\",\"created\":%llu,\"owned_by\":\"llamacpp\","
+        "\"meta\":{\"vocab_type\":true,\"n_vocab\":32000,\"n_ctx\":%lld,"
+        "\"n_ctx_train\":4096,\"n_embd\":1024,\"n_params\":425255936,"
+        "\"size\":850628608,\"ftype\":\"F16\"}}]}",
+        (unsigned long long)s->start_wall_s, (long long)s->conf.ctx_tokens);
     lc_reply(c, 200, LC_JSON_TYPE, b, NULL);
     evbuffer_free(b);
 }

@@ -42,8 +42,8 @@ enum sim_gen_err sim_gen_parse(const struct sim_srv *s, struct span body, enum s
     if (g->max_tokens < 0)
         g->max_tokens = -1;
     g->stream = sim_json_true(j, sim_json_find(j, 0, "stream"));
-    g->include_usage = sim_json_true(j, sim_json_find(j, sim_json_find(j, 0, "stream_options"),
-                                                      "include_usage"));
+    g->include_usage =
+        sim_json_true(j, sim_json_find(j, sim_json_find(j, 0, "stream_options"), "include_usage"));
     if (g->prompt_tokens >= s->conf.ctx_tokens ||
         (g->max_tokens > 0 && g->prompt_tokens + g->max_tokens > s->conf.ctx_tokens))
         rc = SIM_GEN_ECONTEXT;
@@ -123,8 +123,8 @@ static void oai_head(struct evbuffer *o, const struct sim_req *r, const char *ob
 {
     const char *m = r->srv->conf.model;
 
-    evbuffer_add_printf(o, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%llu,\"model\":", r->id, object,
-                        (unsigned long long)r->created_s);
+    evbuffer_add_printf(o, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%llu,\"model\":", r->id,
+                        object, (unsigned long long)r->created_s);
     sim_json_str(o, m, strlen(m));
 }
 
@@ -137,9 +137,10 @@ static void oai_fingerprint(struct evbuffer *o, const struct sim_oai *st)
 /* vLLM's UsageInfo field order; details only in whole responses. */
 static void oai_usage(struct evbuffer *o, const struct sim_req *r, bool details)
 {
-    evbuffer_add_printf(o, "\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld,\"completion_tokens\":%lld%s}",
-                        (long long)r->prompt_tokens, (long long)(r->prompt_tokens + r->n_sent),
-                        (long long)r->n_sent, details ? ",\"prompt_tokens_details\":null" : "");
+    evbuffer_add_printf(
+        o, "\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld,\"completion_tokens\":%lld%s}",
+        (long long)r->prompt_tokens, (long long)(r->prompt_tokens + r->n_sent),
+        (long long)r->n_sent, details ? ",\"prompt_tokens_details\":null" : "");
 }
 
 void sim_oai_chat_role(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st)
@@ -147,9 +148,10 @@ void sim_oai_chat_role(struct evbuffer *o, const struct sim_req *r, const struct
     (void)st;
     evbuffer_add_printf(o, "data: ");
     oai_head(o, r, "chat.completion.chunk");
-    evbuffer_add_printf(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
-                           "\"logprobs\":null,\"finish_reason\":null}],\"prompt_token_ids\":null,"
-                           "\"prompt_text\":null}\n\n");
+    evbuffer_add_printf(
+        o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+           "\"logprobs\":null,\"finish_reason\":null}],\"prompt_token_ids\":null,"
+           "\"prompt_text\":null}\n\n");
 }
 
 void sim_oai_chat_token(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st,
@@ -164,8 +166,9 @@ void sim_oai_chat_token(struct evbuffer *o, const struct sim_req *r, const struc
     /* The token that ends the request carries the finish reason; without a
      * usage chunk to follow, the fingerprint too. */
     if (last)
-        evbuffer_add_printf(o, "},\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null,"
-                               "\"token_ids\":null}]");
+        evbuffer_add_printf(o,
+                            "},\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null,"
+                            "\"token_ids\":null}]");
     else
         evbuffer_add_printf(o, "},\"logprobs\":null,\"finish_reason\":null,\"token_ids\":null}]");
     if (last && !r->include_usage)
@@ -217,19 +220,22 @@ static void oai_text(struct evbuffer *o, const struct sim_req *r)
 void sim_oai_chat_body(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st)
 {
     oai_head(o, r, "chat.completion");
-    evbuffer_add_printf(o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    evbuffer_add_printf(
+        o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     oai_text(o, r);
-    evbuffer_add_printf(o, ",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null,"
-                           "\"tool_calls\":[],\"reasoning_content\":null},\"logprobs\":null,"
-                           "\"finish_reason\":\"length\",\"stop_reason\":null,\"token_ids\":null}],"
-                           "\"service_tier\":null");
+    evbuffer_add_printf(
+        o, ",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null,"
+           "\"tool_calls\":[],\"reasoning_content\":null},\"logprobs\":null,"
+           "\"finish_reason\":\"length\",\"stop_reason\":null,\"token_ids\":null}],"
+           "\"service_tier\":null");
     if (st->fingerprint)
         oai_fingerprint(o, st);
     else
         evbuffer_add_printf(o, ",\"system_fingerprint\":null");
     evbuffer_add_printf(o, ",");
     oai_usage(o, r, true);
-    evbuffer_add_printf(o, ",\"prompt_logprobs\":null,\"prompt_token_ids\":null,\"kv_transfer_params\":null}");
+    evbuffer_add_printf(
+        o, ",\"prompt_logprobs\":null,\"prompt_token_ids\":null,\"kv_transfer_params\":null}");
 }
 
 void sim_oai_cmpl_body(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st)
@@ -238,8 +244,9 @@ void sim_oai_cmpl_body(struct evbuffer *o, const struct sim_req *r, const struct
     oai_head(o, r, "text_completion");
     evbuffer_add_printf(o, ",\"choices\":[{\"index\":0,\"text\":");
     oai_text(o, r);
-    evbuffer_add_printf(o, ",\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null,"
-                           "\"prompt_logprobs\":null}],\"service_tier\":null,\"system_fingerprint\":null,");
+    evbuffer_add_printf(
+        o, ",\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null,"
+           "\"prompt_logprobs\":null}],\"service_tier\":null,\"system_fingerprint\":null,");
     oai_usage(o, r, true);
     evbuffer_add_printf(o, ",\"kv_transfer_params\":null}");
 }

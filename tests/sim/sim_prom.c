@@ -228,7 +228,8 @@ static int prom_label_cmp(const void *a, const void *b)
 
 /* "{k="v",...}", sorted by name for prometheus_client, as given otherwise
  * (extra, the le or quantile label, goes last there). Nothing when empty. */
-static void prom_labels(const struct sim_prom *p, const struct sim_labels *ls, const struct sim_label *extra)
+static void prom_labels(const struct sim_prom *p, const struct sim_labels *ls,
+                        const struct sim_label *extra)
 {
     struct sim_label l[SIM_PROM_LABELS_MAX + 1];
     int n = 0, i;

@@ -209,8 +209,7 @@ void sim_sched_cancel(struct sim_req *r)
 
     switch (r->state) {
     case SIM_REQ_NEW:
-    case SIM_REQ_ENDED:
-        return;
+    case SIM_REQ_ENDED: return;
     case SIM_REQ_QUEUED:
         TAILQ_REMOVE(&s->queue, r, queue);
         s->queued--;

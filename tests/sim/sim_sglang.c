@@ -53,17 +53,21 @@ struct sg_state {
     uint64_t gen_tokens;
 };
 
-static const double sg_b_ttft[] = { 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 40.0, 60.0,
-                                    80.0, 100.0, 200.0, 400.0 };
-static const double sg_b_itl[] = { 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.06,
-                                   0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0 };
-static const double sg_b_e2e[] = { 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 40.0, 60.0,
-                                   80.0, 100.0, 200.0, 400.0, 600.0, 1200.0, 1800.0, 2400.0 };
-static const double sg_b_retr[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 75, 100 };
-static const double sg_b_queue[] = { 0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 15.0, 20.0, 30.0,
-                                     40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 200.0, 300.0, 400.0, 500.0,
-                                     600.0, 700.0, 800.0, 900.0, 1000.0, 1200.0, 1400.0, 1600.0, 1800.0,
-                                     2000.0, 2500.0, 3000.0 };
+static const double sg_b_ttft[] = { 0.1, 0.2,  0.4,  0.6,  0.8,  1.0,  2.0,   4.0,   6.0,
+                                    8.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 200.0, 400.0 };
+static const double sg_b_itl[] = { 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025,
+                                   0.03,  0.035, 0.04,  0.06,  0.08, 0.1,   0.2,  0.4,
+                                   0.6,   0.8,   1.0,   2.0,   4.0,  6.0,   8.0 };
+static const double sg_b_e2e[] = { 0.1,   0.2,   0.4,   0.6,    0.8,    1.0,   2.0,  4.0,
+                                   6.0,   8.0,   10.0,  20.0,   40.0,   60.0,  80.0, 100.0,
+                                   200.0, 400.0, 600.0, 1200.0, 1800.0, 2400.0 };
+static const double sg_b_retr[] = { 0,  1,  2,  3,  4,  5,  6,  7,  8,  9,
+                                    10, 15, 20, 25, 30, 40, 50, 75, 100 };
+static const double sg_b_queue[] = { 0.0,    0.1,    0.2,    0.5,   1.0,    2.0,    3.0,    4.0,
+                                     5.0,    10.0,   15.0,   20.0,  30.0,   40.0,   50.0,   60.0,
+                                     70.0,   80.0,   90.0,   100.0, 200.0,  300.0,  400.0,  500.0,
+                                     600.0,  700.0,  800.0,  900.0, 1000.0, 1200.0, 1400.0, 1600.0,
+                                     1800.0, 2000.0, 2500.0, 3000.0 };
 
 static struct sg_state *sg_st(const struct sim_srv *s)
 {
@@ -138,43 +142,49 @@ static void sg_generate(struct sim_conn *c, const struct sim_http *h, int route)
 
     s->stats.requests++;
     if (s->conf.fail_status) {
-        sg_error(c, s->conf.fail_status, s->conf.fail_status >= 500 ? "InternalServerError" : "BadRequest",
+        sg_error(c, s->conf.fail_status,
+                 s->conf.fail_status >= 500 ? "InternalServerError" : "BadRequest",
                  "simulated failure (pitot-sim --fail-status)");
         return;
     }
     /* FastAPI's RequestValidationError, through SGLang's handler: the pydantic
      * errors as text, type "Bad Request". */
     switch (sim_gen_parse(s, h->body, ep, &g, msg, sizeof(msg))) {
-    case SIM_GEN_OK:
-        break;
+    case SIM_GEN_OK: break;
     case SIM_GEN_EJSON:
         sg_error(c, 400, "Bad Request",
-                 "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', 'input': {}, "
+                 "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', "
+                 "'input': {}, "
                  "'ctx': {'error': 'Expecting value'}}]");
         return;
     case SIM_GEN_ENOTOBJ:
-        sg_error(c, 400, "Bad Request",
-                 "[{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
-                 "dictionary or object to extract fields from', 'input': None}]");
+        sg_error(
+            c, 400, "Bad Request",
+            "[{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
+            "dictionary or object to extract fields from', 'input': None}]");
         return;
     case SIM_GEN_EMISSING:
-        snprintf(msg, sizeof(msg), "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
-                                   "'input': {}}]", ep == SIM_EP_CHAT ? "messages" : "prompt");
+        snprintf(msg, sizeof(msg),
+                 "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
+                 "'input': {}}]",
+                 ep == SIM_EP_CHAT ? "messages" : "prompt");
         sg_error(c, 400, "Bad Request", msg);
         return;
     case SIM_GEN_ETYPE:
         sg_error(c, 400, "Bad Request",
-                 "[{'type': 'list_type', 'loc': ('body', 'messages'), 'msg': 'Input should be a valid list', "
+                 "[{'type': 'list_type', 'loc': ('body', 'messages'), 'msg': 'Input should be a "
+                 "valid list', "
                  "'input': None}]");
         return;
     case SIM_GEN_ECONTEXT: {
         long long asked = g.max_tokens > 0 ? (long long)g.max_tokens : 0;
-        snprintf(msg, sizeof(msg), "Requested token count exceeds the model's maximum context length of %lld "
-                                   "tokens. You requested a total of %lld tokens: %lld tokens from the input "
-                                   "messages and %lld tokens for the completion. Please reduce the number of "
-                                   "tokens in the input messages or the completion to fit within the limit.",
-                 (long long)s->conf.ctx_tokens, (long long)g.prompt_tokens + asked, (long long)g.prompt_tokens,
-                 asked);
+        snprintf(msg, sizeof(msg),
+                 "Requested token count exceeds the model's maximum context length of %lld "
+                 "tokens. You requested a total of %lld tokens: %lld tokens from the input "
+                 "messages and %lld tokens for the completion. Please reduce the number of "
+                 "tokens in the input messages or the completion to fit within the limit.",
+                 (long long)s->conf.ctx_tokens, (long long)g.prompt_tokens + asked,
+                 (long long)g.prompt_tokens, asked);
         sg_error(c, 400, "BadRequest", msg);
         return;
     }
@@ -257,10 +267,12 @@ static void sg_models(struct sim_conn *c)
     }
     evbuffer_add_printf(b, "{\"object\":\"list\",\"data\":[{\"id\":");
     sim_json_str(b, m, strlen(m));
-    evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"sglang\",\"root\":",
+    evbuffer_add_printf(b,
+                        ",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"sglang\",\"root\":",
                         (unsigned long long)(clk_wall_us() / 1000000));
     sim_json_str(b, m, strlen(m));
-    evbuffer_add_printf(b, ",\"parent\":null,\"max_model_len\":%lld}]}", (long long)s->conf.ctx_tokens);
+    evbuffer_add_printf(b, ",\"parent\":null,\"max_model_len\":%lld}]}",
+                        (long long)s->conf.ctx_tokens);
     sim_uvicorn_reply(c, 200, SG_JSON, b);
     evbuffer_free(b);
 }
@@ -311,8 +323,9 @@ static void sg_one(struct sim_prom *p, const char *name, const char *type, const
 }
 
 /* One family with a "mode"-like label over several values. */
-static void sg_modes(struct sim_prom *p, const struct sim_srv *s, const char *name, const char *help,
-                     const char *k, const char *const *vals, const double *v, int n)
+static void sg_modes(struct sim_prom *p, const struct sim_srv *s, const char *name,
+                     const char *help, const char *k, const char *const *vals, const double *v,
+                     int n)
 {
     struct sim_labels ls;
     int i;
@@ -356,8 +369,8 @@ static void sg_metrics(struct sim_conn *c)
     sg_sched_labels(&sl, s);
     sg_one(&p, "sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.", &tl,
            (double)st->prompt_tokens);
-    sg_one(&p, "sglang:generation_tokens_total", "counter", "Number of generation tokens processed.", &tl,
-           (double)st->gen_tokens);
+    sg_one(&p, "sglang:generation_tokens_total", "counter",
+           "Number of generation tokens processed.", &tl, (double)st->gen_tokens);
     {
         struct sim_labels cl = tl;
         sim_labels_add(&cl, "cache_source", "device");
@@ -371,18 +384,22 @@ static void sg_metrics(struct sim_conn *c)
     v[0] = (double)s->ctr.prompt_tokens;
     v[1] = 0;
     v[2] = (double)s->stats.tokens_sent;
-    sg_modes(&p, s, "sglang:realtime_tokens_total",
-             "Total number of tokens processed (updated on each log interval). mode: prefill_compute, "
-             "prefill_cache, decode.", "mode", prefill_modes, v, 3);
+    sg_modes(
+        &p, s, "sglang:realtime_tokens_total",
+        "Total number of tokens processed (updated on each log interval). mode: prefill_compute, "
+        "prefill_cache, decode.",
+        "mode", prefill_modes, v, 3);
     v[0] = (double)s->ctr.n_decode;
     v[1] = 0;
-    sg_modes(&p, s, "sglang:cuda_graph_passes_total", "Total number of forward passes categorized by CUDA graph.",
-             "mode", graph_modes, v, 2);
-    sg_one(&p, "sglang:num_retracted_requests_total", "counter", "Total number of retracted requests.", &sl, 0);
-    sg_one(&p, "sglang:num_retracted_input_tokens_total", "counter", "Total number of retracted input tokens.",
-           &sl, 0);
-    sg_one(&p, "sglang:num_retracted_output_tokens_total", "counter", "Total number of retracted output tokens.",
-           &sl, 0);
+    sg_modes(&p, s, "sglang:cuda_graph_passes_total",
+             "Total number of forward passes categorized by CUDA graph.", "mode", graph_modes, v,
+             2);
+    sg_one(&p, "sglang:num_retracted_requests_total", "counter",
+           "Total number of retracted requests.", &sl, 0);
+    sg_one(&p, "sglang:num_retracted_input_tokens_total", "counter",
+           "Total number of retracted input tokens.", &sl, 0);
+    sg_one(&p, "sglang:num_retracted_output_tokens_total", "counter",
+           "Total number of retracted output tokens.", &sl, 0);
     {
         /* the scheduler's gauges, in the collector's order */
         const struct {
@@ -396,35 +413,50 @@ static void sg_metrics(struct sim_conn *c)
               "The token usage for pending preallocated tokens (not preallocated yet).", 0 },
             { "sglang:swa_token_usage", "The token usage for SWA layers.", 0 },
             { "sglang:mamba_usage", "The token usage for Mamba layers.", 0 },
-            { "sglang:decode_sum_seq_lens", "The sum of all sequence lengths in decode.", decode_lens },
-            { "sglang:gen_throughput", "The generation throughput (token/s).", decoding * s->conf.decode_tps },
-            { "sglang:num_queue_reqs", "The number of requests in the waiting queue.", (double)s->queued },
-            { "sglang:num_grammar_queue_reqs", "The number of requests in the grammar waiting queue.", 0 },
+            { "sglang:decode_sum_seq_lens", "The sum of all sequence lengths in decode.",
+              decode_lens },
+            { "sglang:gen_throughput", "The generation throughput (token/s).",
+              decoding * s->conf.decode_tps },
+            { "sglang:num_queue_reqs", "The number of requests in the waiting queue.",
+              (double)s->queued },
+            { "sglang:num_grammar_queue_reqs",
+              "The number of requests in the grammar waiting queue.", 0 },
             { "sglang:num_running_reqs_offline_batch",
               "The number of running low-priority offline batch requests(label is 'batch').", 0 },
             { "sglang:cache_hit_rate", "The prefix cache hit rate.", 0 },
-            { "sglang:max_total_num_tokens", "Maximum total number of tokens in the KV cache pool.", max_total },
-            { "sglang:spec_accept_length", "The average acceptance length of speculative decoding.", 0 },
+            { "sglang:max_total_num_tokens", "Maximum total number of tokens in the KV cache pool.",
+              max_total },
+            { "sglang:spec_accept_length", "The average acceptance length of speculative decoding.",
+              0 },
             { "sglang:spec_accept_rate",
-              "The average acceptance rate of speculative decoding (`accepted tokens / total draft tokens` in "
-              "batch).", 0 },
+              "The average acceptance rate of speculative decoding (`accepted tokens / total draft "
+              "tokens` in "
+              "batch).",
+              0 },
             { "sglang:num_prefill_prealloc_queue_reqs",
               "The number of requests in the prefill prealloc queue.", 0 },
             { "sglang:num_prefill_inflight_queue_reqs",
               "The number of requests in the prefill inflight queue.", 0 },
-            { "sglang:num_decode_prealloc_queue_reqs", "The number of requests in the decode prealloc queue.", 0 },
-            { "sglang:num_decode_transfer_queue_reqs", "The number of requests in the decode transfer queue.", 0 },
+            { "sglang:num_decode_prealloc_queue_reqs",
+              "The number of requests in the decode prealloc queue.", 0 },
+            { "sglang:num_decode_transfer_queue_reqs",
+              "The number of requests in the decode transfer queue.", 0 },
             { "sglang:kv_transfer_speed_gb_s", "The transfer speed of the KV cache in GB/s.", 0 },
             { "sglang:kv_transfer_latency_ms", "The transfer latency of the KV cache in ms.", 0 },
-            { "sglang:kv_transfer_bootstrap_ms", "The bootstrap time of the KV transfer in ms.", 0 },
-            { "sglang:kv_transfer_alloc_ms", "The allocation waiting time of the KV transfer in ms.", 0 },
-            { "sglang:kv_transfer_total_mb", "The total number of tokens transferred in the KV cache.", 0 },
+            { "sglang:kv_transfer_bootstrap_ms", "The bootstrap time of the KV transfer in ms.",
+              0 },
+            { "sglang:kv_transfer_alloc_ms",
+              "The allocation waiting time of the KV transfer in ms.", 0 },
+            { "sglang:kv_transfer_total_mb",
+              "The total number of tokens transferred in the KV cache.", 0 },
             { "sglang:utilization", "The utilization.", 0 },
             { "sglang:engine_startup_time", "The time taken for the engine to start up.", 96.42 },
-            { "sglang:engine_load_weights_time", "The time taken for the engine to load weights.", 41.27 },
+            { "sglang:engine_load_weights_time", "The time taken for the engine to load weights.",
+              41.27 },
             { "sglang:new_token_ratio", "The new token ratio.", 0.5891 },
             { "sglang:is_cuda_graph", "Whether the batch is using CUDA graph.", 1.0 },
-            { "sglang:num_unique_running_routing_keys", "Number of unique routing keys in running batch.", 0 },
+            { "sglang:num_unique_running_routing_keys",
+              "Number of unique routing keys in running batch.", 0 },
         };
         size_t k;
 
@@ -437,16 +469,18 @@ static void sg_metrics(struct sim_conn *c)
         snprintf(pages, sizeof(pages), "%.0f", max_total);
         sim_labels_add(&cl, "num_pages", pages);
         sim_labels_add(&cl, "page_size", "1");
-        sg_one(&p, "sglang:cache_config_info", "gauge", "Cache configuration information.", &cl, 1.0);
+        sg_one(&p, "sglang:cache_config_info", "gauge", "Cache configuration information.", &cl,
+               1.0);
     }
     {
         /* gauges left on multiprocess_mode "all" get the writer's pid */
         struct sim_labels pl = sl;
         snprintf(pid, sizeof(pid), "%ld", (long)getpid());
         sim_labels_add(&pl, "pid", pid);
-        sg_one(&p, "sglang:num_retracted_reqs", "gauge", "The number of retracted requests.", &pl, 0);
-        sg_one(&p, "sglang:num_paused_reqs", "gauge", "The number of paused requests by async weight sync.",
-               &pl, 0);
+        sg_one(&p, "sglang:num_retracted_reqs", "gauge", "The number of retracted requests.", &pl,
+               0);
+        sg_one(&p, "sglang:num_paused_reqs", "gauge",
+               "The number of paused requests by async weight sync.", &pl, 0);
     }
     sim_prom_family(&p, "sglang:time_to_first_token_seconds", "histogram",
                     "Histogram of time to first token in seconds.");
@@ -457,9 +491,11 @@ static void sg_metrics(struct sim_conn *c)
     sim_prom_family(&p, "sglang:e2e_request_latency_seconds", "histogram",
                     "Histogram of End-to-end request latency in seconds");
     sim_prom_hist(&p, "sglang:e2e_request_latency_seconds", &tl, &st->e2e);
-    sim_prom_family(&p, "sglang:num_retractions", "histogram", "Histogram of retraction counts per request.");
+    sim_prom_family(&p, "sglang:num_retractions", "histogram",
+                    "Histogram of retraction counts per request.");
     sim_prom_hist(&p, "sglang:num_retractions", &tl, &st->retractions);
-    sim_prom_family(&p, "sglang:queue_time_seconds", "histogram", "Histogram of queueing time in seconds.");
+    sim_prom_family(&p, "sglang:queue_time_seconds", "histogram",
+                    "Histogram of queueing time in seconds.");
     sim_prom_hist(&p, "sglang:queue_time_seconds", &sl, &st->queue);
     sim_uvicorn_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", b);
     evbuffer_free(b);
@@ -474,22 +510,12 @@ static void sg_route(struct sim_conn *c, const struct sim_http *h)
 
     switch (route) {
     case SG_R_CHAT:
-    case SG_R_CMPL:
-        sg_generate(c, h, route);
-        return;
-    case SG_R_MODELS:
-        sg_models(c);
-        return;
-    case SG_R_MODEL_INFO:
-        sg_model_info(c);
-        return;
+    case SG_R_CMPL: sg_generate(c, h, route); return;
+    case SG_R_MODELS: sg_models(c); return;
+    case SG_R_MODEL_INFO: sg_model_info(c); return;
     case SG_R_HEALTH:
-    case SG_R_HEALTH_GENERATE:
-        sim_uvicorn_reply(c, 200, NULL, NULL);
-        return;
-    case SG_R_METRICS:
-        sg_metrics(c);
-        return;
+    case SG_R_HEALTH_GENERATE: sim_uvicorn_reply(c, 200, NULL, NULL); return;
+    case SG_R_METRICS: sg_metrics(c); return;
     default:
         if (known)
             sg_reply_str(c, 405, "{\"detail\":\"Method Not Allowed\"}");
@@ -543,9 +569,7 @@ static void sg_observe(struct sim_req *r, enum sim_obs ev, uint64_t now)
     case SIM_OBS_START:
         sim_hist_observe(&st->queue, (double)(r->t_slot_us - r->t_arrive_us) / 1e6);
         break;
-    case SIM_OBS_FIRST:
-        sim_hist_observe(&st->ttft, (double)(now - r->t_arrive_us) / 1e6);
-        break;
+    case SIM_OBS_FIRST: sim_hist_observe(&st->ttft, (double)(now - r->t_arrive_us) / 1e6); break;
     case SIM_OBS_TOKEN:
         if (r->n_sent > 0)
             sim_hist_observe(&st->itl, (double)(now - r->t_last_us) / 1e6);
@@ -557,8 +581,7 @@ static void sg_observe(struct sim_req *r, enum sim_obs ev, uint64_t now)
         st->gen_tokens += (uint64_t)r->n_sent;
         break;
     case SIM_OBS_CANCEL:
-    case SIM_OBS_DIE:
-        break;
+    case SIM_OBS_DIE: break;
     }
 }
 

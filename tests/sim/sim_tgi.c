@@ -15,8 +15,9 @@
 #define TG_FINGERPRINT TG_VERSION "-sha-dfb3fbe" /* "{version}-{docker_label}" */
 #define TG_JSON "application/json"
 #define TG_TEXT "text/plain; charset=utf-8"
-#define TG_VARY "access-control-allow-origin: *\r\n" \
-                "vary: origin, access-control-request-method, access-control-request-headers\r\n"
+#define TG_VARY                                                                                    \
+    "access-control-allow-origin: *\r\n"                                                           \
+    "vary: origin, access-control-request-method, access-control-request-headers\r\n"
 
 enum tg_route {
     TG_R_CHAT,
@@ -78,12 +79,12 @@ struct tg_state {
 #define TG_HIST_FIELD(f, fam, method, b) struct sim_hist f;
     TG_HISTS(TG_HIST_FIELD)
 #undef TG_HIST_FIELD
-    uint64_t prefills;       /* prefill batches run */
-    uint64_t decodes;        /* decode steps run */
-    uint64_t concats;        /* a request joined a running batch */
-    uint64_t requests;       /* requests past JSON extraction */
-    uint64_t invalid;        /* validation failures */
-    uint64_t skipped_count;  /* observations of tgi_request_skipped_tokens */
+    uint64_t prefills;      /* prefill batches run */
+    uint64_t decodes;       /* decode steps run */
+    uint64_t concats;       /* a request joined a running batch */
+    uint64_t requests;      /* requests past JSON extraction */
+    uint64_t invalid;       /* validation failures */
+    uint64_t skipped_count; /* observations of tgi_request_skipped_tokens */
 };
 
 static struct tg_state *tg_st(const struct sim_srv *s)
@@ -93,8 +94,8 @@ static struct tg_state *tg_st(const struct sim_srv *s)
 
 /* ---- responses ---- */
 
-static void tg_head(struct sim_conn *c, struct evbuffer *out, int status, const char *ctype, long long clen,
-                    const char *extra)
+static void tg_head(struct sim_conn *c, struct evbuffer *out, int status, const char *ctype,
+                    long long clen, const char *extra)
 {
     char date[64];
 
@@ -116,7 +117,8 @@ static void tg_head(struct sim_conn *c, struct evbuffer *out, int status, const 
     evbuffer_add_printf(out, "date: %s\r\n\r\n", date);
 }
 
-static void tg_reply(struct sim_conn *c, int status, const char *ctype, struct evbuffer *body, const char *extra)
+static void tg_reply(struct sim_conn *c, int status, const char *ctype, struct evbuffer *body,
+                     const char *extra)
 {
     struct evbuffer *resp = evbuffer_new();
 
@@ -188,7 +190,8 @@ static int tg_route_of(const struct sim_http *h, bool *known)
 
 static bool tg_is_generation(int route)
 {
-    return route == TG_R_CHAT || route == TG_R_CMPL || route == TG_R_GENERATE || route == TG_R_GENERATE_STREAM;
+    return route == TG_R_CHAT || route == TG_R_CMPL || route == TG_R_GENERATE ||
+           route == TG_R_GENERATE_STREAM;
 }
 
 /* The router only listens once the shards are warm; a 503 from the health
@@ -210,11 +213,14 @@ static void tg_rejection(struct sim_conn *c, int status, const char *what, size_
     char msg[256];
 
     if (status == 400)
-        snprintf(msg, sizeof(msg), "Failed to parse the request body as JSON: expected value at line 1 column %zu",
+        snprintf(msg, sizeof(msg),
+                 "Failed to parse the request body as JSON: expected value at line 1 column %zu",
                  col);
     else
-        snprintf(msg, sizeof(msg), "Failed to deserialize the JSON body into the target type: %s at line 1 "
-                                   "column %zu", what, col);
+        snprintf(msg, sizeof(msg),
+                 "Failed to deserialize the JSON body into the target type: %s at line 1 "
+                 "column %zu",
+                 what, col);
     tg_reply_str(c, status, TG_TEXT, msg);
 }
 
@@ -226,11 +232,13 @@ static bool tg_validate(struct sim_conn *c, int64_t prompt, int64_t max_new)
     char msg[256];
 
     if (prompt > ctx - 1)
-        snprintf(msg, sizeof(msg), "Input validation error: `inputs` must have less than %lld tokens. Given: %lld",
+        snprintf(msg, sizeof(msg),
+                 "Input validation error: `inputs` must have less than %lld tokens. Given: %lld",
                  (long long)(ctx - 1), (long long)prompt);
     else if (max_new > 0 && prompt + max_new > ctx)
-        snprintf(msg, sizeof(msg), "Input validation error: `inputs` tokens + `max_new_tokens` must be <= %lld. "
-                                   "Given: %lld `inputs` tokens and %lld `max_new_tokens`",
+        snprintf(msg, sizeof(msg),
+                 "Input validation error: `inputs` tokens + `max_new_tokens` must be <= %lld. "
+                 "Given: %lld `inputs` tokens and %lld `max_new_tokens`",
                  (long long)ctx, (long long)prompt, (long long)max_new);
     else
         return true;
@@ -260,16 +268,14 @@ static void tg_openai(struct sim_conn *c, const struct sim_http *h, int route)
     s->stats.requests++;
     switch (sim_gen_parse(s, h->body, ep, &g, msg, sizeof(msg))) {
     case SIM_GEN_OK:
-    case SIM_GEN_ECONTEXT:
-        break;
-    case SIM_GEN_EJSON:
-        tg_rejection(c, 400, NULL, 1);
-        return;
+    case SIM_GEN_ECONTEXT: break;
+    case SIM_GEN_EJSON: tg_rejection(c, 400, NULL, 1); return;
     case SIM_GEN_ENOTOBJ:
         tg_rejection(c, 422, "invalid type: expected struct", h->body.len);
         return;
     case SIM_GEN_EMISSING:
-        tg_rejection(c, 422, ep == SIM_EP_CHAT ? "missing field `messages`" : "missing field `prompt`",
+        tg_rejection(c, 422,
+                     ep == SIM_EP_CHAT ? "missing field `messages`" : "missing field `prompt`",
                      h->body.len);
         return;
     case SIM_GEN_ETYPE:
@@ -313,7 +319,9 @@ static void tg_native(struct sim_conn *c, const struct sim_http *h, int route)
     inputs = sim_json_find(j, 0, "inputs");
     if (sim_json_type(j, inputs) != SIM_JSON_STRING) {
         sim_json_free(j);
-        tg_rejection(c, 422, inputs < 0 ? "missing field `inputs`" : "inputs: invalid type: expected a string",
+        tg_rejection(c, 422,
+                     inputs < 0 ? "missing field `inputs`"
+                                : "inputs: invalid type: expected a string",
                      h->body.len);
         return;
     }
@@ -361,9 +369,10 @@ static void tg_chat_head(struct evbuffer *o, const struct sim_req *r, const char
 
 static void tg_usage(struct evbuffer *o, const struct sim_req *r)
 {
-    evbuffer_add_printf(o, "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}",
-                        (long long)r->prompt_tokens, (long long)r->n_sent,
-                        (long long)(r->prompt_tokens + r->n_sent));
+    evbuffer_add_printf(
+        o, "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}",
+        (long long)r->prompt_tokens, (long long)r->n_sent,
+        (long long)(r->prompt_tokens + r->n_sent));
 }
 
 /* A token's log-probability: a fixed function of the token, f32-exact. */
@@ -407,7 +416,8 @@ static void tg_text(struct evbuffer *o, const struct sim_req *r, int64_t n)
 
 static void tg_stream_head(struct sim_req *r, struct evbuffer *out)
 {
-    tg_head(r->conn, out, 200, NULL, -1, "x-compute-type: gpu+optimized\r\nx-accel-buffering: no\r\n");
+    tg_head(r->conn, out, 200, NULL, -1,
+            "x-compute-type: gpu+optimized\r\nx-accel-buffering: no\r\n");
     /* The OpenAI routes' streams open with axum's keep-alive comment (a
      * chunk of ":\n\n"); the native one starts with its first token. */
     if (r->ep != SIM_EP_NATIVE)
@@ -422,15 +432,17 @@ static void tg_stream_token(struct sim_req *r, struct evbuffer *o, int64_t i, st
     case SIM_EP_CHAT:
         evbuffer_add_printf(o, "data:");
         tg_chat_head(o, r, "chat.completion.chunk");
-        evbuffer_add_printf(o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
+        evbuffer_add_printf(
+            o, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
         sim_json_str(o, tok.p, tok.len);
         evbuffer_add_printf(o, "},\"logprobs\":null,\"finish_reason\":%s}],\"usage\":null}\n\n",
                             last ? "\"length\"" : "null");
         break;
     case SIM_EP_COMPLETIONS: {
         const char *m = r->srv->conf.model;
-        evbuffer_add_printf(o, "data:{\"object\":\"text_completion\",\"id\":\"\",\"created\":%llu,"
-                               "\"choices\":[{\"index\":0,\"text\":",
+        evbuffer_add_printf(o,
+                            "data:{\"object\":\"text_completion\",\"id\":\"\",\"created\":%llu,"
+                            "\"choices\":[{\"index\":0,\"text\":",
                             (unsigned long long)(clk_wall_us() / 1000000));
         sim_json_str(o, tok.p, tok.len);
         evbuffer_add_printf(o, ",\"logprobs\":null,\"finish_reason\":%s}],\"model\":",
@@ -450,9 +462,11 @@ static void tg_stream_token(struct sim_req *r, struct evbuffer *o, int64_t i, st
         evbuffer_add_printf(o, ",\"generated_text\":");
         tg_text(o, r, i + 1);
         if (r->details)
-            evbuffer_add_printf(o, ",\"details\":{\"finish_reason\":\"length\",\"generated_tokens\":%lld,"
-                                   "\"seed\":null,\"input_length\":%lld}}\n\n",
-                                (long long)(i + 1), (long long)r->prompt_tokens);
+            evbuffer_add_printf(
+                o,
+                ",\"details\":{\"finish_reason\":\"length\",\"generated_tokens\":%lld,"
+                "\"seed\":null,\"input_length\":%lld}}\n\n",
+                (long long)(i + 1), (long long)r->prompt_tokens);
         else
             evbuffer_add_printf(o, ",\"details\":null}\n\n");
         break;
@@ -497,17 +511,20 @@ static void tg_body_end(struct sim_req *r)
     switch (r->ep) {
     case SIM_EP_CHAT:
         tg_chat_head(o, r, "chat.completion");
-        evbuffer_add_printf(o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        evbuffer_add_printf(
+            o, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         tg_text(o, r, r->n_sent);
         evbuffer_add_printf(o, "},\"logprobs\":null,\"finish_reason\":\"length\"}],");
         tg_usage(o, r);
         evbuffer_add_printf(o, "}");
         break;
     case SIM_EP_COMPLETIONS:
-        evbuffer_add_printf(o, "{\"object\":\"text_completion\",\"id\":\"\",\"created\":%llu,\"model\":",
-                            (unsigned long long)(clk_wall_us() / 1000000));
+        evbuffer_add_printf(
+            o, "{\"object\":\"text_completion\",\"id\":\"\",\"created\":%llu,\"model\":",
+            (unsigned long long)(clk_wall_us() / 1000000));
         sim_json_str(o, m, strlen(m));
-        evbuffer_add_printf(o, ",\"system_fingerprint\":\"" TG_FINGERPRINT "\",\"choices\":[{\"finish_reason\":"
+        evbuffer_add_printf(o, ",\"system_fingerprint\":\"" TG_FINGERPRINT
+                               "\",\"choices\":[{\"finish_reason\":"
                                "\"length\",\"index\":0,\"logprobs\":null,\"text\":");
         tg_text(o, r, r->n_sent);
         evbuffer_add_printf(o, "}],");
@@ -518,9 +535,11 @@ static void tg_body_end(struct sim_req *r)
         evbuffer_add_printf(o, "{\"generated_text\":");
         tg_text(o, r, r->n_sent);
         if (r->details) {
-            evbuffer_add_printf(o, ",\"details\":{\"finish_reason\":\"length\",\"generated_tokens\":%lld,"
-                                   "\"seed\":null,\"prefill\":[],\"tokens\":[",
-                                (long long)r->n_sent);
+            evbuffer_add_printf(
+                o,
+                ",\"details\":{\"finish_reason\":\"length\",\"generated_tokens\":%lld,"
+                "\"seed\":null,\"prefill\":[],\"tokens\":[",
+                (long long)r->n_sent);
             for (i = 0; i < r->n_sent; i++) {
                 if (i)
                     evbuffer_add(o, ",", 1);
@@ -538,7 +557,9 @@ static void tg_body_end(struct sim_req *r)
                  (unsigned long long)((r->t_last_us - r->t_arrive_us) / 1000),
                  (unsigned long long)((r->t_slot_us - r->t_arrive_us) / 1000),
                  (unsigned long long)((r->t_last_us - r->t_slot_us) / 1000),
-                 (unsigned long long)(r->n_sent ? (r->t_last_us - r->t_slot_us) / 1000 / (uint64_t)r->n_sent : 0),
+                 (unsigned long long)(r->n_sent ? (r->t_last_us - r->t_slot_us) / 1000 /
+                                                      (uint64_t)r->n_sent
+                                                : 0),
                  (long long)r->prompt_tokens, (long long)r->n_sent);
         break;
     }
@@ -578,12 +599,14 @@ static void tg_info(struct sim_conn *c)
     }
     evbuffer_add_printf(b, "{\"model_id\":");
     sim_json_str(b, m, strlen(m));
-    evbuffer_add_printf(b, ",\"model_sha\":null,\"model_pipeline_tag\":\"text-generation\","
-                           "\"max_concurrent_requests\":128,\"max_best_of\":2,\"max_stop_sequences\":4,"
-                           "\"max_input_tokens\":%lld,\"max_total_tokens\":%lld,\"validation_workers\":2,"
-                           "\"max_client_batch_size\":4,\"router\":\"text-generation-router\","
-                           "\"version\":\"" TG_VERSION "\",\"sha\":\"dfb3fbe\",\"docker_label\":\"sha-dfb3fbe\"}",
-                        (long long)(s->conf.ctx_tokens - 1), (long long)s->conf.ctx_tokens);
+    evbuffer_add_printf(
+        b,
+        ",\"model_sha\":null,\"model_pipeline_tag\":\"text-generation\","
+        "\"max_concurrent_requests\":128,\"max_best_of\":2,\"max_stop_sequences\":4,"
+        "\"max_input_tokens\":%lld,\"max_total_tokens\":%lld,\"validation_workers\":2,"
+        "\"max_client_batch_size\":4,\"router\":\"text-generation-router\","
+        "\"version\":\"" TG_VERSION "\",\"sha\":\"dfb3fbe\",\"docker_label\":\"sha-dfb3fbe\"}",
+        (long long)(s->conf.ctx_tokens - 1), (long long)s->conf.ctx_tokens);
     tg_reply(c, 200, TG_JSON, b, NULL);
     evbuffer_free(b);
 }
@@ -656,7 +679,8 @@ static void tg_metrics(struct sim_conn *c)
     v[0] = (double)st->prefills;
     v[1] = (double)st->decodes;
     tg_counter(&p, "tgi_batch_inference_success",
-               "Number of successful inference calls per method (prefill or decode)", "method", methods, v, 2);
+               "Number of successful inference calls per method (prefill or decode)", "method",
+               methods, v, 2);
     v[0] = (double)st->requests;
     tg_counter(&p, "tgi_request_count", "Total number of requests", NULL, NULL, v, 1);
     v[0] = (double)st->concats;
@@ -665,20 +689,23 @@ static void tg_metrics(struct sim_conn *c)
     tg_counter(&p, "tgi_request_failure", NULL, "err", validation, v, 1);
     v[0] = (double)st->prefills;
     v[1] = (double)st->decodes;
-    tg_counter(&p, "tgi_batch_inference_count", "Inference calls per method (prefill or decode)", "method",
-               methods, v, 2);
+    tg_counter(&p, "tgi_batch_inference_count", "Inference calls per method (prefill or decode)",
+               "method", methods, v, 2);
     v[0] = (double)s->stats.completed;
     tg_counter(&p, "tgi_request_success", "Number of successful requests", NULL, NULL, v, 1);
     tg_gauge(&p, "tgi_queue_size", "Current queue size", (double)s->queued);
-    tg_gauge(&p, "tgi_batch_max_total_tokens", NULL, (double)s->conf.slots * (double)s->conf.ctx_tokens);
+    tg_gauge(&p, "tgi_batch_max_total_tokens", NULL,
+             (double)s->conf.slots * (double)s->conf.ctx_tokens);
     tg_gauge(&p, "tgi_batch_current_size", "Current batch size", (double)s->busy);
     tg_gauge(&p, "tgi_batch_current_max_tokens", "Maximum tokens for the current batch",
              (double)sim_sched_tokens_in_use(s));
-    tg_hist(&p, "tgi_request_queue_duration", "Request queue duration", NULL, &st->queue, NULL, NULL);
-    tg_hist(&p, "tgi_batch_forward_duration", "Batch forward duration per method (prefill or decode)",
-            "prefill", &st->fwd_prefill, "decode", &st->fwd_decode);
-    tg_hist(&p, "tgi_request_generated_tokens", "Generated tokens per request", NULL, &st->gen_tokens, NULL,
+    tg_hist(&p, "tgi_request_queue_duration", "Request queue duration", NULL, &st->queue, NULL,
             NULL);
+    tg_hist(&p, "tgi_batch_forward_duration",
+            "Batch forward duration per method (prefill or decode)", "prefill", &st->fwd_prefill,
+            "decode", &st->fwd_decode);
+    tg_hist(&p, "tgi_request_generated_tokens", "Generated tokens per request", NULL,
+            &st->gen_tokens, NULL, NULL);
     /* no bucket override for it: a summary, and nothing is ever speculated */
     sim_prom_family(&p, "tgi_request_skipped_tokens", "summary", "Speculated tokens per request");
     for (i = 0; i < sizeof(quantiles) / sizeof(quantiles[0]); i++) {
@@ -692,19 +719,25 @@ static void tg_metrics(struct sim_conn *c)
     tg_hist(&p, "tgi_request_mean_time_per_token_duration", "Mean time per token per request", NULL,
             &st->mean_tpt, NULL, NULL);
     tg_hist(&p, "tgi_batch_concat_duration", NULL, "decode", &st->concat, NULL, NULL);
-    tg_hist(&p, "tgi_batch_decode_duration", "Time spent decoding a batch per method (prefill or decode)",
-            "prefill", &st->dec_prefill, "decode", &st->dec_decode);
-    tg_hist(&p, "tgi_request_input_length", "Input token length per request", NULL, &st->input_len, NULL, NULL);
-    tg_hist(&p, "tgi_batch_filter_duration",
-            "Time spent filtering batches and sending generated tokens per method (prefill or decode)",
-            "prefill", &st->filt_prefill, "decode", &st->filt_decode);
-    tg_hist(&p, "tgi_request_validation_duration", "Request validation duration", NULL, &st->validation, NULL,
+    tg_hist(&p, "tgi_batch_decode_duration",
+            "Time spent decoding a batch per method (prefill or decode)", "prefill",
+            &st->dec_prefill, "decode", &st->dec_decode);
+    tg_hist(&p, "tgi_request_input_length", "Input token length per request", NULL, &st->input_len,
+            NULL, NULL);
+    tg_hist(
+        &p, "tgi_batch_filter_duration",
+        "Time spent filtering batches and sending generated tokens per method (prefill or decode)",
+        "prefill", &st->filt_prefill, "decode", &st->filt_decode);
+    tg_hist(&p, "tgi_request_validation_duration", "Request validation duration", NULL,
+            &st->validation, NULL, NULL);
+    tg_hist(&p, "tgi_batch_next_size", "Batch size of the next batch", NULL, &st->next_size, NULL,
             NULL);
-    tg_hist(&p, "tgi_batch_next_size", "Batch size of the next batch", NULL, &st->next_size, NULL, NULL);
-    tg_hist(&p, "tgi_request_inference_duration", "Request inference duration", NULL, &st->infer, NULL, NULL);
-    tg_hist(&p, "tgi_request_max_new_tokens", "Maximum new tokens per request", NULL, &st->max_new, NULL, NULL);
-    tg_hist(&p, "tgi_batch_inference_duration", "Batch inference duration", "prefill", &st->inf_prefill,
-            "decode", &st->inf_decode);
+    tg_hist(&p, "tgi_request_inference_duration", "Request inference duration", NULL, &st->infer,
+            NULL, NULL);
+    tg_hist(&p, "tgi_request_max_new_tokens", "Maximum new tokens per request", NULL, &st->max_new,
+            NULL, NULL);
+    tg_hist(&p, "tgi_batch_inference_duration", "Batch inference duration", "prefill",
+            &st->inf_prefill, "decode", &st->inf_decode);
     tg_hist(&p, "tgi_request_duration", "Request duration", NULL, &st->duration, NULL, NULL);
     tg_reply(c, 200, TG_TEXT, b, NULL);
     evbuffer_free(b);
@@ -719,25 +752,13 @@ static void tg_route(struct sim_conn *c, const struct sim_http *h)
 
     switch (route) {
     case TG_R_CHAT:
-    case TG_R_CMPL:
-        tg_openai(c, h, route);
-        return;
+    case TG_R_CMPL: tg_openai(c, h, route); return;
     case TG_R_GENERATE:
-    case TG_R_GENERATE_STREAM:
-        tg_native(c, h, route);
-        return;
-    case TG_R_MODELS:
-        tg_models(c);
-        return;
-    case TG_R_INFO:
-        tg_info(c);
-        return;
-    case TG_R_HEALTH:
-        tg_reply(c, 200, NULL, NULL, NULL);
-        return;
-    case TG_R_METRICS:
-        tg_metrics(c);
-        return;
+    case TG_R_GENERATE_STREAM: tg_native(c, h, route); return;
+    case TG_R_MODELS: tg_models(c); return;
+    case TG_R_INFO: tg_info(c); return;
+    case TG_R_HEALTH: tg_reply(c, 200, NULL, NULL, NULL); return;
+    case TG_R_METRICS: tg_metrics(c); return;
     default:
         /* axum's fallbacks: empty bodies */
         tg_reply(c, known ? 405 : 404, NULL, NULL, NULL);
@@ -828,21 +849,21 @@ static void tg_observe(struct sim_req *r, enum sim_obs ev, uint64_t now)
         break;
     case SIM_OBS_FINISH:
         sim_hist_observe(&st->gen_tokens, (double)r->n_sent);
-        sim_hist_observe(&st->mean_tpt, (double)(r->t_last_us - r->t_slot_us) / 1e6 / (double)r->n_sent);
+        sim_hist_observe(&st->mean_tpt,
+                         (double)(r->t_last_us - r->t_slot_us) / 1e6 / (double)r->n_sent);
         sim_hist_observe(&st->infer, (double)(r->t_last_us - r->t_slot_us) / 1e6);
         sim_hist_observe(&st->duration, (double)(r->t_last_us - r->t_arrive_us) / 1e6);
         st->skipped_count += (uint64_t)r->n_sent;
         break;
     case SIM_OBS_CANCEL:
-    case SIM_OBS_DIE:
-        break;
+    case SIM_OBS_DIE: break;
     }
 }
 
 const struct sim_flavor sim_flavor_tgi = {
     .name = "tgi",
     .default_model = "meta-llama/Llama-3.1-8B-Instruct",
-    .ping_ms = 15000,     /* axum's default KeepAlive interval */
+    .ping_ms = 15000, /* axum's default KeepAlive interval */
     .keepalive_max = 0,
     .close_after_stream = false,
     .route = tg_route,

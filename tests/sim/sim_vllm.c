@@ -48,18 +48,21 @@ static const struct vl_route_def {
     X(max_gen, "request_max_num_generation_tokens",                                                \
       "Histogram of maximum number of requested generation tokens.", tok)                          \
     X(n, "request_params_n", "Histogram of the n request parameter.", n)                           \
-    X(max_tokens, "request_params_max_tokens", "Histogram of the max_tokens request parameter.", tok) \
+    X(max_tokens, "request_params_max_tokens", "Histogram of the max_tokens request parameter.",   \
+      tok)                                                                                         \
     X(ttft, "time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttft)   \
     X(itl, "inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itl)     \
     X(tpot, "request_time_per_output_token_seconds",                                               \
       "Histogram of time_per_output_token_seconds per request.", itl)                              \
     X(e2e, "e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", lat)     \
-    X(queue, "request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", lat) \
+    X(queue, "request_queue_time_seconds",                                                         \
+      "Histogram of time spent in WAITING phase for request.", lat)                                \
     X(infer, "request_inference_time_seconds",                                                     \
       "Histogram of time spent in RUNNING phase for request.", lat)                                \
     X(prefill, "request_prefill_time_seconds",                                                     \
       "Histogram of time spent in PREFILL phase for request.", lat)                                \
-    X(decode, "request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", lat) \
+    X(decode, "request_decode_time_seconds",                                                       \
+      "Histogram of time spent in DECODE phase for request.", lat)                                 \
     X(kv, "request_prefill_kv_computed_tokens",                                                    \
       "Histogram of new KV tokens computed during prefill (excluding cached tokens).", tok)
 
@@ -70,14 +73,18 @@ struct vl_state {
     uint64_t http[VL_R_N][6]; /* responses per route and status class (1xx..5xx) */
 };
 
-static const double vl_b_iter[] = { 1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384 };
+static const double vl_b_iter[] = {
+    1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384
+};
 static const double vl_b_n[] = { 1, 2, 5, 10, 20 };
-static const double vl_b_ttft[] = { 0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                                    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0 };
-static const double vl_b_itl[] = { 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
-                                   0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0 };
-static const double vl_b_lat[] = { 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
-                                   30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0 };
+static const double vl_b_ttft[] = { 0.001, 0.005, 0.01, 0.02,  0.04,  0.06,  0.08, 0.1,
+                                    0.25,  0.5,   0.75, 1.0,   2.5,   5.0,   7.5,  10.0,
+                                    20.0,  40.0,  80.0, 160.0, 640.0, 2560.0 };
+static const double vl_b_itl[] = { 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
+                                   0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0 };
+static const double vl_b_lat[] = { 0.3,  0.5,   0.8,   1.0,   1.5,   2.0,    2.5,
+                                   5.0,  10.0,  15.0,  20.0,  30.0,  40.0,   50.0,
+                                   60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0 };
 
 static struct vl_state *vl_st(const struct sim_srv *s)
 {
@@ -86,7 +93,8 @@ static struct vl_state *vl_st(const struct sim_srv *s)
 
 /* ---- responses ---- */
 
-static void vl_reply(struct sim_conn *c, int route, int status, const char *ctype, struct evbuffer *body)
+static void vl_reply(struct sim_conn *c, int route, int status, const char *ctype,
+                     struct evbuffer *body)
 {
     struct vl_state *st = vl_st(sim_conn_srv(c));
 
@@ -122,7 +130,8 @@ static const char *vl_error_type(int status)
 }
 
 /* ErrorResponse(error=ErrorInfo(message, type, param, code)), compact JSON. */
-static void vl_error(struct sim_conn *c, int route, int status, const char *type, const char *message)
+static void vl_error(struct sim_conn *c, int route, int status, const char *type,
+                     const char *message)
 {
     struct evbuffer *b = evbuffer_new();
 
@@ -132,8 +141,8 @@ static void vl_error(struct sim_conn *c, int route, int status, const char *type
     }
     evbuffer_add_printf(b, "{\"error\":{\"message\":");
     sim_json_str(b, message, strlen(message));
-    evbuffer_add_printf(b, ",\"type\":\"%s\",\"param\":null,\"code\":%d}}", type ? type : vl_error_type(status),
-                        status);
+    evbuffer_add_printf(b, ",\"type\":\"%s\",\"param\":null,\"code\":%d}}",
+                        type ? type : vl_error_type(status), status);
     vl_reply(c, route, status, VL_JSON, b);
     evbuffer_free(b);
 }
@@ -176,46 +185,53 @@ static void vl_generate(struct sim_conn *c, const struct sim_http *h, int route)
 
     s->stats.requests++;
     if (s->conf.fail_status) {
-        vl_error(c, route, s->conf.fail_status, NULL, "simulated failure (pitot-sim --fail-status)");
+        vl_error(c, route, s->conf.fail_status, NULL,
+                 "simulated failure (pitot-sim --fail-status)");
         return;
     }
     /* Validation errors come from FastAPI's RequestValidationError handler:
      * the pydantic error list as text, type "Bad Request". */
     switch (sim_gen_parse(s, h->body, ep, &g, msg, sizeof(msg))) {
-    case SIM_GEN_OK:
-        break;
+    case SIM_GEN_OK: break;
     case SIM_GEN_EJSON:
         vl_error(c, route, 400, "Bad Request",
                  "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', "
                  "'input': {}, 'ctx': {'error': 'Expecting value'}}]");
         return;
     case SIM_GEN_ENOTOBJ:
-        vl_error(c, route, 400, "Bad Request",
-                 "[{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
-                 "dictionary or object to extract fields from', 'input': None}]");
+        vl_error(
+            c, route, 400, "Bad Request",
+            "[{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
+            "dictionary or object to extract fields from', 'input': None}]");
         return;
     case SIM_GEN_EMISSING:
-        snprintf(emsg, sizeof(emsg), "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
-                                     "'input': {}}]", field);
+        snprintf(emsg, sizeof(emsg),
+                 "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
+                 "'input': {}}]",
+                 field);
         vl_error(c, route, 400, "Bad Request", emsg);
         return;
     case SIM_GEN_ETYPE:
-        vl_error(c, route, 400, "Bad Request",
-                 "[{'type': 'list_type', 'loc': ('body', 'messages'), 'msg': 'Input should be a valid "
-                 "list', 'input': None}]");
+        vl_error(
+            c, route, 400, "Bad Request",
+            "[{'type': 'list_type', 'loc': ('body', 'messages'), 'msg': 'Input should be a valid "
+            "list', 'input': None}]");
         return;
     case SIM_GEN_ECONTEXT:
         if (g.prompt_tokens >= s->conf.ctx_tokens)
-            snprintf(emsg, sizeof(emsg), "This model's maximum context length is %lld tokens. However, your "
-                                         "request has %lld input tokens. Please reduce the length of the "
-                                         "input messages.",
+            snprintf(emsg, sizeof(emsg),
+                     "This model's maximum context length is %lld tokens. However, your "
+                     "request has %lld input tokens. Please reduce the length of the "
+                     "input messages.",
                      (long long)s->conf.ctx_tokens, (long long)g.prompt_tokens);
         else
-            snprintf(emsg, sizeof(emsg), "'max_tokens' or 'max_completion_tokens' is too large: %lld. This "
-                                         "model's maximum context length is %lld tokens and your request "
-                                         "has %lld input tokens (%lld > %lld - %lld).",
-                     (long long)g.max_tokens, (long long)s->conf.ctx_tokens, (long long)g.prompt_tokens,
-                     (long long)g.max_tokens, (long long)s->conf.ctx_tokens, (long long)g.prompt_tokens);
+            snprintf(emsg, sizeof(emsg),
+                     "'max_tokens' or 'max_completion_tokens' is too large: %lld. This "
+                     "model's maximum context length is %lld tokens and your request "
+                     "has %lld input tokens (%lld > %lld - %lld).",
+                     (long long)g.max_tokens, (long long)s->conf.ctx_tokens,
+                     (long long)g.prompt_tokens, (long long)g.max_tokens,
+                     (long long)s->conf.ctx_tokens, (long long)g.prompt_tokens);
         vl_error(c, route, 400, "BadRequestError", emsg);
         return;
     }
@@ -227,7 +243,8 @@ static void vl_generate(struct sim_conn *c, const struct sim_http *h, int route)
     r->route = route;
     /* random_uuid(): 16 hex digits */
     {
-        size_t n = (size_t)snprintf(r->id, sizeof(r->id), "%s", ep == SIM_EP_CHAT ? "chatcmpl-" : "cmpl-");
+        size_t n =
+            (size_t)snprintf(r->id, sizeof(r->id), "%s", ep == SIM_EP_CHAT ? "chatcmpl-" : "cmpl-");
         sim_rng_hex(r->seed, r->id + n, 16);
         r->id[n + 16] = '\0';
     }
@@ -309,12 +326,14 @@ static void vl_models(struct sim_conn *c)
     evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"vllm\",\"root\":",
                         (unsigned long long)(clk_wall_us() / 1000000));
     sim_json_str(b, m, strlen(m));
-    evbuffer_add_printf(b, ",\"parent\":null,\"max_model_len\":%lld,\"permission\":[{\"id\":\"modelperm-%s\","
-                           "\"object\":\"model_permission\",\"created\":%llu,\"allow_create_engine\":false,"
-                           "\"allow_sampling\":true,\"allow_logprobs\":true,\"allow_search_indices\":false,"
-                           "\"allow_view\":true,\"allow_fine_tuning\":false,\"organization\":\"*\","
-                           "\"group\":null,\"is_blocking\":false}]}]}",
-                        (long long)s->conf.ctx_tokens, perm, (unsigned long long)(clk_wall_us() / 1000000));
+    evbuffer_add_printf(
+        b,
+        ",\"parent\":null,\"max_model_len\":%lld,\"permission\":[{\"id\":\"modelperm-%s\","
+        "\"object\":\"model_permission\",\"created\":%llu,\"allow_create_engine\":false,"
+        "\"allow_sampling\":true,\"allow_logprobs\":true,\"allow_search_indices\":false,"
+        "\"allow_view\":true,\"allow_fine_tuning\":false,\"organization\":\"*\","
+        "\"group\":null,\"is_blocking\":false}]}]}",
+        (long long)s->conf.ctx_tokens, perm, (unsigned long long)(clk_wall_us() / 1000000));
     vl_reply(c, VL_R_MODELS, 200, VL_JSON, b);
     evbuffer_free(b);
 }
@@ -339,8 +358,8 @@ static double vl_created(const struct sim_srv *s, int *k)
 /* A counter family NAME_total and its NAME_created gauge family: one sample
  * per value of extra (or one plain sample when extra is NULL). */
 static void vl_counter(struct sim_prom *p, const struct sim_srv *s, int *k, const char *base,
-                       const char *help, const char *extra, const char *const *vals, const double *v,
-                       int n)
+                       const char *help, const char *extra, const char *const *vals,
+                       const double *v, int n)
 {
     char total[128], created[128];
     struct sim_labels ls;
@@ -370,8 +389,9 @@ static void vl_counter1(struct sim_prom *p, const struct sim_srv *s, int *k, con
     vl_counter(p, s, k, base, help, NULL, NULL, &v, 1);
 }
 
-static void vl_gauge(struct sim_prom *p, const struct sim_srv *s, const char *name, const char *help,
-                     const char *extra, const char *const *vals, const double *v, int n)
+static void vl_gauge(struct sim_prom *p, const struct sim_srv *s, const char *name,
+                     const char *help, const char *extra, const char *const *vals, const double *v,
+                     int n)
 {
     struct sim_labels ls;
     int i;
@@ -385,8 +405,8 @@ static void vl_gauge(struct sim_prom *p, const struct sim_srv *s, const char *na
     }
 }
 
-static void vl_hist(struct sim_prom *p, const struct sim_srv *s, int *k, const char *name, const char *help,
-                    const struct sim_hist *h)
+static void vl_hist(struct sim_prom *p, const struct sim_srv *s, int *k, const char *name,
+                    const char *help, const struct sim_hist *h)
 {
     char created[128];
     struct sim_labels ls;
@@ -410,8 +430,10 @@ static void vl_process(struct sim_prom *p, const struct sim_srv *s)
         const char *name, *type, *help;
         const double *v;
     } gc[] = {
-        { "python_gc_objects_collected_total", "counter", "Objects collected during gc", collected },
-        { "python_gc_objects_uncollectable_total", "counter", "Uncollectable objects found during GC", zero },
+        { "python_gc_objects_collected_total", "counter", "Objects collected during gc",
+          collected },
+        { "python_gc_objects_uncollectable_total", "counter",
+          "Uncollectable objects found during GC", zero },
         { "python_gc_collections_total", "counter", "Number of times this generation was collected",
           collections },
     };
@@ -442,8 +464,10 @@ static void vl_process(struct sim_prom *p, const struct sim_srv *s)
     sim_prom_family(p, "process_start_time_seconds", "gauge",
                     "Start time of the process since unix epoch in seconds.");
     /* /proc's start time: clock ticks, so two decimals */
-    sim_prom_sample(p, "process_start_time_seconds", "", NULL, (double)(s->start_wall_us / 10000) / 100.0);
-    sim_prom_family(p, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    sim_prom_sample(p, "process_start_time_seconds", "", NULL,
+                    (double)(s->start_wall_us / 10000) / 100.0);
+    sim_prom_family(p, "process_cpu_seconds_total", "counter",
+                    "Total user and system CPU time spent in seconds.");
     sim_prom_sample(p, "process_cpu_seconds_total", "", NULL, 4127.38);
     sim_prom_family(p, "process_open_fds", "gauge", "Number of open file descriptors.");
     sim_prom_sample(p, "process_open_fds", "", NULL, 214.0);
@@ -473,26 +497,31 @@ static void vl_metrics(struct sim_conn *c)
         static const char *const sleep[] = { "awake", "weights_offloaded", "discard_all" };
         static const double awake[] = { 1, 0, 0 };
         double running = s->busy, waiting = s->queued, by_reason[2] = { (double)s->queued, 0 };
-        double kv = (double)sim_sched_tokens_in_use(s) / ((double)s->conf.slots * (double)s->conf.ctx_tokens);
+        double kv = (double)sim_sched_tokens_in_use(s) /
+                    ((double)s->conf.slots * (double)s->conf.ctx_tokens);
 
-        vl_gauge(&p, s, "vllm:num_requests_running", "Number of requests in model execution batches.",
-                 NULL, NULL, &running, 1);
-        vl_gauge(&p, s, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", NULL,
-                 NULL, &waiting, 1);
-        vl_gauge(&p, s, "vllm:num_requests_waiting_by_reason",
-                 "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for "
-                 "scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV "
-                 "transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.",
-                 "reason", reasons, by_reason, 2);
-        vl_gauge(&p, s, "vllm:engine_sleep_state",
-                 "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is "
-                 "awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
-                 "sleep_state", sleep, awake, 3);
-        vl_gauge(&p, s, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", NULL,
-                 NULL, &kv, 1);
+        vl_gauge(&p, s, "vllm:num_requests_running",
+                 "Number of requests in model execution batches.", NULL, NULL, &running, 1);
+        vl_gauge(&p, s, "vllm:num_requests_waiting", "Number of requests waiting to be processed.",
+                 NULL, NULL, &waiting, 1);
+        vl_gauge(
+            &p, s, "vllm:num_requests_waiting_by_reason",
+            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for "
+            "scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV "
+            "transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.",
+            "reason", reasons, by_reason, 2);
+        vl_gauge(
+            &p, s, "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is "
+            "awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level "
+            "2.",
+            "sleep_state", sleep, awake, 3);
+        vl_gauge(&p, s, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
+                 NULL, NULL, &kv, 1);
     }
     {
-        static const char *const sources[] = { "local_compute", "local_cache_hit", "external_kv_transfer" };
+        static const char *const sources[] = { "local_compute", "local_cache_hit",
+                                               "external_kv_transfer" };
         static const char *const finished[] = { "stop", "length", "abort", "error", "repetition" };
         double prompt = (double)s->ctr.prompt_tokens;
         double by_source[3] = { prompt, 0, 0 };
@@ -501,24 +530,29 @@ static void vl_metrics(struct sim_conn *c)
 
         vl_counter1(&p, s, &k, "vllm:prefix_cache_queries",
                     "Prefix cache queries, in terms of number of queried tokens.", prompt);
-        vl_counter1(&p, s, &k, "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
-                    0);
-        vl_counter1(&p, s, &k, "vllm:external_prefix_cache_queries",
-                    "External prefix cache queries from KV connector cross-instance cache sharing, in "
-                    "terms of number of queried tokens.", 0);
-        vl_counter1(&p, s, &k, "vllm:external_prefix_cache_hits",
-                    "External prefix cache hits from KV connector cross-instance cache sharing, in terms "
-                    "of number of cached tokens.", 0);
+        vl_counter1(&p, s, &k, "vllm:prefix_cache_hits",
+                    "Prefix cache hits, in terms of number of cached tokens.", 0);
+        vl_counter1(
+            &p, s, &k, "vllm:external_prefix_cache_queries",
+            "External prefix cache queries from KV connector cross-instance cache sharing, in "
+            "terms of number of queried tokens.",
+            0);
+        vl_counter1(
+            &p, s, &k, "vllm:external_prefix_cache_hits",
+            "External prefix cache hits from KV connector cross-instance cache sharing, in terms "
+            "of number of cached tokens.",
+            0);
         vl_counter1(&p, s, &k, "vllm:mm_cache_queries",
                     "Multi-modal cache queries, in terms of number of queried items.", 0);
-        vl_counter1(&p, s, &k, "vllm:mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items.",
-                    0);
-        vl_counter1(&p, s, &k, "vllm:num_preemptions", "Cumulative number of preemption from the engine.", 0);
+        vl_counter1(&p, s, &k, "vllm:mm_cache_hits",
+                    "Multi-modal cache hits, in terms of number of cached items.", 0);
+        vl_counter1(&p, s, &k, "vllm:num_preemptions",
+                    "Cumulative number of preemption from the engine.", 0);
         vl_counter1(&p, s, &k, "vllm:prompt_tokens", "Number of prefill tokens processed.", prompt);
-        vl_counter(&p, s, &k, "vllm:prompt_tokens_by_source", "Number of prompt tokens by source.", "source",
-                   sources, by_source, 3);
-        vl_counter1(&p, s, &k, "vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external).",
-                    0);
+        vl_counter(&p, s, &k, "vllm:prompt_tokens_by_source", "Number of prompt tokens by source.",
+                   "source", sources, by_source, 3);
+        vl_counter1(&p, s, &k, "vllm:prompt_tokens_cached",
+                    "Number of cached prompt tokens (local + external).", 0);
         vl_counter1(&p, s, &k, "vllm:generation_tokens", "Number of generation tokens processed.",
                     (double)s->stats.tokens_sent);
         vl_counter(&p, s, &k, "vllm:request_success", "Count of successfully processed requests.",
@@ -545,7 +579,8 @@ static void vl_metrics(struct sim_conn *c)
                 sim_labels_add(&ls, "handler", vl_routes[i].path);
                 sim_labels_add(&ls, "method", vl_routes[i].method);
                 sim_labels_add(&ls, "status", status);
-                sim_prom_sample(&p, fam, "", &ls, cls ? vl_created(s, &k) : (double)st->http[i][sc]);
+                sim_prom_sample(&p, fam, "", &ls,
+                                cls ? vl_created(s, &k) : (double)st->http[i][sc]);
             }
         }
     }
@@ -562,21 +597,11 @@ static void vl_route(struct sim_conn *c, const struct sim_http *h)
 
     switch (route) {
     case VL_R_CHAT:
-    case VL_R_CMPL:
-        vl_generate(c, h, route);
-        return;
-    case VL_R_MODELS:
-        vl_models(c);
-        return;
-    case VL_R_HEALTH:
-        vl_reply(c, route, 200, NULL, NULL);
-        return;
-    case VL_R_METRICS:
-        vl_metrics(c);
-        return;
-    case VL_R_VERSION:
-        vl_reply_str(c, route, 200, "{\"version\":\"" VL_VERSION "\"}");
-        return;
+    case VL_R_CMPL: vl_generate(c, h, route); return;
+    case VL_R_MODELS: vl_models(c); return;
+    case VL_R_HEALTH: vl_reply(c, route, 200, NULL, NULL); return;
+    case VL_R_METRICS: vl_metrics(c); return;
+    case VL_R_VERSION: vl_reply_str(c, route, 200, "{\"version\":\"" VL_VERSION "\"}"); return;
     default:
         /* FastAPI's own answers */
         if (known)
@@ -669,7 +694,8 @@ static void vl_observe(struct sim_req *r, enum sim_obs ev, uint64_t now)
         if (r->max_tokens >= 0)
             sim_hist_observe(&st->max_tokens, (double)r->max_tokens);
         if (r->n_sent > 1)
-            sim_hist_observe(&st->tpot, (double)(r->t_last_us - r->t_first_us) / 1e6 / (double)(r->n_sent - 1));
+            sim_hist_observe(&st->tpot, (double)(r->t_last_us - r->t_first_us) / 1e6 /
+                                            (double)(r->n_sent - 1));
         sim_hist_observe(&st->e2e, (double)(r->t_last_us - r->t_arrive_us) / 1e6);
         sim_hist_observe(&st->queue, (double)(r->t_slot_us - r->t_arrive_us) / 1e6);
         sim_hist_observe(&st->infer, (double)(r->t_last_us - r->t_slot_us) / 1e6);
@@ -679,16 +705,15 @@ static void vl_observe(struct sim_req *r, enum sim_obs ev, uint64_t now)
         break;
     case SIM_OBS_START:
     case SIM_OBS_CANCEL:
-    case SIM_OBS_DIE:
-        break;
+    case SIM_OBS_DIE: break;
     }
 }
 
 const struct sim_flavor sim_flavor_vllm = {
     .name = "vllm",
     .default_model = "meta-llama/Llama-3.3-70B-Instruct",
-    .ping_ms = -1,        /* no SSE comments */
-    .keepalive_max = 0,   /* uvicorn: no limit, 5 s idle */
+    .ping_ms = -1,      /* no SSE comments */
+    .keepalive_max = 0, /* uvicorn: no limit, 5 s idle */
     .close_after_stream = false,
     .route = vl_route,
     .loading = vl_loading,

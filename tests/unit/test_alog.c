@@ -266,7 +266,8 @@ static void test_query_stripped(void **state)
 static void test_cut_long_strings(void **state)
 {
     static char path[6000], id[3000];
-    static const char *const pieces[] = { "\xe2\x82\xac", "\"", "\x01", "\xff", "a", "\xf0\x9f\x98\x80" };
+    static const char *const pieces[] = { "\xe2\x82\xac", "\"", "\x01",
+                                          "\xff",         "a",  "\xf0\x9f\x98\x80" };
     struct alog_rec r = full_rec();
     size_t caps[] = { 1024, 1500, 4096 }, ci, i, off;
     char buf[4096];

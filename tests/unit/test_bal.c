@@ -297,9 +297,9 @@ static void test_least_busy_scraped(void **state)
     assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
     assert_int_equal(i, 1);
     bal_dispatched(&bl.b[1]);
-    bal_dispatched(&bl.b[1]);   /* b1 now 2/4 by pitot's own sending */
+    bal_dispatched(&bl.b[1]); /* b1 now 2/4 by pitot's own sending */
     assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
-    assert_int_equal(i, 0);     /* 1/4 beats 3/8 and 2/4 */
+    assert_int_equal(i, 0); /* 1/4 beats 3/8 and 2/4 */
     /* One replica with requests deferred is avoided though pitot sent it nothing. */
     bal_scraped(&bl.b[0], 2, 2, -1, now);
     bal_scraped(&bl.b[1], 2, 0, -1, now);
@@ -320,10 +320,10 @@ static void test_completion_frees_slot(void **state)
     int i;
 
     busy_with(&bl, 1, 1);
-    bal_scraped(&bl.b[0], 1, 0, -1, now);   /* its one slot is busy */
+    bal_scraped(&bl.b[0], 1, 0, -1, now); /* its one slot is busy */
     assert_int_equal(choose(&bl, NULL, now, &i), BAL_SATURATED);
-    bl.b[0].in_flight = 1;                   /* pitot's request on it ... */
-    bal_released(&bl.b[0]);                  /* ... ends */
+    bl.b[0].in_flight = 1;  /* pitot's request on it ... */
+    bal_released(&bl.b[0]); /* ... ends */
     assert_int_equal(bl.b[0].in_flight, 0);
     assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
     bal_dispatched(&bl.b[0]);

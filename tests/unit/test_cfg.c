@@ -57,9 +57,8 @@ static void check_errors(const struct err_case *cases, size_t n)
 
 static void test_defaults(void **state)
 {
-    static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                      0.25,  0.5,    1,     2.5,  5,     10,   20,
-                                      30,    60,     120,   300,  600 };
+    static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                      2.5,   5,      10,    20,   30,    60,   120, 300,  600 };
     struct cfg c;
     size_t i;
 
@@ -159,7 +158,9 @@ static const char full_yaml[] =
     "    max_queue: 0\n"
     "    max_wait: 0\n"
     "    key_sha256:\n"
-    "      - \"" "E2186DBDB1BB4193608605E84F33208765B5693B55EDD4F730A719A100EEEA6E" "\"\n"
+    "      - \""
+    "E2186DBDB1BB4193608605E84F33208765B5693B55EDD4F730A719A100EEEA6E"
+    "\"\n"
     "limits:\n"
     "  max_header_bytes: 64k\n"
     "  max_headers: 50\n"
@@ -364,8 +365,8 @@ static void test_full_config(void **state)
 static void test_empty_files(void **state)
 {
     static const char *const empty[] = {
-        "", "\n\n", "# only a comment\n", "---\n", "--- ~\n", "~\n", "---\n...\n",
-        "limits:\nupstream: ~\nhealth: {}\nlog: null\n",
+        "",        "\n\n", "# only a comment\n", "---\n",
+        "--- ~\n", "~\n",  "---\n...\n",         "limits:\nupstream: ~\nhealth: {}\nlog: null\n",
     };
     struct cfg c, d;
     size_t i;
@@ -602,7 +603,7 @@ static void test_error_too_many(void **state)
     static const struct {
         const char *head;
         const char *item;
-        int max;        /* items accepted */
+        int max; /* items accepted */
         int head_lines;
         const char *msg;
     } lists[] = {
@@ -881,7 +882,8 @@ static void test_error_backend_keys(void **state)
         { "backends:\n  - url: http://a:1\n    models: [a]\n    models: [b]\n",
           "t.yaml:4: duplicate key 'models' in backends" },
         /* the item's keys are all read before its url is checked */
-        { "backends:\n  - capacity: 2\n    flavor: tgi\n", "t.yaml:2: backends: entry without url" },
+        { "backends:\n  - capacity: 2\n    flavor: tgi\n",
+          "t.yaml:2: backends: entry without url" },
     };
     CHECK_ERRORS(cases);
 }
@@ -895,8 +897,10 @@ static void test_error_tiers(void **state)
           "t.yaml:3: tiers.priority: -1001 is out of range (-1000..1000)" },
         { "tiers:\n  - name: p\n    priority: -99999999999999999999\n",
           "t.yaml:3: tiers.priority: -99999999999999999999 is out of range (-1000..1000)" },
-        { "tiers:\n  - name: p\n    priority: 1.5\n", "t.yaml:3: tiers.priority: bad number '1.5'" },
-        { "tiers:\n  - name: p\n    priority: --1\n", "t.yaml:3: tiers.priority: bad number '--1'" },
+        { "tiers:\n  - name: p\n    priority: 1.5\n",
+          "t.yaml:3: tiers.priority: bad number '1.5'" },
+        { "tiers:\n  - name: p\n    priority: --1\n",
+          "t.yaml:3: tiers.priority: bad number '--1'" },
         { "tiers:\n  - name: p\n    priority: high\n",
           "t.yaml:3: tiers.priority: bad number 'high'" },
         { "tiers:\n  - name: p\n    slo_ttft: 1h\n",
@@ -904,7 +908,8 @@ static void test_error_tiers(void **state)
           "suffix: 10s)" },
         { "tiers:\n  - name: p\n    slo_tpot: 1441m\n",
           "t.yaml:3: tiers.slo_tpot: 1441m is out of range (0ms..1440m)" },
-        { "tiers:\n  - name: p\n    max_queue: -1\n", "t.yaml:3: tiers.max_queue: bad number '-1'" },
+        { "tiers:\n  - name: p\n    max_queue: -1\n",
+          "t.yaml:3: tiers.max_queue: bad number '-1'" },
         { "tiers:\n  - name: p\n    max_queue: 1000001\n",
           "t.yaml:3: tiers.max_queue: 1000001 is out of range (0..1000000)" },
         { "tiers:\n  - name: p\n    max_wait: 1441m\n",
@@ -915,7 +920,8 @@ static void test_error_tiers(void **state)
         { "tiers:\n  - name: default\n    priority: 1\n  - name: default\n",
           "t.yaml:4: duplicate tier 'default'" },
         { "tiers:\n  - name: p\n  - name: q\n    max_wait: 1x\n",
-          "t.yaml:4: tiers.max_wait: bad duration '1x' (milliseconds, or with an ms, s or m suffix: "
+          "t.yaml:4: tiers.max_wait: bad duration '1x' (milliseconds, or with an ms, s or m "
+          "suffix: "
           "10s)" },
     };
     CHECK_ERRORS(cases);
@@ -997,8 +1003,10 @@ static void test_error_model_aliases(void **state)
         { "routing:\n  aliases:\n    a: \"\"\n", "t.yaml:3: empty model name" },
         { "routing:\n  aliases:\n    a: [b]\n", "t.yaml:3: routing.aliases: expected a scalar" },
         { "routing:\n  aliases:\n    a: ~\n", "t.yaml:3: routing.aliases: missing value" },
-        { "routing:\n  aliases:\n    [x]: b\n", "t.yaml:3: keys must be scalars (in routing.aliases)" },
-        { "routing:\n  aliases:\n    a: a\n", "t.yaml:3: routing.aliases: 'a' is an alias of itself" },
+        { "routing:\n  aliases:\n    [x]: b\n",
+          "t.yaml:3: keys must be scalars (in routing.aliases)" },
+        { "routing:\n  aliases:\n    a: a\n",
+          "t.yaml:3: routing.aliases: 'a' is an alias of itself" },
         { "routing:\n  aliases:\n    a: b\n    c: d\n    a: e\n",
           "t.yaml:5: routing.aliases: duplicate alias 'a'" },
         { "routing:\n  aliases:\n    a: b\n    b: c\n",
@@ -1062,7 +1070,8 @@ static void test_list_shapes(void **state)
     assert_int_equal(load(&c, "backends:\n  - url: http://a:1\n    models: [m]\n"
                               "models: [a, b]\n"
                               "tiers:\n  - name: p\n    keys: [sk-p]\n"
-                              "measure:\n  refusal_phrases: [no way]\n"), 0);
+                              "measure:\n  refusal_phrases: [no way]\n"),
+                     0);
     assert_int_equal(c.nmodels, 2);
     assert_int_equal(c.backends[0].nmodels, 1);
     assert_int_equal(c.nkeys, 1);
@@ -1070,7 +1079,8 @@ static void test_list_shapes(void **state)
     assert_int_equal(load(&c, "backends:\n  - url: http://a:1\n    models: ~\n"
                               "models: []\n"
                               "tiers:\n  - name: p\n    keys: []\n    key_sha256: ~\n"
-                              "measure:\n  refusal_phrases: ~\n"), 0);
+                              "measure:\n  refusal_phrases: ~\n"),
+                     0);
     assert_int_equal(c.nbackends, 1);
     assert_int_equal(c.backends[0].nmodels, 0);
     assert_int_equal(c.nmodels, 0);
@@ -1112,7 +1122,8 @@ static void test_error_names(void **state)
     assert_int_equal(load(&c, yaml), -1);
     snprintf(want, sizeof(want),
              "t.yaml:2: backend 'http://%s:1': default name '%s:1' longer than 63 characters, "
-             "give it a name", long_host, long_host);
+             "give it a name",
+             long_host, long_host);
     assert_string_equal(err, want);
     /* 63 characters is the longest name */
     cfg_init(&c);
@@ -1142,7 +1153,7 @@ static void test_error_yaml_syntax(void **state)
         { "listen: 1\n---\nlisten: 2\n", "t.yaml:2: only one YAML document is allowed" },
         /* a syntax error after a good first document still fails */
         { "listen: 1\n---\n[\n", "t.yaml:4: syntax error: did not find expected node content while "
-          "parsing a flow node" },
+                                 "parsing a flow node" },
     };
     CHECK_ERRORS(cases);
 }
@@ -1168,23 +1179,29 @@ static void test_durations_sizes(void **state)
         const char *in;
         unsigned ms;
     } durs[] = {
-        { "1", 1 },         { "1500", 1500 },   { "1500ms", 1500 }, { "10s", 10000 },
-        { "10m", 600000 },  { "0010s", 10000 }, { "\"5s\"", 5000 }, { "'250ms'", 250 },
-        { "1440m", 86400000 }, { "86400s", 86400000 },
+        { "1", 1 },
+        { "1500", 1500 },
+        { "1500ms", 1500 },
+        { "10s", 10000 },
+        { "10m", 600000 },
+        { "0010s", 10000 },
+        { "\"5s\"", 5000 },
+        { "'250ms'", 250 },
+        { "1440m", 86400000 },
+        { "86400s", 86400000 },
     };
     static const struct {
         const char *in;
         size_t bytes;
     } sizes[] = {
-        { "1024", 1024 },   { "4k", 4096 },        { "4K", 4096 },
-        { "256k", 262144 }, { "1m", 1048576 },     { "3M", 3145728 },
-        { "256m", 268435456 },
+        { "1024", 1024 },  { "4k", 4096 },    { "4K", 4096 },        { "256k", 262144 },
+        { "1m", 1048576 }, { "3M", 3145728 }, { "256m", 268435456 },
     };
     static const struct {
         const char *in;
         bool v;
     } bools[] = {
-        { "true", true }, { "True", true }, { "yes", true },  { "on", true },
+        { "true", true },   { "True", true },   { "yes", true }, { "on", true },
         { "false", false }, { "FALSE", false }, { "no", false }, { "off", false },
     };
     static const char *const levels[] = { "error", "warn", "info", "debug" };
@@ -1290,10 +1307,14 @@ static void test_listen_set(void **state)
         const char *host;
         unsigned port;
     } good[] = {
-        { "0.0.0.0:9000", "0.0.0.0", 9000 }, { "[::1]:9000", "::1", 9000 },
-        { "[::]:80", "::", 80 },             { ":9000", "0.0.0.0", 9000 },
-        { "9000", "127.0.0.1", 9000 },       { "0", "127.0.0.1", 0 },
-        { "localhost:0", "localhost", 0 },   { "127.0.0.1:65535", "127.0.0.1", 65535 },
+        { "0.0.0.0:9000", "0.0.0.0", 9000 },
+        { "[::1]:9000", "::1", 9000 },
+        { "[::]:80", "::", 80 },
+        { ":9000", "0.0.0.0", 9000 },
+        { "9000", "127.0.0.1", 9000 },
+        { "0", "127.0.0.1", 0 },
+        { "localhost:0", "localhost", 0 },
+        { "127.0.0.1:65535", "127.0.0.1", 65535 },
     };
     static const struct err_case bad[] = {
         { "", "bad listen address '': empty host" },
@@ -1308,7 +1329,7 @@ static void test_listen_set(void **state)
         { "::1:80", "bad listen address '::1:80': an IPv6 address needs brackets: [::1]:port" },
         { "a b:80", "bad listen address 'a b:80': host has characters outside [A-Za-z0-9._-]" },
         { "99999999999999999999999", "bad listen address '99999999999999999999999': port out of "
-          "range (0-65535)" },
+                                     "range (0-65535)" },
     };
     struct cfg c;
     size_t i;

@@ -92,9 +92,9 @@ static void test_err_rows(void **state)
 
     /* Out of range (a negated code passed by mistake, or past the end). */
     assert_int_equal(err_status(PITOT_E__COUNT), 500);
-    assert_int_equal(err_status((enum pitot_err)-PITOT_EBAD_REQUEST), 500);
+    assert_int_equal(err_status((enum pitot_err) - PITOT_EBAD_REQUEST), 500);
     assert_string_equal(err_label(PITOT_E__COUNT), "unknown");
-    assert_string_equal(err_outcome((enum pitot_err)-1), "internal_error");
+    assert_string_equal(err_outcome((enum pitot_err) - 1), "internal_error");
     assert_string_equal(err_message((enum pitot_err)1000), "unknown error");
     (void)state;
 }
@@ -211,12 +211,9 @@ static void test_span_eq(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_err_table),
-        cmocka_unit_test(test_err_rows),
-        cmocka_unit_test(test_reason_phrase),
-        cmocka_unit_test(test_span_ieq),
-        cmocka_unit_test(test_span_to_i64),
-        cmocka_unit_test(test_span_eq),
+        cmocka_unit_test(test_err_table),     cmocka_unit_test(test_err_rows),
+        cmocka_unit_test(test_reason_phrase), cmocka_unit_test(test_span_ieq),
+        cmocka_unit_test(test_span_to_i64),   cmocka_unit_test(test_span_eq),
     };
 
     return cmocka_run_group_tests_name("err", tests, NULL, NULL);

@@ -294,10 +294,12 @@ static void test_load_partial(void **state)
     struct flv_load l;
 
     /* TGI without the budget's denominator, or with a zero one: no ratio */
-    l = load_of(CFG_FLAVOR_TGI, span_cstr("tgi_batch_current_size 2\ntgi_batch_current_max_tokens 5\n"));
+    l = load_of(CFG_FLAVOR_TGI,
+                span_cstr("tgi_batch_current_size 2\ntgi_batch_current_max_tokens 5\n"));
     assert_true(l.valid);
     assert_true(l.running == 2.0 && l.waiting == 0.0 && l.cache_ratio == -1.0);
-    l = load_of(CFG_FLAVOR_TGI, span_cstr("tgi_batch_current_max_tokens 5\ntgi_batch_max_total_tokens 0\n"));
+    l = load_of(CFG_FLAVOR_TGI,
+                span_cstr("tgi_batch_current_max_tokens 5\ntgi_batch_max_total_tokens 0\n"));
     assert_false(l.valid);
     assert_true(l.cache_ratio == -1.0);
     /* a ratio alone is a signal */
@@ -328,13 +330,11 @@ static void test_load_errors(void **state)
                      -1);
     assert_string_equal(err, "line 2: invalid sample value");
     assert_false(l.valid);
-    assert_int_equal(flv_load_parse(CFG_FLAVOR_OPENAI, span_cstr("<html>\n"), &l, err,
-                                    sizeof(err)),
+    assert_int_equal(flv_load_parse(CFG_FLAVOR_OPENAI, span_cstr("<html>\n"), &l, err, sizeof(err)),
                      -1);
     assert_string_equal(err, "line 1: invalid metric name");
-    assert_int_equal(flv_load_parse(CFG_FLAVOR_AUTO, body("vllm/metrics.txt"), &l, err,
-                                    sizeof(err)),
-                     -1);
+    assert_int_equal(
+        flv_load_parse(CFG_FLAVOR_AUTO, body("vllm/metrics.txt"), &l, err, sizeof(err)), -1);
     assert_string_equal(err, "flavor auto: detect the flavor first");
     /* err may be NULL; a short one is cut, terminated */
     assert_int_equal(flv_load_parse(CFG_FLAVOR_TGI, span_cstr("m{a=\"b} 1\n"), &l, NULL, 0), -1);
@@ -395,10 +395,11 @@ static void test_models_llamacpp(void **state)
     assert_string_equal(ns.text, "small;");
     assert_int_equal(ns.n, 1);
     /* aliases and the models[] list; each name once, in path order */
-    assert_int_equal(models("{\"models\":[{\"name\":\"m1\",\"model\":\"m1.gguf\"},{\"name\":\"m2\"}],"
-                            "\"object\":\"list\",\"data\":[{\"id\":\"m1\",\"aliases\":[\"a1\",\"m1\"]}]}",
-                            &ns),
-                     4);
+    assert_int_equal(
+        models("{\"models\":[{\"name\":\"m1\",\"model\":\"m1.gguf\"},{\"name\":\"m2\"}],"
+               "\"object\":\"list\",\"data\":[{\"id\":\"m1\",\"aliases\":[\"a1\",\"m1\"]}]}",
+               &ns),
+        4);
     assert_string_equal(ns.text, "m1;a1;m2;m1.gguf;");
     (void)state;
 }
@@ -407,12 +408,13 @@ static void test_models_openai(void **state)
 {
     struct names ns;
 
-    assert_int_equal(models("{\"object\":\"list\",\"data\":["
-                            "{\"id\":\"gpt-4o\",\"object\":\"model\",\"created\":1,\"owned_by\":\"system\"},"
-                            "{\"id\":\"meta-llama/Llama-3.3-70B-Instruct\",\"object\":\"model\"},"
-                            "{\"id\":\"gpt-4o\"},{\"id\":\"\"},{\"id\":7},{\"name\":\"x\"}]}",
-                            &ns),
-                     2);
+    assert_int_equal(
+        models("{\"object\":\"list\",\"data\":["
+               "{\"id\":\"gpt-4o\",\"object\":\"model\",\"created\":1,\"owned_by\":\"system\"},"
+               "{\"id\":\"meta-llama/Llama-3.3-70B-Instruct\",\"object\":\"model\"},"
+               "{\"id\":\"gpt-4o\"},{\"id\":\"\"},{\"id\":7},{\"name\":\"x\"}]}",
+               &ns),
+        2);
     assert_string_equal(ns.text, "gpt-4o;meta-llama/Llama-3.3-70B-Instruct;");
     /* raw bytes: escapes stay as written */
     assert_int_equal(models("{\"data\":[{\"id\":\"a\\/b\"}]}", &ns), 1);
@@ -425,8 +427,8 @@ static void test_models_openai(void **state)
     assert_int_equal(models("Loading model", &ns), -1);
     assert_int_equal(ns.n, 0);
     /* no callback: just the count */
-    assert_int_equal(flv_models_parse(span_cstr("{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}"), &toks,
-                                      NULL, NULL),
+    assert_int_equal(flv_models_parse(span_cstr("{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}"),
+                                      &toks, NULL, NULL),
                      2);
     (void)state;
 }
@@ -441,9 +443,9 @@ static void test_models_limits(void **state)
     /* more tokens than given: an error, not a partial list */
     few.tok = toks.tok;
     few.cap = 4;
-    assert_int_equal(flv_models_parse(span_cstr("{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}"), &few,
-                                      NULL, NULL),
-                     -1);
+    assert_int_equal(
+        flv_models_parse(span_cstr("{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}"), &few, NULL, NULL),
+        -1);
     /* at most FLV_MODELS_MAX distinct names */
     n += (size_t)snprintf(json + n, sizeof(json) - n, "{\"data\":[");
     for (i = 0; i < FLV_MODELS_MAX + 10; i++)
@@ -463,9 +465,10 @@ static void test_props_slots(void **state)
     assert_int_equal(flv_props_slots(span_cstr("{\"total_slots\":null}"), &toks), -1);
     assert_int_equal(flv_props_slots(span_cstr("{\"x\":{\"total_slots\":3}}"), &toks), -1);
     assert_int_equal(flv_props_slots(span_cstr("{}"), &toks), -1);
-    assert_int_equal(flv_props_slots(span_cstr("{\"error\":{\"code\":503,\"message\":\"Loading model\"}}"),
-                                     &toks),
-                     -1);
+    assert_int_equal(
+        flv_props_slots(span_cstr("{\"error\":{\"code\":503,\"message\":\"Loading model\"}}"),
+                        &toks),
+        -1);
     assert_int_equal(flv_props_slots(span_cstr("not json"), &toks), -1);
     (void)state;
 }
@@ -501,18 +504,12 @@ static void test_json_paths(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detect_fixtures),
-        cmocka_unit_test(test_detect_other),
-        cmocka_unit_test(test_load_scenario),
-        cmocka_unit_test(test_load_llamacpp),
-        cmocka_unit_test(test_load_sums_series),
-        cmocka_unit_test(test_load_partial),
-        cmocka_unit_test(test_load_errors),
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_models_llamacpp),
-        cmocka_unit_test(test_models_openai),
-        cmocka_unit_test(test_models_limits),
-        cmocka_unit_test(test_props_slots),
+        cmocka_unit_test(test_detect_fixtures),  cmocka_unit_test(test_detect_other),
+        cmocka_unit_test(test_load_scenario),    cmocka_unit_test(test_load_llamacpp),
+        cmocka_unit_test(test_load_sums_series), cmocka_unit_test(test_load_partial),
+        cmocka_unit_test(test_load_errors),      cmocka_unit_test(test_names),
+        cmocka_unit_test(test_models_llamacpp),  cmocka_unit_test(test_models_openai),
+        cmocka_unit_test(test_models_limits),    cmocka_unit_test(test_props_slots),
         cmocka_unit_test(test_json_paths),
     };
 

@@ -103,11 +103,11 @@ static void assert_span(struct span s, const char *lit)
 
 struct expect {
     const char *name;
-    unsigned outputs;          /* events with output */
-    enum json_finish finish;   /* the stream's finish reason */
-    long long tokens;          /* last usage completion_tokens, else last
+    unsigned outputs;        /* events with output */
+    enum json_finish finish; /* the stream's finish reason */
+    long long tokens;        /* last usage completion_tokens, else last
                                   timings predicted_n, else -1 */
-    unsigned errors;           /* error events */
+    unsigned errors;         /* error events */
 };
 
 /* From the fixture files themselves (see the READMEs). */
@@ -501,7 +501,8 @@ static void test_output_kinds(void **state)
     assert_span(r.text, "No.");
     assert_int_equal(r.finish, JSON_FINISH_STOP);
     /* Only the first choice gives text; any choice gives output. */
-    r = parse_lit("{\"choices\":[{\"index\":0,\"delta\":{}},{\"index\":1,\"delta\":{\"content\":\"x\"}}]}");
+    r = parse_lit(
+        "{\"choices\":[{\"index\":0,\"delta\":{}},{\"index\":1,\"delta\":{\"content\":\"x\"}}]}");
     assert_true(r.has_output);
     assert_int_equal(r.text.len, 0);
     r = parse_lit("{\"choices\":[{\"text\":\"t\",\"index\":0},{\"text\":\"u\",\"index\":1}]}");
@@ -555,7 +556,8 @@ static void test_finish_reasons(void **state)
         { "{\"stop\":true,\"stop_type\":\"none\"}", JSON_FINISH_OTHER },
         { "{\"stop\":true}", JSON_FINISH_OTHER },
         { "{\"stop\":false,\"stop_type\":\"limit\"}", JSON_FINISH_NONE },
-        { "{\"details\":{\"finish_reason\":\"length\",\"generated_tokens\":3}}", JSON_FINISH_LENGTH },
+        { "{\"details\":{\"finish_reason\":\"length\",\"generated_tokens\":3}}",
+          JSON_FINISH_LENGTH },
         { "{\"details\":{\"finish_reason\":\"eos_token\"}}", JSON_FINISH_STOP },
         { "{\"details\":{\"finish_reason\":\"stop_sequence\"}}", JSON_FINISH_STOP },
         { "{\"details\":null}", JSON_FINISH_NONE },
@@ -627,21 +629,60 @@ static void test_usage_timings_errors(void **state)
 
 static void test_not_objects(void **state)
 {
-#define BAD(lit) { lit, sizeof(lit) - 1 }
+#define BAD(lit)                                                                                   \
+    {                                                                                              \
+        lit, sizeof(lit) - 1                                                                       \
+    }
     static const struct {
         const char *p;
         size_t len; /* some hold a NUL */
     } bad[] = {
-        BAD(""), BAD(" "), BAD("[]"), BAD("[{\"choices\":[]}]"), BAD("\"x\""), BAD("null"),
-        BAD("1"), BAD("{"), BAD("{\"a\":"), BAD("{\"a\":1"), BAD("{} {}"), BAD("{}x"),
-        BAD(":{}"), BAD(",{}"), BAD("{}\0"), BAD("{\"a\":\"x\0\"}"), BAD("{\"a\":[}"), BAD("}"),
-        BAD("{\"a\":\"\\q\"}"), BAD("x{}"), BAD("{\"a\" \"b\"}"), BAD("{\"a\":1 2}"),
-        BAD("{a:1}"), BAD("{\"a\" 1}"), BAD("{\"a\":1:2}"), BAD("{\"a\":[\"k\":1]}"),
-        BAD("{\"a\":tru}"), BAD("{\"a\":nulls}"), BAD("{\"a\":x1}"), BAD("{\"a\":1x}"),
-        BAD("{\"a\"}"), BAD("{\"a\":{\"b\"}}"), BAD("{\"mol\":\"gris\"::}"), BAD("{\"a\":1,}"),
-        BAD("{,\"a\":1}"), BAD("{\"a\":[1,]}"), BAD("{\"a\":[,1]}"), BAD("{\"a\":01}"),
-        BAD("{\"a\":1.}"), BAD("{\"a\":-}"), BAD("{\"a\":1e}"), BAD("{\"a\":\"\n\"}"),
-        BAD("{\"a\":\"\\u12x4\"}"), BAD("{\"a\":[}]}"), BAD("{\"a\":nan}"), BAD("{'a':1}"),
+        BAD(""),
+        BAD(" "),
+        BAD("[]"),
+        BAD("[{\"choices\":[]}]"),
+        BAD("\"x\""),
+        BAD("null"),
+        BAD("1"),
+        BAD("{"),
+        BAD("{\"a\":"),
+        BAD("{\"a\":1"),
+        BAD("{} {}"),
+        BAD("{}x"),
+        BAD(":{}"),
+        BAD(",{}"),
+        BAD("{}\0"),
+        BAD("{\"a\":\"x\0\"}"),
+        BAD("{\"a\":[}"),
+        BAD("}"),
+        BAD("{\"a\":\"\\q\"}"),
+        BAD("x{}"),
+        BAD("{\"a\" \"b\"}"),
+        BAD("{\"a\":1 2}"),
+        BAD("{a:1}"),
+        BAD("{\"a\" 1}"),
+        BAD("{\"a\":1:2}"),
+        BAD("{\"a\":[\"k\":1]}"),
+        BAD("{\"a\":tru}"),
+        BAD("{\"a\":nulls}"),
+        BAD("{\"a\":x1}"),
+        BAD("{\"a\":1x}"),
+        BAD("{\"a\"}"),
+        BAD("{\"a\":{\"b\"}}"),
+        BAD("{\"mol\":\"gris\"::}"),
+        BAD("{\"a\":1,}"),
+        BAD("{,\"a\":1}"),
+        BAD("{\"a\":[1,]}"),
+        BAD("{\"a\":[,1]}"),
+        BAD("{\"a\":01}"),
+        BAD("{\"a\":1.}"),
+        BAD("{\"a\":-}"),
+        BAD("{\"a\":1e}"),
+        BAD("{\"a\":\"\n\"}"),
+        BAD("{\"a\":\"\\u12x4\"}"),
+        BAD("{\"a\":[}]}"),
+        BAD("{\"a\":nan}"),
+        BAD("{'a':1}"),
     };
 #undef BAD
     struct json_resp r;
@@ -936,7 +977,8 @@ static void test_include_usage_rewrite(void **state)
     expect_rewrite("{\n  \"s\": \"x\"\n}\n",
                    "{\n  \"s\": \"x\",\"stream_options\":{\"include_usage\":true}\n}\n");
     expect_rewrite("{ }", "{\"stream_options\":{\"include_usage\":true} }");
-    expect_rewrite("{\"stream_options\": { } }", "{\"stream_options\": {\"include_usage\":true } }");
+    expect_rewrite("{\"stream_options\": { } }",
+                   "{\"stream_options\": {\"include_usage\":true } }");
     expect_rewrite("{\"stream_options\":{\"continuous_usage_stats\":true},\"x\":1}",
                    "{\"stream_options\":{\"continuous_usage_stats\":true,\"include_usage\":true},"
                    "\"x\":1}");
@@ -981,7 +1023,8 @@ static void test_include_usage_fixture_requests(void **state)
         check_rewrite(span_make(f->body, f->len), out, sizeof(out), &len);
         if (!q.has_include_usage) {
             /* Only the new member is added, just before the closing brace. */
-            assert_int_equal((size_t)len, f->len + strlen(",\"stream_options\":{\"include_usage\":true}"));
+            assert_int_equal((size_t)len,
+                             f->len + strlen(",\"stream_options\":{\"include_usage\":true}"));
             assert_memory_equal(out, f->body, f->len - 1);
         }
         n++;
@@ -1020,7 +1063,9 @@ static void test_str_decode(void **state)
     /* Lone surrogates become U+FFFD. */
     DECODE("\\ud83dx", 64, "\xEF\xBF\xBDx");
     DECODE("\\ude00", 64, "\xEF\xBF\xBD");
-    DECODE("\\ud83d\\u0041", 64, "\xEF\xBF\xBD" "A");
+    DECODE("\\ud83d\\u0041", 64,
+           "\xEF\xBF\xBD"
+           "A");
     DECODE("\\ud83d\\ud83d\\ude00", 64, "\xEF\xBF\xBD\xF0\x9F\x98\x80");
     /* Invalid escapes are copied literally. */
     DECODE("\\x", 64, "\\x");

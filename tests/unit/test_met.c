@@ -76,10 +76,10 @@ static const char *find_line(const char *text, const char *line)
     return NULL;
 }
 
-#define assert_line(text, line)                                                \
-    do {                                                                       \
-        if (find_line((text), (line)) == NULL)                                 \
-            fail_msg("missing line: %s\n---\n%s", (line), (text));             \
+#define assert_line(text, line)                                                                    \
+    do {                                                                                           \
+        if (find_line((text), (line)) == NULL)                                                     \
+            fail_msg("missing line: %s\n---\n%s", (line), (text));                                 \
     } while (0)
 
 #define assert_no_line(text, line) assert_null(find_line((text), (line)))
@@ -180,8 +180,8 @@ static void test_histogram_and_counters(void **state)
 static void test_bucket_bounds(void **state)
 {
     static const double b[] = { 0.00005, 0.0001, 0.005, 0.1, 2.5, 10, 100000, 1000000 };
-    static const char *const le[] = { "5e-05", "0.0001", "0.005", "0.1", "2.5",
-                                      "10",    "100000", "1e+06" };
+    static const char *const le[] = { "5e-05", "0.0001", "0.005",  "0.1",
+                                      "2.5",   "10",     "100000", "1e+06" };
     struct cfg *c = test_cfg();
     struct met_registry *r;
     char line[256];
@@ -353,7 +353,8 @@ static void test_model_learning(void **state)
     met_add(r, MET_STALLS, met_series(r, 0, other, 0), 7);
     met_add(r, MET_STALLS, met_series(r, 0, 2, 1), 1);
     t = expose(&r, 1);
-    assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"qwen2.5:7b\",tier=\"default\"} 1");
+    assert_line(t,
+                "pitot_stream_stalls_total{backend=\"a\",model=\"qwen2.5:7b\",tier=\"default\"} 1");
     assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"other\",tier=\"default\"} 7");
     assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"Small\",tier=\"batch\"} 1");
     assert_int_equal(count_prefix(t, "pitot_stream_stalls_total{"), 3);
@@ -376,37 +377,37 @@ static void test_bad_arguments_ignored(void **state)
     met_observe_us(r, MET_TTFT, bad, 1);
     met_observe_us(r, MET_PROMPT_TOKENS, 0, 1); /* not a histogram */
     met_observe_us(r, MET__COUNT, 0, 1);
-    met_add(r, MET_TTFT, 0, 1);                 /* not a counter */
-    met_add(r, MET_REQUESTS, 0, 1);             /* needs met_add_request */
-    met_add(r, MET_UPSTREAM_ERRORS, 0, 1);      /* needs met_add_upstream_error */
+    met_add(r, MET_TTFT, 0, 1);            /* not a counter */
+    met_add(r, MET_REQUESTS, 0, 1);        /* needs met_add_request */
+    met_add(r, MET_UPSTREAM_ERRORS, 0, 1); /* needs met_add_upstream_error */
     met_add(r, MET_STALLS, bad, 1);
     met_add_request(r, bad, 200);
     met_add_finish(r, bad, JSON_FINISH_STOP);
     met_add_finish(r, 0, (enum json_finish)99);
     met_add_upstream_error(r, 2, PITOT_EUPSTREAM_RESET);
     met_add_upstream_error(r, 0, PITOT_E__COUNT);
-    met_gauge_set(r, MET_STALLS, 0, 5);         /* not a gauge */
+    met_gauge_set(r, MET_STALLS, 0, 5); /* not a gauge */
     met_gauge_set(r, MET_BACKEND_UP, 2, 5);
     met_gauge_add(r, MET_IN_FLIGHT, 9, 5);
-    met_gauge_set_f(r, MET_IN_FLIGHT, 0, 1.5);    /* not a float gauge */
+    met_gauge_set_f(r, MET_IN_FLIGHT, 0, 1.5); /* not a float gauge */
     met_gauge_set_f(r, MET_BACKEND_RUNNING, 2, 1);
     met_gauge_set_f(r, MET__COUNT, 0, 1);
-    met_gauge_set(r, MET_BACKEND_CACHE, 0, 1);    /* float: needs met_gauge_set_f */
+    met_gauge_set(r, MET_BACKEND_CACHE, 0, 1); /* float: needs met_gauge_set_f */
     met_gauge_add(r, MET_BACKEND_WAITING, 0, 1);
-    met_gauge_set(r, MET_QUEUE_DEPTH, 0, 1);      /* per tier */
+    met_gauge_set(r, MET_QUEUE_DEPTH, 0, 1); /* per tier */
     met_gauge_clear(r, MET_BACKEND_RUNNING, 2);
-    met_gauge_clear(r, MET_BACKEND_EJECTED, 0);   /* integer gauges are never absent */
+    met_gauge_clear(r, MET_BACKEND_EJECTED, 0); /* integer gauges are never absent */
     met_gauge_clear(r, MET_BACKEND_SCRAPE_AGE, 2);
     met_backend_scraped(r, 2, 1);
     met_add_scrape(r, 2, MET_SCRAPE_OK);
     met_add_scrape(r, 0, MET_SCRAPE__COUNT);
-    met_add_scrape(r, 0, (enum met_scrape)-1);
+    met_add_scrape(r, 0, (enum met_scrape) - 1);
     met_tier_gauge_add(r, MET_QUEUE_DEPTH, 2, 1);
-    met_tier_gauge_add(r, MET_IN_FLIGHT, 0, 1);   /* per backend */
+    met_tier_gauge_add(r, MET_IN_FLIGHT, 0, 1); /* per backend */
     met_observe_tier_us(r, MET_QUEUE_WAIT, 2, 1);
-    met_observe_tier_us(r, MET_TTFT, 0, 1);       /* a BMT histogram */
-    met_observe_us(r, MET_QUEUE_WAIT, 0, 1);      /* a tier histogram */
-    met_add(r, MET_SHED, 0, 1);                   /* needs met_add_shed */
+    met_observe_tier_us(r, MET_TTFT, 0, 1);  /* a BMT histogram */
+    met_observe_us(r, MET_QUEUE_WAIT, 0, 1); /* a tier histogram */
+    met_add(r, MET_SHED, 0, 1);              /* needs met_add_shed */
     met_add(r, MET_SLO_REQUESTS, 0, 1);
     met_add(r, MET_BACKEND_SCRAPES, 0, 1);
     met_add_shed(r, 2, MET_SHED_QUEUE_FULL);
@@ -519,7 +520,8 @@ static void test_merge(void **state)
 
     /* n == 1 of the second registry alone */
     t = expose(&regs[1], 1);
-    assert_line(t, "pitot_requests_total{backend=\"a\",model=\"m2\",tier=\"default\",code=\"200\"} 2");
+    assert_line(t,
+                "pitot_requests_total{backend=\"a\",model=\"m2\",tier=\"default\",code=\"200\"} 2");
     assert_line(t, "pitot_backend_up{backend=\"b\"} 1");
     assert_null(strstr(t, "model=\"m1\""));
     free(t);
@@ -730,15 +732,15 @@ static void test_merge_backend_and_tier(void **state)
     assert_non_null(regs[1]);
     assert_true(now > 10000000u);
     met_gauge_set_f(regs[0], MET_BACKEND_RUNNING, 0, 4);
-    met_gauge_set_f(regs[1], MET_BACKEND_RUNNING, 0, 9);   /* not the scraping loop */
-    met_gauge_set_f(regs[1], MET_BACKEND_CACHE, 1, 0.5);   /* likewise */
+    met_gauge_set_f(regs[1], MET_BACKEND_RUNNING, 0, 9); /* not the scraping loop */
+    met_gauge_set_f(regs[1], MET_BACKEND_CACHE, 1, 0.5); /* likewise */
     met_backend_scraped(regs[0], 0, now - 1000000u);
-    met_backend_scraped(regs[1], 1, now - 1000000u);       /* likewise */
+    met_backend_scraped(regs[1], 1, now - 1000000u); /* likewise */
     met_add_scrape(regs[0], 0, MET_SCRAPE_OK);
     met_add_scrape(regs[1], 0, MET_SCRAPE_OK);
     met_add_scrape(regs[1], 0, MET_SCRAPE_PARSE_ERROR);
-    met_gauge_set(regs[1], MET_BACKEND_EJECTED, 0, 1);     /* not regs[0] only */
-    met_gauge_set(regs[0], MET_BACKEND_EJECTED, 1, 1);     /* not a sum */
+    met_gauge_set(regs[1], MET_BACKEND_EJECTED, 0, 1); /* not regs[0] only */
+    met_gauge_set(regs[0], MET_BACKEND_EJECTED, 1, 1); /* not a sum */
     met_gauge_set(regs[1], MET_BACKEND_EJECTED, 1, 1);
     met_tier_gauge_add(regs[0], MET_QUEUE_DEPTH, 0, 2);
     met_tier_gauge_add(regs[1], MET_QUEUE_DEPTH, 0, 3);
@@ -874,7 +876,8 @@ static void test_doc_markdown(void **state)
     assert_non_null(f);
     met_doc_markdown(f);
     fclose(f);
-    assert_true(strncmp(doc, "| Metric | Type | Labels | Description |\n|---|---|---|---|\n", 58) == 0);
+    assert_true(strncmp(doc, "| Metric | Type | Labels | Description |\n|---|---|---|---|\n", 58) ==
+                0);
     for (i = 0; i < MET__COUNT; i++) {
         snprintf(row, sizeof(row), "| `%s` | ", names[i]);
         assert_non_null(strstr(doc, row));

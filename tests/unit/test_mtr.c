@@ -59,16 +59,16 @@ static int fixtures_teardown(void **state)
 
 struct want {
     const char *name;
-    int64_t max_tokens;  /* the request's limit (from .req.http for llama.cpp) */
-    size_t nev;          /* SSE events, pings and [DONE] included */
-    uint64_t n_out;      /* output-carrying events */
+    int64_t max_tokens; /* the request's limit (from .req.http for llama.cpp) */
+    size_t nev;         /* SSE events, pings and [DONE] included */
+    uint64_t n_out;     /* output-carrying events */
     int64_t ttft_us, e2e_us, itl_max_us, itl_p50_us, tpot_us;
     unsigned stalls;
     enum mtr_tok_src src;
     int64_t prompt, completion, cached;
     enum json_finish finish;
     bool truncated, refusal, error;
-    int64_t counted;     /* completion estimate when usage and timings are
+    int64_t counted; /* completion estimate when usage and timings are
                             withheld: output events, +1 after "stop"; -1 none */
 };
 
@@ -90,20 +90,20 @@ static const struct want wants[] = {
       0, MTR_TOK_USAGE, 61, 16, 60, JSON_FINISH_LENGTH, true, false, false, 16 },
     { "llama.cpp/chat-stream-length-max-tokens-3.http", 3, 6, 3, 320000, 405000, 20000, 20000,
       42500, 0, MTR_TOK_TIMINGS, 61, 3, 60, JSON_FINISH_LENGTH, true, false, false, 3 },
-    { "llama.cpp/chat-stream-sse-ping-interval-2.http", 60, 68, 60, 320000, 1645000, 100000,
-      20000, 22457, 1, MTR_TOK_USAGE, 61, 60, 0, JSON_FINISH_LENGTH, true, false, false, 60 },
-    { "llama.cpp/chat-stream-stop-eos.http", 16, 4, 0, -1, 365000, -1, -1, -1, 0, MTR_TOK_USAGE,
-      61, 1, 60, JSON_FINISH_STOP, false, false, false, -1 },
-    { "llama.cpp/chat-stream-stop-string.http", 32, 14, 10, 320000, 565000, 20000, 20000, 24500,
-      0, MTR_TOK_USAGE, 61, 11, 60, JSON_FINISH_STOP, false, false, false, 11 },
+    { "llama.cpp/chat-stream-sse-ping-interval-2.http", 60, 68, 60, 320000, 1645000, 100000, 20000,
+      22457, 1, MTR_TOK_USAGE, 61, 60, 0, JSON_FINISH_LENGTH, true, false, false, 60 },
+    { "llama.cpp/chat-stream-stop-eos.http", 16, 4, 0, -1, 365000, -1, -1, -1, 0, MTR_TOK_USAGE, 61,
+      1, 60, JSON_FINISH_STOP, false, false, false, -1 },
+    { "llama.cpp/chat-stream-stop-string.http", 32, 14, 10, 320000, 565000, 20000, 20000, 24500, 0,
+      MTR_TOK_USAGE, 61, 11, 60, JSON_FINISH_STOP, false, false, false, 11 },
     { "llama.cpp/chat-stream-timing-small.http", 64, 68, 64, 320000, 1645000, 20000, 20000, 21031,
       0, MTR_TOK_USAGE, 61, 64, 0, JSON_FINISH_LENGTH, true, false, false, 64 },
-    { "llama.cpp/chat-stream-timing-tiny.http", 200, 204, 200, 320000, 4365000, 20000, 20000,
-      20326, 0, MTR_TOK_USAGE, 61, 200, 0, JSON_FINISH_LENGTH, true, false, false, 200 },
-    { "llama.cpp/chat-stream-timings-per-token.http", 4, 7, 4, 320000, 425000, 20000, 20000,
-      35000, 0, MTR_TOK_TIMINGS, 61, 4, 60, JSON_FINISH_LENGTH, true, false, false, 4 },
-    { "llama.cpp/completion-native-stream.http", 16, 17, 16, 300000, 625000, 20000, 20000, 21666,
-      0, MTR_TOK_TIMINGS, 5, 16, 4, JSON_FINISH_LENGTH, true, false, false, 16 },
+    { "llama.cpp/chat-stream-timing-tiny.http", 200, 204, 200, 320000, 4365000, 20000, 20000, 20326,
+      0, MTR_TOK_USAGE, 61, 200, 0, JSON_FINISH_LENGTH, true, false, false, 200 },
+    { "llama.cpp/chat-stream-timings-per-token.http", 4, 7, 4, 320000, 425000, 20000, 20000, 35000,
+      0, MTR_TOK_TIMINGS, 61, 4, 60, JSON_FINISH_LENGTH, true, false, false, 4 },
+    { "llama.cpp/completion-native-stream.http", 16, 17, 16, 300000, 625000, 20000, 20000, 21666, 0,
+      MTR_TOK_TIMINGS, 5, 16, 4, JSON_FINISH_LENGTH, true, false, false, 16 },
     { "llama.cpp/v1-completions-stream-include-usage.http", 16, 18, 16, 300000, 645000, 20000,
       20000, 23000, 0, MTR_TOK_USAGE, 5, 16, 4, JSON_FINISH_LENGTH, true, false, false, 16 },
     { "llama.cpp/v1-completions-stream.http", 16, 18, 16, 300000, 645000, 20000, 20000, 23000, 0,
@@ -114,12 +114,12 @@ static const struct want wants[] = {
       MTR_TOK_COUNTED, -1, 4, -1, JSON_FINISH_NONE, false, false, true, 4 },
     { "openai/stream_refusal.sse", -1, 14, 11, 320000, 565000, 20000, 20000, 22272, 0,
       MTR_TOK_COUNTED, -1, 12, -1, JSON_FINISH_STOP, false, true, false, 12 },
-    { "tgi/generate_stream.sse", -1, 17, 16, 300000, 625000, 20000, 20000, 20312, 0,
-      MTR_TOK_USAGE, 7, 17, -1, JSON_FINISH_STOP, false, false, false, 17 },
+    { "tgi/generate_stream.sse", -1, 17, 16, 300000, 625000, 20000, 20000, 20312, 0, MTR_TOK_USAGE,
+      7, 17, -1, JSON_FINISH_STOP, false, false, false, 17 },
     { "tgi/generate_stream_error.sse", -1, 4, 3, 300000, 365000, 20000, 20000, 32500, 0,
       MTR_TOK_COUNTED, -1, 3, -1, JSON_FINISH_NONE, false, false, true, 3 },
-    { "tgi/stream_chat.sse", -1, 19, 15, 320000, 665000, 20000, 20000, 23000, 0, MTR_TOK_USAGE,
-      43, 16, -1, JSON_FINISH_STOP, false, false, false, 16 },
+    { "tgi/stream_chat.sse", -1, 19, 15, 320000, 665000, 20000, 20000, 23000, 0, MTR_TOK_USAGE, 43,
+      16, -1, JSON_FINISH_STOP, false, false, false, 16 },
     { "vllm/stream_chat_error_midstream.sse", -1, 7, 4, 320000, 425000, 20000, 20000, 35000, 0,
       MTR_TOK_COUNTED, -1, 4, -1, JSON_FINISH_NONE, false, false, true, 4 },
     { "vllm/stream_chat_include_usage.sse", -1, 11, 7, 320000, 505000, 20000, 20000, 26428, 0,
@@ -171,8 +171,9 @@ static size_t feed_stream(struct mtr *m, const struct fx_file *f, bool withhold)
 
 static void check_result(const char *name, const struct mtr_result *res, const struct want *w)
 {
-    if (res->ttft_us != w->ttft_us || res->e2e_us != w->e2e_us || res->itl_max_us != w->itl_max_us ||
-        res->itl_p50_us != w->itl_p50_us || res->tpot_us != w->tpot_us)
+    if (res->ttft_us != w->ttft_us || res->e2e_us != w->e2e_us ||
+        res->itl_max_us != w->itl_max_us || res->itl_p50_us != w->itl_p50_us ||
+        res->tpot_us != w->tpot_us)
         fail_msg("%s: ttft %lld e2e %lld itl max %lld p50 %lld tpot %lld", name,
                  (long long)res->ttft_us, (long long)res->e2e_us, (long long)res->itl_max_us,
                  (long long)res->itl_p50_us, (long long)res->tpot_us);
@@ -278,14 +279,13 @@ static void test_fixture_counted_estimate(void **state)
         assert_int_equal(res.prompt_tokens, -1);
         assert_int_equal(res.cached_tokens, -1);
         if (res.completion_tokens != w->counted)
-            fail_msg("%s: counted %lld, expected %lld", w->name,
-                     (long long)res.completion_tokens, (long long)w->counted);
+            fail_msg("%s: counted %lld, expected %lld", w->name, (long long)res.completion_tokens,
+                     (long long)w->counted);
         assert_int_equal(res.tok_src, w->counted >= 0 ? MTR_TOK_COUNTED : MTR_TOK_NONE);
         if (w->n_out > 0)
             assert_int_equal(res.completion_tokens, w->completion);
         if (res.completion_tokens > 1)
-            assert_int_equal(res.tpot_us,
-                             (res.e2e_us - res.ttft_us) / (res.completion_tokens - 1));
+            assert_int_equal(res.tpot_us, (res.e2e_us - res.ttft_us) / (res.completion_tokens - 1));
         else
             assert_int_equal(res.tpot_us, -1);
     }
@@ -314,9 +314,9 @@ static void test_fixture_refusal_via_delta(void **state)
 
 /* One line of a *.events.jsonl capture. */
 struct jsonl_event {
-    uint64_t t_us;        /* time.monotonic_ns() / 1000 */
+    uint64_t t_us; /* time.monotonic_ns() / 1000 */
     double since_send_ms;
-    char data[8192];      /* decoded "data" string */
+    char data[8192]; /* decoded "data" string */
     size_t len;
 };
 
@@ -495,7 +495,7 @@ static bool feed_content(struct mtr *m, const char *text, uint64_t now_us, uint6
 }
 
 #define ROLE_CHUNK                                                                                 \
-    "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null},"           \
+    "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null},"              \
     "\"finish_reason\":null}]}"
 #define FINISH_CHUNK(reason)                                                                       \
     "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"" reason "\"}]}"
@@ -509,8 +509,8 @@ static void test_ttft_skips_role_chunk(void **state)
     mtr_init(&m, 5000000, 0, -1, NULL);
     assert_false(feed(&m, ROLE_CHUNK, 5100000, &gap));
     assert_int_equal(gap, 99);
-    assert_false(feed(&m, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"}}]}", 5150000,
-                      &gap));
+    assert_false(
+        feed(&m, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"}}]}", 5150000, &gap));
     assert_true(feed_content(&m, "Hi", 5400000, &gap));
     assert_int_equal(gap, 0);
     assert_true(feed_content(&m, " there", 5430000, &gap));
@@ -535,7 +535,7 @@ static void test_ttft_skips_role_chunk(void **state)
     assert_int_equal(res.ttft_us, 250000);
     assert_int_equal(res.itl_max_us, -1); /* one output event: no gap */
     assert_int_equal(res.itl_p50_us, -1);
-    assert_int_equal(res.tpot_us, -1);    /* one token */
+    assert_int_equal(res.tpot_us, -1); /* one token */
     (void)state;
 }
 
@@ -660,8 +660,8 @@ static void test_stalls(void **state)
     assert_int_equal(m.stalls, 0);
     feed_content(&m, "d", 2500000, NULL); /* 500.001 ms */
     assert_int_equal(m.stalls, 1);
-    assert_false(feed(&m, "{\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":null}", 2900000,
-                      NULL));
+    assert_false(
+        feed(&m, "{\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":null}", 2900000, NULL));
     assert_true(feed_content(&m, "e", 4500000, &gap));
     assert_int_equal(gap, 2000000);
     assert_int_equal(m.stalls, 2);
@@ -696,8 +696,8 @@ static void test_token_sources(void **state)
 
     /* Timings without cache_n: prompt_n alone, cached unknown. */
     mtr_init(&m, 0, 0, -1, NULL);
-    feed(&m, "{\"content\":\"x\",\"stop\":false,\"timings\":{\"prompt_n\":9,\"predicted_n\":1}}", 10,
-         NULL);
+    feed(&m, "{\"content\":\"x\",\"stop\":false,\"timings\":{\"prompt_n\":9,\"predicted_n\":1}}",
+         10, NULL);
     mtr_finish(&m, 30, &res);
     assert_int_equal(res.tok_src, MTR_TOK_TIMINGS);
     assert_int_equal(res.prompt_tokens, 9);
@@ -869,15 +869,13 @@ static void test_refusal_split_content(void **state)
     assert_false(m.refusal);
     mtr_init(&m, 0, 0, -1, ph);
     for (i = 0; i < RFS_WINDOW_CHARS / 50; i++)
-        feed_content(&m, "Lorem ipsum dolor sit amet, consectetur adipiscin.", 10 * (i + 1),
-                     NULL);
+        feed_content(&m, "Lorem ipsum dolor sit amet, consectetur adipiscin.", 10 * (i + 1), NULL);
     feed_content(&m, "I'm sorry, but", 100000, NULL);
     assert_false(m.refusal);
 
     /* Reasoning is not the answer: a refusal considered in thought is none. */
     mtr_init(&m, 0, 0, -1, ph);
-    feed(&m,
-         "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"I'm sorry, but\"}}]}",
+    feed(&m, "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"I'm sorry, but\"}}]}",
          10, NULL);
     assert_int_equal(m.n_out, 1);
     assert_false(m.refusal);

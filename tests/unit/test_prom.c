@@ -159,8 +159,8 @@ static const struct body *body_named(const char *name)
 struct rec {
     char *p; /* owned */
     size_t len, cap;
-    size_t n;        /* samples */
-    int stop_after;  /* > 0: the callback stops after this many */
+    size_t n;       /* samples */
+    int stop_after; /* > 0: the callback stops after this many */
 };
 
 static void rec_put(struct rec *r, const char *s, size_t n)
@@ -473,8 +473,7 @@ static int find_sample(void *ud, const struct prom_sample *s)
     return 0;
 }
 
-static struct find find_in(const char *body_name, const char *name, const char *lk,
-                           const char *lv)
+static struct find find_in(const char *body_name, const char *name, const char *lk, const char *lv)
 {
     const struct body *b = body_named(body_name);
     struct find f;
@@ -520,7 +519,8 @@ static void test_vllm_values(void **state)
     assert_int_equal(f.s.type, PROM_TYPE_HISTOGRAM);
     assert_true(f.s.value == value_in("vllm/metrics.txt", "vllm:iteration_tokens_total_count"));
     f = find_in("vllm/metrics.txt", "vllm:iteration_tokens_total_bucket", NULL, NULL);
-    assert_string_equal(f.label_text, "engine=0;le=1.0;model_name=meta-llama/Llama-3.3-70B-Instruct;");
+    assert_string_equal(f.label_text,
+                        "engine=0;le=1.0;model_name=meta-llama/Llama-3.3-70B-Instruct;");
     assert_true(f.s.value == 73.0);
     (void)state;
 }
@@ -537,7 +537,8 @@ static void test_tgi_values(void **state)
     assert_true(f.s.value == 63474.0);
     assert_int_equal(f.s.type, PROM_TYPE_COUNTER);
     assert_int_equal(f.s.line, 4);
-    f = find_in("tgi/metrics.txt", "tgi_request_queue_duration_bucket", "le", "0.00015000000000000001");
+    f = find_in("tgi/metrics.txt", "tgi_request_queue_duration_bucket", "le",
+                "0.00015000000000000001");
     assert_int_equal(f.s.type, PROM_TYPE_HISTOGRAM);
     assert_true(f.s.value == 0.0);
     f = find_in("tgi/metrics.txt", "tgi_request_skipped_tokens", "quantile", "0.999");
@@ -656,7 +657,8 @@ static void test_label_order_and_pid(void **state)
     struct find f;
     const char *text = "m{pid=\"1873\",tp_rank=\"0\"} 1\nm{tp_rank=\"1\",pid=\"1874\"} 2\n";
 
-    expect_samples(text, "m{pid=\"1873\",tp_rank=\"0\"} 1  @1\nm{tp_rank=\"1\",pid=\"1874\"} 2  @2\n");
+    expect_samples(text,
+                   "m{pid=\"1873\",tp_rank=\"0\"} 1  @1\nm{tp_rank=\"1\",pid=\"1874\"} 2  @2\n");
     memset(&f, 0, sizeof(f));
     f.name = "m";
     f.lk = "pid";
@@ -715,7 +717,8 @@ static void test_eof(void **state)
 
 static void test_crlf_and_blanks(void **state)
 {
-    expect_samples("# TYPE a gauge\r\na 1\r\nb{c=\"d\"} 2 \t \r\n\r\n", "a 1 gauge @2\nb{c=\"d\"} 2  @3\n");
+    expect_samples("# TYPE a gauge\r\na 1\r\nb{c=\"d\"} 2 \t \r\n\r\n",
+                   "a 1 gauge @2\nb{c=\"d\"} 2  @3\n");
     expect_samples("  a 1\n\tb { c = \"d\" , e=\"f\" , } 2   123\n",
                    "a 1  @1\nb{c=\"d\",e=\"f\"} 2 123  @2\n");
     expect_samples("m{} 1\nn{}2\n", "m 1  @1\nn 2  @2\n");
@@ -726,18 +729,20 @@ static void test_timestamps_and_exemplars(void **state)
 {
     expect_samples("a 1 1700000000000\nb 2 -5\nc 3 1.7e9\n",
                    "a 1 1700000000000  @1\nb 2 -5  @2\nc 3 1700000000  @3\n");
-    expect_samples("h_bucket{le=\"1\"} 3 # {trace_id=\"x\"} 0.5 123\nh_count 3 1700 # {a=\"b\"} 1\n",
-                   "h_bucket{le=\"1\"} 3  @1\nh_count 3 1700  @2\n");
+    expect_samples(
+        "h_bucket{le=\"1\"} 3 # {trace_id=\"x\"} 0.5 123\nh_count 3 1700 # {a=\"b\"} 1\n",
+        "h_bucket{le=\"1\"} 3  @1\nh_count 3 1700  @2\n");
     (void)state;
 }
 
 static void test_type_scope(void **state)
 {
     /* a TYPE line applies to its family only; comments do not matter */
-    expect_samples("# TYPE a gauge\n# a comment\n#TYPE b summary\na 1\nab 2\nb{quantile=\"0.5\"} 3\n"
-                   "b_sum 4\nb_bucket 5\n",
-                   "a 1  @4\nab 2  @5\nb{quantile=\"0.5\"} 3 summary @6\nb_sum 4 summary @7\n"
-                   "b_bucket 5 summary @8\n");
+    expect_samples(
+        "# TYPE a gauge\n# a comment\n#TYPE b summary\na 1\nab 2\nb{quantile=\"0.5\"} 3\n"
+        "b_sum 4\nb_bucket 5\n",
+        "a 1  @4\nab 2  @5\nb{quantile=\"0.5\"} 3 summary @6\nb_sum 4 summary @7\n"
+        "b_bucket 5 summary @8\n");
     expect_samples("# TYPE u untyped\nu 1\n# TYPE k unknown\nk 2\n# TYPE i info\ni_info 3\n"
                    "# TYPE s stateset\ns{s=\"a\"} 1\n# TYPE g gaugehistogram\ng_gsum 4\n",
                    "u 1 untyped @2\nk 2 untyped @4\ni_info 3 info @6\ns{s=\"a\"} 1 stateset @8\n"

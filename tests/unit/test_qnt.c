@@ -150,12 +150,9 @@ static void test_constant(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_exact_small),
-        cmocka_unit_test(test_uniform),
-        cmocka_unit_test(test_exponential),
-        cmocka_unit_test(test_sorted_input),
-        cmocka_unit_test(test_constant),
+        cmocka_unit_test(test_empty),        cmocka_unit_test(test_exact_small),
+        cmocka_unit_test(test_uniform),      cmocka_unit_test(test_exponential),
+        cmocka_unit_test(test_sorted_input), cmocka_unit_test(test_constant),
     };
 
     return cmocka_run_group_tests_name("qnt", tests, NULL, NULL);

@@ -161,9 +161,9 @@ static void test_case_and_misses(void **state)
     assert_true(feed_whole(defaults, "AS AN AI LANGUAGE MODEL, I have no opinions."));
     assert_true(feed_whole(defaults, "Sure! ... i Must Decline."));
     assert_true(feed_whole(defaults, "x i cannot fulfillment"));
-    assert_false(feed_whole(defaults, "I'm sorry but"));   /* no comma */
+    assert_false(feed_whole(defaults, "I'm sorry but")); /* no comma */
     assert_false(feed_whole(defaults, "I am happy to help."));
-    assert_false(feed_whole(defaults, "i  cannot help"));  /* two spaces */
+    assert_false(feed_whole(defaults, "i  cannot help")); /* two spaces */
     assert_false(feed_whole(defaults, ""));
     (void)state;
 }

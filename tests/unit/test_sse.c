@@ -55,8 +55,7 @@ struct cuts {
 
 /* Feeds p[0..len) in pieces; piece k is [at[k-1], at[k]). Records every event
  * end. Returns the bytes pending after the last event. */
-static size_t scan_pieces(const char *p, size_t len, const size_t *at, size_t nat,
-                          struct cuts *out)
+static size_t scan_pieces(const char *p, size_t len, const size_t *at, size_t nat, struct cuts *out)
 {
     struct sse_scanner s;
     size_t from = 0, k;
@@ -98,8 +97,8 @@ static void assert_same_cuts(const struct cuts *a, const struct cuts *b, const c
         fail_msg("%s at %zu: %zu events, expected %zu", what, where, a->n, b->n);
     for (i = 0; i < a->n; i++) {
         if (a->end[i] != b->end[i])
-            fail_msg("%s at %zu: event %zu ends at %zu, expected %zu", what, where, i,
-                     a->end[i], b->end[i]);
+            fail_msg("%s at %zu: event %zu ends at %zu, expected %zu", what, where, i, a->end[i],
+                     b->end[i]);
     }
 }
 
@@ -147,8 +146,7 @@ static void check_two_piece_splits(const char *name, const char *p, size_t len,
 }
 
 /* Whole, every two-piece split, byte by byte and a mixed split pattern. */
-static void check_split_invariance(const char *name, const char *p, size_t len,
-                                   struct cuts *ref)
+static void check_split_invariance(const char *name, const char *p, size_t len, struct cuts *ref)
 {
     static struct sse_scanner after[MAX_EVENTS + 1];
     static struct cuts got;
@@ -436,15 +434,15 @@ static void test_fixture_tgi_shapes(void **state)
 /* ---- hand-made streams -------------------------------------------------- */
 
 struct want_event {
-    const char *data;  /* NULL: no data line */
+    const char *data; /* NULL: no data line */
     bool comment_only;
     bool done;
-    const char *name;  /* NULL: no event field */
+    const char *name; /* NULL: no event field */
 };
 
 /* Scans `text` at every split and byte by byte, then decodes each event. */
-static void check_stream(const char *text, size_t len, const struct want_event *want,
-                         size_t nwant, size_t pending, bool partial)
+static void check_stream(const char *text, size_t len, const struct want_event *want, size_t nwant,
+                         size_t pending, bool partial)
 {
     static struct cuts ref;
     struct sse_scanner s;
@@ -493,7 +491,7 @@ static void check_stream(const char *text, size_t len, const struct want_event *
 #define CHECK_STREAM(lit, pending, partial, ...)                                                   \
     do {                                                                                           \
         static const struct want_event w_[] = { __VA_ARGS__ };                                     \
-        check_stream(lit, sizeof(lit) - 1, w_, sizeof(w_) / sizeof(w_[0]), pending, partial);     \
+        check_stream(lit, sizeof(lit) - 1, w_, sizeof(w_) / sizeof(w_[0]), pending, partial);      \
     } while (0)
 
 static void test_line_endings(void **state)
@@ -581,7 +579,8 @@ static void test_fields(void **state)
     CHECK_STREAM("data\n\n", 0, false, { "", false, false, NULL });
     CHECK_STREAM("data:[DONE]\n\n", 0, false, { "[DONE]", false, true, NULL });
     CHECK_STREAM("data: [DONE] \n\n", 0, false, { "[DONE] ", false, false, NULL });
-    CHECK_STREAM("id: 7\nretry: 100\nfoo: bar\ndata: {}\n\n", 0, false, { "{}", false, false, NULL });
+    CHECK_STREAM("id: 7\nretry: 100\nfoo: bar\ndata: {}\n\n", 0, false,
+                 { "{}", false, false, NULL });
     CHECK_STREAM("event: error\ndata: {\"error\":1}\n\n", 0, false,
                  { "{\"error\":1}", false, false, "error" });
     CHECK_STREAM(": ping\ndata: a\n\n", 0, false, { "a", false, false, NULL });

@@ -66,8 +66,11 @@ static void test_keys(void **state)
     assert_int_equal(resolve(&c, "Bearer SK-PREMIUM-1", NULL), 0);
     assert_int_equal(resolve(&c, "Bearer sk-premium-", NULL), 0);
     assert_int_equal(resolve(&c, "Bearer sk-premium-1x", NULL), 0);
-    assert_int_equal(resolve(&c, "Bearer e2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100"
-                                 "eeea6f", NULL), 0); /* the digest is not the key */
+    assert_int_equal(resolve(&c,
+                             "Bearer e2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100"
+                             "eeea6f",
+                             NULL),
+                     0); /* the digest is not the key */
     assert_int_equal(resolve(&c, NULL, NULL), 0);
     cfg_release(&c);
 }
@@ -79,11 +82,11 @@ static void test_malformed_authorization(void **state)
         "Bearer",
         "Bearer ",
         "Bearer   \t ",
-        "Bearersk-premium-1",       /* no blank after the scheme */
+        "Bearersk-premium-1", /* no blank after the scheme */
         "Bearer:sk-premium-1",
-        "Basic sk-premium-1",       /* another scheme */
+        "Basic sk-premium-1", /* another scheme */
         "Token sk-premium-1",
-        "sk-premium-1",             /* no scheme */
+        "sk-premium-1", /* no scheme */
         "Bearer sk-premium-1 sk-premium-2",
         "Bearer sk-premium-1,",
         "Bear sk-premium-1",
@@ -102,8 +105,8 @@ static void test_malformed_authorization(void **state)
         assert_int_equal(resolve(&c, bad[i], "batch"), 2);
     }
     /* a span that stops before the key's end is not the key */
-    assert_int_equal(tier_resolve_values(&c, span_make("Bearer sk-premium-1", 18),
-                                         span_make(NULL, 0)), 0);
+    assert_int_equal(
+        tier_resolve_values(&c, span_make("Bearer sk-premium-1", 18), span_make(NULL, 0)), 0);
     cfg_release(&c);
 }
 
@@ -231,10 +234,8 @@ static void test_slo(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_malformed_authorization),
-        cmocka_unit_test(test_header),
-        cmocka_unit_test(test_resolve_request),
+        cmocka_unit_test(test_keys),   cmocka_unit_test(test_malformed_authorization),
+        cmocka_unit_test(test_header), cmocka_unit_test(test_resolve_request),
         cmocka_unit_test(test_slo),
     };
 
