@@ -469,3 +469,77 @@ def prom_query(port, expr):
     if reply.get("status") != "success":
         raise RuntimeError("query %r: %s: %s" % (expr, reply.get("errorType"), reply.get("error")))
     return reply["data"]
+
+
+def start_prometheus_config(config, port=None):
+    """Starts /usr/bin/prometheus with `config`, the text of a whole
+    prometheus.yml (absolute paths for rule files: a relative one would
+    resolve against the temp dir), listening on `port` (free_port() if None;
+    pass it when the config scrapes Prometheus itself). TSDB in a fresh temp
+    dir removed when the process is stopped. Returns the Proc, with .port and
+    .dir, once GET /-/ready answers 200 (30 s at most)."""
+    import shutil
+    import urllib.request
+    d = tempfile.mkdtemp(prefix="pitot-prom-")
+    try:
+        cfg = os.path.join(d, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write(config)
+        port = port or free_port()
+        pr = Proc(["/usr/bin/prometheus", "--config.file=" + cfg,
+                   "--storage.tsdb.path=" + os.path.join(d, "data"),
+                   "--storage.tsdb.retention.time=1h",
+                   "--web.listen-address=%s:%d" % (HOST, port)], "prometheus")
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    pr.port = port
+    pr.dir = d
+    proc_stop = pr.stop
+
+    def stop(*args, **kw):
+        try:
+            return proc_stop(*args, **kw)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    pr.stop = stop  # what stop_all() and check() call
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.time() + 30.0
+    while True:
+        if pr.p.poll() is not None:
+            raise RuntimeError("prometheus exited early (%s): %s" % (pr.p.returncode, pr.stderr()[-2000:]))
+        try:
+            with opener.open("http://%s:%d/-/ready" % (HOST, port), timeout=2.0) as r:
+                if r.status == 200:
+                    return pr
+        except OSError:  # refused while starting, 503 until the TSDB is open
+            pass
+        if time.time() > deadline:
+            raise RuntimeError("prometheus not ready after 30 s: %s" % pr.stderr()[-2000:])
+        time.sleep(0.05)
+
+
+def prom_api(port, path, params=None):
+    """The "data" of GET /api/v1/<path>?<params> on the Prometheus at `port`
+    (params: dict, or list of pairs for repeated keys such as match[]);
+    raises with Prometheus's error text if it fails."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    url = "http://%s:%d/api/v1/%s" % (HOST, port, path)
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with opener.open(url, timeout=10.0) as r:
+            reply = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            raise RuntimeError("GET %s: HTTP %d %r" % (url, e.code, body[:300]))
+    if reply.get("status") != "success":
+        raise RuntimeError("GET %s: %s: %s" % (url, reply.get("errorType"), reply.get("error")))
+    return reply["data"]
