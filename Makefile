@@ -96,7 +96,7 @@ unit: $(UNIT_BINS) $(REPLAY_BINS)
 
 # Debian packages the build and the tests need; installed when missing.
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev node-llhttp libjsmn-dev \
-            libyaml-dev libcmocka-dev prometheus curl python3
+            libyaml-dev libcmocka-dev prometheus prometheus-alertmanager curl python3
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -122,6 +122,23 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)BUILD=$(BUILD) KEEP=$(KEEP) bash tests/demo.sh
 
+# Routing benchmark (not a test): the same pool and open-loop load behind pitot
+# least_busy, pitot round_robin and nginx least_conn. BENCH_SECONDS=60 per run.
+.PHONY: bench-routing
+bench-routing:
+	@dpkg-query -W -f='$${Status}' nginx-light 2>/dev/null | grep -q "install ok installed" || \
+	dpkg-query -W -f='$${Status}' nginx 2>/dev/null | grep -q "install ok installed" || \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "bench-routing: installing nginx-light"; \
+	  apt-get update -qq && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; } || exit 1; \
+	else \
+	  echo "bench-routing: nginx is missing; run as root:"; \
+	  echo "  apt-get install -y nginx-light"; exit 1; \
+	fi
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) bash tests/bench/bench_routing.sh
+
 FUZZ_CC ?= clang
 fuzz:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang"; exit 1; }
@@ -133,7 +150,7 @@ fuzz:
 	    -o build/fuzz/$$n $$f build/fuzzlib/libpitot.a $(LDLIBS) || exit 1; done
 
 format-check:
-	$(Q)clang-format --dry-run --Werror $(LIB_SRCS) proxy/*.c include/pitot/*.h
+	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build
