@@ -33,6 +33,37 @@ static void usage(FILE *f)
             "  -V, --version          version\n");
 }
 
+/* Applies the config file, then the command line over it, then validates.
+ * Returns 0, or the exit status with a message in err. */
+static int build_cfg(struct cfg *c, const char *conf, const char *listen, const char **backends,
+                     size_t nb, const char *access_log, char *err, size_t errlen)
+{
+    char msg[448];
+    size_t i;
+
+    if (conf && cfg_load_file(c, conf, err, errlen) != 0)
+        return 1;
+    if (listen && cfg_listen_set(c, listen, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "pitot: --listen: %s", msg);
+        return 2;
+    }
+    if (nb)
+        c->nbackends = 0;
+    for (i = 0; i < nb; i++) {
+        if (cfg_backend_add(c, backends[i], NULL, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "pitot: --backend %.40s: %s", backends[i], msg);
+            return 2;
+        }
+    }
+    if (access_log)
+        snprintf(c->access_log, sizeof(c->access_log), "%s", access_log);
+    if (cfg_validate(c, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "%s: %s", conf ? conf : "pitot", msg);
+        return 1;
+    }
+    return 0;
+}
+
 struct sigctx {
     struct wrk *w;
     struct alog *alog;
@@ -70,15 +101,15 @@ int main(int argc, char **argv)
     static struct cfg c; /* large: keep it off the stack */
     const char *conf = NULL, *listen = NULL, *access_log = NULL;
     const char **backends = calloc((size_t)argc + 1, sizeof(char *));
-    size_t nb = 0, i;
+    size_t nb = 0;
     bool test = false;
     char err[512];
-    struct rfs_phrases *ph;
-    struct alog *alog;
+    struct rfs_phrases *ph = NULL;
+    struct alog *alog = NULL;
     struct wrk *w;
     struct sigctx sc;
     struct event *sig_term, *sig_int, *sig_hup;
-    int opt;
+    int opt, rc = 0;
 
     if (backends == NULL)
         return 1;
@@ -89,56 +120,44 @@ int main(int argc, char **argv)
         case 'l': listen = optarg; break;
         case 'b': backends[nb++] = optarg; break;
         case 'a': access_log = optarg; break;
-        case 'M': met_doc_markdown(stdout); return 0;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("pitot %s\n", PITOT_VERSION); return 0;
-        default: usage(stderr); return 2;
+        case 'M': met_doc_markdown(stdout); free(backends); return 0;
+        case 'h': usage(stdout); free(backends); return 0;
+        case 'V': printf("pitot %s\n", PITOT_VERSION); free(backends); return 0;
+        default: usage(stderr); free(backends); return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "pitot: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        free(backends);
         return 2;
     }
     cfg_init(&c);
-    if (conf && cfg_load_file(&c, conf, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    if (listen && cfg_listen_set(&c, listen, err, sizeof(err)) != 0) {
-        fprintf(stderr, "pitot: --listen: %s\n", err);
-        return 2;
-    }
-    if (nb)
-        c.nbackends = 0;
-    for (i = 0; i < nb; i++) {
-        if (cfg_backend_add(&c, backends[i], NULL, err, sizeof(err)) != 0) {
-            fprintf(stderr, "pitot: --backend %s: %s\n", backends[i], err);
-            return 2;
-        }
-    }
+    rc = build_cfg(&c, conf, listen, backends, nb, access_log, err, sizeof(err));
     free(backends);
-    if (access_log)
-        snprintf(c.access_log, sizeof(c.access_log), "%s", access_log);
-    if (cfg_validate(&c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s%s%s\n", conf ? conf : "pitot", ": ", err);
-        return 1;
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", err);
+        cfg_release(&c);
+        return rc;
     }
     if (test) {
         printf("%s: configuration OK (%zu backends)\n", conf ? conf : "command line", c.nbackends);
+        cfg_release(&c);
         return 0;
     }
     ph = rfs_phrases_new((const char *const *)c.refusal_phrases, c.nrefusal);
     alog = alog_open(c.access_log);
     if (ph == NULL || alog == NULL) {
         fprintf(stderr, "pitot: cannot open access log '%s'\n", c.access_log);
-        return 1;
+        rc = 1;
+        goto out;
     }
     signal(SIGPIPE, SIG_IGN);
     w = wrk_new(&c, ph, alog, err, sizeof(err));
     if (w == NULL) {
         fprintf(stderr, "pitot: %s\n", err);
-        return 1;
+        rc = 1;
+        goto out;
     }
     sc.w = w;
     sc.alog = alog;
@@ -156,8 +175,10 @@ int main(int argc, char **argv)
     event_free(sig_int);
     event_free(sig_hup);
     wrk_free(w);
-    alog_close(alog);
+out:
+    if (alog)
+        alog_close(alog);
     rfs_phrases_free(ph);
     cfg_release(&c);
-    return 0;
+    return rc;
 }
