@@ -120,10 +120,22 @@ int main(int argc, char **argv)
         case 'l': listen = optarg; break;
         case 'b': backends[nb++] = optarg; break;
         case 'a': access_log = optarg; break;
-        case 'M': met_doc_markdown(stdout); free(backends); return 0;
-        case 'h': usage(stdout); free(backends); return 0;
-        case 'V': printf("pitot %s\n", PITOT_VERSION); free(backends); return 0;
-        default: usage(stderr); free(backends); return 2;
+        case 'M':
+            met_doc_markdown(stdout);
+            free(backends);
+            return 0;
+        case 'h':
+            usage(stdout);
+            free(backends);
+            return 0;
+        case 'V':
+            printf("pitot %s\n", PITOT_VERSION);
+            free(backends);
+            return 0;
+        default:
+            usage(stderr);
+            free(backends);
+            return 2;
         }
     }
     if (optind < argc) {

@@ -212,8 +212,9 @@ struct scr *scr_new(struct wrk *w)
             scr_free(s);
             return NULL;
         }
-        if (w->cfg->policy == CFG_POLICY_LEAST_BUSY)
-            scr_arm(sb->t_metrics, 0);
+        /* Every policy scrapes: the load gauges are exported whatever the
+         * policy, and llama.cpp's slot count (capacity) comes after a scrape. */
+        scr_arm(sb->t_metrics, 0);
         /* A configured model list is authoritative: no discovery. */
         if (w->cfg->backends[i].nmodels == 0)
             scr_arm(sb->t_models, 0);

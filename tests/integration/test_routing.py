@@ -749,6 +749,33 @@ def t_tiers_and_goodput():
     stop_pitot_clean(pitot)
 
 
+
+def t_round_robin_learns_slots():
+    # Every policy scrapes: round_robin too learns llama.cpp's 2 slots from
+    # /props, sends 2 and holds the other 2 in pitot's queue.
+    sim = start_sim("--slots", "2", "--tokens-per-s", "20")
+    pitot = start_pitot([sim.port], config="routing:\n  policy: round_robin\n  scrape_interval: 100ms\n"
+                                          "  scrape_timeout: 80ms\n  scrape_stale: 500ms\n")
+    assert wait_for(lambda: metric_value(metrics(pitot.port), "pitot_backend_scrapes_total",
+                                         result="ok") or 0, 5.0)
+    time.sleep(0.3)
+    socks = []
+    for _ in range(4):
+        s = connect(pitot.port)
+        s.sendall(build_request("POST", "/v1/chat/completions", chat_body(max_tokens=40),
+                                port=pitot.port))
+        socks.append(s)
+    seen = wait_for(lambda: (lambda m: (metric_value(m, "pitot_requests_in_flight"),
+                                        metric_value(m, "pitot_queue_depth")))(metrics(pitot.port))
+                    == (2.0, 2.0), 3.0)
+    m = metrics(pitot.port)
+    assert seen, (metric_value(m, "pitot_requests_in_flight"), metric_value(m, "pitot_queue_depth"))
+    assert json.loads(request(sim.port, "GET", "/sim/stats").body)["in_queue"] == 0
+    for s in socks:
+        s.close()
+    stop_pitot_clean(pitot)
+
+
 check("least busy: the 4x faster backend gets >= 1.5x the requests", t_fast_backend_gets_more)
 check("a backend with deferred requests (its own /metrics) is avoided", t_deferred_backend_avoided)
 check("all saturated: queue by tier, eviction, queue_full, max_wait, 503 Retry-After",
@@ -767,4 +794,6 @@ check("a finished request frees its slot at once, not at the next scrape",
       t_completion_frees_slot_at_once)
 check("llamacpp/vllm/tgi/sglang metrics parsed end to end; exact token counts", t_flavor_metrics_end_to_end)
 check("tiers from API keys; SLO goodput met/not met", t_tiers_and_goodput)
+check("round_robin learns llama.cpp slots from /props; the rest wait in pitot",
+      t_round_robin_learns_slots)
 finish()
