@@ -391,62 +391,21 @@ def start_prometheus(targets, scrape_interval="1s", rules_files=None):
     """Starts /usr/bin/prometheus scraping `targets` ("host:port" strings, or
     ports on 127.0.0.1) as job "pitot", with its config and TSDB in a fresh
     temp dir that is removed when the process is stopped. rules_files: paths
-    of rule files to load. Returns the Proc, with .port, once GET /-/ready
-    answers 200 (30 s at most)."""
-    import shutil
-    import urllib.error
-    import urllib.request
-    d = tempfile.mkdtemp(prefix="pitot-prom-")
-    try:
-        tg = [t if isinstance(t, str) else "%s:%d" % (HOST, t) for t in targets]
-        conf = ["global:",
-                "  scrape_interval: %s" % scrape_interval,
-                "  evaluation_interval: %s" % scrape_interval]
-        if rules_files:
-            # relative paths would resolve against the temp dir
-            conf.append("rule_files:")
-            conf += ["  - %s" % json.dumps(os.path.abspath(f)) for f in rules_files]
-        conf += ["scrape_configs:",
-                 "  - job_name: pitot",
-                 "    static_configs:",
-                 "      - targets: %s" % json.dumps(tg)]
-        cfg = os.path.join(d, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("\n".join(conf) + "\n")
-        port = free_port()
-        pr = Proc(["/usr/bin/prometheus", "--config.file=" + cfg,
-                   "--storage.tsdb.path=" + os.path.join(d, "data"),
-                   "--storage.tsdb.retention.time=1h",
-                   "--web.listen-address=%s:%d" % (HOST, port)], "prometheus")
-    except BaseException:
-        shutil.rmtree(d, ignore_errors=True)
-        raise
-    pr.port = port
-    pr.dir = d
-    proc_stop = pr.stop
-
-    def stop(*args, **kw):
-        try:
-            return proc_stop(*args, **kw)
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-    pr.stop = stop  # what stop_all() and check() call
-
-    # loopback only: never through an http_proxy from the environment
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.time() + 30.0
-    while True:
-        if pr.p.poll() is not None:
-            raise RuntimeError("prometheus exited early (%s): %s" % (pr.p.returncode, pr.stderr()[-2000:]))
-        try:
-            with opener.open("http://%s:%d/-/ready" % (HOST, port), timeout=2.0) as r:
-                if r.status == 200:
-                    return pr
-        except OSError:  # refused while starting, 503 until the TSDB is open
-            pass
-        if time.time() > deadline:
-            raise RuntimeError("prometheus not ready after 30 s: %s" % pr.stderr()[-2000:])
-        time.sleep(0.05)
+    of rule files to load. Started by start_prometheus_config(): returns the
+    Proc, with .port and .dir, once GET /-/ready answers 200 (30 s at most)."""
+    tg = [t if isinstance(t, str) else "%s:%d" % (HOST, t) for t in targets]
+    conf = ["global:",
+            "  scrape_interval: %s" % scrape_interval,
+            "  evaluation_interval: %s" % scrape_interval]
+    if rules_files:
+        # relative paths would resolve against the temp dir
+        conf.append("rule_files:")
+        conf += ["  - %s" % json.dumps(os.path.abspath(f)) for f in rules_files]
+    conf += ["scrape_configs:",
+             "  - job_name: pitot",
+             "    static_configs:",
+             "      - targets: %s" % json.dumps(tg)]
+    return start_prometheus_config("\n".join(conf) + "\n")
 
 
 def prom_query(port, expr):
@@ -504,6 +463,7 @@ def start_prometheus_config(config, port=None):
             shutil.rmtree(d, ignore_errors=True)
     pr.stop = stop  # what stop_all() and check() call
 
+    # loopback only: never through an http_proxy from the environment
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.time() + 30.0
     while True:

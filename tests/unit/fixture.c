@@ -100,9 +100,61 @@ void fx_http_decode(const char *raw, size_t n, bool request, struct fx_file *f)
     r = h1_execute(&p, span_make(raw + hl, n - hl), &c);
     /* The client-abort capture is cut short: its last chunk never ends. */
     assert_true(r == H1_DONE || r == H1_AGAIN);
+    f->complete = r == H1_DONE;
     s.p[s.len] = '\0';
     f->body = s.p;
     f->len = s.len;
+}
+
+char *fx_body_read(const char *rel, size_t *len)
+{
+    struct fx_file f;
+    size_t n = 0;
+    char *raw = fx_read(rel, &n);
+
+    if (raw == NULL)
+        fail_msg("fixture %s/%s missing (set PITOT_FIXTURES)", fixture_dir(), rel);
+    if (!ends_with(rel, ".http")) {
+        *len = n;
+        return raw;
+    }
+    memset(&f, 0, sizeof(f));
+    fx_http_decode(raw, n, false, &f);
+    free(raw);
+    assert_int_equal(f.status, 200);
+    assert_true(f.complete);
+    *len = f.len;
+    return f.body;
+}
+
+void fx_bodies_load(struct fx_body *b, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        b[i].p = fx_body_read(b[i].name, &b[i].len);
+}
+
+void fx_bodies_release(struct fx_body *b, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        free(b[i].p);
+        b[i].p = NULL;
+    }
+}
+
+const struct fx_body *fx_bodies_find(const struct fx_body *b, size_t n, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(b[i].name, name) == 0)
+            return &b[i];
+    }
+    fail_msg("no body %s", name);
+    return NULL;
 }
 
 static void load_dir(struct fx_set *set, const char *dir)

@@ -1,6 +1,7 @@
 /* Recorded backend traffic for the unit tests: fixture files under
- * $PITOT_FIXTURES (default ../shared/fixtures), raw .sse streams and llama.cpp
- * .http captures decoded with the h1 module. Failures fail the running test. */
+ * $PITOT_FIXTURES (default ../shared/fixtures), raw .sse streams and .txt
+ * /metrics bodies, and llama.cpp .http captures decoded with the h1 module.
+ * Failures fail the running test. */
 #ifndef PITOT_TESTS_FIXTURE_H
 #define PITOT_TESTS_FIXTURE_H
 
@@ -19,6 +20,7 @@ struct fx_file {
     bool sse;       /* an SSE stream: a .sse file or a text/event-stream response */
     bool chunked;   /* .http: Transfer-Encoding: chunked */
     int status;     /* .http response: HTTP status; else 0 */
+    bool complete;  /* .http: the message ended (not cut short inside a chunk) */
 };
 
 /* Every fixture of the vllm, tgi, openai and llama.cpp directories. */
@@ -31,6 +33,45 @@ struct fx_set {
  * "llama.cpp/x.events.jsonl"). Returns a malloc'd NUL-terminated copy, owned
  * by the caller, its length in *len; NULL when it cannot be read. */
 char *fx_read(const char *rel, size_t *len);
+
+/* The body a server sent, as fixture file rel holds it: a .http capture must be
+ * a whole 200 response and gives its body with the framing removed; any other
+ * file (.txt, .sse) gives its bytes as they are. Returns a malloc'd
+ * NUL-terminated copy, owned by the caller, its length in *len; fails the test
+ * when the file cannot be read or the capture is not a whole 200. */
+char *fx_body_read(const char *rel, size_t *len);
+
+/* One body of a test's table of named fixtures (see fx_bodies_load()). */
+struct fx_body {
+    const char *name; /* "dir/file" under the fixture directory */
+    char *p;          /* owned: the body, as fx_body_read() gives it */
+    size_t len;       /* body bytes, the NUL excluded */
+};
+
+/* Initialisers of struct fx_body for every fixture /metrics body: the vllm,
+ * tgi and sglang texts and the llama.cpp captures. */
+/* clang-format off */
+#define FX_METRICS_BODIES                                       \
+    { "vllm/metrics.txt", NULL, 0 },                            \
+    { "tgi/metrics.txt", NULL, 0 },                             \
+    { "sglang/metrics.txt", NULL, 0 },                          \
+    { "llama.cpp/metrics-busy.http", NULL, 0 },                 \
+    { "llama.cpp/metrics-idle-fresh.http", NULL, 0 },           \
+    { "llama.cpp/metrics-after-busy-idle.http", NULL, 0 },      \
+    { "llama.cpp/metrics-after-client-abort.http", NULL, 0 },   \
+    { "llama.cpp/metrics-after-traffic-idle.http", NULL, 0 },   \
+    { "llama.cpp/metrics-busy-other-replica-idle.http", NULL, 0 }
+/* clang-format on */
+
+/* Reads the body of each of b[0..n) by name with fx_body_read() (which fails
+ * the test on a missing or broken fixture). Release with fx_bodies_release(). */
+void fx_bodies_load(struct fx_body *b, size_t n);
+
+/* Frees the bodies of b[0..n) and leaves their p NULL. */
+void fx_bodies_release(struct fx_body *b, size_t n);
+
+/* The body named "dir/file" among b[0..n); fails the test when there is none. */
+const struct fx_body *fx_bodies_find(const struct fx_body *b, size_t n, const char *name);
 
 /* Decodes the recorded HTTP message raw[0..n) (a request when request, else
  * a response) into f: head info (sse, chunked, status) and the body with any

@@ -14,26 +14,12 @@
 
 #include <cmocka.h>
 
-#include "pitot/h1.h"
+#include "fixture.h"
 
 /* ---- fixtures ------------------------------------------------------------ */
 
-struct body {
-    const char *name; /* "dir/file" under the fixture directory */
-    char *p;          /* owned: the body */
-    size_t len;
-};
-
-static struct body bodies[] = {
-    { "vllm/metrics.txt", NULL, 0 },
-    { "tgi/metrics.txt", NULL, 0 },
-    { "sglang/metrics.txt", NULL, 0 },
-    { "llama.cpp/metrics-busy.http", NULL, 0 },
-    { "llama.cpp/metrics-idle-fresh.http", NULL, 0 },
-    { "llama.cpp/metrics-after-busy-idle.http", NULL, 0 },
-    { "llama.cpp/metrics-after-client-abort.http", NULL, 0 },
-    { "llama.cpp/metrics-after-traffic-idle.http", NULL, 0 },
-    { "llama.cpp/metrics-busy-other-replica-idle.http", NULL, 0 },
+static struct fx_body bodies[] = {
+    FX_METRICS_BODIES,
     { "llama.cpp/v1-models.http", NULL, 0 },
     { "llama.cpp/props.http", NULL, 0 },
 };
@@ -42,108 +28,19 @@ static struct body bodies[] = {
 
 static struct json_toks toks;
 
-static const char *fixture_dir(void)
-{
-    const char *d = getenv("PITOT_FIXTURES");
-
-    return d != NULL && d[0] != '\0' ? d : "../shared/fixtures";
-}
-
-static char *read_whole(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
-
-struct sink {
-    char *p;
-    size_t len, cap;
-};
-
-static int sink_body(void *ud, struct span b)
-{
-    struct sink *s = ud;
-
-    if (b.len > s->cap - s->len)
-        return -1;
-    memcpy(s->p + s->len, b.p, b.len);
-    s->len += b.len;
-    return 0;
-}
-
-/* The body of a recorded HTTP response, framing removed. */
-static void http_body(struct body *b, const char *raw, size_t n)
-{
-    struct h1_parser hp;
-    struct sink s = { NULL, 0, n };
-    size_t c, hl = h1_head_len(span_make(raw, n));
-
-    assert_true(hl > 0);
-    s.p = malloc(n + 1);
-    assert_non_null(s.p);
-    h1_init(&hp, H1_RESPONSE, NULL, sink_body, &s);
-    assert_int_equal(h1_execute(&hp, span_make(raw, n), &c), H1_HEAD);
-    assert_int_equal(hp.msg.status, 200);
-    assert_int_equal(h1_execute(&hp, span_make(raw + hl, n - hl), &c), H1_DONE);
-    s.p[s.len] = '\0';
-    b->p = s.p;
-    b->len = s.len;
-}
-
 static int bodies_setup(void **state)
 {
-    size_t i;
-
     toks.cap = JSON_TOKENS_DEFAULT;
     toks.tok = malloc(json_toks_size(toks.cap));
     assert_non_null(toks.tok);
-    for (i = 0; i < NBODIES; i++) {
-        char path[1024];
-        size_t n = 0;
-        char *raw;
-
-        snprintf(path, sizeof(path), "%s/%s", fixture_dir(), bodies[i].name);
-        raw = read_whole(path, &n);
-        if (raw == NULL)
-            fail_msg("fixture %s missing (set PITOT_FIXTURES)", path);
-        if (strstr(bodies[i].name, ".http") != NULL) {
-            http_body(&bodies[i], raw, n);
-            free(raw);
-        } else {
-            bodies[i].p = raw;
-            bodies[i].len = n;
-        }
-    }
+    fx_bodies_load(bodies, NBODIES);
     (void)state;
     return 0;
 }
 
 static int bodies_teardown(void **state)
 {
-    size_t i;
-
-    for (i = 0; i < NBODIES; i++) {
-        free(bodies[i].p);
-        bodies[i].p = NULL;
-    }
+    fx_bodies_release(bodies, NBODIES);
     free(toks.tok);
     (void)state;
     return 0;
@@ -151,14 +48,9 @@ static int bodies_teardown(void **state)
 
 static struct span body(const char *name)
 {
-    size_t i;
+    const struct fx_body *b = fx_bodies_find(bodies, NBODIES, name);
 
-    for (i = 0; i < NBODIES; i++) {
-        if (strcmp(bodies[i].name, name) == 0)
-            return span_make(bodies[i].p, bodies[i].len);
-    }
-    fail_msg("no body %s", name);
-    return span_make(NULL, 0);
+    return span_make(b->p, b->len);
 }
 
 /* ---- detection ----------------------------------------------------------- */
