@@ -146,6 +146,64 @@ static uint64_t relay_hash(struct span s)
     return h ? h : 1;
 }
 
+/* n lower-case hex digits at p; *nonzero: not all '0'. */
+static bool relay_hex(const char *p, size_t n, bool *nonzero)
+{
+    size_t i;
+
+    *nonzero = false;
+    for (i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        *nonzero |= c != '0';
+    }
+    return true;
+}
+
+/* W3C traceparent "VV-TRACEID32-PARENTID16-FF": the trace id and flags of a
+ * valid one (version ff is invalid; later versions may append fields). */
+static bool relay_traceparent(struct span v, struct span *trace, struct span *flags)
+{
+    bool nz, trace_nz, parent_nz;
+
+    if (v.len < 55 || v.p[2] != '-' || v.p[35] != '-' || v.p[52] != '-')
+        return false;
+    if (!relay_hex(v.p, 2, &nz) || span_eq(span_make(v.p, 2), "ff"))
+        return false;
+    /* version 00 is exactly 55 bytes; later versions may append "-..." */
+    if (v.len > 55 && (!nz || v.p[55] != '-'))
+        return false;
+    if (!relay_hex(v.p + 3, 32, &trace_nz) || !relay_hex(v.p + 36, 16, &parent_nz) ||
+        !relay_hex(v.p + 53, 2, &nz) || !trace_nz || !parent_nz)
+        return false;
+    *trace = span_make(v.p + 3, 32);
+    *flags = span_make(v.p + 53, 2);
+    return true;
+}
+
+/* pitot is a hop of the trace: the backend gets the client's trace id (or a
+ * new trace) with pitot's own span id as its parent. */
+static void relay_trace_headers(struct relay *r, const struct h1_msg *m)
+{
+    const struct h1_header *tp = h1_header_find(m, "traceparent");
+    const struct h1_header *ts = h1_header_find(m, "tracestate");
+    struct span trace, flags;
+    char id[33], span_id[33];
+
+    wrk_request_id(r->w, span_id);
+    if (tp && relay_traceparent(tp->value, &trace, &flags)) {
+        evbuffer_add_printf(r->req, "traceparent: 00-%.32s-%.16s-%.2s\r\n", trace.p, span_id,
+                            flags.p);
+        if (ts)
+            evbuffer_add_printf(r->req, "tracestate: %.*s\r\n", (int)ts->value.len, ts->value.p);
+        return;
+    }
+    /* absent or invalid: a new trace, and the old tracestate goes with it */
+    wrk_request_id(r->w, id);
+    evbuffer_add_printf(r->req, "traceparent: 00-%s-%.16s-01\r\n", id, span_id);
+}
+
 static void relay_copy(char *dst, size_t cap, struct span s)
 {
     size_t n = s.len < cap - 1 ? s.len : cap - 1;
@@ -197,7 +255,8 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
         const struct h1_header *h = &m->headers[i];
         if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "host") ||
             span_ieq(h->name, "content-length") || span_ieq(h->name, "expect") ||
-            span_ieq(h->name, "x-request-id"))
+            span_ieq(h->name, "x-request-id") || span_ieq(h->name, "traceparent") ||
+            span_ieq(h->name, "tracestate"))
             continue;
         if (span_ieq(h->name, "x-forwarded-for")) {
             xff = h;
@@ -212,6 +271,7 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
     else
         evbuffer_add_printf(r->req, "X-Forwarded-For: %s\r\n", fc->peer);
     evbuffer_add_printf(r->req, "X-Request-Id: %s\r\n", r->id);
+    relay_trace_headers(r, m);
     r->st = RELAY_ST_BODY;
     return r;
 }

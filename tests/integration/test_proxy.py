@@ -344,7 +344,9 @@ def t_request_rewrite_and_ids():
         s = connect(pitot.port)
         s.sendall(b"POST /v1/embeddings?x=1 HTTP/1.1\r\nHost: client.example\r\nConnection: keep-alive, X-Secret\r\n"
                   b"X-Secret: 1\r\nKeep-Alive: timeout=9\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.9\r\n"
-                  b"X-Request-Id: my-req-1\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer k\r\n\r\n"
+                  b"X-Request-Id: my-req-1\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer k\r\n"
+                  b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+                  b"tracestate: vendor=x\r\n\r\n"
                   b"3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n")
         rd = Reader(s)
         r = rd.read()
@@ -360,14 +362,33 @@ def t_request_rewrite_and_ids():
         assert hdr["x-request-id"] == "my-req-1"
         assert hdr["host"] == "%s:%d" % (HOST, be.port)
         assert hdr["authorization"] == "Bearer k"
+        # W3C trace context: same trace, pitot's own span as the parent
+        tp = hdr["traceparent"].split("-")
+        assert tp[0] == "00" and tp[1] == "4bf92f3577b34da6a3ce929d0e0e4736" and tp[3] == "01", tp
+        assert re.fullmatch(r"[0-9a-f]{16}", tp[2]) and tp[2] != "00f067aa0ba902b7", tp
+        assert hdr["tracestate"] == "vendor=x"
         # keep-alive on both sides: a second request on the same connections
         s.sendall(build_request("GET", "/v1/models", port=pitot.port))
         r2 = rd.read()
         assert r2.status == 200 and r2.header("x-request-id") and r2.header("x-request-id") != "my-req-1"
         used = [c for _, _, c in be.proxied()]
         assert len(used) == 2 and used[0] == used[1], "upstream connection not reused: %s" % used
+        # no traceparent from the client: a new trace is started
+        h2 = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip()
+              for l in be.proxied()[-1][0].split("\r\n")[1:]}
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", h2["traceparent"]), h2
+        assert "tracestate" not in h2
+        # an invalid one (all-zero trace id) starts a new trace; its tracestate goes
+        s.sendall(build_request("GET", "/v1/models", port=pitot.port, headers=[
+            ("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            ("tracestate", "vendor=x")]))
+        assert rd.read().status == 200
+        h3 = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip()
+              for l in be.proxied()[-1][0].split("\r\n")[1:]}
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", h3["traceparent"]), h3
+        assert h3["traceparent"][3:35] != "0" * 32 and "tracestate" not in h3, h3
         s.close()
-        logs = access_log(pitot, 2)
+        logs = access_log(pitot, 3)
         assert logs[0]["path"] == "/v1/embeddings" and "x=1" not in json.dumps(logs[0]), logs[0]
         assert "Bearer" not in open(pitot.access_log).read()
         stop_pitot_clean(pitot)
