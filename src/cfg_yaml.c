@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "cfg_int.h"
+#include "pitot/h1.h"
 
 #define CFG_PHRASE_MAX_BYTES 256 /* rfs looks at 400 characters */
 #define CFG_BUCKET_MAX_S 86400.0
@@ -106,7 +107,7 @@ static const char *const cfg_affinities[] = { "off", "header", "user", "prefix",
 
 static const struct cfg_key cfg_limits_keys[] = {
     CFG_SIZE("max_header_bytes", max_header_bytes, 1024, CFG_16M),
-    CFG_COUNT("max_headers", max_headers, 1, 10000),
+    CFG_COUNT("max_headers", max_headers, 1, H1_MAX_HEADERS), /* the parser's own bound */
     CFG_SIZE("max_uri_bytes", max_uri_bytes, 16, CFG_16M),
     CFG_SIZE("max_body_bytes", max_body_bytes, 1, CFG_1G),
     CFG_MS("header_timeout", header_timeout_ms, 1, CFG_DAY),

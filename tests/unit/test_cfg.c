@@ -505,7 +505,10 @@ static void test_error_range(void **state)
 {
     static const struct err_case cases[] = {
         { "limits:\n  max_headers: 0\n",
-          "t.yaml:2: limits.max_headers: 0 is out of range (1..10000)" },
+          "t.yaml:2: limits.max_headers: 0 is out of range (1..128)" },
+        /* not silently capped: the HTTP parser holds at most 128 fields */
+        { "limits:\n  max_headers: 129\n",
+          "t.yaml:2: limits.max_headers: 129 is out of range (1..128)" },
         { "limits:\n  max_clients: 99999999999999999999999\n",
           "t.yaml:2: limits.max_clients: 99999999999999999999999 is out of range (1..1000000)" },
         { "limits:\n  header_timeout: 0\n",
