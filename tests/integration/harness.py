@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -65,6 +66,36 @@ class Proc:
         if self in _procs:
             _procs.remove(self)
         return self.p.returncode
+
+
+class ThreadedBackend:
+    """A loopback test server on a free port: each connection is served in
+    its own thread by serve(conn, conn_id), which subclasses define. A
+    subclass sets its own state first, then calls ThreadedBackend.__init__."""
+
+    def __init__(self, backlog=64):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(c, self.connections), daemon=True).start()
+
+    def serve(self, conn, conn_id):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
 
 
 def stop_all():

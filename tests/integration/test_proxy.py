@@ -10,7 +10,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (BUILD, HOST, Reader, access_log, build_request, chat_body, check,  # noqa: E402
+from harness import (BUILD, HOST, Reader, ThreadedBackend, access_log, build_request, chat_body, check,  # noqa: E402
                      connect, finish, free_port, metric_value, metrics, request, sse_data,
                      start_pitot, start_sim, stop_pitot_clean, wait_for)
 
@@ -278,28 +278,12 @@ def t_bad_requests_never_reach_backend():
     stop_pitot_clean(pitot)
 
 
-class EchoBackend:
+class EchoBackend(ThreadedBackend):
     """A tiny HTTP/1.1 backend that records raw requests and answers JSON."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.requests = []
-        self.connections = 0
-        self.stop = False
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while not self.stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.serve, args=(c, self.connections), daemon=True).start()
+        ThreadedBackend.__init__(self)
 
     def serve(self, c, conn_id):
         buf = b""
@@ -331,10 +315,6 @@ class EchoBackend:
     def proxied(self):
         """Requests clients sent through pitot (not pitot's own probes and scrapes)."""
         return [r for r in self.requests if "\r\nUser-Agent: pitot\r\n" not in r[0] + "\r\n"]
-
-    def close(self):
-        self.stop = True
-        self.sock.close()
 
 
 def t_request_rewrite_and_ids():
@@ -425,28 +405,16 @@ def t_least_in_flight_and_pipelining():
     stop_pitot_clean(pitot)
 
 
-class FloodBackend:
+class FloodBackend(ThreadedBackend):
     """Streams `n` SSE events of ~1 KB as fast as the socket takes them and
     records how many bytes it managed to hand to the kernel."""
 
     def __init__(self, n):
         self.n = n
         self.sent = 0
-        self.sock = socket.socket()
-        self.sock.bind((HOST, 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
+        ThreadedBackend.__init__(self)
 
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
+    def serve(self, c, conn_id):
         head = b""
         while b"\r\n\r\n" not in head:
             d = c.recv(65536)
@@ -473,9 +441,6 @@ class FloodBackend:
         except OSError:
             pass
         c.close()
-
-    def close(self):
-        self.sock.close()
 
 
 def t_slow_client_backpressure():

@@ -16,7 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (BUILD, HOST, Reader, access_log, build_request, chat_body, check,  # noqa: E402
+from harness import (BUILD, HOST, Reader, ThreadedBackend, access_log, build_request, chat_body, check,  # noqa: E402
                      connect, finish, metric_value, metrics, request, start_pitot, start_sim,
                      stop_pitot_clean, wait_for)
 
@@ -348,27 +348,15 @@ def t_5xx_backend_ejected_not_the_last():
     stop_pitot_clean(pitot)
 
 
-class ResetBackend:
+class ResetBackend(ThreadedBackend):
     """Healthy by /health, no /metrics or model list, and every other request
     is answered by a TCP reset before any byte."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind((HOST, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.resets = 0
-        threading.Thread(target=self.loop, daemon=True).start()
+        ThreadedBackend.__init__(self)
 
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
+    def serve(self, c, conn_id):
         try:
             head = b""
             while b"\r\n\r\n" not in head:
@@ -387,9 +375,6 @@ class ResetBackend:
             pass
         finally:
             c.close()
-
-    def close(self):
-        self.sock.close()
 
 
 def t_reset_before_first_byte_retried():
@@ -457,7 +442,7 @@ def t_model_routing_and_aliases():
 
 # ---- 6 ----------------------------------------------------------------------
 
-class FakeLlama:
+class FakeLlama(ThreadedBackend):
     """A llama.cpp look-alike: /metrics says `fixed` (processing, deferred),
     or with fixed=None the completions it holds now as processing (and hangs
     once `hang` is set), /props `slots` slots, and chat completions are
@@ -467,32 +452,19 @@ class FakeLlama:
         self.slots = slots
         self.fixed = fixed
         self.busy = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.hang = False
         self.hold = False
         self.release = threading.Event()
         self.completions = 0
         self.metrics_asked = 0
         self.lock = threading.Lock()
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+        ThreadedBackend.__init__(self)
 
     def reply(self, c, status, body):
         c.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                   % (status, len(body), body))
 
-    def serve(self, c):
+    def serve(self, c, conn_id):
         buf = b""
         try:
             while True:
@@ -551,7 +523,7 @@ class FakeLlama:
 
     def close(self):
         self.release.set()
-        self.sock.close()
+        ThreadedBackend.close(self)
 
 
 def t_stale_scrape_falls_back_to_own_counts():
