@@ -192,6 +192,17 @@ static const struct cfg_key cfg_log_keys[] = {
     CFG_END,
 };
 
+/* opentelemetry.traces: OTLP/HTTP span export */
+static const struct cfg_key cfg_otel_trace_keys[] = {
+    CFG_END,
+};
+
+static const struct cfg_key cfg_otel_keys[] = {
+    CFG_BOOL("metrics", otel_metrics),
+    CFG_SECTION("traces", cfg_otel_trace_keys),
+    CFG_END,
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("listen", CFG_K_LISTEN),
     CFG_SPECIAL("backends", CFG_K_BACKENDS),
@@ -206,6 +217,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("routing", cfg_routing_keys),
     CFG_SECTION("queue", cfg_queue_keys),
     CFG_SECTION("log", cfg_log_keys),
+    CFG_SECTION("opentelemetry", cfg_otel_keys),
     CFG_END,
 };
 

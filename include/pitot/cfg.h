@@ -157,6 +157,11 @@ struct cfg {
     unsigned char key_tier[CFG_MAX_KEYS]; /* tier index of keys[i] */
     size_t nkeys;
 
+    /* OpenTelemetry (issue 4) */
+    bool otel_metrics; /* opentelemetry.metrics: also expose the gen_ai_* histograms of
+                          the GenAI semantic conventions, default false */
+    /* opentelemetry.traces.*: OTLP/HTTP span export (see otlp.h) */
+
     /* output */
     char access_log[1024]; /* "" or "-": stdout */
     int log_level;         /* 0 error, 1 warn, 2 info (default), 3 debug */
