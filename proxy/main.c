@@ -109,6 +109,7 @@ int main(int argc, char **argv)
     struct wrk *w;
     struct sigctx sc;
     struct event *sig_term, *sig_int, *sig_hup;
+    size_t nconf;
     int opt, rc = 0;
 
     if (backends == NULL)
@@ -157,6 +158,12 @@ int main(int argc, char **argv)
         cfg_release(&c);
         return 0;
     }
+    nconf = c.nbackends;
+    if (cfg_backends_expand(&c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "pitot: %s\n", err);
+        cfg_release(&c);
+        return 1;
+    }
     ph = rfs_phrases_new((const char *const *)c.refusal_phrases, c.nrefusal);
     alog = alog_open(c.access_log);
     if (ph == NULL || alog == NULL) {
@@ -180,7 +187,7 @@ int main(int argc, char **argv)
     evsignal_add(sig_int, NULL);
     evsignal_add(sig_hup, NULL);
     fprintf(stderr, "pitot %s listening on %s:%u, %zu backend%s\n", PITOT_VERSION, c.listen_host,
-            wrk_listen_port(w), c.nbackends, c.nbackends == 1 ? "" : "s");
+            wrk_listen_port(w), nconf, nconf == 1 ? "" : "s");
     fflush(stderr);
     wrk_run(w);
     event_free(sig_term);

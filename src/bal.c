@@ -10,7 +10,7 @@
 
 int bal_init(struct bal *bl, const struct cfg *c)
 {
-    size_t i, k;
+    size_t i;
 
     bl->cfg = c;
     bl->n = c->nbackends;
@@ -19,19 +19,37 @@ int bal_init(struct bal *bl, const struct cfg *c)
     if (bl->b == NULL)
         return -PITOT_ENOMEM;
     for (i = 0; i < bl->n; i++) {
-        struct bal_backend *b = &bl->b[i];
-        b->cfg = &c->backends[i];
-        b->idx = (unsigned)i;
-        b->up = true;
-        b->flavor = c->backends[i].flavor;
-        b->capacity = c->backends[i].capacity ? c->backends[i].capacity
-                                              : (c->default_capacity ? c->default_capacity : 1);
-        b->cache_permille = -1;
-        for (k = 0; k < c->backends[i].nmodels; k++)
-            memcpy(b->models[k], c->backends[i].models[k], CFG_NAME_MAX);
-        b->nmodels = c->backends[i].nmodels;
+        bl->b[i].cfg = &c->backends[i];
+        bl->b[i].idx = (unsigned)i;
+        /* a name has no address until it is resolved */
+        bal_activate(bl, &bl->b[i], !c->backends[i].dns);
     }
     return 0;
+}
+
+void bal_activate(struct bal *bl, struct bal_backend *b, bool active)
+{
+    const struct cfg *c = bl->cfg;
+    const struct cfg_backend *cb = b->cfg;
+    size_t k;
+
+    b->active = active;
+    b->gen++;
+    b->up = true;
+    b->loading = false;
+    b->last_probe_us = 0;
+    b->flavor = cb->flavor;
+    b->capacity = cb->capacity ? cb->capacity : (c->default_capacity ? c->default_capacity : 1);
+    b->running = b->waiting = 0;
+    b->cache_permille = -1;
+    b->scraped_us = 0;
+    b->dispatched = b->completed = 0;
+    for (k = 0; k < cb->nmodels; k++)
+        memcpy(b->models[k], cb->models[k], CFG_NAME_MAX);
+    b->nmodels = cb->nmodels;
+    b->fails = 0;
+    b->ejections = 0;
+    b->ejected_until_us = 0;
 }
 
 void bal_release(struct bal *bl)
@@ -125,7 +143,7 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
 {
     struct bal_backend *best = NULL, *aff = NULL;
     uint64_t best_load = 0, aff_w = 0, sum_load = 0, sum_cap = 0;
-    bool any_serves = false, any_usable = false;
+    bool any_serves = false, any_usable = false, any_active = false;
     size_t k;
 
     *out = NULL;
@@ -133,10 +151,13 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
         struct bal_backend *b = &bl->b[(bl->rr + k) % bl->n];
         uint64_t load;
 
-        if (!bal_serves(b, rq->model))
+        any_active = any_active || b->active;
+        /* a DNS slot without an address serves only what it is configured
+         * to: "any model" would turn every 404 into a 503 */
+        if ((!b->active && b->cfg->nmodels == 0) || !bal_serves(b, rq->model))
             continue;
         any_serves = true;
-        if (!b->up || bal_ejected(b, now_us) || (rq->tried && rq->tried[b->idx]))
+        if (!b->active || !b->up || bal_ejected(b, now_us) || (rq->tried && rq->tried[b->idx]))
             continue;
         any_usable = true;
         if (bal_saturated(bl, b, now_us))
@@ -162,7 +183,7 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
         }
     }
     if (!any_serves)
-        return BAL_NO_MODEL;
+        return any_active ? BAL_NO_MODEL : BAL_NO_BACKEND;
     if (!any_usable)
         return BAL_NO_BACKEND;
     if (best == NULL)
@@ -214,7 +235,7 @@ static bool bal_replaceable(const struct bal *bl, const struct bal_backend *b, u
         bool other = false;
         for (i = 0; i < bl->n && !other; i++) {
             const struct bal_backend *o = &bl->b[i];
-            other = o != b && o->up && !bal_ejected(o, now_us) && bal_serves(o, model);
+            other = o != b && o->active && o->up && !bal_ejected(o, now_us) && bal_serves(o, model);
         }
         if (!other)
             return false;
@@ -254,6 +275,6 @@ size_t bal_up_count(const struct bal *bl)
     size_t i, n = 0;
 
     for (i = 0; i < bl->n; i++)
-        n += bl->b[i].up;
+        n += bl->b[i].active && bl->b[i].up;
     return n;
 }

@@ -343,6 +343,10 @@ int cfg_url_parse(const char *url, struct cfg_backend *b, char *err, size_t errl
     memset(b, 0, sizeof(*b));
     memcpy(b->host, hp.host, sizeof(b->host));
     b->port = hp.has_port ? (uint16_t)hp.port : 80;
+    {
+        unsigned char a4[4];
+        b->dns = !hp.v6 && inet_pton(AF_INET, b->host, a4) != 1;
+    }
     snprintf(b->url, sizeof(b->url), hp.v6 ? "http://[%s]:%u" : "http://%s:%u", b->host,
              (unsigned)b->port);
     return 0;
@@ -430,6 +434,8 @@ void cfg_init(struct cfg *c)
     c->models_interval_ms = 10000;
     c->dns_interval_ms = 10000;
     c->max_addresses = 8;
+    c->dns_family = CFG_DNS_AUTO;
+    c->resolver[0] = '\0';
     c->default_capacity = 4;
     c->retry = true;
     c->max_waiting = 0;
@@ -509,6 +515,107 @@ int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen
         return cfg_msg(err, errlen, "bad listen address '%s': %s", hostport, why);
     memcpy(c->listen_host, hp.host, sizeof(c->listen_host));
     c->listen_port = (uint16_t)hp.port;
+    return 0;
+}
+
+int cfg_resolver_set(struct cfg *c, const char *hostport, char *err, size_t errlen)
+{
+    struct cfg_hostport hp;
+    unsigned char a4[4];
+    const char *why;
+
+    if (hostport[0] == '\0') {
+        c->resolver[0] = '\0';
+        return 0;
+    }
+    why = cfg_hostport_parse(hostport, strlen(hostport), &hp);
+    if (why == NULL && !hp.v6 && inet_pton(AF_INET, hp.host, a4) != 1)
+        why = "expected an IP address (the DNS server's), not a name";
+    else if (why == NULL && hp.has_port && (hp.port == 0 || hp.port > 65535))
+        why = "port out of range (1-65535)";
+    if (why != NULL)
+        return cfg_msg(err, errlen, "bad routing.resolver '%s': %s", hostport, why);
+    snprintf(c->resolver, sizeof(c->resolver), hp.v6 ? "[%s]:%lu" : "%s:%lu", hp.host,
+             hp.has_port ? hp.port : 53ul);
+    return 0;
+}
+
+/* Slots backend b takes once expanded. */
+static size_t cfg_slots(const struct cfg *c, const struct cfg_backend *b)
+{
+    return b->dns && c->max_addresses > 1 ? c->max_addresses : 1;
+}
+
+/* Name of slot k of b into out[CFG_NAME_MAX]; -1 when it does not fit. */
+static int cfg_slot_name(const struct cfg_backend *b, unsigned k, char out[CFG_NAME_MAX])
+{
+    int n = k == 0 ? snprintf(out, CFG_NAME_MAX, "%s", b->name)
+                   : snprintf(out, CFG_NAME_MAX, "%s/%u", b->name, k);
+
+    return n < 0 || n >= CFG_NAME_MAX ? -1 : 0;
+}
+
+/* The slots of DNS-named backends fit in the table, and their names are
+ * free. */
+static int cfg_validate_slots(const struct cfg *c, char *err, size_t errlen)
+{
+    char name[CFG_NAME_MAX];
+    size_t i, j, total = 0;
+    unsigned k;
+
+    for (i = 0; i < c->nbackends; i++)
+        total += cfg_slots(c, &c->backends[i]);
+    if (total > CFG_MAX_BACKENDS)
+        return cfg_msg(err, errlen,
+                       "backends given by host name take routing.max_addresses (%u) slots each: "
+                       "%zu slots in all, more than %d; lower routing.max_addresses",
+                       c->max_addresses, total, CFG_MAX_BACKENDS);
+    for (i = 0; i < c->nbackends; i++) {
+        for (k = 1; k < cfg_slots(c, &c->backends[i]); k++) {
+            if (cfg_slot_name(&c->backends[i], k, name) != 0)
+                return cfg_msg(err, errlen,
+                               "backend '%s': no room for its address slot names ('%s/%u'): "
+                               "give it a name of at most %d characters",
+                               c->backends[i].name, c->backends[i].name, k, CFG_NAME_MAX - 4);
+            for (j = 0; j < c->nbackends; j++)
+                if (strcmp(c->backends[j].name, name) == 0)
+                    return cfg_msg(err, errlen,
+                                   "backend name '%s' is taken by an address slot of backend "
+                                   "'%s'; rename it",
+                                   name, c->backends[i].name);
+        }
+    }
+    return 0;
+}
+
+int cfg_backends_expand(struct cfg *c, char *err, size_t errlen)
+{
+    size_t i, total = 0, pos;
+    unsigned k;
+
+    if (cfg_validate_slots(c, err, errlen) != 0)
+        return -1;
+    for (i = 0; i < c->nbackends; i++)
+        total += cfg_slots(c, &c->backends[i]);
+    /* from the back, so that every entry moves only to a higher index */
+    pos = total;
+    for (i = c->nbackends; i-- > 0;) {
+        size_t n = cfg_slots(c, &c->backends[i]);
+        size_t first = pos - n;
+        /* slot 0 last: it may be entry i itself, the source of the others */
+        for (k = (unsigned)n; k-- > 0;) {
+            struct cfg_backend *d = &c->backends[first + k];
+            char name[CFG_NAME_MAX];
+            (void)cfg_slot_name(&c->backends[i], k, name);
+            if (first + k != i)
+                *d = c->backends[i];
+            memcpy(d->name, name, sizeof(name));
+            d->group = (unsigned)first;
+            d->slot = k;
+        }
+        pos = first;
+    }
+    c->nbackends = total;
     return 0;
 }
 
@@ -599,6 +706,8 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
         return cfg_msg(err, errlen,
                        "limits.max_uri_bytes (%zu) must not exceed limits.max_header_bytes (%zu)",
                        c->max_uri_bytes, c->max_header_bytes);
+    if (cfg_validate_slots(c, err, errlen) != 0)
+        return -1;
     return cfg_validate_routing(c, err, errlen);
 }
 

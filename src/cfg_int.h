@@ -55,6 +55,11 @@ int cfg_backend_name(struct cfg_backend *b, const char *name, char *err, size_t 
 /* Index of the first of c->backends[0..n) named like name, or -1. */
 int cfg_backend_find(const struct cfg *c, size_t n, const char *name);
 
+/* Sets routing.resolver from "ip[:port]" (port 53 by default; "" = the
+ * system's). Names are refused: the resolver's own address cannot need one.
+ * Returns 0 or -1 with a message. */
+int cfg_resolver_set(struct cfg *c, const char *hostport, char *err, size_t errlen);
+
 /* A tier as every tier starts: priority 0, no SLO targets, 64 held for 30 s. */
 void cfg_tier_defaults(struct cfg_tier *t, const char *name);
 

@@ -29,11 +29,12 @@ enum cfg_kind {
     CFG_K_TIERS,
     CFG_K_PHRASES,
     CFG_K_BUCKETS,
-    CFG_K_ALIASES, /* routing.aliases: a {from: to} mapping */
-    CFG_K_COUNT,   /* unsigned field */
-    CFG_K_INT,     /* int field, may be negative */
-    CFG_K_SIZE,    /* size_t field, bytes */
-    CFG_K_MS,      /* unsigned field, milliseconds */
+    CFG_K_ALIASES,  /* routing.aliases: a {from: to} mapping */
+    CFG_K_RESOLVER, /* routing.resolver: "ip[:port]" */
+    CFG_K_COUNT,    /* unsigned field */
+    CFG_K_INT,      /* int field, may be negative */
+    CFG_K_SIZE,     /* size_t field, bytes */
+    CFG_K_MS,       /* unsigned field, milliseconds */
     CFG_K_BOOL,
     CFG_K_ENUM,   /* int-sized enum field: index of the value in names[] */
     CFG_K_RATIO,  /* double field in (0, 1] */
@@ -56,6 +57,7 @@ struct cfg_key {
 _Static_assert(sizeof(enum cfg_flavor) == sizeof(int), "enum cfg_flavor is not int-sized");
 _Static_assert(sizeof(enum cfg_policy) == sizeof(int), "enum cfg_policy is not int-sized");
 _Static_assert(sizeof(enum cfg_affinity) == sizeof(int), "enum cfg_affinity is not int-sized");
+_Static_assert(sizeof(enum cfg_dns_family) == sizeof(int), "enum cfg_dns_family is not int-sized");
 
 /* Items of backends and tiers: parsed through a key table into these, then
  * checked as a whole (the name decides where a tier goes). */
@@ -103,6 +105,7 @@ static const char *const cfg_levels[] = { "error", "warn", "info", "debug", NULL
 static const char *const cfg_flavors[] = { "auto",   "llamacpp", "vllm", "tgi",
                                            "sglang", "openai",   NULL };
 static const char *const cfg_policies[] = { "least_busy", "least_in_flight", "round_robin", NULL };
+static const char *const cfg_dns_families[] = { "auto", "ipv4", "ipv6", "any", NULL };
 static const char *const cfg_affinities[] = { "off", "header", "user", "prefix", NULL };
 
 static const struct cfg_key cfg_limits_keys[] = {
@@ -172,6 +175,8 @@ static const struct cfg_key cfg_routing_keys[] = {
     CFG_MS("models_interval", models_interval_ms, 1, CFG_DAY),
     CFG_MS("dns_interval", dns_interval_ms, 1, CFG_DAY),
     CFG_COUNT("max_addresses", max_addresses, 1, 64),
+    CFG_ENUM(struct cfg, "dns_family", dns_family, cfg_dns_families),
+    CFG_SPECIAL("resolver", CFG_K_RESOLVER),
     CFG_COUNT("default_capacity", default_capacity, 1, 65536),
     CFG_SPECIAL("aliases", CFG_K_ALIASES),
     CFG_BOOL("retry", retry),
@@ -964,6 +969,14 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
         if ((s = cfg_scalar(ld, v, path)) == NULL)
             return -1;
         if (cfg_listen_set(ld->w, s, msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, v, msg);
+        return 0;
+    case CFG_K_RESOLVER:
+        if (cfg_is_quoted_empty(v))
+            return cfg_resolver_set(ld->w, "", msg, sizeof(msg));
+        if ((s = cfg_scalar(ld, v, path)) == NULL)
+            return -1;
+        if (cfg_resolver_set(ld->w, s, msg, sizeof(msg)) != 0)
             return cfg_fail_msg(ld, v, msg);
         return 0;
     case CFG_K_PATH:

@@ -52,8 +52,8 @@ static void hc_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct hc_probe *pr = arg;
     struct wrk *w = pr->h->w;
 
-    if (w->stopping)
-        return;
+    if (w->stopping || !w->bal.b[pr->be].active)
+        return; /* hc_reset starts it again with an address */
     pr->get = hget_start(w->base, (struct sockaddr *)&w->be_addr[pr->be], w->be_addrlen[pr->be],
                          cfg_backend_authority(&w->cfg->backends[pr->be]), "/health",
                          w->cfg->health_timeout_ms, 4096, hc_done, pr);
@@ -88,6 +88,22 @@ struct hc *hc_new(struct wrk *w)
         evtimer_add(h->p[i].timer, &now);
     }
     return h;
+}
+
+void hc_reset(struct hc *h, unsigned be)
+{
+    struct hc_probe *pr;
+    struct timeval now = { 0, 0 };
+
+    if (h == NULL || be >= h->n)
+        return;
+    pr = &h->p[be];
+    hget_cancel(pr->get);
+    pr->get = NULL;
+    evtimer_del(pr->timer);
+    met_gauge_set(h->w->met, MET_BACKEND_UP, be, 1);
+    if (h->w->bal.b[be].active && !h->w->stopping)
+        evtimer_add(pr->timer, &now);
 }
 
 void hc_free(struct hc *h)

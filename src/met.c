@@ -144,24 +144,26 @@ struct met_registry {
     enum met_store store[MET__COUNT];     /* met_store_of(id) */
     int slot[MET__COUNT];                 /* index within its storage kind, or -1 */
     unsigned nctr, nhist, ngauge, nfgauge, ntgauge, nthist;
-    struct met_bmt *bmt;          /* owned, nseries */
-    _Atomic uint64_t *ctr;        /* owned, nseries * nctr: BMT counters */
-    _Atomic uint64_t *hist;       /* owned, (nhist * nseries) * (nbuckets + 2):
+    struct met_bmt *bmt;           /* owned, nseries */
+    _Atomic uint64_t *ctr;         /* owned, nseries * nctr: BMT counters */
+    _Atomic uint64_t *hist;        /* owned, (nhist * nseries) * (nbuckets + 2):
                                            per series nbuckets + 1 non-cumulative
                                            buckets (the last is "above every bound"),
                                            then the sum in microseconds */
-    _Atomic uint64_t *uperr;      /* owned, nbackends * PITOT_E__COUNT */
-    _Atomic int64_t *gauge;       /* owned, ngauge * nbackends */
-    _Atomic uint64_t *fgauge;     /* owned, nfgauge * nbackends: double bits,
+    _Atomic uint64_t *uperr;       /* owned, nbackends * PITOT_E__COUNT */
+    _Atomic int64_t *gauge;        /* owned, ngauge * nbackends */
+    _Atomic uint64_t *fgauge;      /* owned, nfgauge * nbackends: double bits,
                                            MET_FG_ABSENT when there is no series */
-    _Atomic uint64_t *scraped_us; /* owned, nbackends: monotonic time of the
+    _Atomic uint64_t *scraped_us;  /* owned, nbackends: monotonic time of the
                                            last successful scrape, 0 never */
-    _Atomic uint64_t *scrape;     /* owned, nbackends * MET_SCRAPE__COUNT */
-    _Atomic int64_t *tgauge;      /* owned, ntgauge * ntiers */
-    _Atomic uint64_t *thist;      /* owned, (nthist * ntiers) * (nbuckets + 2),
+    _Atomic uint64_t *scrape;      /* owned, nbackends * MET_SCRAPE__COUNT */
+    _Atomic int64_t *tgauge;       /* owned, ntgauge * ntiers */
+    _Atomic uint64_t *thist;       /* owned, (nthist * ntiers) * (nbuckets + 2),
                                            laid out as hist[] */
-    _Atomic uint64_t *shed;       /* owned, ntiers * MET_SHED__COUNT */
-    _Atomic uint64_t *slo;        /* owned, ntiers * 2, [met] */
+    _Atomic uint64_t *shed;        /* owned, ntiers * MET_SHED__COUNT */
+    _Atomic uint64_t *slo;         /* owned, ntiers * 2, [met] */
+    _Atomic unsigned char *active; /* owned, nbackends: 0 while a DNS slot has no
+                                      address; its series are not exposed */
 };
 
 static inline void met_inc(_Atomic uint64_t *c, uint64_t n)
@@ -250,6 +252,7 @@ void met_registry_free(struct met_registry *r)
     free(r->thist);
     free(r->shed);
     free(r->slo);
+    free(r->active);
     free(r);
 }
 
@@ -349,15 +352,19 @@ struct met_registry *met_registry_new(const struct cfg *c)
     r->thist = calloc((size_t)r->nthist * r->ntiers * stride + 1, sizeof(*r->thist));
     r->shed = calloc((size_t)r->ntiers * MET_SHED__COUNT + 1, sizeof(*r->shed));
     r->slo = calloc((size_t)r->ntiers * 2 + 1, sizeof(*r->slo));
-    if (r->backend == NULL || r->tier == NULL || r->model == NULL || r->bmt == NULL ||
-        r->ctr == NULL || r->hist == NULL || r->uperr == NULL || r->gauge == NULL ||
-        r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL || r->tgauge == NULL ||
-        r->thist == NULL || r->shed == NULL || r->slo == NULL || met_registry_names(r, c) < 0) {
+    r->active = calloc(r->nbackends + 1, sizeof(*r->active));
+    if (r->active == NULL || r->backend == NULL || r->tier == NULL || r->model == NULL ||
+        r->bmt == NULL || r->ctr == NULL || r->hist == NULL || r->uperr == NULL ||
+        r->gauge == NULL || r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL ||
+        r->tgauge == NULL || r->thist == NULL || r->shed == NULL || r->slo == NULL ||
+        met_registry_names(r, c) < 0) {
         met_registry_free(r);
         return NULL;
     }
     for (i = 0; i < r->nfgauge * r->nbackends; i++)
         atomic_init(&r->fgauge[i], MET_FG_ABSENT);
+    for (i = 0; i < r->nbackends; i++)
+        atomic_init(&r->active[i], !c->backends[i].dns);
     return r;
 }
 
@@ -567,6 +574,12 @@ void met_backend_scraped(struct met_registry *r, unsigned backend, uint64_t mono
     if (backend < r->nbackends) /* 0 stands for "never": a 1 us error instead */
         atomic_store_explicit(&r->scraped_us[backend], mono_us != 0 ? mono_us : 1,
                               memory_order_relaxed);
+}
+
+void met_backend_active(struct met_registry *r, unsigned backend, bool active)
+{
+    if (backend < r->nbackends)
+        atomic_store_explicit(&r->active[backend], active, memory_order_relaxed);
 }
 
 void met_add_scrape(struct met_registry *r, unsigned backend, enum met_scrape res)
@@ -879,6 +892,17 @@ static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
     met_hist_print(v, met_defs[id].name, lbl, b);
 }
 
+/* Is backend b exposed: does it have an address in some registry? */
+static bool met_view_active(const struct met_view *v, unsigned b)
+{
+    size_t i;
+
+    for (i = 0; i < v->n; i++)
+        if (atomic_load_explicit(&v->regs[i]->active[b], memory_order_relaxed))
+            return true;
+    return false;
+}
+
 /* One BMT-labelled family (counter, histogram, requests, finish reasons):
  * every (backend, model, tier) that some registry touched. */
 static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
@@ -890,6 +914,8 @@ static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
     size_t i;
 
     for (b = 0; b < r0->nbackends; b++) {
+        if (!met_view_active(v, b))
+            continue;
         for (u = 0; u < v->nu; u++) {
             for (t = 0; t < r0->ntiers; t++) {
                 bool any = false;
@@ -1012,6 +1038,8 @@ static void met_expose_backend(struct met_view *v, enum met_id id)
     size_t i;
 
     for (b = 0; b < r0->nbackends; b++) {
+        if (!met_view_active(v, b))
+            continue;
         met_label(lbl, sizeof(lbl), 0, "backend", r0->backend[b]);
         if (d->labels == MET_L_BK) {
             for (k = 0; k < PITOT_E__COUNT; k++) {

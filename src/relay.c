@@ -71,6 +71,7 @@ struct relay {
     bool tried[CFG_MAX_BACKENDS]; /* backends that failed this request */
     unsigned model;               /* metric model index */
     bool reused, retried;         /* pooled upstream connection; retried once */
+    unsigned be_gen;              /* be->gen when the connection was opened */
     bool client_keep;             /* the client allows another request */
     bool client_http10;
     bool is_head;
@@ -449,6 +450,7 @@ static void relay_send(struct relay *r)
     struct evbuffer *out;
     struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes };
 
+    r->be_gen = r->be->gen;
     if (r->retried) {
         r->ubev = ups_conn_new(w, r->be->idx);
         r->reused = false;
@@ -885,7 +887,8 @@ static void relay_release_upstream(struct relay *r, bool reusable)
 {
     if (r->ubev == NULL)
         return;
-    if (reusable && r->up_keep)
+    /* not when the backend's address changed (DNS) since it was opened */
+    if (reusable && r->up_keep && r->be_gen == r->be->gen)
         ups_conn_put(r->w, r->be->idx, r->ubev);
     else
         bufferevent_free(r->ubev);

@@ -129,8 +129,8 @@ static void scr_metrics_cb(evutil_socket_t fd, short what, void *arg)
     struct scr_be *sb = arg;
     struct wrk *w = sb->s->w;
 
-    if (w->stopping || w->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
-        return;
+    if (w->stopping || !w->bal.b[sb->be].active || w->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
+        return; /* scr_reset starts it again */
     sb->g_metrics =
         scr_get(sb, "/metrics", w->cfg->scrape_timeout_ms, SCR_METRICS_MAX, scr_metrics_done);
     if (sb->g_metrics == NULL) {
@@ -180,8 +180,8 @@ static void scr_models_cb(evutil_socket_t fd, short what, void *arg)
     struct scr_be *sb = arg;
     struct wrk *w = sb->s->w;
 
-    if (w->stopping)
-        return;
+    if (w->stopping || !w->bal.b[sb->be].active)
+        return; /* scr_reset starts it again */
     sb->g_models =
         scr_get(sb, "/v1/models", w->cfg->scrape_timeout_ms * 4, SCR_JSON_MAX, scr_models_done);
     if (sb->g_models == NULL)
@@ -220,6 +220,33 @@ struct scr *scr_new(struct wrk *w)
             scr_arm(sb->t_models, 0);
     }
     return s;
+}
+
+void scr_reset(struct scr *s, unsigned be)
+{
+    struct scr_be *sb;
+    struct wrk *w;
+
+    if (s == NULL || be >= s->n)
+        return;
+    sb = &s->b[be];
+    w = s->w;
+    hget_cancel(sb->g_metrics);
+    hget_cancel(sb->g_models);
+    hget_cancel(sb->g_props);
+    sb->g_metrics = sb->g_models = sb->g_props = NULL;
+    sb->props_done = false;
+    evtimer_del(sb->t_metrics);
+    evtimer_del(sb->t_models);
+    met_gauge_clear(w->met, MET_BACKEND_RUNNING, be);
+    met_gauge_clear(w->met, MET_BACKEND_WAITING, be);
+    met_gauge_clear(w->met, MET_BACKEND_CACHE, be);
+    met_gauge_clear(w->met, MET_BACKEND_SCRAPE_AGE, be);
+    if (!w->bal.b[be].active || w->stopping)
+        return;
+    scr_arm(sb->t_metrics, 0);
+    if (w->cfg->backends[be].nmodels == 0)
+        scr_arm(sb->t_models, 0);
 }
 
 void scr_free(struct scr *s)

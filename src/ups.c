@@ -147,6 +147,12 @@ void ups_conn_put(struct wrk *w, unsigned be, struct bufferevent *bev)
     bufferevent_enable(bev, EV_READ);
 }
 
+void ups_pool_flush(struct wrk *w, unsigned be)
+{
+    while (!TAILQ_EMPTY(&w->pools[be].idle))
+        ups_idle_free(TAILQ_FIRST(&w->pools[be].idle));
+}
+
 size_t ups_pool_idle(const struct wrk *w, unsigned be)
 {
     return w->pools[be].n;

@@ -15,6 +15,7 @@
 
 #include "pitot/cfg.h"
 #include "pitot/clock.h"
+#include "pitot/dns.h"
 #include "pitot/front.h"
 #include "pitot/hc.h"
 #include "pitot/met.h"
@@ -110,6 +111,8 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
         return NULL;
     }
     for (i = 0; i < c->nbackends; i++) {
+        if (c->backends[i].dns)
+            continue; /* dns_new looks names up, below */
         rc = wrk_resolve(c->backends[i].host, c->backends[i].port, &w->be_addr[i],
                          &w->be_addrlen[i], 0);
         if (rc != 0) {
@@ -120,6 +123,12 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
         }
     }
     w->reap_ev = event_new(w->base, -1, 0, wrk_reap_cb, w);
+    /* before listening: the first answers come while nothing else runs */
+    w->dns = dns_new(w, err, errlen);
+    if (w->dns == NULL) {
+        wrk_free(w);
+        return NULL;
+    }
     rc = wrk_resolve(c->listen_host, c->listen_port, &ss, &sslen, 1);
     if (rc != 0) {
         snprintf(err, errlen, "listen %s:%u: %s", c->listen_host, c->listen_port, gai_strerror(rc));
@@ -168,6 +177,7 @@ void wrk_free(struct wrk *w)
         front_close(TAILQ_FIRST(&w->conns));
     if (w->reap_ev)
         wrk_reap_cb(-1, 0, w);
+    dns_free(w->dns);
     scr_free(w->scr);
     hc_free(w->hc);
     if (w->lst)

@@ -19,6 +19,9 @@ struct bal_backend {
     const struct cfg_backend *cfg; /* borrowed from the config */
     unsigned idx;                  /* position in the table and in metrics */
     unsigned in_flight;            /* requests pitot is serving on it now */
+    bool active;                   /* has an address: false for a DNS slot with none */
+    unsigned gen;                  /* bumped by bal_activate: a connection opened
+                                      under an older one is not pooled */
     bool up;                       /* last health verdict (optimistic at start) */
     bool loading;                  /* last probe said 503 "Loading model" */
     uint64_t last_probe_us;        /* monotonic time of the last verdict */
@@ -63,6 +66,13 @@ struct bal_req {
 int bal_init(struct bal *bl, const struct cfg *c);
 void bal_release(struct bal *bl);
 
+/* A DNS slot got an address (active) or lost it. Either way what was known
+ * of the old address is forgotten: health (optimistic up), scraped load,
+ * learned flavor, capacity and models, failures and ejection; in_flight is
+ * kept, for requests still running on the old address. An inactive backend
+ * is never chosen and does not count as up. */
+void bal_activate(struct bal *bl, struct bal_backend *b, bool active);
+
 /* Chooses a backend at monotonic time now_us (see the verdicts). */
 enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t now_us,
                             struct bal_backend **out);
@@ -95,7 +105,7 @@ bool bal_ejected(const struct bal_backend *b, uint64_t now_us);
 /* The served name a client's model name maps to (routing.aliases), or name. */
 struct span bal_alias(const struct cfg *c, struct span name);
 
-/* Number of backends currently up and not ejected. */
+/* Number of backends currently active and up. */
 size_t bal_up_count(const struct bal *bl);
 
 #endif

@@ -34,6 +34,14 @@ enum cfg_policy {
     CFG_POLICY_ROUND_ROBIN,
 };
 
+/* Which addresses of a backend name are used (routing.dns_family). */
+enum cfg_dns_family {
+    CFG_DNS_AUTO = 0, /* IPv4 ones when there are any, else IPv6 */
+    CFG_DNS_IPV4,
+    CFG_DNS_IPV6,
+    CFG_DNS_ANY, /* both */
+};
+
 enum cfg_affinity {
     CFG_AFFINITY_OFF = 0,
     CFG_AFFINITY_HEADER, /* value of affinity_header */
@@ -52,6 +60,12 @@ struct cfg_backend {
     char models[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX]; /* backends[].models: served
                                  names; none = learned from its /v1/models */
     size_t nmodels;
+    /* DNS: a host that is not an IP literal is looked up again every
+       routing.dns_interval and every address it has becomes a backend of its
+       own, in one of routing.max_addresses slots (cfg_backends_expand) */
+    bool dns;       /* host is a name, not an IP literal */
+    unsigned group; /* after expansion: index of the name's first slot */
+    unsigned slot;  /* after expansion: 0..max_addresses-1 within the name */
 };
 
 /* An API key of a tier: compared as SHA-256 digests, never logged. */
@@ -122,15 +136,18 @@ struct cfg {
     size_t nbuckets;
 
     /* routing (issue 3) */
-    enum cfg_policy policy;      /* routing.policy, default least_busy */
-    unsigned scrape_interval_ms; /* routing.scrape_interval, default 500 */
-    unsigned scrape_timeout_ms;  /* routing.scrape_timeout, default 400 */
-    unsigned scrape_stale_ms;    /* routing.scrape_stale, default 2000: older scrapes
+    enum cfg_policy policy;         /* routing.policy, default least_busy */
+    unsigned scrape_interval_ms;    /* routing.scrape_interval, default 500 */
+    unsigned scrape_timeout_ms;     /* routing.scrape_timeout, default 400 */
+    unsigned scrape_stale_ms;       /* routing.scrape_stale, default 2000: older scrapes
                                         are not used (pitot's own in-flight count is) */
-    unsigned models_interval_ms; /* routing.models_interval, default 10000: /v1/models */
-    unsigned dns_interval_ms;    /* routing.dns_interval, default 10000 */
-    unsigned max_addresses;      /* routing.max_addresses per backend name, default 8 */
-    unsigned default_capacity;   /* routing.default_capacity, default 4 */
+    unsigned models_interval_ms;    /* routing.models_interval, default 10000: /v1/models */
+    unsigned dns_interval_ms;       /* routing.dns_interval, default 10000 */
+    unsigned max_addresses;         /* routing.max_addresses per backend name, default 8 */
+    enum cfg_dns_family dns_family; /* routing.dns_family, default auto */
+    char resolver[CFG_HOST_MAX];    /* routing.resolver "ip[:port]": the DNS server asked;
+                                       "" (default): /etc/resolv.conf and /etc/hosts */
+    unsigned default_capacity;      /* routing.default_capacity, default 4 */
     struct cfg_alias aliases[CFG_MAX_ALIASES]; /* routing.aliases: {from: to} map */
     size_t naliases;
     bool retry;                         /* routing.retry, default true */
@@ -196,6 +213,14 @@ int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen
  * every key's tier exists. Returns 0, or -1 with a message (no line: the
  * values may come from several sources). */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/* Gives every backend named by a DNS name (dns set) max_addresses slots in
+ * c->backends, consecutive, in place of the one entry: slot 0 keeps the
+ * name, slot k > 0 is named "name/k"; IP-literal backends keep one. Sets
+ * group and slot on every entry. Call once, after cfg_validate (which checks
+ * that the slots fit in CFG_MAX_BACKENDS and that their names are free).
+ * Returns 0, or -1 with a message. */
+int cfg_backends_expand(struct cfg *c, char *err, size_t errlen);
 
 /* "host:port" of a backend as it goes in a Host header ("[::1]:8080" for v6). */
 static inline const char *cfg_backend_authority(const struct cfg_backend *b)

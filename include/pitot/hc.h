@@ -11,4 +11,9 @@ struct hc;
 struct hc *hc_new(struct wrk *w);
 void hc_free(struct hc *h);
 
+/* Backend `be` got a new address or lost it (a DNS slot): a probe still
+ * running is dropped, the up gauge is set to 1 (as bal_activate sets up), and
+ * an active backend is probed at once. An inactive one is not probed. */
+void hc_reset(struct hc *h, unsigned be);
+
 #endif

@@ -195,6 +195,12 @@ void met_gauge_clear(struct met_registry *r, enum met_id id, unsigned backend);
  * until the first call. Out-of-range backend ignored. */
 void met_backend_scraped(struct met_registry *r, unsigned backend, uint64_t mono_us);
 
+/* Marks backend `backend` as having an address (true) or not (false: a DNS
+ * slot with none). The series of a backend without one in every registry are
+ * left out of the exposition; their values are kept for when it has one
+ * again. At creation, backends given by a DNS name (cfg dns) have none. */
+void met_backend_active(struct met_registry *r, unsigned backend, bool active);
+
 /* pitot_backend_scrapes_total{backend, result=met_scrape_label(res)}; out of
  * range arguments ignored. */
 void met_add_scrape(struct met_registry *r, unsigned backend, enum met_scrape res);

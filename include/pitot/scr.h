@@ -14,4 +14,10 @@ struct scr;
 struct scr *scr_new(struct wrk *w);
 void scr_free(struct scr *s);
 
+/* Backend `be` got a new address or lost it (a DNS slot): scrapes still
+ * running are dropped, its scrape-derived gauges are cleared, /props is asked
+ * again, and an active backend is scraped at once. An inactive one is not
+ * scraped. */
+void scr_reset(struct scr *s, unsigned be);
+
 #endif

@@ -28,6 +28,9 @@ struct bufferevent *ups_conn_new(struct wrk *w, unsigned be);
  * keep-alive. It is freed instead when the pool is full. */
 void ups_conn_put(struct wrk *w, unsigned be, struct bufferevent *bev);
 
+/* Closes every idle connection of backend `be` (its address changed). */
+void ups_pool_flush(struct wrk *w, unsigned be);
+
 /* Idle connections kept for backend `be` now. */
 size_t ups_pool_idle(const struct wrk *w, unsigned be);
 

@@ -25,6 +25,7 @@ struct ups_pool;
 struct hc;
 struct oq;
 struct scr;
+struct dns;
 struct relay;
 
 struct wrk {
@@ -38,8 +39,10 @@ struct wrk {
     struct hc *hc;                    /* owned: health checks */
     struct oq *oq;                    /* owned: overload queue */
     struct scr *scr;                  /* owned: backend metric scrapers */
+    struct dns *dns;                  /* owned: lookups of backend names */
     struct evconnlistener *lst;       /* owned */
-    struct sockaddr_storage *be_addr; /* owned: resolved backend addresses */
+    struct sockaddr_storage *be_addr; /* owned: backend addresses (a DNS slot's
+                                         changes, see dns.h; len 0: none) */
     socklen_t *be_addrlen;            /* owned */
     struct json_toks toks;            /* owned scratch for JSON parsing */
     char *scratch;                    /* owned: multi-line SSE data, max_event_bytes */
