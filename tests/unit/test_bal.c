@@ -532,6 +532,68 @@ static void test_round_robin(void **state)
     (void)state;
 }
 
+/* DNS slots: one without an address is never chosen, is not up, and does
+ * not turn an unknown model's 404 into a 503; getting an address forgets what
+ * was known of the old one. */
+static void test_dns_slots(void **state)
+{
+    struct bal bl;
+    char err[256];
+    int i;
+
+    cfg_init(&cfg);
+    assert_int_equal(cfg_backend_add(&cfg, "http://10.0.0.1:80", "ip", err, sizeof(err)), 0);
+    assert_int_equal(cfg_backend_add(&cfg, "http://pool.example:80", "pool", err, sizeof(err)), 0);
+    cfg.max_addresses = 3;
+    assert_int_equal(cfg_backends_expand(&cfg, err, sizeof(err)), 0);
+    cfg.policy = CFG_POLICY_LEAST_IN_FLIGHT;
+    assert_int_equal(bal_init(&bl, &cfg), 0);
+    assert_int_equal(bl.n, 4);
+    assert_true(bl.b[0].active);
+    for (i = 1; i < 4; i++)
+        assert_false(bl.b[i].active); /* names wait for their first answer */
+    assert_int_equal(bal_up_count(&bl), 1);
+    for (i = 0; i < 8; i++)
+        assert_int_equal(pick(&bl), 0);
+
+    /* the ip backend learned its models: an unknown one is a 404, the
+     * empty slots (models unknown) do not claim it */
+    snprintf(bl.b[0].models[0], CFG_NAME_MAX, "small");
+    bl.b[0].nmodels = 1;
+    assert_int_equal(choose(&bl, "tiny", 1, &i), BAL_NO_MODEL);
+
+    /* slot pool/1 gets an address: it shares the load */
+    bl.b[0].nmodels = 0;
+    bl.b[2].ejected_until_us = 1000; /* left over from an older address */
+    bl.b[2].fails = 2;
+    bl.b[2].in_flight = 1;
+    {
+        unsigned gen = bl.b[2].gen;
+        bal_activate(&bl, &bl.b[2], true);
+        assert_int_equal(bl.b[2].gen, gen + 1);
+    }
+    assert_true(bl.b[2].active);
+    assert_int_equal(bl.b[2].ejected_until_us, 0);
+    assert_int_equal(bl.b[2].fails, 0);
+    assert_int_equal(bl.b[2].in_flight, 1); /* still running on the old address */
+    assert_int_equal(bal_up_count(&bl), 2);
+    bal_dispatched(&bl.b[0]);
+    i = pick(&bl); /* 1 each: either */
+    assert_true(i == 0 || i == 2);
+    bal_dispatched(&bl.b[0]);
+    assert_int_equal(pick(&bl), 2); /* 2 on ip, 1 on pool/1 */
+
+    /* both lose their address: nothing is up, a request is a 503 */
+    bal_activate(&bl, &bl.b[0], false);
+    bal_activate(&bl, &bl.b[2], false);
+    assert_int_equal(bal_up_count(&bl), 0);
+    assert_int_equal(choose(&bl, NULL, 1, &i), BAL_NO_BACKEND);
+    assert_int_equal(choose(&bl, "small", 1, &i), BAL_NO_BACKEND);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_rotation_among_equals),
         cmocka_unit_test(test_down_skipped),
         cmocka_unit_test(test_many_backends),
+        cmocka_unit_test(test_dns_slots),
     };
 
     return cmocka_run_group_tests_name("bal", tests, NULL, NULL);

@@ -1566,6 +1566,128 @@ static void test_sample_tier_example(void **state)
     cfg_release(&c);
 }
 
+/* A backend host that is not an IP literal is a DNS name, expanded into
+ * routing.max_addresses slots named name, name/1, ...; IP literals keep one. */
+static void test_dns_backends_expand(void **state)
+{
+    static struct cfg c;
+    char msg[512];
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, "backends:\n"
+                              "  - http://10.0.0.1:8080\n"
+                              "  - url: http://llama.default.svc:8080\n"
+                              "    name: llama\n"
+                              "    models: [m]\n"
+                              "  - http://[::1]:9000\n"
+                              "  - http://localhost:9001\n"
+                              "routing:\n"
+                              "  max_addresses: 3\n"
+                              "  dns_family: any\n"
+                              "  resolver: 127.0.0.1:5353\n"),
+                     0);
+    assert_false(c.backends[0].dns);
+    assert_true(c.backends[1].dns);
+    assert_false(c.backends[2].dns);
+    assert_true(c.backends[3].dns);
+    assert_int_equal(c.dns_family, CFG_DNS_ANY);
+    assert_string_equal(c.resolver, "127.0.0.1:5353");
+    assert_int_equal(cfg_validate(&c, msg, sizeof(msg)), 0);
+    assert_int_equal(cfg_backends_expand(&c, msg, sizeof(msg)), 0);
+    assert_int_equal(c.nbackends, 1 + 3 + 1 + 3);
+    assert_string_equal(c.backends[0].name, "10.0.0.1:8080");
+    assert_int_equal(c.backends[0].group, 0);
+    assert_string_equal(c.backends[1].name, "llama");
+    assert_string_equal(c.backends[2].name, "llama/1");
+    assert_string_equal(c.backends[3].name, "llama/2");
+    for (unsigned k = 0; k < 3; k++) {
+        assert_int_equal(c.backends[1 + k].group, 1);
+        assert_int_equal(c.backends[1 + k].slot, k);
+        assert_string_equal(c.backends[1 + k].host, "llama.default.svc");
+        assert_string_equal(c.backends[1 + k].models[0], "m");
+        assert_string_equal(cfg_backend_authority(&c.backends[1 + k]), "llama.default.svc:8080");
+    }
+    assert_string_equal(c.backends[4].name, "[::1]:9000");
+    assert_int_equal(c.backends[4].group, 4);
+    assert_string_equal(c.backends[5].name, "localhost:9001");
+    assert_string_equal(c.backends[7].name, "localhost:9001/2");
+    assert_int_equal(c.backends[7].group, 5);
+    assert_int_equal(c.backends[7].slot, 2);
+    cfg_release(&c);
+
+    /* max_addresses 1: a name keeps one entry, still looked up again */
+    cfg_init(&c);
+    assert_int_equal(load(&c, "backends: [http://a.example:1, http://b.example:2]\n"
+                              "routing: {max_addresses: 1}\n"),
+                     0);
+    assert_int_equal(cfg_backends_expand(&c, msg, sizeof(msg)), 0);
+    assert_int_equal(c.nbackends, 2);
+    assert_true(c.backends[1].dns);
+    assert_int_equal(c.backends[1].group, 1);
+    cfg_release(&c);
+    (void)state;
+}
+
+static void test_dns_errors(void **state)
+{
+    static struct cfg c;
+    static const struct err_case cases[] = {
+        { "routing:\n  resolver: dns.example:53\n",
+          "t.yaml:2: bad routing.resolver 'dns.example:53': expected an IP address (the DNS "
+          "server's), not a name" },
+        { "routing:\n  resolver: 10.0.0.1:0\n",
+          "t.yaml:2: bad routing.resolver '10.0.0.1:0': port out of range (1-65535)" },
+        { "routing:\n  dns_family: ipv5\n",
+          "t.yaml:2: routing.dns_family: bad dns_family 'ipv5' (auto, ipv4, ipv6 or any)" },
+    };
+    char msg[512];
+    size_t i;
+
+    CHECK_ERRORS(cases);
+
+    /* default port 53, IPv6 in brackets, "" back to the system's */
+    cfg_init(&c);
+    assert_int_equal(load(&c, "routing: {resolver: '[fd00::53]'}\n"), 0);
+    assert_string_equal(c.resolver, "[fd00::53]:53");
+    assert_int_equal(load(&c, "routing: {resolver: ''}\n"), 0);
+    assert_string_equal(c.resolver, "");
+    cfg_release(&c);
+
+    /* 9 names x 8 slots do not fit in 64 */
+    cfg_init(&c);
+    for (i = 0; i < 9; i++) {
+        char url[64];
+        snprintf(url, sizeof(url), "http://n%zu.example:80", i);
+        assert_int_equal(cfg_backend_add(&c, url, NULL, msg, sizeof(msg)), 0);
+    }
+    assert_int_equal(cfg_validate(&c, msg, sizeof(msg)), -1);
+    assert_string_equal(msg, "backends given by host name take routing.max_addresses (8) slots "
+                             "each: 72 slots in all, more than 64; lower routing.max_addresses");
+    c.max_addresses = 7;
+    assert_int_equal(cfg_validate(&c, msg, sizeof(msg)), 0);
+    cfg_release(&c);
+
+    /* a slot name must fit and must not be taken */
+    cfg_init(&c);
+    assert_int_equal(load(&c, "backends:\n"
+                              "  - {url: 'http://a.example', name: svc}\n"
+                              "  - {url: 'http://10.0.0.1', name: svc/2}\n"),
+                     0);
+    assert_int_equal(cfg_validate(&c, msg, sizeof(msg)), -1);
+    assert_string_equal(msg, "backend name 'svc/2' is taken by an address slot of backend 'svc'; "
+                             "rename it");
+    cfg_release(&c);
+    cfg_init(&c);
+    assert_int_equal(load(&c, "backends:\n"
+                              "  - {url: 'http://a.example', name: "
+                              "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabc}\n"),
+                     0);
+    assert_int_equal(cfg_validate(&c, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "no room for its address slot names"));
+    cfg_release(&c);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1600,6 +1722,8 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_sample_conf),
         cmocka_unit_test(test_sample_tier_example),
+        cmocka_unit_test(test_dns_backends_expand),
+        cmocka_unit_test(test_dns_errors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

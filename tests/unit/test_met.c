@@ -900,6 +900,53 @@ static void test_doc_markdown(void **state)
     (void)state;
 }
 
+/* A DNS slot without an address: none of its series is exposed, in any
+ * family, until it has one; its values are kept meanwhile. Merged: shown when
+ * some registry has the address. */
+static void test_inactive_backend_hidden(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r[2];
+    unsigned s;
+    char *t;
+
+    c->backends[1].dns = true; /* "b" starts without an address */
+    r[0] = met_registry_new(c);
+    r[1] = met_registry_new(c);
+    assert_non_null(r[0]);
+    assert_non_null(r[1]);
+    s = met_series(r[0], 1, 0, 0);
+    met_add_request(r[0], s, 200);
+    met_observe_us(r[0], MET_TTFT, s, 1000);
+    met_gauge_set(r[0], MET_BACKEND_UP, 1, 1);
+    met_add_scrape(r[0], 1, MET_SCRAPE_OK);
+    met_add_upstream_error(r[0], 1, PITOT_EUPSTREAM_CONNECT);
+    met_add_request(r[0], met_series(r[0], 0, 0, 0), 200);
+    t = expose(r, 1);
+    assert_null(strstr(t, "backend=\"b\""));
+    assert_line(t, "pitot_backend_up{backend=\"a\"} 0");
+    assert_line(t, "pitot_requests_total{" SMALL_A ",code=\"200\"} 1");
+    free(t);
+
+    met_backend_active(r[1], 1, true); /* the other registry has it */
+    t = expose(r, 2);
+    assert_line(t, "pitot_requests_total{backend=\"b\",model=\"small\",tier=\"default\","
+                   "code=\"200\"} 1");
+    assert_line(t, "pitot_backend_up{backend=\"b\"} 1");
+    assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"ok\"} 1");
+    assert_line(t, "pitot_upstream_errors_total{backend=\"b\",kind=\"upstream_connect\"} 1");
+    free(t);
+
+    met_backend_active(r[1], 1, false);
+    t = expose(r, 2);
+    assert_null(strstr(t, "backend=\"b\""));
+    free(t);
+    met_registry_free(r[0]);
+    met_registry_free(r[1]);
+    free(c);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_merge_backend_and_tier),
         cmocka_unit_test(test_promtool_clean),
         cmocka_unit_test(test_doc_markdown),
+        cmocka_unit_test(test_inactive_backend_hidden),
     };
 
     return cmocka_run_group_tests_name("met", tests, NULL, NULL);
