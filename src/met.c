@@ -187,6 +187,7 @@ void met_registry_free(struct met_registry *r)
     free(r->thist);
     free(r->shed);
     free(r->slo);
+    met_otel_free(r->otel);
     free(r);
 }
 
@@ -289,7 +290,8 @@ struct met_registry *met_registry_new(const struct cfg *c)
     if (r->backend == NULL || r->tier == NULL || r->model == NULL || r->bmt == NULL ||
         r->ctr == NULL || r->hist == NULL || r->uperr == NULL || r->gauge == NULL ||
         r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL || r->tgauge == NULL ||
-        r->thist == NULL || r->shed == NULL || r->slo == NULL || met_registry_names(r, c) < 0) {
+        r->thist == NULL || r->shed == NULL || r->slo == NULL || met_registry_names(r, c) < 0 ||
+        (c->otel_metrics && (r->otel = met_otel_new(r, c)) == NULL)) {
         met_registry_free(r);
         return NULL;
     }
@@ -1017,7 +1019,8 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         return 0;
     for (i = 1; i < n; i++) /* "built from the same config" */
         if (regs[i]->nbackends != regs[0]->nbackends || regs[i]->ntiers != regs[0]->ntiers ||
-            regs[i]->nbuckets != regs[0]->nbuckets)
+            regs[i]->nbuckets != regs[0]->nbuckets ||
+            (regs[i]->otel == NULL) != (regs[0]->otel == NULL))
             return -1;
     ser = calloc(n, sizeof(*ser));
     if (ser == NULL || met_view_init(&v, regs, n, out) < 0) {
@@ -1041,27 +1044,46 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         case MET_L__COUNT: met_expose_tier(&v, (enum met_id)id); break;
         }
     }
+    if (regs[0]->otel != NULL)
+        met_otel_expose(&v);
     free(ser);
     met_view_release(&v);
     return v.err;
 }
 
+static void met_doc_row(FILE *f, const char *name, const char *type, const char *l,
+                        const char *instrument, const char *help)
+{
+    fprintf(f, "| `%s` | %s | ", name, type);
+    while (*l != '\0') {
+        size_t k = strcspn(l, ",");
+        fprintf(f, "`%.*s`%s", (int)k, l, l[k] == ',' ? ", " : "");
+        l += k + (l[k] == ',');
+    }
+    if (instrument != NULL)
+        fprintf(f, " | Only with `opentelemetry.metrics: true`: OTel `%s`. %s |\n", instrument,
+                help);
+    else
+        fprintf(f, " | %s |\n", help);
+}
+
 void met_doc_markdown(FILE *f)
 {
+    static const char *const otel[][4] = {
+#define MET_OTEL_DOC_ROW(id, name, instrument, labels, help) { name, instrument, labels, help },
+        MET_OTEL_LIST(MET_OTEL_DOC_ROW)
+#undef MET_OTEL_DOC_ROW
+    };
+    size_t i;
     int id;
 
     fprintf(f, "| Metric | Type | Labels | Description |\n");
     fprintf(f, "|---|---|---|---|\n");
     for (id = 0; id < MET__COUNT; id++) {
         const struct met_def *d = &met_defs[id];
-        const char *l = met_label_names[d->labels];
 
-        fprintf(f, "| `%s` | %s | ", d->name, met_type_names[d->type]);
-        while (*l != '\0') {
-            size_t k = strcspn(l, ",");
-            fprintf(f, "`%.*s`%s", (int)k, l, l[k] == ',' ? ", " : "");
-            l += k + (l[k] == ',');
-        }
-        fprintf(f, " | %s |\n", d->help);
+        met_doc_row(f, d->name, met_type_names[d->type], met_label_names[d->labels], NULL, d->help);
     }
+    for (i = 0; i < MET_OTEL__COUNT; i++)
+        met_doc_row(f, otel[i][0], "histogram", otel[i][2], otel[i][1], otel[i][3]);
 }

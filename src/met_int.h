@@ -1,5 +1,6 @@
-/* met internals: the registry and the exposition helpers, for the met module's
- * sources. Private to the module: the public face is include/pitot/met.h. */
+/* met internals shared by src/met.c (the registry, pitot's own families, the
+ * exposition) and src/met_otel.c (the OpenTelemetry GenAI families). Private
+ * to the met module: the public face is include/pitot/met.h. */
 #ifndef PITOT_MET_INT_H
 #define PITOT_MET_INT_H
 
@@ -32,6 +33,7 @@ enum met_store {
 
 struct met_bmt;
 struct met_code_sum;
+struct met_otel;
 
 struct met_registry {
     unsigned nbackends;
@@ -66,6 +68,7 @@ struct met_registry {
                                            laid out as hist[] */
     _Atomic uint64_t *shed;       /* owned, ntiers * MET_SHED__COUNT */
     _Atomic uint64_t *slo;        /* owned, ntiers * 2, [met] */
+    struct met_otel *otel;        /* owned; NULL unless cfg otel_metrics */
 };
 
 /* One exposition over n registries: the union of their model tables (matched
@@ -127,5 +130,15 @@ void met_printf(struct met_view *v, const char *fmt, ...);
 
 /* HELP and TYPE lines of a family; help is escaped. */
 void met_head(struct met_view *v, const char *name, const char *type, const char *help);
+
+/* ---- src/met_otel.c ---- */
+
+/* The OTel families' storage for registry r (its shape set, names copied),
+ * from c's backends. NULL on allocation failure. */
+struct met_otel *met_otel_new(const struct met_registry *r, const struct cfg *c);
+void met_otel_free(struct met_otel *o);
+
+/* Appends the OTel families of v's registries (all have them). */
+void met_otel_expose(struct met_view *v);
 
 #endif
