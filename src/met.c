@@ -12,6 +12,7 @@
 
 #include <event2/buffer.h>
 
+#include "met_int.h"
 #include "pitot/cfg.h"
 #include "pitot/clock.h"
 
@@ -19,9 +20,6 @@
 #define MET_NCLASS 6     /* [0] no valid status ("0"), [1..5] "1xx".."5xx" */
 #define MET_NFINISH (JSON_FINISH_OTHER - JSON_FINISH_NONE) /* reasons after NONE */
 #define MET_SERIES_MAX (1u << 20) /* refuse configs whose arrays would be absurd */
-#define MET_LE_MAX 32             /* formatted bucket bound, "+Inf" included */
-#define MET_LABELS_BUF 1024       /* one series' escaped label set */
-#define MET_NONE UINT_MAX         /* "no such index" in lookups */
 #define MET_FG_ABSENT                                                                              \
     UINT64_MAX /* float gauge bits meaning "no series" (a NaN
                                     met_gauge_set_f never stores) */
@@ -58,19 +56,6 @@ static const char *const met_shed_labels[MET_SHED__COUNT] = {
 };
 
 static const char *const met_slo_labels[2] = { "false", "true" }; /* index: met */
-
-/* Where a metric's values live. Most follow from type and label set; the
- * scrape-derived per-backend gauges are floats, and the age is a timestamp. */
-enum met_store {
-    MET_ST_OWN,    /* a dedicated array: requests, finish reasons,
-                           upstream errors, scrapes, age, shed, SLO */
-    MET_ST_CTR,    /* BMT counter: ctr[] */
-    MET_ST_HIST,   /* BMT histogram: hist[] */
-    MET_ST_GAUGE,  /* per-backend int64: gauge[] */
-    MET_ST_FGAUGE, /* per-backend double bits: fgauge[] */
-    MET_ST_TGAUGE, /* per-tier int64: tgauge[] */
-    MET_ST_THIST,  /* per-tier histogram: thist[] */
-};
 
 /* How met_expose combines one value across registries. */
 enum met_merge {
@@ -129,62 +114,12 @@ struct met_bmt {
     _Atomic uint64_t finish_n[MET_NFINISH];
 };
 
-struct met_registry {
-    unsigned nbackends;
-    unsigned ntiers;
-    unsigned nmodel_slots;                /* cfg models + max_model_labels + 1; "other" last */
-    unsigned nseries;                     /* nbackends * nmodel_slots * ntiers */
-    unsigned nbuckets;                    /* finite bounds; the stride adds overflow and sum */
-    _Atomic unsigned nmodels;             /* model[] rows in use before "other", release */
-    char (*backend)[CFG_NAME_MAX];        /* owned, nbackends rows */
-    char (*tier)[CFG_NAME_MAX];           /* owned, ntiers rows */
-    char (*model)[CFG_NAME_MAX];          /* owned, nmodel_slots rows */
-    uint64_t bound_us[CFG_MAX_BUCKETS];   /* bucket upper bounds, microseconds */
-    char le[CFG_MAX_BUCKETS][MET_LE_MAX]; /* the same bounds as exposed, seconds */
-    enum met_store store[MET__COUNT];     /* met_store_of(id) */
-    int slot[MET__COUNT];                 /* index within its storage kind, or -1 */
-    unsigned nctr, nhist, ngauge, nfgauge, ntgauge, nthist;
-    struct met_bmt *bmt;           /* owned, nseries */
-    _Atomic uint64_t *ctr;         /* owned, nseries * nctr: BMT counters */
-    _Atomic uint64_t *hist;        /* owned, (nhist * nseries) * (nbuckets + 2):
-                                           per series nbuckets + 1 non-cumulative
-                                           buckets (the last is "above every bound"),
-                                           then the sum in microseconds */
-    _Atomic uint64_t *uperr;       /* owned, nbackends * PITOT_E__COUNT */
-    _Atomic int64_t *gauge;        /* owned, ngauge * nbackends */
-    _Atomic uint64_t *fgauge;      /* owned, nfgauge * nbackends: double bits,
-                                           MET_FG_ABSENT when there is no series */
-    _Atomic uint64_t *scraped_us;  /* owned, nbackends: monotonic time of the
-                                           last successful scrape, 0 never */
-    _Atomic uint64_t *scrape;      /* owned, nbackends * MET_SCRAPE__COUNT */
-    _Atomic int64_t *tgauge;       /* owned, ntgauge * ntiers */
-    _Atomic uint64_t *thist;       /* owned, (nthist * ntiers) * (nbuckets + 2),
-                                           laid out as hist[] */
-    _Atomic uint64_t *shed;        /* owned, ntiers * MET_SHED__COUNT */
-    _Atomic uint64_t *slo;         /* owned, ntiers * 2, [met] */
-    _Atomic unsigned char *active; /* owned, nbackends: 0 while a DNS slot has no
-                                      address; its series are not exposed */
-};
-
-static inline void met_inc(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
-static inline uint64_t met_get(const _Atomic uint64_t *c)
-{
-    return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
-}
-
 static inline void met_touch(struct met_registry *r, unsigned series)
 {
     atomic_store_explicit(&r->bmt[series].touched, 1, memory_order_relaxed);
 }
 
-/* A finite number the way Prometheus clients print bucket bounds and values
- * (Go's 'g' with shortest precision): "0.005", "1", "2.5", "1e+06". */
-static void met_fmt_float(char *out, size_t cap, double v)
+void met_fmt_float(char *out, size_t cap, double v)
 {
     char tmp[40];
     const char *e;
@@ -253,6 +188,7 @@ void met_registry_free(struct met_registry *r)
     free(r->shed);
     free(r->slo);
     free(r->active);
+    met_otel_free(r->otel);
     free(r);
 }
 
@@ -357,7 +293,8 @@ struct met_registry *met_registry_new(const struct cfg *c)
         r->bmt == NULL || r->ctr == NULL || r->hist == NULL || r->uperr == NULL ||
         r->gauge == NULL || r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL ||
         r->tgauge == NULL || r->thist == NULL || r->shed == NULL || r->slo == NULL ||
-        met_registry_names(r, c) < 0) {
+        met_registry_names(r, c) < 0 ||
+        (c->otel_metrics && (r->otel = met_otel_new(r, c)) == NULL)) {
         met_registry_free(r);
         return NULL;
     }
@@ -433,21 +370,20 @@ unsigned met_series(const struct met_registry *r, unsigned backend, unsigned mod
     return (backend * r->nmodel_slots + model) * r->ntiers + tier;
 }
 
-/* One observation into a histogram row of nbuckets + 2 values (see hist[]). */
-static void met_hist_put(const struct met_registry *r, _Atomic uint64_t *h, uint64_t us)
+void met_hist_put(const uint64_t *bound, unsigned nb, _Atomic uint64_t *h, uint64_t v)
 {
-    unsigned lo = 0, hi = r->nbuckets;
+    unsigned lo = 0, hi = nb;
 
-    /* First bound >= us (le is inclusive); nbuckets when above them all. */
+    /* First bound >= v (le is inclusive); nb when above them all. */
     while (lo < hi) {
         unsigned mid = lo + (hi - lo) / 2;
-        if (r->bound_us[mid] >= us)
+        if (bound[mid] >= v)
             hi = mid;
         else
             lo = mid + 1;
     }
     met_inc(&h[lo], 1);
-    met_inc(&h[r->nbuckets + 1], us);
+    met_inc(&h[nb + 1], v);
 }
 
 void met_observe_us(struct met_registry *r, enum met_id id, unsigned series, uint64_t us)
@@ -457,7 +393,7 @@ void met_observe_us(struct met_registry *r, enum met_id id, unsigned series, uin
     if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_HIST || series >= r->nseries)
         return;
     h = r->hist + ((size_t)r->slot[id] * r->nseries + series) * (r->nbuckets + 2);
-    met_hist_put(r, h, us);
+    met_hist_put(r->bound_us, r->nbuckets, h, us);
     met_touch(r, series);
 }
 
@@ -603,7 +539,8 @@ void met_observe_tier_us(struct met_registry *r, enum met_id id, unsigned tier, 
 {
     if ((unsigned)id >= MET__COUNT || r->store[id] != MET_ST_THIST || tier >= r->ntiers)
         return;
-    met_hist_put(r, r->thist + ((size_t)r->slot[id] * r->ntiers + tier) * (r->nbuckets + 2), us);
+    met_hist_put(r->bound_us, r->nbuckets,
+                 r->thist + ((size_t)r->slot[id] * r->ntiers + tier) * (r->nbuckets + 2), us);
 }
 
 void met_add_shed(struct met_registry *r, unsigned tier, enum met_shed why)
@@ -630,31 +567,12 @@ const char *met_shed_label(enum met_shed why)
 
 /* ---- exposition ---- */
 
-/* One exposition over n registries: the union of their model tables (matched
- * by name, "other" last) and where each union model sits in each registry. */
-struct met_view {
-    struct met_registry *const *regs; /* borrowed */
-    size_t n;
-    unsigned nu;                /* union models */
-    const char **uname;         /* owned array, names borrowed from regs */
-    unsigned *uidx;             /* owned, nu * n: row in regs[i] or MET_NONE */
-    struct met_code_sum *codes; /* owned scratch, n * MET_CODES_MAX */
-    _Atomic uint64_t **rows;    /* owned scratch, n: one row per registry */
-    struct evbuffer *out;       /* borrowed */
-    uint64_t now_us;            /* clk_now_us() once per exposition */
-    int err;                    /* -1 once an evbuffer append failed */
-};
-
 struct met_code_sum {
     unsigned code;
     uint64_t n;
 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-met_printf(struct met_view *v, const char *fmt, ...)
+void met_printf(struct met_view *v, const char *fmt, ...)
 {
     va_list ap;
 
@@ -691,8 +609,7 @@ static size_t met_esc(char *buf, size_t cap, size_t len, const char *s, bool quo
     return len;
 }
 
-/* Appends `,name="value"` (no comma first) to a label set in buf. */
-static size_t met_label(char *buf, size_t cap, size_t len, const char *name, const char *value)
+size_t met_label(char *buf, size_t cap, size_t len, const char *name, const char *value)
 {
     int k = snprintf(buf + len, cap - len, "%s%s=\"", len > 0 ? "," : "", name);
 
@@ -704,12 +621,12 @@ static size_t met_label(char *buf, size_t cap, size_t len, const char *name, con
     return len;
 }
 
-static void met_family_head(struct met_view *v, const struct met_def *d)
+void met_head(struct met_view *v, const char *name, const char *type, const char *help)
 {
-    char help[512];
+    char esc[512];
 
-    met_esc(help, sizeof(help), 0, d->help, false);
-    met_printf(v, "# HELP %s %s\n# TYPE %s %s\n", d->name, help, d->name, met_type_names[d->type]);
+    met_esc(esc, sizeof(esc), 0, help, false);
+    met_printf(v, "# HELP %s %s\n# TYPE %s %s\n", name, esc, name, type);
 }
 
 /* Builds the union of model names; NULL-free on failure. */
@@ -787,7 +704,7 @@ static unsigned met_view_series(const struct met_view *v, size_t i, unsigned b, 
     return s;
 }
 
-static void met_sum_fmt(char *out, size_t cap, uint64_t us)
+void met_sum_fmt(char *out, size_t cap, uint64_t us)
 {
     uint64_t frac = us % 1000000u;
     int digits = 6;
@@ -846,32 +763,33 @@ static void met_expose_requests(struct met_view *v, const char *name, const char
                        cls[j]);
 }
 
-/* Adds a histogram row (nbuckets + 2 values, see hist[]) into b. */
-static void met_hist_sum(uint64_t *b, const _Atomic uint64_t *h, unsigned nbuckets)
+void met_hist_sum(uint64_t *b, const _Atomic uint64_t *h, unsigned nb)
 {
     unsigned j;
 
-    for (j = 0; j < nbuckets + 2; j++)
+    for (j = 0; j < nb + 2; j++)
         b[j] += met_get(&h[j]);
 }
 
-/* Prints one histogram series from summed non-cumulative buckets b. */
-static void met_hist_print(struct met_view *v, const char *name, const char *lbl, const uint64_t *b)
+void met_hist_print(struct met_view *v, const char *name, const char *lbl, const uint64_t *b,
+                    unsigned nb, const char (*le)[MET_LE_MAX], bool us)
 {
-    const struct met_registry *r0 = v->regs[0];
-    unsigned nb = r0->nbuckets, j;
     uint64_t cum = 0;
+    unsigned j;
     char sum[48];
 
     /* The count is the sum of the buckets, so +Inf == _count always holds,
      * even against a concurrent writer. */
     for (j = 0; j < nb; j++) {
         cum += b[j];
-        met_printf(v, "%s_bucket{%s,le=\"%s\"} %" PRIu64 "\n", name, lbl, r0->le[j], cum);
+        met_printf(v, "%s_bucket{%s,le=\"%s\"} %" PRIu64 "\n", name, lbl, le[j], cum);
     }
     cum += b[nb];
     met_printf(v, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, lbl, cum);
-    met_sum_fmt(sum, sizeof(sum), b[nb + 1]);
+    if (us)
+        met_sum_fmt(sum, sizeof(sum), b[nb + 1]);
+    else
+        snprintf(sum, sizeof(sum), "%" PRIu64, b[nb + 1]);
     met_printf(v, "%s_sum{%s} %s\n", name, lbl, sum);
     met_printf(v, "%s_count{%s} %" PRIu64 "\n", name, lbl, cum);
 }
@@ -889,7 +807,7 @@ static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
         if (ser[i] != MET_NONE)
             met_hist_sum(b, r->hist + ((size_t)r->slot[id] * r->nseries + ser[i]) * (nb + 2), nb);
     }
-    met_hist_print(v, met_defs[id].name, lbl, b);
+    met_hist_print(v, met_defs[id].name, lbl, b, nb, v->regs[0]->le, true);
 }
 
 /* Is backend b exposed: does it have an address in some registry? */
@@ -1110,7 +1028,7 @@ static void met_expose_tier(struct met_view *v, enum met_id id)
             for (k = 0; k < nb + 1; k++)
                 n += b[k];
             if (n > 0) /* appears with its first observation */
-                met_hist_print(v, d->name, lbl, b);
+                met_hist_print(v, d->name, lbl, b, nb, r0->le, true);
         }
     }
 }
@@ -1127,7 +1045,8 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         return 0;
     for (i = 1; i < n; i++) /* "built from the same config" */
         if (regs[i]->nbackends != regs[0]->nbackends || regs[i]->ntiers != regs[0]->ntiers ||
-            regs[i]->nbuckets != regs[0]->nbuckets)
+            regs[i]->nbuckets != regs[0]->nbuckets ||
+            (regs[i]->otel == NULL) != (regs[0]->otel == NULL))
             return -1;
     ser = calloc(n, sizeof(*ser));
     if (ser == NULL || met_view_init(&v, regs, n, out) < 0) {
@@ -1137,7 +1056,7 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
     }
     v.now_us = clk_now_us();
     for (id = 0; id < MET__COUNT; id++) {
-        met_family_head(&v, &met_defs[id]);
+        met_head(&v, met_defs[id].name, met_type_names[met_defs[id].type], met_defs[id].help);
         switch (met_defs[id].labels) {
         case MET_L_BMTC:
         case MET_L_BMT:
@@ -1151,27 +1070,46 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         case MET_L__COUNT: met_expose_tier(&v, (enum met_id)id); break;
         }
     }
+    if (regs[0]->otel != NULL)
+        met_otel_expose(&v);
     free(ser);
     met_view_release(&v);
     return v.err;
 }
 
+static void met_doc_row(FILE *f, const char *name, const char *type, const char *l,
+                        const char *instrument, const char *help)
+{
+    fprintf(f, "| `%s` | %s | ", name, type);
+    while (*l != '\0') {
+        size_t k = strcspn(l, ",");
+        fprintf(f, "`%.*s`%s", (int)k, l, l[k] == ',' ? ", " : "");
+        l += k + (l[k] == ',');
+    }
+    if (instrument != NULL)
+        fprintf(f, " | Only with `opentelemetry.metrics: true`: OTel `%s`. %s |\n", instrument,
+                help);
+    else
+        fprintf(f, " | %s |\n", help);
+}
+
 void met_doc_markdown(FILE *f)
 {
+    static const char *const otel[][4] = {
+#define MET_OTEL_DOC_ROW(id, name, instrument, labels, help) { name, instrument, labels, help },
+        MET_OTEL_LIST(MET_OTEL_DOC_ROW)
+#undef MET_OTEL_DOC_ROW
+    };
+    size_t i;
     int id;
 
     fprintf(f, "| Metric | Type | Labels | Description |\n");
     fprintf(f, "|---|---|---|---|\n");
     for (id = 0; id < MET__COUNT; id++) {
         const struct met_def *d = &met_defs[id];
-        const char *l = met_label_names[d->labels];
 
-        fprintf(f, "| `%s` | %s | ", d->name, met_type_names[d->type]);
-        while (*l != '\0') {
-            size_t k = strcspn(l, ",");
-            fprintf(f, "`%.*s`%s", (int)k, l, l[k] == ',' ? ", " : "");
-            l += k + (l[k] == ',');
-        }
-        fprintf(f, " | %s |\n", d->help);
+        met_doc_row(f, d->name, met_type_names[d->type], met_label_names[d->labels], NULL, d->help);
     }
+    for (i = 0; i < MET_OTEL__COUNT; i++)
+        met_doc_row(f, otel[i][0], "histogram", otel[i][2], otel[i][1], otel[i][3]);
 }

@@ -1184,6 +1184,20 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
                     outcome == PITOT_EOK && r->status < 400 &&
                         tier_slo_met(&w->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
                                      res.completion_tokens));
+        if (w->cfg->otel_metrics) { /* opentelemetry.metrics: the gen_ai_* histograms */
+            struct met_otel_obs ob = {
+                .op = met_otel_op_of_path(r->path),
+                .flavor = r->be->flavor,
+                .outcome = outcome,
+                .status = r->status ? r->status : err_status(outcome),
+                .e2e_us = res.e2e_us,
+                .ttft_us = res.ttft_us,
+                .tpot_us = res.tpot_us,
+                .input_tokens = res.prompt_tokens,
+                .output_tokens = res.completion_tokens,
+            };
+            met_observe_otel(met, s, &ob);
+        }
     }
     met_model_name(met, r->model, model_name, sizeof(model_name));
     memset(&rec, 0, sizeof(rec));

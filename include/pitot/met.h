@@ -10,12 +10,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "pitot/cfg.h"
 #include "pitot/err.h"
 #include "pitot/json.h"
 #include "pitot/span.h"
 
 struct evbuffer;
-struct cfg;
 
 /* Label sets (each a fixed tuple of label names). */
 /* clang-format off */
@@ -242,7 +242,102 @@ const char *met_shed_label(enum met_shed why);
  * failure or registries of different shapes. `promtool check metrics` is clean. */
 int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out);
 
-/* Writes the metrics reference as a Markdown table (name, type, labels, help). */
+/* Writes the metrics reference as a Markdown table (name, type, labels, help):
+ * pitot's families, then the OpenTelemetry ones below, marked as such. */
 void met_doc_markdown(FILE *f);
+
+/* ---- OpenTelemetry GenAI families (opentelemetry.metrics: true) -------------
+ * The histograms of the OpenTelemetry semantic conventions for generative AI
+ * (gen-ai-metrics.md), named and labelled as a Prometheus exporter renders the
+ * instruments (dots become underscores, the unit "s" a _seconds suffix, the
+ * annotation {token} nothing), with the conventions' bucket boundaries. Only
+ * registries made from a config with otel_metrics have them; without it the
+ * exposition is exactly pitot's families above. Series are per (backend,
+ * model, tier) like pitot's, times the operation. */
+
+/* The attributes every OTel family has, then each family's own last one. */
+#define MET_OTEL_LABELS                                                                            \
+    "gen_ai_operation_name,gen_ai_provider_name,gen_ai_request_model,server_address,"              \
+    "server_port,tier"
+
+/* clang-format off */
+/* X(ID, name, instrument, labels, help) - names and label sets are interface. */
+#define MET_OTEL_LIST(X)                                                                           \
+    X(DURATION, "gen_ai_client_operation_duration_seconds", "gen_ai.client.operation.duration",    \
+      MET_OTEL_LABELS ",error_type",                                                               \
+      "GenAI operation duration: pitot's E2E, every request a backend took; "                      \
+      "error_type on failed ones")                                                                 \
+    X(TOKENS, "gen_ai_client_token_usage", "gen_ai.client.token.usage",                            \
+      MET_OTEL_LABELS ",gen_ai_token_type",                                                        \
+      "Number of input and output tokens used, per request where known")                           \
+    X(TTFT, "gen_ai_server_time_to_first_token_seconds", "gen_ai.server.time_to_first_token",      \
+      MET_OTEL_LABELS,                                                                             \
+      "Time to generate first token for successful streamed responses: pitot's TTFT")              \
+    X(TPOT, "gen_ai_server_time_per_output_token_seconds", "gen_ai.server.time_per_output_token",  \
+      MET_OTEL_LABELS,                                                                             \
+      "Time per output token after the first for successful streamed responses: pitot's TPOT")
+/* clang-format on */
+
+enum met_otel_id {
+#define MET_OTEL_ID_ENUM(id, name, instrument, labels, help) MET_OTEL_##id,
+    MET_OTEL_LIST(MET_OTEL_ID_ENUM)
+#undef MET_OTEL_ID_ENUM
+        MET_OTEL__COUNT
+};
+
+/* gen_ai_operation_name: X(ID, value), the conventions' well-known values. */
+#define MET_OTEL_OP_LIST(X)                                                                        \
+    X(CHAT, "chat")                       /* chat completions */                                   \
+    X(TEXT_COMPLETION, "text_completion") /* (legacy) text completions, generate */                \
+    X(EMBEDDINGS, "embeddings")           /* embeddings */
+
+enum met_otel_op {
+    MET_OTEL_OP_NONE = 0, /* not a GenAI operation pitot can name: not recorded */
+#define MET_OTEL_OP_ENUM(id, value) MET_OTEL_OP_##id,
+    MET_OTEL_OP_LIST(MET_OTEL_OP_ENUM)
+#undef MET_OTEL_OP_ENUM
+        MET_OTEL_OP__COUNT
+};
+
+/* error_type values kept apart per (backend, model, tier, operation); more
+ * distinct ones count as "_OTHER", the conventions' fallback value. */
+#define MET_OTEL_ERRORS_MAX 4
+
+/* The operation of a request target (path, optionally "?query"):
+ * /v1/chat/completions and /chat/completions are CHAT; /v1/completions,
+ * /completions, /completion (llama.cpp), /generate and /generate_stream (TGI,
+ * SGLang) TEXT_COMPLETION; /v1/embeddings, /embeddings, /embedding EMBEDDINGS;
+ * anything else NONE. */
+enum met_otel_op met_otel_op_of_path(const char *path);
+
+/* Label values: the operation's ("" for NONE or out of range), and the
+ * gen_ai_provider_name of a backend flavor: its flv_name() spelling
+ * ("llamacpp", "vllm", "tgi", "sglang", "openai"), "openai" for AUTO (not
+ * yet identified: an OpenAI-compatible server). */
+const char *met_otel_op_label(enum met_otel_op op);
+const char *met_otel_provider_label(enum cfg_flavor f);
+
+/* One finished request, as relay_finish() measured it. */
+struct met_otel_obs {
+    enum met_otel_op op;    /* NONE: nothing is recorded */
+    enum cfg_flavor flavor; /* the backend's now, for gen_ai_provider_name */
+    enum pitot_err outcome; /* PITOT_EOK or how pitot saw the request fail */
+    int status;             /* HTTP status sent to the client, 0 if none */
+    int64_t e2e_us;         /* operation duration; < 0 not recorded */
+    int64_t ttft_us;        /* -1 when there was no first token */
+    int64_t tpot_us;        /* -1 when not measured */
+    int64_t input_tokens;   /* -1 when not known */
+    int64_t output_tokens;  /* -1 when not known */
+};
+
+/* Records one request on series `series` (met_series()) when the registry has
+ * the OTel families; else, or for op NONE or a series out of range, nothing.
+ * error_type is err_label(outcome) when outcome is not PITOT_EOK, else the
+ * status as a number ("500") when it is 400 or more; with an error_type only
+ * the duration and the tokens are recorded (TTFT and TPOT are "for successful
+ * responses"). Tokens: one observation per known count, gen_ai_token_type
+ * "input" / "output". The backend's provider label follows o->flavor (the
+ * last one recorded). Never allocates. */
+void met_observe_otel(struct met_registry *r, unsigned series, const struct met_otel_obs *o);
 
 #endif
