@@ -26,6 +26,7 @@ struct hc;
 struct oq;
 struct scr;
 struct relay;
+struct otlp;
 
 struct wrk {
     struct event_base *base;          /* owned */
@@ -38,6 +39,7 @@ struct wrk {
     struct hc *hc;                    /* owned: health checks */
     struct oq *oq;                    /* owned: overload queue */
     struct scr *scr;                  /* owned: backend metric scrapers */
+    struct otlp *otlp;                /* owned: span exporter; NULL when traces are off */
     struct evconnlistener *lst;       /* owned */
     struct sockaddr_storage *be_addr; /* owned: resolved backend addresses */
     socklen_t *be_addrlen;            /* owned */
