@@ -205,7 +205,7 @@ static void relay_trace_headers(struct relay *r, const struct h1_msg *m)
         if (ts)
             evbuffer_add_printf(r->req, "tracestate: %.*s\r\n", (int)ts->value.len, ts->value.p);
         memcpy(r->trace_id, trace.p, 32);
-        memcpy(r->parent_id, tp->value.p + 36, 16);
+        memcpy(r->parent_id, tp->value.p + 36, 16); /* its parent-id field: the client's span */
         return;
     }
     /* absent or invalid: a new trace, and the old tracestate goes with it */
@@ -613,9 +613,11 @@ static void relay_series(struct relay *r, struct span model)
         return;
     if (model.len) {
         r->model = met_model_index(w->met, model);
-        r->resp_model[json_str_decode(model, r->resp_model, sizeof(r->resp_model) - 1)] = '\0';
-    } else
+        if (w->otlp) /* the span names the model as the backend spelled it */
+            r->resp_model[json_str_decode(model, r->resp_model, sizeof(r->resp_model) - 1)] = '\0';
+    } else {
         r->model = met_model_lookup(w->met, span_cstr(r->req_model));
+    }
     r->series = met_series(w->met, r->be ? r->be->idx : 0, r->model, r->tier);
     r->series_set = true;
 }
