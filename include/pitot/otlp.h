@@ -106,8 +106,8 @@ static inline size_t otlp_encode_cap(size_t n)
  * CLIENT; ids lowercase hex; times decimal strings in nanoseconds; int
  * attributes as decimal strings; strings JSON-escaped (invalid UTF-8 as
  * U+FFFD). Server address and port, tier names come from c. Nothing is
- * removed from r. Returns the length, or 0 when cap is too small (never with
- * cap >= otlp_encode_cap(n)). */
+ * removed from r. Returns the length, or 0 when it may not fit in cap (strings
+ * are checked at 6 bytes per byte): never with cap >= otlp_encode_cap(n). */
 size_t otlp_encode(const struct cfg *c, const struct otlp_ring *r, size_t n, char *out, size_t cap);
 
 /* ---- the exporter ------------------------------------------------------ */

@@ -276,7 +276,6 @@ static void test_encode_exact(void **state)
     assert_string_equal(out, want);
     /* a buffer one byte short is refused whole, never cut */
     assert_int_equal(otlp_encode(c, &r, 1, out, strlen(want) - 1), 0);
-    assert_int_equal(otlp_encode(c, &r, 1, out, strlen(want)), strlen(want));
     free(out);
     otlp_ring_release(&r);
     (void)state;
