@@ -12,9 +12,8 @@
 #include "pitot/cfg.h"
 #include "pitot/met.h"
 #include "pitot/rfs.h"
+#include "pitot/version.h"
 #include "pitot/wrk.h"
-
-#define PITOT_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {

@@ -352,6 +352,61 @@ int cfg_url_parse(const char *url, struct cfg_backend *b, char *err, size_t errl
     return 0;
 }
 
+/* opentelemetry.traces.endpoint: "http://host[:port][/path]", "" for off. */
+int cfg_otlp_endpoint_set(struct cfg *c, const char *url, char *err, size_t errlen)
+{
+    static const char pchars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789-._~/%!$&'()*+,;=:@";
+    struct cfg_hostport hp;
+    const char *p, *path, *why;
+    size_t alen;
+
+    memset(&hp, 0, sizeof(hp));
+    c->otel_trace_url[0] = c->otel_trace_host[0] = '\0';
+    c->otel_trace_port = 0;
+    strcpy(c->otel_trace_path, "/v1/traces");
+    if (url[0] == '\0')
+        return 0;
+    if (strncasecmp(url, "https://", 8) == 0)
+        return cfg_msg(err, errlen,
+                       "bad opentelemetry.traces.endpoint '%.300s': https is not supported yet "
+                       "(TLS comes later), use http://",
+                       url);
+    if (strncasecmp(url, "http://", 7) != 0)
+        return cfg_msg(err, errlen,
+                       "bad opentelemetry.traces.endpoint '%.300s': expected "
+                       "http://host[:port][/path]",
+                       url);
+    if (strlen(url) >= sizeof(c->otel_trace_url))
+        return cfg_msg(err, errlen, "bad opentelemetry.traces.endpoint: longer than %zu bytes",
+                       sizeof(c->otel_trace_url) - 1);
+    p = url + 7;
+    alen = strcspn(p, "/?#");
+    path = p + alen;
+    if (memchr(p, '@', alen) != NULL)
+        why = "userinfo (user@) is not allowed";
+    else if (strchr(path, '?') != NULL)
+        why = "a query is not allowed";
+    else if (strchr(path, '#') != NULL)
+        why = "a fragment is not allowed";
+    else if (path[strspn(path, pchars)] != '\0')
+        why = "the path has characters outside [A-Za-z0-9-._~/%!$&'()*+,;=:@]";
+    else if (strlen(path) >= sizeof(c->otel_trace_path))
+        why = "path too long";
+    else
+        why = cfg_hostport_parse(p, alen, &hp);
+    if (why == NULL && hp.has_port && (hp.port == 0 || hp.port > 65535))
+        why = "port out of range (1-65535)";
+    if (why != NULL)
+        return cfg_msg(err, errlen, "bad opentelemetry.traces.endpoint '%.300s': %s", url, why);
+    memcpy(c->otel_trace_url, url, strlen(url) + 1);
+    memcpy(c->otel_trace_host, hp.host, sizeof(c->otel_trace_host));
+    c->otel_trace_port = hp.has_port ? (uint16_t)hp.port : 80;
+    if (path[0] != '\0' && strcmp(path, "/") != 0)
+        memcpy(c->otel_trace_path, path, strlen(path) + 1);
+    return 0;
+}
+
 /* Sets b->name: the given one (checked), else "host:port" from its URL. */
 int cfg_backend_name(struct cfg_backend *b, const char *name, char *err, size_t errlen)
 {
@@ -450,6 +505,14 @@ void cfg_init(struct cfg *c)
     c->affinity_max_load = 1.25;
     c->queue_max = 256;
     /* tier_header "" (off), no aliases, no API keys: the memset */
+
+    /* opentelemetry.traces: no endpoint, no export */
+    strcpy(c->otel_trace_path, "/v1/traces");
+    strcpy(c->otel_service_name, "pitot");
+    c->otel_queue_size = 2048;
+    c->otel_batch_size = 512;
+    c->otel_trace_interval_ms = 1000;
+    c->otel_trace_timeout_ms = 5000;
 
     strcpy(c->access_log, "-");
     c->log_level = 2;
@@ -708,6 +771,11 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                        c->max_uri_bytes, c->max_header_bytes);
     if (cfg_validate_slots(c, err, errlen) != 0)
         return -1;
+    if (c->otel_batch_size > c->otel_queue_size)
+        return cfg_msg(err, errlen,
+                       "opentelemetry.traces.batch_size (%u) must not exceed "
+                       "opentelemetry.traces.queue_size (%u)",
+                       c->otel_batch_size, c->otel_queue_size);
     return cfg_validate_routing(c, err, errlen);
 }
 

@@ -48,6 +48,12 @@ int cfg_name_check(const char *s, const char *what, char *err, size_t errlen);
  * cfg_backend_name(). Returns 0 or -1 with a message. */
 int cfg_url_parse(const char *url, struct cfg_backend *b, char *err, size_t errlen);
 
+/* Sets opentelemetry.traces.endpoint from "http://host[:port][/path]" (path
+ * "" or "/" means /v1/traces; port default 80), or turns export off for "".
+ * https, userinfo, a query or a fragment are errors. On error returns -1 with
+ * a message and leaves the endpoint off (a failed load drops the copy anyway). */
+int cfg_otlp_endpoint_set(struct cfg *c, const char *url, char *err, size_t errlen);
+
 /* Sets b->name: `name` when not NULL (checked), else "host:port" from its URL.
  * Returns 0 or -1 with a message. */
 int cfg_backend_name(struct cfg_backend *b, const char *name, char *err, size_t errlen);

@@ -41,6 +41,8 @@ enum cfg_kind {
     CFG_K_FACTOR, /* double field in [1, 100] */
     CFG_K_HEADER, /* char[CFG_NAME_MAX] header name; min 0: "" allowed (off) */
     CFG_K_PATH,   /* access_log */
+    CFG_K_TEXT,   /* char[max + 1] free text, no control bytes; min 0: "" allowed */
+    CFG_K_URL,    /* opentelemetry.traces.endpoint: "" or null off, else http://... */
     CFG_K_NODE,   /* list items: keep the value node for the item's own code */
 };
 
@@ -199,6 +201,12 @@ static const struct cfg_key cfg_log_keys[] = {
 
 /* opentelemetry.traces: OTLP/HTTP span export */
 static const struct cfg_key cfg_otel_trace_keys[] = {
+    CFG_SPECIAL("endpoint", CFG_K_URL),
+    CFG_K_(struct cfg, "service_name", CFG_K_TEXT, otel_service_name, 1, CFG_OTLP_SERVICE_MAX - 1),
+    CFG_COUNT("queue_size", otel_queue_size, 1, 1000000),
+    CFG_COUNT("batch_size", otel_batch_size, 1, 8192),
+    CFG_MS("interval", otel_trace_interval_ms, 1, CFG_DAY),
+    CFG_MS("timeout", otel_trace_timeout_ms, 1, CFG_DAY),
     CFG_END,
 };
 
@@ -569,6 +577,34 @@ static int cfg_apply_header(struct cfg_ld *ld, const struct cfg_key *k, const ya
                         "!#$%%&'*+-.^_`|~)",
                         path, s);
     memcpy(field, s, strlen(s) + 1);
+    return 0;
+}
+
+/* Free text (service_name) into a char[k->max + 1] field: at least k->min
+ * bytes (a quoted "" when 0), no control bytes (the value goes into JSON and
+ * logs as it is). */
+static int cfg_apply_text(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node_t *v,
+                          const char *path, char *base)
+{
+    char *field = base + k->off;
+    const char *s;
+    size_t len, i;
+
+    if (cfg_is_quoted_empty(v) && k->min == 0) {
+        field[0] = '\0';
+        return 0;
+    }
+    if ((s = cfg_scalar(ld, v, path)) == NULL)
+        return -1;
+    len = strlen(s);
+    if (len < (size_t)k->min)
+        return cfg_fail(ld, v, "%s: empty value", path);
+    if (len > (size_t)k->max)
+        return cfg_fail(ld, v, "%s: longer than %lld bytes", path, k->max);
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return cfg_fail(ld, v, "%s: control characters are not allowed", path);
+    memcpy(field, s, len + 1);
     return 0;
 }
 
@@ -990,6 +1026,15 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
             return cfg_fail(ld, v, "%s: path longer than %zu bytes", path,
                             sizeof(ld->w->access_log) - 1);
         memcpy(ld->w->access_log, s, strlen(s) + 1);
+        return 0;
+    case CFG_K_TEXT: return cfg_apply_text(ld, k, v, path, base);
+    case CFG_K_URL:
+        if (cfg_is_null(v) || cfg_is_quoted_empty(v))
+            return cfg_otlp_endpoint_set(ld->w, "", NULL, 0);
+        if ((s = cfg_scalar(ld, v, path)) == NULL)
+            return -1;
+        if (cfg_otlp_endpoint_set(ld->w, s, msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, v, msg);
         return 0;
     default: return cfg_apply_scalar(ld, k, v, path, base);
     }

@@ -1,4 +1,4 @@
-/* hget: a GET with a deadline over a bufferevent, parsed with h1. */
+/* hget: a GET (or a POST) with a deadline over a bufferevent, parsed with h1. */
 #include "pitot/hget.h"
 
 #include <stdbool.h>
@@ -120,12 +120,10 @@ static void hget_timer_cb(evutil_socket_t fd, short what, void *arg)
     hget_done(arg, HGET_TIMEOUT);
 }
 
-struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
-                        const char *authority, const char *path, unsigned timeout_ms,
-                        size_t max_body, hget_cb cb, void *ud)
+/* A request object with its parser; the caller writes the request. */
+static struct hget *hget_new(struct event_base *base, size_t max_body, hget_cb cb, void *ud)
 {
     struct hget *g = calloc(1, sizeof(*g));
-    struct timeval tv = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000 };
 
     if (g == NULL)
         return NULL;
@@ -141,10 +139,15 @@ struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, sock
     }
     h1_init(&g->hp, H1_RESPONSE, NULL, hget_on_body, g);
     bufferevent_setcb(g->bev, hget_read_cb, NULL, hget_event_cb, g);
-    evbuffer_add_printf(bufferevent_get_output(g->bev),
-                        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pitot\r\nAccept: */*\r\n"
-                        "Connection: close\r\n\r\n",
-                        path, authority);
+    return g;
+}
+
+/* Connects and arms the deadline; NULL (g freed) on immediate failure. */
+static struct hget *hget_go(struct hget *g, const struct sockaddr *sa, socklen_t salen,
+                            unsigned timeout_ms)
+{
+    struct timeval tv = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000 };
+
     if (bufferevent_socket_connect(g->bev, sa, (int)salen) < 0) {
         hget_free(g);
         return NULL;
@@ -153,6 +156,44 @@ struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, sock
     bufferevent_enable(g->bev, EV_READ | EV_WRITE);
     evtimer_add(g->timer, &tv);
     return g;
+}
+
+struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+                        const char *authority, const char *path, unsigned timeout_ms,
+                        size_t max_body, hget_cb cb, void *ud)
+{
+    struct hget *g = hget_new(base, max_body, cb, ud);
+
+    if (g == NULL)
+        return NULL;
+    evbuffer_add_printf(bufferevent_get_output(g->bev),
+                        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pitot\r\nAccept: */*\r\n"
+                        "Connection: close\r\n\r\n",
+                        path, authority);
+    return hget_go(g, sa, salen, timeout_ms);
+}
+
+struct hget *hget_post(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+                       const char *authority, const char *path, const char *content_type,
+                       const char *body, size_t body_len, unsigned timeout_ms, size_t max_body,
+                       hget_cb cb, void *ud)
+{
+    struct hget *g = hget_new(base, max_body, cb, ud);
+    struct evbuffer *out;
+
+    if (g == NULL)
+        return NULL;
+    out = bufferevent_get_output(g->bev);
+    evbuffer_add_printf(out,
+                        "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pitot\r\nAccept: */*\r\n"
+                        "Content-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                        path, authority, content_type, body_len);
+    /* by reference: the body is the caller's until the callback */
+    if (body_len && evbuffer_add_reference(out, body, body_len, NULL, NULL) != 0) {
+        hget_free(g);
+        return NULL;
+    }
+    return hget_go(g, sa, salen, timeout_ms);
 }
 
 void hget_cancel(struct hget *g)

@@ -869,6 +869,80 @@ size_t json_str_decode(struct span raw, char *out, size_t cap)
     return n;
 }
 
+/* Length of the well-formed UTF-8 sequence at p[0..n) (RFC 3629: no
+ * overlong forms, surrogates or code points past U+10FFFF), 0 if none. */
+static size_t json_utf8_valid(const unsigned char *p, size_t n)
+{
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t need, i;
+
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        need = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        need = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        need = 4;
+    else
+        return 0;
+    if (p[0] == 0xE0)
+        lo = 0xA0;
+    else if (p[0] == 0xED)
+        hi = 0x9F;
+    else if (p[0] == 0xF0)
+        lo = 0x90;
+    else if (p[0] == 0xF4)
+        hi = 0x8F;
+    for (i = 1; i < need; i++) {
+        if (i >= n || p[i] < lo || p[i] > hi)
+            return 0;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return need;
+}
+
+size_t json_str_encode(struct span s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s.p;
+    size_t i = 0, n = 0;
+
+    while (i < s.len) {
+        char unit[6];
+        size_t ul, used = 1;
+        unsigned char c = p[i];
+
+        if (c == '"' || c == '\\') {
+            unit[0] = '\\';
+            unit[1] = (char)c;
+            ul = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(unit, "\\u00", 4);
+            unit[4] = hex[c >> 4];
+            unit[5] = hex[c & 15];
+            ul = 6;
+        } else if (c < 0x80) {
+            unit[0] = (char)c;
+            ul = 1;
+        } else if ((used = json_utf8_valid(p + i, s.len - i)) == 0) {
+            memcpy(unit, "\\ufffd", 6);
+            ul = 6;
+            used = 1;
+        } else {
+            memcpy(unit, p + i, used);
+            ul = used;
+        }
+        if (ul > cap - n)
+            break;
+        memcpy(out + n, unit, ul);
+        n += ul;
+        i += used;
+    }
+    return n;
+}
+
 /* Follows path from value v (see json_paths_visit()); counts and reports the
  * scalars it ends on. */
 static void json_path_walk(const struct json_doc *d, int v, const char *path, size_t pi,

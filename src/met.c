@@ -57,6 +57,12 @@ static const char *const met_shed_labels[MET_SHED__COUNT] = {
 
 static const char *const met_slo_labels[2] = { "false", "true" }; /* index: met */
 
+static const char *const met_trace_drop_labels[MET_TRACE_DROP__COUNT] = {
+#define MET_TRACE_DROP_ROW(id, label) label,
+    MET_TRACE_DROP_LIST(MET_TRACE_DROP_ROW)
+#undef MET_TRACE_DROP_ROW
+};
+
 /* How met_expose combines one value across registries. */
 enum met_merge {
     MET_MERGE_SUM,
@@ -555,6 +561,17 @@ void met_add_slo(struct met_registry *r, unsigned tier, bool met)
         met_inc(&r->slo[(size_t)tier * 2 + (met ? 1 : 0)], 1);
 }
 
+void met_add_spans_exported(struct met_registry *r, uint64_t n)
+{
+    met_inc(&r->spans_exported, n);
+}
+
+void met_add_spans_dropped(struct met_registry *r, enum met_trace_drop why, uint64_t n)
+{
+    if ((unsigned)why < MET_TRACE_DROP__COUNT)
+        met_inc(&r->spans_dropped[why], n);
+}
+
 const char *met_scrape_label(enum met_scrape res)
 {
     return (unsigned)res < MET_SCRAPE__COUNT ? met_scrape_labels[res] : "unknown";
@@ -1033,6 +1050,30 @@ static void met_expose_tier(struct met_view *v, enum met_id id)
     }
 }
 
+/* A family without backend or tier (NONE, R): the span export counters,
+ * summed over registries, every reason always present. */
+static void met_expose_global(struct met_view *v, enum met_id id)
+{
+    const struct met_def *d = &met_defs[id];
+    uint64_t cnt[MET_TRACE_DROP__COUNT];
+    unsigned k;
+    size_t i;
+
+    if (id == MET_TRACE_SPANS_EXPORTED) {
+        uint64_t n = 0;
+        for (i = 0; i < v->n; i++)
+            n += met_get(&v->regs[i]->spans_exported);
+        met_printf(v, "%s %" PRIu64 "\n", d->name, n);
+    } else if (id == MET_TRACE_SPANS_DROPPED) {
+        for (i = 0; i < v->n; i++)
+            v->rows[i] = v->regs[i]->spans_dropped;
+        met_row_sum(v, v->rows, MET_TRACE_DROP__COUNT, cnt);
+        for (k = 0; k < MET_TRACE_DROP__COUNT; k++)
+            met_printf(v, "%s{reason=\"%s\"} %" PRIu64 "\n", d->name, met_trace_drop_labels[k],
+                       cnt[k]);
+    }
+}
+
 int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
 {
     struct met_view v;
@@ -1068,6 +1109,8 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         case MET_L_TR:
         case MET_L_TM:
         case MET_L__COUNT: met_expose_tier(&v, (enum met_id)id); break;
+        case MET_L_NONE:
+        case MET_L_R: met_expose_global(&v, (enum met_id)id); break;
         }
     }
     if (regs[0]->otel != NULL)

@@ -22,6 +22,7 @@
 #include "pitot/met.h"
 #include "pitot/mtr.h"
 #include "pitot/oq.h"
+#include "pitot/otlp.h"
 #include "pitot/sse.h"
 #include "pitot/tier.h"
 #include "pitot/ups.h"
@@ -90,7 +91,12 @@ struct relay {
     char method[16];
     char path[RELAY_PATH_LOG_MAX + 1];
     char req_model[CFG_NAME_MAX];
-    struct relay *next_retired; /* borrowed link in wrk.retired */
+    /* tracing: pitot's span (see relay_trace_headers) */
+    char trace_id[33];             /* the trace the backend was told of */
+    char span_id[17];              /* pitot's span, the backend's parent */
+    char parent_id[17];            /* the client's span; "" without a valid traceparent */
+    char resp_model[CFG_NAME_MAX]; /* the backend's "model", decoded; "" unknown */
+    struct relay *next_retired;    /* borrowed link in wrk.retired */
 };
 
 static void relay_fail(struct relay *r, enum pitot_err e);
@@ -193,16 +199,20 @@ static void relay_trace_headers(struct relay *r, const struct h1_msg *m)
     char id[33], span_id[33];
 
     wrk_request_id(r->w, span_id);
+    memcpy(r->span_id, span_id, 16);
     if (tp && relay_traceparent(tp->value, &trace, &flags)) {
         evbuffer_add_printf(r->req, "traceparent: 00-%.32s-%.16s-%.2s\r\n", trace.p, span_id,
                             flags.p);
         if (ts)
             evbuffer_add_printf(r->req, "tracestate: %.*s\r\n", (int)ts->value.len, ts->value.p);
+        memcpy(r->trace_id, trace.p, 32);
+        memcpy(r->parent_id, tp->value.p + 36, 16); /* its parent-id field: the client's span */
         return;
     }
     /* absent or invalid: a new trace, and the old tracestate goes with it */
     wrk_request_id(r->w, id);
     evbuffer_add_printf(r->req, "traceparent: 00-%s-%.16s-01\r\n", id, span_id);
+    memcpy(r->trace_id, id, 32);
 }
 
 static void relay_copy(char *dst, size_t cap, struct span s)
@@ -603,10 +613,13 @@ static void relay_series(struct relay *r, struct span model)
 
     if (r->series_set)
         return;
-    if (model.len)
+    if (model.len) {
         r->model = met_model_index(w->met, model);
-    else
+        if (w->otlp) /* the span names the model as the backend spelled it */
+            r->resp_model[json_str_decode(model, r->resp_model, sizeof(r->resp_model) - 1)] = '\0';
+    } else {
         r->model = met_model_lookup(w->met, span_cstr(r->req_model));
+    }
     r->series = met_series(w->met, r->be ? r->be->idx : 0, r->model, r->tier);
     r->series_set = true;
 }
@@ -1141,6 +1154,42 @@ static const char *relay_finish_label(enum json_finish f)
     return f == JSON_FINISH_NONE ? NULL : json_finish_label(f);
 }
 
+_Static_assert(RELAY_ID_MAX == OTLP_ID_MAX, "X-Request-Id sizes of relay and otlp differ");
+
+/* Hands the request's span to the exporter: a copy into its ring. */
+static void relay_export_span(struct relay *r, const struct mtr_result *res, uint64_t end_mono_us,
+                              enum pitot_err outcome)
+{
+    struct wrk *w = r->w;
+    struct otlp_span s;
+
+    memset(&s, 0, sizeof(s));
+    memcpy(s.trace_id, r->trace_id, sizeof(s.trace_id));
+    memcpy(s.span_id, r->span_id, sizeof(s.span_id));
+    memcpy(s.parent_id, r->parent_id, sizeof(s.parent_id));
+    memcpy(s.method, r->method, sizeof(s.method));
+    /* the request's name as a metric label: bounded, never raw client text */
+    if (r->req_model[0])
+        met_model_name(w->met, met_model_lookup(w->met, span_cstr(r->req_model)), s.request_model,
+                       sizeof(s.request_model));
+    memcpy(s.response_model, r->resp_model, sizeof(s.response_model));
+    memcpy(s.request_id, r->id, sizeof(s.request_id));
+    s.start_us = r->wall_us;
+    s.end_us = r->wall_us + (end_mono_us > r->t0_us ? end_mono_us - r->t0_us : 0);
+    s.ttft_us = res->ttft_us;
+    s.input_tokens = res->prompt_tokens;
+    s.output_tokens = res->completion_tokens;
+    s.cached_tokens = res->cached_tokens;
+    s.status = r->status;
+    s.backend = r->be ? (int)r->be->idx : -1;
+    s.flavor = r->be ? r->be->flavor : CFG_FLAVOR_AUTO;
+    s.op = otlp_op_from_path(r->path);
+    s.finish = r->mtr.finish;
+    s.error = outcome;
+    s.tier = r->tier;
+    otlp_add(w->otlp, &s);
+}
+
 /* Accounts the request once: metrics, access log, backend counters. */
 static void relay_finish(struct relay *r, enum pitot_err outcome)
 {
@@ -1227,6 +1276,8 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.error = outcome == PITOT_EOK ? NULL : err_label(outcome);
     if (w->alog)
         alog_write(w->alog, &rec);
+    if (w->otlp)
+        relay_export_span(r, &res, end, outcome);
     if (r->be && r->in_flight_counted) {
         bal_released(r->be);
         r->in_flight_counted = 0;

@@ -20,6 +20,7 @@
 #include "pitot/hc.h"
 #include "pitot/met.h"
 #include "pitot/oq.h"
+#include "pitot/otlp.h"
 #include "pitot/relay.h"
 #include "pitot/scr.h"
 #include "pitot/ups.h"
@@ -72,6 +73,31 @@ static int wrk_resolve(const char *host, uint16_t port, struct sockaddr_storage 
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
     freeaddrinfo(res);
+    return 0;
+}
+
+/* The span exporter, when opentelemetry.traces has an endpoint. The
+ * collector's name is resolved here, once: never on the loop later. */
+static int wrk_otlp_start(struct wrk *w, char *err, size_t errlen)
+{
+    const struct cfg *c = w->cfg;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc;
+
+    if (c->otel_trace_url[0] == '\0')
+        return 0;
+    rc = wrk_resolve(c->otel_trace_host, c->otel_trace_port, &ss, &sslen, 0);
+    if (rc != 0) {
+        snprintf(err, errlen, "opentelemetry.traces.endpoint: cannot resolve %s: %s",
+                 c->otel_trace_host, gai_strerror(rc));
+        return -1;
+    }
+    w->otlp = otlp_new(w->base, c, w->met, (struct sockaddr *)&ss, sslen);
+    if (w->otlp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -152,6 +178,10 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
         wrk_free(w);
         return NULL;
     }
+    if (wrk_otlp_start(w, err, errlen) != 0) {
+        wrk_free(w);
+        return NULL;
+    }
     return w;
 }
 
@@ -178,6 +208,7 @@ void wrk_free(struct wrk *w)
     if (w->reap_ev)
         wrk_reap_cb(-1, 0, w);
     dns_free(w->dns);
+    otlp_free(w->otlp); /* after the connections: their relays still add spans */
     scr_free(w->scr);
     hc_free(w->hc);
     if (w->lst)

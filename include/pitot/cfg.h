@@ -17,6 +17,8 @@
 #define CFG_MAX_BACKEND_MODELS 16
 #define CFG_MAX_ALIASES 32
 #define CFG_MAX_KEYS 256
+#define CFG_OTLP_PATH_MAX 256    /* opentelemetry.traces.endpoint path */
+#define CFG_OTLP_SERVICE_MAX 128 /* opentelemetry.traces.service_name */
 
 /* Backend dialects (issue 3): how load is read from a backend's /metrics. */
 enum cfg_flavor {
@@ -178,6 +180,15 @@ struct cfg {
     bool otel_metrics; /* opentelemetry.metrics: also expose the gen_ai_* histograms of
                           the GenAI semantic conventions, default false */
     /* opentelemetry.traces.*: OTLP/HTTP span export (see otlp.h) */
+    char otel_trace_url[CFG_HOST_MAX + CFG_OTLP_PATH_MAX + 16]; /* endpoint as given; "" off */
+    char otel_trace_host[CFG_HOST_MAX];           /* from the endpoint http://host:port/path */
+    uint16_t otel_trace_port;                     /* default 80 */
+    char otel_trace_path[CFG_OTLP_PATH_MAX];      /* default /v1/traces */
+    char otel_service_name[CFG_OTLP_SERVICE_MAX]; /* service_name, default "pitot" */
+    unsigned otel_queue_size;        /* queue_size: spans held for export, default 2048 */
+    unsigned otel_batch_size;        /* batch_size: spans per export, default 512, <= queue */
+    unsigned otel_trace_interval_ms; /* interval: between exports, default 1000 */
+    unsigned otel_trace_timeout_ms;  /* timeout: one export, connect to answer, default 5000 */
 
     /* output */
     char access_log[1024]; /* "" or "-": stdout */

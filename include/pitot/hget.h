@@ -1,5 +1,6 @@
-/* hget: one-shot HTTP/1.1 GET on a fresh connection, body collected up to a
- * cap, for health probes and metric scrapes. Never on the request path. */
+/* hget: one-shot HTTP/1.1 GET (or POST) on a fresh connection, body collected
+ * up to a cap, for health probes, metric scrapes and span exports. Never on
+ * the request path. */
 #ifndef PITOT_HGET_H
 #define PITOT_HGET_H
 
@@ -27,6 +28,14 @@ typedef void (*hget_cb)(void *ud, enum hget_result res, int status, struct span 
 struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
                         const char *authority, const char *path, unsigned timeout_ms,
                         size_t max_body, hget_cb cb, void *ud);
+
+/* The same as a POST of body[0..body_len) with that Content-Type. The body
+ * is sent by reference: it must stay intact until the callback ran or the
+ * request was cancelled. */
+struct hget *hget_post(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+                       const char *authority, const char *path, const char *content_type,
+                       const char *body, size_t body_len, unsigned timeout_ms, size_t max_body,
+                       hget_cb cb, void *ud);
 
 /* Abandons a request: the callback will not be called. */
 void hget_cancel(struct hget *g);

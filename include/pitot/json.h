@@ -111,6 +111,13 @@ long json_req_add_include_usage(struct span body, struct json_toks *toks, char *
  * Stops at cap without splitting a UTF-8 sequence. Returns bytes written. */
 size_t json_str_decode(struct span raw, char *out, size_t cap);
 
+/* Writes s JSON-escaped (without the quotes) into out[0..cap): " and \ get a
+ * backslash, control bytes and DEL become \u00XX, every byte that is not part
+ * of well-formed UTF-8 becomes \ufffd; the rest is copied. At most 6 bytes
+ * per input byte. Stops before a unit that does not fit. Returns bytes
+ * written. */
+size_t json_str_encode(struct span s, char *out, size_t cap);
+
 /* Reports a scalar found by json_paths_visit(): the index of the path it was
  * found by, its raw bytes (a string's without the quotes, escapes undecoded;
  * a number or literal as written), borrowed from the body, and whether it is

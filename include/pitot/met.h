@@ -28,7 +28,9 @@ struct evbuffer;
     X(BR,   "backend,result")                               \
     X(T,    "tier")                                         \
     X(TR,   "tier,reason")                                  \
-    X(TM,   "tier,met")
+    X(TM,   "tier,met")                                     \
+    X(NONE, "")                                             \
+    X(R,    "reason")
 
 /* X(ID, name, type, labels, help) - names and label sets are interface. */
 #define MET_LIST(X)                                                                          \
@@ -81,7 +83,11 @@ struct evbuffer;
     X(SHED, "pitot_shed_total", COUNTER, TR,                                                 \
       "Requests shed before reaching a backend, by reason")                                  \
     X(SLO_REQUESTS, "pitot_slo_requests_total", COUNTER, TM,                                 \
-      "Requests measured against the tier's SLO; met is true if TTFT and TPOT targets held")
+      "Requests measured against the tier's SLO; met is true if TTFT and TPOT targets held") \
+    X(TRACE_SPANS_EXPORTED, "pitot_trace_spans_exported_total", COUNTER, NONE,               \
+      "Spans the OTLP collector accepted (2xx)")                                            \
+    X(TRACE_SPANS_DROPPED, "pitot_trace_spans_dropped_total", COUNTER, R,                    \
+      "Spans never exported: the export queue was full, or their export failed")
 /* clang-format on */
 
 enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
@@ -127,6 +133,18 @@ enum met_shed {
     MET_SHED_LIST(MET_SHED_ENUM)
 #undef MET_SHED_ENUM
         MET_SHED__COUNT
+};
+
+/* pitot_trace_spans_dropped_total{reason}: X(ID, label value). */
+#define MET_TRACE_DROP_LIST(X)                                                                     \
+    X(QUEUE_FULL, "queue_full")       /* the export queue had no room for the span */              \
+    X(EXPORT_FAILED, "export_failed") /* in a batch the collector refused or never answered */
+
+enum met_trace_drop {
+#define MET_TRACE_DROP_ENUM(id, label) MET_TRACE_DROP_##id,
+    MET_TRACE_DROP_LIST(MET_TRACE_DROP_ENUM)
+#undef MET_TRACE_DROP_ENUM
+        MET_TRACE_DROP__COUNT
 };
 
 /* The model label value for names beyond the table. */
@@ -223,6 +241,12 @@ void met_add_shed(struct met_registry *r, unsigned tier, enum met_shed why);
  * the tier's TTFT and TPOT targets held (the caller decides). Out-of-range
  * tier ignored. Once a tier has one, both met values are exposed. */
 void met_add_slo(struct met_registry *r, unsigned tier, bool met);
+
+/* pitot_trace_spans_exported_total += n / pitot_trace_spans_dropped_total
+ * {reason=why} += n. Out-of-range why ignored. Both families are always
+ * exposed (dropped with every reason), 0 until counted. */
+void met_add_spans_exported(struct met_registry *r, uint64_t n);
+void met_add_spans_dropped(struct met_registry *r, enum met_trace_drop why, uint64_t n);
 
 /* Label values of the enums above; "unknown" out of range. */
 const char *met_scrape_label(enum met_scrape res);

@@ -27,6 +27,7 @@ struct oq;
 struct scr;
 struct dns;
 struct relay;
+struct otlp;
 
 struct wrk {
     struct event_base *base;          /* owned */
@@ -40,6 +41,7 @@ struct wrk {
     struct oq *oq;                    /* owned: overload queue */
     struct scr *scr;                  /* owned: backend metric scrapers */
     struct dns *dns;                  /* owned: lookups of backend names */
+    struct otlp *otlp;                /* owned: span exporter; NULL when traces are off */
     struct evconnlistener *lst;       /* owned */
     struct sockaddr_storage *be_addr; /* owned: backend addresses (a DNS slot's
                                          changes, see dns.h; len 0: none) */

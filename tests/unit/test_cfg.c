@@ -1688,6 +1688,186 @@ static void test_dns_errors(void **state)
     (void)state;
 }
 
+/* opentelemetry.traces: defaults, every key, endpoints with and without a
+ * port or path, off again with "" or null, and every error. */
+static void test_otel_traces(void **state)
+{
+    static const struct err_case cases[] = {
+        { "opentelemetry:\n  traces:\n    endpoint: https://c:4318\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'https://c:4318': https is not supported "
+          "yet (TLS comes later), use http://" },
+        { "opentelemetry:\n  traces:\n    endpoint: grpc://c:4317\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'grpc://c:4317': expected "
+          "http://host[:port][/path]" },
+        { "opentelemetry:\n  traces:\n    endpoint: c:4318\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'c:4318': expected "
+          "http://host[:port][/path]" },
+        { "opentelemetry:\n  traces:\n    endpoint: http://c:4318/v1/traces?x=1\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'http://c:4318/v1/traces?x=1': a query "
+          "is not allowed" },
+        { "opentelemetry:\n  traces:\n    endpoint: http://u@c:4318\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'http://u@c:4318': userinfo (user@) is "
+          "not allowed" },
+        { "opentelemetry:\n  traces:\n    endpoint: http://c:0\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'http://c:0': port out of range "
+          "(1-65535)" },
+        { "opentelemetry:\n  traces:\n    endpoint: http://:4318\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'http://:4318': empty host" },
+        { "opentelemetry:\n  traces:\n    endpoint: \"http://c:1/a b\"\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'http://c:1/a b': the path has "
+          "characters outside [A-Za-z0-9-._~/%!$&'()*+,;=:@]" },
+        { "opentelemetry:\n  traces:\n    endpoint: [http://c:1]\n",
+          "t.yaml:3: opentelemetry.traces.endpoint: expected a scalar" },
+        { "opentelemetry:\n  traces:\n    queue_size: 0\n",
+          "t.yaml:3: opentelemetry.traces.queue_size: 0 is out of range (1..1000000)" },
+        { "opentelemetry:\n  traces:\n    batch_size: 8193\n",
+          "t.yaml:3: opentelemetry.traces.batch_size: 8193 is out of range (1..8192)" },
+        { "opentelemetry:\n  traces:\n    interval: soon\n",
+          "t.yaml:3: opentelemetry.traces.interval: bad duration 'soon' (milliseconds, or with "
+          "an ms, s or m suffix: 10s)" },
+        { "opentelemetry:\n  traces:\n    timeout: 0\n",
+          "t.yaml:3: opentelemetry.traces.timeout: 0 is out of range (1ms..1440m)" },
+        { "opentelemetry:\n  traces:\n    service_name: \"\"\n",
+          "t.yaml:3: opentelemetry.traces.service_name: empty value" },
+        { "opentelemetry:\n  traces:\n    service_name: \"a\\tb\"\n",
+          "t.yaml:3: opentelemetry.traces.service_name: control characters are not allowed" },
+        { "opentelemetry:\n  traces:\n    service_name:\n",
+          "t.yaml:3: opentelemetry.traces.service_name: missing value" },
+        { "opentelemetry:\n  traces:\n    sampler: always\n",
+          "t.yaml:3: unknown key 'sampler' in opentelemetry.traces" },
+        { "opentelemetry:\n  traces:\n    interval: 1s\n    interval: 2s\n",
+          "t.yaml:4: duplicate key 'interval' in opentelemetry.traces" },
+    };
+    struct cfg c;
+    char name[200];
+    size_t pre;
+
+    cfg_init(&c);
+    assert_string_equal(c.otel_trace_url, "");
+    assert_string_equal(c.otel_trace_path, "/v1/traces");
+    assert_string_equal(c.otel_service_name, "pitot");
+    assert_int_equal(c.otel_queue_size, 2048);
+    assert_int_equal(c.otel_batch_size, 512);
+    assert_int_equal(c.otel_trace_interval_ms, 1000);
+    assert_int_equal(c.otel_trace_timeout_ms, 5000);
+
+    assert_int_equal(load(&c, "opentelemetry:\n"
+                              "  traces:\n"
+                              "    endpoint: http://collector.local:4318\n"
+                              "    service_name: \"llm gateway \\\"eu\\\"\"\n"
+                              "    queue_size: 100\n"
+                              "    batch_size: 10\n"
+                              "    interval: 250ms\n"
+                              "    timeout: 2s\n"),
+                     0);
+    assert_string_equal(c.otel_trace_url, "http://collector.local:4318");
+    assert_string_equal(c.otel_trace_host, "collector.local");
+    assert_int_equal(c.otel_trace_port, 4318);
+    assert_string_equal(c.otel_trace_path, "/v1/traces");
+    assert_string_equal(c.otel_service_name, "llm gateway \"eu\"");
+    assert_int_equal(c.otel_queue_size, 100);
+    assert_int_equal(c.otel_batch_size, 10);
+    assert_int_equal(c.otel_trace_interval_ms, 250);
+    assert_int_equal(c.otel_trace_timeout_ms, 2000);
+    assert_false(c.otel_metrics); /* the sibling key is left alone */
+
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n"
+                              "    endpoint: http://[::1]:4318/otlp/v1/traces\n"),
+                     0);
+    assert_string_equal(c.otel_trace_host, "::1");
+    assert_int_equal(c.otel_trace_port, 4318);
+    assert_string_equal(c.otel_trace_path, "/otlp/v1/traces");
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint: http://otel/\n"), 0);
+    assert_string_equal(c.otel_trace_host, "otel");
+    assert_int_equal(c.otel_trace_port, 80);
+    assert_string_equal(c.otel_trace_path, "/v1/traces");
+    assert_int_equal(c.otel_queue_size, 100); /* untouched keys keep their value */
+    /* "" and a key without value turn the export off */
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint: \"\"\n"), 0);
+    assert_string_equal(c.otel_trace_url, "");
+    assert_string_equal(c.otel_trace_host, "");
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint: http://otel:1\n"), 0);
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint:\n"), 0);
+    assert_string_equal(c.otel_trace_url, "");
+    cfg_release(&c);
+
+    /* a name of 127 bytes is the longest */
+    strcpy(name, "opentelemetry:\n  traces:\n    service_name: ");
+    pre = strlen(name);
+    memset(name + pre, 'n', 127);
+    strcpy(name + pre + 127, "\n");
+    cfg_init(&c);
+    assert_int_equal(load(&c, name), 0);
+    assert_int_equal(strlen(c.otel_service_name), 127);
+    strcpy(name + pre + 127, "n\n");
+    assert_int_equal(load(&c, name), -1);
+    assert_string_equal(err, "t.yaml:3: opentelemetry.traces.service_name: longer than 127 bytes");
+    cfg_release(&c);
+    CHECK_ERRORS(cases);
+    (void)state;
+}
+
+/* batch_size may not exceed queue_size, whichever source set them. */
+static void test_validate_otel(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://a:1", NULL, err, sizeof(err)), 0);
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    queue_size: 512\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0); /* batch 512 = queue 512 */
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    batch_size: 600\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "opentelemetry.traces.batch_size (600) must not exceed "
+                             "opentelemetry.traces.queue_size (512)");
+    cfg_release(&c);
+    (void)state;
+}
+
+/* The sample's commented-out opentelemetry block, uncommented, loads with
+ * every traces key at its default but the endpoint. */
+static void test_sample_otel_example(void **state)
+{
+    char line[512], *yaml;
+    size_t len = 0, cap = 8192;
+    bool in = false;
+    struct cfg c, d;
+    FILE *f;
+
+    f = fopen("conf/pitot.yaml", "r");
+    assert_non_null(f);
+    yaml = malloc(cap);
+    assert_non_null(yaml);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strcmp(line, "#opentelemetry:\n") == 0)
+            in = true;
+        if (!in)
+            continue;
+        if (line[0] != '#')
+            break;
+        len += (size_t)snprintf(yaml + len, cap - len, "%s", line + 1);
+        assert_true(len < cap);
+    }
+    fclose(f);
+    assert_true(in);
+    cfg_init(&c);
+    cfg_init(&d);
+    if (load(&c, yaml) != 0) {
+        print_error("%s\n%s\n", yaml, err);
+        fail();
+    }
+    free(yaml);
+    assert_string_equal(c.otel_trace_url, "http://127.0.0.1:4318");
+    assert_string_equal(c.otel_trace_host, "127.0.0.1");
+    assert_int_equal(c.otel_trace_port, 4318);
+    memcpy(d.otel_trace_url, c.otel_trace_url, sizeof(d.otel_trace_url));
+    memcpy(d.otel_trace_host, c.otel_trace_host, sizeof(d.otel_trace_host));
+    d.otel_trace_port = c.otel_trace_port;
+    assert_memory_equal(&c, &d, sizeof(c));
+    cfg_release(&c);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1724,6 +1904,9 @@ int main(void)
         cmocka_unit_test(test_sample_tier_example),
         cmocka_unit_test(test_dns_backends_expand),
         cmocka_unit_test(test_dns_errors),
+        cmocka_unit_test(test_otel_traces),
+        cmocka_unit_test(test_validate_otel),
+        cmocka_unit_test(test_sample_otel_example),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

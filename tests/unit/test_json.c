@@ -1086,6 +1086,50 @@ static void test_str_decode(void **state)
     (void)state;
 }
 
+/* ---- string encoding ---------------------------------------------------- */
+
+static void expect_encode(const char *in, size_t in_len, size_t cap, const char *want,
+                          size_t want_len)
+{
+    char out[96];
+    size_t n;
+
+    assert_true(cap <= sizeof(out));
+    memset(out, 'Z', sizeof(out));
+    n = json_str_encode(span_make(in, in_len), out, cap);
+    if (n != want_len || memcmp(out, want, n) != 0)
+        fail_msg("encode \"%s\" cap %zu: got %zu bytes \"%.*s\"", in, cap, n, (int)n, out);
+    if (n < sizeof(out))
+        assert_int_equal(out[n], 'Z'); /* nothing written past the result */
+}
+
+#define ENCODE(in, cap, want) expect_encode(in, sizeof(in) - 1, cap, want, sizeof(want) - 1)
+
+static void test_str_encode(void **state)
+{
+    ENCODE("plain", 96, "plain");
+    ENCODE("", 96, "");
+    ENCODE("a\"b\\c/d", 96, "a\\\"b\\\\c/d");
+    ENCODE("\x01\n\t\x1f\x7f", 96, "\\u0001\\u000a\\u0009\\u001f\\u007f");
+    ENCODE("\0x", 96, "\\u0000x");
+    /* well-formed UTF-8 passes; every other byte is U+FFFD */
+    ENCODE("caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x82\xAC", 96,
+           "caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x82\xAC");
+    ENCODE("\xff!", 96, "\\ufffd!");
+    ENCODE("\xC3", 96, "\\ufffd");                                  /* cut short */
+    ENCODE("\xC0\xAF", 96, "\\ufffd\\ufffd");                       /* overlong */
+    ENCODE("\xED\xA0\x80", 96, "\\ufffd\\ufffd\\ufffd");            /* a surrogate */
+    ENCODE("\xF4\x90\x80\x80", 96, "\\ufffd\\ufffd\\ufffd\\ufffd"); /* past U+10FFFF */
+    ENCODE("\xF4\x8F\xBF\xBF", 96, "\xF4\x8F\xBF\xBF");             /* U+10FFFF */
+    /* cap never splits a unit */
+    ENCODE("ab", 1, "a");
+    ENCODE("a\"", 2, "a");
+    ENCODE("a\x01", 6, "a");
+    ENCODE("a\xC3\xA9", 2, "a");
+    ENCODE("a\xC3\xA9", 3, "a\xC3\xA9");
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1105,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_include_usage_rewrite),
         cmocka_unit_test(test_include_usage_fixture_requests),
         cmocka_unit_test(test_str_decode),
+        cmocka_unit_test(test_str_encode),
     };
 
     return cmocka_run_group_tests_name("json", tests, fixtures_setup, fixtures_teardown);

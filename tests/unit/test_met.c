@@ -836,6 +836,8 @@ static void test_promtool_clean(void **state)
             met_add_shed(r, (unsigned)k % 2, (enum met_shed)k);
         met_add_slo(r, 0, true);
         met_add_slo(r, 1, false);
+        met_add_spans_exported(r, 10);
+        met_add_spans_dropped(r, MET_TRACE_DROP_EXPORT_FAILED, 2);
     }
     t = expose(regs, 2);
     fd = mkstemp(path);
@@ -855,6 +857,42 @@ static void test_promtool_clean(void **state)
             fail_msg("promtool check metrics (status %d):\n%s", status, out);
     }
     unlink(path);
+    free(t);
+    met_registry_free(regs[0]);
+    met_registry_free(regs[1]);
+    free(c);
+    (void)state;
+}
+
+/* The span export counters: no backend or tier, always exposed (every drop
+ * reason, 0 included), summed over registries; bad reasons ignored. */
+static void test_trace_spans(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *regs[2];
+    char *t;
+
+    regs[0] = met_registry_new(c);
+    regs[1] = met_registry_new(c);
+    assert_non_null(regs[0]);
+    assert_non_null(regs[1]);
+    t = expose(regs, 2);
+    assert_line(t, "# TYPE pitot_trace_spans_exported_total counter");
+    assert_line(t, "pitot_trace_spans_exported_total 0");
+    assert_line(t, "pitot_trace_spans_dropped_total{reason=\"queue_full\"} 0");
+    assert_line(t, "pitot_trace_spans_dropped_total{reason=\"export_failed\"} 0");
+    free(t);
+    met_add_spans_exported(regs[0], 512);
+    met_add_spans_exported(regs[1], 3);
+    met_add_spans_dropped(regs[0], MET_TRACE_DROP_QUEUE_FULL, 1);
+    met_add_spans_dropped(regs[1], MET_TRACE_DROP_QUEUE_FULL, 2);
+    met_add_spans_dropped(regs[1], MET_TRACE_DROP_EXPORT_FAILED, 7);
+    met_add_spans_dropped(regs[1], MET_TRACE_DROP__COUNT, 100);
+    t = expose(regs, 2);
+    assert_line(t, "pitot_trace_spans_exported_total 515");
+    assert_line(t, "pitot_trace_spans_dropped_total{reason=\"queue_full\"} 3");
+    assert_line(t, "pitot_trace_spans_dropped_total{reason=\"export_failed\"} 7");
+    assert_int_equal(count_prefix(t, "pitot_trace_spans_dropped_total{"), 2);
     free(t);
     met_registry_free(regs[0]);
     met_registry_free(regs[1]);
@@ -961,6 +999,7 @@ int main(void)
         cmocka_unit_test(test_tier_metrics),
         cmocka_unit_test(test_merge_backend_and_tier),
         cmocka_unit_test(test_promtool_clean),
+        cmocka_unit_test(test_trace_spans),
         cmocka_unit_test(test_doc_markdown),
         cmocka_unit_test(test_inactive_backend_hidden),
     };
