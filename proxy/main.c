@@ -68,12 +68,48 @@ struct sigctx {
     struct alog *alog;
 };
 
+/* "30s" or "1500ms" */
+static const char *fmt_ms(char *buf, size_t n, unsigned ms)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, n, "%us", ms / 1000);
+    else
+        snprintf(buf, n, "%ums", ms);
+    return buf;
+}
+
+/* The first SIGTERM or SIGINT drains (shutdown.drain_timeout), a second one
+ * during the drain stops at once. */
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
+    struct wrk *w = sc->w;
+    unsigned ms = w->cfg->drain_timeout_ms, n;
+    char d[24];
 
-    fprintf(stderr, "pitot: signal %d, stopping\n", (int)sig);
-    wrk_stop(sc->w);
+    if (w->draining || ms == 0) {
+        fprintf(stderr, "pitot: signal %d, stopping%s\n", (int)sig, w->draining ? " at once" : "");
+        wrk_stop(w);
+        return;
+    }
+    n = wrk_drain(w, ms); /* idle connections are closed already */
+    fprintf(stderr, "pitot: signal %d, draining %u connection%s (drain_timeout %s)\n", (int)sig, n,
+            n == 1 ? "" : "s", fmt_ms(d, sizeof(d), ms));
+}
+
+/* The drain's last line, once the loop has ended. */
+static void log_drain_end(const struct wrk *w)
+{
+    if (!w->draining)
+        return;
+    if (w->drain_cut)
+        fprintf(stderr, "pitot: drain_timeout reached, %u connection%s cut, exiting\n",
+                w->drain_cut, w->drain_cut == 1 ? "" : "s");
+    else if (w->nconns)
+        fprintf(stderr, "pitot: drain interrupted, %u connection%s closed, exiting\n", w->nconns,
+                w->nconns == 1 ? "" : "s");
+    else
+        fprintf(stderr, "pitot: drained, exiting\n");
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
@@ -189,6 +225,7 @@ int main(int argc, char **argv)
             wrk_listen_port(w), nconf, nconf == 1 ? "" : "s");
     fflush(stderr);
     wrk_run(w);
+    log_drain_end(w);
     event_free(sig_term);
     event_free(sig_int);
     event_free(sig_hup);

@@ -72,7 +72,9 @@ void adm_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
         adm_send(fc, 200, "application/json", span_cstr("{\"status\":\"ok\"}"), head, close);
         return;
     }
-    if (bal_up_count(&w->bal) > 0)
+    if (w->draining) /* out of the load balancer's pool while requests finish */
+        adm_send(fc, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head, close);
+    else if (bal_up_count(&w->bal) > 0)
         adm_send(fc, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
     else
         adm_send(fc, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),

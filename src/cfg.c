@@ -514,6 +514,8 @@ void cfg_init(struct cfg *c)
     c->otel_trace_interval_ms = 1000;
     c->otel_trace_timeout_ms = 5000;
 
+    c->drain_timeout_ms = 30000;
+
     strcpy(c->access_log, "-");
     c->log_level = 2;
 }

@@ -216,6 +216,12 @@ static const struct cfg_key cfg_otel_keys[] = {
     CFG_END,
 };
 
+/* shutdown: what SIGTERM and SIGINT do */
+static const struct cfg_key cfg_shutdown_keys[] = {
+    CFG_MS("drain_timeout", drain_timeout_ms, 0, CFG_DAY),
+    CFG_END,
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("listen", CFG_K_LISTEN),
     CFG_SPECIAL("backends", CFG_K_BACKENDS),
@@ -231,6 +237,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("queue", cfg_queue_keys),
     CFG_SECTION("log", cfg_log_keys),
     CFG_SECTION("opentelemetry", cfg_otel_keys),
+    CFG_SECTION("shutdown", cfg_shutdown_keys),
     CFG_END,
 };
 

@@ -67,7 +67,7 @@ void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen)
     struct front_conn *fc;
     struct h1_limits lim;
 
-    if (w->nconns >= w->cfg->max_clients || w->stopping) {
+    if (w->nconns >= w->cfg->max_clients || w->stopping || w->draining) {
         evutil_closesocket(fd);
         return;
     }
@@ -123,6 +123,17 @@ void front_close(struct front_conn *fc)
     /* Freed from the reaper: a caller up the stack may still hold fc. */
     TAILQ_INSERT_TAIL(&w->reap, fc, link);
     event_active(w->reap_ev, EV_TIMEOUT, 0);
+    wrk_conn_closed(w);
+}
+
+void front_cut(struct front_conn *fc)
+{
+    if (fc->st == FRONT_ST_PROXY && fc->rl) {
+        relay_client_gone(fc->rl, PITOT_ECLIENT_CANCEL);
+        if (fc->st == FRONT_ST_DEAD)
+            return;
+    }
+    front_close(fc);
 }
 
 void front_free(struct front_conn *fc)
@@ -233,7 +244,7 @@ static void front_read_head(struct front_conn *fc)
     fc->nreq++;
     if (adm_handles(m)) {
         bool has_body = m->chunked || m->content_length > 0;
-        bool keep = m->keep_alive && !has_body && !w->stopping;
+        bool keep = m->keep_alive && !has_body && wrk_keepalive(w);
         adm_serve(fc, m, !keep);
         evbuffer_drain(in, hl);
         if (keep) {
@@ -313,7 +324,7 @@ void front_relay_done(struct front_conn *fc, bool keep_alive)
     /* Called from inside the relay's own callbacks: retire, don't free. */
     relay_retire(fc->rl);
     fc->rl = NULL;
-    if (!keep_alive || fc->w->stopping) {
+    if (!keep_alive || !wrk_keepalive(fc->w)) {
         front_close_after_flush(fc);
         return;
     }

@@ -542,6 +542,7 @@ void relay_shed(struct relay *r, enum met_shed why)
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", oq_retry_after(w->oq, clk_now_us()));
     else
         extra[0] = '\0';
+    r->client_keep = r->client_keep && wrk_keepalive(w); /* a drain closes after it */
     front_reply_head(r->fc, r->status, "application/json", (size_t)n, !r->client_keep,
                      extra[0] ? extra : NULL);
     evbuffer_add(relay_client_out(r), body, (size_t)n);
@@ -874,7 +875,7 @@ static void relay_resp_head(struct relay *r)
         else
             r->chunked_out = true;
     }
-    keep = r->client_keep && !r->eof_out && !r->w->stopping;
+    keep = r->client_keep && !r->eof_out && wrk_keepalive(r->w);
     r->client_keep = keep;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, err_reason_phrase(m->status));
     for (i = 0; i < m->nheaders; i++) {
@@ -1095,6 +1096,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         char body[256];
         int n = front_error_json(e, body, sizeof(body));
         r->status = err_status(e);
+        r->client_keep = r->client_keep && wrk_keepalive(r->w);
         front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
         evbuffer_add(relay_client_out(r), body, (size_t)n);
     } else {

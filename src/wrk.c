@@ -196,7 +196,68 @@ void wrk_stop(struct wrk *w)
     w->stopping = true;
     if (w->lst)
         evconnlistener_disable(w->lst);
+    if (w->drain_ev)
+        event_del(w->drain_ev);
     event_base_loopexit(w->base, NULL);
+}
+
+bool wrk_keepalive(const struct wrk *w)
+{
+    return !w->draining && !w->stopping;
+}
+
+static void wrk_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wrk *w = arg;
+
+    /* front_cut always takes the connection off the list */
+    while (!TAILQ_EMPTY(&w->conns)) {
+        front_cut(TAILQ_FIRST(&w->conns));
+        w->drain_cut++;
+    }
+    wrk_stop(w);
+}
+
+unsigned wrk_drain(struct wrk *w, unsigned drain_ms)
+{
+    struct timeval tv = { drain_ms / 1000, (long)(drain_ms % 1000) * 1000 };
+    struct front_conn *fc, *next;
+
+    if (w->draining || w->stopping)
+        return w->nconns;
+    if (drain_ms == 0) {
+        wrk_stop(w);
+        return w->nconns;
+    }
+    w->draining = true;
+    /* Closed, not disabled: a new connection is refused at once rather than
+     * left in the backlog until the process exits. */
+    if (w->lst) {
+        evconnlistener_free(w->lst);
+        w->lst = NULL;
+    }
+    for (fc = TAILQ_FIRST(&w->conns); fc != NULL; fc = next) {
+        next = TAILQ_NEXT(fc, link);
+        if (fc->st == FRONT_ST_IDLE)
+            front_close(fc); /* takes fc off the list, nothing else */
+    }
+    if (w->nconns == 0) {
+        wrk_stop(w);
+        return 0;
+    }
+    w->drain_ev = evtimer_new(w->base, wrk_drain_timeout_cb, w);
+    if (w->drain_ev == NULL) {
+        wrk_drain_timeout_cb(-1, 0, w); /* no deadline possible: stop as before */
+        return 0;
+    }
+    evtimer_add(w->drain_ev, &tv);
+    return w->nconns;
+}
+
+void wrk_conn_closed(struct wrk *w)
+{
+    if (w->draining && w->nconns == 0 && !w->stopping)
+        wrk_stop(w);
 }
 
 void wrk_free(struct wrk *w)
@@ -217,6 +278,8 @@ void wrk_free(struct wrk *w)
     bal_release(&w->bal);
     if (w->reap_ev)
         event_free(w->reap_ev);
+    if (w->drain_ev)
+        event_free(w->drain_ev);
     oq_free(w->oq);
     met_registry_free(w->met);
     free(w->toks.tok);

@@ -190,6 +190,10 @@ struct cfg {
     unsigned otel_trace_interval_ms; /* interval: between exports, default 1000 */
     unsigned otel_trace_timeout_ms;  /* timeout: one export, connect to answer, default 5000 */
 
+    /* shutdown */
+    unsigned drain_timeout_ms; /* shutdown.drain_timeout, default 30000: on SIGTERM or SIGINT,
+                                  requests in progress may finish for this long; 0: exit at once */
+
     /* output */
     char access_log[1024]; /* "" or "-": stdout */
     int log_level;         /* 0 error, 1 warn, 2 info (default), 3 debug */

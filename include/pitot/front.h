@@ -74,6 +74,10 @@ int front_error_json(enum pitot_err e, char *buf, size_t cap);
 /* Closes at once (no flush) and schedules the memory to be freed. */
 void front_close(struct front_conn *fc);
 
+/* Closes at once like front_close; a request in progress is accounted first
+ * as one whose client left (relay_client_gone: client_cancel). */
+void front_cut(struct front_conn *fc);
+
 /* Frees a dead connection (the worker's reaper calls it). */
 void front_free(struct front_conn *fc);
 

@@ -53,9 +53,13 @@ struct wrk {
     TAILQ_HEAD(, front_conn) reap;  /* closed, freed by reap_ev */
     struct event *reap_ev;          /* owned */
     struct relay *retired;          /* owned: relays to free, see relay_retire() */
+    struct event *drain_ev;         /* owned: the drain's deadline (wrk_drain) */
     unsigned nconns;
-    uint64_t rng; /* xorshift state for request ids */
-    bool stopping;
+    unsigned drain_cut; /* connections cut when the drain's deadline passed */
+    uint64_t rng;       /* xorshift state for request ids */
+    bool draining;      /* wrk_drain: no new connections or requests; health checks,
+                           scrapes and lookups go on */
+    bool stopping;      /* the loop is ending: timers are not rearmed */
 };
 
 /* Creates a worker on a new event base, listening on c->listen_*.
@@ -66,8 +70,26 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
 /* Runs the loop until wrk_stop(). Returns 0. */
 int wrk_run(struct wrk *w);
 
-/* Stops accepting and ends the loop (from a signal callback on this loop). */
+/* Stops accepting and ends the loop (from a signal callback on this loop).
+ * Connections still open are closed by wrk_free. */
 void wrk_stop(struct wrk *w);
+
+/* Starts a graceful drain (from a signal callback on this loop): closes the
+ * listener, closes idle keep-alive connections at once, and lets every
+ * request in progress (head, body, overload queue, response) finish; each
+ * connection then closes instead of serving another request. The loop ends
+ * when the last connection is gone, or after drain_ms, when the rest are cut
+ * (a request in progress is accounted as one whose client left) and counted
+ * in drain_cut. drain_ms 0 is wrk_stop. Returns the connections left to
+ * drain; 0: the loop ends now. A second call is ignored (returns nconns). */
+unsigned wrk_drain(struct wrk *w, unsigned drain_ms);
+
+/* A client connection closed (front calls it): ends a drain with none left. */
+void wrk_conn_closed(struct wrk *w);
+
+/* True while a client connection may serve another request after this one:
+ * false once the worker drains or stops. */
+bool wrk_keepalive(const struct wrk *w);
 
 void wrk_free(struct wrk *w);
 
