@@ -545,6 +545,34 @@ static void test_error_range(void **state)
     CHECK_ERRORS(cases);
 }
 
+/* shutdown.drain_timeout: a duration, 0 allowed (exit at once). */
+static void test_drain_timeout(void **state)
+{
+    static const struct err_case cases[] = {
+        { "shutdown:\n  drain_timeout: 1441m\n",
+          "t.yaml:2: shutdown.drain_timeout: 1441m is out of range (0ms..1440m)" },
+        { "shutdown:\n  drain_timeout: -1s\n",
+          "t.yaml:2: shutdown.drain_timeout: bad duration '-1s' (milliseconds, or with an ms, s or m suffix: 10s)" },
+        { "shutdown:\n  drain_timeout: soon\n",
+          "t.yaml:2: shutdown.drain_timeout: bad duration 'soon' (milliseconds, or with an ms, s or m suffix: 10s)" },
+        { "shutdown:\n  grace: 10s\n", "t.yaml:2: unknown key 'grace' in shutdown" },
+        { "shutdown: 30s\n", "t.yaml:1: shutdown: expected a mapping" },
+    };
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(c.drain_timeout_ms, 30000);
+    assert_int_equal(load(&c, "shutdown:\n  drain_timeout: 1500ms\n"), 0);
+    assert_int_equal(c.drain_timeout_ms, 1500);
+    assert_int_equal(load(&c, "shutdown:\n  drain_timeout: 2m\n"), 0);
+    assert_int_equal(c.drain_timeout_ms, 120000);
+    assert_int_equal(load(&c, "shutdown:\n  drain_timeout: 0\n"), 0);
+    assert_int_equal(c.drain_timeout_ms, 0);
+    cfg_release(&c);
+    CHECK_ERRORS(cases);
+    (void)state;
+}
+
 static void test_error_backend_url(void **state)
 {
     static const struct err_case cases[] = {
@@ -1879,6 +1907,7 @@ int main(void)
         cmocka_unit_test(test_error_type),
         cmocka_unit_test(test_error_bad_values),
         cmocka_unit_test(test_error_range),
+        cmocka_unit_test(test_drain_timeout),
         cmocka_unit_test(test_error_backend_url),
         cmocka_unit_test(test_error_too_many),
         cmocka_unit_test(test_error_duplicates),
