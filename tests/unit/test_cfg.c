@@ -552,9 +552,11 @@ static void test_drain_timeout(void **state)
         { "shutdown:\n  drain_timeout: 1441m\n",
           "t.yaml:2: shutdown.drain_timeout: 1441m is out of range (0ms..1440m)" },
         { "shutdown:\n  drain_timeout: -1s\n",
-          "t.yaml:2: shutdown.drain_timeout: bad duration '-1s' (milliseconds, or with an ms, s or m suffix: 10s)" },
+          "t.yaml:2: shutdown.drain_timeout: bad duration '-1s' (milliseconds, or with an ms, s or "
+          "m suffix: 10s)" },
         { "shutdown:\n  drain_timeout: soon\n",
-          "t.yaml:2: shutdown.drain_timeout: bad duration 'soon' (milliseconds, or with an ms, s or m suffix: 10s)" },
+          "t.yaml:2: shutdown.drain_timeout: bad duration 'soon' (milliseconds, or with an ms, s "
+          "or m suffix: 10s)" },
         { "shutdown:\n  grace: 10s\n", "t.yaml:2: unknown key 'grace' in shutdown" },
         { "shutdown: 30s\n", "t.yaml:1: shutdown: expected a mapping" },
     };
