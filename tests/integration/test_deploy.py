@@ -562,6 +562,16 @@ def check_k8s_pitot():
     grace = pod.get("terminationGracePeriodSeconds", 30)
     expect(int(m.group(1)) >= 3 and grace > int(m.group(1)),
            "preStop sleep %s s vs terminationGracePeriodSeconds %s" % (m.group(1), grace))
+    # and the drain after SIGTERM fits too (shutdown.drain_timeout, default 30s)
+    pcm = one("ConfigMap", lambda x: "pitot.yaml" in (x.get("data") or {}), "pitot ConfigMap")
+    pcfg = yaml.load(pcm["data"]["pitot.yaml"], Loader=StrictLoader)
+    dt = str((pcfg.get("shutdown") or {}).get("drain_timeout", "30s"))
+    dm = re.fullmatch(r"(\d+)(ms|s|m)?", dt)
+    expect(dm, "shutdown.drain_timeout %r" % dt)
+    drain_s = int(dm.group(1)) * {"ms": 0.001, "s": 1, None: 0.001, "m": 60}[dm.group(2)]
+    expect(grace > int(m.group(1)) + drain_s,
+           "preStop %s s + drain_timeout %s >= terminationGracePeriodSeconds %s"
+           % (m.group(1), dt, grace))
     # the config lands where the image's ENTRYPOINT reads it
     mounts = {v["name"]: v["mountPath"] for v in c.get("volumeMounts", [])}
     cm_vol = [v for v in pod.get("volumes", []) if "configMap" in v]
