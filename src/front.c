@@ -129,7 +129,7 @@ void front_close(struct front_conn *fc)
 void front_cut(struct front_conn *fc)
 {
     if (fc->st == FRONT_ST_PROXY && fc->rl) {
-        relay_client_gone(fc->rl, PITOT_ECLIENT_CANCEL);
+        relay_client_gone(fc->rl, PITOT_ESHUTDOWN);
         if (fc->st == FRONT_ST_DEAD)
             return;
     }

@@ -28,7 +28,8 @@
     X(UPSTREAM_TOO_LARGE, 502, "upstream_too_large", "upstream_error", "backend response header too large") \
     X(STALL_TIMEOUT,      504, "stall_timeout",      "stall_timeout",  "backend stream stalled")    \
     X(CLIENT_CANCEL,      499, "client_cancel",      "client_cancel",  "client closed the connection") \
-    X(CLIENT_TIMEOUT,     408, "client_timeout",     "client_timeout", "client stopped reading")
+    X(CLIENT_TIMEOUT,     408, "client_timeout",     "client_timeout", "client stopped reading") \
+    X(SHUTDOWN,           503, "shutdown",           "shutdown",       "pitot is shutting down")
 /* clang-format on */
 
 enum pitot_err {

@@ -39,8 +39,9 @@ void relay_shed(struct relay *r, enum met_shed why);
 /* The client's output buffer drained below its watermark. */
 void relay_client_drained(struct relay *r);
 
-/* The client went away (EOF, error) or stopped reading (write timeout):
- * closes the backend connection at once and accounts the request. */
+/* The client went away (EOF, error), stopped reading (write timeout), or
+ * pitot cut it at the end of a drain (PITOT_ESHUTDOWN): closes the backend
+ * connection at once and accounts the request with `why`. */
 void relay_client_gone(struct relay *r, enum pitot_err why);
 
 /* Frees the relay (and an upstream connection it still holds). Only for a

@@ -170,7 +170,8 @@ def t_drain_timeout_cuts():
     assert not done and b"[DONE]" not in more, more[-80:]
     s.close()
     log = access_log(pitot, 1)
-    assert len(log) == 1 and log[0]["outcome"] == "client_cancel" and log[0]["status"] == 200, log
+    assert len(log) == 1 and log[0]["outcome"] == "shutdown" and log[0]["status"] == 200, log
+    assert log[0]["error"] == "shutdown", log
     st = wait_for(lambda: sim_stats(sim.port)["cancelled"] == 1 and sim_stats(sim.port))
     assert st and st["busy"] == 0, sim_stats(sim.port)
 
