@@ -431,6 +431,7 @@ void cfg_init(struct cfg *c)
     c->dns_interval_ms = 10000;
     c->max_addresses = 8;
     c->default_capacity = 4;
+    c->speed_aware = true;
     c->retry = true;
     c->max_waiting = 0;
     c->max_cache_ratio = 0.95;

@@ -173,6 +173,7 @@ static const struct cfg_key cfg_routing_keys[] = {
     CFG_MS("dns_interval", dns_interval_ms, 1, CFG_DAY),
     CFG_COUNT("max_addresses", max_addresses, 1, 64),
     CFG_COUNT("default_capacity", default_capacity, 1, 65536),
+    CFG_BOOL("speed_aware", speed_aware),
     CFG_SPECIAL("aliases", CFG_K_ALIASES),
     CFG_BOOL("retry", retry),
     CFG_SECTION("saturation", cfg_saturation_keys),

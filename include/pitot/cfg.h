@@ -131,6 +131,8 @@ struct cfg {
     unsigned dns_interval_ms;    /* routing.dns_interval, default 10000 */
     unsigned max_addresses;      /* routing.max_addresses per backend name, default 8 */
     unsigned default_capacity;   /* routing.default_capacity, default 4 */
+    bool speed_aware;            /* routing.speed_aware, default true: least_busy weighs
+                                    each load by the backend's measured time per token */
     struct cfg_alias aliases[CFG_MAX_ALIASES]; /* routing.aliases: {from: to} map */
     size_t naliases;
     bool retry;                         /* routing.retry, default true */
