@@ -239,6 +239,10 @@ nginx_start() {
             echo "        server $HOST:${POOL_PORTS[$i]};"
         done
         echo "        keepalive 32;"
+        # Below the replicas' own 5 s keep-alive (llama.cpp's, and pitot-sim's):
+        # else nginx may reuse a connection the replica is closing, answer
+        # 502 (a POST is not retried) and disable that replica for 10 s.
+        echo "        keepalive_timeout 4s;"
         echo "    }"
         echo "    server {"
         echo "        listen $HOST:$port;"
