@@ -348,6 +348,8 @@ def report(argv):
         pooled = ratios(runs, w)
         model_line(f"{sum(len(a) for _, a in arr_sets)} arrivals", arr_sets, pool, prompt,
                    max_tokens, jitter)
+    if BASELINE not in names:
+        return
     print()
     print('  target (from the issue): "p95 TTFT at least 30% lower than nginx least_conn '
           'at 80% load", i.e. a p95 TTFT ratio <= 0.70')

@@ -13,7 +13,8 @@
 # BENCH_PITOT_CAPACITY (0: pitot's default, each backend's /props slot count;
 # else every backend's capacity), BENCH_PITOT_ROUTING (extra YAML lines for
 # pitot's routing: section, for experiments, e.g. "speed_aware: false"),
-# BENCH_KEEP (a directory to keep every log, access log and figure in).
+# BENCH_KEEP (a directory to keep every log, access log and figure in),
+# BENCH_FRONTS (a subset of "least_busy round_robin nginx", for experiments).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -26,6 +27,7 @@ SEEDS=${BENCH_SEEDS:-${BENCH_SEED:-7}}
 PITOT_CAPACITY=${BENCH_PITOT_CAPACITY:-0}
 PITOT_ROUTING=${BENCH_PITOT_ROUTING:-}
 KEEP=${BENCH_KEEP:-}
+FRONTS=${BENCH_FRONTS:-least_busy round_robin nginx}
 HOST=127.0.0.1
 PROMPT_TOKENS=200
 MAX_TOKENS=32
@@ -311,6 +313,9 @@ main() {
     for seed in $SEEDS; do
         [[ "$seed" =~ ^[0-9]+$ ]] || die "BENCH_SEEDS: '$seed' is not a number"
     done
+    for b in $FRONTS; do
+        [[ "$b" =~ ^(least_busy|round_robin|nginx)$ ]] || die "BENCH_FRONTS: unknown '$b'"
+    done
     for spec in "${REPLICAS[@]}"; do
         read -r _ slots prefill decode _ <<<"$spec"
         specs+=("$slots:$prefill:$decode")
@@ -337,9 +342,12 @@ main() {
         "arrival sequences (seeds): $SEEDS"
 
     for seed in $SEEDS; do
-        run_one "pitot least_busy" "least_busy.$seed" pitot "$seed" least_busy
-        run_one "pitot round_robin" "round_robin.$seed" pitot "$seed" round_robin
-        run_one "nginx least_conn" "nginx.$seed" nginx "$seed"
+        for b in $FRONTS; do
+            case $b in
+            least_busy | round_robin) run_one "pitot $b" "$b.$seed" pitot "$seed" "$b" ;;
+            nginx) run_one "nginx least_conn" "nginx.$seed" nginx "$seed" ;;
+            esac
+        done
     done
 
     printf '\n== Results (%s s at %s req/s per front end and seed)\n' "$SECONDS_RUN" "$RATE"
