@@ -1,6 +1,6 @@
 /* bal: backend choice over the backends of one loop. Loads are compared as
- * load_a / cap_a < load_b / cap_b by cross-multiplication (nginx least_conn
- * style): integers, no division, no divide-by-zero. */
+ * load_a * w_a / cap_a < load_b * w_b / cap_b by cross-multiplication (nginx
+ * least_conn style, w the speed weight): integers, no divide-by-zero. */
 #include "pitot/bal.h"
 
 #include <stdlib.h>
@@ -44,6 +44,7 @@ void bal_activate(struct bal *bl, struct bal_backend *b, bool active)
     b->cache_permille = -1;
     b->scraped_us = 0;
     b->dispatched = b->completed = 0;
+    b->tpot_us = 0;
     for (k = 0; k < cb->nmodels; k++)
         memcpy(b->models[k], cb->models[k], CFG_NAME_MAX);
     b->nmodels = cb->nmodels;
@@ -120,10 +121,62 @@ struct span bal_alias(const struct cfg *c, struct span name)
     return name;
 }
 
-/* a is less busy than b: la/ca < lb/cb. */
-static bool bal_less(uint64_t la, unsigned ca, uint64_t lb, unsigned cb)
+/* Speed weights are quarters of the fastest candidate's time per token: a
+ * backend within 1/8 of it weighs the same (measurement noise is no reason to
+ * stop sharing), one twice as slow weighs double. */
+#define BAL_SPEED_UNIT 4u
+#define BAL_WEIGHT_MAX 65535u   /* a backend 16k times slower than the fastest */
+#define BAL_LOAD_MAX (1u << 24) /* keeps load * weight * capacity below 2^64 */
+#define BAL_CAP_MAX (1u << 20)
+
+/* The lowest speed estimate among the backends that could take rq now, 0
+ * when none has one (or speed does not count). */
+static uint32_t bal_fastest(const struct bal *bl, const struct bal_req *rq, uint64_t now_us)
 {
-    return la * cb < lb * ca;
+    uint32_t f = 0;
+    size_t k;
+
+    if (!bl->cfg->speed_aware || bl->cfg->policy != CFG_POLICY_LEAST_BUSY)
+        return 0;
+    for (k = 0; k < bl->n; k++) {
+        const struct bal_backend *b = &bl->b[k];
+        if (b->tpot_us == 0 || !b->active || !b->up || bal_ejected(b, now_us) ||
+            (rq->tried && rq->tried[b->idx]) || !bal_serves(b, rq->model))
+            continue;
+        if (f == 0 || b->tpot_us < f)
+            f = b->tpot_us;
+    }
+    return f;
+}
+
+/* b's weight relative to the fastest candidate, rounded to the nearest
+ * quarter: BAL_SPEED_UNIT for the fastest and for a backend not measured yet
+ * (it is tried like the fastest, then known); the same for every backend when
+ * no candidate was measured. */
+static unsigned bal_weight(const struct bal_backend *b, uint32_t fastest_us)
+{
+    uint64_t w;
+
+    if (fastest_us == 0 || b->tpot_us == 0)
+        return BAL_SPEED_UNIT;
+    w = (2 * BAL_SPEED_UNIT * (uint64_t)b->tpot_us + fastest_us) / (2 * (uint64_t)fastest_us);
+    return w > BAL_WEIGHT_MAX ? BAL_WEIGHT_MAX : (unsigned)w;
+}
+
+/* a goes before b: less weighted load per unit of capacity,
+ * la*wa/ca < lb*wb/cb by cross-multiplication; at equal load the faster
+ * (lower weight); at equal both, neither (the rotation decides). */
+static bool bal_before(uint64_t la, unsigned wa, unsigned ca, uint64_t lb, unsigned wb, unsigned cb)
+{
+    uint64_t x, y;
+
+    la = la < BAL_LOAD_MAX ? la : BAL_LOAD_MAX;
+    lb = lb < BAL_LOAD_MAX ? lb : BAL_LOAD_MAX;
+    ca = ca < BAL_CAP_MAX ? ca : BAL_CAP_MAX;
+    cb = cb < BAL_CAP_MAX ? cb : BAL_CAP_MAX;
+    x = la * wa * cb;
+    y = lb * wb * ca;
+    return x != y ? x < y : wa < wb;
 }
 
 /* Rendezvous weight of backend i for a session key. */
@@ -143,6 +196,8 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
 {
     struct bal_backend *best = NULL, *aff = NULL;
     uint64_t best_load = 0, aff_w = 0, sum_load = 0, sum_cap = 0;
+    uint32_t fastest = bal_fastest(bl, rq, now_us);
+    unsigned best_w = 0;
     bool any_serves = false, any_usable = false, any_active = false;
     size_t k;
 
@@ -150,6 +205,7 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
     for (k = 0; k < bl->n; k++) {
         struct bal_backend *b = &bl->b[(bl->rr + k) % bl->n];
         uint64_t load;
+        unsigned w;
 
         any_active = any_active || b->active;
         /* a DNS slot without an address serves only what it is configured
@@ -177,9 +233,11 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
                 best = b;
             continue;
         }
-        if (best == NULL || bal_less(load, b->capacity, best_load, best->capacity)) {
+        w = bal_weight(b, fastest);
+        if (best == NULL || bal_before(load, w, b->capacity, best_load, best_w, best->capacity)) {
             best = b;
             best_load = load;
+            best_w = w;
         }
     }
     if (!any_serves)
@@ -212,6 +270,22 @@ void bal_released(struct bal_backend *b)
     if (b->in_flight)
         b->in_flight--;
     b->completed++;
+}
+
+void bal_measured(struct bal_backend *b, uint64_t tpot_us)
+{
+    int64_t x;
+
+    if (tpot_us == 0)
+        return;
+    x = (int64_t)(tpot_us < BAL_TPOT_MAX_US ? tpot_us : BAL_TPOT_MAX_US);
+    if (b->tpot_us == 0) {
+        b->tpot_us = (uint32_t)x;
+        return;
+    }
+    /* EWMA, alpha 1/8: a few seconds of a busy backend's requests */
+    x = (int64_t)b->tpot_us + (x - (int64_t)b->tpot_us) / 8;
+    b->tpot_us = x < 1 ? 1 : (uint32_t)x;
 }
 
 void bal_scraped(struct bal_backend *b, uint32_t running, uint32_t waiting, int cache_permille,

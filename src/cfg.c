@@ -492,6 +492,7 @@ void cfg_init(struct cfg *c)
     c->dns_family = CFG_DNS_AUTO;
     c->resolver[0] = '\0';
     c->default_capacity = 4;
+    c->speed_aware = true;
     c->retry = true;
     c->max_waiting = 0;
     c->max_cache_ratio = 0.95;

@@ -180,6 +180,7 @@ static const struct cfg_key cfg_routing_keys[] = {
     CFG_ENUM(struct cfg, "dns_family", dns_family, cfg_dns_families),
     CFG_SPECIAL("resolver", CFG_K_RESOLVER),
     CFG_COUNT("default_capacity", default_capacity, 1, 65536),
+    CFG_BOOL("speed_aware", speed_aware),
     CFG_SPECIAL("aliases", CFG_K_ALIASES),
     CFG_BOOL("retry", retry),
     CFG_SECTION("saturation", cfg_saturation_keys),

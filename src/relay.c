@@ -1281,6 +1281,10 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     if (w->otlp)
         relay_export_span(r, &res, end, outcome);
     if (r->be && r->in_flight_counted) {
+        /* A whole stream is the only clean speed sample: a cut one or a
+         * buffered body says nothing about the time per token. */
+        if (outcome == PITOT_EOK && r->sse && res.tpot_us > 0)
+            bal_measured(r->be, (uint64_t)res.tpot_us);
         bal_released(r->be);
         r->in_flight_counted = 0;
         met_gauge_add(met, MET_IN_FLIGHT, r->be->idx, -1);

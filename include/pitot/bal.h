@@ -1,7 +1,8 @@
 /* bal: the backend table of one event loop and the choice of a backend for a
  * request: least busy by the backends' own scraped load (running + waiting,
  * corrected by what pitot sent and saw end since the scrape) relative to
- * capacity, or by pitot's own in-flight count when the scrape is stale; only
+ * capacity, or by pitot's own in-flight count when the scrape is stale,
+ * optionally weighted by each backend's speed as pitot measures it; only
  * backends serving the request's model; passive ejection on repeated
  * failures; optional session affinity with a bounded-load rule. Integer
  * comparisons only. */
@@ -14,6 +15,8 @@
 
 #include "pitot/cfg.h"
 #include "pitot/span.h"
+
+#define BAL_TPOT_MAX_US 60000000u /* a speed sample above a minute per token is capped */
 
 struct bal_backend {
     const struct cfg_backend *cfg; /* borrowed from the config */
@@ -33,6 +36,7 @@ struct bal_backend {
     uint64_t scraped_us;       /* monotonic time of the last good scrape, 0 never */
     unsigned dispatched;       /* requests pitot sent it since that scrape */
     unsigned completed;        /* requests of pitot's that ended since that scrape */
+    uint32_t tpot_us;          /* EWMA of the TPOT pitot measured on it, 0 none yet */
     /* served models: none known = serves any */
     char models[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX];
     size_t nmodels;
@@ -68,12 +72,18 @@ void bal_release(struct bal *bl);
 
 /* A DNS slot got an address (active) or lost it. Either way what was known
  * of the old address is forgotten: health (optimistic up), scraped load,
- * learned flavor, capacity and models, failures and ejection; in_flight is
+ * learned flavor, capacity, speed and models, failures and ejection; in_flight is
  * kept, for requests still running on the old address. An inactive backend
  * is never chosen and does not count as up. */
 void bal_activate(struct bal *bl, struct bal_backend *b, bool active);
 
-/* Chooses a backend at monotonic time now_us (see the verdicts). */
+/* Chooses a backend at monotonic time now_us (see the verdicts): among the
+ * usable, unsaturated backends serving rq's model, the lowest load / capacity
+ * (least_busy, least_in_flight; see bal_load in bal.c), where under least_busy
+ * with routing.speed_aware each load counts times the backend's time per
+ * token relative to the fastest candidate's, in quarters (within 1/8 of each
+ * other: equal); at equal load the faster goes first; at equal both, the
+ * rotation (so equal backends share). round_robin: the next in rotation. */
 enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t now_us,
                             struct bal_backend **out);
 
@@ -88,6 +98,11 @@ bool bal_serves(const struct bal_backend *b, struct span model);
 /* Book-keeping: a request was sent to b / finished on b. */
 void bal_dispatched(struct bal_backend *b);
 void bal_released(struct bal_backend *b);
+
+/* A streamed request ended well on b with this time per output token: b's
+ * speed estimate moves 1/8 of the way to it (the first sets it). 0 is
+ * ignored; values are capped at BAL_TPOT_MAX_US. */
+void bal_measured(struct bal_backend *b, uint64_t tpot_us);
 
 /* A fresh scrape of b's own load (cache_permille -1 when none). */
 void bal_scraped(struct bal_backend *b, uint32_t running, uint32_t waiting, int cache_permille,

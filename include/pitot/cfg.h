@@ -150,6 +150,8 @@ struct cfg {
     char resolver[CFG_HOST_MAX];    /* routing.resolver "ip[:port]": the DNS server asked;
                                        "" (default): /etc/resolv.conf and /etc/hosts */
     unsigned default_capacity;      /* routing.default_capacity, default 4 */
+    bool speed_aware;               /* routing.speed_aware, default true: least_busy weighs
+                                       each load by the backend's measured time per token */
     struct cfg_alias aliases[CFG_MAX_ALIASES]; /* routing.aliases: {from: to} map */
     size_t naliases;
     bool retry;                         /* routing.retry, default true */

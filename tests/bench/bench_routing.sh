@@ -2,14 +2,19 @@
 # make bench-routing: one heterogeneous pool of simulated llama.cpp replicas
 # (two fast, one half as fast) under the same open-loop load behind three
 # front ends in turn: pitot least_busy, pitot round_robin, nginx least_conn.
-# Prints client-side figures and the ratios to nginx. A benchmark, not a
-# test: it fails only when something cannot be set up.
+# Prints client-side figures and the ratios to nginx, per seed and pooled over
+# the seeds, next to an idealised model of the pool fed the same arrivals. A
+# benchmark, not a test: it fails only when something cannot be set up.
 #
 # Environment: BUILD (build), BENCH_SECONDS (60, arrival window per front
 # end), BENCH_SLO_TTFT_MS (2000), BENCH_SLO_TPOT_MS (100), BENCH_LOAD (0.8,
-# fraction of the estimated capacity offered), BENCH_SEED (7),
-# BENCH_PITOT_CAPACITY (0: pitot's default, each backend's /props slot count,
-# which pitot reads only under least_busy; else routing.default_capacity, 4).
+# fraction of the pool's capacity offered), BENCH_SEEDS (the arrival
+# sequences, one run of the three front ends each; default BENCH_SEED, 7),
+# BENCH_PITOT_CAPACITY (0: pitot's default, each backend's /props slot count;
+# else every backend's capacity), BENCH_PITOT_ROUTING (extra YAML lines for
+# pitot's routing: section, for experiments, e.g. "speed_aware: false"),
+# BENCH_KEEP (a directory to keep every log, access log and figure in),
+# BENCH_FRONTS (a subset of "least_busy round_robin nginx", for experiments).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -18,8 +23,11 @@ SECONDS_RUN=${BENCH_SECONDS:-60}
 SLO_TTFT_MS=${BENCH_SLO_TTFT_MS:-2000}
 SLO_TPOT_MS=${BENCH_SLO_TPOT_MS:-100}
 LOAD=${BENCH_LOAD:-0.8}
-SEED=${BENCH_SEED:-7}
+SEEDS=${BENCH_SEEDS:-${BENCH_SEED:-7}}
 PITOT_CAPACITY=${BENCH_PITOT_CAPACITY:-0}
+PITOT_ROUTING=${BENCH_PITOT_ROUTING:-}
+KEEP=${BENCH_KEEP:-}
+FRONTS=${BENCH_FRONTS:-least_busy round_robin nginx}
 HOST=127.0.0.1
 PROMPT_TOKENS=200
 MAX_TOKENS=32
@@ -77,6 +85,9 @@ cleanup() {
         for f in "$TMP"/*.err; do
             [ -s "$f" ] && { echo "--- $(basename "$f")"; tail -5 "$f"; }
         done >&2
+    fi
+    if [ -n "$KEEP" ]; then
+        mkdir -p "$KEEP" && cp -r "$TMP"/. "$KEEP"/ && echo "bench-routing: files kept in $KEEP" >&2
     fi
     rm -rf "$TMP"
     exit "$rc"
@@ -161,9 +172,9 @@ pool_stop() {
     stop "${POOL_PIDS[@]}"
 }
 
-# pitot_start POLICY: pitot in front of the pool; its URL in FRONT_URL.
+# pitot_start POLICY TAG: pitot in front of the pool; its URL in FRONT_URL.
 pitot_start() {
-    local policy=$1 spec name i=0 port
+    local policy=$1 tag=$2 spec name i=0 port
     {
         echo "listen: $HOST:0"
         echo "backends:"
@@ -178,19 +189,20 @@ pitot_start() {
         echo "  policy: $policy"
         echo "  scrape_interval: $SCRAPE_INTERVAL"
         echo "  scrape_timeout: 150ms"
+        [ -n "$PITOT_ROUTING" ] && printf '%s\n' "$PITOT_ROUTING" | sed 's/^/  /'
         echo "log:"
-        echo "  access_log: $TMP/pitot-$policy.access"
-    } >"$TMP/pitot-$policy.yaml"
-    "$BUILD/pitot" -t -c "$TMP/pitot-$policy.yaml" >/dev/null ||
-        die "pitot rejects its configuration: $("$BUILD/pitot" -t -c "$TMP/pitot-$policy.yaml" 2>&1)"
-    start "pitot-$policy" "$BUILD/pitot" -c "$TMP/pitot-$policy.yaml"
+        echo "  access_log: $TMP/$tag.access"
+    } >"$TMP/$tag.yaml"
+    "$BUILD/pitot" -t -c "$TMP/$tag.yaml" >/dev/null ||
+        die "pitot rejects its configuration: $("$BUILD/pitot" -t -c "$TMP/$tag.yaml" 2>&1)"
+    start "$tag" "$BUILD/pitot" -c "$TMP/$tag.yaml"
     FRONT_PID=$LAST_PID
-    port=$(wait_listening "pitot-$policy" "$FRONT_PID")
+    port=$(wait_listening "$tag" "$FRONT_PID")
     FRONT_URL=http://$HOST:$port
     wait_http "$FRONT_URL/readyz" 200
-    # Only least_busy reads the backends' /metrics (and /props after it).
-    [ "$policy" = least_busy ] && pitot_wait_scraped
-    return 0
+    # Every policy scrapes, and asks /props for the slot count after the
+    # first good scrape: the run starts with the capacities known.
+    pitot_wait_scraped
 }
 
 # pitot_wait_scraped: until pitot has read every replica's /metrics once (it
@@ -229,6 +241,10 @@ nginx_start() {
             echo "        server $HOST:${POOL_PORTS[$i]};"
         done
         echo "        keepalive 32;"
+        # Below the replicas' own 5 s keep-alive (llama.cpp's, and pitot-sim's):
+        # else nginx may reuse a connection the replica is closing, answer
+        # 502 (a POST is not retried) and disable that replica for 10 s.
+        echo "        keepalive_timeout 4s;"
         echo "    }"
         echo "    server {"
         echo "        listen $HOST:$port;"
@@ -254,20 +270,21 @@ nginx_start() {
     wait_http "$FRONT_URL/health" 200
 }
 
-# run_one NAME TAG KIND [POLICY]: a fresh pool, the front end, the load, the
-# figures appended to $TMP/results.jsonl, then everything stopped.
+# run_one NAME TAG KIND SEED [POLICY]: a fresh pool, the front end, the load
+# of arrival sequence SEED, the figures appended to $TMP/results.jsonl, then
+# everything stopped.
 run_one() {
-    local name=$1 tag=$2 kind=$3 policy=${4:-} metrics=- reps=() spec rep
-    printf '\n== %s\n' "$name"
+    local name=$1 tag=$2 kind=$3 seed=$4 policy=${5:-} metrics=- reps=() spec rep
+    printf '\n== %s, seed %s\n' "$name" "$seed"
     pool_start
     if [ "$kind" = pitot ]; then
-        pitot_start "$policy"
+        pitot_start "$policy" "$tag"
     else
         nginx_start
     fi
     echo "   front end $FRONT_URL, replicas on ports ${POOL_PORTS[*]}; ${SECONDS_RUN} s of load"
     "$BUILD/pitot-load" --url "$FRONT_URL/v1/chat/completions" --concurrency "$CONCURRENCY" \
-        --rate "$RATE" --duration "$SECONDS_RUN" --seed "$SEED" \
+        --rate "$RATE" --duration "$SECONDS_RUN" --seed "$seed" \
         --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" \
         --json "$TMP/$tag.jsonl" >"$TMP/$tag.load" 2>"$TMP/$tag.load.err" ||
         die "pitot-load failed against $name: $(cat "$TMP/$tag.load.err")"
@@ -281,7 +298,7 @@ run_one() {
         read -r rep _ <<<"$spec"
         reps+=("$rep=$TMP/$tag.$rep.stats")
     done
-    python3 "$REPORT" summarize "$name" "$SECONDS_RUN" "$SLO_TTFT_MS" "$SLO_TPOT_MS" \
+    python3 "$REPORT" summarize "$name" "$seed" "$SECONDS_RUN" "$SLO_TTFT_MS" "$SLO_TPOT_MS" \
         "$TMP/$tag.jsonl" "$TMP/$tag.load" "$metrics" "${reps[@]}" >>"$TMP/results.jsonl"
 }
 
@@ -292,6 +309,12 @@ main() {
     done
     for b in python3 curl nginx; do
         command -v "$b" >/dev/null || die "needs $b"
+    done
+    for seed in $SEEDS; do
+        [[ "$seed" =~ ^[0-9]+$ ]] || die "BENCH_SEEDS: '$seed' is not a number"
+    done
+    for b in $FRONTS; do
+        [[ "$b" =~ ^(least_busy|round_robin|nginx)$ ]] || die "BENCH_FRONTS: unknown '$b'"
     done
     for spec in "${REPLICAS[@]}"; do
         read -r _ slots prefill decode _ <<<"$spec"
@@ -306,22 +329,30 @@ main() {
             "$name" "$slots" "$prefill" "$decode" "$JITTER" "$seed"
     done
     echo "   request: $PROMPT_TOKENS-token prompt, max_tokens $MAX_TOKENS, streamed"
-    echo "   capacity estimate: sum of slots / (prompt/prefill + max_tokens/decode) = $cap req/s"
+    echo "   capacity: sum of slots / service time, service = prompt/prefill +" \
+        "(max_tokens - 1)/decode (the first token ends the prefill) = $cap req/s"
     if [ "$PITOT_CAPACITY" = 0 ]; then
-        echo "   pitot: backend capacity from /props (least_busy); round_robin reads no /props:" \
-            "routing.default_capacity (4) each"
+        echo "   pitot: backend capacity from /props (every policy asks after its first scrape)"
     else
         echo "   pitot: every backend configured with capacity $PITOT_CAPACITY"
     fi
+    [ -n "$PITOT_ROUTING" ] && echo "   pitot routing extra: $(tr '\n' ' ' <<<"$PITOT_ROUTING")"
     echo "   offered: open loop, exponential arrivals at $LOAD x capacity = $RATE req/s," \
-        "seed $SEED, at most $CONCURRENCY in flight, ${SECONDS_RUN} s per front end"
+        "at most $CONCURRENCY in flight, ${SECONDS_RUN} s per front end;" \
+        "arrival sequences (seeds): $SEEDS"
 
-    run_one "pitot least_busy" least_busy pitot least_busy
-    run_one "pitot round_robin" round_robin pitot round_robin
-    run_one "nginx least_conn" nginx nginx
+    for seed in $SEEDS; do
+        for b in $FRONTS; do
+            case $b in
+            least_busy | round_robin) run_one "pitot $b" "$b.$seed" pitot "$seed" "$b" ;;
+            nginx) run_one "nginx least_conn" "nginx.$seed" nginx "$seed" ;;
+            esac
+        done
+    done
 
-    printf '\n== Results (%s s at %s req/s each)\n' "$SECONDS_RUN" "$RATE"
-    python3 "$REPORT" report "$TMP/results.jsonl" "$SLO_TTFT_MS" "$SLO_TPOT_MS"
+    printf '\n== Results (%s s at %s req/s per front end and seed)\n' "$SECONDS_RUN" "$RATE"
+    python3 "$REPORT" report "$TMP/results.jsonl" "$SLO_TTFT_MS" "$SLO_TPOT_MS" \
+        "$RATE" "$SECONDS_RUN" "$PROMPT_TOKENS" "$MAX_TOKENS" "$JITTER" "${specs[@]}"
 }
 
 main "$@"

@@ -748,6 +748,37 @@ def t_round_robin_learns_slots():
     stop_pitot_clean(pitot)
 
 
+# ---- 9 ----------------------------------------------------------------------
+
+def t_speed_aware_prefers_the_faster():
+    """Two idle backends, one 4x slower per token: once pitot has timed a
+    stream on each, one request at a time all go to the faster one; with
+    routing.speed_aware off they keep taking turns."""
+    slow = start_sim("--slots", "2", "--tokens-per-s", "20", "--prefill-tokens-per-s", "5000")
+    fast = start_sim("--slots", "2", "--tokens-per-s", "80", "--prefill-tokens-per-s", "5000")
+    for aware in (True, False):
+        pitot = start_pitot([slow.port, fast.port],
+                            config=conf(routing="  speed_aware: %s\n" % str(aware).lower()))
+        wait_scraped(pitot, slow.port)
+        wait_scraped(pitot, fast.port)
+        for k in range(12):
+            r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(max_tokens=4))
+            assert r.status == 200 and r.complete, (aware, k, r.status)
+            # Idle as both backends' own last scrape says (a scrape taken
+            # during the request but read after its end would show it running).
+            assert wait_for(lambda: mval(pitot, "pitot_backend_requests_running") == 0), \
+                metrics(pitot.port)
+        got = [l["backend"] for l in access_log(pitot, 12)]
+        assert len(got) == 12, got
+        # the first two: neither timed yet, so they take turns
+        assert sorted(got[:2]) == sorted([label(slow.port), label(fast.port)]), got
+        if aware:
+            assert got[2:] == [label(fast.port)] * 10, got
+        else:
+            assert got[2:] == [got[0], got[1]] * 5, got
+        stop_pitot_clean(pitot)
+
+
 check("least busy: the 4x faster backend gets >= 1.5x the requests", t_fast_backend_gets_more)
 check("a backend with deferred requests (its own /metrics) is avoided", t_deferred_backend_avoided)
 check("all saturated: queue by tier, eviction, queue_full, max_wait, 503 Retry-After",
@@ -768,4 +799,6 @@ check("llamacpp/vllm/tgi/sglang metrics parsed end to end; exact token counts", 
 check("tiers from API keys; SLO goodput met/not met", t_tiers_and_goodput)
 check("round_robin learns llama.cpp slots from /props; the rest wait in pitot",
       t_round_robin_learns_slots)
+check("speed_aware: idle, the faster backend goes first once timed; off, they take turns",
+      t_speed_aware_prefers_the_faster)
 finish()

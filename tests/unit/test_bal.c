@@ -512,6 +512,191 @@ static void test_affinity_bounded_load(void **state)
     (void)state;
 }
 
+/* The speed estimate: the first sample sets it, each later one moves it 1/8
+ * of the way, nothing (0) is no sample, and absurd values are capped. */
+static void test_speed_estimate(void **state)
+{
+    struct bal bl;
+
+    busy_with(&bl, 1, 2);
+    assert_int_equal(bl.b[0].tpot_us, 0);
+    bal_measured(&bl.b[0], 0);
+    assert_int_equal(bl.b[0].tpot_us, 0);
+    bal_measured(&bl.b[0], 25000);
+    assert_int_equal(bl.b[0].tpot_us, 25000);
+    bal_measured(&bl.b[0], 33000);
+    assert_int_equal(bl.b[0].tpot_us, 26000);
+    bal_measured(&bl.b[0], 18000);
+    assert_int_equal(bl.b[0].tpot_us, 25000);
+    bal_measured(&bl.b[0], 0);
+    assert_int_equal(bl.b[0].tpot_us, 25000);
+    bal_measured(&bl.b[0], UINT64_MAX);
+    assert_int_equal(bl.b[0].tpot_us, 25000 + (BAL_TPOT_MAX_US - 25000) / 8);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+/* least_busy with speed_aware: loads count times the time per token relative
+ * to the fastest candidate, in quarters; at equal load the faster goes first;
+ * backends within 1/8 of each other still share. */
+static void test_speed_weighs_load(void **state)
+{
+    unsigned seen[3] = { 0, 0, 0 };
+    struct bal bl;
+    uint64_t now = 10000000;
+    int i, k;
+
+    busy_with(&bl, 3, 2);
+    for (k = 0; k < 3; k++)
+        bal_scraped(&bl.b[k], 0, 0, -1, now);
+    /* Nothing measured yet: idle equals take turns, the slow one too. */
+    for (k = 0; k < 6; k++) {
+        assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+        seen[i]++;
+    }
+    assert_int_equal(seen[0], 2);
+    assert_int_equal(seen[1], 2);
+    assert_int_equal(seen[2], 2);
+    /* b0 and b1 within 1/8 of each other, b2 twice as slow. */
+    bal_measured(&bl.b[0], 25000);
+    bal_measured(&bl.b[1], 27000);
+    bal_measured(&bl.b[2], 50000);
+    memset(seen, 0, sizeof(seen));
+    for (k = 0; k < 6; k++) {
+        assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+        seen[i]++;
+    }
+    assert_int_equal(seen[0], 3); /* the two fast ones still share */
+    assert_int_equal(seen[1], 3);
+    assert_int_equal(seen[2], 0); /* idle too, but slower */
+    /* One request on each fast one (1 x 4/2) outweighs an idle slow one. */
+    bal_scraped(&bl.b[0], 1, 0, -1, now);
+    bal_scraped(&bl.b[1], 1, 0, -1, now);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 2);
+    /* One on the slow one (1 x 8/2) outweighs one on a fast one (1 x 4/2). */
+    bal_scraped(&bl.b[2], 1, 0, -1, now);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_true(i == 0 || i == 1);
+    /* ... but not an idle fast one with its other slot ... */
+    bal_scraped(&bl.b[0], 0, 0, -1, now);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 0);
+    /* ... and a full fast one is saturated: the slow one's free slot it is. */
+    bal_scraped(&bl.b[0], 2, 0, -1, now);
+    bal_scraped(&bl.b[1], 2, 0, -1, now);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 2);
+    /* Speed is relative to the fastest usable candidate: with b0 down, b1
+     * is the reference and b2 (50000 / 27000 = 1.85) weighs 7 quarters. */
+    bl.b[0].up = false;
+    bal_scraped(&bl.b[1], 4, 0, -1, now); /* 4 x 4 / 8 = 2 */
+    bal_scraped(&bl.b[2], 1, 0, -1, now); /* 1 x 7 / 2 = 3.5 */
+    bl.b[1].capacity = 8;
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    bal_scraped(&bl.b[1], 7, 0, -1, now); /* 7 x 4 / 8 = 3.5: equal, faster */
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+/* A backend not measured yet is taken for as fast as the fastest: it gets its
+ * turn, and so its own estimate. */
+static void test_speed_unmeasured_tried(void **state)
+{
+    unsigned seen[2] = { 0, 0 };
+    struct bal bl;
+    uint64_t now = 10000000;
+    int i, k;
+
+    busy_with(&bl, 2, 2);
+    bal_scraped(&bl.b[0], 0, 0, -1, now);
+    bal_scraped(&bl.b[1], 0, 0, -1, now);
+    bal_measured(&bl.b[0], 80000);
+    for (k = 0; k < 4; k++) {
+        assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+        seen[i]++;
+    }
+    assert_int_equal(seen[0], 2);
+    assert_int_equal(seen[1], 2);
+    /* Measured faster: now it goes first at equal load. */
+    bal_measured(&bl.b[1], 20000);
+    for (k = 0; k < 4; k++) {
+        assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+        assert_int_equal(i, 1);
+    }
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
+/* speed_aware off, or another policy: the speed estimate changes nothing. */
+static void test_speed_ignored(void **state)
+{
+    unsigned seen[2] = { 0, 0 };
+    struct bal bl;
+    uint64_t now = 10000000;
+    int i, k, pol;
+
+    for (pol = 0; pol < 2; pol++) {
+        busy_with(&bl, 2, 2);
+        if (pol == 0)
+            cfg.speed_aware = false;
+        else
+            cfg.policy = CFG_POLICY_LEAST_IN_FLIGHT;
+        bal_scraped(&bl.b[0], 0, 0, -1, now);
+        bal_scraped(&bl.b[1], 0, 0, -1, now);
+        bal_measured(&bl.b[0], 20000);
+        bal_measured(&bl.b[1], 80000);
+        memset(seen, 0, sizeof(seen));
+        for (k = 0; k < 4; k++) {
+            assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+            seen[i]++;
+        }
+        assert_int_equal(seen[0], 2);
+        assert_int_equal(seen[1], 2);
+        /* and the plain load / capacity order holds: 1/2 loses to 0/2 */
+        bal_dispatched(&bl.b[0]);
+        assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+        assert_int_equal(i, 1);
+        bal_release(&bl);
+        cfg_release(&cfg);
+    }
+    (void)state;
+}
+
+/* Extreme loads, capacities and speeds neither wrap nor divide by zero. */
+static void test_speed_extremes(void **state)
+{
+    struct bal bl;
+    uint64_t now = 10000000;
+    int i;
+
+    busy_with(&bl, 2, 65536);
+    cfg.max_waiting = UINT32_MAX; /* beyond the config's range: nothing saturates */
+    bl.b[1].capacity = 999999;    /* a /props answer's largest */
+    bal_scraped(&bl.b[0], UINT32_MAX, 0, -1, now);
+    bal_scraped(&bl.b[1], 1, 0, -1, now);
+    bal_measured(&bl.b[0], UINT64_MAX); /* a minute per token, the largest weight */
+    bal_measured(&bl.b[1], 1);
+    /* 2^32 x 65535 x 999999 would wrap: loads are capped before the product */
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_OK);
+    assert_int_equal(i, 1);
+    /* and with room left nowhere, saturated */
+    cfg.max_waiting = 0;
+    bal_scraped(&bl.b[1], 999999, 0, -1, now);
+    assert_int_equal(choose(&bl, NULL, now, &i), BAL_SATURATED);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
 static void test_round_robin(void **state)
 {
     struct bal bl;
@@ -608,6 +793,11 @@ int main(void)
         cmocka_unit_test(test_tried_backends_skipped),
         cmocka_unit_test(test_affinity_bounded_load),
         cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_speed_estimate),
+        cmocka_unit_test(test_speed_weighs_load),
+        cmocka_unit_test(test_speed_unmeasured_tried),
+        cmocka_unit_test(test_speed_ignored),
+        cmocka_unit_test(test_speed_extremes),
         cmocka_unit_test(test_rotation_among_equals),
         cmocka_unit_test(test_down_skipped),
         cmocka_unit_test(test_many_backends),

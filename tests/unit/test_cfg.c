@@ -113,6 +113,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.dns_interval_ms, 10000);
     assert_int_equal(c.max_addresses, 8);
     assert_int_equal(c.default_capacity, 4);
+    assert_true(c.speed_aware);
     assert_int_equal(c.naliases, 0);
     assert_true(c.retry);
     assert_int_equal(c.max_waiting, 0);
@@ -199,6 +200,7 @@ static const char full_yaml[] =
     "  dns_interval: 30s\n"
     "  max_addresses: 2\n"
     "  default_capacity: 16\n"
+    "  speed_aware: false\n"
     "  aliases: {gpt-4o-mini: small, \"gpt-4o\": org/Model-7B}\n"
     "  retry: false\n"
     "  saturation: {max_waiting: 2, max_cache_ratio: 1, max_in_flight: 100}\n"
@@ -334,6 +336,7 @@ static void test_full_config(void **state)
     assert_int_equal(c.dns_interval_ms, 30000);
     assert_int_equal(c.max_addresses, 2);
     assert_int_equal(c.default_capacity, 16);
+    assert_false(c.speed_aware);
     assert_int_equal(c.naliases, 2);
     assert_string_equal(c.aliases[0].from, "gpt-4o-mini");
     assert_string_equal(c.aliases[0].to, "small");
@@ -821,6 +824,8 @@ static void test_error_routing(void **state)
           "t.yaml:2: routing.default_capacity: 0 is out of range (1..65536)" },
         { "routing:\n  retry: sometimes\n",
           "t.yaml:2: routing.retry: bad boolean 'sometimes' (true or false)" },
+        { "routing:\n  speed_aware: 1\n",
+          "t.yaml:2: routing.speed_aware: bad boolean '1' (true or false)" },
         { "routing:\n  saturation:\n    max_cache_ratio: 0\n",
           "t.yaml:3: routing.saturation.max_cache_ratio: 0 is out of range (above 0, at most 1)" },
         { "routing:\n  saturation:\n    max_cache_ratio: 1.01\n",
