@@ -14,7 +14,9 @@
 # else every backend's capacity), BENCH_PITOT_ROUTING (extra YAML lines for
 # pitot's routing: section, for experiments, e.g. "speed_aware: false"),
 # BENCH_KEEP (a directory to keep every log, access log and figure in),
-# BENCH_FRONTS (a subset of "least_busy round_robin nginx", for experiments).
+# BENCH_FRONTS (a subset of "least_busy round_robin nginx", for experiments),
+# BENCH_PITOT_CONFIG (extra top-level YAML lines for pitot, e.g. a tier whose
+# max_wait sheds what would miss the SLO anyway).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -26,6 +28,7 @@ LOAD=${BENCH_LOAD:-0.8}
 SEEDS=${BENCH_SEEDS:-${BENCH_SEED:-7}}
 PITOT_CAPACITY=${BENCH_PITOT_CAPACITY:-0}
 PITOT_ROUTING=${BENCH_PITOT_ROUTING:-}
+PITOT_EXTRA=${BENCH_PITOT_CONFIG:-}
 KEEP=${BENCH_KEEP:-}
 FRONTS=${BENCH_FRONTS:-least_busy round_robin nginx}
 HOST=127.0.0.1
@@ -190,6 +193,7 @@ pitot_start() {
         echo "  scrape_interval: $SCRAPE_INTERVAL"
         echo "  scrape_timeout: 150ms"
         [ -n "$PITOT_ROUTING" ] && printf '%s\n' "$PITOT_ROUTING" | sed 's/^/  /'
+        [ -n "$PITOT_EXTRA" ] && printf '%s\n' "$PITOT_EXTRA"
         echo "log:"
         echo "  access_log: $TMP/$tag.access"
     } >"$TMP/$tag.yaml"
