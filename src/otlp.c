@@ -17,50 +17,6 @@
 
 #define OTLP_REPLY_MAX 65536 /* a collector's answer body we read (and ignore) */
 
-/* ---- paths ------------------------------------------------------------- */
-
-static bool otlp_path_is(const char *path, const char *p)
-{
-    size_t n = strlen(p);
-
-    return strncmp(path, p, n) == 0 && (path[n] == '\0' || path[n] == '?');
-}
-
-enum otlp_op otlp_op_from_path(const char *path)
-{
-    static const struct {
-        const char *path;
-        enum otlp_op op;
-    } map[] = {
-        { "/v1/chat/completions", OTLP_OP_CHAT },
-        { "/chat/completions", OTLP_OP_CHAT },
-        { "/v1/completions", OTLP_OP_TEXT_COMPLETION },
-        { "/completions", OTLP_OP_TEXT_COMPLETION },
-        { "/completion", OTLP_OP_TEXT_COMPLETION },
-        { "/generate", OTLP_OP_TEXT_COMPLETION },
-        { "/generate_stream", OTLP_OP_TEXT_COMPLETION },
-        { "/v1/embeddings", OTLP_OP_EMBEDDINGS },
-        { "/embeddings", OTLP_OP_EMBEDDINGS },
-        { "/embedding", OTLP_OP_EMBEDDINGS },
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (otlp_path_is(path, map[i].path))
-            return map[i].op;
-    return OTLP_OP_NONE;
-}
-
-const char *otlp_op_name(enum otlp_op op)
-{
-    switch (op) {
-    case OTLP_OP_CHAT: return "chat";
-    case OTLP_OP_TEXT_COMPLETION: return "text_completion";
-    case OTLP_OP_EMBEDDINGS: return "embeddings";
-    default: return "";
-    }
-}
-
 /* ---- ring -------------------------------------------------------------- */
 
 int otlp_ring_init(struct otlp_ring *r, size_t cap)
@@ -227,8 +183,8 @@ static void otlp_encode_attrs(struct otlp_w *w, const struct cfg *c, const struc
     bool first = true;
 
     w_lit(w, ",\"attributes\":[");
-    if (s->op != OTLP_OP_NONE) {
-        w_attr_str(w, &first, "gen_ai.operation.name", otlp_op_name(s->op));
+    if (s->op != MET_OTEL_OP_NONE) {
+        w_attr_str(w, &first, "gen_ai.operation.name", met_otel_op_label(s->op));
         if (s->flavor != CFG_FLAVOR_AUTO)
             w_attr_str(w, &first, "gen_ai.provider.name", flv_name(s->flavor));
         if (s->request_model[0])
@@ -276,12 +232,12 @@ static void otlp_encode_span(struct otlp_w *w, const struct cfg *c, const struct
         w_str(w, s->parent_id);
     }
     /* {gen_ai.operation.name} {gen_ai.request.model}; HTTP spans: {method} */
-    if (s->op == OTLP_OP_NONE)
+    if (s->op == MET_OTEL_OP_NONE)
         snprintf(name, sizeof(name), "%s", s->method);
     else if (s->request_model[0])
-        snprintf(name, sizeof(name), "%s %s", otlp_op_name(s->op), s->request_model);
+        snprintf(name, sizeof(name), "%s %s", met_otel_op_label(s->op), s->request_model);
     else
-        snprintf(name, sizeof(name), "%s", otlp_op_name(s->op));
+        snprintf(name, sizeof(name), "%s", met_otel_op_label(s->op));
     w_lit(w, ",\"name\":");
     w_str(w, name);
     w_lit(w, ",\"kind\":3"); /* CLIENT */

@@ -1185,7 +1185,7 @@ static void relay_export_span(struct relay *r, const struct mtr_result *res, uin
     s.status = r->status;
     s.backend = r->be ? (int)r->be->idx : -1;
     s.flavor = r->be ? r->be->flavor : CFG_FLAVOR_AUTO;
-    s.op = otlp_op_from_path(r->path);
+    s.op = met_otel_op_of_path(r->path);
     s.finish = r->mtr.finish;
     s.error = outcome;
     s.tier = r->tier;

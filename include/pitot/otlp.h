@@ -17,19 +17,12 @@
 #include "pitot/cfg.h"
 #include "pitot/err.h"
 #include "pitot/json.h"
+#include "pitot/met.h"
 
 #define OTLP_ID_MAX 128             /* X-Request-Id, as relay accepts it */
 #define OTLP_SPAN_JSON_MAX 4096     /* one encoded span, whatever its fields hold */
 #define OTLP_ENVELOPE_JSON_MAX 2048 /* resource, scope and brackets around the spans */
 #define OTLP_FIRST_TOKEN_EVENT "pitot.first_token"
-
-/* gen_ai.operation.name, from the request path. */
-enum otlp_op {
-    OTLP_OP_NONE = 0,        /* not a GenAI call (/v1/models, ...): a plain HTTP client span */
-    OTLP_OP_CHAT,            /* "chat" */
-    OTLP_OP_TEXT_COMPLETION, /* "text_completion" */
-    OTLP_OP_EMBEDDINGS,      /* "embeddings" */
-};
 
 /* One finished request as the relay hands it over. Fixed size and without
  * pointers, so that it is copied into the ring as it is. Strings are
@@ -50,22 +43,13 @@ struct otlp_span {
     int64_t cached_tokens;             /* -1: unknown */
     int status;                        /* HTTP status sent to the client; 0: none */
     int backend;                       /* index into cfg->backends; -1: none chosen */
-    enum otlp_op op;
-    enum cfg_flavor flavor; /* the backend's; AUTO while unknown */
+    enum met_otel_op op;               /* gen_ai.operation.name (met_otel_op_of_path); NONE: not a
+                               GenAI call (/v1/models, ...), a plain HTTP client span */
+    enum cfg_flavor flavor;            /* the backend's; AUTO while unknown */
     enum json_finish finish;
     enum pitot_err error; /* PITOT_EOK: success */
     unsigned tier;        /* index into cfg->tiers */
 };
-
-/* The operation a request path stands for (a query string is ignored):
- * chat for /v1/chat/completions and /chat/completions; text_completion for
- * /v1/completions, /completions, llama.cpp's /completion, TGI's /generate and
- * /generate_stream; embeddings for /v1/embeddings, /embeddings, /embedding;
- * NONE for anything else. */
-enum otlp_op otlp_op_from_path(const char *path);
-
-/* "chat", "text_completion", "embeddings"; "" for NONE. */
-const char *otlp_op_name(enum otlp_op op);
 
 /* ---- the ring: a bounded FIFO of span records -------------------------- */
 

@@ -53,7 +53,7 @@ static void chat_span(struct otlp_span *s, const char *span_id)
     s->cached_tokens = -1;
     s->status = 200;
     s->backend = 0;
-    s->op = OTLP_OP_CHAT;
+    s->op = MET_OTEL_OP_CHAT;
     s->flavor = CFG_FLAVOR_LLAMACPP;
     s->finish = JSON_FINISH_STOP;
     s->error = PITOT_EOK;
@@ -107,22 +107,22 @@ static void values(const char *doc, const char *path, struct visit *v)
 
 static void test_op_from_path(void **state)
 {
-    assert_int_equal(otlp_op_from_path("/v1/chat/completions"), OTLP_OP_CHAT);
-    assert_int_equal(otlp_op_from_path("/v1/chat/completions?x=1"), OTLP_OP_CHAT);
-    assert_int_equal(otlp_op_from_path("/chat/completions"), OTLP_OP_CHAT);
-    assert_int_equal(otlp_op_from_path("/v1/completions"), OTLP_OP_TEXT_COMPLETION);
-    assert_int_equal(otlp_op_from_path("/completion"), OTLP_OP_TEXT_COMPLETION);
-    assert_int_equal(otlp_op_from_path("/generate_stream"), OTLP_OP_TEXT_COMPLETION);
-    assert_int_equal(otlp_op_from_path("/v1/embeddings"), OTLP_OP_EMBEDDINGS);
-    assert_int_equal(otlp_op_from_path("/embedding"), OTLP_OP_EMBEDDINGS);
-    assert_int_equal(otlp_op_from_path("/v1/models"), OTLP_OP_NONE);
-    assert_int_equal(otlp_op_from_path("/v1/chat/completionsX"), OTLP_OP_NONE);
-    assert_int_equal(otlp_op_from_path("/v1/completions/x"), OTLP_OP_NONE);
-    assert_int_equal(otlp_op_from_path(""), OTLP_OP_NONE);
-    assert_string_equal(otlp_op_name(OTLP_OP_CHAT), "chat");
-    assert_string_equal(otlp_op_name(OTLP_OP_TEXT_COMPLETION), "text_completion");
-    assert_string_equal(otlp_op_name(OTLP_OP_EMBEDDINGS), "embeddings");
-    assert_string_equal(otlp_op_name(OTLP_OP_NONE), "");
+    assert_int_equal(met_otel_op_of_path("/v1/chat/completions"), MET_OTEL_OP_CHAT);
+    assert_int_equal(met_otel_op_of_path("/v1/chat/completions?x=1"), MET_OTEL_OP_CHAT);
+    assert_int_equal(met_otel_op_of_path("/chat/completions"), MET_OTEL_OP_CHAT);
+    assert_int_equal(met_otel_op_of_path("/v1/completions"), MET_OTEL_OP_TEXT_COMPLETION);
+    assert_int_equal(met_otel_op_of_path("/completion"), MET_OTEL_OP_TEXT_COMPLETION);
+    assert_int_equal(met_otel_op_of_path("/generate_stream"), MET_OTEL_OP_TEXT_COMPLETION);
+    assert_int_equal(met_otel_op_of_path("/v1/embeddings"), MET_OTEL_OP_EMBEDDINGS);
+    assert_int_equal(met_otel_op_of_path("/embedding"), MET_OTEL_OP_EMBEDDINGS);
+    assert_int_equal(met_otel_op_of_path("/v1/models"), MET_OTEL_OP_NONE);
+    assert_int_equal(met_otel_op_of_path("/v1/chat/completionsX"), MET_OTEL_OP_NONE);
+    assert_int_equal(met_otel_op_of_path("/v1/completions/x"), MET_OTEL_OP_NONE);
+    assert_int_equal(met_otel_op_of_path(""), MET_OTEL_OP_NONE);
+    assert_string_equal(met_otel_op_label(MET_OTEL_OP_CHAT), "chat");
+    assert_string_equal(met_otel_op_label(MET_OTEL_OP_TEXT_COMPLETION), "text_completion");
+    assert_string_equal(met_otel_op_label(MET_OTEL_OP_EMBEDDINGS), "embeddings");
+    assert_string_equal(met_otel_op_label(MET_OTEL_OP_NONE), "");
     (void)state;
 }
 
@@ -380,7 +380,7 @@ static void test_encode_errors(void **state)
     chat_span(&s, "0000000000000002");
     s.status = 404;
     s.backend = 1;
-    s.op = OTLP_OP_NONE;
+    s.op = MET_OTEL_OP_NONE;
     strcpy(s.method, "GET");
     otlp_ring_push(&r, &s);
     out = encode(c, &r, 2);
@@ -425,7 +425,7 @@ static void test_encode_size_bound(void **state)
     memset(c->otel_service_name, '\x01', CFG_OTLP_SERVICE_MAX - 1);
     assert_int_equal(otlp_ring_init(&r, n), 0);
     chat_span(&s, "ffffffffffffffff");
-    s.op = OTLP_OP_TEXT_COMPLETION;
+    s.op = MET_OTEL_OP_TEXT_COMPLETION;
     memset(s.request_model, '\x02', sizeof(s.request_model) - 1);
     memset(s.response_model, '\x03', sizeof(s.response_model) - 1);
     memset(s.method, 'M', sizeof(s.method) - 1);
