@@ -12,7 +12,10 @@
 
 #include <cmocka.h>
 
+#include <event2/buffer.h>
+
 #include "pitot/h1.h"
+#include "pitot/met.h"
 
 static const char *fixture_dir(void)
 {
@@ -229,4 +232,50 @@ const struct fx_file *fx_set_find(const struct fx_set *set, const char *name)
     }
     fail_msg("fixture %s not found", name);
     return NULL;
+}
+
+/* ---- metrics text ------------------------------------------------------ */
+
+char *fx_expose(struct met_registry *const *regs, size_t n)
+{
+    struct evbuffer *b = evbuffer_new();
+    size_t len;
+    char *s;
+
+    assert_non_null(b);
+    assert_int_equal(met_expose(regs, n, b), 0);
+    len = evbuffer_get_length(b);
+    s = malloc(len + 1);
+    assert_non_null(s);
+    assert_int_equal(evbuffer_remove(b, s, len), (int)len);
+    s[len] = '\0';
+    evbuffer_free(b);
+    return s;
+}
+
+const char *fx_find_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    const char *p = text;
+
+    while ((p = strstr(p, line)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == '\n')
+            return p;
+        p++;
+    }
+    return NULL;
+}
+
+int fx_count_prefix(const char *text, const char *prefix)
+{
+    const char *p = text;
+    int n = 0;
+
+    for (;;) {
+        if (strncmp(p, prefix, strlen(prefix)) == 0)
+            n++;
+        p = strchr(p, '\n');
+        if (p == NULL || *++p == '\0')
+            return n;
+    }
 }

@@ -91,4 +91,26 @@ void fx_set_release(struct fx_set *set);
 /* The fixture named "dir/file"; fails the test when there is none. */
 const struct fx_file *fx_set_find(const struct fx_set *set, const char *name);
 
+/* ---- metrics text ------------------------------------------------------ */
+
+struct met_registry;
+
+/* The exposition of n registries as a NUL-terminated string (caller frees);
+ * fails the test when met_expose does. */
+char *fx_expose(struct met_registry *const *regs, size_t n);
+
+/* Position of the whole line `line` in text, or NULL. */
+const char *fx_find_line(const char *text, const char *line);
+
+/* Lines of text starting with prefix. */
+int fx_count_prefix(const char *text, const char *prefix);
+
+#define assert_line(text, line)                                                                    \
+    do {                                                                                           \
+        if (fx_find_line((text), (line)) == NULL)                                                  \
+            fail_msg("missing line: %s\n---\n%s", (line), (text));                                 \
+    } while (0)
+
+#define assert_no_line(text, line) assert_null(fx_find_line((text), (line)))
+
 #endif

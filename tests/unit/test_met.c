@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "fixture.h"
 #include <event2/buffer.h>
 
 #include "pitot/cfg.h"
@@ -42,61 +44,6 @@ static struct cfg *test_cfg(void)
     memcpy(c->buckets, buckets, sizeof(buckets));
     c->nbuckets = sizeof(buckets) / sizeof(buckets[0]);
     return c;
-}
-
-/* The exposition of n registries as a NUL-terminated string (caller frees). */
-static char *expose(struct met_registry *const *regs, size_t n)
-{
-    struct evbuffer *b = evbuffer_new();
-    size_t len;
-    char *s;
-
-    assert_non_null(b);
-    assert_int_equal(met_expose(regs, n, b), 0);
-    len = evbuffer_get_length(b);
-    s = malloc(len + 1);
-    assert_non_null(s);
-    assert_int_equal(evbuffer_remove(b, s, len), (int)len);
-    s[len] = '\0';
-    evbuffer_free(b);
-    return s;
-}
-
-/* Position of the whole line `line` in text, or NULL. */
-static const char *find_line(const char *text, const char *line)
-{
-    size_t n = strlen(line);
-    const char *p = text;
-
-    while ((p = strstr(p, line)) != NULL) {
-        if ((p == text || p[-1] == '\n') && p[n] == '\n')
-            return p;
-        p++;
-    }
-    return NULL;
-}
-
-#define assert_line(text, line)                                                                    \
-    do {                                                                                           \
-        if (find_line((text), (line)) == NULL)                                                     \
-            fail_msg("missing line: %s\n---\n%s", (line), (text));                                 \
-    } while (0)
-
-#define assert_no_line(text, line) assert_null(find_line((text), (line)))
-
-/* Lines starting with prefix. */
-static int count_prefix(const char *text, const char *prefix)
-{
-    const char *p = text;
-    int n = 0;
-
-    for (;;) {
-        if (strncmp(p, prefix, strlen(prefix)) == 0)
-            n++;
-        p = strchr(p, '\n');
-        if (p == NULL || *++p == '\0')
-            return n;
-    }
 }
 
 #define SMALL_A "backend=\"a\",model=\"small\",tier=\"default\""
@@ -133,7 +80,7 @@ static void test_histogram_and_counters(void **state)
     met_gauge_add(r, MET_IN_FLIGHT, 1, 3);
     met_gauge_add(r, MET_IN_FLIGHT, 1, -1);
 
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "# HELP pitot_time_to_first_token_seconds Time from the complete request head "
                    "to the first output-carrying event sent");
     assert_line(t, "# TYPE pitot_time_to_first_token_seconds histogram");
@@ -152,25 +99,25 @@ static void test_histogram_and_counters(void **state)
     assert_line(t, "pitot_completion_tokens_total{" SMALL_A "} 128");
     assert_line(t, "pitot_finish_reason_total{" SMALL_A ",reason=\"stop\"} 2");
     assert_line(t, "pitot_finish_reason_total{" SMALL_A ",reason=\"length\"} 1");
-    assert_int_equal(count_prefix(t, "pitot_finish_reason_total{"), 2);
+    assert_int_equal(fx_count_prefix(t, "pitot_finish_reason_total{"), 2);
     assert_line(t, "# TYPE pitot_upstream_errors_total counter");
     assert_line(t, "pitot_upstream_errors_total{backend=\"b\",kind=\"upstream_timeout\"} 1");
-    assert_int_equal(count_prefix(t, "pitot_upstream_errors_total{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_upstream_errors_total{"), 1);
     /* gauges: every backend, touched or not */
     assert_line(t, "pitot_backend_up{backend=\"a\"} 1");
     assert_line(t, "pitot_backend_up{backend=\"b\"} 0");
     assert_line(t, "pitot_requests_in_flight{backend=\"a\"} 0");
     assert_line(t, "pitot_requests_in_flight{backend=\"b\"} 2");
     /* untouched tuples are absent: only a/small/default exists */
-    assert_int_equal(count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 1);
-    assert_int_equal(count_prefix(t, "pitot_prompt_tokens_total{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_prompt_tokens_total{"), 1);
     assert_null(strstr(t, ",tier=\"batch\"")); /* after backend and model: a BMT series */
     assert_null(strstr(t, "model=\"large\""));
     /* no requests observed: the family has HELP and TYPE only */
     assert_line(t, "# TYPE pitot_requests_total counter");
-    assert_int_equal(count_prefix(t, "pitot_requests_total{"), 0);
-    assert_int_equal(count_prefix(t, "# HELP "), MET__COUNT);
-    assert_int_equal(count_prefix(t, "# TYPE "), MET__COUNT);
+    assert_int_equal(fx_count_prefix(t, "pitot_requests_total{"), 0);
+    assert_int_equal(fx_count_prefix(t, "# HELP "), MET__COUNT);
+    assert_int_equal(fx_count_prefix(t, "# TYPE "), MET__COUNT);
     free(t);
     met_registry_free(r);
     free(c);
@@ -194,7 +141,7 @@ static void test_bucket_bounds(void **state)
     assert_non_null(r);
     met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0), 50);
     met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0), 51);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     for (i = 0; i < c->nbuckets; i++) {
         snprintf(line, sizeof(line), "pitot_e2e_request_latency_seconds_bucket{%s,le=\"%s\"} %d",
                  SMALL_A, le[i], i == 0 ? 1 : 2);
@@ -209,10 +156,10 @@ static void test_bucket_bounds(void **state)
     r = met_registry_new(c);
     assert_non_null(r);
     met_observe_us(r, MET_TPOT, met_series(r, 0, 0, 0), 2000000);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "pitot_time_per_output_token_seconds_bucket{" SMALL_A ",le=\"+Inf\"} 1");
     assert_line(t, "pitot_time_per_output_token_seconds_sum{" SMALL_A "} 2");
-    assert_int_equal(count_prefix(t, "pitot_time_per_output_token_seconds_bucket{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_time_per_output_token_seconds_bucket{"), 1);
     free(t);
     met_registry_free(r);
 
@@ -254,7 +201,7 @@ static void test_request_codes(void **state)
     met_add_request(r, s, 101);
     met_add_request(r, s, 0);   /* nothing was sent */
     met_add_request(r, s, 700); /* not HTTP */
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
 #define LBL "{backend=\"b\",model=\"large\",tier=\"batch\",code="
     assert_line(t, "pitot_requests_total" LBL "\"503\"} 2");
     assert_line(t, "pitot_requests_total" LBL "\"200\"} 2");
@@ -267,7 +214,7 @@ static void test_request_codes(void **state)
     assert_null(strstr(t, "code=\"223\""));
     assert_null(strstr(t, "code=\"2xx\""));
     assert_null(strstr(t, "code=\"3xx\""));
-    assert_int_equal(count_prefix(t, "pitot_requests_total{"), 24 + 4);
+    assert_int_equal(fx_count_prefix(t, "pitot_requests_total{"), 24 + 4);
     /* stable order: "0", codes ascending, then classes */
     p0 = strstr(t, LBL "\"0\"");
     p200 = strstr(t, LBL "\"200\"");
@@ -352,12 +299,12 @@ static void test_model_learning(void **state)
     met_add(r, MET_STALLS, met_series(r, 0, 3, 0), 1);
     met_add(r, MET_STALLS, met_series(r, 0, other, 0), 7);
     met_add(r, MET_STALLS, met_series(r, 0, 2, 1), 1);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t,
                 "pitot_stream_stalls_total{backend=\"a\",model=\"qwen2.5:7b\",tier=\"default\"} 1");
     assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"other\",tier=\"default\"} 7");
     assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"Small\",tier=\"batch\"} 1");
-    assert_int_equal(count_prefix(t, "pitot_stream_stalls_total{"), 3);
+    assert_int_equal(fx_count_prefix(t, "pitot_stream_stalls_total{"), 3);
     free(t);
     met_registry_free(r);
     free(c);
@@ -371,7 +318,7 @@ static void test_bad_arguments_ignored(void **state)
     unsigned bad = met_series(r, 2, 0, 0);
     char *t, *t0;
 
-    t0 = expose(&r, 1);
+    t0 = fx_expose(&r, 1);
     assert_int_equal(met_series(r, 0, 5, 0), bad);
     assert_int_equal(met_series(r, 0, 0, 2), bad);
     met_observe_us(r, MET_TTFT, bad, 1);
@@ -413,7 +360,7 @@ static void test_bad_arguments_ignored(void **state)
     met_add_shed(r, 2, MET_SHED_QUEUE_FULL);
     met_add_shed(r, 0, MET_SHED__COUNT);
     met_add_slo(r, 2, true);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_string_equal(t, t0);
     free(t);
     free(t0);
@@ -439,7 +386,7 @@ static void test_label_escaping(void **state)
     assert_non_null(r);
     met_gauge_set(r, MET_BACKEND_UP, 0, 1);
     met_add(r, MET_CLIENT_CANCELS, met_series(r, 0, 1, 1), 4);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "pitot_backend_up{backend=\"q\\\"x\\\\y\\nz\"} 1");
     assert_line(t, "pitot_client_cancels_total{backend=\"q\\\"x\\\\y\\nz\",model=\"large\","
                    "tier=\"t\\\\\"} 4");
@@ -493,7 +440,7 @@ static void test_merge(void **state)
     met_gauge_set(regs[0], MET_BACKEND_UP, 1, 0);
     met_gauge_set(regs[1], MET_BACKEND_UP, 1, 1);
 
-    t = expose(regs, 2);
+    t = fx_expose(regs, 2);
 #define M2 "backend=\"a\",model=\"m2\",tier=\"default\""
     assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"0.001\"} 1");
     assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"0.25\"} 2");
@@ -505,12 +452,12 @@ static void test_merge(void **state)
     assert_line(t, "pitot_requests_total{" M2 ",code=\"500\"} 1");
     assert_line(t, "pitot_finish_reason_total{" M2 ",reason=\"tool_calls\"} 2");
     /* four tuples were touched: a/m2/default, b/m1/default, b/m3/default, b/other/batch */
-    assert_int_equal(count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 4);
+    assert_int_equal(fx_count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 4);
 #undef M2
     assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"m1\",tier=\"default\"} 10");
     assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"m3\",tier=\"default\"} 20");
     assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"other\",tier=\"batch\"} 3");
-    assert_int_equal(count_prefix(t, "pitot_cached_tokens_total{"), 4);
+    assert_int_equal(fx_count_prefix(t, "pitot_cached_tokens_total{"), 4);
     assert_line(t, "pitot_upstream_errors_total{backend=\"a\",kind=\"upstream_connect\"} 3");
     assert_line(t, "pitot_requests_in_flight{backend=\"a\"} 5");
     assert_line(t, "pitot_requests_in_flight{backend=\"b\"} 0");
@@ -519,7 +466,7 @@ static void test_merge(void **state)
     free(t);
 
     /* n == 1 of the second registry alone */
-    t = expose(&regs[1], 1);
+    t = fx_expose(&regs[1], 1);
     assert_line(t,
                 "pitot_requests_total{backend=\"a\",model=\"m2\",tier=\"default\",code=\"200\"} 2");
     assert_line(t, "pitot_backend_up{backend=\"b\"} 1");
@@ -555,7 +502,7 @@ static void test_backend_scrape_metrics(void **state)
 
     assert_non_null(r);
     /* before any scrape: every family has HELP and TYPE, no scraped series */
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "# HELP pitot_backend_requests_running Requests the backend reported running "
                    "at its last metrics scrape");
     assert_line(t, "# TYPE pitot_backend_requests_running gauge");
@@ -564,11 +511,11 @@ static void test_backend_scrape_metrics(void **state)
     assert_line(t, "# TYPE pitot_backend_scrape_age_seconds gauge");
     assert_line(t, "# TYPE pitot_backend_scrapes_total counter");
     assert_line(t, "# TYPE pitot_backend_ejected gauge");
-    assert_int_equal(count_prefix(t, "pitot_backend_requests_running{"), 0);
-    assert_int_equal(count_prefix(t, "pitot_backend_requests_waiting{"), 0);
-    assert_int_equal(count_prefix(t, "pitot_backend_cache_usage_ratio{"), 0);
-    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 0);
-    assert_int_equal(count_prefix(t, "pitot_backend_scrapes_total{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_requests_running{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_requests_waiting{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_cache_usage_ratio{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_scrape_age_seconds{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_scrapes_total{"), 0);
     /* ejected is an integer gauge: every backend, 0 until set */
     assert_line(t, "pitot_backend_ejected{backend=\"a\"} 0");
     assert_line(t, "pitot_backend_ejected{backend=\"b\"} 0");
@@ -590,7 +537,7 @@ static void test_backend_scrape_metrics(void **state)
     assert_true(now > 10000000u);
     met_backend_scraped(r, 0, now - 2500000u);  /* 2.5 s ago */
     met_backend_scraped(r, 1, now + 60000000u); /* "in the future": age 0, never negative */
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 3");
     assert_line(t, "pitot_backend_requests_waiting{backend=\"a\"} 0");
     assert_line(t, "pitot_backend_cache_usage_ratio{backend=\"a\"} 0.87");
@@ -601,13 +548,13 @@ static void test_backend_scrape_metrics(void **state)
     if (!(age >= 2.5 && age < 2.5 + 60))
         fail_msg("age %f, expected 2.5 s and a little:\n%s", age, t);
     assert_line(t, "pitot_backend_scrape_age_seconds{backend=\"b\"} 0");
-    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 2);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_scrape_age_seconds{"), 2);
     /* a backend with any scrape shows every result; one without shows none */
     assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"ok\"} 3");
     assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"error\"} 0");
     assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"timeout\"} 1");
     assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"parse_error\"} 0");
-    assert_int_equal(count_prefix(t, "pitot_backend_scrapes_total{"), 4);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_scrapes_total{"), 4);
     assert_line(t, "pitot_backend_ejected{backend=\"a\"} 0");
     assert_line(t, "pitot_backend_ejected{backend=\"b\"} 1");
     free(t);
@@ -619,13 +566,13 @@ static void test_backend_scrape_metrics(void **state)
     met_gauge_set_f(r, MET_BACKEND_CACHE, 1, -0.0); /* a value: "0", not "-0" */
     met_gauge_clear(r, MET_BACKEND_SCRAPE_AGE, 1);
     met_gauge_set(r, MET_BACKEND_EJECTED, 1, 0);
-    t = expose(&r, 1);
-    assert_int_equal(count_prefix(t, "pitot_backend_cache_usage_ratio{"), 1);
+    t = fx_expose(&r, 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_cache_usage_ratio{"), 1);
     assert_line(t, "pitot_backend_cache_usage_ratio{backend=\"b\"} 0");
-    assert_int_equal(count_prefix(t, "pitot_backend_requests_running{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_requests_running{"), 1);
     assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 3");
-    assert_int_equal(count_prefix(t, "pitot_backend_requests_waiting{"), 1);
-    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_requests_waiting{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_scrape_age_seconds{"), 1);
     assert_non_null(strstr(t, "pitot_backend_scrape_age_seconds{backend=\"a\"} 2.5"));
     assert_line(t, "pitot_backend_ejected{backend=\"b\"} 0");
     free(t);
@@ -644,7 +591,7 @@ static void test_tier_metrics(void **state)
     char *t;
 
     assert_non_null(r);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "# HELP pitot_queue_depth Requests held in pitot's overload queue now");
     assert_line(t, "# TYPE pitot_queue_depth gauge");
     assert_line(t, "# TYPE pitot_queue_wait_seconds histogram");
@@ -653,10 +600,10 @@ static void test_tier_metrics(void **state)
     /* queue depth: every tier from the start; the rest once touched */
     assert_line(t, "pitot_queue_depth{tier=\"default\"} 0");
     assert_line(t, "pitot_queue_depth{tier=\"batch\"} 0");
-    assert_int_equal(count_prefix(t, "pitot_queue_depth{"), 2);
-    assert_int_equal(count_prefix(t, "pitot_queue_wait_seconds"), 0);
-    assert_int_equal(count_prefix(t, "pitot_shed_total{"), 0);
-    assert_int_equal(count_prefix(t, "pitot_slo_requests_total{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_queue_depth{"), 2);
+    assert_int_equal(fx_count_prefix(t, "pitot_queue_wait_seconds"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_shed_total{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_slo_requests_total{"), 0);
     free(t);
 
     met_tier_gauge_add(r, MET_QUEUE_DEPTH, 1, 3);
@@ -671,7 +618,7 @@ static void test_tier_metrics(void **state)
     met_add_slo(r, 1, true);
     met_add_slo(r, 1, true);
     met_add_slo(r, 1, false);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "pitot_queue_depth{tier=\"default\"} 0");
     assert_line(t, "pitot_queue_depth{tier=\"batch\"} 2");
     assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"batch\",le=\"0.001\"} 1");
@@ -681,18 +628,18 @@ static void test_tier_metrics(void **state)
     assert_line(t, "pitot_queue_wait_seconds_bucket{tier=\"batch\",le=\"+Inf\"} 3");
     assert_line(t, "pitot_queue_wait_seconds_sum{tier=\"batch\"} 4.2505");
     assert_line(t, "pitot_queue_wait_seconds_count{tier=\"batch\"} 3");
-    assert_int_equal(count_prefix(t, "pitot_queue_wait_seconds_count{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_queue_wait_seconds_count{"), 1);
     /* a tier that shed anything shows every reason */
     assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"queue_full\"} 2");
     assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"max_wait\"} 0");
     assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"evicted\"} 1");
     assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"client_gone\"} 0");
     assert_line(t, "pitot_shed_total{tier=\"default\",reason=\"no_model\"} 1");
-    assert_int_equal(count_prefix(t, "pitot_shed_total{"), 5);
+    assert_int_equal(fx_count_prefix(t, "pitot_shed_total{"), 5);
     /* and both met values */
     assert_line(t, "pitot_slo_requests_total{tier=\"batch\",met=\"false\"} 1");
     assert_line(t, "pitot_slo_requests_total{tier=\"batch\",met=\"true\"} 2");
-    assert_int_equal(count_prefix(t, "pitot_slo_requests_total{"), 2);
+    assert_int_equal(fx_count_prefix(t, "pitot_slo_requests_total{"), 2);
     free(t);
     met_registry_free(r);
 
@@ -706,9 +653,9 @@ static void test_tier_metrics(void **state)
     met_add_slo(r, 0, false);
     met_add_slo(r, 1, true); /* no such tier */
     met_tier_gauge_add(r, MET_QUEUE_DEPTH, 1, 1);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "pitot_queue_depth{tier=\"default\"} 0");
-    assert_int_equal(count_prefix(t, "pitot_queue_depth{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_queue_depth{"), 1);
     assert_line(t, "pitot_slo_requests_total{tier=\"default\",met=\"false\"} 1");
     assert_line(t, "pitot_slo_requests_total{tier=\"default\",met=\"true\"} 0");
     free(t);
@@ -753,11 +700,11 @@ static void test_merge_backend_and_tier(void **state)
     met_add_slo(regs[1], 0, true);
     met_add_slo(regs[1], 0, false);
 
-    t = expose(regs, 2);
+    t = fx_expose(regs, 2);
     assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 4");
-    assert_int_equal(count_prefix(t, "pitot_backend_requests_running{"), 1);
-    assert_int_equal(count_prefix(t, "pitot_backend_cache_usage_ratio{"), 0);
-    assert_int_equal(count_prefix(t, "pitot_backend_scrape_age_seconds{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_requests_running{"), 1);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_cache_usage_ratio{"), 0);
+    assert_int_equal(fx_count_prefix(t, "pitot_backend_scrape_age_seconds{"), 1);
     age = sample_value(t, "pitot_backend_scrape_age_seconds{backend=\"a\"} ");
     if (!(age >= 1 && age < 1 + 60))
         fail_msg("age %f, expected 1 s and a little:\n%s", age, t);
@@ -778,7 +725,7 @@ static void test_merge_backend_and_tier(void **state)
     free(t);
 
     /* the other way round: regs[1]'s own scrape view */
-    t = expose(&regs[1], 1);
+    t = fx_expose(&regs[1], 1);
     assert_line(t, "pitot_backend_requests_running{backend=\"a\"} 9");
     assert_line(t, "pitot_backend_cache_usage_ratio{backend=\"b\"} 0.5");
     free(t);
@@ -839,7 +786,7 @@ static void test_promtool_clean(void **state)
         met_add_spans_exported(r, 10);
         met_add_spans_dropped(r, MET_TRACE_DROP_EXPORT_FAILED, 2);
     }
-    t = expose(regs, 2);
+    t = fx_expose(regs, 2);
     fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
@@ -876,7 +823,7 @@ static void test_trace_spans(void **state)
     regs[1] = met_registry_new(c);
     assert_non_null(regs[0]);
     assert_non_null(regs[1]);
-    t = expose(regs, 2);
+    t = fx_expose(regs, 2);
     assert_line(t, "# TYPE pitot_trace_spans_exported_total counter");
     assert_line(t, "pitot_trace_spans_exported_total 0");
     assert_line(t, "pitot_trace_spans_dropped_total{reason=\"queue_full\"} 0");
@@ -888,11 +835,11 @@ static void test_trace_spans(void **state)
     met_add_spans_dropped(regs[1], MET_TRACE_DROP_QUEUE_FULL, 2);
     met_add_spans_dropped(regs[1], MET_TRACE_DROP_EXPORT_FAILED, 7);
     met_add_spans_dropped(regs[1], MET_TRACE_DROP__COUNT, 100);
-    t = expose(regs, 2);
+    t = fx_expose(regs, 2);
     assert_line(t, "pitot_trace_spans_exported_total 515");
     assert_line(t, "pitot_trace_spans_dropped_total{reason=\"queue_full\"} 3");
     assert_line(t, "pitot_trace_spans_dropped_total{reason=\"export_failed\"} 7");
-    assert_int_equal(count_prefix(t, "pitot_trace_spans_dropped_total{"), 2);
+    assert_int_equal(fx_count_prefix(t, "pitot_trace_spans_dropped_total{"), 2);
     free(t);
     met_registry_free(regs[0]);
     met_registry_free(regs[1]);
@@ -933,7 +880,7 @@ static void test_doc_markdown(void **state)
     assert_non_null(strstr(doc, "| `pitot_shed_total` | counter | `tier`, `reason` | "));
     assert_non_null(strstr(doc, "| `pitot_slo_requests_total` | counter | `tier`, `met` | "));
     assert_non_null(strstr(doc, "| `pitot_backend_cache_usage_ratio` | gauge | `backend` | "));
-    assert_int_equal(count_prefix(doc, "| `pitot_"), MET__COUNT);
+    assert_int_equal(fx_count_prefix(doc, "| `pitot_"), MET__COUNT);
     free(doc);
     (void)state;
 }
@@ -960,14 +907,14 @@ static void test_inactive_backend_hidden(void **state)
     met_add_scrape(r[0], 1, MET_SCRAPE_OK);
     met_add_upstream_error(r[0], 1, PITOT_EUPSTREAM_CONNECT);
     met_add_request(r[0], met_series(r[0], 0, 0, 0), 200);
-    t = expose(r, 1);
+    t = fx_expose(r, 1);
     assert_null(strstr(t, "backend=\"b\""));
     assert_line(t, "pitot_backend_up{backend=\"a\"} 0");
     assert_line(t, "pitot_requests_total{" SMALL_A ",code=\"200\"} 1");
     free(t);
 
     met_backend_active(r[1], 1, true); /* the other registry has it */
-    t = expose(r, 2);
+    t = fx_expose(r, 2);
     assert_line(t, "pitot_requests_total{backend=\"b\",model=\"small\",tier=\"default\","
                    "code=\"200\"} 1");
     assert_line(t, "pitot_backend_up{backend=\"b\"} 1");
@@ -976,7 +923,7 @@ static void test_inactive_backend_hidden(void **state)
     free(t);
 
     met_backend_active(r[1], 1, false);
-    t = expose(r, 2);
+    t = fx_expose(r, 2);
     assert_null(strstr(t, "backend=\"b\""));
     free(t);
     met_registry_free(r[0]);

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "fixture.h"
 #include <event2/buffer.h>
 
 #include "pitot/cfg.h"
@@ -49,59 +51,6 @@ static struct cfg *test_cfg(bool otel)
     c->nbuckets = sizeof(buckets) / sizeof(buckets[0]);
     c->otel_metrics = otel;
     return c;
-}
-
-/* The exposition of n registries as a NUL-terminated string (caller frees). */
-static char *expose(struct met_registry *const *regs, size_t n)
-{
-    struct evbuffer *b = evbuffer_new();
-    size_t len;
-    char *s;
-
-    assert_non_null(b);
-    assert_int_equal(met_expose(regs, n, b), 0);
-    len = evbuffer_get_length(b);
-    s = malloc(len + 1);
-    assert_non_null(s);
-    assert_int_equal(evbuffer_remove(b, s, len), (int)len);
-    s[len] = '\0';
-    evbuffer_free(b);
-    return s;
-}
-
-/* Position of the whole line `line` in text, or NULL. */
-static const char *find_line(const char *text, const char *line)
-{
-    size_t n = strlen(line);
-    const char *p = text;
-
-    while ((p = strstr(p, line)) != NULL) {
-        if ((p == text || p[-1] == '\n') && p[n] == '\n')
-            return p;
-        p++;
-    }
-    return NULL;
-}
-
-#define assert_line(text, line)                                                                    \
-    do {                                                                                           \
-        if (find_line((text), (line)) == NULL)                                                     \
-            fail_msg("missing line: %s\n---\n%s", (line), (text));                                 \
-    } while (0)
-
-/* Lines starting with prefix. */
-static int count_prefix(const char *text, const char *prefix)
-{
-    const char *p = text;
-    int n = 0;
-
-    for (;;) {
-        if (strncmp(p, prefix, strlen(prefix)) == 0)
-            n++;
-        p = strchr(p, '\n');
-        if (p == NULL || *++p == '\0')
-            return n;
-    }
 }
 
 /* A successful streamed chat request. */
@@ -144,8 +93,8 @@ static void test_off_absent_and_pitot_unchanged(void **state)
     met_add_request(r1, s1, 200);
     met_observe_otel(r0, s0, &o); /* no OTel storage: ignored */
     met_observe_otel(r1, s1, &o);
-    t0 = expose(&r0, 1);
-    t1 = expose(&r1, 1);
+    t0 = fx_expose(&r0, 1);
+    t1 = fx_expose(&r1, 1);
     assert_null(strstr(t0, "gen_ai"));
     assert_null(strstr(t0, "error_type"));
     /* with the switch on, pitot's families come first, byte for byte the
@@ -154,8 +103,8 @@ static void test_off_absent_and_pitot_unchanged(void **state)
     assert_memory_equal(t0, t1, strlen(t0));
     assert_true(strncmp(t1 + strlen(t0), "# HELP gen_ai_client_operation_duration_seconds ", 48) ==
                 0);
-    assert_int_equal(count_prefix(t1, "# TYPE gen_ai_"), 4);
-    assert_int_equal(count_prefix(t1 + strlen(t0), "# TYPE "), 4);
+    assert_int_equal(fx_count_prefix(t1, "# TYPE gen_ai_"), 4);
+    assert_int_equal(fx_count_prefix(t1 + strlen(t0), "# TYPE "), 4);
     free(t0);
     free(t1);
     met_registry_free(r0);
@@ -175,7 +124,7 @@ static void test_exposition_bytes(void **state)
 
     assert_non_null(r);
     s = met_series(r, 0, met_model_index(r, span_cstr("small")), 0);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     /* every family has HELP and TYPE, with no series yet */
     assert_line(t, "# HELP gen_ai_client_operation_duration_seconds GenAI operation duration: "
                    "pitot's E2E, every request a backend took; error_type on failed ones");
@@ -193,7 +142,7 @@ static void test_exposition_bytes(void **state)
     o.input_tokens = 67108865;
     o.output_tokens = 0;
     met_observe_otel(r, s, &o);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
 
 #define D "gen_ai_client_operation_duration_seconds"
     assert_line(t, D "_bucket{" L_A ",le=\"0.01\"} 0");
@@ -213,7 +162,7 @@ static void test_exposition_bytes(void **state)
     assert_line(t, D "_bucket{" L_A ",le=\"+Inf\"} 2");
     assert_line(t, D "_sum{" L_A "} 82.07");
     assert_line(t, D "_count{" L_A "} 2");
-    assert_int_equal(count_prefix(t, D "_bucket{"), 15);
+    assert_int_equal(fx_count_prefix(t, D "_bucket{"), 15);
 #undef D
 
 #define T "gen_ai_server_time_to_first_token_seconds"
@@ -229,7 +178,7 @@ static void test_exposition_bytes(void **state)
                      (i >= 4) + (i == 16));
             assert_line(t, line);
         }
-        assert_int_equal(count_prefix(t, T "_bucket{"), 17);
+        assert_int_equal(fx_count_prefix(t, T "_bucket{"), 17);
     }
     assert_line(t, T "_sum{" L_A "} 10.030001");
     assert_line(t, T "_count{" L_A "} 2");
@@ -244,7 +193,7 @@ static void test_exposition_bytes(void **state)
     assert_line(t, P "_bucket{" L_A ",le=\"2.5\"} 2");
     assert_line(t, P "_bucket{" L_A ",le=\"+Inf\"} 2");
     assert_line(t, P "_sum{" L_A "} 2.52");
-    assert_int_equal(count_prefix(t, P "_bucket{"), 14);
+    assert_int_equal(fx_count_prefix(t, P "_bucket{"), 14);
 #undef P
 
 #define K "gen_ai_client_token_usage"
@@ -264,12 +213,12 @@ static void test_exposition_bytes(void **state)
     assert_line(t, K "_bucket{" OUT ",le=\"16\"} 2");
     assert_line(t, K "_sum{" OUT "} 16");
     assert_line(t, K "_count{" OUT "} 2");
-    assert_int_equal(count_prefix(t, K "_bucket{"), 30);
+    assert_int_equal(fx_count_prefix(t, K "_bucket{"), 30);
 #undef IN
 #undef OUT
 #undef K
     /* one label set only: no other backend, model, tier or operation */
-    assert_int_equal(count_prefix(t, "gen_ai_client_operation_duration_seconds_count{"), 1);
+    assert_int_equal(fx_count_prefix(t, "gen_ai_client_operation_duration_seconds_count{"), 1);
     assert_null(strstr(t, "error_type="));
     free(t);
     met_registry_free(r);
@@ -298,7 +247,7 @@ static void test_errors(void **state)
     o.e2e_us = 5000;
     met_observe_otel(r, s, &o);
     met_observe_otel(r, s, &o);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
 #define D "gen_ai_client_operation_duration_seconds"
     assert_line(t, D "_bucket{" L_A ",error_type=\"500\",le=\"0.01\"} 2");
     assert_line(t, D "_count{" L_A ",error_type=\"500\"} 2");
@@ -321,7 +270,7 @@ static void test_errors(void **state)
     met_observe_otel(r, s, &o);
     o.outcome = PITOT_EUPSTREAM_TIMEOUT; /* a value already kept */
     met_observe_otel(r, s, &o);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, D "_count{" L_A "} 1");
     assert_line(t, D "_count{" L_A ",error_type=\"500\"} 2");
     assert_line(t, D "_count{" L_A ",error_type=\"upstream_timeout\"} 2");
@@ -330,7 +279,7 @@ static void test_errors(void **state)
     /* a fifth distinct value in one label set: the conventions' fallback */
     assert_line(t, D "_count{" L_A ",error_type=\"_OTHER\"} 1");
     assert_null(strstr(t, "upstream_reset"));
-    assert_int_equal(count_prefix(t, D "_count{"), 6);
+    assert_int_equal(fx_count_prefix(t, D "_count{"), 6);
     /* TTFT and TPOT only from the successful request */
     assert_line(t, "gen_ai_server_time_to_first_token_seconds_count{" L_A "} 1");
     assert_line(t, "gen_ai_server_time_per_output_token_seconds_count{" L_A "} 1");
@@ -383,7 +332,7 @@ static void test_operations(void **state)
     o.op = MET_OTEL_OP__COUNT; /* out of range: ignored */
     met_observe_otel(r, s, &o);
     met_observe_otel(r, met_series(r, 9, 0, 0), &o); /* series out of range */
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_null(strstr(t, "gen_ai_operation_name="));
     free(t);
 
@@ -392,7 +341,7 @@ static void test_operations(void **state)
     met_observe_otel(r, s, &o);
     o.op = MET_OTEL_OP_TEXT_COMPLETION;
     met_observe_otel(r, s, &o);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
 #define B                                                                                          \
     "gen_ai_provider_name=\"llamacpp\",gen_ai_request_model=\"small\","                            \
     "server_address=\"127.0.0.1\",server_port=\"8081\",tier=\"batch\""
@@ -432,7 +381,7 @@ static void test_provider(void **state)
     s = met_series(r, 1, met_model_index(r, span_cstr("small")), 0);
     o.flavor = CFG_FLAVOR_AUTO;
     met_observe_otel(r, s, &o);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
 #define B_REST                                                                                     \
     "gen_ai_request_model=\"small\",server_address=\"::1\",server_port=\"8082\",tier=\"default\""
     assert_line(t, "gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name=\"chat\","
@@ -441,7 +390,7 @@ static void test_provider(void **state)
     /* detected at a scrape: the series keeps its counts under the new label */
     o.flavor = CFG_FLAVOR_VLLM;
     met_observe_otel(r, s, &o);
-    t = expose(&r, 1);
+    t = fx_expose(&r, 1);
     assert_line(t, "gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name=\"chat\","
                    "gen_ai_provider_name=\"vllm\"," B_REST "} 2");
     assert_null(strstr(t, "\"openai\""));
@@ -484,7 +433,7 @@ static void test_merge(void **state)
     o.flavor = CFG_FLAVOR_AUTO;
     met_observe_otel(regs[1], met_series(regs[1], 0, m, 1), &o); /* a, y, batch */
 
-    t = expose(regs, 2);
+    t = fx_expose(regs, 2);
 #define X                                                                                          \
     "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"llamacpp\","                            \
     "gen_ai_request_model=\"x\",server_address=\"127.0.0.1\",server_port=\"8081\","                \
@@ -501,7 +450,7 @@ static void test_merge(void **state)
     assert_line(t, D "_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"llamacpp\","
                      "gen_ai_request_model=\"y\",server_address=\"127.0.0.1\","
                      "server_port=\"8081\",tier=\"batch\"} 1");
-    assert_int_equal(count_prefix(t, D "_count{"), 4);
+    assert_int_equal(fx_count_prefix(t, D "_count{"), 4);
     assert_null(strstr(t, "server_address=\"::1\""));
 #undef D
 #undef X
@@ -562,7 +511,7 @@ static void test_promtool_clean(void **state)
             o.status = 200;
         }
     }
-    t = expose(regs, 2);
+    t = fx_expose(regs, 2);
     assert_non_null(strstr(t, "error_type=\"_OTHER\""));
     fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -609,8 +558,8 @@ static void test_doc_markdown(void **state)
                                 "`tier`, `gen_ai_token_type` | Only with "));
     assert_non_null(strstr(doc, "| `gen_ai_server_time_to_first_token_seconds` | histogram | "));
     assert_non_null(strstr(doc, "| `gen_ai_server_time_per_output_token_seconds` | histogram | "));
-    assert_int_equal(count_prefix(doc, "| `gen_ai_"), MET_OTEL__COUNT);
-    assert_int_equal(count_prefix(doc, "| `gen_ai_"), 4);
+    assert_int_equal(fx_count_prefix(doc, "| `gen_ai_"), MET_OTEL__COUNT);
+    assert_int_equal(fx_count_prefix(doc, "| `gen_ai_"), 4);
     /* after pitot's own rows */
     assert_true(strstr(doc, "| `pitot_slo_requests_total`") < strstr(doc, "| `gen_ai_"));
     free(doc);
