@@ -3,6 +3,8 @@
 #include "fixture.h"
 
 #include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -278,4 +280,29 @@ int fx_count_prefix(const char *text, const char *prefix)
         if (p == NULL || *++p == '\0')
             return n;
     }
+}
+
+void fx_promtool_check(const char *text)
+{
+    static const char promtool[] = "/usr/bin/promtool";
+    char path[] = "/tmp/pitot-metrics-XXXXXX", cmd[256], out[4096];
+    size_t n, len = strlen(text);
+    int fd, status;
+    FILE *p;
+
+    if (access(promtool, X_OK) != 0)
+        fail_msg("%s is missing: run make deps (Debian package prometheus)", promtool);
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    snprintf(cmd, sizeof(cmd), "%s check metrics < %s 2>&1", promtool, path);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    status = pclose(p);
+    unlink(path);
+    if (n != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("promtool check metrics (status %d):\n%s", status, out);
 }

@@ -102,6 +102,10 @@ char *fx_expose(struct met_registry *const *regs, size_t n);
 /* Position of the whole line `line` in text, or NULL. */
 const char *fx_find_line(const char *text, const char *line);
 
+/* Runs `promtool check metrics` on text; fails the test on any complaint,
+ * or when promtool (Debian prometheus, installed by make deps) is missing. */
+void fx_promtool_check(const char *text);
+
 /* Lines of text starting with prefix. */
 int fx_count_prefix(const char *text, const char *prefix);
 

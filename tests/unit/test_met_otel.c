@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -21,8 +19,6 @@
 #include <event2/buffer.h>
 
 #include "pitot/cfg.h"
-
-#define PROMTOOL "/usr/bin/promtool"
 
 /* Two backends (llama.cpp on 127.0.0.1:8081, auto-detected on [::1]:8082),
  * tiers default and batch, model "small" known, buckets unlike the OTel ones. */
@@ -478,12 +474,10 @@ static void test_merge(void **state)
 /* Everything at once, pitot's families included, through promtool's linter. */
 static void test_promtool_clean(void **state)
 {
-    char path[] = "/tmp/pitot-met-otel-XXXXXX", cmd[256], out[4096];
     struct cfg *c = test_cfg(true);
     struct met_registry *regs[2];
-    size_t n = 0, i;
-    int fd, status, k, op;
-    FILE *p;
+    size_t i;
+    int k, op;
     char *t;
 
     strcpy(c->tiers[1].name, "we\"ird\\na\nme");
@@ -513,23 +507,7 @@ static void test_promtool_clean(void **state)
     }
     t = fx_expose(regs, 2);
     assert_non_null(strstr(t, "error_type=\"_OTHER\""));
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
-    close(fd);
-    if (access(PROMTOOL, X_OK) != 0) {
-        print_message("SKIPPED promtool check: %s not installed\n", PROMTOOL);
-    } else {
-        snprintf(cmd, sizeof(cmd), PROMTOOL " check metrics < %s 2>&1", path);
-        p = popen(cmd, "r");
-        assert_non_null(p);
-        n = fread(out, 1, sizeof(out) - 1, p);
-        out[n] = '\0';
-        status = pclose(p);
-        if (n != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            fail_msg("promtool check metrics (status %d):\n%s", status, out);
-    }
-    unlink(path);
+    fx_promtool_check(t);
     free(t);
     met_registry_free(regs[0]);
     met_registry_free(regs[1]);
