@@ -68,16 +68,6 @@ struct sigctx {
     struct alog *alog;
 };
 
-/* "30s" or "1500ms" */
-static const char *fmt_ms(char *buf, size_t n, unsigned ms)
-{
-    if (ms % 1000 == 0)
-        snprintf(buf, n, "%us", ms / 1000);
-    else
-        snprintf(buf, n, "%ums", ms);
-    return buf;
-}
-
 /* The first SIGTERM or SIGINT drains (shutdown.drain_timeout), a second one
  * during the drain stops at once. */
 static void on_stop(evutil_socket_t sig, short what, void *arg)
@@ -94,7 +84,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     }
     n = wrk_drain(w, ms); /* idle connections are closed already */
     fprintf(stderr, "pitot: signal %d, draining %u connection%s (drain_timeout %s)\n", (int)sig, n,
-            n == 1 ? "" : "s", fmt_ms(d, sizeof(d), ms));
+            n == 1 ? "" : "s", cfg_fmt_ms(d, sizeof(d), ms));
 }
 
 /* The drain's last line, once the loop has ended. */

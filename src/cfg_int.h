@@ -19,10 +19,9 @@
 int cfg_msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* The shortest exact spelling of a value into buf[0..n); return buf.
- * Sizes: "1g", "16m", "256k", "100". Durations: "10m", "5s", "250ms".
+ * Sizes: "1g", "16m", "256k", "100". Durations: cfg_fmt_ms in cfg.h.
  * Names: "a, b or c" from a NULL-terminated list. */
 const char *cfg_fmt_size(char *buf, size_t n, unsigned long long v);
-const char *cfg_fmt_ms(char *buf, size_t n, unsigned long long ms);
 const char *cfg_fmt_names(char *buf, size_t n, const char *const *names);
 
 /* Value syntax. Each takes the whole of s and returns 0, or -1 when s is not

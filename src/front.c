@@ -162,11 +162,12 @@ int front_error_json(enum pitot_err e, char *buf, size_t cap)
                     err_message(e), err_label(e), err_status(e));
 }
 
-void front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
+bool front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
                       bool close, const char *extra)
 {
     struct evbuffer *out = bufferevent_get_output(fc->bev);
 
+    close = close || !wrk_keepalive(fc->w);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: pitot\r\n", status,
                         err_reason_phrase(status));
     if (content_type)
@@ -175,12 +176,13 @@ void front_reply_head(struct front_conn *fc, int status, const char *content_typ
         evbuffer_add(out, extra, strlen(extra));
     evbuffer_add_printf(out, "Content-Length: %zu\r\n%s\r\n", len,
                         close ? "Connection: close\r\n" : "");
+    return close;
 }
 
 void front_reply(struct front_conn *fc, int status, const char *content_type, const char *body,
                  size_t len, bool close)
 {
-    front_reply_head(fc, status, content_type, len, close, NULL);
+    close = front_reply_head(fc, status, content_type, len, close, NULL);
     if (len)
         evbuffer_add(bufferevent_get_output(fc->bev), body, len);
     if (close)

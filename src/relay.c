@@ -542,9 +542,8 @@ void relay_shed(struct relay *r, enum met_shed why)
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", oq_retry_after(w->oq, clk_now_us()));
     else
         extra[0] = '\0';
-    r->client_keep = r->client_keep && wrk_keepalive(w); /* a drain closes after it */
-    front_reply_head(r->fc, r->status, "application/json", (size_t)n, !r->client_keep,
-                     extra[0] ? extra : NULL);
+    r->client_keep = !front_reply_head(r->fc, r->status, "application/json", (size_t)n,
+                                       !r->client_keep, extra[0] ? extra : NULL);
     evbuffer_add(relay_client_out(r), body, (size_t)n);
     relay_finish(r, e);
 }
@@ -1096,8 +1095,8 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         char body[256];
         int n = front_error_json(e, body, sizeof(body));
         r->status = err_status(e);
-        r->client_keep = r->client_keep && wrk_keepalive(r->w);
-        front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
+        r->client_keep =
+            !front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
         evbuffer_add(relay_client_out(r), body, (size_t)n);
     } else {
         if (r->sse && !r->passthrough) {

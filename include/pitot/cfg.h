@@ -245,6 +245,10 @@ static inline const char *cfg_backend_authority(const struct cfg_backend *b)
     return b->url + sizeof("http://") - 1;
 }
 
+/* A duration as the config spells it, the shortest exact way ("10m", "5s",
+ * "250ms") into buf[0..n); returns buf. */
+const char *cfg_fmt_ms(char *buf, size_t n, unsigned long long ms);
+
 /* Index of a tier by name, or -1. */
 int cfg_tier_find(const struct cfg *c, const char *name);
 

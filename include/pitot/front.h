@@ -53,8 +53,10 @@ void front_relay_done(struct front_conn *fc, bool keep_alive);
 
 /* Writes the head of a locally generated response with Content-Length `len`;
  * the caller adds exactly len body bytes (none for HEAD requests). extra:
- * NULL or more header lines, each ending in CRLF. */
-void front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
+ * NULL or more header lines, each ending in CRLF. The head says
+ * "Connection: close" when close is set or the worker no longer keeps
+ * connections (a drain); returns whether it does. */
+bool front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
                       bool close, const char *extra);
 
 /* Ends the connection once everything written so far reached the socket. */
