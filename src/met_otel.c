@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "met_int.h"
+#include "pitot/flavor.h"
 #include "pitot/err.h"
 
 #define MET_OTEL_NOPS (MET_OTEL_OP__COUNT - 1)      /* operations stored (NONE is not) */
@@ -126,15 +127,7 @@ const char *met_otel_op_label(enum met_otel_op op)
 
 const char *met_otel_provider_label(enum cfg_flavor f)
 {
-    switch (f) {
-    case CFG_FLAVOR_LLAMACPP: return "llamacpp";
-    case CFG_FLAVOR_VLLM: return "vllm";
-    case CFG_FLAVOR_TGI: return "tgi";
-    case CFG_FLAVOR_SGLANG: return "sglang";
-    case CFG_FLAVOR_AUTO:
-    case CFG_FLAVOR_OPENAI: break;
-    }
-    return "openai";
+    return f == CFG_FLAVOR_AUTO ? "openai" : flv_name(f);
 }
 
 void met_otel_free(struct met_otel *o)
