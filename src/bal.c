@@ -129,6 +129,13 @@ struct span bal_alias(const struct cfg *c, struct span name)
 #define BAL_LOAD_MAX (1u << 24) /* keeps load * weight * capacity below 2^64 */
 #define BAL_CAP_MAX (1u << 20)
 
+/* Can b take a request now: it has an address, is up, not ejected, and has
+ * not failed this request already (tried may be NULL)? */
+static bool bal_usable(const struct bal_backend *b, const bool *tried, uint64_t now_us)
+{
+    return b->active && b->up && !bal_ejected(b, now_us) && !(tried && tried[b->idx]);
+}
+
 /* The lowest speed estimate among the backends that could take rq now, 0
  * when none has one (or speed does not count). */
 static uint32_t bal_fastest(const struct bal *bl, const struct bal_req *rq, uint64_t now_us)
@@ -140,8 +147,7 @@ static uint32_t bal_fastest(const struct bal *bl, const struct bal_req *rq, uint
         return 0;
     for (k = 0; k < bl->n; k++) {
         const struct bal_backend *b = &bl->b[k];
-        if (b->tpot_us == 0 || !b->active || !b->up || bal_ejected(b, now_us) ||
-            (rq->tried && rq->tried[b->idx]) || !bal_serves(b, rq->model))
+        if (b->tpot_us == 0 || !bal_usable(b, rq->tried, now_us) || !bal_serves(b, rq->model))
             continue;
         if (f == 0 || b->tpot_us < f)
             f = b->tpot_us;
@@ -213,7 +219,7 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
         if ((!b->active && b->cfg->nmodels == 0) || !bal_serves(b, rq->model))
             continue;
         any_serves = true;
-        if (!b->active || !b->up || bal_ejected(b, now_us) || (rq->tried && rq->tried[b->idx]))
+        if (!bal_usable(b, rq->tried, now_us))
             continue;
         any_usable = true;
         if (bal_saturated(bl, b, now_us))
@@ -309,7 +315,7 @@ static bool bal_replaceable(const struct bal *bl, const struct bal_backend *b, u
         bool other = false;
         for (i = 0; i < bl->n && !other; i++) {
             const struct bal_backend *o = &bl->b[i];
-            other = o != b && o->active && o->up && !bal_ejected(o, now_us) && bal_serves(o, model);
+            other = o != b && bal_usable(o, NULL, now_us) && bal_serves(o, model);
         }
         if (!other)
             return false;
