@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pitot/json.h"
+
 #define ALOG_CAP_MIN 1024
 #define ALOG_LINE_MAX 8192 /* bytes per line, cut strings included */
 #define ALOG_NSTR 9        /* string fields whose contents share the budget */
@@ -108,77 +110,6 @@ static void w_time(struct alog_w *w, uint64_t wall_us)
         w_raw(w, tmp, (size_t)n);
 }
 
-/* Length of the UTF-8 sequence at p[0..n) if valid (1..4), else 0 with *bad
- * set to the length of its maximal invalid subpart, which becomes one U+FFFD
- * (the Unicode "best practice" for replacement). */
-static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-    size_t need, i;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        if (c == 0xe0)
-            lo = 0xa0; /* overlong */
-        else if (c == 0xed)
-            hi = 0x9f; /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        if (c == 0xf0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xf4)
-            hi = 0x8f; /* past U+10FFFF */
-    } else {
-        *bad = 1;
-        return 0;
-    }
-    for (i = 1; i < need; i++) {
-        if (i >= n || p[i] < lo || p[i] > hi) {
-            *bad = i;
-            return 0;
-        }
-        lo = 0x80;
-        hi = 0xbf;
-    }
-    return need;
-}
-
-/* The escaped form of the first unit of p[0..n): writes it to out[0..6) and
- * returns its length; *used gets the input bytes it stands for. */
-static size_t esc_unit(const unsigned char *p, size_t n, size_t *used, char out[6])
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t bad = 0, len = utf8_seq(p, n, &bad);
-
-    if (len == 0) {
-        *used = bad;
-        memcpy(out, "\\ufffd", 6);
-        return 6;
-    }
-    *used = len;
-    if (len > 1) {
-        memcpy(out, p, len);
-        return len;
-    }
-    if (p[0] == '"' || p[0] == '\\') {
-        out[0] = '\\';
-        out[1] = (char)p[0];
-        return 2;
-    }
-    if (p[0] < 0x20 || p[0] == 0x7f) {
-        memcpy(out, "\\u00", 4);
-        out[4] = hex[p[0] >> 4];
-        out[5] = hex[p[0] & 15];
-        return 6;
-    }
-    out[0] = (char)p[0];
-    return 1;
-}
-
 static size_t esc_len(struct span s)
 {
     const unsigned char *p = (const unsigned char *)s.p;
@@ -186,7 +117,7 @@ static size_t esc_len(struct span s)
     char unit[6];
 
     while (i < s.len) {
-        total += esc_unit(p + i, s.len - i, &used, unit);
+        total += json_esc_unit(p + i, s.len - i, &used, unit);
         i += used;
     }
     return total;
@@ -202,7 +133,7 @@ static void w_esc(struct alog_w *w, struct span s, size_t budget)
 
     limit = esc_len(s) <= budget ? budget : (budget >= 3 ? budget - 3 : 0);
     while (i < s.len) {
-        ul = esc_unit(p + i, s.len - i, &used, unit);
+        ul = json_esc_unit(p + i, s.len - i, &used, unit);
         if (out + ul > limit)
             break;
         w_raw(w, unit, ul);

@@ -869,71 +869,85 @@ size_t json_str_decode(struct span raw, char *out, size_t cap)
     return n;
 }
 
-/* Length of the well-formed UTF-8 sequence at p[0..n) (RFC 3629: no
- * overlong forms, surrogates or code points past U+10FFFF), 0 if none. */
-static size_t json_utf8_valid(const unsigned char *p, size_t n)
+/* Length of the UTF-8 sequence at p[0..n) if well-formed (1..4; RFC 3629:
+ * no overlong forms, surrogates or code points past U+10FFFF), else 0 with
+ * *bad set to the length of its maximal invalid subpart, which becomes one
+ * U+FFFD (the Unicode "best practice" for replacement). */
+static size_t json_utf8_seq(const unsigned char *p, size_t n, size_t *bad)
 {
-    unsigned char lo = 0x80, hi = 0xBF;
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
     size_t need, i;
 
-    if (p[0] < 0x80)
+    if (c < 0x80)
         return 1;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+    if (c >= 0xc2 && c <= 0xdf) {
         need = 2;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+    } else if (c >= 0xe0 && c <= 0xef) {
         need = 3;
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
         need = 4;
-    else
+        if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* past U+10FFFF */
+    } else {
+        *bad = 1;
         return 0;
-    if (p[0] == 0xE0)
-        lo = 0xA0;
-    else if (p[0] == 0xED)
-        hi = 0x9F;
-    else if (p[0] == 0xF0)
-        lo = 0x90;
-    else if (p[0] == 0xF4)
-        hi = 0x8F;
+    }
     for (i = 1; i < need; i++) {
-        if (i >= n || p[i] < lo || p[i] > hi)
+        if (i >= n || p[i] < lo || p[i] > hi) {
+            *bad = i;
             return 0;
+        }
         lo = 0x80;
-        hi = 0xBF;
+        hi = 0xbf;
     }
     return need;
 }
 
-size_t json_str_encode(struct span s, char *out, size_t cap)
+size_t json_esc_unit(const unsigned char *p, size_t n, size_t *used, char out[6])
 {
     static const char hex[] = "0123456789abcdef";
+    size_t bad = 0, len = json_utf8_seq(p, n, &bad);
+
+    if (len == 0) {
+        *used = bad;
+        memcpy(out, "\\ufffd", 6);
+        return 6;
+    }
+    *used = len;
+    if (len > 1) {
+        memcpy(out, p, len);
+        return len;
+    }
+    if (p[0] == '"' || p[0] == '\\') {
+        out[0] = '\\';
+        out[1] = (char)p[0];
+        return 2;
+    }
+    if (p[0] < 0x20 || p[0] == 0x7f) {
+        memcpy(out, "\\u00", 4);
+        out[4] = hex[p[0] >> 4];
+        out[5] = hex[p[0] & 15];
+        return 6;
+    }
+    out[0] = (char)p[0];
+    return 1;
+}
+
+size_t json_str_encode(struct span s, char *out, size_t cap)
+{
     const unsigned char *p = (const unsigned char *)s.p;
     size_t i = 0, n = 0;
 
     while (i < s.len) {
         char unit[6];
-        size_t ul, used = 1;
-        unsigned char c = p[i];
+        size_t used, ul = json_esc_unit(p + i, s.len - i, &used, unit);
 
-        if (c == '"' || c == '\\') {
-            unit[0] = '\\';
-            unit[1] = (char)c;
-            ul = 2;
-        } else if (c < 0x20 || c == 0x7f) {
-            memcpy(unit, "\\u00", 4);
-            unit[4] = hex[c >> 4];
-            unit[5] = hex[c & 15];
-            ul = 6;
-        } else if (c < 0x80) {
-            unit[0] = (char)c;
-            ul = 1;
-        } else if ((used = json_utf8_valid(p + i, s.len - i)) == 0) {
-            memcpy(unit, "\\ufffd", 6);
-            ul = 6;
-            used = 1;
-        } else {
-            memcpy(unit, p + i, used);
-            ul = used;
-        }
         if (ul > cap - n)
             break;
         memcpy(out + n, unit, ul);

@@ -111,11 +111,16 @@ long json_req_add_include_usage(struct span body, struct json_toks *toks, char *
  * Stops at cap without splitting a UTF-8 sequence. Returns bytes written. */
 size_t json_str_decode(struct span raw, char *out, size_t cap);
 
-/* Writes s JSON-escaped (without the quotes) into out[0..cap): " and \ get a
- * backslash, control bytes and DEL become \u00XX, every byte that is not part
- * of well-formed UTF-8 becomes \ufffd; the rest is copied. At most 6 bytes
- * per input byte. Stops before a unit that does not fit. Returns bytes
- * written. */
+/* The JSON-escaped form of the first unit of p[0..n) (n >= 1) into out[0..6):
+ * " and \ get a backslash, control bytes and DEL become \u00XX, a
+ * well-formed UTF-8 sequence is copied, and each maximal invalid subpart
+ * becomes one \ufffd. Returns the bytes written; *used gets the input bytes
+ * the unit stands for. */
+size_t json_esc_unit(const unsigned char *p, size_t n, size_t *used, char out[6]);
+
+/* Writes s JSON-escaped (without the quotes) into out[0..cap), unit by unit
+ * as json_esc_unit does: at most 6 bytes per input byte. Stops before a unit
+ * that does not fit. Returns bytes written. */
 size_t json_str_encode(struct span s, char *out, size_t cap);
 
 /* Reports a scalar found by json_paths_visit(): the index of the path it was
