@@ -1,7 +1,7 @@
 /* err: lookups into the error-kind table. */
 #include "pitot/err.h"
 
-#include <stddef.h>
+#include <stdio.h>
 
 static const struct {
     int status;
@@ -32,6 +32,32 @@ const char *err_outcome(enum pitot_err e)
 const char *err_message(enum pitot_err e)
 {
     return (unsigned)e < PITOT_E__COUNT ? err_table[e].msg : "unknown error";
+}
+
+int err_json(enum pitot_err e, char *buf, size_t cap)
+{
+    const char *type = err_label(e), *code = NULL;
+    int n;
+
+    switch (e) {
+#define PITOT_ERR_OPENAI_CASE(name, t, c)                                                          \
+    case PITOT_E##name:                                                                            \
+        type = t;                                                                                  \
+        code = c;                                                                                  \
+        break;
+        PITOT_ERR_OPENAI(PITOT_ERR_OPENAI_CASE)
+#undef PITOT_ERR_OPENAI_CASE
+    default: break;
+    }
+    if (code)
+        n = snprintf(buf, cap, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%s}}",
+                     err_message(e), type, code);
+    else
+        n = snprintf(buf, cap, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%d}}",
+                     err_message(e), type, err_status(e));
+    if (n < 0 || cap == 0)
+        return 0;
+    return (size_t)n < cap ? n : (int)cap - 1;
 }
 
 const char *err_reason_phrase(int status)

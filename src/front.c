@@ -158,8 +158,7 @@ void front_close_after_flush(struct front_conn *fc)
 
 int front_error_json(enum pitot_err e, char *buf, size_t cap)
 {
-    return snprintf(buf, cap, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%d}}",
-                    err_message(e), err_label(e), err_status(e));
+    return err_json(e, buf, cap);
 }
 
 bool front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,

@@ -1107,9 +1107,10 @@ static void relay_fail(struct relay *r, enum pitot_err e)
             relay_release_held(r, span_make(NULL, 0));
             relay_write_chunk(r, r->stage, r->stage_len);
             r->stage_len = 0;
-            n = snprintf(ev, sizeof(ev),
-                         "data: {\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":%d}}\n\n",
-                         err_message(e), err_label(e), err_status(e));
+            memcpy(ev, "data: ", 6);
+            n = 6 + err_json(e, ev + 6, sizeof(ev) - 8);
+            memcpy(ev + n, "\n\n", 2);
+            n += 2;
             relay_write_chunk(r, ev, (size_t)n);
         }
         r->client_keep = false;

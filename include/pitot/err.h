@@ -3,8 +3,12 @@
 #ifndef PITOT_ERR_H
 #define PITOT_ERR_H
 
+#include <stddef.h>
+
 /*  X(NAME,              status, "label",             "outcome",        "message to the client")
- * label: metric `kind` and access-log `error`; outcome: access-log `outcome`. */
+ * label: metric `kind` and access-log `error`; outcome: access-log `outcome`.
+ * The JSON error body's "type" is the label and its "code" the status, except
+ * for the kinds in PITOT_ERR_OPENAI below, which use OpenAI's own values. */
 /* clang-format off */
 #define PITOT_ERR_LIST(X)                                                                          \
     X(OK,                 200, "ok",                 "ok",             "ok")                        \
@@ -29,7 +33,17 @@
     X(STALL_TIMEOUT,      504, "stall_timeout",      "stall_timeout",  "backend stream stalled")    \
     X(CLIENT_CANCEL,      499, "client_cancel",      "client_cancel",  "client closed the connection") \
     X(CLIENT_TIMEOUT,     408, "client_timeout",     "client_timeout", "client stopped reading") \
-    X(SHUTDOWN,           503, "shutdown",           "shutdown",       "pitot is shutting down")
+    X(SHUTDOWN,           503, "shutdown",           "shutdown",       "pitot is shutting down") \
+    X(INVALID_JSON,       400, "invalid_json",       "bad_request",    "the request body is not valid JSON") \
+    X(UNAUTHORIZED,       401, "invalid_api_key",    "unauthorized",   "missing or invalid API key") \
+    X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "bad_request",    "method not allowed")
+
+/* Kinds whose JSON error body takes OpenAI's "type" and "code" (a JSON
+ * literal), so that clients and SDKs classify them as they do OpenAI's.
+ *  X(NAME,          "type",                  code literal) */
+#define PITOT_ERR_OPENAI(X)                                                                        \
+    X(INVALID_JSON,  "invalid_request_error", "null")                                              \
+    X(UNAUTHORIZED,  "invalid_request_error", "\"invalid_api_key\"")
 /* clang-format on */
 
 enum pitot_err {
@@ -52,6 +66,11 @@ const char *err_outcome(enum pitot_err e);
 
 /* Human message for the client's JSON error body. */
 const char *err_message(enum pitot_err e);
+
+/* The JSON error body {"error":{"message":..,"type":..,"code":..}} for `e`
+ * into buf[0..cap) (NUL-terminated, truncated to fit); returns the length
+ * written, at most cap - 1. */
+int err_json(enum pitot_err e, char *buf, size_t cap);
 
 /* Standard reason phrase for an HTTP status ("Not Found"), "Unknown" if none. */
 const char *err_reason_phrase(int status);

@@ -98,6 +98,72 @@ class ThreadedBackend:
         self.sock.close()
 
 
+class RawBackend(ThreadedBackend):
+    """A backend that records every byte each connection sends it, raw, and
+    answers each request (framed by Content-Length only, as pitot sends them)
+    with `respond(head, body)`: by default 200 with a small JSON body.
+    pitot's own probes and scrapes (User-Agent: pitot) are answered too but
+    kept apart, so that proxied_bytes() is exactly what clients' requests
+    made reach the backend."""
+
+    def __init__(self, respond=None):
+        self.raw = {}              # conn_id -> bytearray of everything received
+        self.probe_conns = set()   # connections pitot opened for itself
+        self.requests = []         # (head str, body bytes, conn_id), proxied only
+        self.respond = respond or (lambda head, body: RawBackend.json_reply(b'{"ok":true}'))
+        ThreadedBackend.__init__(self)
+
+    @staticmethod
+    def json_reply(body, status=b"200 OK", extra=b""):
+        return (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+                % (status, len(body), extra, body))
+
+    def serve(self, c, conn_id):
+        raw = self.raw.setdefault(conn_id, bytearray())
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    raw += d
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                if b"\r\nUser-Agent: pitot\r\n" in head + b"\r\n":
+                    self.probe_conns.add(conn_id)
+                m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                n = int(m.group(1)) if m else 0
+                while len(buf) < n:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    raw += d
+                    buf += d
+                body, buf = buf[:n], buf[n:]
+                line = head.split(b"\r\n")[0]
+                if conn_id in self.probe_conns:
+                    if b" /health " in line:
+                        c.sendall(RawBackend.json_reply(b'{"status":"ok"}', extra=b"Connection: close\r\n"))
+                    else:
+                        c.sendall(RawBackend.json_reply(b"{}", b"404 Not Found", b"Connection: close\r\n"))
+                    continue
+                self.requests.append((head.decode("latin-1"), body, conn_id))
+                out = self.respond(head.decode("latin-1"), body)
+                if out is None:          # close without answering
+                    return
+                c.sendall(out)
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def proxied_bytes(self):
+        """Every byte the backend received on connections that carried
+        clients' requests (pitot's probes and scrapes left out)."""
+        return b"".join(bytes(v) for k, v in sorted(self.raw.items()) if k not in self.probe_conns)
+
+
 def stop_all():
     for pr in list(_procs):
         pr.stop()

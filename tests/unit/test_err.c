@@ -99,6 +99,32 @@ static void test_err_rows(void **state)
     (void)state;
 }
 
+static void test_err_json(void **state)
+{
+    char buf[256];
+    int n;
+
+    /* pitot's own kinds: type is the label, code the status */
+    n = err_json(PITOT_EOVERLOADED, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"error\":{\"message\":\"all backends are busy, retry later\","
+                             "\"type\":\"overloaded\",\"code\":503}}");
+    assert_int_equal(n, (int)strlen(buf));
+    /* OpenAI's own type and code where clients classify by them */
+    err_json(PITOT_EUNAUTHORIZED, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"error\":{\"message\":\"missing or invalid API key\","
+                             "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}");
+    assert_int_equal(err_status(PITOT_EUNAUTHORIZED), 401);
+    err_json(PITOT_EINVALID_JSON, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"error\":{\"message\":\"the request body is not valid JSON\","
+                             "\"type\":\"invalid_request_error\",\"code\":null}}");
+    /* a short buffer: truncated, terminated, the written length returned */
+    n = err_json(PITOT_EOVERLOADED, buf, 10);
+    assert_int_equal(n, 9);
+    assert_string_equal(buf, "{\"error\":");
+    assert_int_equal(err_json(PITOT_EOVERLOADED, buf, 0), 0);
+    (void)state;
+}
+
 static void test_reason_phrase(void **state)
 {
     assert_string_equal(err_reason_phrase(200), "OK");
@@ -214,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_err_table),     cmocka_unit_test(test_err_rows),
         cmocka_unit_test(test_reason_phrase), cmocka_unit_test(test_span_ieq),
         cmocka_unit_test(test_span_to_i64),   cmocka_unit_test(test_span_eq),
+        cmocka_unit_test(test_err_json),
     };
 
     return cmocka_run_group_tests_name("err", tests, NULL, NULL);
