@@ -32,7 +32,10 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 ALL_CFLAGS += $(SAN_FLAGS)
 LDFLAGS += $(SAN_FLAGS)
 endif
-CPPFLAGS += -Iinclude -I$(LLHTTP_INC) $(PKG_CFLAGS)
+# llhttp in strict mode, for its own sources and for every file including its
+# header (the two must agree).
+LLHTTP_FLAGS := -DLLHTTP_STRICT_MODE=1
+CPPFLAGS += -Iinclude -I$(LLHTTP_INC) $(LLHTTP_FLAGS) $(PKG_CFLAGS)
 LDLIBS += $(PKG_LIBS) -lm
 
 LIB_SRCS := $(wildcard src/*.c src/*/*.c)
@@ -52,10 +55,10 @@ BINS := $(BUILD)/pitot $(BUILD)/pitot-sim $(BUILD)/pitot-load
 .PHONY: all deps test unit asan demo fuzz format-check clean
 all: $(BINS)
 
-$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $@")
-	$(Q)$(CC) -std=c11 $(CFLAGS) $(if $(filter 1,$(SANITIZE)),$(SAN_FLAGS)) -I$(LLHTTP_INC) -w -c -o $@ $<
+	$(Q)$(CC) -std=c11 $(CFLAGS) $(if $(filter 1,$(SANITIZE)),$(SAN_FLAGS)) -I$(LLHTTP_INC) $(LLHTTP_FLAGS) -w -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)

@@ -94,6 +94,7 @@ void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen)
     front_peer_format(fc->peer, sizeof(fc->peer), sa);
     lim.max_headers = w->cfg->max_headers;
     lim.max_uri_bytes = w->cfg->max_uri_bytes;
+    lim.max_head_bytes = w->cfg->max_header_bytes;
     h1_init(&fc->hp, H1_REQUEST, &lim, front_body_cb, fc);
     fc->st = FRONT_ST_IDLE;
     TAILQ_INSERT_TAIL(&w->conns, fc, link);
@@ -192,8 +193,15 @@ void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close)
 {
     char body[256];
     int n = front_error_json(e, body, sizeof(body));
+    /* RFC 9110 15.5.6: a 405 names the methods that are allowed */
+    const char *extra = e == PITOT_EMETHOD_NOT_ALLOWED
+                            ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
+                            : NULL;
 
-    front_reply(fc, err_status(e), "application/json", body, (size_t)n, close);
+    close = front_reply_head(fc, err_status(e), "application/json", (size_t)n, close, extra);
+    evbuffer_add(bufferevent_get_output(fc->bev), body, (size_t)n);
+    if (close)
+        front_close_after_flush(fc);
 }
 
 static void front_go_idle(struct front_conn *fc)
@@ -207,13 +215,14 @@ static void front_go_idle(struct front_conn *fc)
 
 static void front_read_body(struct front_conn *fc);
 
-/* Parses a head once it is whole; the head stays in the input buffer (spans
- * into it) until the relay copied what it needs. */
+/* Parses the head as it arrives (h1 sees each byte once, and refuses what
+ * can no longer become a request at once); the head stays in the input buffer
+ * (spans into it) until the relay copied what it needs. */
 static void front_read_head(struct front_conn *fc)
 {
     struct wrk *w = fc->w;
     struct evbuffer *in = bufferevent_get_input(fc->bev);
-    size_t len = evbuffer_get_length(in), look, hl, used;
+    size_t len = evbuffer_get_length(in), look, hl;
     const char *p;
     const struct h1_msg *m;
     enum h1_result r;
@@ -228,14 +237,10 @@ static void front_read_head(struct front_conn *fc)
     }
     look = len < w->cfg->max_header_bytes ? len : w->cfg->max_header_bytes;
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-    hl = h1_head_len(span_make(p, look));
-    if (hl == 0) {
-        if (len >= w->cfg->max_header_bytes)
-            front_reply_error(fc, PITOT_EHEADER_TOO_LARGE, true);
-        return;
-    }
+    r = h1_execute(&fc->hp, span_make(p, look), &hl);
+    if (r == H1_AGAIN)
+        return; /* h1 refuses a head past max_header_bytes itself */
     t0 = clk_now_us();
-    r = h1_execute(&fc->hp, span_make(p, hl), &used);
     if (r != H1_HEAD) {
         front_reply_error(fc, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, true);
         return;

@@ -12,6 +12,8 @@
 #include "pitot/h1.h"
 #include "pitot/wrk.h"
 
+#define HGET_HEAD_MAX 16384 /* bytes of a response head */
+
 struct hget {
     struct bufferevent *bev; /* owned */
     struct event *timer;     /* owned */
@@ -60,17 +62,15 @@ static bool hget_consume(struct hget *g)
     enum h1_result r;
 
     if (g->phase == 0) {
-        size_t len = evbuffer_get_length(in), look = len < 16384 ? len : 16384;
+        size_t len = evbuffer_get_length(in), look = len < HGET_HEAD_MAX ? len : HGET_HEAD_MAX;
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-        size_t hl = h1_head_len(span_make(p, look));
+        size_t hl;
 
-        if (hl == 0) {
-            if (len < 16384)
-                return false;
-            hget_done(g, HGET_PROTOCOL);
-            return true;
-        }
-        if (h1_execute(&g->hp, span_make(p, hl), &used) != H1_HEAD) {
+        /* the head so far, from its first byte: h1 parses only what is new */
+        r = h1_execute(&g->hp, span_make(p, look), &hl);
+        if (r == H1_AGAIN)
+            return false;
+        if (r != H1_HEAD || g->hp.msg.status < 200) {
             hget_done(g, HGET_PROTOCOL);
             return true;
         }
@@ -137,7 +137,10 @@ static struct hget *hget_new(struct event_base *base, size_t max_body, hget_cb c
         hget_free(g);
         return NULL;
     }
-    h1_init(&g->hp, H1_RESPONSE, NULL, hget_on_body, g);
+    {
+        struct h1_limits lim = { H1_MAX_HEADERS, 8192, HGET_HEAD_MAX };
+        h1_init(&g->hp, H1_RESPONSE, &lim, hget_on_body, g);
+    }
     bufferevent_setcb(g->bev, hget_read_cb, NULL, hget_event_cb, g);
     return g;
 }

@@ -458,7 +458,7 @@ static void relay_send(struct relay *r)
 {
     struct wrk *w = r->w;
     struct evbuffer *out;
-    struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes };
+    struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes, w->cfg->max_header_bytes };
 
     r->be_gen = r->be->gen;
     if (r->retried) {
@@ -879,15 +879,17 @@ static void relay_resp_head(struct relay *r)
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, err_reason_phrase(m->status));
     for (i = 0; i < m->nheaders; i++) {
         const struct h1_header *h = &m->headers[i];
-        if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "x-request-id"))
-            continue;
-        if (span_ieq(h->name, "content-length") && (r->chunked_out || r->eof_out))
+        /* the framing is pitot's own, written below from what h1 parsed */
+        if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "x-request-id") ||
+            span_ieq(h->name, "content-length"))
             continue;
         evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p, (int)h->value.len,
                             h->value.p);
     }
     if (r->chunked_out)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (!r->eof_out && m->content_length >= 0 && m->status != 204 && m->status >= 200)
+        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)m->content_length);
     evbuffer_add_printf(out, "X-Request-Id: %s\r\n%s\r\n", r->id,
                         keep ? "" : "Connection: close\r\n");
     sse_scan_init(&r->scan);
@@ -961,14 +963,13 @@ static void relay_up_input(struct relay *r)
         size_t len = evbuffer_get_length(in), cap = r->w->cfg->max_header_bytes;
         size_t look = len < cap ? len : cap, hl;
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+        enum h1_result res;
 
-        hl = h1_head_len(span_make(p, look));
-        if (hl == 0) {
-            if (len >= cap)
-                relay_fail(r, PITOT_EUPSTREAM_TOO_LARGE);
+        /* the head so far, from its first byte: h1 parses only what is new
+         * and fails a head past max_header_bytes itself */
+        if ((res = h1_execute(&r->up, span_make(p, look), &hl)) == H1_AGAIN)
             return;
-        }
-        if (h1_execute(&r->up, span_make(p, hl), &used) != H1_HEAD) {
+        if (res != H1_HEAD) {
             relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
             return;
         }

@@ -34,10 +34,12 @@ struct h1_header {
 typedef int (*h1_body_cb)(void *ud, struct span body);
 
 /* The parsed head. Every span points into the bytes passed to the h1_execute()
- * call that returned H1_HEAD: the caller keeps them intact while it uses them. */
+ * call that returned H1_HEAD: the caller keeps them intact while it uses them.
+ * Numbers and flags stay valid until the next message. */
 struct h1_msg {
     struct span method; /* requests */
-    struct span url;    /* requests: origin-form target */
+    struct span url;    /* requests: origin-form target (an absolute-form one is
+                           reduced to its path and query; its authority is host) */
     int status;         /* responses */
     unsigned http_major, http_minor;
     struct h1_header headers[H1_MAX_HEADERS];
@@ -46,12 +48,21 @@ struct h1_msg {
     bool chunked;           /* Transfer-Encoding: chunked */
     bool keep_alive;        /* llhttp's verdict from version + Connection */
     bool expect_continue;   /* Expect: 100-continue */
-    struct span host;       /* Host header value (requests), len 0 if absent */
+    struct span host;       /* requests: the Host header's value, or the authority of an
+                               absolute-form target; len 0 if absent */
 };
 
 struct h1_limits {
-    unsigned max_headers; /* <= H1_MAX_HEADERS */
-    size_t max_uri_bytes;
+    unsigned max_headers;  /* <= H1_MAX_HEADERS */
+    size_t max_uri_bytes;  /* request target */
+    size_t max_head_bytes; /* the head; also the chunk extensions and trailer
+                              fields of one message, together */
+};
+
+/* Where one header field lies in the message: offsets from its first byte,
+ * so that no state points into input across h1_execute() calls. */
+struct h1_field_at {
+    uint32_t name_off, name_len, value_off, value_len;
 };
 
 struct h1_parser {
@@ -63,39 +74,58 @@ struct h1_parser {
     void *ud;
     int phase;         /* private: 0 head, 1 body, 2 done */
     bool no_body;      /* private: see h1_expect_no_body() */
-    bool cur_value;    /* private: last data callback was a value */
     bool done_pending; /* private: H1_DONE owed after H1_HEAD */
-    unsigned n_cl;     /* private: Content-Length fields seen */
-    unsigned n_host;   /* private: Host fields seen */
+    bool field_done;   /* private: the last field's value is complete */
+    const char *base;  /* private: the message's first byte, only during an
+                               h1_execute() call in the head phase; else NULL */
+    size_t fed;        /* private: head bytes already given to llhttp */
+    size_t meta_bytes; /* private: chunk-extension and trailer bytes so far */
+    uint32_t method_off, method_len, url_off, url_len; /* private */
+    struct h1_field_at at[H1_MAX_HEADERS];             /* private */
+    unsigned nfields;                                  /* private */
+    unsigned n_cl, n_host, n_te;                       /* private: fields seen */
+    unsigned scan_line; /* private: head lines ended so far (the pre-scan) */
+    size_t scan_len;    /* private: bytes of the current head line */
+    unsigned scan_sp;   /* private: spaces in the request line */
+    bool scan_cr;       /* private: the last head byte was CR */
+    bool scan_prev_sp;  /* private: the last request-line byte was a space */
+    bool scan_done;     /* private: the pre-scan reached the blank line */
     struct h1_msg msg;
     enum pitot_err err; /* with H1_ERROR: the kind (status to answer) */
     const char *reason; /* with H1_ERROR: static text for logs */
 };
 
-/* Prepares p for a first message. lim may be NULL (128 headers, 8 KiB URI). */
+/* Prepares p for a first message. lim may be NULL (128 headers, 8 KiB URI,
+ * 32 KiB head). */
 void h1_init(struct h1_parser *p, enum h1_kind kind, const struct h1_limits *lim,
              h1_body_cb on_body, void *ud);
 
 /* Prepares p for the next message on the same connection. */
 void h1_reset(struct h1_parser *p);
 
-/* Length of the head at the start of `in` (through the blank line ending it,
- * CRLF or bare LF), or 0 if `in` does not hold a whole head yet. The caller
- * enforces its head size limit while this returns 0. */
-size_t h1_head_len(struct span in);
-
 /* For responses: the request was HEAD, or the caller knows the response has
  * no body; call before the head is parsed. */
 void h1_expect_no_body(struct h1_parser *p);
 
-/* Parses input. Before the head: `in` must start with a whole head, as found
- * by h1_head_len(); returns H1_HEAD after consuming exactly the head. Then body
- * bytes in any split: returns H1_DONE when the message ends (*consumed bytes
- * used; pipelined bytes after it are left), or H1_AGAIN having used them all.
+/* Parses input.
+ * The head: `in` holds every byte of the message received so far, from its
+ * first byte, in one piece (the parser looks only at the bytes it has not
+ * seen yet, and keeps offsets, never pointers, across calls). Returns
+ * H1_AGAIN while the head is incomplete (*consumed 0: pass the same bytes
+ * and more next time), H1_HEAD once it is complete (*consumed: the head's
+ * length; msg is valid, its spans into `in`), H1_ERROR as soon as the bytes
+ * can no longer start a valid message (a bare CR, an obs-folded line, a
+ * field name that is empty or has a blank, a head longer than
+ * max_head_bytes, ...), not only once the head is whole.
+ * The body: then any split; returns H1_DONE when the message ends (*consumed
+ * bytes used; pipelined bytes after it are left), or H1_AGAIN having used
+ * them all.
  * On H1_ERROR, p->err and p->reason say why; the parser is dead until reset.
  * Requests also fail on: missing or repeated Host in HTTP/1.1, repeated
- * Content-Length, Transfer-Encoding other than exactly "chunked" (501), control
- * bytes in header values, more headers or a longer URI than the limits. */
+ * Content-Length, Transfer-Encoding other than exactly "chunked" (501) or in
+ * HTTP/1.0, control bytes in header values, more headers or a longer URI
+ * than the limits, CONNECT (405), a "*" target or an absolute-form one that
+ * is not http(s)://authority[/path]. Responses fail on the framing faults. */
 enum h1_result h1_execute(struct h1_parser *p, struct span in, size_t *consumed);
 
 /* The connection closed: ends a response delimited by EOF. Returns H1_DONE when
@@ -108,7 +138,8 @@ const struct h1_header *h1_header_find(const struct h1_msg *m, const char *name)
 /* True for hop-by-hop headers a proxy must not forward: Connection,
  * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
  * Proxy-Authenticate, Proxy-Authorization, and any name listed in the message's
- * Connection header. */
+ * Connection header except the ones that frame or route the message
+ * (Content-Length, Host): those are never hop-by-hop. */
 bool h1_is_hop_by_hop(const struct h1_msg *m, struct span name);
 
 /* The response to a body-bearing request is allowed no body (HEAD, 1xx, 204, 304). */

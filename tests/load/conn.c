@@ -531,7 +531,7 @@ static void load_on_read_head(struct bufferevent *bev, void *arg)
         load_slot_set_state(s, LOAD_SLOT_HEAD);
     }
     for (;;) {
-        size_t len = evbuffer_get_length(in), look, hl, used;
+        size_t len = evbuffer_get_length(in), look, hl;
         const char *p;
         enum h1_result r;
 
@@ -539,13 +539,10 @@ static void load_on_read_head(struct bufferevent *bev, void *arg)
             return;
         look = len < LOAD_HEAD_MAX_BYTES ? len : LOAD_HEAD_MAX_BYTES;
         p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-        hl = h1_head_len(span_make(p, look));
-        if (hl == 0) {
-            if (len >= LOAD_HEAD_MAX_BYTES)
-                load_slot_finish(s, LOAD_EPROTOCOL);
+        /* the head so far, from its first byte: h1 parses only what is new */
+        r = h1_execute(&s->h1, span_make(p, look), &hl);
+        if (r == H1_AGAIN)
             return;
-        }
-        r = h1_execute(&s->h1, span_make(p, hl), &used);
         if (r != H1_HEAD || s->h1.msg.status == 101) {
             load_slot_finish(s, LOAD_EPROTOCOL);
             return;
@@ -556,7 +553,6 @@ static void load_on_read_head(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, hl); /* the head's spans die here; copied what we need */
         if (s->status >= 100 && s->status < 200) {
             /* Interim response (100 Continue, 103 Early Hints): skip it. */
-            h1_execute(&s->h1, span_make(NULL, 0), &used);
             h1_reset(&s->h1);
             s->status = 0;
             continue;

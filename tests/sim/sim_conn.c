@@ -59,7 +59,11 @@ static void conn_process(struct sim_conn *c);
 static void conn_set_state(struct sim_conn *c, enum sim_conn_state to)
 {
     switch (to) {
-    case SIM_CONN_IDLE: assert(c->state != SIM_CONN_CLOSING); break;
+    case SIM_CONN_IDLE:
+        assert(c->state != SIM_CONN_CLOSING);
+        if (c->state != SIM_CONN_IDLE)
+            h1_reset(&c->parser); /* the next request's head starts */
+        break;
     case SIM_CONN_BODY: assert(c->state == SIM_CONN_IDLE); break;
     case SIM_CONN_BUSY: assert(c->state == SIM_CONN_BODY); break;
     case SIM_CONN_RESUME: assert(c->state == SIM_CONN_BUSY); break;
@@ -344,18 +348,11 @@ static void conn_process(struct sim_conn *c)
             if (avail == 0)
                 return;
             p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-            hl = h1_head_len(span_make(p, n));
-            if (hl == 0) {
-                if (avail >= SIM_HEAD_MAX) {
-                    c->method[0] = '\0';
-                    c->path[0] = '\0';
-                    conn_framing_error(c, PITOT_EHEADER_TOO_LARGE);
-                }
+            /* the head so far, from its first byte: h1 parses what is new */
+            r = h1_execute(&c->parser, span_make(p, n), &hl);
+            if (r == H1_AGAIN)
                 return;
-            }
-            h1_reset(&c->parser);
             c->t_req_us = clk_now_us();
-            r = h1_execute(&c->parser, span_make(p, hl), &used);
             if (r == H1_ERROR) {
                 c->method[0] = '\0';
                 c->path[0] = '\0';
@@ -501,7 +498,10 @@ int sim_conn_accept(struct sim_srv *s, int fd)
         free(c);
         return -1;
     }
-    h1_init(&c->parser, H1_REQUEST, NULL, conn_on_body, c);
+    {
+        struct h1_limits lim = { H1_MAX_HEADERS, SIM_HEAD_MAX, SIM_HEAD_MAX };
+        h1_init(&c->parser, H1_REQUEST, &lim, conn_on_body, c);
+    }
     TAILQ_INSERT_TAIL(&s->conns, c, link);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     conn_idle_timeout(c);
