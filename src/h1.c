@@ -266,6 +266,8 @@ static int h1_on_headers_complete(llhttp_t *l)
             return HPE_USER;
     } else {
         m->status = llhttp_get_status_code(l);
+        if (m->status < 100 || m->status > 999)
+            return h1_fail(p, PITOT_EUPSTREAM_PROTOCOL, "status code not of three digits");
     }
     m->chunked = (l->flags & F_CHUNKED) != 0;
     if (l->flags & F_CONTENT_LENGTH)
@@ -486,6 +488,10 @@ static enum h1_result h1_execute_head(struct h1_parser *p, struct span in, size_
         }
         if (e != HPE_OK)
             return h1_error(p, e);
+        /* The head always ends in a pause (or a complete message); llhttp
+         * going on into a body means the two disagree: never guess. */
+        if (p->phase != H1_PHASE_HEAD)
+            return h1_fail_now(p, h1_bad(p), "head ended without a pause");
         p->fed = end;
     }
     if (p->fed >= p->lim.max_head_bytes)
