@@ -252,7 +252,7 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
         relay_copy(r->id, sizeof(r->id), rid->value);
     else
         wrk_request_id(w, r->id);
-    r->tier = tier_resolve(w->cfg, m);
+    r->tier = tier_resolve(w->cfg, m, NULL);
     if (w->cfg->affinity == CFG_AFFINITY_HEADER) {
         const struct h1_header *ah = h1_header_find(m, w->cfg->affinity_header);
         if (ah && ah->value.len)
