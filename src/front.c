@@ -209,7 +209,8 @@ bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close
     int n = front_error_json(e, body, sizeof(body));
 
     close = front_reply_head(fc, err_status(e), "application/json", (size_t)n, close, extra);
-    evbuffer_add(bufferevent_get_output(fc->bev), body, (size_t)n);
+    if (!fc->head)
+        evbuffer_add(bufferevent_get_output(fc->bev), body, (size_t)n);
     if (close)
         front_close_after_flush(fc);
     return close;
@@ -218,6 +219,7 @@ bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close
 static void front_go_idle(struct front_conn *fc)
 {
     front_set_state(fc, FRONT_ST_IDLE);
+    fc->head = false;
     h1_reset(&fc->hp);
     bufferevent_enable(fc->bev, EV_READ);
     event_del(fc->timer);
@@ -356,6 +358,7 @@ static void front_read_head(struct front_conn *fc)
     m = &fc->hp.msg;
     event_del(fc->timer);
     fc->nreq++;
+    fc->head = span_eq(m->method, "HEAD"); /* for the replies pitot writes itself */
     if (front_serve_local(fc, m, hl))
         return;
     /* before anything else looks at the request: no limit, queue or

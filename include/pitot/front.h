@@ -42,6 +42,7 @@ struct front_conn {
     unsigned nreq; /* requests served on this connection */
     TAILQ_ENTRY(front_conn) link;
     bool admin;               /* accepted on the admin listener: pitot's own endpoints only */
+    bool head;                /* the request being answered locally is a HEAD: no body */
     uint64_t discarded_bytes; /* FRONT_ST_DISCARD: body bytes dropped so far */
 };
 
@@ -83,7 +84,8 @@ void front_reply(struct front_conn *fc, int status, const char *content_type, co
 void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close);
 
 /* The same with more header lines (extra: NULL or lines ending in CRLF).
- * Returns whether the connection closes after it (see front_reply_head). */
+ * The body is left out when the request was a HEAD (fc->head). Returns
+ * whether the connection closes after it (see front_reply_head). */
 bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close,
                              const char *extra);
 
