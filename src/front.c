@@ -297,10 +297,8 @@ static void front_unauthorized(struct front_conn *fc, const struct h1_msg *m, si
     struct wrk *w = fc->w;
     char id[RELAY_ID_MAX + 1], extra[RELAY_ID_MAX + 64];
     bool has_body = m->chunked || m->content_length > 0;
-    bool close =
-        !m->keep_alive ||
-        (has_body && (m->expect_continue || (m->content_length > 0 && (uint64_t)m->content_length >
-                                                                          w->cfg->max_body_bytes)));
+    bool too_large = m->content_length > 0 && (uint64_t)m->content_length > w->cfg->max_body_bytes;
+    bool close = !m->keep_alive || too_large || (has_body && m->expect_continue);
 
     relay_request_id(w, m, id);
     snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer\r\nX-Request-Id: %s\r\n", id);
