@@ -211,6 +211,8 @@ int main(int argc, char **argv)
     evsignal_add(sig_term, NULL);
     evsignal_add(sig_int, NULL);
     evsignal_add(sig_hup, NULL);
+    if (c.admin) /* before the line that says pitot is up: the admin port is known then */
+        fprintf(stderr, "pitot: admin endpoints on %s:%u\n", c.admin_host, wrk_admin_port(w));
     fprintf(stderr, "pitot %s listening on %s:%u, %zu backend%s\n", PITOT_VERSION, c.listen_host,
             wrk_listen_port(w), nconf, nconf == 1 ? "" : "s");
     fflush(stderr);

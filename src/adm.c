@@ -1,4 +1,5 @@
-/* adm: /metrics, /healthz and /readyz, answered without a backend. */
+/* adm: /metrics, /healthz and /readyz, answered without a backend, on the
+ * client listener or on the admin listener (admin_listen). */
 #include "pitot/adm.h"
 
 #include <string.h>
@@ -20,13 +21,16 @@ static struct span adm_path(const struct h1_msg *m)
     return span_make(m->url.p, q ? (size_t)(q - m->url.p) : m->url.len);
 }
 
-bool adm_handles(const struct h1_msg *m)
+bool adm_own_path(const struct h1_msg *m)
 {
     struct span path = adm_path(m);
 
-    if (!span_eq(m->method, "GET") && !span_eq(m->method, "HEAD"))
-        return false;
     return span_eq(path, "/metrics") || span_eq(path, "/healthz") || span_eq(path, "/readyz");
+}
+
+bool adm_handles(const struct h1_msg *m)
+{
+    return (span_eq(m->method, "GET") || span_eq(m->method, "HEAD")) && adm_own_path(m);
 }
 
 static void adm_send(struct front_conn *fc, int status, const char *ctype, struct span body,
@@ -79,4 +83,14 @@ void adm_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
     else
         adm_send(fc, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),
                  head, close);
+}
+
+void adm_serve_admin(struct front_conn *fc, const struct h1_msg *m, bool close)
+{
+    if (adm_handles(m))
+        adm_serve(fc, m, close);
+    else if (adm_own_path(m))
+        front_reply_error_extra(fc, PITOT_EMETHOD_NOT_ALLOWED, close, "Allow: GET, HEAD\r\n");
+    else
+        front_reply_error(fc, PITOT_ENOT_FOUND, close);
 }

@@ -546,7 +546,11 @@ int cfg_backend_add(struct cfg *c, const char *url, const char *name, char *err,
     return 0;
 }
 
-int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen)
+/* listen and admin_listen: "host:port", "[v6]:port", ":port" (every
+ * interface) or "port" (127.0.0.1) into host[CFG_HOST_MAX] and port, which
+ * are left alone on error; `what` names the key in messages. */
+static int cfg_listen_parse(const char *what, const char *hostport, char *host, uint16_t *lport,
+                            char *err, size_t errlen)
 {
     struct cfg_hostport hp;
     unsigned long long port;
@@ -554,10 +558,10 @@ int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen
 
     if (cfg_parse_count(hostport, &port) == 0) {
         if (port > 65535)
-            return cfg_msg(err, errlen, "bad listen address '%s': port out of range (0-65535)",
+            return cfg_msg(err, errlen, "bad %s address '%s': port out of range (0-65535)", what,
                            hostport);
-        strcpy(c->listen_host, "127.0.0.1");
-        c->listen_port = (uint16_t)port;
+        strcpy(host, "127.0.0.1");
+        *lport = (uint16_t)port;
         return 0;
     }
     if (hostport[0] == ':' && strchr(hostport + 1, ':') == NULL) {
@@ -578,9 +582,28 @@ int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen
             why = "port out of range (0-65535)";
     }
     if (why != NULL)
-        return cfg_msg(err, errlen, "bad listen address '%s': %s", hostport, why);
-    memcpy(c->listen_host, hp.host, sizeof(c->listen_host));
-    c->listen_port = (uint16_t)hp.port;
+        return cfg_msg(err, errlen, "bad %s address '%s': %s", what, hostport, why);
+    memcpy(host, hp.host, CFG_HOST_MAX);
+    *lport = (uint16_t)hp.port;
+    return 0;
+}
+
+int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen)
+{
+    return cfg_listen_parse("listen", hostport, c->listen_host, &c->listen_port, err, errlen);
+}
+
+int cfg_admin_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen)
+{
+    if (hostport[0] == '\0') {
+        c->admin = false;
+        memset(c->admin_host, 0, sizeof(c->admin_host));
+        c->admin_port = 0;
+        return 0;
+    }
+    if (cfg_listen_parse("admin_listen", hostport, c->admin_host, &c->admin_port, err, errlen) != 0)
+        return -1;
+    c->admin = true;
     return 0;
 }
 
@@ -737,6 +760,21 @@ static int cfg_validate_routing(const struct cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The front door's checks of cfg_validate: require_auth needs a key to
+ * accept, admin_listen cannot share the client address. */
+static int cfg_validate_front(const struct cfg *c, char *err, size_t errlen)
+{
+    if (c->require_auth && c->nkeys == 0)
+        return cfg_msg(err, errlen,
+                       "require_auth: true, but no API key is configured: every request would "
+                       "be refused (give a tier keys: or key_sha256:)");
+    if (c->admin && c->admin_port != 0 && c->admin_port == c->listen_port &&
+        strcmp(c->admin_host, c->listen_host) == 0)
+        return cfg_msg(err, errlen, "admin_listen (%s:%u) must differ from listen", c->admin_host,
+                       c->admin_port);
+    return 0;
+}
+
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
     size_t i, j;
@@ -779,6 +817,8 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                        "opentelemetry.traces.batch_size (%u) must not exceed "
                        "opentelemetry.traces.queue_size (%u)",
                        c->otel_batch_size, c->otel_queue_size);
+    if (cfg_validate_front(c, err, errlen) != 0)
+        return -1;
     return cfg_validate_routing(c, err, errlen);
 }
 

@@ -24,6 +24,7 @@
 enum cfg_kind {
     CFG_K_SECTION, /* a mapping with its own key table */
     CFG_K_LISTEN,
+    CFG_K_ADMIN_LISTEN, /* as listen; "" or null: off */
     CFG_K_BACKENDS,
     CFG_K_MODELS,
     CFG_K_TIERS,
@@ -239,6 +240,8 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("log", cfg_log_keys),
     CFG_SECTION("opentelemetry", cfg_otel_keys),
     CFG_SECTION("shutdown", cfg_shutdown_keys),
+    CFG_SPECIAL("admin_listen", CFG_K_ADMIN_LISTEN),
+    CFG_BOOL("require_auth", require_auth),
     CFG_END,
 };
 
@@ -1013,6 +1016,14 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
         if ((s = cfg_scalar(ld, v, path)) == NULL)
             return -1;
         if (cfg_listen_set(ld->w, s, msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, v, msg);
+        return 0;
+    case CFG_K_ADMIN_LISTEN:
+        if (cfg_is_null(v) || cfg_is_quoted_empty(v))
+            return cfg_admin_listen_set(ld->w, "", NULL, 0);
+        if ((s = cfg_scalar(ld, v, path)) == NULL)
+            return -1;
+        if (cfg_admin_listen_set(ld->w, s, msg, sizeof(msg)) != 0)
             return cfg_fail_msg(ld, v, msg);
         return 0;
     case CFG_K_RESOLVER:

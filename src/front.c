@@ -1,7 +1,9 @@
 /* front: the client side. A connection reads one request at a time; bytes a
  * client pipelines behind it wait in the input buffer until the response is
  * done. Nothing malformed is forwarded: a bad head or body ends in an error
- * reply and a closed connection. */
+ * reply and a closed connection. Nothing unauthorized is forwarded either:
+ * with require_auth, a request without a configured key is answered 401 and
+ * its body dropped. */
 #include "pitot/front.h"
 
 #include <arpa/inet.h>
@@ -16,9 +18,11 @@
 #include <event2/event.h>
 
 #include "pitot/adm.h"
+#include "pitot/alog.h"
 #include "pitot/cfg.h"
 #include "pitot/clock.h"
 #include "pitot/relay.h"
+#include "pitot/tier.h"
 #include "pitot/wrk.h"
 
 static void front_read_cb(struct bufferevent *bev, void *arg);
@@ -29,14 +33,15 @@ static int front_body_cb(void *ud, struct span b);
 
 void front_set_state(struct front_conn *fc, enum front_state st)
 {
-    static const unsigned char legal[][6] = {
-        /*                IDLE HEAD BODY PROXY CLOSING DEAD */
-        [FRONT_ST_IDLE] = { 1, 1, 0, 0, 1, 1 },
-        [FRONT_ST_HEAD] = { 1, 0, 1, 0, 1, 1 }, /* IDLE: answered locally */
-        [FRONT_ST_BODY] = { 0, 0, 0, 1, 1, 1 },
-        [FRONT_ST_PROXY] = { 1, 0, 0, 0, 1, 1 },
-        [FRONT_ST_CLOSING] = { 0, 0, 0, 0, 1, 1 },
-        [FRONT_ST_DEAD] = { 0, 0, 0, 0, 0, 1 },
+    static const unsigned char legal[][7] = {
+        /*                IDLE HEAD BODY DISCARD PROXY CLOSING DEAD */
+        [FRONT_ST_IDLE] = { 1, 1, 0, 0, 0, 1, 1 },
+        [FRONT_ST_HEAD] = { 1, 0, 1, 1, 0, 1, 1 }, /* IDLE: answered locally */
+        [FRONT_ST_BODY] = { 0, 0, 0, 0, 1, 1, 1 },
+        [FRONT_ST_DISCARD] = { 1, 0, 0, 0, 0, 1, 1 },
+        [FRONT_ST_PROXY] = { 1, 0, 0, 0, 0, 1, 1 },
+        [FRONT_ST_CLOSING] = { 0, 0, 0, 0, 0, 1, 1 },
+        [FRONT_ST_DEAD] = { 0, 0, 0, 0, 0, 0, 1 },
     };
 
     assert(legal[fc->st][st]);
@@ -62,12 +67,14 @@ static void front_peer_format(char *out, size_t cap, const struct sockaddr *sa)
     snprintf(out, cap, "%s", ip);
 }
 
-void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen)
+void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen, bool admin)
 {
     struct front_conn *fc;
     struct h1_limits lim;
+    bool full =
+        admin ? w->nadmin >= FRONT_MAX_ADMIN_CONNS : w->nconns - w->nadmin >= w->cfg->max_clients;
 
-    if (w->nconns >= w->cfg->max_clients || w->stopping || w->draining) {
+    if (full || w->stopping || w->draining) {
         evutil_closesocket(fd);
         return;
     }
@@ -97,8 +104,10 @@ void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen)
     lim.max_head_bytes = w->cfg->max_header_bytes;
     h1_init(&fc->hp, H1_REQUEST, &lim, front_body_cb, fc);
     fc->st = FRONT_ST_IDLE;
+    fc->admin = admin;
     TAILQ_INSERT_TAIL(&w->conns, fc, link);
     w->nconns++;
+    w->nadmin += admin;
     bufferevent_setcb(fc->bev, front_read_cb, front_write_cb, front_event_cb, fc);
     bufferevent_enable(fc->bev, EV_READ | EV_WRITE);
     /* A fresh connection must send its head within the header timeout. */
@@ -121,6 +130,7 @@ void front_close(struct front_conn *fc)
     front_set_state(fc, FRONT_ST_DEAD);
     TAILQ_REMOVE(&w->conns, fc, link);
     w->nconns--;
+    w->nadmin -= fc->admin;
     /* Freed from the reaper: a caller up the stack may still hold fc. */
     TAILQ_INSERT_TAIL(&w->reap, fc, link);
     event_active(w->reap_ev, EV_TIMEOUT, 0);
@@ -191,22 +201,29 @@ void front_reply(struct front_conn *fc, int status, const char *content_type, co
 
 void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close)
 {
+    front_reply_error_extra(fc, e, close, NULL);
+}
+
+bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close, const char *extra)
+{
     char body[256];
     int n = front_error_json(e, body, sizeof(body));
-    /* RFC 9110 15.5.6: a 405 names the methods that are allowed */
-    const char *extra = e == PITOT_EMETHOD_NOT_ALLOWED
-                            ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
-                            : NULL;
 
+    /* RFC 9110 15.5.6: a 405 names the methods that are allowed */
+    if (extra == NULL && e == PITOT_EMETHOD_NOT_ALLOWED)
+        extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
     close = front_reply_head(fc, err_status(e), "application/json", (size_t)n, close, extra);
-    evbuffer_add(bufferevent_get_output(fc->bev), body, (size_t)n);
+    if (!fc->head)
+        evbuffer_add(bufferevent_get_output(fc->bev), body, (size_t)n);
     if (close)
         front_close_after_flush(fc);
+    return close;
 }
 
 static void front_go_idle(struct front_conn *fc)
 {
     front_set_state(fc, FRONT_ST_IDLE);
+    fc->head = false;
     h1_reset(&fc->hp);
     bufferevent_enable(fc->bev, EV_READ);
     event_del(fc->timer);
@@ -214,6 +231,96 @@ static void front_go_idle(struct front_conn *fc)
 }
 
 static void front_read_body(struct front_conn *fc);
+static void front_read_discard(struct front_conn *fc);
+static void front_read_head(struct front_conn *fc);
+
+/* pitot's own endpoints. On the admin listener every request is answered
+ * here (own paths, else 404 or 405), never proxied. On the client listener
+ * GET and HEAD of the own paths are, unless admin_listen serves them: then
+ * those paths get 404 whatever the method, rather than reaching a backend
+ * whose own /metrics a scraper could mistake for pitot's. Returns whether
+ * the request was answered; its head (hl bytes) is then consumed. A request
+ * with a body is answered and the connection closed: it is not read. */
+static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, size_t hl)
+{
+    struct wrk *w = fc->w;
+    bool has_body = m->chunked || m->content_length > 0;
+    bool keep = m->keep_alive && !has_body && wrk_keepalive(w);
+
+    if (fc->admin)
+        adm_serve_admin(fc, m, !keep);
+    else if (w->cfg->admin && adm_own_path(m))
+        front_reply_error(fc, PITOT_ENOT_FOUND, !keep);
+    else if (!w->cfg->admin && adm_handles(m))
+        adm_serve(fc, m, !keep);
+    else
+        return false;
+    evbuffer_drain(bufferevent_get_input(fc->bev), hl);
+    if (keep) {
+        front_go_idle(fc);
+        front_read_head(fc);
+    }
+    return true;
+}
+
+/* The access-log line of a request pitot refused before any relay existed:
+ * method, path (logged without its query), status and outcome; never a
+ * header value. */
+static void front_log_refusal(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
+                              const char *id, uint64_t t0)
+{
+    struct alog_rec rec;
+
+    if (fc->w->alog == NULL)
+        return;
+    memset(&rec, 0, sizeof(rec));
+    rec.id = span_cstr(id);
+    rec.wall_us = clk_wall_us();
+    rec.method = m->method;
+    rec.path = m->url;
+    rec.status = err_status(e);
+    rec.ttft_us = rec.itl_p50_us = rec.itl_max_us = rec.tpot_us = -1;
+    rec.e2e_us = (int64_t)(clk_now_us() - t0);
+    rec.prompt_tokens = rec.completion_tokens = rec.cached_tokens = -1;
+    rec.outcome = err_outcome(e);
+    rec.error = err_label(e);
+    alog_write(fc->w->alog, &rec);
+}
+
+/* require_auth, a request without a configured key: 401 with
+ * WWW-Authenticate at once, logged, nothing sent to a backend. Like nginx,
+ * the body is then read and dropped, so that the connection can serve the
+ * next request (a client with a wrong key need not reconnect, and the body
+ * can never be taken for a next request). The connection closes instead
+ * when a body larger than limits.max_body_bytes is announced (not worth
+ * reading), or the client waits for 100 Continue (it may never send the
+ * body: its next bytes could be either). */
+static void front_unauthorized(struct front_conn *fc, const struct h1_msg *m, size_t hl,
+                               uint64_t t0)
+{
+    struct wrk *w = fc->w;
+    char id[RELAY_ID_MAX + 1], extra[RELAY_ID_MAX + 64];
+    bool has_body = m->chunked || m->content_length > 0;
+    bool too_large = m->content_length > 0 && (uint64_t)m->content_length > w->cfg->max_body_bytes;
+    bool close = !m->keep_alive || too_large || (has_body && m->expect_continue);
+
+    relay_request_id(w, m, id);
+    snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer\r\nX-Request-Id: %s\r\n", id);
+    close = front_reply_error_extra(fc, PITOT_EUNAUTHORIZED, close, extra);
+    front_log_refusal(fc, m, PITOT_EUNAUTHORIZED, id, t0);
+    if (close)
+        return;
+    evbuffer_drain(bufferevent_get_input(fc->bev), hl);
+    if (!has_body) {
+        front_go_idle(fc);
+        front_read_head(fc);
+        return;
+    }
+    fc->discarded_bytes = 0;
+    front_set_state(fc, FRONT_ST_DISCARD);
+    front_timer_arm(fc, w->cfg->body_timeout_ms);
+    front_read_discard(fc);
+}
 
 /* Parses the head as it arrives (h1 sees each byte once, and refuses what
  * can no longer become a request at once); the head stays in the input buffer
@@ -227,6 +334,8 @@ static void front_read_head(struct front_conn *fc)
     const struct h1_msg *m;
     enum h1_result r;
     uint64_t t0;
+    unsigned tier;
+    bool keyed;
 
     if (len == 0)
         return;
@@ -242,28 +351,28 @@ static void front_read_head(struct front_conn *fc)
         return; /* h1 refuses a head past max_header_bytes itself */
     t0 = clk_now_us();
     if (r != H1_HEAD) {
+        fc->head = false; /* not known: the error goes with its body */
         front_reply_error(fc, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, true);
         return;
     }
     m = &fc->hp.msg;
     event_del(fc->timer);
     fc->nreq++;
-    if (adm_handles(m)) {
-        bool has_body = m->chunked || m->content_length > 0;
-        bool keep = m->keep_alive && !has_body && wrk_keepalive(w);
-        adm_serve(fc, m, !keep);
-        evbuffer_drain(in, hl);
-        if (keep) {
-            front_go_idle(fc);
-            front_read_head(fc);
-        }
+    fc->head = span_eq(m->method, "HEAD"); /* for the replies pitot writes itself */
+    if (front_serve_local(fc, m, hl))
+        return;
+    /* before anything else looks at the request: no limit, queue or
+     * backend learns of it without a key */
+    tier = tier_resolve(w->cfg, m, &keyed);
+    if (w->cfg->require_auth && !keyed) {
+        front_unauthorized(fc, m, hl, t0);
         return;
     }
     if (m->content_length > 0 && (uint64_t)m->content_length > w->cfg->max_body_bytes) {
         front_reply_error(fc, PITOT_EBODY_TOO_LARGE, true);
         return;
     }
-    fc->rl = relay_new(fc, m, t0);
+    fc->rl = relay_new(fc, m, t0, tier);
     if (fc->rl == NULL) {
         front_reply_error(fc, PITOT_ENOMEM, true);
         return;
@@ -279,7 +388,17 @@ static void front_read_head(struct front_conn *fc)
 static int front_body_cb(void *ud, struct span b)
 {
     struct front_conn *fc = ud;
-    int rc = relay_body(fc->rl, b);
+    int rc;
+
+    if (fc->st == FRONT_ST_DISCARD) {
+        /* dropped; bounded like a body that is kept */
+        fc->discarded_bytes += b.len;
+        if (fc->discarded_bytes <= fc->w->cfg->max_body_bytes)
+            return 0;
+        fc->hp.err = PITOT_EBODY_TOO_LARGE;
+        return -1;
+    }
+    rc = relay_body(fc->rl, b);
 
     if (rc < 0) {
         fc->hp.err = (enum pitot_err) - rc;
@@ -289,13 +408,16 @@ static int front_body_cb(void *ud, struct span b)
     return 0;
 }
 
-static void front_read_body(struct front_conn *fc)
+/* Feeds the buffered body bytes to the parser, whose body callback
+ * (front_body_cb) takes them, until the input is used up (H1_AGAIN), the body
+ * is complete (H1_DONE) or wrong (H1_ERROR). A body-less request completes
+ * with an empty feed (DONE owed after HEAD). */
+static enum h1_result front_feed_body(struct front_conn *fc)
 {
     struct evbuffer *in = bufferevent_get_input(fc->bev);
-    enum h1_result r = H1_AGAIN;
+    enum h1_result r;
     size_t used;
 
-    /* A body-less request completes with an empty feed (DONE owed after HEAD). */
     for (;;) {
         struct evbuffer_iovec v;
         size_t avail = evbuffer_peek(in, -1, NULL, &v, 1) > 0 ? v.iov_len : 0;
@@ -303,14 +425,20 @@ static void front_read_body(struct front_conn *fc)
         r = h1_execute(&fc->hp, span_make(avail ? v.iov_base : "", avail), &used);
         if (used)
             evbuffer_drain(in, used);
-        if (r == H1_ERROR) {
-            relay_free(fc->rl);
-            fc->rl = NULL;
-            front_reply_error(fc, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, true);
-            return;
-        }
-        if (r == H1_DONE || avail == 0)
-            break;
+        if (r == H1_ERROR || r == H1_DONE || avail == 0)
+            return r;
+    }
+}
+
+static void front_read_body(struct front_conn *fc)
+{
+    enum h1_result r = front_feed_body(fc);
+
+    if (r == H1_ERROR) {
+        relay_free(fc->rl);
+        fc->rl = NULL;
+        front_reply_error(fc, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, true);
+        return;
     }
     if (r != H1_DONE) {
         /* More body to come: restart the gap timer. */
@@ -321,6 +449,30 @@ static void front_read_body(struct front_conn *fc)
     event_del(fc->timer);
     front_set_state(fc, FRONT_ST_PROXY);
     relay_start(fc->rl);
+}
+
+/* The body of a refused request, dropped. A malformed or oversized one, or a
+ * gap over limits.body_timeout, closes the connection without a second
+ * reply: the first is already on its way. */
+static void front_read_discard(struct front_conn *fc)
+{
+    enum h1_result r = front_feed_body(fc);
+
+    if (r == H1_ERROR) {
+        front_close_after_flush(fc);
+        return;
+    }
+    event_del(fc->timer);
+    if (r != H1_DONE) {
+        front_timer_arm(fc, fc->w->cfg->body_timeout_ms);
+        return;
+    }
+    if (!wrk_keepalive(fc->w)) { /* a drain began meanwhile */
+        front_close_after_flush(fc);
+        return;
+    }
+    front_go_idle(fc);
+    front_read_head(fc);
 }
 
 void front_relay_done(struct front_conn *fc, bool keep_alive)
@@ -347,6 +499,7 @@ static void front_read_cb(struct bufferevent *bev, void *arg)
     case FRONT_ST_IDLE:
     case FRONT_ST_HEAD: front_read_head(fc); break;
     case FRONT_ST_BODY: front_read_body(fc); break;
+    case FRONT_ST_DISCARD: front_read_discard(fc); break;
     case FRONT_ST_PROXY:
         /* Reading stays on to see the client leave; a client that floods
          * pipelined bytes meanwhile is no longer read. */
@@ -398,6 +551,7 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
         /* A fresh connection that never sent a byte, or keep-alive expiry. */
         front_close(fc);
         break;
+    case FRONT_ST_DISCARD: front_close_after_flush(fc); break; /* its reply is written */
     case FRONT_ST_CLOSING: front_close(fc); break;
     default: break;
     }

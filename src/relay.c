@@ -28,7 +28,6 @@
 #include "pitot/ups.h"
 #include "pitot/wrk.h"
 
-#define RELAY_ID_MAX 128
 #define RELAY_PATH_LOG_MAX 512
 #define RELAY_STAGE_MIN 4096
 
@@ -223,10 +222,21 @@ static void relay_copy(char *dst, size_t cap, struct span s)
     dst[n] = '\0';
 }
 
-struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t t0_us)
+void relay_request_id(struct wrk *w, const struct h1_msg *m, char out[RELAY_ID_MAX + 1])
+{
+    const struct h1_header *rid = h1_header_find(m, "x-request-id");
+
+    if (rid && relay_id_ok(rid->value))
+        relay_copy(out, RELAY_ID_MAX + 1, rid->value);
+    else
+        wrk_request_id(w, out);
+}
+
+struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t t0_us,
+                        unsigned tier)
 {
     struct wrk *w = fc->w;
-    const struct h1_header *xff = NULL, *rid = h1_header_find(m, "x-request-id");
+    const struct h1_header *xff = NULL;
     struct relay *r = calloc(1, sizeof(*r));
     unsigned i;
 
@@ -248,11 +258,8 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
     r->is_head = span_eq(m->method, "HEAD");
     relay_copy(r->method, sizeof(r->method), m->method);
     relay_copy(r->path, sizeof(r->path), m->url);
-    if (rid && relay_id_ok(rid->value))
-        relay_copy(r->id, sizeof(r->id), rid->value);
-    else
-        wrk_request_id(w, r->id);
-    r->tier = tier_resolve(w->cfg, m);
+    relay_request_id(w, m, r->id);
+    r->tier = tier;
     if (w->cfg->affinity == CFG_AFFINITY_HEADER) {
         const struct h1_header *ah = h1_header_find(m, w->cfg->affinity_header);
         if (ah && ah->value.len)

@@ -1,5 +1,6 @@
-/* tier: request tiers from API keys (SHA-256 digests, constant-time compare)
- * or a trusted header, and the per-tier SLO verdict. */
+/* tier: request tiers from API keys (Authorization: Bearer or x-api-key;
+ * SHA-256 digests, constant-time compare) or a trusted header, and the
+ * per-tier SLO verdict. */
 #include "pitot/tier.h"
 
 #include <openssl/crypto.h>
@@ -42,17 +43,17 @@ static bool tier_bearer_key(struct span auth, struct span *key)
     return key->len > 0;
 }
 
-/* The tier of the key in auth, or -1. Every configured digest is compared,
- * and the match is selected without a branch on it, so the time taken does
- * not depend on which key (if any) matched. */
-static int tier_of_key(const struct cfg *c, struct span auth)
+/* The tier of an API key (the key itself, blanks around it already
+ * trimmed), or -1. Every configured digest is compared, and the match is
+ * selected without a branch on it, so the time taken does not depend on
+ * which key (if any) matched. */
+static int tier_of_key(const struct cfg *c, struct span key)
 {
     unsigned char d[TIER_DIGEST_BYTES];
     unsigned found = 0, hit = 0;
-    struct span key;
     size_t i;
 
-    if (c->nkeys == 0 || !tier_bearer_key(auth, &key))
+    if (c->nkeys == 0 || key.len == 0)
         return -1;
     if (EVP_Digest(key.p, key.len, d, NULL, EVP_sha256(), NULL) != 1)
         return -1;
@@ -66,13 +67,25 @@ static int tier_of_key(const struct cfg *c, struct span auth)
     return hit && found < c->ntiers ? (int)found : -1;
 }
 
-unsigned tier_resolve_values(const struct cfg *c, struct span authorization,
-                             struct span tier_header_value)
+/* The tier of the key of an Authorization value "Bearer <key>", or -1. */
+static int tier_of_bearer(const struct cfg *c, struct span auth)
+{
+    struct span key;
+
+    return tier_bearer_key(auth, &key) ? tier_of_key(c, key) : -1;
+}
+
+unsigned tier_resolve_values(const struct cfg *c, struct span authorization, struct span x_api_key,
+                             struct span tier_header_value, bool *keyed)
 {
     struct span v;
     size_t i;
-    int t = tier_of_key(c, authorization);
+    int t = tier_of_bearer(c, authorization);
 
+    if (t < 0)
+        t = tier_of_key(c, tier_trim(x_api_key));
+    if (keyed)
+        *keyed = t >= 0;
     if (t >= 0)
         return (unsigned)t;
     if (c->tier_header[0] == '\0')
@@ -84,16 +97,35 @@ unsigned tier_resolve_values(const struct cfg *c, struct span authorization,
     return 0;
 }
 
-unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m)
+/* The value of the one field `name` of m; {NULL, 0} when there is none or
+ * more than one: a credential given twice is ambiguous (another hop may read
+ * the other one), so neither counts. */
+static struct span tier_field_once(const struct h1_msg *m, const char *name)
 {
-    const struct h1_header *auth = NULL, *th = NULL;
+    struct span v = span_make(NULL, 0);
+    unsigned i, n = 0;
 
-    if (c->nkeys > 0)
-        auth = h1_header_find(m, "Authorization");
+    for (i = 0; i < m->nheaders; i++) {
+        if (span_ieq(m->headers[i].name, name)) {
+            v = m->headers[i].value;
+            n++;
+        }
+    }
+    return n == 1 ? v : span_make(NULL, 0);
+}
+
+unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m, bool *keyed)
+{
+    struct span auth = span_make(NULL, 0), apikey = span_make(NULL, 0);
+    const struct h1_header *th = NULL;
+
+    if (c->nkeys > 0) {
+        auth = tier_field_once(m, "Authorization");
+        apikey = tier_field_once(m, "x-api-key");
+    }
     if (c->tier_header[0] != '\0')
         th = h1_header_find(m, c->tier_header);
-    return tier_resolve_values(c, auth ? auth->value : span_make(NULL, 0),
-                               th ? th->value : span_make(NULL, 0));
+    return tier_resolve_values(c, auth, apikey, th ? th->value : span_make(NULL, 0), keyed);
 }
 
 bool tier_slo_met(const struct cfg_tier *t, int64_t ttft_us, int64_t tpot_us,

@@ -1,4 +1,5 @@
-/* wrk: one event loop with its listener, connections and per-loop state. */
+/* wrk: one event loop with its listeners (clients, and the admin one when
+ * admin_listen is set), connections and per-loop state. */
 #include "pitot/wrk.h"
 
 #include <netdb.h>
@@ -40,7 +41,13 @@ void wrk_sock_nodelay(int fd)
 static void wrk_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                           int salen, void *arg)
 {
-    front_accept(arg, fd, sa, salen);
+    front_accept(arg, fd, sa, salen, false);
+}
+
+static void wrk_admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                                int salen, void *arg)
+{
+    front_accept(arg, fd, sa, salen, true);
 }
 
 static void wrk_reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -76,6 +83,29 @@ static int wrk_resolve(const char *host, uint16_t port, struct sockaddr_storage 
     return 0;
 }
 
+/* A listening socket on host:port whose connections go to cb; `what` names
+ * the config key in messages. NULL with a message on failure. */
+static struct evconnlistener *wrk_listen(struct wrk *w, const char *what, const char *host,
+                                         uint16_t port, evconnlistener_cb cb, char *err,
+                                         size_t errlen)
+{
+    struct evconnlistener *l;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc = wrk_resolve(host, port, &ss, &sslen, 1);
+
+    if (rc != 0) {
+        snprintf(err, errlen, "%s %s:%u: %s", what, host, port, gai_strerror(rc));
+        return NULL;
+    }
+    l = evconnlistener_new_bind(w->base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
+                                (struct sockaddr *)&ss, (int)sslen);
+    if (l == NULL)
+        snprintf(err, errlen, "%s %s:%u: %s", what, host, port,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    return l;
+}
+
 /* The span exporter, when opentelemetry.traces has an endpoint. The
  * collector's name is resolved here, once: never on the loop later. */
 static int wrk_otlp_start(struct wrk *w, char *err, size_t errlen)
@@ -105,8 +135,6 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
                     char *err, size_t errlen)
 {
     struct wrk *w = calloc(1, sizeof(*w));
-    struct sockaddr_storage ss;
-    socklen_t sslen;
     size_t i;
     int rc;
 
@@ -155,20 +183,23 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
         wrk_free(w);
         return NULL;
     }
-    rc = wrk_resolve(c->listen_host, c->listen_port, &ss, &sslen, 1);
-    if (rc != 0) {
-        snprintf(err, errlen, "listen %s:%u: %s", c->listen_host, c->listen_port, gai_strerror(rc));
+    if (w->reap_ev == NULL) {
+        snprintf(err, errlen, "out of memory");
         wrk_free(w);
         return NULL;
     }
-    w->lst = evconnlistener_new_bind(w->base, wrk_accept_cb, w,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
-                                     (struct sockaddr *)&ss, (int)sslen);
-    if (w->lst == NULL || w->reap_ev == NULL) {
-        snprintf(err, errlen, "listen %s:%u: %s", c->listen_host, c->listen_port,
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    w->lst = wrk_listen(w, "listen", c->listen_host, c->listen_port, wrk_accept_cb, err, errlen);
+    if (w->lst == NULL) {
         wrk_free(w);
         return NULL;
+    }
+    if (c->admin) {
+        w->adm_lst = wrk_listen(w, "admin_listen", c->admin_host, c->admin_port,
+                                wrk_admin_accept_cb, err, errlen);
+        if (w->adm_lst == NULL) {
+            wrk_free(w);
+            return NULL;
+        }
     }
     w->oq = oq_new(w);
     w->hc = w->oq ? hc_new(w) : NULL;
@@ -196,6 +227,8 @@ void wrk_stop(struct wrk *w)
     w->stopping = true;
     if (w->lst)
         evconnlistener_disable(w->lst);
+    if (w->adm_lst)
+        evconnlistener_disable(w->adm_lst);
     if (w->drain_ev)
         event_del(w->drain_ev);
     event_base_loopexit(w->base, NULL);
@@ -236,6 +269,10 @@ unsigned wrk_drain(struct wrk *w, unsigned drain_ms)
         evconnlistener_free(w->lst);
         w->lst = NULL;
     }
+    if (w->adm_lst) {
+        evconnlistener_free(w->adm_lst);
+        w->adm_lst = NULL;
+    }
     for (fc = TAILQ_FIRST(&w->conns); fc != NULL; fc = next) {
         next = TAILQ_NEXT(fc, link);
         if (fc->st == FRONT_ST_IDLE)
@@ -274,6 +311,8 @@ void wrk_free(struct wrk *w)
     hc_free(w->hc);
     if (w->lst)
         evconnlistener_free(w->lst);
+    if (w->adm_lst)
+        evconnlistener_free(w->adm_lst);
     ups_pools_free(w->pools, w->bal.n);
     bal_release(&w->bal);
     if (w->reap_ev)
@@ -310,11 +349,12 @@ void wrk_request_id(struct wrk *w, char out[33])
     out[32] = '\0';
 }
 
-unsigned wrk_listen_port(const struct wrk *w)
+/* The bound port of a listener, 0 without one. */
+static unsigned wrk_bound_port(struct evconnlistener *l)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    int fd = w->lst ? evconnlistener_get_fd(w->lst) : -1;
+    int fd = l ? evconnlistener_get_fd(l) : -1;
 
     if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
         return 0;
@@ -323,4 +363,14 @@ unsigned wrk_listen_port(const struct wrk *w)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return 0;
+}
+
+unsigned wrk_listen_port(const struct wrk *w)
+{
+    return wrk_bound_port(w->lst);
+}
+
+unsigned wrk_admin_port(const struct wrk *w)
+{
+    return wrk_bound_port(w->adm_lst);
 }

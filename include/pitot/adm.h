@@ -1,6 +1,8 @@
-/* adm: pitot's own endpoints on the client port: /metrics (Prometheus text
- * 0.0.4), /healthz (the process is alive), /readyz (200 only while at least
- * one backend is healthy). Everything else is proxied. */
+/* adm: pitot's own endpoints: /metrics (Prometheus text 0.0.4), /healthz
+ * (the process is alive), /readyz (200 only while at least one backend is
+ * healthy and pitot is not draining). On the client listener, unless
+ * admin_listen is set; everything else there is proxied. On the admin
+ * listener, nothing else is answered (404) and nothing is proxied. */
 #ifndef PITOT_ADM_H
 #define PITOT_ADM_H
 
@@ -9,10 +11,18 @@
 struct front_conn;
 struct h1_msg;
 
+/* True when the path (query string ignored) is one of pitot's own, whatever
+ * the method. */
+bool adm_own_path(const struct h1_msg *m);
+
 /* True for GET or HEAD of one of pitot's own paths (query string ignored). */
 bool adm_handles(const struct h1_msg *m);
 
 /* Answers such a request on fc. close: end the connection afterwards. */
 void adm_serve(struct front_conn *fc, const struct h1_msg *m, bool close);
+
+/* Answers any request on the admin listener: adm_serve for GET or HEAD of an
+ * own path, 405 (Allow: GET, HEAD) for another method there, else 404. */
+void adm_serve_admin(struct front_conn *fc, const struct h1_msg *m, bool close);
 
 #endif

@@ -96,6 +96,12 @@ struct cfg {
     char listen_host[CFG_HOST_MAX]; /* default "127.0.0.1" */
     uint16_t listen_port;           /* default 8080 */
 
+    /* admin_listen: pitot's own endpoints (/metrics, /healthz, /readyz) are
+       served on this second address, and no longer on the client one */
+    bool admin;                    /* admin_listen is set; default false (off) */
+    char admin_host[CFG_HOST_MAX]; /* as listen_host; "" when off */
+    uint16_t admin_port;           /* 0 when off (or a free port, as listen) */
+
     struct cfg_backend backends[CFG_MAX_BACKENDS];
     size_t nbackends;
 
@@ -177,6 +183,8 @@ struct cfg {
                                         digest twice; replaced with the tiers list */
     unsigned char key_tier[CFG_MAX_KEYS]; /* tier index of keys[i] */
     size_t nkeys;
+    bool require_auth; /* require_auth: a request without a configured API key is answered
+                          401 and never proxied; default false; needs nkeys > 0 */
 
     /* OpenTelemetry (issue 4) */
     bool otel_metrics; /* opentelemetry.metrics: also expose the gen_ai_* histograms of
@@ -223,11 +231,17 @@ int cfg_backend_add(struct cfg *c, const char *url, const char *name, char *err,
 /* Parses "host:port" / "[v6]:port" / ":port" into listen_host/listen_port. */
 int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen);
 
+/* The same forms into admin_host/admin_port and sets admin; "" turns the
+ * admin listener off. A failed set changes nothing. Returns 0 or -1 with a
+ * message. */
+int cfg_admin_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen);
+
 /* Final checks after all sources were applied: at least one backend, unique
  * backend names, buckets ascending, stall_ms < stall_timeout_ms,
  * scrape_timeout_ms <= scrape_interval_ms < scrape_stale_ms,
  * eject_base_ms <= eject_max_ms, no alias named like a model a backend lists,
- * every key's tier exists. Returns 0, or -1 with a message (no line: the
+ * every key's tier exists, require_auth has at least one key, admin_listen is
+ * not the listen address. Returns 0, or -1 with a message (no line: the
  * values may come from several sources). */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);
 

@@ -36,7 +36,8 @@
     X(SHUTDOWN,           503, "shutdown",           "shutdown",       "pitot is shutting down") \
     X(INVALID_JSON,       400, "invalid_json",       "bad_request",    "the request body is not valid JSON") \
     X(UNAUTHORIZED,       401, "invalid_api_key",    "unauthorized",   "missing or invalid API key") \
-    X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "bad_request",    "method not allowed")
+    X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "bad_request",    "method not allowed") \
+    X(NOT_FOUND,          404, "not_found",          "bad_request",    "not found")
 
 /* Kinds whose JSON error body takes OpenAI's "type" and "code" (a JSON
  * literal), so that clients and SDKs classify them as they do OpenAI's.

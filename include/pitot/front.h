@@ -24,6 +24,8 @@ enum front_state {
     FRONT_ST_IDLE,    /* keep-alive: waiting for a request's first byte */
     FRONT_ST_HEAD,    /* reading a request head (header timeout runs) */
     FRONT_ST_BODY,    /* reading a request body into the relay */
+    FRONT_ST_DISCARD, /* reading and dropping the body of a refused request (its
+                         reply is written), then IDLE */
     FRONT_ST_PROXY,   /* the relay owns the response */
     FRONT_ST_CLOSING, /* flushing the last output, then close (transient) */
     FRONT_ST_DEAD,    /* closed; memory freed by the worker's reaper */
@@ -39,10 +41,21 @@ struct front_conn {
     char peer[64]; /* client address, for X-Forwarded-For and logs */
     unsigned nreq; /* requests served on this connection */
     TAILQ_ENTRY(front_conn) link;
+    bool admin;               /* accepted on the admin listener: pitot's own endpoints only */
+    bool head;                /* the request being answered locally is a HEAD: no body */
+    uint64_t discarded_bytes; /* FRONT_ST_DISCARD: body bytes dropped so far */
 };
 
-/* Accepts a connected socket (TCP_NODELAY set here). */
-void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen);
+/* Accepts a connected socket (TCP_NODELAY set here). admin: it came in on the
+ * admin listener (admin_listen): it is only ever answered by pitot's own
+ * endpoints, never proxied, and counts against FRONT_MAX_ADMIN_CONNS instead
+ * of limits.max_clients. */
+void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen, bool admin);
+
+/* Connections the admin listener holds at most, apart from the clients'
+ * (limits.max_clients): scrapes and probes still get in when clients have
+ * taken every slot. */
+#define FRONT_MAX_ADMIN_CONNS 64
 
 /* Moves a connection to a new state; asserts the move is legal. */
 void front_set_state(struct front_conn *fc, enum front_state st);
@@ -69,6 +82,12 @@ void front_reply(struct front_conn *fc, int status, const char *content_type, co
 
 /* Writes an OpenAI-style JSON error reply for `e` (status from the table). */
 void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close);
+
+/* The same with more header lines (extra: NULL or lines ending in CRLF).
+ * The body is left out when the request was a HEAD (fc->head). Returns
+ * whether the connection closes after it (see front_reply_head). */
+bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close,
+                             const char *extra);
 
 /* Formats {"error":{"message":..,"type":label,"code":status}} into buf. */
 int front_error_json(enum pitot_err e, char *buf, size_t cap);

@@ -13,13 +13,23 @@
 #include "pitot/met.h"
 #include "pitot/span.h"
 
+#define RELAY_ID_MAX 128 /* longest X-Request-Id kept from a client */
+
 struct front_conn;
 struct relay;
+struct wrk;
 
 /* Starts a relay from a parsed request head; everything it needs from `req`
  * is copied, so the head may be drained afterwards. t0_us: when the head was
- * complete. NULL on allocation failure. */
-struct relay *relay_new(struct front_conn *fc, const struct h1_msg *req, uint64_t t0_us);
+ * complete; tier: the request's tier (tier_resolve). NULL on allocation
+ * failure. */
+struct relay *relay_new(struct front_conn *fc, const struct h1_msg *req, uint64_t t0_us,
+                        unsigned tier);
+
+/* The request's id into out: the client's X-Request-Id when it is visible
+ * ASCII without quotes or backslashes, at most RELAY_ID_MAX bytes (it is
+ * echoed into headers and logs), else a fresh 32-hex-digit one. */
+void relay_request_id(struct wrk *w, const struct h1_msg *req, char out[RELAY_ID_MAX + 1]);
 
 /* Appends request body bytes. Returns 0, or -PITOT_EBODY_TOO_LARGE. */
 int relay_body(struct relay *r, struct span body);
@@ -51,8 +61,6 @@ void relay_free(struct relay *r);
 /* Detaches the relay from its client and drops its I/O at once; the memory is
  * freed by relay_reap() from the worker's reaper, after the current callback. */
 void relay_retire(struct relay *r);
-
-struct wrk;
 
 /* Frees every retired relay of w. */
 void relay_reap(struct wrk *w);

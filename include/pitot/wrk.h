@@ -42,7 +42,8 @@ struct wrk {
     struct scr *scr;                  /* owned: backend metric scrapers */
     struct dns *dns;                  /* owned: lookups of backend names */
     struct otlp *otlp;                /* owned: span exporter; NULL when traces are off */
-    struct evconnlistener *lst;       /* owned */
+    struct evconnlistener *lst;       /* owned: clients */
+    struct evconnlistener *adm_lst;   /* owned: admin_listen; NULL when off */
     struct sockaddr_storage *be_addr; /* owned: backend addresses (a DNS slot's
                                          changes, see dns.h; len 0: none) */
     socklen_t *be_addrlen;            /* owned */
@@ -55,6 +56,7 @@ struct wrk {
     struct relay *retired;          /* owned: relays to free, see relay_retire() */
     struct event *drain_ev;         /* owned: the drain's deadline (wrk_drain) */
     unsigned nconns;
+    unsigned nadmin;    /* of nconns, those on the admin listener */
     unsigned drain_cut; /* connections cut when the drain's deadline passed */
     uint64_t rng;       /* xorshift state for request ids */
     bool draining;      /* wrk_drain: no new connections or requests; health checks,
@@ -62,7 +64,8 @@ struct wrk {
     bool stopping;      /* the loop is ending: timers are not rearmed */
 };
 
-/* Creates a worker on a new event base, listening on c->listen_*.
+/* Creates a worker on a new event base, listening on c->listen_* (and on
+ * c->admin_* when c->admin).
  * Returns NULL and a message in err on failure. */
 struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct alog *alog,
                     char *err, size_t errlen);
@@ -75,13 +78,14 @@ int wrk_run(struct wrk *w);
 void wrk_stop(struct wrk *w);
 
 /* Starts a graceful drain (from a signal callback on this loop): closes the
- * listener, closes idle keep-alive connections at once, and lets every
- * request in progress (head, body, overload queue, response) finish; each
- * connection then closes instead of serving another request. The loop ends
- * when the last connection is gone, or after drain_ms, when the rest are cut
- * (a request in progress is accounted as one whose client left) and counted
- * in drain_cut. drain_ms 0 is wrk_stop. Returns the connections left to
- * drain; 0: the loop ends now. A second call is ignored (returns nconns). */
+ * listeners (the clients' and the admin one), closes idle keep-alive
+ * connections at once, and lets every request in progress (head, body,
+ * overload queue, response) finish; each connection then closes instead of
+ * serving another request. The loop ends when the last connection is gone,
+ * or after drain_ms, when the rest are cut (a request in progress is
+ * accounted as one whose client left) and counted in drain_cut. drain_ms 0
+ * is wrk_stop. Returns the connections left to drain; 0: the loop ends now.
+ * A second call is ignored (returns nconns). */
 unsigned wrk_drain(struct wrk *w, unsigned drain_ms);
 
 /* A client connection closed (front calls it): ends a drain with none left. */
@@ -101,5 +105,8 @@ void wrk_sock_nodelay(int fd);
 
 /* The bound listen port (after port 0). */
 unsigned wrk_listen_port(const struct wrk *w);
+
+/* The bound admin_listen port (after port 0); 0 when there is none. */
+unsigned wrk_admin_port(const struct wrk *w);
 
 #endif

@@ -1,7 +1,16 @@
 """Integration harness: start pitot-sim, pitot and helper servers on free
 loopback ports, talk raw HTTP/1.1 to them, and report one line per check
 ("PASS name" / "FAIL name: why"). Every process started here is stopped by
-PID when the scenario ends, also when a check fails."""
+PID when the scenario ends, also when a check fails.
+
+Canaries: the default chat body carries CANARY_PROMPT in its prompt,
+request() sends "Authorization: Bearer CANARY_KEY" unless the caller gives
+an Authorization header, and start_sim() makes pitot-sim put CANARY_OUTPUT
+into its output. At the end of every check, before its processes are
+stopped, the stderr of every process it started, every access log given
+with --access-log and every /metrics body read through request() are
+searched for them: a hit fails the check. Prompts, outputs and API keys
+never belong in a log or a metric."""
 
 import json
 import os
@@ -22,6 +31,14 @@ HOST = "127.0.0.1"
 _procs = []
 _failures = 0
 
+CANARY_PROMPT = "canary-prompt-7d41c2"
+CANARY_KEY = "sk-canary-key-93be05"
+CANARY_OUTPUT = "canaryout5a0e"
+CANARIES = (("prompt", CANARY_PROMPT), ("API key", CANARY_KEY), ("output", CANARY_OUTPUT))
+
+_check_procs = []  # every Proc started during the current check, also those already stopped
+_scrapes = []      # (port, body) of every /metrics answer read during the current check
+
 
 def free_port():
     s = socket.socket()
@@ -37,9 +54,13 @@ class Proc:
     def __init__(self, argv, name, ready_re=None, timeout=10.0):
         self.name = name
         self.errf = tempfile.NamedTemporaryFile(prefix=name + "-", suffix=".log", delete=False)
+        # files the canary scan reads besides stderr: access logs it was given
+        self.logs = [argv[i + 1] for i, a in enumerate(argv[:-1])
+                     if a in ("--access-log", "-a") and argv[i + 1] != "-"]
         self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.errf,
                                   stdin=subprocess.DEVNULL)
         _procs.append(self)
+        _check_procs.append(self)
         if ready_re:
             deadline = time.time() + timeout
             while time.time() < deadline:
@@ -170,8 +191,10 @@ def stop_all():
 
 
 def start_sim(*args, port=None):
+    """pitot-sim on a free port; its output carries CANARY_OUTPUT (--canary)."""
     port = port or free_port()
-    pr = Proc([os.path.join(BUILD, "pitot-sim"), "--listen", "%s:%d" % (HOST, port)] + list(args),
+    pr = Proc([os.path.join(BUILD, "pitot-sim"), "--listen", "%s:%d" % (HOST, port),
+               "--canary", CANARY_OUTPUT] + list(args),
               "pitot-sim", r"listening on")
     pr.port = port
     return pr
@@ -393,20 +416,34 @@ class Reader:
             return False
 
 
+def canary_headers(headers):
+    """headers plus "Authorization: Bearer CANARY_KEY" when they have no
+    Authorization; a header given with the value None is left out (so
+    ("Authorization", None) sends none at all)."""
+    headers = list(headers or [])
+    if not any(k.lower() == "authorization" for k, _ in headers):
+        headers.append(("Authorization", "Bearer " + CANARY_KEY))
+    return [(k, v) for k, v in headers if v is not None]
+
+
 def request(port, method, path, body=None, headers=None, timeout=30.0, **kw):
+    """One request on a fresh connection; headers pass canary_headers()."""
     s = connect(port, timeout)
     try:
         t0 = time.monotonic()
-        s.sendall(build_request(method, path, body, headers, port))
+        s.sendall(build_request(method, path, body, canary_headers(headers), port))
         rd = Reader(s)
         r = rd.read(is_head=(method == "HEAD"), **kw)
         r.t_send = t0
+        if path.split("?")[0] == "/metrics":  # every scrape is searched for canaries
+            _scrapes.append((port, r.body))
         return r
     finally:
         s.close()
 
 
-def chat_body(content="Hello there, how are you?", stream=True, max_tokens=8, **extra):
+def chat_body(content="Hello there, how are you? " + CANARY_PROMPT, stream=True, max_tokens=8,
+              **extra):
     b = {"model": "small", "messages": [{"role": "user", "content": content}],
          "stream": stream, "max_tokens": max_tokens}
     b.update(extra)
@@ -414,6 +451,7 @@ def chat_body(content="Hello there, how are you?", stream=True, max_tokens=8, **
 
 
 def metrics(port):
+    """The /metrics text (kept for the canary scan by request())."""
     r = request(port, "GET", "/metrics")
     assert r.status == 200, r.status
     return r.body.decode()
@@ -460,21 +498,64 @@ def wait_for(pred, timeout=5.0, step=0.02):
 
 # ---- checks --------------------------------------------------------------
 
+# ---- canaries ------------------------------------------------------------
+
+def canary_leaks():
+    """Where a canary (CANARIES) shows up in what the current check's
+    processes wrote (stderr, access logs) or in the /metrics bodies it read:
+    ["API key in pitot access log /tmp/...", ...]; empty when clean."""
+    found = []
+    for pr in _check_procs:
+        for what, path in [("%s stderr %s" % (pr.name, pr.errf.name), pr.errf.name)] + \
+                [("%s access log %s" % (pr.name, p), p) for p in pr.logs]:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            found += ["%s in %s" % (kind, what) for kind, c in CANARIES if c.encode() in data]
+    for port, body in _scrapes:
+        found += ["%s in a /metrics scrape of port %d" % (kind, port)
+                  for kind, c in CANARIES if c.encode() in body]
+    return sorted(set(found))
+
+
+def canary_forget():
+    """Ends the current check's canary scan here: what its processes wrote
+    and the scrapes read so far are no longer searched (for a check that
+    puts canaries where they are searched on purpose)."""
+    del _check_procs[:]
+    del _scrapes[:]
+
+
 def check(name, fn):
-    """Runs one check; processes it started are stopped afterwards."""
+    """Runs one check; processes it started are stopped afterwards. Before
+    that, a canary in their output fails it (canary_leaks)."""
     global _failures
+    canary_forget()
+    leaks = []
     try:
-        fn()
+        try:
+            fn()
+        finally:
+            leaks = canary_leaks()
+        if leaks:
+            raise AssertionError("a prompt, output or API key was written where it must never "
+                                 "be: " + "; ".join(leaks))
         print("PASS %s" % name, flush=True)
     except Exception as e:  # noqa: BLE001 - report every failure as a line
         _failures += 1
         tb = traceback.format_exc().strip().splitlines()
         where = next((l.strip() for l in reversed(tb) if l.strip().startswith("File")), "")
-        print("FAIL %s: %s %s" % (name, (str(e) or type(e).__name__)[:600], where), flush=True)
+        msg = (str(e) or type(e).__name__)[:600]
+        if leaks and "where it must never be" not in msg:
+            msg += " (and canaries leaked: %s)" % "; ".join(leaks)
+        print("FAIL %s: %s %s" % (name, msg, where), flush=True)
         for pr in _procs:
             sys.stdout.write("  [%s stderr tail] %s\n" % (pr.name, pr.stderr()[-800:].replace("\n", "\n  ")))
     finally:
         stop_all()
+        canary_forget()
 
 
 def finish():

@@ -39,7 +39,9 @@ static void sim_usage(FILE *f)
             "  --refuse                      answers begin with a refusal\n"
             "  --fail-status CODE            completion requests get CODE with an error body\n"
             "  --loading-ms MS               answer 503 (the flavor's loading error) for MS after "
-            "start\n");
+            "start\n"
+            "  --canary WORD                 the first output token (after a refusal) is WORD\n"
+            "                                (letters, digits, '-'; for tests that search logs)\n");
 }
 
 static int sim_num(const char *name, const char *v, double lo, double hi, double *out)
@@ -91,6 +93,7 @@ enum {
     OPT_FAIL,
     OPT_LOADING,
     OPT_FLAVOR,
+    OPT_CANARY,
     OPT_HELP,
 };
 
@@ -130,6 +133,7 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
         { "fail-status", required_argument, NULL, OPT_FAIL },
         { "loading-ms", required_argument, NULL, OPT_LOADING },
         { "flavor", required_argument, NULL, OPT_FLAVOR },
+        { "canary", required_argument, NULL, OPT_CANARY },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -152,6 +156,7 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
     cf->refuse = false;
     cf->fail_status = 0;
     cf->loading_ms = 0;
+    cf->canary[0] = '\0';
 
     while (rc == 0 && (o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -207,6 +212,17 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
                         optarg);
                 rc = -1;
             }
+            break;
+        case OPT_CANARY:
+            if (optarg[0] == '\0' || strlen(optarg) + 2 > sizeof(cf->canary) ||
+                optarg[strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789-")] != '\0') {
+                fprintf(stderr, "pitot-sim: --canary: 1 to %zu letters, digits or '-'\n",
+                        sizeof(cf->canary) - 2);
+                rc = -1;
+                break;
+            }
+            snprintf(cf->canary, sizeof(cf->canary), " %s", optarg);
             break;
         case OPT_HELP:
         case 'h': sim_usage(stdout); exit(0);

@@ -20,6 +20,7 @@
 #define SIM_MODEL_MAX 128  /* bytes of --model, with NUL */
 #define SIM_PATH_MAX 2048  /* bytes of a request target we keep, with NUL */
 #define SIM_ORIGIN_MAX 256 /* bytes of an Origin header we echo, with NUL */
+#define SIM_CANARY_MAX 34  /* bytes of " " + a --canary word, with NUL */
 
 /* Command-line configuration. Durations in ms, rates in tokens/s. */
 struct sim_conf {
@@ -38,6 +39,8 @@ struct sim_conf {
     bool refuse;               /* answers start with a refusal */
     int fail_status;           /* completion requests get this status; 0 off */
     int64_t loading_ms;        /* 503 "Loading model" this long after start */
+    /* --canary: " WORD", the first output token (after a refusal); "" off */
+    char canary[SIM_CANARY_MAX];
 };
 
 /* What the simulator saw; served at GET /sim/stats. */
@@ -286,8 +289,9 @@ int64_t sim_sched_tokens_in_use(const struct sim_srv *s);
 /* ---- sim_text.c: deterministic text, JSON output ---- */
 
 /* Output token i of a request seeded with seed: a word-like piece (the
- * refusal pieces first when refuse is set). *tok_id gets a stable token id. */
-struct span sim_text_token(uint64_t seed, int64_t i, bool refuse, int *tok_id);
+ * refusal pieces first when cf->refuse is set, then cf->canary when set).
+ * *tok_id gets a stable token id. */
+struct span sim_text_token(const struct sim_conf *cf, uint64_t seed, int64_t i, int *tok_id);
 
 /* splitmix64 step: advances *state, returns 64 random bits. */
 uint64_t sim_rng_next(uint64_t *state);

@@ -291,7 +291,7 @@ static void lc_stream_token(struct sim_req *r, struct evbuffer *o, int64_t i, st
         evbuffer_add_printf(o, ",\"id\":\"%s\"}\n\n", r->id);
         break;
     case SIM_EP_NATIVE:
-        sim_text_token(r->seed, i, r->srv->conf.refuse, &id);
+        sim_text_token(&r->srv->conf, r->seed, i, &id);
         evbuffer_add_printf(o, "data: {\"index\":0,\"content\":");
         sim_json_str(o, tok.p, tok.len);
         evbuffer_add_printf(

@@ -296,7 +296,7 @@ static void sched_emit_token(struct sim_req *r, uint64_t now)
 {
     struct sim_srv *s = r->srv;
     int tok_id;
-    struct span tok = sim_text_token(r->seed, r->n_sent, s->conf.refuse, &tok_id);
+    struct span tok = sim_text_token(&s->conf, r->seed, r->n_sent, &tok_id);
 
     sched_observe(r, SIM_OBS_TOKEN, now);
     if (r->stream) {

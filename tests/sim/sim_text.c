@@ -126,14 +126,19 @@ void sim_http_date(char *out, size_t cap)
     strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-struct span sim_text_token(uint64_t seed, int64_t i, bool refuse, int *tok_id)
+struct span sim_text_token(const struct sim_conf *cf, uint64_t seed, int64_t i, int *tok_id)
 {
     uint64_t st;
     size_t w;
 
-    if (refuse && i < SIM_NREFUSAL) {
+    if (cf->refuse && i < SIM_NREFUSAL) {
         *tok_id = 306 + (int)i;
         return span_cstr(sim_refusal[i]);
+    }
+    /* a word tests search logs for: it must never show up there */
+    if (cf->canary[0] != '\0' && i == (cf->refuse ? SIM_NREFUSAL : 0)) {
+        *tok_id = 999;
+        return span_cstr(cf->canary);
     }
     /* A pure function of (seed, i): a non-streamed answer is rebuilt at the
      * end instead of being kept in memory. */
@@ -150,7 +155,7 @@ void sim_text_full(struct evbuffer *out, const struct sim_req *r, bool *has_nl)
 
     *has_nl = false;
     for (i = 0; i < r->n_sent; i++) {
-        struct span s = sim_text_token(r->seed, i, r->srv->conf.refuse, &id);
+        struct span s = sim_text_token(&r->srv->conf, r->seed, i, &id);
         evbuffer_add(out, s.p, s.len);
         if (memchr(s.p, '\n', s.len))
             *has_nl = true;

@@ -386,7 +386,7 @@ static double tg_logprob(const struct sim_req *r, int64_t i)
 static void tg_token_obj(struct evbuffer *o, const struct sim_req *r, int64_t i)
 {
     int id;
-    struct span tok = sim_text_token(r->seed, i, r->srv->conf.refuse, &id);
+    struct span tok = sim_text_token(&r->srv->conf, r->seed, i, &id);
 
     evbuffer_add_printf(o, "{\"id\":%d,\"text\":", id);
     sim_json_str(o, tok.p, tok.len);
@@ -407,7 +407,7 @@ static void tg_text(struct evbuffer *o, const struct sim_req *r, int64_t n)
         return;
     }
     for (i = 0; i < n; i++) {
-        struct span tok = sim_text_token(r->seed, i, r->srv->conf.refuse, &id);
+        struct span tok = sim_text_token(&r->srv->conf, r->seed, i, &id);
         evbuffer_add(t, tok.p, tok.len);
     }
     sim_json_str(o, (const char *)evbuffer_pullup(t, -1), evbuffer_get_length(t));

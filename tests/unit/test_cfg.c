@@ -1437,6 +1437,97 @@ static void test_validate(void **state)
     assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
 }
 
+/* require_auth and admin_listen: defaults, the forms admin_listen takes, its
+ * errors (as listen's, under its own name), and the checks on final values. */
+static void test_auth_admin(void **state)
+{
+    static const struct err_case cases[] = {
+        { "admin_listen: 127.0.0.1:70000\n",
+          "t.yaml:1: bad admin_listen address '127.0.0.1:70000': port out of range (0-65535)" },
+        { "admin_listen: host\n", "t.yaml:1: bad admin_listen address 'host': expected "
+                                  "host:port, [v6]:port, :port or port" },
+        { "admin_listen: ::1:80\n", "t.yaml:1: bad admin_listen address '::1:80': an IPv6 "
+                                    "address needs brackets: [::1]:port" },
+        { "admin_listen: [a]\n", "t.yaml:1: admin_listen: expected a scalar" },
+        { "admin_listen: {a: 1}\n", "t.yaml:1: admin_listen: expected a scalar" },
+        { "require_auth: maybe\n", "t.yaml:1: require_auth: bad boolean 'maybe' (true or false)" },
+        { "require_auth:\n", "t.yaml:1: require_auth: missing value" },
+        { "require_auth: [true]\n", "t.yaml:1: require_auth: expected a scalar" },
+        { "limits:\n  require_auth: true\n",
+          "t.yaml:2: unknown key 'require_auth' in limits (did you mean top-level "
+          "require_auth?)" },
+    };
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_false(c.require_auth);
+    assert_false(c.admin);
+    assert_string_equal(c.admin_host, "");
+    assert_int_equal(c.admin_port, 0);
+
+    assert_int_equal(load(&c, "admin_listen: 127.0.0.1:9091\nrequire_auth: true\n"), 0);
+    assert_true(c.admin);
+    assert_string_equal(c.admin_host, "127.0.0.1");
+    assert_int_equal(c.admin_port, 9091);
+    assert_true(c.require_auth);
+    /* listen is untouched */
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 8080);
+    assert_int_equal(load(&c, "admin_listen: \"[::1]:0\"\n"), 0);
+    assert_string_equal(c.admin_host, "::1");
+    assert_int_equal(c.admin_port, 0);
+    assert_int_equal(load(&c, "admin_listen: :9092\n"), 0);
+    assert_string_equal(c.admin_host, "0.0.0.0");
+    assert_int_equal(c.admin_port, 9092);
+    assert_int_equal(load(&c, "admin_listen: 9093\n"), 0);
+    assert_string_equal(c.admin_host, "127.0.0.1");
+    assert_int_equal(c.admin_port, 9093);
+    /* "", ~ and an empty value turn it off again */
+    assert_int_equal(load(&c, "admin_listen: \"\"\n"), 0);
+    assert_false(c.admin);
+    assert_int_equal(load(&c, "admin_listen: 9093\n"), 0);
+    assert_int_equal(load(&c, "admin_listen: ~\n"), 0);
+    assert_false(c.admin);
+    assert_int_equal(load(&c, "admin_listen: 9093\n"), 0);
+    assert_int_equal(load(&c, "admin_listen:\nrequire_auth: off\n"), 0);
+    assert_false(c.admin);
+    assert_false(c.require_auth);
+
+    /* the setter: a failed set changes nothing */
+    assert_int_equal(cfg_admin_listen_set(&c, "localhost:9094", err, sizeof(err)), 0);
+    assert_int_equal(cfg_admin_listen_set(&c, "localhost:x", err, sizeof(err)), -1);
+    assert_string_equal(err, "bad admin_listen address 'localhost:x': bad port");
+    assert_true(c.admin);
+    assert_string_equal(c.admin_host, "localhost");
+    assert_int_equal(c.admin_port, 9094);
+    assert_int_equal(cfg_admin_listen_set(&c, "", err, sizeof(err)), 0);
+    assert_false(c.admin);
+    cfg_release(&c);
+    CHECK_ERRORS(cases);
+
+    /* require_auth needs a key, wherever it comes from */
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://a:1", NULL, err, sizeof(err)), 0);
+    assert_int_equal(load(&c, "require_auth: true\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "require_auth: true, but no API key is configured: every request "
+                             "would be refused (give a tier keys: or key_sha256:)");
+    assert_int_equal(load(&c, "tiers:\n  - name: default\n    keys: [k1]\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+
+    /* admin_listen on the client address itself */
+    assert_int_equal(load(&c, "listen: 127.0.0.1:9000\nadmin_listen: 127.0.0.1:9000\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "admin_listen (127.0.0.1:9000) must differ from listen");
+    assert_int_equal(load(&c, "admin_listen: 127.0.0.1:9001\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    /* two free ports: port 0 is no clash */
+    assert_int_equal(load(&c, "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    cfg_release(&c);
+    (void)state;
+}
+
 /* The routing pairs, checked on the final values like measure.stall. */
 static void test_validate_routing(void **state)
 {
@@ -1933,6 +2024,7 @@ int main(void)
         cmocka_unit_test(test_backend_add),
         cmocka_unit_test(test_listen_set),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_auth_admin),
         cmocka_unit_test(test_validate_routing),
         cmocka_unit_test(test_phrases_ownership),
         cmocka_unit_test(test_load_file),

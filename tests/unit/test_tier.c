@@ -1,6 +1,7 @@
-/* Unit tests for tier: tier from API keys (plain and hashed in the config),
- * from the trusted header, their precedence, malformed Authorization values,
- * tier_resolve on parsed requests, and the SLO verdict. */
+/* Unit tests for tier: tier from API keys (plain and hashed in the config,
+ * in Authorization or x-api-key), from the trusted header, their precedence,
+ * malformed Authorization values, repeated fields, tier_resolve on parsed
+ * requests, and the SLO verdict. */
 #include "pitot/tier.h"
 
 #include <setjmp.h>
@@ -37,10 +38,20 @@ static void load(struct cfg *c, const char *yaml)
     }
 }
 
+static struct span opt(const char *s)
+{
+    return s ? span_cstr(s) : span_make(NULL, 0);
+}
+
 static unsigned resolve(const struct cfg *c, const char *auth, const char *hdr)
 {
-    return tier_resolve_values(c, auth ? span_cstr(auth) : span_make(NULL, 0),
-                               hdr ? span_cstr(hdr) : span_make(NULL, 0));
+    return tier_resolve_values(c, opt(auth), span_make(NULL, 0), opt(hdr), NULL);
+}
+
+/* The tier and whether a key matched, from Authorization and x-api-key. */
+static unsigned resolve_keys(const struct cfg *c, const char *auth, const char *apikey, bool *keyed)
+{
+    return tier_resolve_values(c, opt(auth), opt(apikey), span_make(NULL, 0), keyed);
 }
 
 static void test_keys(void **state)
@@ -105,8 +116,9 @@ static void test_malformed_authorization(void **state)
         assert_int_equal(resolve(&c, bad[i], "batch"), 2);
     }
     /* a span that stops before the key's end is not the key */
-    assert_int_equal(
-        tier_resolve_values(&c, span_make("Bearer sk-premium-1", 18), span_make(NULL, 0)), 0);
+    assert_int_equal(tier_resolve_values(&c, span_make("Bearer sk-premium-1", 18),
+                                         span_make(NULL, 0), span_make(NULL, 0), NULL),
+                     0);
     cfg_release(&c);
 }
 
@@ -151,6 +163,71 @@ static void test_header(void **state)
     cfg_release(&c);
 }
 
+/* x-api-key (Anthropic's header): the key alone, no scheme; Authorization
+ * wins when its key matches, else x-api-key's; keyed tells whether either
+ * matched a configured key. */
+static void test_x_api_key(void **state)
+{
+    static const char *const bad_auth[] = { NULL,          "",        "Basic sk-premium-1",
+                                            "Bearer",      "Bearer ", "Bearer nope",
+                                            "sk-premium-1" };
+    struct cfg c;
+    bool keyed;
+    size_t i;
+
+    load(&c, tiers_yaml);
+    keyed = false;
+    assert_int_equal(resolve_keys(&c, NULL, "sk-premium-1", &keyed), 1);
+    assert_true(keyed);
+    assert_int_equal(resolve_keys(&c, NULL, " \tchange-me\t ", &keyed), 2);
+    assert_true(keyed);
+    keyed = false;
+    assert_int_equal(resolve_keys(&c, NULL, "sk-default", &keyed), 0);
+    assert_true(keyed); /* a key of the default tier is a key */
+    /* no scheme in x-api-key: "Bearer KEY" there is not the key */
+    assert_int_equal(resolve_keys(&c, NULL, "Bearer sk-premium-1", &keyed), 0);
+    assert_false(keyed);
+    assert_int_equal(resolve_keys(&c, NULL, "sk-premium-", &keyed), 0);
+    assert_false(keyed);
+    assert_int_equal(resolve_keys(&c, NULL, "", &keyed), 0);
+    assert_false(keyed);
+    assert_int_equal(resolve_keys(&c, NULL, NULL, &keyed), 0);
+    assert_false(keyed);
+    /* both: a matching Authorization wins over a matching x-api-key */
+    assert_int_equal(resolve_keys(&c, "Bearer change-me", "sk-premium-1", &keyed), 2);
+    assert_true(keyed);
+    assert_int_equal(resolve_keys(&c, "Bearer sk-default", "sk-premium-1", &keyed), 0);
+    assert_true(keyed);
+    /* an Authorization that is malformed or names no key: x-api-key decides */
+    for (i = 0; i < sizeof(bad_auth) / sizeof(bad_auth[0]); i++) {
+        keyed = false;
+        assert_int_equal(resolve_keys(&c, bad_auth[i], "sk-premium-2", &keyed), 1);
+        assert_true(keyed);
+        keyed = true;
+        assert_int_equal(resolve_keys(&c, bad_auth[i], "wrong", &keyed), 0);
+        assert_false(keyed);
+        keyed = true;
+        assert_int_equal(resolve_keys(&c, bad_auth[i], NULL, &keyed), 0);
+        assert_false(keyed);
+    }
+    /* the Bearer paths set keyed too */
+    assert_int_equal(resolve_keys(&c, "Bearer sk-premium-1", NULL, &keyed), 1);
+    assert_true(keyed);
+    /* an unknown key falls back to the tier header, and is still no key */
+    assert_int_equal(tier_resolve_values(&c, span_cstr("Bearer nope"), span_cstr("nope"),
+                                         span_cstr("batch"), &keyed),
+                     2);
+    assert_false(keyed);
+    cfg_release(&c);
+
+    /* no keys configured: nothing is a key */
+    load(&c, "tiers: [premium]\n");
+    assert_int_equal(resolve_keys(&c, "Bearer sk-premium-1", "sk-premium-1", &keyed), 0);
+    assert_false(keyed);
+    cfg_release(&c);
+    (void)state;
+}
+
 /* tier_resolve on requests parsed by h1: header names in any case, the first
  * field of a name counts. */
 static unsigned resolve_request(const struct cfg *c, const char *head)
@@ -161,7 +238,7 @@ static unsigned resolve_request(const struct cfg *c, const char *head)
     h1_init(&p, H1_REQUEST, NULL, NULL, NULL);
     assert_int_equal(h1_execute(&p, span_cstr(head), &used), H1_HEAD);
     assert_int_equal(used, strlen(head));
-    return tier_resolve(c, &p.msg);
+    return tier_resolve(c, &p.msg, NULL);
 }
 
 static void test_resolve_request(void **state)
@@ -191,6 +268,62 @@ static void test_resolve_request(void **state)
                      0);
     assert_int_equal(resolve_request(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     cfg_release(&c);
+}
+
+/* The same on parsed requests: x-api-key in any case, and a credential
+ * field given twice counts as absent. */
+static void test_resolve_request_keys(void **state)
+{
+    struct h1_parser p;
+    struct cfg c;
+    bool keyed;
+    size_t used;
+    static const struct {
+        const char *head;
+        unsigned tier;
+        bool keyed;
+    } cases[] = {
+        { "POST / HTTP/1.1\r\nHost: a\r\nX-Api-Key: sk-premium-1\r\n\r\n", 1, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nx-api-key:change-me\r\n\r\n", 2, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-default\r\n"
+          "x-api-key: sk-premium-1\r\n\r\n",
+          0, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Basic c2s6cHc=\r\n"
+          "x-api-key: sk-premium-1\r\n\r\n",
+          1, true },
+        /* another header name is not a key */
+        { "POST / HTTP/1.1\r\nHost: a\r\napi-key: sk-premium-1\r\n\r\n", 0, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nX-Api-Token: sk-premium-1\r\n\r\n", 0, false },
+        /* twice, even the same key: absent */
+        { "POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-premium-1\r\n"
+          "Authorization: Bearer sk-premium-1\r\n\r\n",
+          0, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nx-api-key: sk-premium-1\r\n"
+          "X-API-KEY: change-me\r\n\r\n",
+          0, false },
+        /* the other field still counts when one is repeated */
+        { "POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-premium-1\r\n"
+          "Authorization: Bearer change-me\r\nx-api-key: sk-default\r\n\r\n",
+          0, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nx-api-key: a\r\nx-api-key: b\r\n"
+          "Authorization: Bearer change-me\r\n\r\n",
+          2, true },
+        { "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0, false },
+    };
+    size_t i;
+
+    load(&c, tiers_yaml);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        h1_init(&p, H1_REQUEST, NULL, NULL, NULL);
+        assert_int_equal(h1_execute(&p, span_cstr(cases[i].head), &used), H1_HEAD);
+        keyed = !cases[i].keyed;
+        if (tier_resolve(&c, &p.msg, &keyed) != cases[i].tier || keyed != cases[i].keyed) {
+            print_error("case %zu: %s\n", i, cases[i].head);
+            fail();
+        }
+    }
+    cfg_release(&c);
+    (void)state;
 }
 
 static void test_slo(void **state)
@@ -234,8 +367,9 @@ static void test_slo(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keys),   cmocka_unit_test(test_malformed_authorization),
-        cmocka_unit_test(test_header), cmocka_unit_test(test_resolve_request),
+        cmocka_unit_test(test_keys),      cmocka_unit_test(test_malformed_authorization),
+        cmocka_unit_test(test_header),    cmocka_unit_test(test_resolve_request),
+        cmocka_unit_test(test_x_api_key), cmocka_unit_test(test_resolve_request_keys),
         cmocka_unit_test(test_slo),
     };
 
