@@ -392,16 +392,19 @@ struct tls_client {
 };
 
 /* A new session from the server (after the handshake, or a TLS 1.3 ticket):
- * kept for the next connection, in place of the one before. */
+ * a copy is kept for the next connection, in place of the one before. A
+ * copy, because OpenSSL marks a connection's own session not resumable when
+ * the connection ends without close_notify, as a cancelled stream does. */
 static int tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     struct tls_client *tc = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION *copy;
 
-    if (tc == NULL)
+    if (tc == NULL || (copy = SSL_SESSION_dup(sess)) == NULL)
         return 0;
     SSL_SESSION_free(tc->session);
-    tc->session = sess;
-    return 1; /* the reference is ours */
+    tc->session = copy;
+    return 0; /* sess stays OpenSSL's */
 }
 
 /* A client context from tc->t's files, or NULL with a message. */

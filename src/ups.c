@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "pitot/cfg.h"
+#include "pitot/tls.h"
 #include "pitot/wrk.h"
 
 #define UPS_IDLE_MS 4000
@@ -77,7 +78,9 @@ static void ups_idle_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /* A pooled connection whose FIN (or RST) arrived but whose idle callback has
- * not run yet must not carry a request: peek at the socket first. */
+ * not run yet must not carry a request: peek at the socket first. Through
+ * TLS the same holds: an idle connection has nothing to read, so any byte
+ * waiting (a close_notify, an alert) means it is closing too. */
 static bool ups_alive(struct bufferevent *bev)
 {
     char c;
@@ -114,7 +117,10 @@ struct bufferevent *ups_conn_new(struct wrk *w, unsigned be)
 {
     struct bufferevent *bev;
 
-    bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (w->be_tls[be] != NULL)
+        bev = tls_client_bev(w->be_tls[be], w->base); /* handshakes once connected */
+    else
+        bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
     if (bufferevent_socket_connect(bev, (struct sockaddr *)&w->be_addr[be], w->be_addrlen[be]) <

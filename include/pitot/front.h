@@ -1,6 +1,7 @@
-/* front: client connections: accept, read and check a request (llhttp via
- * h1, limits, timeouts), answer pitot's own paths, hand the rest to a relay,
- * and write locally generated replies. */
+/* front: client connections: accept (and the TLS handshake on a TLS
+ * listener), read and check a request (llhttp via h1, limits, timeouts),
+ * answer pitot's own paths, hand the rest to a relay, and write locally
+ * generated replies. */
 #ifndef PITOT_FRONT_H
 #define PITOT_FRONT_H
 
@@ -21,12 +22,13 @@ struct event;
 struct sockaddr;
 
 enum front_state {
-    FRONT_ST_IDLE,    /* keep-alive: waiting for a request's first byte */
-    FRONT_ST_HEAD,    /* reading a request head (header timeout runs) */
-    FRONT_ST_BODY,    /* reading a request body into the relay */
-    FRONT_ST_PROXY,   /* the relay owns the response */
-    FRONT_ST_CLOSING, /* flushing the last output, then close (transient) */
-    FRONT_ST_DEAD,    /* closed; memory freed by the worker's reaper */
+    FRONT_ST_HANDSHAKE, /* TLS: the handshake runs (the header timeout from the accept) */
+    FRONT_ST_IDLE,      /* keep-alive: waiting for a request's first byte */
+    FRONT_ST_HEAD,      /* reading a request head (header timeout runs) */
+    FRONT_ST_BODY,      /* reading a request body into the relay */
+    FRONT_ST_PROXY,     /* the relay owns the response */
+    FRONT_ST_CLOSING,   /* flushing the last output, then close (transient) */
+    FRONT_ST_DEAD,      /* closed; memory freed by the worker's reaper */
 };
 
 struct front_conn {
@@ -41,7 +43,8 @@ struct front_conn {
     TAILQ_ENTRY(front_conn) link;
 };
 
-/* Accepts a connected socket (TCP_NODELAY set here). */
+/* Accepts a connected socket (TCP_NODELAY set here, before a TLS listener
+ * wraps it and starts the handshake). */
 void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen);
 
 /* Moves a connection to a new state; asserts the move is legal. */
