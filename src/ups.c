@@ -50,6 +50,7 @@ static void ups_idle_free(struct ups_idle *it)
 {
     TAILQ_REMOVE(&it->pool->idle, it, link);
     it->pool->n--;
+    tls_close_notify(it->bev); /* an orderly end; lets the server keep the session */
     bufferevent_free(it->bev);
     free(it);
 }
@@ -141,6 +142,7 @@ void ups_conn_put(struct wrk *w, unsigned be, struct bufferevent *bev)
     if (p->n >= w->cfg->upstream_keepalive || w->stopping ||
         evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
         (it = malloc(sizeof(*it))) == NULL) {
+        tls_close_notify(bev);
         bufferevent_free(bev);
         return;
     }
