@@ -167,6 +167,17 @@ def t_stream_through_tls_listener():
     log = access_log(pitot, 2)
     assert [l["outcome"] for l in log] == ["ok", "ok"] and log[-1]["stream"], log
     assert log[-1]["completion_tokens"] == 8 and log[-1]["ttft_ms"] is not None, log[-1]
+    # pitot-load over https: verified, kept-alive connections, every stream whole
+    out = subprocess.run([os.path.join(BUILD, "pitot-load"), "--url",
+                          "https://127.0.0.1:%d" % pitot.port, "--cacert", CA, "--concurrency", "3",
+                          "--requests", "9", "--max-tokens", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "requests: 9 ok: 9 failed: 0 " in out.stdout, out
+    assert len(access_log(pitot, 11)) == 11
+    out = subprocess.run([os.path.join(BUILD, "pitot-load"), "--url",
+                          "https://127.0.0.1:%d" % pitot.port, "--requests", "2"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "ok: 0 failed: 2 (connect: 2)" in out.stdout, out  # system CAs
     assert metric_value(tls_metrics(pitot.port), "pitot_tls_handshake_failures_total") == 0
     stop_pitot_clean(pitot)
 
