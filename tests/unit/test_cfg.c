@@ -1928,6 +1928,74 @@ static void test_sample_otel_example(void **state)
     (void)state;
 }
 
+/* The lines of conf/pitot.yaml that start with `prefix` right after the
+ * line `after` (and the indented comments that continue it), without their
+ * first character (the '#'), after `head`. */
+static char *sample_block(const char *after, const char *prefix, const char *head)
+{
+    char line[512], *yaml;
+    size_t len, cap = 8192, got = 0;
+    bool in = false;
+    FILE *f = fopen("conf/pitot.yaml", "r");
+
+    assert_non_null(f);
+    yaml = malloc(cap);
+    assert_non_null(yaml);
+    len = (size_t)snprintf(yaml, cap, "%s", head);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (!in) {
+            in = strncmp(line, after, strlen(after)) == 0;
+            continue;
+        }
+        if (strncmp(line, prefix, strlen(prefix)) != 0) {
+            if (got == 0 && line[0] == ' ' && line[strspn(line, " ")] == '#')
+                continue; /* the comment of the line before, continued */
+            break;
+        }
+        len += (size_t)snprintf(yaml + len, cap - len, "%s", line + 1);
+        assert_true(len < cap);
+        got++;
+    }
+    fclose(f);
+    assert_true(in && got > 0);
+    return yaml;
+}
+
+/* The sample's commented-out TLS examples, uncommented, load: two listener
+ * certificates, an https backend with every tls key. */
+static void test_sample_tls_examples(void **state)
+{
+    char *yaml = sample_block("  certificates: []", "#    ", "tls:\n  certificates:\n");
+    struct cfg c;
+
+    cfg_init(&c);
+    if (load(&c, yaml) != 0) {
+        print_error("%s\n%s\n", yaml, err);
+        fail();
+    }
+    free(yaml);
+    assert_int_equal(c.ntls_certs, 2);
+    assert_string_equal(c.tls_certs[0].cert, "/etc/pitot/tls/api.example.com.crt");
+    assert_string_equal(c.tls_certs[1].key, "/etc/pitot/tls/internal.example.com.key");
+    yaml = sample_block("  - http://127.0.0.1:18082", "#  ", "backends:\n");
+    if (load(&c, yaml) != 0) {
+        print_error("%s\n%s\n", yaml, err);
+        fail();
+    }
+    free(yaml);
+    assert_int_equal(c.nbackends, 1);
+    assert_true(c.backends[0].https);
+    assert_string_equal(c.backends[0].name, "replica-c");
+    assert_string_equal(c.backends[0].url, "https://gpu-3.internal:8443");
+    assert_string_equal(c.backends[0].tls.ca_file, "/etc/pitot/tls/backend-ca.crt");
+    assert_string_equal(c.backends[0].tls.server_name, "llm.internal");
+    assert_string_equal(c.backends[0].tls.cert, "/etc/pitot/tls/pitot-client.crt");
+    assert_string_equal(c.backends[0].tls.key, "/etc/pitot/tls/pitot-client.key");
+    assert_true(c.backends[0].tls.verify);
+    cfg_release(&c);
+    (void)state;
+}
+
 /* tls: the listener's certificates (a list of {cert, key}, lines kept for
  * the messages of tls_check) and min_version; every error. */
 static void test_tls_listener(void **state)
@@ -2181,6 +2249,7 @@ int main(void)
         cmocka_unit_test(test_tls_listener),
         cmocka_unit_test(test_tls_cert_set),
         cmocka_unit_test(test_backend_tls),
+        cmocka_unit_test(test_sample_tls_examples),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
