@@ -323,14 +323,15 @@ static enum met_tls_fail tls_reason_of(unsigned long e)
 }
 
 /* The OpenSSL errors libevent kept for bev (at most three), oldest first;
- * SSL_get_error() codes it keeps among them are left out. */
+ * the SSL_get_error() codes it keeps among them and system errors (the
+ * socket failed: not a TLS matter) are left out. */
 static size_t tls_bev_codes(struct bufferevent *bev, unsigned long *codes, size_t cap)
 {
     unsigned long e, tmp[8];
     size_t n = 0, i;
 
     while ((e = bufferevent_get_openssl_error(bev)) != 0 && n < 8)
-        if (ERR_GET_LIB(e) != 0) /* not an SSL_ERROR_* value */
+        if (ERR_GET_LIB(e) != 0 && !ERR_SYSTEM_ERROR(e)) /* not an SSL_ERROR_* value */
             tmp[n++] = e;
     /* libevent hands them back newest first */
     for (i = 0; i < n && i < cap; i++)

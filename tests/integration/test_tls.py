@@ -178,7 +178,9 @@ def t_stream_through_tls_listener():
                           "https://127.0.0.1:%d" % pitot.port, "--requests", "2"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "ok: 0 failed: 2 (connect: 2)" in out.stdout, out  # system CAs
-    assert metric_value(tls_metrics(pitot.port), "pitot_tls_handshake_failures_total") == 0
+    m = tls_metrics(pitot.port)
+    assert metric_value(m, "pitot_tls_handshake_failures_total", reason="unknown_ca") == 2, m
+    assert metric_value(m, "pitot_tls_handshake_failures_total") == 2, m
     stop_pitot_clean(pitot)
 
 
