@@ -31,13 +31,18 @@ static int front_body_cb(void *ud, struct span b);
 
 void front_set_state(struct front_conn *fc, enum front_state st)
 {
+    /* clang-format off */
     static const unsigned char legal[][7] = {
         /*                     HANDSHAKE IDLE HEAD BODY PROXY CLOSING DEAD */
-        [FRONT_ST_HANDSHAKE] = { 0, 1, 0, 0, 0, 0, 1 }, [FRONT_ST_IDLE] = { 0, 1, 1, 0, 0, 1, 1 },
-        [FRONT_ST_HEAD] = { 0, 1, 0, 1, 0, 1, 1 }, /* IDLE: answered locally */
-        [FRONT_ST_BODY] = { 0, 0, 0, 0, 1, 1, 1 },      [FRONT_ST_PROXY] = { 0, 1, 0, 0, 0, 1, 1 },
-        [FRONT_ST_CLOSING] = { 0, 0, 0, 0, 0, 1, 1 },   [FRONT_ST_DEAD] = { 0, 0, 0, 0, 0, 0, 1 },
+        [FRONT_ST_HANDSHAKE] = { 0,      1,   0,   0,   0,    0,      1 },
+        [FRONT_ST_IDLE] =      { 0,      1,   1,   0,   0,    1,      1 },
+        [FRONT_ST_HEAD] =      { 0,      1,   0,   1,   0,    1,      1 }, /* IDLE: answered locally */
+        [FRONT_ST_BODY] =      { 0,      0,   0,   0,   1,    1,      1 },
+        [FRONT_ST_PROXY] =     { 0,      1,   0,   0,   0,    1,      1 },
+        [FRONT_ST_CLOSING] =   { 0,      0,   0,   0,   0,    1,      1 },
+        [FRONT_ST_DEAD] =      { 0,      0,   0,   0,   0,    0,      1 },
     };
+    /* clang-format on */
 
     assert(legal[fc->st][st]);
     (void)legal;
