@@ -100,7 +100,7 @@ unit: $(UNIT_BINS) $(REPLAY_BINS)
 # Debian packages the build and the tests need; installed when missing.
 DEB_PKGS := gcc libc6-dev make pkg-config libevent-dev libssl-dev node-llhttp libjsmn-dev \
             libyaml-dev libcmocka-dev prometheus prometheus-alertmanager curl python3 \
-            python3-yaml
+            python3-yaml openssl
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -12,6 +12,7 @@
 #include "pitot/cfg.h"
 #include "pitot/met.h"
 #include "pitot/rfs.h"
+#include "pitot/tls.h"
 #include "pitot/version.h"
 #include "pitot/wrk.h"
 
@@ -19,24 +20,38 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: pitot [-c FILE] [--listen HOST:PORT] [--backend URL]... [--access-log PATH]\n"
+            "             [--tls-cert FILE --tls-key FILE]\n"
             "       pitot -t -c FILE      check a configuration file and exit\n"
             "       pitot --metrics-doc   print the metrics reference (Markdown) and exit\n"
             "\n"
             "  -c, --config FILE      YAML configuration (see conf/pitot.yaml)\n"
             "  -t, --test-config      validate the configuration, report FILE:LINE: errors\n"
             "  -l, --listen HOST:PORT client-facing address (default 127.0.0.1:8080)\n"
-            "  -b, --backend URL      http://host:port of an inference server; repeatable;\n"
+            "  -b, --backend URL      http[s]://host:port of an inference server; repeatable;\n"
             "                         replaces the config file's backends\n"
             "  -a, --access-log PATH  JSON access log, '-' for stdout (default)\n"
+            "      --tls-cert FILE    the listener speaks TLS with this certificate (PEM,\n"
+            "      --tls-key FILE     then its chain) and key; replaces tls.certificates\n"
             "  -h, --help             this text\n"
             "  -V, --version          version\n");
 }
 
-/* Applies the config file, then the command line over it, then validates.
- * Returns 0, or the exit status with a message in err. */
-static int build_cfg(struct cfg *c, const char *conf, const char *listen, const char **backends,
-                     size_t nb, const char *access_log, char *err, size_t errlen)
+/* Command-line values applied over the config file. */
+struct cli {
+    const char *listen, *access_log, *tls_cert, *tls_key;
+    const char **backends;
+    size_t nb;
+};
+
+/* Applies the config file, then the command line over it, then validates,
+ * TLS files included. Returns 0, or the exit status with a message in err. */
+static int build_cfg(struct cfg *c, const char *conf, const struct cli *cl, char *err,
+                     size_t errlen)
 {
+    const char *listen = cl->listen, *access_log = cl->access_log;
+    const char **backends = cl->backends;
+    size_t nb = cl->nb;
+    unsigned line;
     char msg[448];
     size_t i;
 
@@ -56,8 +71,24 @@ static int build_cfg(struct cfg *c, const char *conf, const char *listen, const 
     }
     if (access_log)
         snprintf(c->access_log, sizeof(c->access_log), "%s", access_log);
+    if ((cl->tls_cert == NULL) != (cl->tls_key == NULL)) {
+        snprintf(err, errlen, "pitot: --tls-cert and --tls-key go together");
+        return 2;
+    }
+    if (cl->tls_cert && cfg_tls_cert_set(c, cl->tls_cert, cl->tls_key, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "pitot: --tls-cert/--tls-key: %s", msg);
+        return 2;
+    }
     if (cfg_validate(c, msg, sizeof(msg)) != 0) {
         snprintf(err, errlen, "%s: %s", conf ? conf : "pitot", msg);
+        return 1;
+    }
+    /* readable, PEM, keys matching: what -t promises, before anything starts */
+    if (tls_check(c, msg, sizeof(msg), &line) != 0) {
+        if (line && conf)
+            snprintf(err, errlen, "%s:%u: %s", conf, line, msg);
+        else
+            snprintf(err, errlen, "%s: %s", conf && !cl->tls_cert ? conf : "pitot", msg);
         return 1;
     }
     return 0;
@@ -102,12 +133,16 @@ static void log_drain_end(const struct wrk *w)
         fprintf(stderr, "pitot: drained, exiting\n");
 }
 
+/* SIGHUP: the access log is reopened (rotation) and every certificate, key
+ * and CA file loaded again for new handshakes. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
 
     if (alog_reopen(sc->alog) != 0)
         fprintf(stderr, "pitot: reopening the access log failed\n");
+    if (wrk_tls_reload(sc->w) == 0 && sc->w->tls != NULL && sc->w->cfg->log_level >= 2)
+        fprintf(stderr, "pitot: info: signal %d, certificates reloaded\n", (int)sig);
 }
 
 int main(int argc, char **argv)
@@ -119,14 +154,16 @@ int main(int argc, char **argv)
         { "backend", required_argument, NULL, 'b' },
         { "access-log", required_argument, NULL, 'a' },
         { "metrics-doc", no_argument, NULL, 'M' },
+        { "tls-cert", required_argument, NULL, 'C' },
+        { "tls-key", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     static struct cfg c; /* large: keep it off the stack */
-    const char *conf = NULL, *listen = NULL, *access_log = NULL;
+    const char *conf = NULL;
     const char **backends = calloc((size_t)argc + 1, sizeof(char *));
-    size_t nb = 0;
+    struct cli cl = { NULL, NULL, NULL, NULL, backends, 0 };
     bool test = false;
     char err[512];
     struct rfs_phrases *ph = NULL;
@@ -143,9 +180,11 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'c': conf = optarg; break;
         case 't': test = true; break;
-        case 'l': listen = optarg; break;
-        case 'b': backends[nb++] = optarg; break;
-        case 'a': access_log = optarg; break;
+        case 'l': cl.listen = optarg; break;
+        case 'b': backends[cl.nb++] = optarg; break;
+        case 'a': cl.access_log = optarg; break;
+        case 'C': cl.tls_cert = optarg; break;
+        case 'K': cl.tls_key = optarg; break;
         case 'M':
             met_doc_markdown(stdout);
             free(backends);
@@ -171,7 +210,7 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg_init(&c);
-    rc = build_cfg(&c, conf, listen, backends, nb, access_log, err, sizeof(err));
+    rc = build_cfg(&c, conf, &cl, err, sizeof(err));
     free(backends);
     if (rc != 0) {
         fprintf(stderr, "%s\n", err);
@@ -213,8 +252,8 @@ int main(int argc, char **argv)
     evsignal_add(sig_hup, NULL);
     if (c.admin) /* before the line that says pitot is up: the admin port is known then */
         fprintf(stderr, "pitot: admin endpoints on %s:%u\n", c.admin_host, wrk_admin_port(w));
-    fprintf(stderr, "pitot %s listening on %s:%u, %zu backend%s\n", PITOT_VERSION, c.listen_host,
-            wrk_listen_port(w), nconf, nconf == 1 ? "" : "s");
+    fprintf(stderr, "pitot %s listening on %s:%u%s, %zu backend%s\n", PITOT_VERSION, c.listen_host,
+            wrk_listen_port(w), c.ntls_certs ? " (TLS)" : "", nconf, nconf == 1 ? "" : "s");
     fflush(stderr);
     wrk_run(w);
     log_drain_end(w);

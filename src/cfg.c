@@ -310,21 +310,21 @@ static const char *cfg_hostport_parse(const char *s, size_t len, struct cfg_host
     return NULL;
 }
 
-/* Fills b from "http://host[:port][/]"; the name is left to the caller. */
+/* Fills b from "http[s]://host[:port][/]"; the name is left to the caller. */
 int cfg_url_parse(const char *url, struct cfg_backend *b, char *err, size_t errlen)
 {
     struct cfg_hostport hp;
     const char *p, *rest, *why;
     size_t alen;
+    bool https = strncasecmp(url, "https://", 8) == 0;
 
-    if (strncasecmp(url, "https://", 8) == 0)
-        return cfg_msg(err, errlen, "bad backend URL '%s': https is not supported yet", url);
-    if (strncasecmp(url, "http://", 7) != 0) {
+    if (!https && strncasecmp(url, "http://", 7) != 0) {
         if (strstr(url, "://") != NULL)
-            return cfg_msg(err, errlen, "bad backend URL '%s': only http:// is supported", url);
-        return cfg_msg(err, errlen, "bad backend URL '%s': expected http://host[:port]", url);
+            return cfg_msg(err, errlen,
+                           "bad backend URL '%s': only http:// and https:// are supported", url);
+        return cfg_msg(err, errlen, "bad backend URL '%s': expected http[s]://host[:port]", url);
     }
-    p = url + 7;
+    p = url + (https ? 8 : 7);
     alen = strcspn(p, "/?#");
     rest = p + alen;
     if (memchr(p, '@', alen) != NULL)
@@ -342,17 +342,19 @@ int cfg_url_parse(const char *url, struct cfg_backend *b, char *err, size_t errl
         return cfg_msg(err, errlen, "bad backend URL '%s': %s", url, why);
     memset(b, 0, sizeof(*b));
     memcpy(b->host, hp.host, sizeof(b->host));
-    b->port = hp.has_port ? (uint16_t)hp.port : 80;
+    b->port = hp.has_port ? (uint16_t)hp.port : https ? 443 : 80;
     {
         unsigned char a4[4];
         b->dns = !hp.v6 && inet_pton(AF_INET, b->host, a4) != 1;
     }
-    snprintf(b->url, sizeof(b->url), hp.v6 ? "http://[%s]:%u" : "http://%s:%u", b->host,
-             (unsigned)b->port);
+    b->https = https;
+    b->tls.verify = true;
+    snprintf(b->url, sizeof(b->url), hp.v6 ? "%s://[%s]:%u" : "%s://%s:%u",
+             https ? "https" : "http", b->host, (unsigned)b->port);
     return 0;
 }
 
-/* opentelemetry.traces.endpoint: "http://host[:port][/path]", "" for off. */
+/* opentelemetry.traces.endpoint: "http[s]://host[:port][/path]", "" for off. */
 int cfg_otlp_endpoint_set(struct cfg *c, const char *url, char *err, size_t errlen)
 {
     static const char pchars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -361,26 +363,24 @@ int cfg_otlp_endpoint_set(struct cfg *c, const char *url, char *err, size_t errl
     const char *p, *path, *why;
     size_t alen;
 
+    bool https = strncasecmp(url, "https://", 8) == 0;
+
     memset(&hp, 0, sizeof(hp));
     c->otel_trace_url[0] = c->otel_trace_host[0] = '\0';
     c->otel_trace_port = 0;
+    c->otel_trace_https = false;
     strcpy(c->otel_trace_path, "/v1/traces");
     if (url[0] == '\0')
         return 0;
-    if (strncasecmp(url, "https://", 8) == 0)
-        return cfg_msg(err, errlen,
-                       "bad opentelemetry.traces.endpoint '%.300s': https is not supported yet "
-                       "(TLS comes later), use http://",
-                       url);
-    if (strncasecmp(url, "http://", 7) != 0)
+    if (!https && strncasecmp(url, "http://", 7) != 0)
         return cfg_msg(err, errlen,
                        "bad opentelemetry.traces.endpoint '%.300s': expected "
-                       "http://host[:port][/path]",
+                       "http[s]://host[:port][/path]",
                        url);
     if (strlen(url) >= sizeof(c->otel_trace_url))
         return cfg_msg(err, errlen, "bad opentelemetry.traces.endpoint: longer than %zu bytes",
                        sizeof(c->otel_trace_url) - 1);
-    p = url + 7;
+    p = url + (https ? 8 : 7);
     alen = strcspn(p, "/?#");
     path = p + alen;
     if (memchr(p, '@', alen) != NULL)
@@ -401,7 +401,8 @@ int cfg_otlp_endpoint_set(struct cfg *c, const char *url, char *err, size_t errl
         return cfg_msg(err, errlen, "bad opentelemetry.traces.endpoint '%.300s': %s", url, why);
     memcpy(c->otel_trace_url, url, strlen(url) + 1);
     memcpy(c->otel_trace_host, hp.host, sizeof(c->otel_trace_host));
-    c->otel_trace_port = hp.has_port ? (uint16_t)hp.port : 80;
+    c->otel_trace_port = hp.has_port ? (uint16_t)hp.port : https ? 443 : 80;
+    c->otel_trace_https = https;
     if (path[0] != '\0' && strcmp(path, "/") != 0)
         memcpy(c->otel_trace_path, path, strlen(path) + 1);
     return 0;
@@ -410,7 +411,7 @@ int cfg_otlp_endpoint_set(struct cfg *c, const char *url, char *err, size_t errl
 /* Sets b->name: the given one (checked), else "host:port" from its URL. */
 int cfg_backend_name(struct cfg_backend *b, const char *name, char *err, size_t errlen)
 {
-    const char *hostport = b->url + 7; /* past "http://" */
+    const char *hostport = cfg_backend_authority(b);
 
     if (name != NULL) {
         if (cfg_name_check(name, "backend", err, errlen) != 0)
@@ -515,6 +516,8 @@ void cfg_init(struct cfg *c)
     c->otel_trace_interval_ms = 1000;
     c->otel_trace_timeout_ms = 5000;
 
+    c->otel_tls.verify = true; /* the collector is always verified */
+
     c->drain_timeout_ms = 30000;
 
     strcpy(c->access_log, "-");
@@ -543,6 +546,25 @@ int cfg_backend_add(struct cfg *c, const char *url, const char *name, char *err,
     if (cfg_backend_find(c, c->nbackends, b.name) >= 0)
         return cfg_msg(err, errlen, "duplicate backend name '%s'", b.name);
     c->backends[c->nbackends++] = b;
+    return 0;
+}
+
+int cfg_tls_cert_set(struct cfg *c, const char *cert, const char *key, char *err, size_t errlen)
+{
+    const char *const path[2] = { cert, key };
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        if (path[i][0] == '\0')
+            return cfg_msg(err, errlen, "empty %s path", i == 0 ? "certificate" : "key");
+        if (strlen(path[i]) >= CFG_PATH_MAX)
+            return cfg_msg(err, errlen, "%s path longer than %d bytes",
+                           i == 0 ? "certificate" : "key", CFG_PATH_MAX - 1);
+    }
+    memset(c->tls_certs, 0, sizeof(c->tls_certs));
+    memcpy(c->tls_certs[0].cert, cert, strlen(cert) + 1);
+    memcpy(c->tls_certs[0].key, key, strlen(key) + 1);
+    c->ntls_certs = 1;
     return 0;
 }
 

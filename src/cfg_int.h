@@ -43,13 +43,14 @@ int cfg_parse_sha256(const char *s, unsigned char out[32]);
  * [A-Za-z0-9._:@/+-]; `what` names it in the message. Returns 0 or -1. */
 int cfg_name_check(const char *s, const char *what, char *err, size_t errlen);
 
-/* Fills b (zeroed first) from "http://host[:port][/]"; the name is left to
- * cfg_backend_name(). Returns 0 or -1 with a message. */
+/* Fills b (zeroed first) from "http[s]://host[:port][/]" (https: port 443 by
+ * default, tls.verify on); the name is left to cfg_backend_name(). Returns 0
+ * or -1 with a message. */
 int cfg_url_parse(const char *url, struct cfg_backend *b, char *err, size_t errlen);
 
-/* Sets opentelemetry.traces.endpoint from "http://host[:port][/path]" (path
- * "" or "/" means /v1/traces; port default 80), or turns export off for "".
- * https, userinfo, a query or a fragment are errors. On error returns -1 with
+/* Sets opentelemetry.traces.endpoint from "http[s]://host[:port][/path]"
+ * (path "" or "/" means /v1/traces; port default 80, 443 for https), or turns
+ * export off for "". Userinfo, a query or a fragment are errors. On error returns -1 with
  * a message and leaves the endpoint off (a failed load drops the copy anyway). */
 int cfg_otlp_endpoint_set(struct cfg *c, const char *url, char *err, size_t errlen);
 

@@ -4,6 +4,7 @@
  * are hashed as they are read: only their SHA-256 digests are kept. */
 #include "pitot/cfg.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ enum cfg_kind {
     CFG_K_PATH,   /* access_log */
     CFG_K_TEXT,   /* char[max + 1] free text, no control bytes; min 0: "" allowed */
     CFG_K_URL,    /* opentelemetry.traces.endpoint: "" or null off, else http://... */
+    CFG_K_CERTS,  /* tls.certificates: a list of {cert, key} */
     CFG_K_NODE,   /* list items: keep the value node for the item's own code */
 };
 
@@ -61,12 +63,14 @@ _Static_assert(sizeof(enum cfg_flavor) == sizeof(int), "enum cfg_flavor is not i
 _Static_assert(sizeof(enum cfg_policy) == sizeof(int), "enum cfg_policy is not int-sized");
 _Static_assert(sizeof(enum cfg_affinity) == sizeof(int), "enum cfg_affinity is not int-sized");
 _Static_assert(sizeof(enum cfg_dns_family) == sizeof(int), "enum cfg_dns_family is not int-sized");
+_Static_assert(sizeof(enum cfg_tls_version) == sizeof(int),
+               "enum cfg_tls_version is not int-sized");
 
 /* Items of backends and tiers: parsed through a key table into these, then
  * checked as a whole (the name decides where a tier goes). */
 struct cfg_backend_item {
-    struct cfg_backend b;                   /* flavor, capacity */
-    const yaml_node_t *url, *name, *models; /* borrowed from the document */
+    struct cfg_backend b;                         /* flavor, capacity */
+    const yaml_node_t *url, *name, *models, *tls; /* borrowed from the document */
 };
 
 struct cfg_tier_item {
@@ -110,6 +114,7 @@ static const char *const cfg_flavors[] = { "auto",   "llamacpp", "vllm", "tgi",
 static const char *const cfg_policies[] = { "least_busy", "least_in_flight", "round_robin", NULL };
 static const char *const cfg_dns_families[] = { "auto", "ipv4", "ipv6", "any", NULL };
 static const char *const cfg_affinities[] = { "off", "header", "user", "prefix", NULL };
+static const char *const cfg_tls_versions[] = { "1.2", "1.3", NULL }; /* never 1.0, 1.1 */
 
 static const struct cfg_key cfg_limits_keys[] = {
     CFG_SIZE("max_header_bytes", max_header_bytes, 1024, CFG_16M),
@@ -204,6 +209,7 @@ static const struct cfg_key cfg_log_keys[] = {
 /* opentelemetry.traces: OTLP/HTTP span export */
 static const struct cfg_key cfg_otel_trace_keys[] = {
     CFG_SPECIAL("endpoint", CFG_K_URL),
+    CFG_K_(struct cfg, "ca_file", CFG_K_TEXT, otel_tls.ca_file, 0, CFG_PATH_MAX - 1),
     CFG_K_(struct cfg, "service_name", CFG_K_TEXT, otel_service_name, 1, CFG_OTLP_SERVICE_MAX - 1),
     CFG_COUNT("queue_size", otel_queue_size, 1, 1000000),
     CFG_COUNT("batch_size", otel_batch_size, 1, 8192),
@@ -224,8 +230,16 @@ static const struct cfg_key cfg_shutdown_keys[] = {
     CFG_END,
 };
 
+/* tls: the listener's certificates and protocol floor */
+static const struct cfg_key cfg_tls_keys[] = {
+    CFG_SPECIAL("certificates", CFG_K_CERTS),
+    CFG_ENUM(struct cfg, "min_version", tls_min_version, cfg_tls_versions),
+    CFG_END,
+};
+
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("listen", CFG_K_LISTEN),
+    CFG_SECTION("tls", cfg_tls_keys),
     CFG_SPECIAL("backends", CFG_K_BACKENDS),
     CFG_SPECIAL("models", CFG_K_MODELS),
     CFG_COUNT("max_model_labels", max_model_labels, 0, 1024),
@@ -253,6 +267,24 @@ static const struct cfg_key cfg_backend_keys[] = {
     CFG_ENUM(struct cfg_backend_item, "flavor", b.flavor, cfg_flavors),
     CFG_K_(struct cfg_backend_item, "capacity", CFG_K_COUNT, b.capacity, 0, 65536),
     CFG_NODE(struct cfg_backend_item, "models", models),
+    CFG_NODE(struct cfg_backend_item, "tls", tls),
+    CFG_END,
+};
+
+/* backends[].tls: how an https backend is checked */
+static const struct cfg_key cfg_backend_tls_keys[] = {
+    CFG_K_(struct cfg_tls_client, "ca_file", CFG_K_TEXT, ca_file, 1, CFG_PATH_MAX - 1),
+    CFG_K_(struct cfg_tls_client, "server_name", CFG_K_TEXT, server_name, 1, CFG_HOST_MAX - 1),
+    CFG_K_(struct cfg_tls_client, "cert", CFG_K_TEXT, cert, 1, CFG_PATH_MAX - 1),
+    CFG_K_(struct cfg_tls_client, "key", CFG_K_TEXT, key, 1, CFG_PATH_MAX - 1),
+    CFG_K_(struct cfg_tls_client, "verify", CFG_K_BOOL, verify, 0, 1),
+    CFG_END,
+};
+
+/* tls.certificates items: both keys, always as a mapping */
+static const struct cfg_key cfg_cert_keys[] = {
+    CFG_K_(struct cfg_tls_cert, "cert", CFG_K_TEXT, cert, 1, CFG_PATH_MAX - 1),
+    CFG_K_(struct cfg_tls_cert, "key", CFG_K_TEXT, key, 1, CFG_PATH_MAX - 1),
     CFG_END,
 };
 
@@ -701,6 +733,55 @@ static int cfg_name_item(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
     return 0;
 }
 
+/* backends[].tls (v) of backend b, whose URL is parsed: only for https. */
+static int cfg_apply_backend_tls(struct cfg_ld *ld, const yaml_node_t *v, struct cfg_backend *b)
+{
+    struct cfg_tls_client *t = &b->tls;
+    unsigned char a6[16];
+    int r;
+
+    if (!b->https)
+        return cfg_fail(ld, v, "backends.tls: the URL '%s' is http://; tls is only for https://",
+                        b->url);
+    r = cfg_container(ld, v, YAML_MAPPING_NODE, "backends.tls");
+    if (r <= 0)
+        return r;
+    if (cfg_map_apply(ld, v, cfg_backend_tls_keys, "backends.tls", (char *)t, false) != 0)
+        return -1;
+    t->line = (unsigned)cfg_line(v);
+    if ((t->cert[0] == '\0') != (t->key[0] == '\0'))
+        return cfg_fail(ld, v, "backends.tls: a client certificate needs both cert and key");
+    if (t->server_name[0] != '\0' && inet_pton(AF_INET6, t->server_name, a6) != 1 &&
+        t->server_name[strspn(t->server_name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                              "0123456789.-_")] != '\0')
+        return cfg_fail(ld, v,
+                        "backends.tls.server_name: '%s' is not a host name (letters, digits "
+                        "and .-_) or an IP address",
+                        t->server_name);
+    return 0;
+}
+
+/* One tls.certificates item: a mapping with cert and key. */
+static int cfg_apply_cert(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
+{
+    struct cfg *w = ld->w;
+    struct cfg_tls_cert ct;
+
+    if (item->type != YAML_MAPPING_NODE)
+        return cfg_fail(ld, item, "tls.certificates: expected a mapping with cert: and key:");
+    memset(&ct, 0, sizeof(ct));
+    if (cfg_map_apply(ld, item, cfg_cert_keys, "tls.certificates", (char *)&ct, false) != 0)
+        return -1;
+    if (ct.cert[0] == '\0' || ct.key[0] == '\0')
+        return cfg_fail(ld, item, "tls.certificates: entry without %s",
+                        ct.cert[0] == '\0' ? "cert" : "key");
+    if (w->ntls_certs >= CFG_MAX_CERTS)
+        return cfg_fail(ld, item, "too many certificates (at most %d)", CFG_MAX_CERTS);
+    ct.line = (unsigned)cfg_line(item);
+    w->tls_certs[w->ntls_certs++] = ct;
+    return 0;
+}
+
 /* One backends item: "http://..." or a mapping of cfg_backend_keys. */
 static int cfg_apply_backend(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
 {
@@ -726,6 +807,8 @@ static int cfg_apply_backend(struct cfg_ld *ld, const yaml_node_t *item, void *a
         return cfg_fail(ld, it.name ? it.name : it.url, "duplicate backend name '%s'", b.name);
     b.flavor = it.b.flavor;
     b.capacity = it.b.capacity;
+    if (it.tls != NULL && cfg_apply_backend_tls(ld, it.tls, &b) != 0)
+        return -1;
     /* the names a backend serves; none: learned from its /v1/models */
     if (it.models != NULL && cfg_seq_apply(ld, it.models, models.path, cfg_name_item, &models) != 0)
         return -1;
@@ -983,6 +1066,11 @@ static int cfg_apply_list(struct cfg_ld *ld, const struct cfg_key *k, const yaml
         w->nbuckets = 0;
         fn = cfg_apply_bucket;
         break;
+    case CFG_K_CERTS:
+        w->ntls_certs = 0;
+        memset(w->tls_certs, 0, sizeof(w->tls_certs));
+        fn = cfg_apply_cert;
+        break;
     default: return cfg_fail(ld, v, "%s: internal error", path);
     }
     /* emptied before the type check: a failed load drops the working copy */
@@ -1008,7 +1096,8 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
     case CFG_K_MODELS:
     case CFG_K_TIERS:
     case CFG_K_PHRASES:
-    case CFG_K_BUCKETS: return cfg_apply_list(ld, k, v, path);
+    case CFG_K_BUCKETS:
+    case CFG_K_CERTS: return cfg_apply_list(ld, k, v, path);
     case CFG_K_ALIASES: return cfg_apply_aliases(ld, v, path);
     case CFG_K_HEADER: return cfg_apply_header(ld, k, v, path, base);
     case CFG_K_NODE: memcpy(base + k->off, &v, sizeof(v)); return 0;

@@ -21,8 +21,10 @@
 #include "pitot/alog.h"
 #include "pitot/cfg.h"
 #include "pitot/clock.h"
+#include "pitot/met.h"
 #include "pitot/relay.h"
 #include "pitot/tier.h"
+#include "pitot/tls.h"
 #include "pitot/wrk.h"
 
 static void front_read_cb(struct bufferevent *bev, void *arg);
@@ -33,16 +35,19 @@ static int front_body_cb(void *ud, struct span b);
 
 void front_set_state(struct front_conn *fc, enum front_state st)
 {
-    static const unsigned char legal[][7] = {
-        /*                IDLE HEAD BODY DISCARD PROXY CLOSING DEAD */
-        [FRONT_ST_IDLE] = { 1, 1, 0, 0, 0, 1, 1 },
-        [FRONT_ST_HEAD] = { 1, 0, 1, 1, 0, 1, 1 }, /* IDLE: answered locally */
-        [FRONT_ST_BODY] = { 0, 0, 0, 0, 1, 1, 1 },
-        [FRONT_ST_DISCARD] = { 1, 0, 0, 0, 0, 1, 1 },
-        [FRONT_ST_PROXY] = { 1, 0, 0, 0, 0, 1, 1 },
-        [FRONT_ST_CLOSING] = { 0, 0, 0, 0, 0, 1, 1 },
-        [FRONT_ST_DEAD] = { 0, 0, 0, 0, 0, 0, 1 },
+    /* clang-format off */
+    static const unsigned char legal[][8] = {
+        /*                     HANDSHAKE IDLE HEAD BODY DISCARD PROXY CLOSING DEAD */
+        [FRONT_ST_HANDSHAKE] = { 0,      1,   0,   0,   0,      0,    0,      1 },
+        [FRONT_ST_IDLE] =      { 0,      1,   1,   0,   0,      0,    1,      1 },
+        [FRONT_ST_HEAD] =      { 0,      1,   0,   1,   1,      0,    1,      1 }, /* IDLE: answered locally */
+        [FRONT_ST_BODY] =      { 0,      0,   0,   0,   0,      1,    1,      1 },
+        [FRONT_ST_DISCARD] =   { 0,      1,   0,   0,   0,      0,    1,      1 },
+        [FRONT_ST_PROXY] =     { 0,      1,   0,   0,   0,      0,    1,      1 },
+        [FRONT_ST_CLOSING] =   { 0,      0,   0,   0,   0,      0,    1,      1 },
+        [FRONT_ST_DEAD] =      { 0,      0,   0,   0,   0,      0,    0,      1 },
     };
+    /* clang-format on */
 
     assert(legal[fc->st][st]);
     (void)legal;
@@ -73,6 +78,7 @@ void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen, b
     struct h1_limits lim;
     bool full =
         admin ? w->nadmin >= FRONT_MAX_ADMIN_CONNS : w->nconns - w->nadmin >= w->cfg->max_clients;
+    bool tls = w->tls != NULL && !admin; /* the admin listener is plain HTTP */
 
     if (full || w->stopping || w->draining) {
         evutil_closesocket(fd);
@@ -85,7 +91,10 @@ void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen, b
     }
     wrk_sock_nodelay(fd);
     fc->w = w;
-    fc->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (tls)
+        fc->bev = tls_server_bev(w->tls, w->base, fd);
+    else
+        fc->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     fc->timer = evtimer_new(w->base, front_timer_cb, fc);
     if (fc->bev == NULL || fc->timer == NULL) {
         if (fc->bev)
@@ -103,15 +112,25 @@ void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen, b
     lim.max_uri_bytes = w->cfg->max_uri_bytes;
     lim.max_head_bytes = w->cfg->max_header_bytes;
     h1_init(&fc->hp, H1_REQUEST, &lim, front_body_cb, fc);
-    fc->st = FRONT_ST_IDLE;
+    fc->st = tls ? FRONT_ST_HANDSHAKE : FRONT_ST_IDLE;
     fc->admin = admin;
     TAILQ_INSERT_TAIL(&w->conns, fc, link);
     w->nconns++;
     w->nadmin += admin;
     bufferevent_setcb(fc->bev, front_read_cb, front_write_cb, front_event_cb, fc);
     bufferevent_enable(fc->bev, EV_READ | EV_WRITE);
-    /* A fresh connection must send its head within the header timeout. */
+    /* A fresh connection must send its head within the header timeout; on a
+     * TLS listener the handshake counts against it too. */
     front_timer_arm(fc, w->cfg->header_timeout_ms);
+}
+
+/* A client's TLS handshake failed: counted by reason, logged at most once a
+ * second, closed. */
+static void front_tls_failed(struct front_conn *fc, enum met_tls_fail why, const char *detail)
+{
+    met_add_tls_failure(fc->w->met, why);
+    tls_server_log_failure(fc->w->tls, fc->peer, why, detail);
+    front_close(fc);
 }
 
 void front_close(struct front_conn *fc)
@@ -124,6 +143,8 @@ void front_close(struct front_conn *fc)
         relay_retire(fc->rl);
         fc->rl = NULL;
     }
+    if (fc->st != FRONT_ST_HANDSHAKE)
+        tls_close_notify(fc->bev);
     bufferevent_free(fc->bev);
     fc->bev = NULL;
     event_del(fc->timer);
@@ -506,6 +527,7 @@ static void front_read_cb(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(bufferevent_get_input(bev)) > fc->w->cfg->max_header_bytes)
             bufferevent_disable(bev, EV_READ);
         break;
+    case FRONT_ST_HANDSHAKE:
     case FRONT_ST_CLOSING:
     case FRONT_ST_DEAD: break;
     }
@@ -527,6 +549,17 @@ static void front_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct front_conn *fc = arg;
 
+    if (fc->st == FRONT_ST_HANDSHAKE) {
+        char detail[128];
+
+        if (what & BEV_EVENT_CONNECTED) {
+            front_set_state(fc, FRONT_ST_IDLE); /* the header timeout runs on */
+            return;
+        }
+        front_tls_failed(fc, tls_handshake_reason(bev, what, detail, sizeof(detail)), detail);
+        return;
+    }
+
     if (fc->st == FRONT_ST_PROXY && fc->rl) {
         relay_client_gone(fc->rl, (what & BEV_EVENT_TIMEOUT) ? PITOT_ECLIENT_TIMEOUT
                                                              : PITOT_ECLIENT_CANCEL);
@@ -541,6 +574,9 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct front_conn *fc = arg;
 
     switch (fc->st) {
+    case FRONT_ST_HANDSHAKE:
+        front_tls_failed(fc, MET_TLS_FAIL_TIMEOUT, "not complete within limits.header_timeout");
+        break;
     case FRONT_ST_HEAD: front_reply_error(fc, PITOT_EHEADER_TIMEOUT, true); break;
     case FRONT_ST_BODY:
         relay_free(fc->rl);

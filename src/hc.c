@@ -1,7 +1,9 @@
 /* hc: GET /health per backend on a timer; verdicts go to the backend table
- * and the pitot_backend_up gauge. */
+ * and the pitot_backend_up gauge, and each change of verdict to the log with
+ * its reason. */
 #include "pitot/hc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <event2/event.h>
@@ -26,7 +28,8 @@ struct hc {
     size_t n;
 };
 
-static void hc_verdict(struct hc_probe *pr, bool up, bool loading)
+/* why: the reason a probe failed, for the line that says a backend went down. */
+static void hc_verdict(struct hc_probe *pr, bool up, bool loading, const char *why)
 {
     struct wrk *w = pr->h->w;
     struct bal_backend *b = &w->bal.b[pr->be];
@@ -34,6 +37,13 @@ static void hc_verdict(struct hc_probe *pr, bool up, bool loading)
                           (long)(w->cfg->health_interval_ms % 1000) * 1000 };
 
     pr->get = NULL;
+    if (up != b->up) {
+        if (!up && w->cfg->log_level >= 1)
+            fprintf(stderr, "pitot: warn: backend %s: down: %s\n", w->cfg->backends[pr->be].name,
+                    why);
+        else if (up && w->cfg->log_level >= 2)
+            fprintf(stderr, "pitot: info: backend %s: up again\n", w->cfg->backends[pr->be].name);
+    }
     b->up = up;
     b->loading = loading;
     b->last_probe_us = clk_now_us();
@@ -43,8 +53,16 @@ static void hc_verdict(struct hc_probe *pr, bool up, bool loading)
 
 static void hc_done(void *ud, enum hget_result res, int status, struct span body)
 {
+    char why[320];
+
+    if (res == HGET_OK)
+        snprintf(why, sizeof(why), "GET /health answered %d%s", status,
+                 status == 503 ? " (loading, or not ready)" : "");
+    else
+        snprintf(why, sizeof(why), "GET /health: %s%.*s", res == HGET_TLS ? "TLS handshake: " : "",
+                 (int)body.len, body.p);
     /* 200 is up; llama.cpp's 503 "Loading model" is not ready, not broken. */
-    hc_verdict(ud, res == HGET_OK && status == 200, res == HGET_OK && status == 503);
+    hc_verdict(ud, res == HGET_OK && status == 200, res == HGET_OK && status == 503, why);
 }
 
 static void hc_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -54,11 +72,11 @@ static void hc_timer_cb(evutil_socket_t fd, short what, void *arg)
 
     if (w->stopping || !w->bal.b[pr->be].active)
         return; /* hc_reset starts it again with an address */
-    pr->get = hget_start(w->base, (struct sockaddr *)&w->be_addr[pr->be], w->be_addrlen[pr->be],
-                         cfg_backend_authority(&w->cfg->backends[pr->be]), "/health",
-                         w->cfg->health_timeout_ms, 4096, hc_done, pr);
+    pr->get = hget_start(w->base, w->be_tls[pr->be], (struct sockaddr *)&w->be_addr[pr->be],
+                         w->be_addrlen[pr->be], cfg_backend_authority(&w->cfg->backends[pr->be]),
+                         "/health", w->cfg->health_timeout_ms, 4096, hc_done, pr);
     if (pr->get == NULL)
-        hc_verdict(pr, false, false);
+        hc_verdict(pr, false, false, "GET /health: cannot open a connection");
 }
 
 struct hc *hc_new(struct wrk *w)

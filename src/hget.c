@@ -1,15 +1,18 @@
-/* hget: a GET (or a POST) with a deadline over a bufferevent, parsed with h1. */
+/* hget: a GET (or a POST) with a deadline over a bufferevent, plain or TLS,
+ * parsed with h1. */
 #include "pitot/hget.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "pitot/h1.h"
+#include "pitot/tls.h"
 #include "pitot/wrk.h"
 
 #define HGET_HEAD_MAX 16384 /* bytes of a response head */
@@ -20,6 +23,7 @@ struct hget {
     struct evbuffer *body;   /* owned */
     struct h1_parser hp;
     size_t max_body;
+    unsigned timeout_ms;
     int phase; /* 0 head, 1 body */
     hget_cb cb;
     void *ud;
@@ -42,6 +46,13 @@ static void hget_done(struct hget *g, enum hget_result res)
     struct span body = span_make(n ? (const char *)evbuffer_pullup(g->body, -1) : "", n);
 
     g->cb(g->ud, res, res == HGET_OK ? g->hp.msg.status : 0, body);
+    hget_free(g);
+}
+
+/* Ends a request that failed, with why in words. */
+static void hget_fail(struct hget *g, enum hget_result res, const char *why)
+{
+    g->cb(g->ud, res, 0, span_cstr(why));
     hget_free(g);
 }
 
@@ -71,7 +82,10 @@ static bool hget_consume(struct hget *g)
         if (r == H1_AGAIN)
             return false;
         if (r != H1_HEAD || g->hp.msg.status < 200) {
-            hget_done(g, HGET_PROTOCOL);
+            hget_fail(g, HGET_PROTOCOL,
+                      r == H1_HEAD   ? "interim response"
+                      : g->hp.reason ? g->hp.reason
+                                     : "malformed response head");
             return true;
         }
         evbuffer_drain(in, hl);
@@ -84,8 +98,12 @@ static bool hget_consume(struct hget *g)
         r = h1_execute(&g->hp, span_make(avail ? v.iov_base : "", avail), &used);
         if (used)
             evbuffer_drain(in, used);
-        if (r == H1_DONE || r == H1_ERROR) {
-            hget_done(g, r == H1_DONE ? HGET_OK : HGET_PROTOCOL);
+        if (r == H1_DONE) {
+            hget_done(g, HGET_OK);
+            return true;
+        }
+        if (r == H1_ERROR) {
+            hget_fail(g, HGET_PROTOCOL, "malformed response body, or over the size cap");
             return true;
         }
         if (avail == 0)
@@ -101,6 +119,8 @@ static void hget_read_cb(struct bufferevent *bev, void *arg)
 static void hget_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct hget *g = arg;
+    int e = EVUTIL_SOCKET_ERROR(); /* a failed connect's, before anything else runs */
+    char why[256];
 
     if (what & BEV_EVENT_CONNECTED)
         return;
@@ -108,20 +128,37 @@ static void hget_event_cb(struct bufferevent *bev, short what, void *arg)
         if (evbuffer_get_length(bufferevent_get_input(bev)) && hget_consume(g))
             return;
         if (g->phase == 1) {
-            hget_done(g, h1_finish(&g->hp) == H1_DONE ? HGET_OK : HGET_PROTOCOL);
+            if (h1_finish(&g->hp) == H1_DONE)
+                hget_done(g, HGET_OK);
+            else
+                hget_fail(g, HGET_PROTOCOL, "connection closed in the middle of the response");
             return;
         }
+        hget_fail(g, HGET_CONNECT, "connection closed before a response");
+        return;
     }
-    hget_done(g, g->phase == 1 ? HGET_PROTOCOL : HGET_CONNECT);
+    if (tls_bev_error(bev, why, sizeof(why))) {
+        hget_fail(g, g->phase == 1 ? HGET_PROTOCOL : HGET_TLS, why);
+        return;
+    }
+    if (g->phase == 1)
+        hget_fail(g, HGET_PROTOCOL, "connection reset in the middle of the response");
+    else
+        hget_fail(g, HGET_CONNECT, e ? evutil_socket_error_to_string(e) : "connection failed");
 }
 
 static void hget_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    hget_done(arg, HGET_TIMEOUT);
+    struct hget *g = arg;
+    char why[64];
+
+    snprintf(why, sizeof(why), "no complete response within %u ms", g->timeout_ms);
+    hget_fail(g, HGET_TIMEOUT, why);
 }
 
 /* A request object with its parser; the caller writes the request. */
-static struct hget *hget_new(struct event_base *base, size_t max_body, hget_cb cb, void *ud)
+static struct hget *hget_new(struct event_base *base, struct tls_client *tls, size_t max_body,
+                             hget_cb cb, void *ud)
 {
     struct hget *g = calloc(1, sizeof(*g));
 
@@ -130,7 +167,8 @@ static struct hget *hget_new(struct event_base *base, size_t max_body, hget_cb c
     g->cb = cb;
     g->ud = ud;
     g->max_body = max_body;
-    g->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    g->bev =
+        tls ? tls_client_bev(tls, base) : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     g->timer = evtimer_new(base, hget_timer_cb, g);
     g->body = evbuffer_new();
     if (g->bev == NULL || g->timer == NULL || g->body == NULL) {
@@ -151,6 +189,7 @@ static struct hget *hget_go(struct hget *g, const struct sockaddr *sa, socklen_t
 {
     struct timeval tv = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000 };
 
+    g->timeout_ms = timeout_ms;
     if (bufferevent_socket_connect(g->bev, sa, (int)salen) < 0) {
         hget_free(g);
         return NULL;
@@ -161,11 +200,11 @@ static struct hget *hget_go(struct hget *g, const struct sockaddr *sa, socklen_t
     return g;
 }
 
-struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
-                        const char *authority, const char *path, unsigned timeout_ms,
-                        size_t max_body, hget_cb cb, void *ud)
+struct hget *hget_start(struct event_base *base, struct tls_client *tls, const struct sockaddr *sa,
+                        socklen_t salen, const char *authority, const char *path,
+                        unsigned timeout_ms, size_t max_body, hget_cb cb, void *ud)
 {
-    struct hget *g = hget_new(base, max_body, cb, ud);
+    struct hget *g = hget_new(base, tls, max_body, cb, ud);
 
     if (g == NULL)
         return NULL;
@@ -176,12 +215,12 @@ struct hget *hget_start(struct event_base *base, const struct sockaddr *sa, sock
     return hget_go(g, sa, salen, timeout_ms);
 }
 
-struct hget *hget_post(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
-                       const char *authority, const char *path, const char *content_type,
-                       const char *body, size_t body_len, unsigned timeout_ms, size_t max_body,
-                       hget_cb cb, void *ud)
+struct hget *hget_post(struct event_base *base, struct tls_client *tls, const struct sockaddr *sa,
+                       socklen_t salen, const char *authority, const char *path,
+                       const char *content_type, const char *body, size_t body_len,
+                       unsigned timeout_ms, size_t max_body, hget_cb cb, void *ud)
 {
-    struct hget *g = hget_new(base, max_body, cb, ud);
+    struct hget *g = hget_new(base, tls, max_body, cb, ud);
     struct evbuffer *out;
 
     if (g == NULL)

@@ -75,6 +75,8 @@ struct met_registry {
     /* span export: one loop-wide series each, no backend or tier */
     _Atomic uint64_t spans_exported;
     _Atomic uint64_t spans_dropped[MET_TRACE_DROP__COUNT];
+    /* TLS listener: one loop-wide series per reason */
+    _Atomic uint64_t tls_fail[MET_TLS_FAIL__COUNT];
 };
 
 /* One exposition over n registries: the union of their model tables (matched

@@ -282,6 +282,7 @@ struct otlp {
     struct event_base *base;  /* borrowed */
     const struct cfg *cfg;    /* borrowed */
     struct met_registry *met; /* borrowed */
+    struct tls_client *tls;   /* borrowed: NULL for an http:// collector */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char authority[CFG_HOST_MAX + 8]; /* Host header: host:port, [v6]:port */
@@ -324,7 +325,7 @@ static void otlp_export(struct otlp *o)
     otlp_ring_pop(&o->ring, n);
     if (len > 0)
         o->inflight =
-            hget_post(o->base, (const struct sockaddr *)&o->addr, o->addrlen, o->authority,
+            hget_post(o->base, o->tls, (const struct sockaddr *)&o->addr, o->addrlen, o->authority,
                       o->cfg->otel_trace_path, "application/json", o->buf, len,
                       o->cfg->otel_trace_timeout_ms, OTLP_REPLY_MAX, otlp_done_cb, o);
     if (o->inflight == NULL) {
@@ -340,7 +341,7 @@ static void otlp_tick_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct otlp *otlp_new(struct event_base *base, const struct cfg *c, struct met_registry *met,
-                      const struct sockaddr *sa, socklen_t salen)
+                      struct tls_client *tls, const struct sockaddr *sa, socklen_t salen)
 {
     struct otlp *o = calloc(1, sizeof(*o));
     unsigned ms = c->otel_trace_interval_ms;
@@ -351,6 +352,7 @@ struct otlp *otlp_new(struct event_base *base, const struct cfg *c, struct met_r
     o->base = base;
     o->cfg = c;
     o->met = met;
+    o->tls = tls;
     if (salen > sizeof(o->addr) || c->otel_batch_size == 0 ||
         otlp_ring_init(&o->ring, c->otel_queue_size) != 0) {
         otlp_free(o);

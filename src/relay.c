@@ -489,8 +489,10 @@ static void relay_send(struct relay *r)
         relay_timeouts(r, w->cfg->upstream_header_timeout_ms, w->cfg->connect_timeout_ms);
     } else {
         relay_set_state(r, RELAY_ST_CONNECT);
-        /* While connecting, libevent applies the write timeout to the connect. */
-        relay_timeouts(r, 0, w->cfg->connect_timeout_ms);
+        /* While connecting, libevent applies the write timeout to the connect;
+         * a TLS handshake then waits to read, under the same bound. */
+        relay_timeouts(r, r->be->cfg->https ? w->cfg->connect_timeout_ms : 0,
+                       w->cfg->connect_timeout_ms);
     }
     bufferevent_enable(r->ubev, EV_READ | EV_WRITE);
 }

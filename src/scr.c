@@ -50,9 +50,9 @@ static struct hget *scr_get(struct scr_be *sb, const char *path, unsigned timeou
 {
     struct wrk *w = sb->s->w;
 
-    return hget_start(w->base, (struct sockaddr *)&w->be_addr[sb->be], w->be_addrlen[sb->be],
-                      cfg_backend_authority(&w->cfg->backends[sb->be]), path, timeout_ms, max, cb,
-                      sb);
+    return hget_start(w->base, w->be_tls[sb->be], (struct sockaddr *)&w->be_addr[sb->be],
+                      w->be_addrlen[sb->be], cfg_backend_authority(&w->cfg->backends[sb->be]), path,
+                      timeout_ms, max, cb, sb);
 }
 
 static void scr_props_done(void *ud, enum hget_result res, int status, struct span body)

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "pitot/cfg.h"
+#include "pitot/tls.h"
 #include "pitot/wrk.h"
 
 #define UPS_IDLE_MS 4000
@@ -49,6 +50,7 @@ static void ups_idle_free(struct ups_idle *it)
 {
     TAILQ_REMOVE(&it->pool->idle, it, link);
     it->pool->n--;
+    tls_close_notify(it->bev); /* an orderly end; lets the server keep the session */
     bufferevent_free(it->bev);
     free(it);
 }
@@ -77,7 +79,9 @@ static void ups_idle_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /* A pooled connection whose FIN (or RST) arrived but whose idle callback has
- * not run yet must not carry a request: peek at the socket first. */
+ * not run yet must not carry a request: peek at the socket first. Through
+ * TLS the same holds: an idle connection has nothing to read, so any byte
+ * waiting (a close_notify, an alert) means it is closing too. */
 static bool ups_alive(struct bufferevent *bev)
 {
     char c;
@@ -114,7 +118,10 @@ struct bufferevent *ups_conn_new(struct wrk *w, unsigned be)
 {
     struct bufferevent *bev;
 
-    bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (w->be_tls[be] != NULL)
+        bev = tls_client_bev(w->be_tls[be], w->base); /* handshakes once connected */
+    else
+        bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
     if (bufferevent_socket_connect(bev, (struct sockaddr *)&w->be_addr[be], w->be_addrlen[be]) <
@@ -135,6 +142,7 @@ void ups_conn_put(struct wrk *w, unsigned be, struct bufferevent *bev)
     if (p->n >= w->cfg->upstream_keepalive || w->stopping ||
         evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
         (it = malloc(sizeof(*it))) == NULL) {
+        tls_close_notify(bev);
         bufferevent_free(bev);
         return;
     }

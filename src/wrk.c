@@ -24,6 +24,7 @@
 #include "pitot/otlp.h"
 #include "pitot/relay.h"
 #include "pitot/scr.h"
+#include "pitot/tls.h"
 #include "pitot/ups.h"
 
 /* Tokens for one JSON document: a non-streamed response with logprobs can
@@ -123,12 +124,84 @@ static int wrk_otlp_start(struct wrk *w, char *err, size_t errlen)
                  c->otel_trace_host, gai_strerror(rc));
         return -1;
     }
-    w->otlp = otlp_new(w->base, c, w->met, (struct sockaddr *)&ss, sslen);
+    if (c->otel_trace_https) {
+        w->otlp_tls = tls_client_new(&c->otel_tls, c->otel_trace_host, err, errlen);
+        if (w->otlp_tls == NULL)
+            return -1;
+    }
+    w->otlp = otlp_new(w->base, c, w->met, w->otlp_tls, (struct sockaddr *)&ss, sslen);
     if (w->otlp == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     return 0;
+}
+
+/* The TLS contexts: the listener's when it has certificates, one per https
+ * backend name (its address slots share it). */
+static int wrk_tls_start(struct wrk *w, char *err, size_t errlen)
+{
+    const struct cfg *c = w->cfg;
+    char msg[448];
+    size_t i;
+
+    if (c->ntls_certs > 0 && (w->tls = tls_server_new(c, err, errlen)) == NULL)
+        return -1;
+    for (i = 0; i < c->nbackends; i++) {
+        const struct cfg_backend *b = &c->backends[i];
+
+        if (!b->https)
+            continue;
+        if (b->slot != 0) {
+            w->be_tls[i] = w->be_tls[b->group];
+            continue;
+        }
+        w->be_tls[i] = tls_client_new(&b->tls, b->host, msg, sizeof(msg));
+        if (w->be_tls[i] == NULL) {
+            snprintf(err, errlen, "backend %s: %s", b->name, msg);
+            return -1;
+        }
+        if (!b->tls.verify && c->log_level >= 1)
+            fprintf(stderr,
+                    "pitot: warn: backend %s: tls.verify is false: its certificate is not "
+                    "checked\n",
+                    b->name);
+    }
+    return 0;
+}
+
+int wrk_tls_reload(struct wrk *w)
+{
+    const struct cfg *c = w->cfg;
+    char msg[448];
+    int failed = 0;
+    size_t i;
+
+    if (w->tls && tls_server_reload(w->tls, msg, sizeof(msg)) != 0) {
+        fprintf(stderr,
+                "pitot: error: reloading the listener's certificates: %s; the old ones "
+                "stay\n",
+                msg);
+        failed++;
+    }
+    for (i = 0; i < c->nbackends; i++) {
+        if (w->be_tls[i] == NULL || c->backends[i].slot != 0)
+            continue;
+        if (tls_client_reload(w->be_tls[i], msg, sizeof(msg)) != 0) {
+            fprintf(stderr,
+                    "pitot: error: backend %s: reloading TLS files: %s; the old ones stay\n",
+                    c->backends[i].name, msg);
+            failed++;
+        }
+    }
+    if (w->otlp_tls && tls_client_reload(w->otlp_tls, msg, sizeof(msg)) != 0) {
+        fprintf(stderr,
+                "pitot: error: opentelemetry.traces: reloading TLS files: %s; the old "
+                "ones stay\n",
+                msg);
+        failed++;
+    }
+    return failed;
 }
 
 struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct alog *alog,
@@ -157,10 +230,15 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
     w->scratch = malloc(w->scratch_cap);
     w->be_addr = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addr));
     w->be_addrlen = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addrlen));
+    w->be_tls = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_tls));
     if (w->base == NULL || w->met == NULL || w->toks.tok == NULL || w->scratch == NULL ||
-        w->be_addr == NULL || w->be_addrlen == NULL || bal_init(&w->bal, c) != 0 ||
-        (w->pools = ups_pools_new(w, c->nbackends)) == NULL) {
+        w->be_addr == NULL || w->be_addrlen == NULL || w->be_tls == NULL ||
+        bal_init(&w->bal, c) != 0 || (w->pools = ups_pools_new(w, c->nbackends)) == NULL) {
         snprintf(err, errlen, "out of memory");
+        wrk_free(w);
+        return NULL;
+    }
+    if (wrk_tls_start(w, err, errlen) != 0) {
         wrk_free(w);
         return NULL;
     }
@@ -275,7 +353,7 @@ unsigned wrk_drain(struct wrk *w, unsigned drain_ms)
     }
     for (fc = TAILQ_FIRST(&w->conns); fc != NULL; fc = next) {
         next = TAILQ_NEXT(fc, link);
-        if (fc->st == FRONT_ST_IDLE)
+        if (fc->st == FRONT_ST_IDLE || fc->st == FRONT_ST_HANDSHAKE)
             front_close(fc); /* takes fc off the list, nothing else */
     }
     if (w->nconns == 0) {
@@ -299,6 +377,8 @@ void wrk_conn_closed(struct wrk *w)
 
 void wrk_free(struct wrk *w)
 {
+    size_t i;
+
     if (w == NULL)
         return;
     while (!TAILQ_EMPTY(&w->conns))
@@ -320,6 +400,13 @@ void wrk_free(struct wrk *w)
     if (w->drain_ev)
         event_free(w->drain_ev);
     oq_free(w->oq);
+    /* after every connection: each SSL holds its own reference anyway */
+    tls_server_free(w->tls);
+    for (i = 0; w->be_tls && i < w->cfg->nbackends; i++)
+        if (w->be_tls[i] && w->cfg->backends[i].slot == 0)
+            tls_client_free(w->be_tls[i]);
+    free(w->be_tls);
+    tls_client_free(w->otlp_tls);
     met_registry_free(w->met);
     free(w->toks.tok);
     free(w->scratch);

@@ -19,6 +19,8 @@
 #define CFG_MAX_KEYS 256
 #define CFG_OTLP_PATH_MAX 256    /* opentelemetry.traces.endpoint path */
 #define CFG_OTLP_SERVICE_MAX 128 /* opentelemetry.traces.service_name */
+#define CFG_PATH_MAX 512         /* a certificate, key or CA file path */
+#define CFG_MAX_CERTS 16         /* tls.certificates */
 
 /* Backend dialects (issue 3): how load is read from a backend's /metrics. */
 enum cfg_flavor {
@@ -51,11 +53,40 @@ enum cfg_affinity {
     CFG_AFFINITY_PREFIX, /* hash of the first affinity_prefix_messages messages */
 };
 
+/* The listener's TLS minimum version (tls.min_version); 1.0 and 1.1 are
+ * never accepted. */
+enum cfg_tls_version {
+    CFG_TLS_1_2 = 0, /* "1.2", the default */
+    CFG_TLS_1_3,     /* "1.3" */
+};
+
+/* A certificate of the listener with its private key, PEM files
+ * (tls.certificates[]); checked by tls_check(), not by the loader. */
+struct cfg_tls_cert {
+    char cert[CFG_PATH_MAX]; /* the certificate, then its chain */
+    char key[CFG_PATH_MAX];  /* its private key, not encrypted */
+    unsigned line;           /* of the entry in the config file; 0: --tls-cert */
+};
+
+/* How pitot checks a TLS server it connects to: an https backend
+ * (backends[].tls) or the trace collector (opentelemetry.traces.ca_file). */
+struct cfg_tls_client {
+    char ca_file[CFG_PATH_MAX];     /* PEM CA certificates; "": the system's */
+    char server_name[CFG_HOST_MAX]; /* sent as SNI and checked in the certificate;
+                                       "": the URL's host */
+    char cert[CFG_PATH_MAX];        /* client certificate (PEM), "" none; with key */
+    char key[CFG_PATH_MAX];
+    bool verify;   /* default true; false only when written out */
+    unsigned line; /* of the tls: key in the config file; 0: none there */
+};
+
 struct cfg_backend {
     char name[CFG_NAME_MAX];     /* label value; default "host:port" */
-    char host[CFG_HOST_MAX];     /* from url http://host:port */
-    uint16_t port;               /* default 80 */
-    char url[CFG_HOST_MAX + 16]; /* as given, normalised "http://host:port" */
+    char host[CFG_HOST_MAX];     /* from url http[s]://host:port */
+    uint16_t port;               /* default 80, 443 for https */
+    char url[CFG_HOST_MAX + 16]; /* as given, normalised "http[s]://host:port" */
+    bool https;                  /* the URL is https://: TLS, checked as tls says */
+    struct cfg_tls_client tls;   /* backends[].tls; only with https */
     enum cfg_flavor flavor;      /* backends[].flavor, default auto */
     unsigned capacity;           /* backends[].capacity: concurrent requests; 0 = from
                                  llama.cpp /props total_slots, else routing.default_capacity */
@@ -101,6 +132,11 @@ struct cfg {
     bool admin;                    /* admin_listen is set; default false (off) */
     char admin_host[CFG_HOST_MAX]; /* as listen_host; "" when off */
     uint16_t admin_port;           /* 0 when off (or a free port, as listen) */
+    /* tls: the listener speaks TLS when it has a certificate */
+    struct cfg_tls_cert tls_certs[CFG_MAX_CERTS]; /* tls.certificates: [0] the default,
+                                       the others chosen by SNI; none: plain HTTP */
+    size_t ntls_certs;
+    enum cfg_tls_version tls_min_version; /* tls.min_version, default 1.2 */
 
     struct cfg_backend backends[CFG_MAX_BACKENDS];
     size_t nbackends;
@@ -191,8 +227,11 @@ struct cfg {
                           the GenAI semantic conventions, default false */
     /* opentelemetry.traces.*: OTLP/HTTP span export (see otlp.h) */
     char otel_trace_url[CFG_HOST_MAX + CFG_OTLP_PATH_MAX + 16]; /* endpoint as given; "" off */
-    char otel_trace_host[CFG_HOST_MAX];           /* from the endpoint http://host:port/path */
-    uint16_t otel_trace_port;                     /* default 80 */
+    char otel_trace_host[CFG_HOST_MAX];           /* from the endpoint http[s]://host:port/path */
+    uint16_t otel_trace_port;                     /* default 80, 443 for https */
+    bool otel_trace_https;                        /* the endpoint is https:// */
+    struct cfg_tls_client otel_tls;               /* its ca_file (opentelemetry.traces.ca_file);
+                                                     always verified, by the endpoint's host */
     char otel_trace_path[CFG_OTLP_PATH_MAX];      /* default /v1/traces */
     char otel_service_name[CFG_OTLP_SERVICE_MAX]; /* service_name, default "pitot" */
     unsigned otel_queue_size;        /* queue_size: spans held for export, default 2048 */
@@ -224,9 +263,16 @@ int cfg_load_file(struct cfg *c, const char *path, char *err, size_t errlen);
 int cfg_load_buffer(struct cfg *c, const char *name, const char *buf, size_t len, char *err,
                     size_t errlen);
 
-/* Adds a backend from a URL "http://host[:port]" (trailing '/' allowed; no
- * path, query, userinfo or https yet). Returns 0 or -1 with a message. */
+/* Adds a backend from a URL "http://host[:port]" or "https://host[:port]"
+ * (trailing '/' allowed; no path, query or userinfo). An https backend is
+ * verified against the system CAs by its host name. Returns 0 or -1 with a
+ * message. */
 int cfg_backend_add(struct cfg *c, const char *url, const char *name, char *err, size_t errlen);
+
+/* Makes the pair (cert, key) the listener's only certificate (--tls-cert,
+ * --tls-key): the file's tls.certificates are replaced. The files are checked
+ * by tls_check(). Returns 0 or -1 with a message (an empty or too long path). */
+int cfg_tls_cert_set(struct cfg *c, const char *cert, const char *key, char *err, size_t errlen);
 
 /* Parses "host:port" / "[v6]:port" / ":port" into listen_host/listen_port. */
 int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen);
@@ -256,7 +302,7 @@ int cfg_backends_expand(struct cfg *c, char *err, size_t errlen);
 /* "host:port" of a backend as it goes in a Host header ("[::1]:8080" for v6). */
 static inline const char *cfg_backend_authority(const struct cfg_backend *b)
 {
-    return b->url + sizeof("http://") - 1;
+    return b->url + (b->https ? sizeof("https://") : sizeof("http://")) - 1;
 }
 
 /* A duration as the config spells it, the shortest exact way ("10m", "5s",

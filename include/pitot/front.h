@@ -1,6 +1,7 @@
-/* front: client connections: accept, read and check a request (llhttp via
- * h1, limits, timeouts), answer pitot's own paths, hand the rest to a relay,
- * and write locally generated replies. */
+/* front: client connections: accept (and the TLS handshake on a TLS
+ * listener), read and check a request (llhttp via h1, limits, timeouts),
+ * answer pitot's own paths, hand the rest to a relay, and write locally
+ * generated replies. */
 #ifndef PITOT_FRONT_H
 #define PITOT_FRONT_H
 
@@ -21,14 +22,15 @@ struct event;
 struct sockaddr;
 
 enum front_state {
-    FRONT_ST_IDLE,    /* keep-alive: waiting for a request's first byte */
-    FRONT_ST_HEAD,    /* reading a request head (header timeout runs) */
-    FRONT_ST_BODY,    /* reading a request body into the relay */
-    FRONT_ST_DISCARD, /* reading and dropping the body of a refused request (its
-                         reply is written), then IDLE */
-    FRONT_ST_PROXY,   /* the relay owns the response */
-    FRONT_ST_CLOSING, /* flushing the last output, then close (transient) */
-    FRONT_ST_DEAD,    /* closed; memory freed by the worker's reaper */
+    FRONT_ST_HANDSHAKE, /* TLS: the handshake runs (the header timeout from the accept) */
+    FRONT_ST_IDLE,      /* keep-alive: waiting for a request's first byte */
+    FRONT_ST_HEAD,      /* reading a request head (header timeout runs) */
+    FRONT_ST_BODY,      /* reading a request body into the relay */
+    FRONT_ST_DISCARD,   /* reading and dropping the body of a refused request (its
+                           reply is written), then IDLE */
+    FRONT_ST_PROXY,     /* the relay owns the response */
+    FRONT_ST_CLOSING,   /* flushing the last output, then close (transient) */
+    FRONT_ST_DEAD,      /* closed; memory freed by the worker's reaper */
 };
 
 struct front_conn {
@@ -46,10 +48,11 @@ struct front_conn {
     uint64_t discarded_bytes; /* FRONT_ST_DISCARD: body bytes dropped so far */
 };
 
-/* Accepts a connected socket (TCP_NODELAY set here). admin: it came in on the
- * admin listener (admin_listen): it is only ever answered by pitot's own
- * endpoints, never proxied, and counts against FRONT_MAX_ADMIN_CONNS instead
- * of limits.max_clients. */
+/* Accepts a connected socket (TCP_NODELAY set here, before a TLS listener
+ * wraps it and starts the handshake). admin: it came in on the admin listener
+ * (admin_listen): plain HTTP, only ever answered by pitot's own endpoints,
+ * never proxied, and counted against FRONT_MAX_ADMIN_CONNS instead of
+ * limits.max_clients. */
 void front_accept(struct wrk *w, int fd, const struct sockaddr *sa, int salen, bool admin);
 
 /* Connections the admin listener holds at most, apart from the clients'

@@ -87,7 +87,9 @@ struct evbuffer;
     X(TRACE_SPANS_EXPORTED, "pitot_trace_spans_exported_total", COUNTER, NONE,               \
       "Spans the OTLP collector accepted (2xx)")                                            \
     X(TRACE_SPANS_DROPPED, "pitot_trace_spans_dropped_total", COUNTER, R,                    \
-      "Spans never exported: the export queue was full, or their export failed")
+      "Spans never exported: the export queue was full, or their export failed")             \
+    X(TLS_HANDSHAKE_FAILURES, "pitot_tls_handshake_failures_total", COUNTER, R,              \
+      "TLS handshakes of clients on the listener that failed, by reason")
 /* clang-format on */
 
 enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
@@ -145,6 +147,26 @@ enum met_trace_drop {
     MET_TRACE_DROP_LIST(MET_TRACE_DROP_ENUM)
 #undef MET_TRACE_DROP_ENUM
         MET_TRACE_DROP__COUNT
+};
+
+/* pitot_tls_handshake_failures_total{reason}: X(ID, label value). Named after
+ * the TLS alert where there is one. */
+#define MET_TLS_FAIL_LIST(X)                                                                       \
+    X(PROTOCOL_VERSION, "protocol_version") /* TLS 1.1 or older, or below tls.min_version */       \
+    X(NO_SHARED_CIPHER, "no_shared_cipher") /* nothing in common with the cipher list */           \
+    X(NO_APPLICATION_PROTOCOL, "no_application_protocol") /* ALPN without http/1.1 */              \
+    X(UNKNOWN_CA, "unknown_ca")           /* the client does not trust pitot's issuer */           \
+    X(BAD_CERTIFICATE, "bad_certificate") /* the client refused the certificate otherwise */       \
+    X(HTTP_REQUEST, "http_request")       /* plain HTTP sent to the TLS listener */                \
+    X(TIMEOUT, "timeout")                 /* not complete within limits.header_timeout */          \
+    X(CLOSED, "eof")                      /* the client closed (or reset) during it */             \
+    X(OTHER, "other")                     /* anything else: malformed, internal */
+
+enum met_tls_fail {
+#define MET_TLS_FAIL_ENUM(id, label) MET_TLS_FAIL_##id,
+    MET_TLS_FAIL_LIST(MET_TLS_FAIL_ENUM)
+#undef MET_TLS_FAIL_ENUM
+        MET_TLS_FAIL__COUNT
 };
 
 /* The model label value for names beyond the table. */
@@ -247,6 +269,12 @@ void met_add_slo(struct met_registry *r, unsigned tier, bool met);
  * exposed (dropped with every reason), 0 until counted. */
 void met_add_spans_exported(struct met_registry *r, uint64_t n);
 void met_add_spans_dropped(struct met_registry *r, enum met_trace_drop why, uint64_t n);
+
+/* pitot_tls_handshake_failures_total{reason=met_tls_fail_label(why)} += 1.
+ * Out-of-range why ignored. Always exposed with every reason, 0 until
+ * counted, summed over registries. */
+void met_add_tls_failure(struct met_registry *r, enum met_tls_fail why);
+const char *met_tls_fail_label(enum met_tls_fail why);
 
 /* Label values of the enums above; "unknown" out of range. */
 const char *met_scrape_label(enum met_scrape res);

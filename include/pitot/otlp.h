@@ -99,15 +99,17 @@ size_t otlp_encode(const struct cfg *c, const struct otlp_ring *r, size_t n, cha
 struct event_base;
 struct met_registry;
 struct otlp;
+struct tls_client;
 
 /* An exporter on base for c's opentelemetry.traces settings, POSTing to the
  * collector's address sa (resolved by the caller, at startup: nothing is
- * resolved later) and counting into met. Allocates the ring (queue_size
+ * resolved later), over TLS with tls (borrowed; NULL for http://), and
+ * counting into met. Allocates the ring (queue_size
  * records) and the encode buffer (for batch_size spans): nothing more is
  * allocated per span; one export in flight holds one connection. NULL on
  * allocation failure. */
 struct otlp *otlp_new(struct event_base *base, const struct cfg *c, struct met_registry *met,
-                      const struct sockaddr *sa, socklen_t salen);
+                      struct tls_client *tls, const struct sockaddr *sa, socklen_t salen);
 
 /* Drops what is queued or in flight (uncounted: the process is going away). */
 void otlp_free(struct otlp *o);

@@ -1,5 +1,6 @@
-/* ups: upstream connections: connect with a timeout, TCP_NODELAY, and a small
- * idle pool per backend for responses that allow reuse. */
+/* ups: upstream connections: connect with a timeout, TCP_NODELAY, TLS for
+ * https backends, and a small idle pool per backend for responses that allow
+ * reuse. */
 #ifndef PITOT_UPS_H
 #define PITOT_UPS_H
 
@@ -20,8 +21,9 @@ void ups_pools_free(struct ups_pool *pools, size_t nbackends);
  * and enables reading. NULL on immediate failure. */
 struct bufferevent *ups_conn_get(struct wrk *w, unsigned be, bool *reused);
 
-/* A new connecting connection to backend `be`, never a pooled one. NULL on
- * immediate failure. */
+/* A new connecting connection to backend `be`, never a pooled one; for an
+ * https backend a TLS one, whose BEV_EVENT_CONNECTED comes after the
+ * handshake and the certificate check. NULL on immediate failure. */
 struct bufferevent *ups_conn_new(struct wrk *w, unsigned be);
 
 /* Returns a connection whose last response completed cleanly and allowed

@@ -28,6 +28,8 @@ struct scr;
 struct dns;
 struct relay;
 struct otlp;
+struct tls_server;
+struct tls_client;
 
 struct wrk {
     struct event_base *base;          /* owned */
@@ -42,6 +44,11 @@ struct wrk {
     struct scr *scr;                  /* owned: backend metric scrapers */
     struct dns *dns;                  /* owned: lookups of backend names */
     struct otlp *otlp;                /* owned: span exporter; NULL when traces are off */
+    struct tls_server *tls;           /* owned: the listener's TLS; NULL: plain HTTP */
+    struct tls_client **be_tls;       /* owned array, one per backend: NULL for http://;
+                                         owned by a name's first slot, borrowed by the
+                                         others (cfg group) */
+    struct tls_client *otlp_tls;      /* owned: NULL unless the collector is https:// */
     struct evconnlistener *lst;       /* owned: clients */
     struct evconnlistener *adm_lst;   /* owned: admin_listen; NULL when off */
     struct sockaddr_storage *be_addr; /* owned: backend addresses (a DNS slot's
@@ -99,6 +106,13 @@ void wrk_free(struct wrk *w);
 
 /* A fresh 32-hex-digit request id into out[33]. */
 void wrk_request_id(struct wrk *w, char out[33]);
+
+/* Loads every certificate, key and CA file again (SIGHUP): the listener's
+ * certificates and the https backends' and collector's CA files and client
+ * certificates. New handshakes use what loaded; connections already made are
+ * not touched. What fails to load keeps its old contexts: returns the number
+ * of failures, each written to stderr. */
+int wrk_tls_reload(struct wrk *w);
 
 /* Sets TCP_NODELAY (and nothing else) on a socket; errors are ignored. */
 void wrk_sock_nodelay(int fd);

@@ -429,17 +429,17 @@ def t_collector_hangs_timeout():
         hang.close()
 
 
-def t_https_endpoint_refused():
+def t_other_scheme_refused():
     path = "/tmp/pitot-otel-%d.yaml" % os.getpid()
     with open(path, "w") as f:
-        f.write("backends: [http://127.0.0.1:1]\n" + traces_config("https://%s:4318" % HOST))
+        f.write("backends: [http://127.0.0.1:1]\n" + traces_config("grpc://%s:4317" % HOST))
     try:
         out = subprocess.run([os.path.join(BUILD, "pitot"), "-t", "-c", path], capture_output=True,
                              text=True)
     finally:
         os.unlink(path)
     assert out.returncode != 0, out
-    assert "https is not supported yet" in out.stderr and ":4: " in out.stderr, out.stderr
+    assert "expected http[s]://host[:port][/path]" in out.stderr and ":4: " in out.stderr, out.stderr
 
 
 check("one span per request with the GenAI attributes, tokens as reported", t_span_per_request)
@@ -450,5 +450,5 @@ check("collector down: requests unaffected, spans dropped as export_failed", t_c
 check("collector answers 503: spans dropped as export_failed", t_collector_refuses)
 check("collector never answers: queue bounded, drops counted as queue_full", t_collector_hangs_queue_bounded)
 check("collector never answers: the export times out", t_collector_hangs_timeout)
-check("an https endpoint is a clear config error", t_https_endpoint_refused)
+check("an endpoint neither http:// nor https:// is a clear config error", t_other_scheme_refused)
 finish()

@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 
 #include "pitot/clock.h"
+#include "pitot/tls.h"
 
 enum load_slot_state {
     LOAD_SLOT_IDLE,       /* no request; may hold a kept-alive connection */
@@ -274,6 +275,28 @@ void load_slot_start(struct load_slot *s, uint64_t n, char *req, size_t req_len)
         load_slot_fail_later(s, LOAD_ERESET);
 }
 
+/* https: a TLS connection whose handshake follows the connect; TCP_NODELAY
+ * once the socket exists, before its first byte. */
+static void load_slot_connect_tls(struct load_slot *s, const struct sockaddr *addr, socklen_t alen)
+{
+    int one = 1;
+
+    s->bev = tls_client_bev(load_run_tls(s->run), load_run_base(s->run));
+    if (s->bev == NULL) {
+        load_slot_fail_later(s, LOAD_ECONNECT);
+        return;
+    }
+    bufferevent_setcb(s->bev, load_on_read_head, load_on_write, load_on_event, s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    load_slot_set_state(s, LOAD_SLOT_CONNECTING);
+    if (bufferevent_write(s->bev, s->req, s->req_len) < 0 ||
+        bufferevent_socket_connect(s->bev, addr, (int)alen) < 0) {
+        load_slot_fail_later(s, LOAD_ECONNECT);
+        return;
+    }
+    (void)setsockopt(bufferevent_getfd(s->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* Opens a fresh connection (TCP_NODELAY before connect) and queues the request. */
 static void load_slot_connect(struct load_slot *s)
 {
@@ -283,6 +306,10 @@ static void load_slot_connect(struct load_slot *s)
     evutil_socket_t fd;
 
     load_slot_drop_conn(s);
+    if (load_run_tls(s->run) != NULL) {
+        load_slot_connect_tls(s, addr, alen);
+        return;
+    }
     fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         load_slot_fail_later(s, LOAD_ECONNECT);

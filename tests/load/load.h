@@ -31,7 +31,7 @@ enum { LOAD_EXIT_OK = 0, LOAD_EXIT_SETUP = 1, LOAD_EXIT_USAGE = 2 };
 /* How a request failed: X(NAME, "label in --json and the summary"). */
 #define LOAD_ERR_LIST(X)                                                                           \
     X(NONE, "")                                                                                    \
-    X(CONNECT, "connect")                           /* TCP connect failed */                       \
+    X(CONNECT, "connect")                           /* TCP connect or TLS handshake failed */      \
     X(TIMEOUT, "timeout")                           /* --timeout elapsed */                        \
     X(RESET, "reset")                               /* closed/reset before a response */           \
     X(HTTP_STATUS, "http_status")                   /* status not 2xx */                           \
@@ -58,6 +58,8 @@ enum load_api {
 
 /* Parsed command line. Strings are borrowed from argv or static. */
 struct load_opts {
+    bool https;            /* --url https://: TLS, the server's certificate verified */
+    const char *cacert;    /* --cacert: CA file to verify with; NULL: the system's */
     char host[256];        /* as written, without IPv6 brackets */
     char port[8];          /* decimal */
     char host_header[272]; /* Host: value */
@@ -158,6 +160,7 @@ void load_stats_release(struct load_stats *st);
 
 /* The run: slots, scheduling, shared buffers. Opaque outside run.c/conn.c. */
 struct load_run;
+struct tls_client;
 struct load_slot;
 
 /* Creates the run on base for o (borrowed). Returns NULL on allocation failure. */
@@ -202,6 +205,8 @@ void load_run_done(struct load_run *run, struct load_slot *s, const struct load_
 const struct load_opts *load_run_opts(const struct load_run *run);
 const struct sockaddr *load_run_addr(const struct load_run *run, socklen_t *len);
 struct event_base *load_run_base(const struct load_run *run);
+/* The TLS client context of an https run, NULL for http. */
+struct tls_client *load_run_tls(const struct load_run *run);
 struct json_toks *load_run_toks(struct load_run *run);
 /* LOAD_SCRATCH_BYTES for joining multi-line SSE data (valid until the next call). */
 char *load_run_scratch(struct load_run *run);

@@ -14,8 +14,10 @@
 
 static void load_usage(FILE *f)
 {
-    fputs("usage: pitot-load --url http://host:port[/path] [options]\n"
-          "  --url URL            target (default path " LOAD_DEFAULT_PATH "; no https)\n"
+    fputs("usage: pitot-load --url http[s]://host:port[/path] [options]\n"
+          "  --url URL            target (default path " LOAD_DEFAULT_PATH ")\n"
+          "  --cacert FILE        https: CA certificates to verify the server with (default:\n"
+          "                       the system's); the certificate must name the URL's host\n"
           "  --concurrency C      max requests in flight (default 1)\n"
           "  --requests N         total requests (default 1)\n"
           "  --duration S         run for S seconds instead of N requests\n"
@@ -83,17 +85,16 @@ static int load_parse_pos(const char *flag, const char *s, double hi, double *ou
     return 0;
 }
 
-/* http://host[:port][/path]; IPv6 literals in brackets. */
+/* http[s]://host[:port][/path]; IPv6 literals in brackets. */
 static int load_parse_url(struct load_opts *o, const char *url)
 {
     const char *h, *hend, *p, *colon;
     size_t hlen;
 
-    if (strncmp(url, "https://", 8) == 0)
-        return load_bad("--url: https is not supported (%s)", url);
-    if (strncmp(url, "http://", 7) != 0)
-        return load_bad("--url: expected http://host:port[/path], got '%s'", url);
-    h = url + 7;
+    o->https = strncmp(url, "https://", 8) == 0;
+    if (!o->https && strncmp(url, "http://", 7) != 0)
+        return load_bad("--url: expected http[s]://host:port[/path], got '%s'", url);
+    h = url + (o->https ? 8 : 7);
     p = strchr(h, '/');
     if (p == NULL)
         p = h + strlen(h);
@@ -129,10 +130,11 @@ static int load_parse_url(struct load_opts *o, const char *url)
             return -1;
         snprintf(o->port, sizeof(o->port), "%u", (unsigned)port);
     } else {
-        snprintf(o->port, sizeof(o->port), "80");
+        snprintf(o->port, sizeof(o->port), o->https ? "443" : "80");
     }
     /* Host keeps the brackets of an IPv6 literal and the port as written. */
-    snprintf(o->host_header, sizeof(o->host_header), "%.*s", (int)(p - (url + 7)), url + 7);
+    h = url + (o->https ? 8 : 7);
+    snprintf(o->host_header, sizeof(o->host_header), "%.*s", (int)(p - h), h);
     o->path = *p ? p : LOAD_DEFAULT_PATH;
     if (strpbrk(o->path, " \t\r\n"))
         return load_bad("--url: blanks in the path of '%s'", url);
@@ -267,6 +269,10 @@ int load_opts_parse(struct load_opts *o, int argc, char **argv)
             if (load_parse_u64(name, val, 1, 10000000, &u) < 0)
                 return -1;
             o->max_tokens = (unsigned)u;
+        } else if (strcmp(name, "--cacert") == 0) {
+            if (*val == '\0')
+                return load_bad("--cacert needs a file name");
+            o->cacert = val;
         } else if (strcmp(name, "--json") == 0) {
             if (*val == '\0')
                 return load_bad("--json needs a file name");
@@ -302,6 +308,8 @@ int load_opts_parse(struct load_opts *o, int argc, char **argv)
         return load_bad("--url is required");
     if (have_requests && o->use_duration)
         return load_bad("--requests and --duration are exclusive");
+    if (o->cacert && !o->https)
+        return load_bad("--cacert goes with an https:// --url");
     load_classify_path(o);
     return 0;
 }

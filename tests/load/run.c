@@ -8,11 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pitot/cfg.h"
 #include "pitot/clock.h"
+#include "pitot/tls.h"
 
 struct load_run {
-    const struct load_opts *opts; /* borrowed */
-    struct event_base *base;      /* borrowed */
+    const struct load_opts *opts;  /* borrowed */
+    struct cfg_tls_client tls_cfg; /* https: the CA file, verification on */
+    struct tls_client *tls;        /* owned: https only */
+    struct event_base *base;       /* borrowed */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     FILE *json; /* borrowed; NULL without --json */
@@ -53,6 +57,11 @@ const struct sockaddr *load_run_addr(const struct load_run *run, socklen_t *len)
 struct event_base *load_run_base(const struct load_run *run)
 {
     return run->base;
+}
+
+struct tls_client *load_run_tls(const struct load_run *run)
+{
+    return run->tls;
 }
 
 struct json_toks *load_run_toks(struct load_run *run)
@@ -223,6 +232,19 @@ struct load_run *load_run_new(struct event_base *base, const struct load_opts *o
     run->idle = calloc(o->concurrency, sizeof(*run->idle));
     run->arrival = evtimer_new(base, load_on_arrival, run);
     run->deadline = evtimer_new(base, load_on_deadline, run);
+    if (o->https) {
+        char err[512];
+
+        run->tls_cfg.verify = true;
+        if (o->cacert)
+            snprintf(run->tls_cfg.ca_file, sizeof(run->tls_cfg.ca_file), "%s", o->cacert);
+        run->tls = tls_client_new(&run->tls_cfg, o->host, err, sizeof(err));
+        if (run->tls == NULL) {
+            fprintf(stderr, "pitot-load: %s\n", err);
+            load_run_free(run);
+            return NULL;
+        }
+    }
     if (run->toks.tok == NULL || run->scratch == NULL || run->slots == NULL || run->idle == NULL ||
         run->arrival == NULL || run->deadline == NULL) {
         load_run_free(run);
@@ -299,5 +321,6 @@ void load_run_free(struct load_run *run)
     free(run->toks.tok);
     free(run->scratch);
     load_stats_release(&run->stats);
+    tls_client_free(run->tls);
     free(run);
 }

@@ -581,8 +581,8 @@ static void test_drain_timeout(void **state)
 static void test_error_backend_url(void **state)
 {
     static const struct err_case cases[] = {
-        { "backends:\n  - https://a:1\n",
-          "t.yaml:2: bad backend URL 'https://a:1': https is not supported yet" },
+        { "backends:\n  - https://a:1/x\n",
+          "t.yaml:2: bad backend URL 'https://a:1/x': a path is not allowed" },
         { "backends:\n  - url: http://a:1/v1\n",
           "t.yaml:2: bad backend URL 'http://a:1/v1': a path is not allowed" },
         { "backends:\n  - http://a:1/?x=1\n",
@@ -604,8 +604,9 @@ static void test_error_backend_url(void **state)
         { "backends:\n  - http:///\n", "t.yaml:2: bad backend URL 'http:///': empty host" },
         { "backends:\n  - http://[]:80\n", "t.yaml:2: bad backend URL 'http://[]:80': empty host" },
         { "backends:\n  - ftp://a\n",
-          "t.yaml:2: bad backend URL 'ftp://a': only http:// is supported" },
-        { "backends:\n  - a:1\n", "t.yaml:2: bad backend URL 'a:1': expected http://host[:port]" },
+          "t.yaml:2: bad backend URL 'ftp://a': only http:// and https:// are supported" },
+        { "backends:\n  - a:1\n",
+          "t.yaml:2: bad backend URL 'a:1': expected http[s]://host[:port]" },
         { "backends:\n  - http://::1:80\n",
           "t.yaml:2: bad backend URL 'http://::1:80': an IPv6 address needs brackets: [::1]:port" },
         { "backends:\n  - http://[::1\n",
@@ -1281,14 +1282,15 @@ static void test_durations_sizes(void **state)
 static void test_backend_add(void **state)
 {
     static const struct err_case bad[] = {
-        { "https://a", "bad backend URL 'https://a': https is not supported yet" },
+        { "https://a:0", "bad backend URL 'https://a:0': port out of range (1-65535)" },
+        { "https://u@a", "bad backend URL 'https://u@a': userinfo (user@) is not allowed" },
         { "http://a/x", "bad backend URL 'http://a/x': a path is not allowed" },
         { "http://a?q", "bad backend URL 'http://a?q': a query is not allowed" },
         { "http://u@a", "bad backend URL 'http://u@a': userinfo (user@) is not allowed" },
         { "http://a:0", "bad backend URL 'http://a:0': port out of range (1-65535)" },
         { "http://a:-1", "bad backend URL 'http://a:-1': bad port" },
         { "http://[::1]", "" }, /* fine, checked below */
-        { "", "bad backend URL '': expected http://host[:port]" },
+        { "", "bad backend URL '': expected http[s]://host[:port]" },
     };
     struct cfg c;
     char url[64];
@@ -1819,15 +1821,17 @@ static void test_dns_errors(void **state)
 static void test_otel_traces(void **state)
 {
     static const struct err_case cases[] = {
-        { "opentelemetry:\n  traces:\n    endpoint: https://c:4318\n",
-          "t.yaml:3: bad opentelemetry.traces.endpoint 'https://c:4318': https is not supported "
-          "yet (TLS comes later), use http://" },
+        { "opentelemetry:\n  traces:\n    endpoint: https://u@c:4318\n",
+          "t.yaml:3: bad opentelemetry.traces.endpoint 'https://u@c:4318': userinfo (user@) is "
+          "not allowed" },
         { "opentelemetry:\n  traces:\n    endpoint: grpc://c:4317\n",
           "t.yaml:3: bad opentelemetry.traces.endpoint 'grpc://c:4317': expected "
-          "http://host[:port][/path]" },
+          "http[s]://host[:port][/path]" },
         { "opentelemetry:\n  traces:\n    endpoint: c:4318\n",
           "t.yaml:3: bad opentelemetry.traces.endpoint 'c:4318': expected "
-          "http://host[:port][/path]" },
+          "http[s]://host[:port][/path]" },
+        { "opentelemetry:\n  traces:\n    ca_file: \"a\\nb\"\n",
+          "t.yaml:3: opentelemetry.traces.ca_file: control characters are not allowed" },
         { "opentelemetry:\n  traces:\n    endpoint: http://c:4318/v1/traces?x=1\n",
           "t.yaml:3: bad opentelemetry.traces.endpoint 'http://c:4318/v1/traces?x=1': a query "
           "is not allowed" },
@@ -1915,6 +1919,27 @@ static void test_otel_traces(void **state)
     assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint: http://otel:1\n"), 0);
     assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint:\n"), 0);
     assert_string_equal(c.otel_trace_url, "");
+    assert_false(c.otel_trace_https);
+    /* https: port 443 by default, verified (the system's CAs or ca_file) */
+    assert_string_equal(c.otel_tls.ca_file, "");
+    assert_true(c.otel_tls.verify);
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint: HTTPS://otel.example\n"
+                              "    ca_file: /etc/pitot/otel-ca.pem\n"),
+                     0);
+    assert_true(c.otel_trace_https);
+    assert_string_equal(c.otel_trace_host, "otel.example");
+    assert_int_equal(c.otel_trace_port, 443);
+    assert_string_equal(c.otel_trace_path, "/v1/traces");
+    assert_string_equal(c.otel_tls.ca_file, "/etc/pitot/otel-ca.pem");
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint: https://[::1]:4318/x\n"
+                              "    ca_file: \"\"\n"),
+                     0);
+    assert_true(c.otel_trace_https);
+    assert_int_equal(c.otel_trace_port, 4318);
+    assert_string_equal(c.otel_trace_path, "/x");
+    assert_string_equal(c.otel_tls.ca_file, "");
+    assert_int_equal(load(&c, "opentelemetry:\n  traces:\n    endpoint: http://otel:1\n"), 0);
+    assert_false(c.otel_trace_https);
     cfg_release(&c);
 
     /* a name of 127 bytes is the longest */
@@ -1994,6 +2019,284 @@ static void test_sample_otel_example(void **state)
     (void)state;
 }
 
+/* The lines of conf/pitot.yaml that start with `prefix` right after the
+ * line `after` (and the indented comments that continue it), without their
+ * first character (the '#'), after `head`. */
+static char *sample_block(const char *after, const char *prefix, const char *head)
+{
+    char line[512], *yaml;
+    size_t len, cap = 8192, got = 0;
+    bool in = false;
+    FILE *f = fopen("conf/pitot.yaml", "r");
+
+    assert_non_null(f);
+    yaml = malloc(cap);
+    assert_non_null(yaml);
+    len = (size_t)snprintf(yaml, cap, "%s", head);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (!in) {
+            in = strncmp(line, after, strlen(after)) == 0;
+            continue;
+        }
+        if (strncmp(line, prefix, strlen(prefix)) != 0) {
+            if (got == 0 && line[0] == ' ' && line[strspn(line, " ")] == '#')
+                continue; /* the comment of the line before, continued */
+            break;
+        }
+        len += (size_t)snprintf(yaml + len, cap - len, "%s", line + 1);
+        assert_true(len < cap);
+        got++;
+    }
+    fclose(f);
+    assert_true(in && got > 0);
+    return yaml;
+}
+
+/* The sample's commented-out TLS examples, uncommented, load: two listener
+ * certificates, an https backend with every tls key. */
+static void test_sample_tls_examples(void **state)
+{
+    char *yaml = sample_block("  certificates: []", "#    ", "tls:\n  certificates:\n");
+    struct cfg c;
+
+    cfg_init(&c);
+    if (load(&c, yaml) != 0) {
+        print_error("%s\n%s\n", yaml, err);
+        fail();
+    }
+    free(yaml);
+    assert_int_equal(c.ntls_certs, 2);
+    assert_string_equal(c.tls_certs[0].cert, "/etc/pitot/tls/api.example.com.crt");
+    assert_string_equal(c.tls_certs[1].key, "/etc/pitot/tls/internal.example.com.key");
+    yaml = sample_block("  - http://127.0.0.1:18082", "#  ", "backends:\n");
+    if (load(&c, yaml) != 0) {
+        print_error("%s\n%s\n", yaml, err);
+        fail();
+    }
+    free(yaml);
+    assert_int_equal(c.nbackends, 1);
+    assert_true(c.backends[0].https);
+    assert_string_equal(c.backends[0].name, "replica-c");
+    assert_string_equal(c.backends[0].url, "https://gpu-3.internal:8443");
+    assert_string_equal(c.backends[0].tls.ca_file, "/etc/pitot/tls/backend-ca.crt");
+    assert_string_equal(c.backends[0].tls.server_name, "llm.internal");
+    assert_string_equal(c.backends[0].tls.cert, "/etc/pitot/tls/pitot-client.crt");
+    assert_string_equal(c.backends[0].tls.key, "/etc/pitot/tls/pitot-client.key");
+    assert_true(c.backends[0].tls.verify);
+    cfg_release(&c);
+    (void)state;
+}
+
+/* tls: the listener's certificates (a list of {cert, key}, lines kept for
+ * the messages of tls_check) and min_version; every error. */
+static void test_tls_listener(void **state)
+{
+    static const struct err_case cases[] = {
+        { "tls:\n  min_version: 1.1\n",
+          "t.yaml:2: tls.min_version: bad min_version '1.1' (1.2 or 1.3)" },
+        { "tls:\n  min_version: \"1.0\"\n",
+          "t.yaml:2: tls.min_version: bad min_version '1.0' (1.2 or 1.3)" },
+        { "tls:\n  min_version: TLSv1.2\n",
+          "t.yaml:2: tls.min_version: bad min_version 'TLSv1.2' (1.2 or 1.3)" },
+        { "tls:\n  certificates: /etc/a.crt\n", "t.yaml:2: tls.certificates: expected a sequence" },
+        { "tls:\n  certificates:\n    - /etc/a.crt\n",
+          "t.yaml:3: tls.certificates: expected a mapping with cert: and key:" },
+        { "tls:\n  certificates:\n    - cert: /a.crt\n",
+          "t.yaml:3: tls.certificates: entry without key" },
+        { "tls:\n  certificates:\n    - key: /a.key\n",
+          "t.yaml:3: tls.certificates: entry without cert" },
+        { "tls:\n  certificates:\n    - cert: /a.crt\n      key: \"\"\n",
+          "t.yaml:4: tls.certificates.key: empty value" },
+        { "tls:\n  certificates:\n    - cert: /a.crt\n      key: /a.key\n      chain: /c\n",
+          "t.yaml:5: unknown key 'chain' in tls.certificates" },
+        { "tls:\n  certificates:\n    - cert: [/a.crt]\n      key: /a.key\n",
+          "t.yaml:3: tls.certificates.cert: expected a scalar" },
+        { "tls:\n  cert: /a.crt\n", "t.yaml:2: unknown key 'cert' in tls" },
+        { "tls:\n  ciphers: HIGH\n", "t.yaml:2: unknown key 'ciphers' in tls" },
+        { "certificates: []\n",
+          "t.yaml:1: unknown key 'certificates' at top level (did you mean tls.certificates?)" },
+    };
+    struct cfg c;
+    char yaml[4096], long_path[CFG_PATH_MAX + 1];
+    size_t len, i;
+
+    cfg_init(&c);
+    assert_int_equal(c.ntls_certs, 0);
+    assert_int_equal(c.tls_min_version, CFG_TLS_1_2);
+    assert_int_equal(load(&c, "listen: 127.0.0.1:8443\n"
+                              "tls:\n"
+                              "  certificates:\n"
+                              "    - cert: /etc/pitot/a.crt\n"
+                              "      key: /etc/pitot/a.key\n"
+                              "    - {key: /etc/pitot/b.key, cert: /etc/pitot/b.crt}\n"
+                              "  min_version: \"1.3\"\n"),
+                     0);
+    assert_int_equal(c.ntls_certs, 2);
+    assert_string_equal(c.tls_certs[0].cert, "/etc/pitot/a.crt");
+    assert_string_equal(c.tls_certs[0].key, "/etc/pitot/a.key");
+    assert_int_equal(c.tls_certs[0].line, 4);
+    assert_string_equal(c.tls_certs[1].cert, "/etc/pitot/b.crt");
+    assert_string_equal(c.tls_certs[1].key, "/etc/pitot/b.key");
+    assert_int_equal(c.tls_certs[1].line, 6);
+    assert_int_equal(c.tls_min_version, CFG_TLS_1_3);
+    /* the list replaces the one before; an empty one is plain HTTP again */
+    assert_int_equal(load(&c, "tls:\n  certificates:\n    - {cert: /c, key: /k}\n"
+                              "  min_version: 1.2\n"),
+                     0);
+    assert_int_equal(c.ntls_certs, 1);
+    assert_string_equal(c.tls_certs[0].cert, "/c");
+    assert_string_equal(c.tls_certs[1].cert, "");
+    assert_int_equal(c.tls_min_version, CFG_TLS_1_2);
+    assert_int_equal(load(&c, "tls:\n  certificates: []\n"), 0);
+    assert_int_equal(c.ntls_certs, 0);
+    assert_int_equal(load(&c, "tls:\n"), 0); /* an empty section changes nothing */
+    cfg_release(&c);
+    CHECK_ERRORS(cases);
+
+    /* 16 certificates at most; paths of 511 bytes at most */
+    len = (size_t)snprintf(yaml, sizeof(yaml), "tls:\n  certificates:\n");
+    for (i = 0; i <= CFG_MAX_CERTS; i++)
+        len +=
+            (size_t)snprintf(yaml + len, sizeof(yaml) - len, "    - {cert: /c%zu, key: /k}\n", i);
+    cfg_init(&c);
+    assert_int_equal(load(&c, yaml), -1);
+    assert_string_equal(err, "t.yaml:19: too many certificates (at most 16)");
+    memset(long_path, 'p', CFG_PATH_MAX);
+    long_path[CFG_PATH_MAX] = '\0';
+    snprintf(yaml, sizeof(yaml), "tls:\n  certificates:\n    - {cert: /c, key: %s}\n", long_path);
+    assert_int_equal(load(&c, yaml), -1);
+    assert_string_equal(err, "t.yaml:3: tls.certificates.key: longer than 511 bytes");
+    long_path[CFG_PATH_MAX - 1] = '\0';
+    snprintf(yaml, sizeof(yaml), "tls:\n  certificates:\n    - {cert: /c, key: %s}\n", long_path);
+    assert_int_equal(load(&c, yaml), 0);
+    assert_int_equal(strlen(c.tls_certs[0].key), CFG_PATH_MAX - 1);
+    cfg_release(&c);
+    (void)state;
+}
+
+/* --tls-cert/--tls-key: one certificate in place of the file's list. */
+static void test_tls_cert_set(void **state)
+{
+    char long_path[CFG_PATH_MAX + 1];
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, "tls:\n  certificates:\n    - {cert: /a, key: /ak}\n"
+                              "    - {cert: /b, key: /bk}\n"),
+                     0);
+    assert_int_equal(cfg_tls_cert_set(&c, "/x.crt", "/x.key", err, sizeof(err)), 0);
+    assert_int_equal(c.ntls_certs, 1);
+    assert_string_equal(c.tls_certs[0].cert, "/x.crt");
+    assert_string_equal(c.tls_certs[0].key, "/x.key");
+    assert_int_equal(c.tls_certs[0].line, 0); /* not from the file */
+    assert_string_equal(c.tls_certs[1].cert, "");
+    assert_int_equal(cfg_tls_cert_set(&c, "", "/x.key", err, sizeof(err)), -1);
+    assert_string_equal(err, "empty certificate path");
+    assert_int_equal(cfg_tls_cert_set(&c, "/x.crt", "", err, sizeof(err)), -1);
+    assert_string_equal(err, "empty key path");
+    memset(long_path, 'p', CFG_PATH_MAX);
+    long_path[CFG_PATH_MAX] = '\0';
+    assert_int_equal(cfg_tls_cert_set(&c, long_path, "/k", err, sizeof(err)), -1);
+    assert_string_equal(err, "certificate path longer than 511 bytes");
+    assert_string_equal(c.tls_certs[0].cert, "/x.crt"); /* unchanged by a failure */
+    cfg_release(&c);
+    (void)state;
+}
+
+/* https backends: port 443, Host and default name with it, verification on;
+ * backends[].tls with every key, only for https; every error. */
+static void test_backend_tls(void **state)
+{
+    static const struct err_case cases[] = {
+        { "backends:\n  - url: http://a:1\n    tls:\n      verify: false\n",
+          "t.yaml:4: backends.tls: the URL 'http://a:1' is http://; tls is only for https://" },
+        { "backends:\n  - url: http://a:1\n    tls: {}\n",
+          "t.yaml:3: backends.tls: the URL 'http://a:1' is http://; tls is only for https://" },
+        { "backends:\n  - url: https://a\n    tls: [x]\n",
+          "t.yaml:3: backends.tls: expected a mapping" },
+        { "backends:\n  - url: https://a\n    tls:\n      cert: /c.pem\n",
+          "t.yaml:4: backends.tls: a client certificate needs both cert and key" },
+        { "backends:\n  - url: https://a\n    tls:\n      key: /k.pem\n",
+          "t.yaml:4: backends.tls: a client certificate needs both cert and key" },
+        { "backends:\n  - url: https://a\n    tls:\n      verify: maybe\n",
+          "t.yaml:4: backends.tls.verify: bad boolean 'maybe' (true or false)" },
+        { "backends:\n  - url: https://a\n    tls:\n      ca_file: \"\"\n",
+          "t.yaml:4: backends.tls.ca_file: empty value" },
+        { "backends:\n  - url: https://a\n    tls:\n      ca_file:\n",
+          "t.yaml:4: backends.tls.ca_file: missing value" },
+        { "backends:\n  - url: https://a\n    tls:\n      server_name: a/b\n",
+          "t.yaml:4: backends.tls.server_name: 'a/b' is not a host name (letters, digits and "
+          ".-_) or an IP address" },
+        { "backends:\n  - url: https://a\n    tls:\n      sni: b\n",
+          "t.yaml:4: unknown key 'sni' in backends.tls" },
+        { "backends:\n  - url: https://a\n    tls:\n      verify: false\n      verify: true\n",
+          "t.yaml:5: duplicate key 'verify' in backends.tls" },
+    };
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, "backends:\n"
+                              "  - https://gpu-1.internal\n"
+                              "  - url: https://10.0.0.2:8443/\n"
+                              "    name: gpu-2\n"
+                              "    tls:\n"
+                              "      ca_file: /etc/pitot/ca.pem\n"
+                              "      server_name: llm.internal\n"
+                              "      cert: /etc/pitot/client.pem\n"
+                              "      key: /etc/pitot/client.key\n"
+                              "      verify: true\n"
+                              "  - url: https://[::1]:9443\n"
+                              "    tls: {verify: false}\n"
+                              "  - http://10.0.0.4:8080\n"),
+                     0);
+    assert_int_equal(c.nbackends, 4);
+    assert_true(c.backends[0].https);
+    assert_string_equal(c.backends[0].url, "https://gpu-1.internal:443");
+    assert_string_equal(c.backends[0].name, "gpu-1.internal:443");
+    assert_string_equal(cfg_backend_authority(&c.backends[0]), "gpu-1.internal:443");
+    assert_int_equal(c.backends[0].port, 443);
+    assert_true(c.backends[0].dns);
+    assert_true(c.backends[0].tls.verify);
+    assert_string_equal(c.backends[0].tls.ca_file, "");
+    assert_string_equal(c.backends[0].tls.server_name, "");
+    assert_int_equal(c.backends[0].tls.line, 0);
+    assert_true(c.backends[1].https);
+    assert_string_equal(c.backends[1].name, "gpu-2");
+    assert_string_equal(cfg_backend_authority(&c.backends[1]), "10.0.0.2:8443");
+    assert_string_equal(c.backends[1].tls.ca_file, "/etc/pitot/ca.pem");
+    assert_string_equal(c.backends[1].tls.server_name, "llm.internal");
+    assert_string_equal(c.backends[1].tls.cert, "/etc/pitot/client.pem");
+    assert_string_equal(c.backends[1].tls.key, "/etc/pitot/client.key");
+    assert_true(c.backends[1].tls.verify);
+    assert_int_equal(c.backends[1].tls.line, 6);
+    assert_string_equal(c.backends[2].url, "https://[::1]:9443");
+    assert_string_equal(c.backends[2].name, "[::1]:9443");
+    assert_false(c.backends[2].tls.verify); /* only because it is written */
+    assert_int_equal(c.backends[2].tls.line, 12);
+    assert_false(c.backends[3].https);
+    assert_int_equal(c.backends[3].port, 8080);
+    assert_string_equal(cfg_backend_authority(&c.backends[3]), "10.0.0.4:8080");
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    /* the slots of a name keep its TLS settings */
+    assert_int_equal(cfg_backends_expand(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.nbackends, 8 + 3);
+    assert_string_equal(c.backends[8].name, "gpu-2");
+    assert_true(c.backends[1].https);
+    assert_string_equal(c.backends[1].name, "gpu-1.internal:443/1");
+    assert_true(c.backends[1].tls.verify);
+    cfg_release(&c);
+
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "https://Example.COM", NULL, err, sizeof(err)), 0);
+    assert_true(c.backends[0].https);
+    assert_string_equal(c.backends[0].url, "https://Example.COM:443");
+    assert_string_equal(c.backends[0].name, "Example.COM:443");
+    assert_true(c.backends[0].tls.verify);
+    cfg_release(&c);
+    CHECK_ERRORS(cases);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2035,6 +2338,10 @@ int main(void)
         cmocka_unit_test(test_otel_traces),
         cmocka_unit_test(test_validate_otel),
         cmocka_unit_test(test_sample_otel_example),
+        cmocka_unit_test(test_tls_listener),
+        cmocka_unit_test(test_tls_cert_set),
+        cmocka_unit_test(test_backend_tls),
+        cmocka_unit_test(test_sample_tls_examples),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

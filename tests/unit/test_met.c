@@ -825,6 +825,59 @@ static void test_trace_spans(void **state)
     (void)state;
 }
 
+/* TLS handshake failures: no backend or tier, every reason always exposed
+ * (0 included), summed over registries; bad reasons ignored. */
+static void test_tls_failures(void **state)
+{
+    static const char *const reasons[] = { "protocol_version",
+                                           "no_shared_cipher",
+                                           "no_application_protocol",
+                                           "unknown_ca",
+                                           "bad_certificate",
+                                           "http_request",
+                                           "timeout",
+                                           "eof",
+                                           "other" };
+    struct cfg *c = test_cfg();
+    struct met_registry *regs[2];
+    char line[128];
+    char *t;
+    size_t i;
+
+    assert_int_equal(MET_TLS_FAIL__COUNT, sizeof(reasons) / sizeof(reasons[0]));
+    regs[0] = met_registry_new(c);
+    regs[1] = met_registry_new(c);
+    assert_non_null(regs[0]);
+    assert_non_null(regs[1]);
+    t = fx_expose(regs, 2);
+    assert_line(t, "# TYPE pitot_tls_handshake_failures_total counter");
+    for (i = 0; i < MET_TLS_FAIL__COUNT; i++) {
+        snprintf(line, sizeof(line), "pitot_tls_handshake_failures_total{reason=\"%s\"} 0",
+                 reasons[i]);
+        assert_line(t, line);
+        assert_string_equal(met_tls_fail_label((enum met_tls_fail)i), reasons[i]);
+    }
+    free(t);
+    met_add_tls_failure(regs[0], MET_TLS_FAIL_PROTOCOL_VERSION);
+    met_add_tls_failure(regs[1], MET_TLS_FAIL_PROTOCOL_VERSION);
+    met_add_tls_failure(regs[1], MET_TLS_FAIL_TIMEOUT);
+    met_add_tls_failure(regs[0], MET_TLS_FAIL_CLOSED);
+    met_add_tls_failure(regs[0], MET_TLS_FAIL__COUNT);
+    t = fx_expose(regs, 2);
+    assert_line(t, "pitot_tls_handshake_failures_total{reason=\"protocol_version\"} 2");
+    assert_line(t, "pitot_tls_handshake_failures_total{reason=\"timeout\"} 1");
+    assert_line(t, "pitot_tls_handshake_failures_total{reason=\"eof\"} 1");
+    assert_line(t, "pitot_tls_handshake_failures_total{reason=\"other\"} 0");
+    assert_int_equal(fx_count_prefix(t, "pitot_tls_handshake_failures_total{"),
+                     MET_TLS_FAIL__COUNT);
+    assert_string_equal(met_tls_fail_label(MET_TLS_FAIL__COUNT), "unknown");
+    free(t);
+    met_registry_free(regs[0]);
+    met_registry_free(regs[1]);
+    free(c);
+    (void)state;
+}
+
 static void test_doc_markdown(void **state)
 {
     static const char *const names[] = {
@@ -925,6 +978,7 @@ int main(void)
         cmocka_unit_test(test_merge_backend_and_tier),
         cmocka_unit_test(test_promtool_clean),
         cmocka_unit_test(test_trace_spans),
+        cmocka_unit_test(test_tls_failures),
         cmocka_unit_test(test_doc_markdown),
         cmocka_unit_test(test_inactive_backend_hidden),
     };

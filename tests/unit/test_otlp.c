@@ -210,7 +210,7 @@ static void test_exporter_counts_queue_full(void **state)
     sa.sin_family = AF_INET;
     sa.sin_port = htons(9);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    o = otlp_new(base, c, m, (struct sockaddr *)&sa, sizeof(sa));
+    o = otlp_new(base, c, m, NULL, (struct sockaddr *)&sa, sizeof(sa));
     assert_non_null(o);
     t = expose(m);
     assert_non_null(strstr(t, "\npitot_trace_spans_exported_total 0\n"));
