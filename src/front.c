@@ -207,6 +207,49 @@ static void front_go_idle(struct front_conn *fc)
 
 static void front_read_body(struct front_conn *fc);
 
+/* When the body being read times out if nothing more arrives: the earliest
+ * of limits.body_timeout after its last bytes (a gap), limits.body_deadline
+ * after its head (however the bytes are paced), and the moment its average
+ * rate since the head falls under limits.min_body_rate (not before
+ * CFG_BODY_RATE_GRACE_MS). Monotonic microseconds. */
+static uint64_t front_body_due(const struct front_conn *fc)
+{
+    const struct cfg *c = fc->w->cfg;
+    uint64_t due = fc->body_last_us + (uint64_t)c->body_timeout_ms * 1000;
+    uint64_t t = fc->body_start_us + (uint64_t)c->body_deadline_ms * 1000;
+
+    if (t < due)
+        due = t;
+    if (c->min_body_rate) {
+        /* bytes / elapsed < rate exactly when elapsed > bytes / rate */
+        t = fc->body_bytes * 1000000 / c->min_body_rate + 1;
+        if (t < (uint64_t)CFG_BODY_RATE_GRACE_MS * 1000)
+            t = (uint64_t)CFG_BODY_RATE_GRACE_MS * 1000;
+        if (fc->body_start_us + t < due)
+            due = fc->body_start_us + t;
+    }
+    return due;
+}
+
+static void front_body_arm(struct front_conn *fc, uint64_t now_us)
+{
+    uint64_t due = front_body_due(fc), d = due > now_us ? due - now_us : 0;
+    struct timeval tv = { (time_t)(d / 1000000), (long)(d % 1000000) };
+
+    event_del(fc->timer);
+    evtimer_add(fc->timer, &tv);
+}
+
+/* The head is complete and its body follows: the body's clocks start. */
+static void front_body_start(struct front_conn *fc)
+{
+    uint64_t now = clk_now_us();
+
+    fc->body_start_us = fc->body_last_us = now;
+    fc->body_bytes = 0;
+    front_body_arm(fc, now);
+}
+
 /* Parses a head once it is whole; the head stays in the input buffer (spans
  * into it) until the relay copied what it needs. */
 static void front_read_head(struct front_conn *fc)
@@ -267,7 +310,7 @@ static void front_read_head(struct front_conn *fc)
         evbuffer_add(bufferevent_get_output(fc->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     evbuffer_drain(in, hl);
     front_set_state(fc, FRONT_ST_BODY);
-    front_timer_arm(fc, w->cfg->body_timeout_ms);
+    front_body_start(fc);
     front_read_body(fc);
 }
 
@@ -288,7 +331,8 @@ static void front_read_body(struct front_conn *fc)
 {
     struct evbuffer *in = bufferevent_get_input(fc->bev);
     enum h1_result r = H1_AGAIN;
-    size_t used;
+    size_t used, got = 0;
+    uint64_t now;
 
     /* A body-less request completes with an empty feed (DONE owed after HEAD). */
     for (;;) {
@@ -298,6 +342,7 @@ static void front_read_body(struct front_conn *fc)
         r = h1_execute(&fc->hp, span_make(avail ? v.iov_base : "", avail), &used);
         if (used)
             evbuffer_drain(in, used);
+        got += used;
         if (r == H1_ERROR) {
             relay_free(fc->rl);
             fc->rl = NULL;
@@ -308,9 +353,13 @@ static void front_read_body(struct front_conn *fc)
             break;
     }
     if (r != H1_DONE) {
-        /* More body to come: restart the gap timer. */
-        event_del(fc->timer);
-        front_timer_arm(fc, fc->w->cfg->body_timeout_ms);
+        /* More body to come: the gap restarts, the deadline does not. */
+        now = clk_now_us();
+        if (got) {
+            fc->body_bytes += got;
+            fc->body_last_us = now;
+        }
+        front_body_arm(fc, now);
         return;
     }
     event_del(fc->timer);
@@ -330,8 +379,12 @@ void front_relay_done(struct front_conn *fc, bool keep_alive)
         return;
     }
     front_go_idle(fc);
-    /* A pipelined request may already be waiting. */
-    front_read_head(fc);
+    /* A pipelined request may already be waiting: read it from the loop, not
+     * from this frame, or a row of requests pitot answers itself (400 to a
+     * body that is no JSON) would nest one call per request. */
+    if (evbuffer_get_length(bufferevent_get_input(fc->bev)))
+        bufferevent_trigger(fc->bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void front_read_cb(struct bufferevent *bev, void *arg)
@@ -385,6 +438,10 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (fc->st) {
     case FRONT_ST_HEAD: front_reply_error(fc, PITOT_EHEADER_TIMEOUT, true); break;
     case FRONT_ST_BODY:
+        if (clk_now_us() < front_body_due(fc)) { /* woken early: not due yet */
+            front_body_arm(fc, clk_now_us());
+            break;
+        }
         relay_free(fc->rl);
         fc->rl = NULL;
         front_reply_error(fc, PITOT_EBODY_TIMEOUT, true);
