@@ -520,8 +520,8 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct relay *r = arg;
 
-    if (r->st == RELAY_ST_WAIT) {
-        /* upstream.header_timeout passed since the request went out */
+    if (r->st != RELAY_ST_STREAM) {
+        /* WAIT: upstream.header_timeout passed since the request went out */
         relay_fail(r, PITOT_EUPSTREAM_TIMEOUT);
         return;
     }
@@ -562,6 +562,8 @@ static void relay_send(struct relay *r)
     struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes };
 
     r->be_gen = r->be->gen;
+    if (r->timer_ev) /* a deadline of an earlier try */
+        event_del(r->timer_ev);
     if (r->retried) {
         r->ubev = ups_conn_new(w, r->be->idx);
         r->reused = false;
