@@ -217,12 +217,22 @@ def t_invalid_json_400_never_reaches_backend():
             assert (line["status"], line["outcome"], line["error"], line["backend"]) == \
                 (400, "bad_request", "invalid_json", None), line
         assert [l["path"] for l in log] == [p.split("?")[0] for p, _ in NOT_JSON], log
+        # pipelined in one write: each answered in order on the same connection
+        s = connect(pitot.port)
+        rd = Reader(s)
+        s.sendall(b"".join(build_request("POST", "/v1/chat/completions", b"{" * (i % 3 + 1),
+                                         port=pitot.port) for i in range(200)))
+        for i in range(200):
+            r = rd.read()
+            assert r.status == 400 and error_of(r)["type"] == "invalid_request_error", (i, r.status)
+        s.close()
+        assert raw.proxied_bytes() == b"", raw.proxied_bytes()[:200]
         m = metrics(pitot.port)
         assert metric_value(m, "pitot_backend_ejected", backend=label(raw.port)) == 0, m
         # a body that is not one JSON object, on a path that is no JSON API
         # (llama.cpp's /lora-adapters takes an array): not pitot's to judge
         r = request(pitot.port, "POST", "/lora-adapters", b'[{"id": 0, "scale": 0.5}]')
-        log = access_log(pitot, len(NOT_JSON) + 1)[-1]
+        log = access_log(pitot, len(NOT_JSON) + 201)[-1]
         assert r.status != 400 and log["backend"] is not None, (r.status, log)
         # the backend still serves: well-formed requests do reach it
         def chats():
