@@ -434,12 +434,14 @@ static void front_event_cb(struct bufferevent *bev, short what, void *arg)
 static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct front_conn *fc = arg;
+    uint64_t now;
 
     switch (fc->st) {
     case FRONT_ST_HEAD: front_reply_error(fc, PITOT_EHEADER_TIMEOUT, true); break;
     case FRONT_ST_BODY:
-        if (clk_now_us() < front_body_due(fc)) { /* woken early: not due yet */
-            front_body_arm(fc, clk_now_us());
+        now = clk_now_us();
+        if (now < front_body_due(fc)) { /* woken early: not due yet */
+            front_body_arm(fc, now);
             break;
         }
         relay_free(fc->rl);

@@ -564,6 +564,7 @@ static void relay_send(struct relay *r)
     r->be_gen = r->be->gen;
     if (r->timer_ev) /* a deadline of an earlier try */
         event_del(r->timer_ev);
+    r->interim = 0;
     if (r->retried) {
         r->ubev = ups_conn_new(w, r->be->idx);
         r->reused = false;
