@@ -648,6 +648,7 @@ void relay_shed(struct relay *r, enum met_shed why)
     r->client_keep = !front_reply_head(r->fc, r->status, "application/json", (size_t)n,
                                        !r->client_keep, extra[0] ? extra : NULL);
     evbuffer_add(relay_client_out(r), body, (size_t)n);
+    r->reply_whole = true; /* as its head says: the connection goes on */
     relay_finish(r, e);
 }
 
@@ -1263,6 +1264,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         r->client_keep =
             !front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
         evbuffer_add(relay_client_out(r), body, (size_t)n);
+        r->reply_whole = true; /* as its head says: the connection goes on */
     } else {
         if (r->sse && !r->passthrough) {
             /* One error event, then the connection ends without the final

@@ -466,8 +466,17 @@ def t_last_backend_failure_is_502():
         be = make()
         try:
             pitot = start_pitot([be.port])
-            r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(stream=False))
+            s = connect(pitot.port)
+            rd = Reader(s)
+            s.sendall(build_request("POST", "/v1/chat/completions", chat_body(stream=False),
+                                    port=pitot.port))
+            r = rd.read()
             assert r.status == 502, (what, r.status, r.body)
+            # the connection goes on, as the answer's head says
+            assert r.header("connection") is None, (what, r.headers)
+            s.sendall(build_request("GET", "/healthz", port=pitot.port))
+            assert rd.read().status == 200, what
+            s.close()
             assert error_of(r) == {"message": error_of(r)["message"], "type": kind, "code": 502}, \
                 (what, r.body)
             got = be.proxied if isinstance(be, PacedBackend) else len(be.requests)
