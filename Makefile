@@ -143,6 +143,13 @@ bench-routing:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)BUILD=$(BUILD) bash tests/bench/bench_routing.sh
 
+# Slow-head clients benchmark (not a test): normal streams through pitot, alone
+# and beside 1,000 connections trickling their heads. BENCH_SECONDS=30 per run.
+.PHONY: bench-slowloris
+bench-slowloris:
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) bash tests/bench/bench_slowloris.sh
+
 FUZZ_CC ?= clang
 fuzz:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang"; exit 1; }

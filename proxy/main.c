@@ -1,10 +1,12 @@
 /* pitot: command line, signals, config check, wiring. Everything else lives in
  * libpitot. */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -90,6 +92,38 @@ static int build_cfg(struct cfg *c, const char *conf, const struct cli *cl, char
         else
             snprintf(err, errlen, "%s: %s", conf && !cl->tls_cert ? conf : "pitot", msg);
         return 1;
+    }
+    return 0;
+}
+
+/* File descriptors, as nginx (worker_rlimit_nofile) and HAProxy do: the soft
+ * RLIMIT_NOFILE goes up to the hard one, and limits.max_clients comes down to
+ * what that number holds (cfg_fd_max_clients), with one line saying so.
+ * Returns 0, or 1 when not even one client fits. */
+static int fd_budget(struct cfg *c)
+{
+    struct rlimit rl;
+    unsigned long long nofile;
+    unsigned n;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = { rl.rlim_max, rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = rl.rlim_max;
+    }
+    nofile = rl.rlim_cur == RLIM_INFINITY ? ULLONG_MAX : (unsigned long long)rl.rlim_cur;
+    n = cfg_fd_max_clients(c, nofile);
+    if (n == 0) {
+        fprintf(stderr, "pitot: RLIMIT_NOFILE is %llu: too few file descriptors for %zu backends\n",
+                nofile, c->nbackends);
+        return 1;
+    }
+    if (n < c->max_clients) {
+        fprintf(stderr, "pitot: max_clients lowered from %u to %u: RLIMIT_NOFILE is %llu\n",
+                c->max_clients, n, nofile);
+        c->max_clients = n;
     }
     return 0;
 }
@@ -225,6 +259,10 @@ int main(int argc, char **argv)
     nconf = c.nbackends;
     if (cfg_backends_expand(&c, err, sizeof(err)) != 0) {
         fprintf(stderr, "pitot: %s\n", err);
+        cfg_release(&c);
+        return 1;
+    }
+    if (fd_budget(&c) != 0) {
         cfg_release(&c);
         return 1;
     }

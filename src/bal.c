@@ -323,6 +323,15 @@ static bool bal_replaceable(const struct bal *bl, const struct bal_backend *b, u
     return true;
 }
 
+enum bal_health bal_status_health(int status, bool checked)
+{
+    if (status < 500)
+        return BAL_HEALTH_OK;
+    if (status == 502 || status == 503 || status == 504 || (status == 500 && checked))
+        return BAL_HEALTH_FAULT;
+    return BAL_HEALTH_NEUTRAL;
+}
+
 bool bal_result(struct bal *bl, struct bal_backend *b, bool failure, uint64_t now_us)
 {
     const struct cfg *c = bl->cfg;

@@ -467,6 +467,8 @@ void cfg_init(struct cfg *c)
     c->body_timeout_ms = 60000;
     c->keepalive_timeout_ms = 75000;
     c->max_clients = 4096;
+    c->body_deadline_ms = 300000;
+    c->min_body_rate = 500;
 
     c->connect_timeout_ms = 5000;
     c->upstream_header_timeout_ms = 600000;
@@ -728,6 +730,26 @@ int cfg_backends_expand(struct cfg *c, char *err, size_t errlen)
     }
     c->nbackends = total;
     return 0;
+}
+
+/* Descriptors pitot holds whatever the clients do: stdio (3), the access log
+ * (1), listeners (2), the event loop (epoll, its signal socketpair, slack: 4),
+ * DNS (a socket per resolver, up to 3), the OTLP exporter (1), and slack for
+ * what a library opens briefly (8). */
+#define CFG_FD_OWN 22
+/* Per backend: a health probe, a metrics scrape, a /v1/models or /props. */
+#define CFG_FD_PER_BACKEND 3
+
+unsigned cfg_fd_max_clients(const struct cfg *c, unsigned long long nofile)
+{
+    unsigned long long own = CFG_FD_OWN + (unsigned long long)c->nbackends *
+                                              (c->upstream_keepalive + CFG_FD_PER_BACKEND);
+    unsigned long long n;
+
+    if (nofile <= own + 1)
+        return 0;
+    n = (nofile - own) / 2; /* a client and its backend connection */
+    return n > UINT_MAX ? UINT_MAX : (unsigned)n;
 }
 
 int cfg_tier_find(const struct cfg *c, const char *name)

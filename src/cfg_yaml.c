@@ -125,6 +125,8 @@ static const struct cfg_key cfg_limits_keys[] = {
     CFG_MS("body_timeout", body_timeout_ms, 1, CFG_DAY),
     CFG_MS("keepalive_timeout", keepalive_timeout_ms, 1, CFG_DAY),
     CFG_COUNT("max_clients", max_clients, 1, 1000000),
+    CFG_MS("body_deadline", body_deadline_ms, 1, CFG_DAY),
+    CFG_SIZE("min_body_rate", min_body_rate, 0, CFG_1G),
     CFG_END,
 };
 

@@ -255,6 +255,49 @@ static void front_read_body(struct front_conn *fc);
 static void front_read_discard(struct front_conn *fc);
 static void front_read_head(struct front_conn *fc);
 
+/* When the body being read times out if nothing more arrives: the earliest
+ * of limits.body_timeout after its last bytes (a gap), limits.body_deadline
+ * after its head (however the bytes are paced), and the moment its average
+ * rate since the head falls under limits.min_body_rate (not before
+ * CFG_BODY_RATE_GRACE_MS). Monotonic microseconds. */
+static uint64_t front_body_due(const struct front_conn *fc)
+{
+    const struct cfg *c = fc->w->cfg;
+    uint64_t due = fc->body_last_us + (uint64_t)c->body_timeout_ms * 1000;
+    uint64_t t = fc->body_start_us + (uint64_t)c->body_deadline_ms * 1000;
+
+    if (t < due)
+        due = t;
+    if (c->min_body_rate) {
+        /* bytes / elapsed < rate exactly when elapsed > bytes / rate */
+        t = fc->body_bytes * 1000000 / c->min_body_rate + 1;
+        if (t < (uint64_t)CFG_BODY_RATE_GRACE_MS * 1000)
+            t = (uint64_t)CFG_BODY_RATE_GRACE_MS * 1000;
+        if (fc->body_start_us + t < due)
+            due = fc->body_start_us + t;
+    }
+    return due;
+}
+
+static void front_body_arm(struct front_conn *fc, uint64_t now_us)
+{
+    uint64_t due = front_body_due(fc), d = due > now_us ? due - now_us : 0;
+    struct timeval tv = { (time_t)(d / 1000000), (long)(d % 1000000) };
+
+    event_del(fc->timer);
+    evtimer_add(fc->timer, &tv);
+}
+
+/* The head is complete and its body follows: the body's clocks start. */
+static void front_body_start(struct front_conn *fc)
+{
+    uint64_t now = clk_now_us();
+
+    fc->body_start_us = fc->body_last_us = now;
+    fc->body_bytes = 0;
+    front_body_arm(fc, now);
+}
+
 /* pitot's own endpoints. On the admin listener every request is answered
  * here (own paths, else 404 or 405), never proxied. On the client listener
  * GET and HEAD of the own paths are, unless admin_listen serves them: then
@@ -339,7 +382,7 @@ static void front_unauthorized(struct front_conn *fc, const struct h1_msg *m, si
     }
     fc->discarded_bytes = 0;
     front_set_state(fc, FRONT_ST_DISCARD);
-    front_timer_arm(fc, w->cfg->body_timeout_ms);
+    front_body_start(fc);
     front_read_discard(fc);
 }
 
@@ -402,7 +445,7 @@ static void front_read_head(struct front_conn *fc)
         evbuffer_add(bufferevent_get_output(fc->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     evbuffer_drain(in, hl);
     front_set_state(fc, FRONT_ST_BODY);
-    front_timer_arm(fc, w->cfg->body_timeout_ms);
+    front_body_start(fc);
     front_read_body(fc);
 }
 
@@ -433,7 +476,7 @@ static int front_body_cb(void *ud, struct span b)
  * (front_body_cb) takes them, until the input is used up (H1_AGAIN), the body
  * is complete (H1_DONE) or wrong (H1_ERROR). A body-less request completes
  * with an empty feed (DONE owed after HEAD). */
-static enum h1_result front_feed_body(struct front_conn *fc)
+static enum h1_result front_feed_body(struct front_conn *fc, size_t *got)
 {
     struct evbuffer *in = bufferevent_get_input(fc->bev);
     enum h1_result r;
@@ -446,14 +489,28 @@ static enum h1_result front_feed_body(struct front_conn *fc)
         r = h1_execute(&fc->hp, span_make(avail ? v.iov_base : "", avail), &used);
         if (used)
             evbuffer_drain(in, used);
+        *got += used;
         if (r == H1_ERROR || r == H1_DONE || avail == 0)
             return r;
     }
 }
 
+/* The body read so far counts for the body's clocks (see front_body_due). */
+static void front_body_progress(struct front_conn *fc, size_t got)
+{
+    uint64_t now = clk_now_us();
+
+    if (got) {
+        fc->body_bytes += got;
+        fc->body_last_us = now;
+    }
+    front_body_arm(fc, now);
+}
+
 static void front_read_body(struct front_conn *fc)
 {
-    enum h1_result r = front_feed_body(fc);
+    size_t got = 0;
+    enum h1_result r = front_feed_body(fc, &got);
 
     if (r == H1_ERROR) {
         relay_free(fc->rl);
@@ -462,9 +519,8 @@ static void front_read_body(struct front_conn *fc)
         return;
     }
     if (r != H1_DONE) {
-        /* More body to come: restart the gap timer. */
-        event_del(fc->timer);
-        front_timer_arm(fc, fc->w->cfg->body_timeout_ms);
+        /* More body to come: the gap restarts, the deadline does not. */
+        front_body_progress(fc, got);
         return;
     }
     event_del(fc->timer);
@@ -477,17 +533,18 @@ static void front_read_body(struct front_conn *fc)
  * reply: the first is already on its way. */
 static void front_read_discard(struct front_conn *fc)
 {
-    enum h1_result r = front_feed_body(fc);
+    size_t got = 0;
+    enum h1_result r = front_feed_body(fc, &got);
 
     if (r == H1_ERROR) {
         front_close_after_flush(fc);
         return;
     }
-    event_del(fc->timer);
     if (r != H1_DONE) {
-        front_timer_arm(fc, fc->w->cfg->body_timeout_ms);
+        front_body_progress(fc, got); /* the same clocks as a body to forward */
         return;
     }
+    event_del(fc->timer);
     if (!wrk_keepalive(fc->w)) { /* a drain began meanwhile */
         front_close_after_flush(fc);
         return;
@@ -508,8 +565,12 @@ void front_relay_done(struct front_conn *fc, bool keep_alive)
         return;
     }
     front_go_idle(fc);
-    /* A pipelined request may already be waiting. */
-    front_read_head(fc);
+    /* A pipelined request may already be waiting: read it from the loop, not
+     * from this frame, or a row of requests pitot answers itself (400 to a
+     * body that is no JSON) would nest one call per request. */
+    if (evbuffer_get_length(bufferevent_get_input(fc->bev)))
+        bufferevent_trigger(fc->bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void front_read_cb(struct bufferevent *bev, void *arg)
@@ -572,6 +633,7 @@ static void front_event_cb(struct bufferevent *bev, short what, void *arg)
 static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct front_conn *fc = arg;
+    uint64_t now;
 
     switch (fc->st) {
     case FRONT_ST_HANDSHAKE:
@@ -579,6 +641,16 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case FRONT_ST_HEAD: front_reply_error(fc, PITOT_EHEADER_TIMEOUT, true); break;
     case FRONT_ST_BODY:
+    case FRONT_ST_DISCARD:
+        now = clk_now_us();
+        if (now < front_body_due(fc)) { /* woken early: not due yet */
+            front_body_arm(fc, now);
+            break;
+        }
+        if (fc->st == FRONT_ST_DISCARD) {
+            front_close_after_flush(fc); /* its reply is written */
+            break;
+        }
         relay_free(fc->rl);
         fc->rl = NULL;
         front_reply_error(fc, PITOT_EBODY_TIMEOUT, true);
@@ -587,7 +659,6 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
         /* A fresh connection that never sent a byte, or keep-alive expiry. */
         front_close(fc);
         break;
-    case FRONT_ST_DISCARD: front_close_after_flush(fc); break; /* its reply is written */
     case FRONT_ST_CLOSING: front_close(fc); break;
     default: break;
     }

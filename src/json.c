@@ -208,26 +208,33 @@ static bool json_valid(const char *p, size_t len)
     return st == AFTER_VALUE && depth == 0;
 }
 
+/* json_doc_parse's failures: the text is no JSON object, or it is one but
+ * needs more tokens than the caller's storage holds. */
+#define JSON_DOC_SYNTAX (-1)
+#define JSON_DOC_TOKENS (-2)
+
 /* Tokenizes `in`, which must hold exactly one JSON object (blanks around it
- * allowed). Returns 0 or -1 (not an object, malformed, or too many tokens). */
+ * allowed). Returns 0, JSON_DOC_SYNTAX (not an object, malformed) or
+ * JSON_DOC_TOKENS (well-formed, but too many tokens). */
 static int json_doc_parse(struct json_doc *d, struct span in, struct json_toks *toks)
 {
     jsmn_parser p;
     unsigned cap;
     int r;
 
-    if (toks == NULL || toks->tok == NULL || toks->cap == 0 || in.p == NULL ||
-        in.len > (size_t)INT_MAX)
-        return -1;
-    if (!json_valid(in.p, in.len))
-        return -1;
+    if (in.p == NULL || in.len > (size_t)INT_MAX || !json_valid(in.p, in.len))
+        return JSON_DOC_SYNTAX;
+    if (toks == NULL || toks->tok == NULL || toks->cap == 0)
+        return JSON_DOC_TOKENS;
     cap = toks->cap > UINT_MAX ? UINT_MAX : (unsigned)toks->cap;
     d->js = in.p;
     d->t = toks->tok;
     jsmn_init(&p);
     r = jsmn_parse(&p, in.p, in.len, d->t, cap);
+    if (r == JSMN_ERROR_NOMEM)
+        return JSON_DOC_TOKENS;
     if (r < 1 || d->t[0].type != JSMN_OBJECT || d->t[0].end < 0)
-        return -1;
+        return JSON_DOC_SYNTAX;
     d->n = r;
     return 0;
 }
@@ -608,12 +615,14 @@ int json_req_parse(struct span body, struct json_toks *toks, struct json_req *ou
 {
     struct json_doc d;
     int it = 1, k, v, so;
-    int max_tokens = -1, max_completion = -1, n_predict = -1;
+    int max_tokens = -1, max_completion = -1, n_predict = -1, rc;
     int64_t x;
 
     memset(out, 0, sizeof(*out));
     out->max_tokens = -1;
-    if (json_doc_parse(&d, body, toks) != 0)
+    rc = json_doc_parse(&d, body, toks);
+    out->well_formed = rc != JSON_DOC_SYNTAX;
+    if (rc != 0)
         return -1;
     out->valid = true;
     /* Later duplicates win, as in the backends' JSON libraries. */

@@ -30,6 +30,7 @@
 
 #define RELAY_PATH_LOG_MAX 512
 #define RELAY_STAGE_MIN 4096
+#define RELAY_MAX_INTERIM 8 /* 1xx responses before the final one; more is an attack */
 
 enum relay_state {
     RELAY_ST_BODY,    /* reading the client's request body */
@@ -55,7 +56,8 @@ struct relay {
     char *held;               /* owned: a finish event held for the usage chunk */
     size_t held_len, held_cap;
     size_t stage_len, stage_cap;
-    struct event *stall_ev; /* owned */
+    struct event *timer_ev; /* owned: WAIT: the response head's deadline
+                               (upstream.header_timeout); STREAM: the stall limit */
     struct h1_parser up;    /* response parser */
     struct sse_scanner scan;
     struct mtr mtr;
@@ -71,6 +73,9 @@ struct relay {
     bool tried[CFG_MAX_BACKENDS]; /* backends that failed this request */
     unsigned model;               /* metric model index */
     bool reused, retried;         /* pooled upstream connection; retried once */
+    enum pitot_err retry_err;     /* a try failed before the answer began: what the
+                                     client gets if no other backend can take it */
+    unsigned interim;             /* 1xx responses the backend sent before its answer */
     unsigned be_gen;              /* be->gen when the connection was opened */
     bool client_keep;             /* the client allows another request */
     bool client_http10;
@@ -85,6 +90,10 @@ struct relay {
     bool paused;      /* backend reads off: client output is full */
     bool up_keep;     /* the backend allows reuse */
     bool jbody_over;  /* JSON body larger than we analyse */
+    bool json_api;    /* a POST to an API whose body must be one JSON object */
+    bool json_ok;     /* ... and it is: a 500 to it is the backend's fault */
+    bool reply_whole; /* pitot answered itself, the request read in full: the
+                         connection may serve another one */
     size_t in_flight_counted;
     char id[RELAY_ID_MAX + 1];
     char method[16];
@@ -323,8 +332,8 @@ void relay_free(struct relay *r)
         evbuffer_free(r->body);
     if (r->jbody)
         evbuffer_free(r->jbody);
-    if (r->stall_ev)
-        event_free(r->stall_ev);
+    if (r->timer_ev)
+        event_free(r->timer_ev);
     free(r->stage);
     free(r->held);
     free(r);
@@ -343,8 +352,8 @@ void relay_retire(struct relay *r)
         bufferevent_free(r->ubev);
         r->ubev = NULL;
     }
-    if (r->stall_ev)
-        event_del(r->stall_ev);
+    if (r->timer_ev)
+        event_del(r->timer_ev);
     r->fc = NULL;
     r->next_retired = w->retired;
     w->retired = r;
@@ -411,9 +420,57 @@ static void relay_affinity_body(struct relay *r, struct span body)
         r->affinity = a.h ? a.h : 1;
 }
 
+/* The POST endpoints whose body must be one JSON object: OpenAI's, Anthropic's,
+ * llama-server's own (server.cpp's routes), vLLM's, TGI's and SGLang's.
+ * llama-server answers a body it cannot parse with 500 "parse error". */
+static const char *const relay_json_paths[] = {
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/rerank",
+    "/v1/reranking",
+    "/v1/score",
+    "/v2/rerank",
+    "/chat/completions",
+    "/completions",
+    "/completion",
+    "/embeddings",
+    "/embedding",
+    "/infill",
+    "/rerank",
+    "/reranking",
+    "/score",
+    "/tokenize",
+    "/detokenize",
+    "/apply-template",
+    "/api/chat",
+    "/generate",
+    "/generate_stream",
+    "/pooling",
+    "/classify",
+};
+
+static bool relay_json_api(const struct relay *r)
+{
+    size_t i;
+
+    if (strcmp(r->method, "POST") != 0)
+        return false;
+    for (i = 0; i < sizeof(relay_json_paths) / sizeof(relay_json_paths[0]); i++)
+        if (relay_path_is(r, relay_json_paths[i]))
+            return true;
+    return false;
+}
+
 /* Reads model, stream and max_tokens from a JSON body and, when configured,
- * asks the backend for usage the client did not ask for. */
-static void relay_inspect_body(struct relay *r)
+ * asks the backend for usage the client did not ask for. The same parse
+ * judges the body of a JSON API request: returns -PITOT_EINVALID_JSON when it
+ * is empty or not exactly one JSON object (then nothing may reach a backend),
+ * else 0. */
+static int relay_inspect_body(struct relay *r)
 {
     struct wrk *w = r->w;
     size_t len = evbuffer_get_length(r->body);
@@ -421,24 +478,30 @@ static void relay_inspect_body(struct relay *r)
     struct span body;
     char *nb;
     long nlen;
+    int rc;
 
+    r->json_api = relay_json_api(r);
     if (len == 0)
-        return;
+        return r->json_api ? -PITOT_EINVALID_JSON : 0;
     body = span_make((const char *)evbuffer_pullup(r->body, -1), len);
-    if (json_req_parse(body, &w->toks, &jr) != 0 || !jr.valid)
-        return; /* not ours to judge: forwarded untouched */
+    rc = json_req_parse(body, &w->toks, &jr);
+    if (!jr.well_formed) /* elsewhere not ours to judge: forwarded untouched */
+        return r->json_api ? -PITOT_EINVALID_JSON : 0;
+    r->json_ok = r->json_api;
+    if (rc != 0)
+        return 0; /* more tokens than pitot reads: forwarded untouched */
     r->req_stream = jr.stream;
     r->req_max_tokens = jr.max_tokens;
     if (jr.model.len && jr.model.len < sizeof(r->req_model))
         relay_copy(r->req_model, sizeof(r->req_model), jr.model);
     relay_affinity_body(r, body);
     if (!w->cfg->usage_injection || !jr.stream || jr.include_usage)
-        return;
+        return 0;
     if (!relay_path_is(r, "/v1/chat/completions") && !relay_path_is(r, "/v1/completions"))
-        return;
+        return 0;
     nb = malloc(len + 64);
     if (nb == NULL)
-        return;
+        return 0;
     nlen = json_req_add_include_usage(body, &w->toks, nb, len + 64);
     if (nlen > 0) {
         evbuffer_drain(r->body, len);
@@ -446,6 +509,7 @@ static void relay_inspect_body(struct relay *r)
         r->strip_usage = true;
     }
     free(nb);
+    return 0;
 }
 
 static void relay_up_read_cb(struct bufferevent *bev, void *arg);
@@ -459,6 +523,43 @@ static void relay_timeouts(struct relay *r, unsigned read_ms, unsigned write_ms)
     bufferevent_set_timeouts(r->ubev, read_ms ? &rt : NULL, write_ms ? &wt : NULL);
 }
 
+static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+
+    if (r->st != RELAY_ST_STREAM) {
+        /* WAIT: upstream.header_timeout passed since the request went out */
+        relay_fail(r, PITOT_EUPSTREAM_TIMEOUT);
+        return;
+    }
+    r->mtr.stalls++; /* the gap in progress passed the hard limit */
+    relay_fail(r, PITOT_ESTALL_TIMEOUT);
+}
+
+/* (Re)arms the relay's one timer: what it ends depends on the state when it
+ * fires (relay_timer_cb). */
+static void relay_timer_arm(struct relay *r, unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+
+    if (r->timer_ev == NULL)
+        r->timer_ev = evtimer_new(r->w->base, relay_timer_cb, r);
+    if (r->timer_ev)
+        evtimer_add(r->timer_ev, &tv);
+}
+
+/* The request is on its way to the backend (connected, or a pooled
+ * connection): from now on the final response head must be complete within
+ * upstream.header_timeout, however the backend paces its bytes. A read
+ * timeout would restart with every byte; the deadline is a timer of its own.
+ * write_ms bounds each gap while the request is written. */
+static void relay_wait_begin(struct relay *r, unsigned write_ms)
+{
+    relay_set_state(r, RELAY_ST_WAIT);
+    relay_timeouts(r, 0, write_ms);
+    relay_timer_arm(r, r->w->cfg->upstream_header_timeout_ms);
+}
+
 /* Connects (or reuses) and writes the request; the request buffer is kept
  * so that a pooled connection the backend had just closed can be retried. */
 static void relay_send(struct relay *r)
@@ -468,6 +569,9 @@ static void relay_send(struct relay *r)
     struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes, w->cfg->max_header_bytes };
 
     r->be_gen = r->be->gen;
+    if (r->timer_ev) /* a deadline of an earlier try */
+        event_del(r->timer_ev);
+    r->interim = 0;
     if (r->retried) {
         r->ubev = ups_conn_new(w, r->be->idx);
         r->reused = false;
@@ -485,8 +589,7 @@ static void relay_send(struct relay *r)
     out = bufferevent_get_output(r->ubev);
     evbuffer_add_buffer_reference(out, r->wire);
     if (r->reused) {
-        relay_set_state(r, RELAY_ST_WAIT);
-        relay_timeouts(r, w->cfg->upstream_header_timeout_ms, w->cfg->connect_timeout_ms);
+        relay_wait_begin(r, w->cfg->connect_timeout_ms);
     } else {
         relay_set_state(r, RELAY_ST_CONNECT);
         /* While connecting, libevent applies the write timeout to the connect;
@@ -554,6 +657,7 @@ void relay_shed(struct relay *r, enum met_shed why)
     r->client_keep = !front_reply_head(r->fc, r->status, "application/json", (size_t)n,
                                        !r->client_keep, extra[0] ? extra : NULL);
     evbuffer_add(relay_client_out(r), body, (size_t)n);
+    r->reply_whole = true; /* as its head says: the connection goes on */
     relay_finish(r, e);
 }
 
@@ -593,7 +697,12 @@ static bool relay_route(struct relay *r, bool from_queue)
             met_add_shed(w->met, r->tier, MET_SHED_NO_MODEL);
         relay_shed(r, MET_SHED_NO_MODEL);
         break;
-    default: relay_fail(r, PITOT_ENO_BACKEND); break;
+    default:
+        /* After a failed try, relay_fail answers with that try's failure. */
+        if (r->retry_err != PITOT_EOK && !from_queue)
+            break;
+        relay_fail(r, r->retry_err != PITOT_EOK ? r->retry_err : PITOT_ENO_BACKEND);
+        break;
     }
     return true;
 }
@@ -603,12 +712,31 @@ bool relay_try_dispatch(struct relay *r)
     return relay_route(r, true);
 }
 
+/* Answers a request pitot refuses once it has read it whole (its body is no
+ * JSON): nothing reached a backend, and the connection may serve the next. */
+static void relay_refuse(struct relay *r, enum pitot_err e)
+{
+    char body[256];
+    int n = front_error_json(e, body, sizeof(body));
+
+    r->status = err_status(e);
+    r->client_keep =
+        !front_reply_head(r->fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
+    evbuffer_add(relay_client_out(r), body, (size_t)n);
+    r->reply_whole = true;
+    relay_finish(r, e);
+}
+
 void relay_start(struct relay *r)
 {
     struct wrk *w = r->w;
+    int rc = relay_inspect_body(r);
 
-    relay_inspect_body(r);
     mtr_init(&r->mtr, r->t0_us, (uint64_t)w->cfg->stall_ms * 1000, r->req_max_tokens, w->rfs);
+    if (rc < 0) {
+        relay_refuse(r, (enum pitot_err) - rc);
+        return;
+    }
     relay_route(r, false);
 }
 
@@ -633,23 +761,9 @@ static void relay_series(struct relay *r, struct span model)
     r->series_set = true;
 }
 
-static void relay_stall_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct relay *r = arg;
-
-    r->mtr.stalls++; /* the gap in progress passed the hard limit */
-    relay_fail(r, PITOT_ESTALL_TIMEOUT);
-}
-
 static void relay_stall_arm(struct relay *r)
 {
-    unsigned ms = r->w->cfg->stall_timeout_ms;
-    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
-
-    if (r->stall_ev == NULL)
-        r->stall_ev = evtimer_new(r->w->base, relay_stall_cb, r);
-    if (r->stall_ev)
-        evtimer_add(r->stall_ev, &tv);
+    relay_timer_arm(r, r->w->cfg->stall_timeout_ms);
 }
 
 static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t now)
@@ -860,6 +974,17 @@ static bool relay_ctype_is(const struct h1_msg *m, const char *type)
            (ct->value.len == n || ct->value.p[n] == ';' || ct->value.p[n] == ' ');
 }
 
+/* What the status of its answer says of the backend, toward passive ejection
+ * (bal_status_health): a 500 is its fault only for a request pitot checked. */
+static void relay_judge(struct relay *r, int status)
+{
+    enum bal_health h = bal_status_health(status, r->json_ok);
+
+    if (h != BAL_HEALTH_NEUTRAL &&
+        bal_result(&r->w->bal, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
+        met_gauge_set(r->w->met, MET_BACKEND_EJECTED, r->be->idx, 1);
+}
+
 /* The backend's head: relay it with our framing and hop-by-hop headers gone. */
 static void relay_resp_head(struct relay *r)
 {
@@ -871,8 +996,7 @@ static void relay_resp_head(struct relay *r)
 
     r->status = m->status;
     r->up_keep = m->keep_alive;
-    if (bal_result(&r->w->bal, r->be, m->status >= 500, clk_now_us()))
-        met_gauge_set(r->w->met, MET_BACKEND_EJECTED, r->be->idx, 1);
+    relay_judge(r, m->status);
     r->sse = body && relay_ctype_is(m, "text/event-stream");
     r->json = body && relay_ctype_is(m, "application/json");
     if (r->json)
@@ -941,8 +1065,8 @@ static void relay_resp_done(struct relay *r)
     if (r->chunked_out)
         evbuffer_add(relay_client_out(r), "0\r\n\r\n", 5);
     relay_release_upstream(r, true);
-    if (r->stall_ev)
-        event_del(r->stall_ev);
+    if (r->timer_ev)
+        event_del(r->timer_ev);
     relay_set_state(r, RELAY_ST_FLUSH);
     /* E2E ends when the last byte left: wait for the output to drain. */
     bufferevent_setwatermark(r->fc->bev, EV_WRITE, 0, 0);
@@ -961,6 +1085,47 @@ static void relay_backpressure(struct relay *r)
     }
 }
 
+/* WAIT: reads the response heads the input holds. 1xx interim responses are
+ * dropped (not relayed; the final one follows), at most RELAY_MAX_INTERIM of
+ * them: a backend cannot hold a request with an endless row of them. Returns
+ * true once the final head went to the client (the head's deadline is then
+ * off), false while it is incomplete or when the relay failed. */
+static bool relay_up_head(struct relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->ubev);
+    size_t cap = r->w->cfg->max_header_bytes, hl;
+
+    for (;;) {
+        size_t len = evbuffer_get_length(in), look = len < cap ? len : cap;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+        enum h1_result res;
+
+        /* the head so far, from its first byte: h1 parses only what is new
+         * and fails a head past max_header_bytes itself */
+        if ((res = h1_execute(&r->up, span_make(p, look), &hl)) == H1_AGAIN)
+            return false;
+        if (res != H1_HEAD) {
+            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+            return false;
+        }
+        if (r->up.msg.status >= 200)
+            break;
+        evbuffer_drain(in, hl);
+        h1_reset(&r->up);
+        if (r->is_head)
+            h1_expect_no_body(&r->up); /* h1_reset forgot it */
+        if (++r->interim > RELAY_MAX_INTERIM) {
+            relay_fail(r, PITOT_EUPSTREAM_PROTOCOL);
+            return false;
+        }
+    }
+    if (r->timer_ev)
+        event_del(r->timer_ev);
+    relay_resp_head(r);
+    evbuffer_drain(in, hl);
+    return true;
+}
+
 /* Feeds what the backend sent; returns when it is consumed, the response is
  * complete, or the relay failed (r may then be DONE but is still alive). */
 static void relay_up_input(struct relay *r)
@@ -968,30 +1133,8 @@ static void relay_up_input(struct relay *r)
     struct evbuffer *in = bufferevent_get_input(r->ubev);
     size_t used;
 
-    if (r->st == RELAY_ST_WAIT) {
-        size_t len = evbuffer_get_length(in), cap = r->w->cfg->max_header_bytes;
-        size_t look = len < cap ? len : cap, hl;
-        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-        enum h1_result res;
-
-        /* the head so far, from its first byte: h1 parses only what is new
-         * and fails a head past max_header_bytes itself */
-        if ((res = h1_execute(&r->up, span_make(p, look), &hl)) == H1_AGAIN)
-            return;
-        if (res != H1_HEAD) {
-            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
-            return;
-        }
-        if (r->up.msg.status < 200) {
-            /* 1xx interim responses are not relayed; the final one follows. */
-            evbuffer_drain(in, hl);
-            h1_reset(&r->up);
-            relay_up_input(r);
-            return;
-        }
-        relay_resp_head(r);
-        evbuffer_drain(in, hl);
-    }
+    if (r->st == RELAY_ST_WAIT && !relay_up_head(r))
+        return;
     for (;;) {
         struct evbuffer_iovec v;
         size_t avail = evbuffer_peek(in, -1, NULL, &v, 1) > 0 ? v.iov_len : 0;
@@ -1015,12 +1158,29 @@ static void relay_up_input(struct relay *r)
     relay_backpressure(r);
 }
 
+/* The backend closed while pitot waited for its head: do the bytes it sent
+ * fail to begin a status line, "HTTP/" DIGIT "." DIGIT SP 3DIGIT (RFC 9112
+ * 4), so that it sent garbage (an invalid response), not a head cut short
+ * (a reset)? */
+static bool relay_up_garbage(struct relay *r)
+{
+    static const char form[] = "HTTP/9.9 999"; /* '9': any digit */
+    struct evbuffer *in = bufferevent_get_input(r->ubev);
+    size_t len = evbuffer_get_length(in), n = len < sizeof(form) - 1 ? len : sizeof(form) - 1, i;
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+
+    for (i = 0; i < n; i++)
+        if (form[i] == '9' ? p[i] < '0' || p[i] > '9' : p[i] != form[i])
+            return true;
+    return false;
+}
+
 static void relay_up_read_cb(struct bufferevent *bev, void *arg)
 {
     struct relay *r = arg;
 
     if (r->st == RELAY_ST_CONNECT)
-        relay_set_state(r, RELAY_ST_WAIT);
+        relay_wait_begin(r, r->w->cfg->body_timeout_ms);
     relay_up_input(r);
 }
 
@@ -1030,8 +1190,7 @@ static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
     struct wrk *w = r->w;
 
     if (what & BEV_EVENT_CONNECTED) {
-        relay_set_state(r, RELAY_ST_WAIT);
-        relay_timeouts(r, w->cfg->upstream_header_timeout_ms, w->cfg->body_timeout_ms);
+        relay_wait_begin(r, w->cfg->body_timeout_ms);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -1065,7 +1224,8 @@ static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
     }
-    relay_fail(r, PITOT_EUPSTREAM_RESET);
+    relay_fail(r, r->st == RELAY_ST_WAIT && relay_up_garbage(r) ? PITOT_EUPSTREAM_PROTOCOL
+                                                                : PITOT_EUPSTREAM_RESET);
 }
 
 /* ---- ends -------------------------------------------------------------- */
@@ -1078,29 +1238,35 @@ static void relay_fail(struct relay *r, enum pitot_err e)
 
     if (r->st == RELAY_ST_DONE || r->st == RELAY_ST_FLUSH)
         return;
+    if (r->timer_ev)
+        event_del(r->timer_ev);
     if (e != PITOT_ENO_BACKEND && r->be)
         met_add_upstream_error(r->w->met, r->be->idx, e);
     relay_release_upstream(r, false);
-    if (r->be && r->status == 0 && (r->st == RELAY_ST_CONNECT || r->st == RELAY_ST_WAIT) &&
-        (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET)) {
-        /* Nothing reached the client: another backend may serve it. */
+    if (r->be && r->status == 0 && (r->st == RELAY_ST_CONNECT || r->st == RELAY_ST_WAIT)) {
+        /* The backend failed before its answer began (refused, reset, timed
+         * out, an invalid or oversized head): its fault, toward ejection. */
         struct bal_backend *failed = r->be;
         bal_result(&r->w->bal, failed, true, clk_now_us());
-        bal_released(failed);
-        met_gauge_add(r->w->met, MET_IN_FLIGHT, failed->idx, -1);
-        r->in_flight_counted = 0;
-        r->tried[failed->idx] = true;
-        r->retried = false;
-        if (r->w->cfg->retry) {
-            r->be = NULL;
-            relay_route(r, false);
-            if (r->be || r->queued || r->st == RELAY_ST_DONE)
-                return;
-            r->be = failed; /* nowhere else to go: fail on the last one */
+        if (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET) {
+            /* Nothing reached the client: another backend may serve it. */
+            bal_released(failed);
+            met_gauge_add(r->w->met, MET_IN_FLIGHT, failed->idx, -1);
+            r->in_flight_counted = 0;
+            r->tried[failed->idx] = true;
+            r->retried = false;
+            if (r->w->cfg->retry) {
+                r->be = NULL;
+                r->retry_err = e;
+                relay_route(r, false);
+                if (r->be || r->queued || r->st == RELAY_ST_DONE)
+                    return;
+                /* nowhere else to go: the client learns how the last try
+                 * failed (502), not "no healthy backend" (503) */
+                r->be = failed;
+            }
         }
     }
-    if (r->stall_ev)
-        event_del(r->stall_ev);
     if (r->status == 0) {
         char body[256];
         int n = front_error_json(e, body, sizeof(body));
@@ -1108,6 +1274,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         r->client_keep =
             !front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
         evbuffer_add(relay_client_out(r), body, (size_t)n);
+        r->reply_whole = true; /* as its head says: the connection goes on */
     } else {
         if (r->sse && !r->passthrough) {
             /* One error event, then the connection ends without the final
@@ -1216,8 +1383,8 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
         return;
     relay_set_state(r, RELAY_ST_DONE);
     r->outcome = outcome;
-    if (r->stall_ev)
-        event_del(r->stall_ev);
+    if (r->timer_ev)
+        event_del(r->timer_ev);
     relay_series(r, span_make(NULL, 0));
     mtr_finish(&r->mtr, end, &res);
     if (r->be) {
@@ -1302,6 +1469,6 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     }
     /* Hands control back to the front, which frees us; then a held request
      * may take the capacity this one leaves. */
-    front_relay_done(r->fc, r->client_keep && outcome == PITOT_EOK);
+    front_relay_done(r->fc, r->client_keep && (outcome == PITOT_EOK || r->reply_whole));
     oq_kick(w->oq);
 }

@@ -2,6 +2,7 @@
  * admin_listen is set), connections and per-loop state. */
 #include "pitot/wrk.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +28,13 @@
 #include "pitot/tls.h"
 #include "pitot/ups.h"
 
+/* How long the listener rests after accept() ran out of descriptors or memory
+ * (or until a client connection closes): nginx and HAProxy do the same rather
+ * than spin on a listening socket that stays readable. */
+#define WRK_ACCEPT_PAUSE_MS 100
+#define WRK_ACCEPT_PAUSE_TEXT "100 ms"
+#define WRK_ACCEPT_LOG_US 1000000 /* at most one line a second about it */
+
 /* Tokens for one JSON document: a non-streamed response with logprobs can
  * need many; this is scratch per loop, not per request. */
 #define WRK_JSON_TOKENS 65536
@@ -39,16 +47,93 @@ void wrk_sock_nodelay(int fd)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* True (and the clock reset) when a rate-limited line may be printed now. */
+static bool wrk_log_due(uint64_t *last_us, uint64_t now_us)
+{
+    if (*last_us != 0 && now_us - *last_us < WRK_ACCEPT_LOG_US)
+        return false;
+    *last_us = now_us;
+    return true;
+}
+
 static void wrk_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                           int salen, void *arg)
 {
-    front_accept(arg, fd, sa, salen, false);
+    struct wrk *w = arg;
+
+    if (w->nconns - w->nadmin >= w->cfg->max_clients && !w->draining && !w->stopping) {
+        /* Full: closed at once (front_accept would too), and said so. */
+        w->full_closed++;
+        if (wrk_log_due(&w->full_logged_us, clk_now_us())) {
+            fprintf(stderr,
+                    "pitot: max_clients (%u) reached: %u new connection%s closed since "
+                    "the last report\n",
+                    w->cfg->max_clients, w->full_closed, w->full_closed == 1 ? "" : "s");
+            w->full_closed = 0;
+        }
+        evutil_closesocket(fd);
+        return;
+    }
+    front_accept(w, fd, sa, salen, false);
 }
 
 static void wrk_admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                                 int salen, void *arg)
 {
     front_accept(arg, fd, sa, salen, true);
+}
+
+static void wrk_accept_resume(struct wrk *w)
+{
+    if (!w->accept_paused)
+        return;
+    w->accept_paused = false;
+    if (w->accept_ev)
+        event_del(w->accept_ev);
+    if (w->draining || w->stopping)
+        return;
+    if (w->lst)
+        evconnlistener_enable(w->lst);
+    if (w->adm_lst)
+        evconnlistener_enable(w->adm_lst);
+}
+
+static void wrk_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    wrk_accept_resume(arg);
+}
+
+/* accept() failed for a reason libevent does not retry by itself. Out of
+ * descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), the connection
+ * stays in the backlog and the socket stays readable: the listener rests for
+ * WRK_ACCEPT_PAUSE_MS, or until a client connection closes, instead of
+ * spinning. One line a second at most, with the failures since the last. */
+static void wrk_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct wrk *w = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    bool rest = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    uint64_t now = clk_now_us();
+
+    w->accept_fails++;
+    if (wrk_log_due(&w->accept_logged_us, now)) {
+        fprintf(stderr, "pitot: accept: %s (%u time%s since the last report), %u clients%s\n",
+                evutil_socket_error_to_string(err), w->accept_fails,
+                w->accept_fails == 1 ? "" : "s", w->nconns,
+                rest ? "; new connections wait until one closes or " WRK_ACCEPT_PAUSE_TEXT " pass"
+                     : "");
+        w->accept_fails = 0;
+    }
+    if (rest && w->accept_ev && !w->accept_paused) {
+        struct timeval tv = { 0, WRK_ACCEPT_PAUSE_MS * 1000 };
+        /* descriptors are the process's: both listeners rest */
+        if (w->lst)
+            evconnlistener_disable(w->lst);
+        if (w->adm_lst)
+            evconnlistener_disable(w->adm_lst);
+        w->accept_paused = true;
+        evtimer_add(w->accept_ev, &tv);
+    }
 }
 
 static void wrk_reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -255,13 +340,14 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
         }
     }
     w->reap_ev = event_new(w->base, -1, 0, wrk_reap_cb, w);
+    w->accept_ev = evtimer_new(w->base, wrk_accept_resume_cb, w);
     /* before listening: the first answers come while nothing else runs */
     w->dns = dns_new(w, err, errlen);
     if (w->dns == NULL) {
         wrk_free(w);
         return NULL;
     }
-    if (w->reap_ev == NULL) {
+    if (w->reap_ev == NULL || w->accept_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         wrk_free(w);
         return NULL;
@@ -271,6 +357,7 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
         wrk_free(w);
         return NULL;
     }
+    evconnlistener_set_error_cb(w->lst, wrk_accept_error_cb);
     if (c->admin) {
         w->adm_lst = wrk_listen(w, "admin_listen", c->admin_host, c->admin_port,
                                 wrk_admin_accept_cb, err, errlen);
@@ -278,6 +365,7 @@ struct wrk *wrk_new(const struct cfg *c, const struct rfs_phrases *rfs, struct a
             wrk_free(w);
             return NULL;
         }
+        evconnlistener_set_error_cb(w->adm_lst, wrk_accept_error_cb);
     }
     w->oq = oq_new(w);
     w->hc = w->oq ? hc_new(w) : NULL;
@@ -371,6 +459,7 @@ unsigned wrk_drain(struct wrk *w, unsigned drain_ms)
 
 void wrk_conn_closed(struct wrk *w)
 {
+    wrk_accept_resume(w); /* a descriptor is free again */
     if (w->draining && w->nconns == 0 && !w->stopping)
         wrk_stop(w);
 }
@@ -399,6 +488,8 @@ void wrk_free(struct wrk *w)
         event_free(w->reap_ev);
     if (w->drain_ev)
         event_free(w->drain_ev);
+    if (w->accept_ev)
+        event_free(w->accept_ev);
     oq_free(w->oq);
     /* after every connection: each SSL holds its own reference anyway */
     tls_server_free(w->tls);

@@ -108,11 +108,28 @@ void bal_measured(struct bal_backend *b, uint64_t tpot_us);
 void bal_scraped(struct bal_backend *b, uint32_t running, uint32_t waiting, int cache_permille,
                  uint64_t now_us);
 
-/* A request's result on b: failure = connect failure or 5xx. After
+/* A request's result on b: failure = the backend failed it (a connection
+ * failure or timeout before its answer, or an answer bal_status_health calls
+ * BAL_HEALTH_FAULT). After
  * routing.eject.failures failures in a row b is ejected for eject.base,
  * doubling per ejection up to eject.max, unless it is the last backend that
  * can serve one of its models. Returns true when this call ejected b. */
 bool bal_result(struct bal *bl, struct bal_backend *b, bool failure, uint64_t now_us);
+
+/* What the status of a backend's answer says of the backend's health. */
+enum bal_health {
+    BAL_HEALTH_OK,      /* it answered (1xx-4xx): ends a row of failures */
+    BAL_HEALTH_FAULT,   /* its fault: 502, 503, 504, or 500 to a request pitot checked */
+    BAL_HEALTH_NEUTRAL, /* another 5xx (a 500 to a request pitot could not judge,
+                           501, 505, ...): the request may be at fault; counts
+                           neither way */
+};
+
+/* The health verdict of an answer with this status. checked: the request
+ * went to a JSON API and pitot found its body well-formed, so a 500 to it is
+ * the backend's failure, not the client's. Whatever the client sends, its
+ * requests alone cannot eject a healthy backend. */
+enum bal_health bal_status_health(int status, bool checked);
 
 /* Is b ejected at now_us? */
 bool bal_ejected(const struct bal_backend *b, uint64_t now_us);

@@ -158,7 +158,11 @@ struct cfg {
     unsigned header_timeout_ms;    /* default 10000: whole head must arrive; 408 */
     unsigned body_timeout_ms;      /* default 60000: gap between body reads; 408 */
     unsigned keepalive_timeout_ms; /* default 75000: idle client connection */
-    unsigned max_clients;          /* default 4096 concurrent client connections */
+    unsigned max_clients;          /* default 4096 concurrent client connections; lowered
+                                      at start to what RLIMIT_NOFILE allows */
+    unsigned body_deadline_ms;     /* default 300000: head complete to the last body byte; 408 */
+    size_t min_body_rate;          /* default 500 bytes/s: a body's average since its head,
+                                      judged from CFG_BODY_RATE_GRACE_MS on; 0 off; 408 */
 
     /* upstream */
     unsigned connect_timeout_ms;         /* default 5000 */
@@ -308,6 +312,18 @@ static inline const char *cfg_backend_authority(const struct cfg_backend *b)
 /* A duration as the config spells it, the shortest exact way ("10m", "5s",
  * "250ms") into buf[0..n); returns buf. */
 const char *cfg_fmt_ms(char *buf, size_t n, unsigned long long ms);
+
+/* limits.min_body_rate leaves a body alone for its first 10 s: a TCP
+ * retransmission or two must not cost a request. */
+#define CFG_BODY_RATE_GRACE_MS 10000
+
+/* The most client connections that fit in `nofile` file descriptors
+ * (RLIMIT_NOFILE), c's backends expanded: each client may hold a backend
+ * connection too, and pitot keeps descriptors of its own (stdio, the access
+ * log, listeners, the event loop's, DNS sockets, the OTLP exporter, and per
+ * backend its idle pool of upstream.keepalive, a health probe, a scrape and a
+ * model-list request). 0 when not even one client fits. */
+unsigned cfg_fd_max_clients(const struct cfg *c, unsigned long long nofile);
 
 /* Index of a tier by name, or -1. */
 int cfg_tier_find(const struct cfg *c, const char *name);

@@ -42,6 +42,10 @@ struct front_conn {
     enum front_state st;
     char peer[64]; /* client address, for X-Forwarded-For and logs */
     unsigned nreq; /* requests served on this connection */
+    /* the body being read (front_read_body): its deadline and rate */
+    uint64_t body_start_us; /* monotonic: its head was complete */
+    uint64_t body_last_us;  /* monotonic: its last bytes arrived */
+    uint64_t body_bytes;    /* received so far, chunk framing included */
     TAILQ_ENTRY(front_conn) link;
     bool admin;               /* accepted on the admin listener: pitot's own endpoints only */
     bool head;                /* the request being answered locally is a HEAD: no body */

@@ -81,6 +81,9 @@ int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *ou
 
 /* What pitot needs from a request body. */
 struct json_req {
+    bool well_formed;       /* one JSON object by the strict syntax check, even when
+                               it needed more than toks->cap tokens (then nothing
+                               below was read and valid is false) */
     bool valid;             /* parsed as a JSON object */
     bool stream;            /* "stream": true */
     bool has_include_usage; /* stream_options.include_usage present */
@@ -91,7 +94,8 @@ struct json_req {
 
 /* Parses a request body. Returns 0, or -1 when it is not a JSON object (as for
  * json_resp_parse()) or needs more than toks->cap tokens (size toks by the body
- * cap: a JSON text of n bytes has at most n tokens). Later duplicate keys win. */
+ * cap: a JSON text of n bytes has at most n tokens); out->well_formed tells the
+ * two apart. Later duplicate keys win. */
 int json_req_parse(struct span body, struct json_toks *toks, struct json_req *out);
 
 /* Writes into out[0..cap) a copy of `body` that asks for usage in the stream:

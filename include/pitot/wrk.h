@@ -62,6 +62,13 @@ struct wrk {
     struct event *reap_ev;          /* owned */
     struct relay *retired;          /* owned: relays to free, see relay_retire() */
     struct event *drain_ev;         /* owned: the drain's deadline (wrk_drain) */
+    struct event *accept_ev;        /* owned: turns the listener back on after a pause */
+    bool accept_paused;             /* the listener is off: accept() ran out of
+                                       descriptors or memory (wrk_accept_error_cb) */
+    unsigned accept_fails;          /* accept() failures not logged yet */
+    uint64_t accept_logged_us;      /* monotonic: the last accept() failure line; 0 none */
+    unsigned full_closed;           /* connections closed at max_clients, not logged yet */
+    uint64_t full_logged_us;        /* monotonic: the last line about them; 0 none */
     unsigned nconns;
     unsigned nadmin;    /* of nconns, those on the admin listener */
     unsigned drain_cut; /* connections cut when the drain's deadline passed */
@@ -95,7 +102,8 @@ void wrk_stop(struct wrk *w);
  * A second call is ignored (returns nconns). */
 unsigned wrk_drain(struct wrk *w, unsigned drain_ms);
 
-/* A client connection closed (front calls it): ends a drain with none left. */
+/* A client connection closed (front calls it): ends a drain with none left,
+ * and frees the listener from a pause for want of descriptors. */
 void wrk_conn_closed(struct wrk *w);
 
 /* True while a client connection may serve another request after this one:

@@ -779,6 +779,33 @@ static void test_dns_slots(void **state)
     (void)state;
 }
 
+/* Which answers count toward ejection: a client cannot eject a healthy
+ * backend with requests it makes fail. */
+static void test_status_health(void **state)
+{
+    static const int ok[] = { 100, 200, 204, 301, 400, 404, 413, 429, 499 };
+    static const int neutral[] = { 501, 505, 507, 599 };
+    static const int fault[] = { 502, 503, 504 };
+    size_t i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        assert_int_equal(bal_status_health(ok[i], false), BAL_HEALTH_OK);
+        assert_int_equal(bal_status_health(ok[i], true), BAL_HEALTH_OK);
+    }
+    for (i = 0; i < sizeof(neutral) / sizeof(neutral[0]); i++) {
+        assert_int_equal(bal_status_health(neutral[i], false), BAL_HEALTH_NEUTRAL);
+        assert_int_equal(bal_status_health(neutral[i], true), BAL_HEALTH_NEUTRAL);
+    }
+    for (i = 0; i < sizeof(fault) / sizeof(fault[0]); i++) {
+        assert_int_equal(bal_status_health(fault[i], false), BAL_HEALTH_FAULT);
+        assert_int_equal(bal_status_health(fault[i], true), BAL_HEALTH_FAULT);
+    }
+    /* 500: the backend's fault only when pitot found the request well-formed */
+    assert_int_equal(bal_status_health(500, true), BAL_HEALTH_FAULT);
+    assert_int_equal(bal_status_health(500, false), BAL_HEALTH_NEUTRAL);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -802,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_down_skipped),
         cmocka_unit_test(test_many_backends),
         cmocka_unit_test(test_dns_slots),
+        cmocka_unit_test(test_status_health),
     };
 
     return cmocka_run_group_tests_name("bal", tests, NULL, NULL);

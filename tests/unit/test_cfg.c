@@ -2297,6 +2297,55 @@ static void test_backend_tls(void **state)
     (void)state;
 }
 
+/* limits.body_deadline and limits.min_body_rate: defaults, parsing, ranges;
+ * max_clients as RLIMIT_NOFILE allows. */
+static void test_body_limits_and_fds(void **state)
+{
+    static const struct err_case cases[] = {
+        { "limits:\n  body_deadline: 0\n",
+          "t.yaml:2: limits.body_deadline: 0 is out of range (1ms..1440m)" },
+        { "limits:\n  body_deadline: 1441m\n",
+          "t.yaml:2: limits.body_deadline: 1441m is out of range (1ms..1440m)" },
+        { "limits:\n  min_body_rate: 2g\n",
+          "t.yaml:2: limits.min_body_rate: 2g is out of range (0..1g)" },
+        { "limits:\n  min_body_rate: -1\n", "t.yaml:2: limits.min_body_rate: bad size '-1' (bytes, "
+                                            "or with a k, m or g suffix: 256k)" },
+        { "limits:\n  body_deadline: 5 m\n",
+          "t.yaml:2: limits.body_deadline: bad duration '5 m' (milliseconds, or with an ms, s or m "
+          "suffix: 10s)" },
+    };
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(c.body_deadline_ms, 300000);
+    assert_int_equal(c.min_body_rate, 500);
+    assert_int_equal(load(&c, "limits:\n  body_deadline: 90s\n  min_body_rate: 2k\n"), 0);
+    assert_int_equal(c.body_deadline_ms, 90000);
+    assert_int_equal(c.min_body_rate, 2048);
+    assert_int_equal(load(&c, "limits:\n  min_body_rate: 0\n"), 0);
+    assert_int_equal(c.min_body_rate, 0);
+    assert_int_equal(c.body_deadline_ms, 90000); /* untouched */
+    cfg_release(&c);
+    CHECK_ERRORS(cases);
+
+    /* two descriptors a client (its own, its backend's); pitot's own are
+     * 22 plus, per backend, upstream.keepalive + 3 */
+    cfg_init(&c);
+    assert_int_equal(cfg_backend_add(&c, "http://127.0.0.1:1", NULL, err, sizeof(err)), 0);
+    assert_int_equal(cfg_fd_max_clients(&c, 256), (256 - 22 - 19) / 2);
+    assert_int_equal(cfg_fd_max_clients(&c, 1024), (1024 - 41) / 2);
+    assert_int_equal(cfg_backend_add(&c, "http://127.0.0.1:2", NULL, err, sizeof(err)), 0);
+    c.upstream_keepalive = 100;
+    assert_int_equal(cfg_fd_max_clients(&c, 1024), (1024 - 22 - 2 * 103) / 2);
+    /* not one client: 0; a huge limit does not overflow */
+    assert_int_equal(cfg_fd_max_clients(&c, 228), 0);
+    assert_int_equal(cfg_fd_max_clients(&c, 231), 1);
+    assert_int_equal(cfg_fd_max_clients(&c, 0), 0);
+    assert_int_equal(cfg_fd_max_clients(&c, ~0ull), ~0u);
+    cfg_release(&c);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2342,6 +2391,7 @@ int main(void)
         cmocka_unit_test(test_tls_cert_set),
         cmocka_unit_test(test_backend_tls),
         cmocka_unit_test(test_sample_tls_examples),
+        cmocka_unit_test(test_body_limits_and_fds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

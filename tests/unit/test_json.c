@@ -700,6 +700,7 @@ static void test_not_objects(void **state)
         assert_int_equal(r.prompt_tokens, -1);
         assert_int_equal(json_req_parse(s, &toks, &q), -1);
         assert_false(q.valid);
+        assert_false(q.well_formed);
         assert_int_equal(q.max_tokens, -1);
         assert_int_equal(json_req_add_include_usage(s, &toks, out, sizeof(out)), -1);
     }
@@ -734,6 +735,14 @@ static void test_not_objects(void **state)
     assert_int_equal(json_resp_parse(span_cstr("{\"a\":[1,2]}"), &small, &r), -1);
     assert_false(r.valid);
     assert_int_equal(json_resp_parse(span_cstr("{\"a\":1}"), &small, &r), 0);
+    /* ... which a request body survives as well-formed, not as invalid */
+    assert_int_equal(json_req_parse(span_cstr("{\"a\":[1,2]}"), &small, &q), -1);
+    assert_true(q.well_formed);
+    assert_false(q.valid);
+    assert_int_equal(json_req_parse(span_cstr("{\"a\":[1,2]"), &small, &q), -1);
+    assert_false(q.well_formed);
+    assert_int_equal(json_req_parse(span_cstr("{\"a\":1}"), &small, &q), 0);
+    assert_true(q.well_formed && q.valid);
     assert_int_equal(json_resp_parse(span_cstr("{}"), &none, &r), -1);
     assert_int_equal(json_toks_size(3), 3 * sizeof(jsmntok_t));
     (void)state;
