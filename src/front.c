@@ -329,26 +329,45 @@ static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, siz
 
 /* The access-log line of a request pitot refused before any relay existed:
  * method, path (logged without its query), status and outcome; never a
- * header value. */
+ * header value. m: the parsed head, or NULL when none was (method and path
+ * are then null); id: NULL for a new one; t0: when the head was complete, 0
+ * if it never was (e2e is then null). */
 static void front_log_refusal(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
                               const char *id, uint64_t t0)
 {
     struct alog_rec rec;
+    char fresh[RELAY_ID_MAX + 1];
 
     if (fc->w->alog == NULL)
         return;
+    if (id == NULL) {
+        if (m)
+            relay_request_id(fc->w, m, fresh);
+        else
+            wrk_request_id(fc->w, fresh);
+        id = fresh;
+    }
     memset(&rec, 0, sizeof(rec));
     rec.id = span_cstr(id);
     rec.wall_us = clk_wall_us();
-    rec.method = m->method;
-    rec.path = m->url;
+    rec.method = m ? m->method : span_make(NULL, 0);
+    rec.path = m ? m->url : span_make(NULL, 0);
     rec.status = err_status(e);
     rec.ttft_us = rec.itl_p50_us = rec.itl_max_us = rec.tpot_us = -1;
-    rec.e2e_us = (int64_t)(clk_now_us() - t0);
+    rec.e2e_us = t0 ? (int64_t)(clk_now_us() - t0) : -1;
     rec.prompt_tokens = rec.completion_tokens = rec.cached_tokens = -1;
     rec.outcome = err_outcome(e);
     rec.error = err_label(e);
     alog_write(fc->w->alog, &rec);
+}
+
+/* Refuses a request whose relay does not exist (yet): the error reply, the
+ * connection closed after it, and the access-log line. */
+static void front_refuse(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
+                         uint64_t t0)
+{
+    front_reply_error(fc, e, true);
+    front_log_refusal(fc, m, e, NULL, t0);
 }
 
 /* require_auth, a request without a configured key: 401 with
@@ -416,7 +435,7 @@ static void front_read_head(struct front_conn *fc)
     t0 = clk_now_us();
     if (r != H1_HEAD) {
         fc->head = false; /* not known: the error goes with its body */
-        front_reply_error(fc, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, true);
+        front_refuse(fc, NULL, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, t0);
         return;
     }
     m = &fc->hp.msg;
@@ -433,12 +452,12 @@ static void front_read_head(struct front_conn *fc)
         return;
     }
     if (m->content_length > 0 && (uint64_t)m->content_length > w->cfg->max_body_bytes) {
-        front_reply_error(fc, PITOT_EBODY_TOO_LARGE, true);
+        front_refuse(fc, m, PITOT_EBODY_TOO_LARGE, t0);
         return;
     }
     fc->rl = relay_new(fc, m, t0, tier);
     if (fc->rl == NULL) {
-        front_reply_error(fc, PITOT_ENOMEM, true);
+        front_refuse(fc, m, PITOT_ENOMEM, t0);
         return;
     }
     if (m->expect_continue && (m->chunked || m->content_length > 0))
@@ -513,9 +532,7 @@ static void front_read_body(struct front_conn *fc)
     enum h1_result r = front_feed_body(fc, &got);
 
     if (r == H1_ERROR) {
-        relay_free(fc->rl);
-        fc->rl = NULL;
-        front_reply_error(fc, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, true);
+        relay_refuse(fc->rl, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, true);
         return;
     }
     if (r != H1_DONE) {
@@ -639,7 +656,7 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
     case FRONT_ST_HANDSHAKE:
         front_tls_failed(fc, MET_TLS_FAIL_TIMEOUT, "not complete within limits.header_timeout");
         break;
-    case FRONT_ST_HEAD: front_reply_error(fc, PITOT_EHEADER_TIMEOUT, true); break;
+    case FRONT_ST_HEAD: front_refuse(fc, NULL, PITOT_EHEADER_TIMEOUT, 0); break;
     case FRONT_ST_BODY:
     case FRONT_ST_DISCARD:
         now = clk_now_us();
@@ -651,9 +668,7 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
             front_close_after_flush(fc); /* its reply is written */
             break;
         }
-        relay_free(fc->rl);
-        fc->rl = NULL;
-        front_reply_error(fc, PITOT_EBODY_TIMEOUT, true);
+        relay_refuse(fc->rl, PITOT_EBODY_TIMEOUT, true);
         break;
     case FRONT_ST_IDLE:
         /* A fresh connection that never sent a byte, or keep-alive expiry. */

@@ -268,6 +268,8 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
     relay_copy(r->method, sizeof(r->method), m->method);
     relay_copy(r->path, sizeof(r->path), m->url);
     relay_request_id(w, m, r->id);
+    /* measured from t0 even when refused before relay_start() */
+    mtr_init(&r->mtr, t0_us, (uint64_t)w->cfg->stall_ms * 1000, -1, w->rfs);
     r->tier = tier;
     if (w->cfg->affinity == CFG_AFFINITY_HEADER) {
         const struct h1_header *ah = h1_header_find(m, w->cfg->affinity_header);
@@ -712,13 +714,13 @@ bool relay_try_dispatch(struct relay *r)
     return relay_route(r, true);
 }
 
-/* Answers a request pitot refuses once it has read it whole (its body is no
- * JSON): nothing reached a backend, and the connection may serve the next. */
-static void relay_refuse(struct relay *r, enum pitot_err e)
+void relay_refuse(struct relay *r, enum pitot_err e, bool close)
 {
     char body[256];
     int n = front_error_json(e, body, sizeof(body));
 
+    if (close)
+        r->client_keep = false;
     r->status = err_status(e);
     r->client_keep =
         !front_reply_head(r->fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
@@ -734,7 +736,7 @@ void relay_start(struct relay *r)
 
     mtr_init(&r->mtr, r->t0_us, (uint64_t)w->cfg->stall_ms * 1000, r->req_max_tokens, w->rfs);
     if (rc < 0) {
-        relay_refuse(r, (enum pitot_err) - rc);
+        relay_refuse(r, (enum pitot_err) - rc, false);
         return;
     }
     relay_route(r, false);

@@ -34,6 +34,12 @@ void relay_request_id(struct wrk *w, const struct h1_msg *req, char out[RELAY_ID
 /* Appends request body bytes. Returns 0, or -PITOT_EBODY_TOO_LARGE. */
 int relay_body(struct relay *r, struct span body);
 
+/* Refuses the request pitot is reading or has read (a malformed or slow
+ * body, a body that is no JSON): the error reply, the access-log line, and
+ * then the front takes the connection back (close: it ends after the reply).
+ * Nothing of it reached a backend. */
+void relay_refuse(struct relay *r, enum pitot_err e, bool close);
+
 /* The request is complete: choose a backend and send it. */
 void relay_start(struct relay *r);
 

@@ -10,7 +10,7 @@ import re
 import socket
 import time
 
-from harness import (HOST, RawBackend, Reader, check, connect, finish, start_pitot,
+from harness import (HOST, RawBackend, Reader, access_log, check, connect, finish, start_pitot,
                      stop_pitot_clean, wait_for)
 
 CONFIG = ("health:\n  interval: 60s\n"
@@ -154,6 +154,13 @@ def t_refused_zero_bytes():
         time.sleep(0.3)
         assert be.proxied_bytes() == b"", be.proxied_bytes()[:300]
         assert be.requests == []
+        # each refusal has its access-log line, in order, with no backend
+        log = access_log(pitot, len(REFUSED))
+        assert [l["status"] for l in log] == [want for _, _, want in REFUSED], \
+            [(l["status"], l["error"]) for l in log]
+        for line, (name, _, want) in zip(log, REFUSED):
+            assert line["backend"] is None and line["outcome"] == "bad_request", (name, line)
+            assert line["error"] and len(line["id"]) > 0, (name, line)
         stop_pitot_clean(pitot)
     finally:
         be.close()
