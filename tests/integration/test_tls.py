@@ -27,7 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (BUILD, HOST, RawBackend, Reader, ThreadedBackend, access_log,  # noqa: E402
                      build_request, chat_body, check, connect, finish, metric_value, metrics,
-                     request, sse_data, start_pitot, start_sim, stop_pitot_clean, wait_for)
+                     free_port, request, sse_data, start_pitot, start_sim, stop_pitot_clean,
+                     wait_for)
 
 
 class Certs:
@@ -181,6 +182,23 @@ def t_stream_through_tls_listener():
     m = tls_metrics(pitot.port)
     assert metric_value(m, "pitot_tls_handshake_failures_total", reason="unknown_ca") == 2, m
     assert metric_value(m, "pitot_tls_handshake_failures_total") == 2, m
+    stop_pitot_clean(pitot)
+
+
+def t_admin_listener_stays_plain():
+    """With a TLS listener, admin_listen still speaks plain HTTP (Prometheus
+    and probes need no CA), and the client port stays TLS only."""
+    sim = start_sim()
+    admin = free_port()
+    pitot = start_pitot([sim.port], config="admin_listen: 127.0.0.1:%d\n" % admin, extra=tls_args())
+    r = request(admin, "GET", "/metrics")
+    assert r.status == 200 and b"pitot_tls_handshake_failures_total" in r.body, r.status
+    assert request(admin, "GET", "/readyz").status in (200, 503)
+    assert tls_request(pitot.port, "GET", "/metrics").status == 404  # not on the client port
+    s = connect(pitot.port, 5)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # plain HTTP on the TLS port
+    assert Reader(s).read().status is None
+    s.close()
     stop_pitot_clean(pitot)
 
 
@@ -791,6 +809,7 @@ check("a stream through the TLS listener: curl --cacert, one event per chunk, as
       t_stream_through_tls_listener)
 check("TLS 1.1, h2-only ALPN and plain HTTP refused, counted; log lines at most one a second",
       t_handshake_refusals_counted_and_logged)
+check("admin_listen speaks plain HTTP beside a TLS client listener", t_admin_listener_stays_plain)
 check("SNI picks the certificate (wildcards too), the first is the default", t_sni_picks_the_certificate)
 check("tls.min_version 1.3 refuses TLS 1.2; 1.2 takes the intermediate ciphers only", t_min_version_13)
 check("a handshake that never completes ends at limits.header_timeout", t_handshake_timeout)
