@@ -25,78 +25,9 @@ WARMUP=5 # seconds for the slow connections to be open before the load starts
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pitot-slowloris.XXXXXX")
 PIDS=()
 
-die() {
-    echo "bench-slowloris: $*" >&2
-    exit 1
-}
-
-stop() {
-    local p
-    for p in "$@"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "$@"; do
-        for _ in $(seq 1 30); do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop ${PIDS[@]+"${PIDS[@]}"}
-    if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ]; then
-        echo "bench-slowloris: failed (exit $rc); the last lines each process logged:" >&2
-        for f in "$TMP"/*.err; do
-            [ -s "$f" ] && { echo "--- $(basename "$f")"; tail -5 "$f"; }
-        done >&2
-    fi
-    if [ -n "$KEEP" ]; then
-        mkdir -p "$KEEP" && cp -r "$TMP"/. "$KEEP"/ && echo "bench-slowloris: files kept in $KEEP" >&2
-    fi
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME ARGV...: in the background, output to $TMP/NAME.{out,err}.
-start() {
-    local name=$1
-    shift
-    "$@" </dev/null >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-wait_listening() {
-    local name=$1 pid=$2 port
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$TMP/$name.err" | head -1)
-        if [ -n "$port" ]; then
-            echo "$port"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || die "$name exited early: $(cat "$TMP/$name.err")"
-        sleep 0.05
-    done
-    die "$name did not report its port within 5 s"
-}
-
-wait_http() {
-    local code=
-    for _ in $(seq 1 100); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
-        [ "$code" = "$2" ] && return 0
-        sleep 0.05
-    done
-    die "$1 did not answer $2 within 5 s (last: ${code:-none})"
-}
+# shellcheck source=tests/bench/procs.sh
+BENCH_NAME=bench-slowloris
+. tests/bench/procs.sh
 
 # kib FIELD PID: a /proc/PID/status field (VmRSS, VmHWM) in KiB.
 kib() {

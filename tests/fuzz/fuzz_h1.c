@@ -9,21 +9,9 @@
 #include <string.h>
 
 #include "pitot/h1.h"
+#include "pieces.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct fz_rng {
-    uint32_t x;
-};
-
-/* A piece length in 1..32, mostly small: splits inside every token. */
-static size_t fz_piece(struct fz_rng *r)
-{
-    r->x ^= r->x << 13;
-    r->x ^= r->x >> 17;
-    r->x ^= r->x << 5;
-    return 1 + (r->x % ((r->x >> 8) % 4 == 0 ? 32u : 4u));
-}
 
 static int body_count(void *ud, struct span b)
 {
@@ -36,16 +24,6 @@ static int body_count(void *ud, struct span b)
         sum += (unsigned char)b.p[i];
     *total += b.len + (sum & 0);
     return 0;
-}
-
-static char *fz_copy(const char *p, size_t n)
-{
-    char *d = malloc(n ? n : 1);
-
-    if (d == NULL)
-        abort();
-    memcpy(d, p, n);
-    return d;
 }
 
 /* Looks at what a caller looks at after H1_HEAD, while the head is live. */
@@ -91,7 +69,7 @@ static void parse_as(enum h1_kind kind, const char *p, size_t size, bool no_body
         while (r == H1_AGAIN && have < size - off) {
             char *buf;
 
-            have += fz_piece(&rng);
+            have += fz_piece(&rng, 4, 32);
             if (have > size - off)
                 have = size - off;
             buf = fz_copy(p + off, have);
@@ -110,7 +88,7 @@ static void parse_as(enum h1_kind kind, const char *p, size_t size, bool no_body
         off += c;
         /* the body in pieces */
         for (;;) {
-            size_t len = fz_piece(&rng);
+            size_t len = fz_piece(&rng, 4, 32);
             char *buf;
 
             if (len > size - off)
@@ -135,11 +113,8 @@ static void parse_as(enum h1_kind kind, const char *p, size_t size, bool no_body
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data;
-    uint32_t seed = 2166136261u;
-    size_t i;
+    uint32_t seed = fz_seed(data, size);
 
-    for (i = 0; i < size && i < 64; i++)
-        seed = (seed ^ data[i]) * 16777619u;
     parse_as(H1_REQUEST, p, size, false, seed);
     parse_as(H1_REQUEST, p, size, false, seed ^ 0x9e3779b9u);
     parse_as(H1_RESPONSE, p, size, false, seed);

@@ -15,6 +15,8 @@
 #include "pitot/rfs.h"
 #include "pitot/sse.h"
 
+#include "pieces.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FZ_EVENT_MAX 4096 /* a small max_event_bytes: oversize events pass raw */
@@ -32,28 +34,6 @@ struct fz_up {
     uint64_t now_us;
     char scratch[FZ_EVENT_MAX];
 };
-
-struct fz_rng {
-    uint32_t x;
-};
-
-static size_t fz_piece(struct fz_rng *r)
-{
-    r->x ^= r->x << 13;
-    r->x ^= r->x >> 17;
-    r->x ^= r->x << 5;
-    return 1 + (r->x % ((r->x >> 8) % 4 == 0 ? 64u : 5u));
-}
-
-static char *fz_copy(const char *p, size_t n)
-{
-    char *d = malloc(n ? n : 1);
-
-    if (d == NULL)
-        abort();
-    memcpy(d, p, n);
-    return d;
-}
 
 static void fz_event(struct fz_up *u, struct span ev)
 {
@@ -139,15 +119,15 @@ static void fz_response(const char *p, size_t size, bool no_body, uint32_t seed,
         while (r == H1_AGAIN && have < size) {
             char *buf;
 
-            have += fz_piece(&rng);
+            have += fz_piece(&rng, 5, 64);
             if (have > size)
                 have = size;
             buf = fz_copy(p, have);
             r = h1_execute(&h, span_make(buf, have), &c);
             if (r == H1_HEAD) {
                 ct = h1_header_find(&h.msg, "content-type");
-                u.sse = ct && ct->value.len >= 17 && span_ieq(span_make(ct->value.p, 17),
-                                                              "text/event-stream");
+                u.sse = ct && ct->value.len >= 17 &&
+                        span_ieq(span_make(ct->value.p, 17), "text/event-stream");
             }
             free(buf);
         }
@@ -166,7 +146,7 @@ static void fz_response(const char *p, size_t size, bool no_body, uint32_t seed,
     sse_scan_init(&u.scan);
     off = c;
     for (;;) {
-        size_t len = fz_piece(&rng);
+        size_t len = fz_piece(&rng, 5, 64);
         char *buf;
 
         if (len > size - off)
@@ -190,13 +170,10 @@ static void fz_response(const char *p, size_t size, bool no_body, uint32_t seed,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct rfs_phrases *ph;
-    uint32_t seed = 2166136261u;
-    size_t i;
+    uint32_t seed = fz_seed(data, size);
 
     if (ph == NULL && (ph = rfs_phrases_new(NULL, 0)) == NULL)
         abort();
-    for (i = 0; i < size && i < 64; i++)
-        seed = (seed ^ data[i]) * 16777619u;
     fz_response((const char *)data, size, false, seed, ph);
     fz_response((const char *)data, size, true, seed ^ 0x85ebca6bu, ph);
     return 0;
