@@ -185,8 +185,12 @@ static int h1_on_header_value_complete(llhttp_t *l)
         p->n_host++;
     } else if (span_ieq(name, "transfer-encoding")) {
         p->n_te++;
-        if (p->kind == H1_REQUEST && !span_ieq(value, "chunked"))
-            return h1_fail(p, PITOT_ENOT_IMPLEMENTED, "unsupported transfer coding");
+        /* Only chunked: pitot re-frames every body, and another coding
+         * (gzip, chunked) would be lost on the way. */
+        if (!span_ieq(value, "chunked"))
+            return h1_fail(
+                p, p->kind == H1_REQUEST ? PITOT_ENOT_IMPLEMENTED : PITOT_EUPSTREAM_PROTOCOL,
+                "unsupported transfer coding");
     } else if (span_ieq(name, "expect") && p->kind == H1_REQUEST) {
         if (!span_ieq(value, "100-continue"))
             return h1_fail(p, PITOT_EEXPECTATION, "unsupported expectation");

@@ -346,6 +346,7 @@ def t_response_framing_faults_are_502():
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nX-A:\r\n folded\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\n: empty\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
     ]
     for raw in bad:
         be = RawBackend(lambda head, body, raw=raw: raw)

@@ -347,6 +347,13 @@ static void test_response_framing_faults(void **state)
                                 &c),
                      H1_ERROR);
     assert_int_equal(p.err, PITOT_EUPSTREAM_PROTOCOL);
+    /* a coding pitot would lose when it re-frames the body */
+    h1_init(&p, H1_RESPONSE, NULL, sink_body, &s);
+    assert_int_equal(
+        h1_execute(&p, span_cstr("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+                   &c),
+        H1_ERROR);
+    assert_int_equal(p.err, PITOT_EUPSTREAM_PROTOCOL);
     h1_init(&p, H1_RESPONSE, NULL, sink_body, &s);
     assert_int_equal(
         h1_execute(
