@@ -210,16 +210,6 @@ bool front_reply_head(struct front_conn *fc, int status, const char *content_typ
     return close;
 }
 
-void front_reply(struct front_conn *fc, int status, const char *content_type, const char *body,
-                 size_t len, bool close)
-{
-    close = front_reply_head(fc, status, content_type, len, close, NULL);
-    if (len)
-        evbuffer_add(bufferevent_get_output(fc->bev), body, len);
-    if (close)
-        front_close_after_flush(fc);
-}
-
 void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close)
 {
     front_reply_error_extra(fc, e, close, NULL);

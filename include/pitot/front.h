@@ -82,11 +82,6 @@ bool front_reply_head(struct front_conn *fc, int status, const char *content_typ
 /* Ends the connection once everything written so far reached the socket. */
 void front_close_after_flush(struct front_conn *fc);
 
-/* Writes a complete locally generated response. close: the connection ends
- * after it is flushed. body may be NULL when len is 0. */
-void front_reply(struct front_conn *fc, int status, const char *content_type, const char *body,
-                 size_t len, bool close);
-
 /* Writes an OpenAI-style JSON error reply for `e` (status from the table). */
 void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close);
 
