@@ -188,11 +188,6 @@ void front_close_after_flush(struct front_conn *fc)
         front_close(fc);
 }
 
-int front_error_json(enum pitot_err e, char *buf, size_t cap)
-{
-    return err_json(e, buf, cap);
-}
-
 bool front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
                       bool close, const char *extra)
 {
@@ -218,7 +213,7 @@ void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close)
 bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close, const char *extra)
 {
     char body[256];
-    int n = front_error_json(e, body, sizeof(body));
+    int n = err_json(e, body, sizeof(body));
 
     /* RFC 9110 15.5.6: a 405 names the methods that are allowed */
     if (extra == NULL && e == PITOT_EMETHOD_NOT_ALLOWED)

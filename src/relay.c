@@ -646,7 +646,7 @@ void relay_shed(struct relay *r, enum met_shed why)
     struct wrk *w = r->w;
     char body[256], extra[48];
     enum pitot_err e = why == MET_SHED_NO_MODEL ? PITOT_ENO_MODEL : PITOT_EOVERLOADED;
-    int n = front_error_json(e, body, sizeof(body));
+    int n = err_json(e, body, sizeof(body));
 
     r->queued = NULL; /* the queue already let go of us */
     if (why == MET_SHED_CLIENT_GONE)
@@ -717,7 +717,7 @@ bool relay_try_dispatch(struct relay *r)
 void relay_refuse(struct relay *r, enum pitot_err e, bool close)
 {
     char body[256];
-    int n = front_error_json(e, body, sizeof(body));
+    int n = err_json(e, body, sizeof(body));
 
     if (close)
         r->client_keep = false;
@@ -1271,7 +1271,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
     }
     if (r->status == 0) {
         char body[256];
-        int n = front_error_json(e, body, sizeof(body));
+        int n = err_json(e, body, sizeof(body));
         r->status = err_status(e);
         r->client_keep =
             !front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);

@@ -91,9 +91,6 @@ void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close);
 bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close,
                              const char *extra);
 
-/* Formats {"error":{"message":..,"type":label,"code":status}} into buf. */
-int front_error_json(enum pitot_err e, char *buf, size_t cap);
-
 /* Closes at once (no flush) and schedules the memory to be freed. */
 void front_close(struct front_conn *fc);
 
