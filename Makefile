@@ -38,7 +38,7 @@ LLHTTP_FLAGS := -DLLHTTP_STRICT_MODE=1
 CPPFLAGS += -Iinclude -I$(LLHTTP_INC) $(LLHTTP_FLAGS) $(PKG_CFLAGS)
 LDLIBS += $(PKG_LIBS) -lm
 
-LIB_SRCS := $(wildcard src/*.c src/*/*.c)
+LIB_SRCS := $(wildcard src/*/*.c src/*/*/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 LIB := $(BUILD)/libpitot.a

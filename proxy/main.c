@@ -10,13 +10,13 @@
 
 #include <event2/event.h>
 
-#include "pitot/alog.h"
-#include "pitot/cfg.h"
-#include "pitot/met.h"
-#include "pitot/rfs.h"
-#include "pitot/tls.h"
-#include "pitot/version.h"
-#include "pitot/wrk.h"
+#include "pitot/measure/access_log.h"
+#include "pitot/format/config.h"
+#include "pitot/measure/metrics.h"
+#include "pitot/measure/refusal.h"
+#include "pitot/io/tls.h"
+#include "pitot/util/version.h"
+#include "pitot/worker/worker.h"
 
 static void usage(FILE *f)
 {
@@ -129,7 +129,7 @@ static int fd_budget(struct cfg *c)
 }
 
 struct sigctx {
-    struct wrk *w;
+    struct worker *w;
     struct alog *alog;
 };
 
@@ -138,22 +138,22 @@ struct sigctx {
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
-    struct wrk *w = sc->w;
+    struct worker *w = sc->w;
     unsigned ms = w->cfg->drain_timeout_ms, n;
     char d[24];
 
     if (w->draining || ms == 0) {
         fprintf(stderr, "pitot: signal %d, stopping%s\n", (int)sig, w->draining ? " at once" : "");
-        wrk_stop(w);
+        worker_stop(w);
         return;
     }
-    n = wrk_drain(w, ms); /* idle connections are closed already */
+    n = worker_drain(w, ms); /* idle connections are closed already */
     fprintf(stderr, "pitot: signal %d, draining %u connection%s (drain_timeout %s)\n", (int)sig, n,
             n == 1 ? "" : "s", cfg_fmt_ms(d, sizeof(d), ms));
 }
 
 /* The drain's last line, once the loop has ended. */
-static void log_drain_end(const struct wrk *w)
+static void log_drain_end(const struct worker *w)
 {
     if (!w->draining)
         return;
@@ -175,7 +175,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
     if (alog_reopen(sc->alog) != 0)
         fprintf(stderr, "pitot: reopening the access log failed\n");
-    if (wrk_tls_reload(sc->w) == 0 && sc->w->tls != NULL && sc->w->cfg->log_level >= 2)
+    if (worker_tls_reload(sc->w) == 0 && sc->w->tls != NULL && sc->w->cfg->log_level >= 2)
         fprintf(stderr, "pitot: info: signal %d, certificates reloaded\n", (int)sig);
 }
 
@@ -200,9 +200,9 @@ int main(int argc, char **argv)
     struct cli cl = { NULL, NULL, NULL, NULL, backends, 0 };
     bool test = false;
     char err[512];
-    struct rfs_phrases *ph = NULL;
+    struct refusal_phrases *ph = NULL;
     struct alog *alog = NULL;
-    struct wrk *w;
+    struct worker *w;
     struct sigctx sc;
     struct event *sig_term, *sig_int, *sig_hup;
     size_t nconf;
@@ -266,7 +266,7 @@ int main(int argc, char **argv)
         cfg_release(&c);
         return 1;
     }
-    ph = rfs_phrases_new((const char *const *)c.refusal_phrases, c.nrefusal);
+    ph = refusal_phrases_new((const char *const *)c.refusal_phrases, c.nrefusal);
     alog = alog_open(c.access_log);
     if (ph == NULL || alog == NULL) {
         fprintf(stderr, "pitot: cannot open access log '%s'\n", c.access_log);
@@ -274,7 +274,7 @@ int main(int argc, char **argv)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
-    w = wrk_new(&c, ph, alog, err, sizeof(err));
+    w = worker_new(&c, ph, alog, err, sizeof(err));
     if (w == NULL) {
         fprintf(stderr, "pitot: %s\n", err);
         rc = 1;
@@ -289,20 +289,20 @@ int main(int argc, char **argv)
     evsignal_add(sig_int, NULL);
     evsignal_add(sig_hup, NULL);
     if (c.admin) /* before the line that says pitot is up: the admin port is known then */
-        fprintf(stderr, "pitot: admin endpoints on %s:%u\n", c.admin_host, wrk_admin_port(w));
+        fprintf(stderr, "pitot: admin endpoints on %s:%u\n", c.admin_host, worker_admin_port(w));
     fprintf(stderr, "pitot %s listening on %s:%u%s, %zu backend%s\n", PITOT_VERSION, c.listen_host,
-            wrk_listen_port(w), c.ntls_certs ? " (TLS)" : "", nconf, nconf == 1 ? "" : "s");
+            worker_listen_port(w), c.ntls_certs ? " (TLS)" : "", nconf, nconf == 1 ? "" : "s");
     fflush(stderr);
-    wrk_run(w);
+    worker_run(w);
     log_drain_end(w);
     event_free(sig_term);
     event_free(sig_int);
     event_free(sig_hup);
-    wrk_free(w);
+    worker_free(w);
 out:
     if (alog)
         alog_close(alog);
-    rfs_phrases_free(ph);
+    refusal_phrases_free(ph);
     cfg_release(&c);
     return rc;
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/h1.h"
+#include "pitot/format/http1.h"
 #include "pieces.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/flavor.h"
-#include "pitot/prom.h"
+#include "pitot/format/flavor.h"
+#include "pitot/format/prom_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/sse.h"
+#include "pitot/format/sse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

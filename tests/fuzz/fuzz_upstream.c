@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/h1.h"
-#include "pitot/json.h"
-#include "pitot/mtr.h"
-#include "pitot/rfs.h"
-#include "pitot/sse.h"
+#include "pitot/format/http1.h"
+#include "pitot/format/json.h"
+#include "pitot/measure/meter.h"
+#include "pitot/measure/refusal.h"
+#include "pitot/format/sse.h"
 
 #include "pieces.h"
 
@@ -26,7 +26,7 @@ static alignas(16) unsigned char tokmem[JSON_TOKENS_DEFAULT * 32];
 struct fz_up {
     struct sse_scanner scan;
     struct json_toks toks;
-    struct mtr mtr;
+    struct meter meter;
     char stage[FZ_EVENT_MAX]; /* a partial event, copied as the relay does */
     size_t stage_len;
     bool passthrough;
@@ -46,7 +46,7 @@ static void fz_event(struct fz_up *u, struct span ev)
     if (se.has_data && !se.done && !se.truncated)
         json_resp_parse(se.data, &u->toks, &jr);
     u->now_us += 1000;
-    mtr_event(&u->mtr, &jr, u->now_us, &gap);
+    meter_event(&u->meter, &jr, u->now_us, &gap);
 }
 
 /* The relay's event loop over one body piece: in place when an event lies
@@ -91,12 +91,12 @@ static int fz_body(void *ud, struct span b)
 }
 
 static void fz_response(const char *p, size_t size, bool no_body, uint32_t seed,
-                        const struct rfs_phrases *ph)
+                        const struct refusal_phrases *ph)
 {
     static struct fz_up u;
     struct h1_parser h;
     struct fz_rng rng = { seed | 1 };
-    struct mtr_result res;
+    struct meter_result res;
     size_t have = 0, off, c = 0;
     enum h1_result r = H1_AGAIN;
     const struct h1_header *ct;
@@ -108,7 +108,7 @@ static void fz_response(const char *p, size_t size, bool no_body, uint32_t seed,
     u.passthrough = false;
     u.sse = false;
     u.now_us = 1000;
-    mtr_init(&u.mtr, 0, 10000, 16, ph);
+    meter_init(&u.meter, 0, 10000, 16, ph);
     h1_init(&h, H1_RESPONSE, NULL, fz_body, &u);
     if (no_body)
         h1_expect_no_body(&h);
@@ -162,17 +162,17 @@ static void fz_response(const char *p, size_t size, bool no_body, uint32_t seed,
     }
     if (r == H1_AGAIN)
         r = h1_finish(&h);
-    mtr_finish(&u.mtr, u.now_us + 1000, &res);
+    meter_finish(&u.meter, u.now_us + 1000, &res);
     if (res.completion_tokens < -1 || res.prompt_tokens < -1)
         abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct rfs_phrases *ph;
+    static struct refusal_phrases *ph;
     uint32_t seed = fz_seed(data, size);
 
-    if (ph == NULL && (ph = rfs_phrases_new(NULL, 0)) == NULL)
+    if (ph == NULL && (ph = refusal_phrases_new(NULL, 0)) == NULL)
         abort();
     fz_response((const char *)data, size, false, seed, ph);
     fz_response((const char *)data, size, true, seed ^ 0x85ebca6bu, ph);

@@ -15,8 +15,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
-#include "pitot/clock.h"
-#include "pitot/tls.h"
+#include "pitot/util/clock.h"
+#include "pitot/io/tls.h"
 
 enum load_slot_state {
     LOAD_SLOT_IDLE,       /* no request; may hold a kept-alive connection */

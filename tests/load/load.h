@@ -12,9 +12,9 @@
 
 #include <event2/event.h>
 
-#include "pitot/h1.h"
-#include "pitot/json.h"
-#include "pitot/sse.h"
+#include "pitot/format/http1.h"
+#include "pitot/format/json.h"
+#include "pitot/format/sse.h"
 
 #define LOAD_MAX_HEADERS 64
 #define LOAD_HEAD_MAX_BYTES (64u * 1024u)         /* response head cap */

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pitot/cfg.h"
-#include "pitot/clock.h"
-#include "pitot/tls.h"
+#include "pitot/format/config.h"
+#include "pitot/util/clock.h"
+#include "pitot/io/tls.h"
 
 struct load_run {
     const struct load_opts *opts;  /* borrowed */

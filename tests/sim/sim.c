@@ -15,7 +15,7 @@
 
 #include <event2/listener.h>
 
-#include "pitot/clock.h"
+#include "pitot/util/clock.h"
 
 static void sim_usage(FILE *f)
 {

@@ -15,7 +15,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "pitot/span.h"
+#include "pitot/util/span.h"
 
 #define SIM_MODEL_MAX 128  /* bytes of --model, with NUL */
 #define SIM_PATH_MAX 2048  /* bytes of a request target we keep, with NUL */

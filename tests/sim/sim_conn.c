@@ -16,9 +16,9 @@
 
 #include <event2/bufferevent.h>
 
-#include "pitot/clock.h"
-#include "pitot/err.h"
-#include "pitot/h1.h"
+#include "pitot/util/clock.h"
+#include "pitot/util/err.h"
+#include "pitot/format/http1.h"
 
 #define SIM_HEAD_MAX (16u << 10) /* bytes of a request head */
 #define SIM_BODY_MAX (8u << 20)  /* bytes of a request body */

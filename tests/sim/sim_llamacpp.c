@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/clock.h"
-#include "pitot/err.h"
+#include "pitot/util/clock.h"
+#include "pitot/util/err.h"
 
 #define LC_FINGERPRINT "b10587-3f545becc"
 #define LC_JSON_TYPE "application/json; charset=utf-8"

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pitot/err.h"
+#include "pitot/util/err.h"
 
 enum sim_gen_err sim_gen_parse(const struct sim_srv *s, struct span body, enum sim_ep ep,
                                struct sim_gen *g, char *msg, size_t cap)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/clock.h"
+#include "pitot/util/clock.h"
 
 #define SIM_OUT_MAX (4u << 20) /* bytes a stalled reader may leave unsent */
 

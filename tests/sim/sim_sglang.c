@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pitot/clock.h"
+#include "pitot/util/clock.h"
 
 #define SG_JSON "application/json"
 

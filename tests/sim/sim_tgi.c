@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/clock.h"
-#include "pitot/err.h"
+#include "pitot/util/clock.h"
+#include "pitot/util/err.h"
 
 #define TG_VERSION "3.3.6-dev0"
 #define TG_FINGERPRINT TG_VERSION "-sha-dfb3fbe" /* "{version}-{docker_label}" */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pitot/clock.h"
+#include "pitot/util/clock.h"
 
 #define VL_VERSION "0.26.0"
 #define VL_FINGERPRINT "vllm-" VL_VERSION "-5c3d1e7a" /* vllm-<ver>[-tpN]-<hash8> */

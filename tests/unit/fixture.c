@@ -16,8 +16,8 @@
 
 #include <event2/buffer.h>
 
-#include "pitot/h1.h"
-#include "pitot/met.h"
+#include "pitot/format/http1.h"
+#include "pitot/measure/metrics.h"
 
 static const char *fixture_dir(void)
 {

@@ -1,6 +1,6 @@
 /* Unit tests for dns: address equality, the family filter and the stable
  * slot assignment (no resolver, no network). */
-#include "pitot/dns.h"
+#include "pitot/route/dns.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

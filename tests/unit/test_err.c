@@ -1,6 +1,6 @@
 /* Unit tests for err (the error-kind table and reason phrases) and span
  * (case-insensitive compare, strict decimal parsing). */
-#include "pitot/err.h"
+#include "pitot/util/err.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "pitot/span.h"
+#include "pitot/util/span.h"
 
 /* ---- err ---------------------------------------------------------------- */
 

@@ -2,7 +2,7 @@
  * /metrics body (the fixture README's scenario: 3 running, 5 waiting, cache
  * 0.87; llama.cpp busy 2/2, idle 0/0), summing over series, errors, names,
  * the /v1/models list and /props slots. */
-#include "pitot/flavor.h"
+#include "pitot/format/flavor.h"
 
 #include <math.h>
 #include <setjmp.h>

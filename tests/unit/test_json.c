@@ -1,7 +1,7 @@
 /* Unit tests for json: every event of every fixture stream and the fixture
  * bodies and requests, exact fields of representative events, the
  * include_usage rewrite checked by re-parsing, and string decoding. */
-#include "pitot/json.h"
+#include "pitot/format/json.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
-#include "pitot/sse.h"
+#include "pitot/format/sse.h"
 
 #include "fixture.h"
 

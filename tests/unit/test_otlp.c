@@ -3,7 +3,7 @@
  * bytes, batch order, escaping of hostile model names, errors, the size
  * bound the encode buffer relies on). No network: the exporter's loop is
  * never run. */
-#include "pitot/otlp.h"
+#include "pitot/measure/otlp.h"
 
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -17,9 +17,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "pitot/json.h"
-#include "pitot/met.h"
-#include "pitot/version.h"
+#include "pitot/format/json.h"
+#include "pitot/measure/metrics.h"
+#include "pitot/util/version.h"
 
 static struct cfg *test_cfg(void)
 {

@@ -1,7 +1,7 @@
 /* Unit tests for sse: every fixture stream scanned whole, at every two-piece
  * split and byte by byte gives the same events; decoding of real and
  * hand-made events (pings, [DONE], CR/CRLF, multi-line data, truncation). */
-#include "pitot/sse.h"
+#include "pitot/format/sse.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "pitot/json.h"
+#include "pitot/format/json.h"
 
 #include "fixture.h"
 

@@ -2,7 +2,7 @@
  * in Authorization or x-api-key), from the trusted header, their precedence,
  * malformed Authorization values, repeated fields, tier_resolve on parsed
  * requests, and the SLO verdict. */
-#include "pitot/tier.h"
+#include "pitot/route/tier.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "pitot/cfg.h"
-#include "pitot/h1.h"
+#include "pitot/format/config.h"
+#include "pitot/format/http1.h"
 
 /* tiers: 0 default (one key), 1 premium (plain keys), 2 batch (a digest). */
 static const char tiers_yaml[] =

@@ -3,7 +3,7 @@
  * directory): SNI and ALPN, verification and its failures in words, the
  * reasons of failed client handshakes, client certificates, resumption,
  * reload, and tls_check's messages. No network, no sleeps. */
-#include "pitot/tls.h"
+#include "pitot/io/tls.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +25,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "pitot/cfg.h"
+#include "pitot/format/config.h"
 
 static char dir[64];     /* the temporary directory */
 static char err[1024];   /* messages */

@@ -1,0 +1,271 @@
+/* scrape: per-backend scrape timers feeding the balancer. A scrape that fails
+ * leaves the last good one to age out (routing.scrape_stale), after which the
+ * balancer uses pitot's own in-flight count instead. */
+#include "pitot/route/scrape.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "pitot/route/balancer.h"
+#include "pitot/format/config.h"
+#include "pitot/util/clock.h"
+#include "pitot/format/flavor.h"
+#include "pitot/io/fetch.h"
+#include "pitot/measure/metrics.h"
+#include "pitot/route/queue.h"
+#include "pitot/worker/worker.h"
+
+#define SCRAPE_METRICS_MAX (8u << 20)
+#define SCRAPE_JSON_MAX (1u << 20)
+
+struct scrape_be {
+    struct scrape *s; /* borrowed */
+    unsigned be;
+    struct event *t_metrics; /* owned */
+    struct event *t_models;  /* owned */
+    struct fetch *g_metrics; /* owned while running */
+    struct fetch *g_models;  /* owned while running */
+    struct fetch *g_props;   /* owned while running */
+    bool props_done;
+};
+
+struct scrape {
+    struct worker *w;    /* borrowed */
+    struct scrape_be *b; /* owned */
+    size_t n;
+};
+
+static void scrape_arm(struct event *ev, unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+
+    evtimer_add(ev, &tv);
+}
+
+static struct fetch *scrape_get(struct scrape_be *sb, const char *path, unsigned timeout_ms,
+                                size_t max, fetch_cb cb)
+{
+    struct worker *w = sb->s->w;
+
+    return fetch_start(w->base, w->be_tls[sb->be], (struct sockaddr *)&w->be_addr[sb->be],
+                       w->be_addrlen[sb->be], cfg_backend_authority(&w->cfg->backends[sb->be]),
+                       path, timeout_ms, max, cb, sb);
+}
+
+static void scrape_props_done(void *ud, enum fetch_result res, int status, struct span body)
+{
+    struct scrape_be *sb = ud;
+    struct worker *w = sb->s->w;
+    long slots;
+
+    sb->g_props = NULL;
+    if (res != FETCH_OK || status != 200)
+        return; /* asked again after the next good scrape */
+    slots = flv_props_slots(body, &w->toks);
+    if (slots > 0 && slots < 1000000) {
+        w->bal.b[sb->be].capacity = (unsigned)slots;
+        sb->props_done = true;
+        queue_kick(w->queue);
+    }
+}
+
+static void scrape_metrics_done(void *ud, enum fetch_result res, int status, struct span body)
+{
+    struct scrape_be *sb = ud;
+    struct worker *w = sb->s->w;
+    struct bal_backend *b = &w->bal.b[sb->be];
+    struct flv_load ld;
+    char err[128];
+    uint64_t now = clk_now_us();
+
+    sb->g_metrics = NULL;
+    if (res == FETCH_TIMEOUT) {
+        met_add_scrape(w->met, sb->be, MET_SCRAPE_TIMEOUT);
+    } else if (res != FETCH_OK || status != 200) {
+        if (res == FETCH_OK && status == 404 &&
+            w->cfg->backends[sb->be].flavor == CFG_FLAVOR_AUTO) {
+            /* An OpenAI-compatible server without metrics: pitot's own
+             * in-flight count is all there is; stop asking. */
+            b->flavor = CFG_FLAVOR_OPENAI;
+            return;
+        }
+        met_add_scrape(w->met, sb->be, MET_SCRAPE_ERROR);
+    } else {
+        if (b->flavor == CFG_FLAVOR_AUTO)
+            b->flavor = flv_detect(body);
+        if (b->flavor == CFG_FLAVOR_OPENAI) {
+            met_add_scrape(w->met, sb->be, MET_SCRAPE_PARSE_ERROR);
+            return; /* metrics we cannot read: stop asking */
+        }
+        if (flv_load_parse(b->flavor, body, &ld, err, sizeof(err)) != 0 || !ld.valid) {
+            met_add_scrape(w->met, sb->be, MET_SCRAPE_PARSE_ERROR);
+        } else {
+            int cache = ld.cache_ratio < 0 ? -1 : (int)lround(fmin(ld.cache_ratio, 1.0) * 1000);
+            bal_scraped(b, (uint32_t)lround(fmax(ld.running, 0)),
+                        (uint32_t)lround(fmax(ld.waiting, 0)), cache, now);
+            met_gauge_set_f(w->met, MET_BACKEND_RUNNING, sb->be, ld.running);
+            met_gauge_set_f(w->met, MET_BACKEND_WAITING, sb->be, ld.waiting);
+            if (ld.cache_ratio < 0)
+                met_gauge_clear(w->met, MET_BACKEND_CACHE, sb->be);
+            else
+                met_gauge_set_f(w->met, MET_BACKEND_CACHE, sb->be, ld.cache_ratio);
+            met_backend_scraped(w->met, sb->be, now);
+            met_add_scrape(w->met, sb->be, MET_SCRAPE_OK);
+            if (b->flavor == CFG_FLAVOR_LLAMACPP && w->cfg->backends[sb->be].capacity == 0 &&
+                !sb->props_done && sb->g_props == NULL)
+                sb->g_props = scrape_get(sb, "/props", w->cfg->scrape_timeout_ms, SCRAPE_JSON_MAX,
+                                         scrape_props_done);
+            queue_kick(w->queue);
+        }
+    }
+    if (!w->stopping)
+        scrape_arm(sb->t_metrics, w->cfg->scrape_interval_ms);
+}
+
+static void scrape_metrics_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct scrape_be *sb = arg;
+    struct worker *w = sb->s->w;
+
+    if (w->stopping || !w->bal.b[sb->be].active || w->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
+        return; /* scrape_reset starts it again */
+    sb->g_metrics = scrape_get(sb, "/metrics", w->cfg->scrape_timeout_ms, SCRAPE_METRICS_MAX,
+                               scrape_metrics_done);
+    if (sb->g_metrics == NULL) {
+        met_add_scrape(w->met, sb->be, MET_SCRAPE_ERROR);
+        scrape_arm(sb->t_metrics, w->cfg->scrape_interval_ms);
+    }
+}
+
+struct scrape_models {
+    struct bal_backend *b;
+    size_t n;
+};
+
+static void scrape_model_name(void *ud, struct span name)
+{
+    struct scrape_models *m = ud;
+
+    if (m->n < CFG_MAX_BACKEND_MODELS && name.len > 0 && name.len < CFG_NAME_MAX) {
+        memcpy(m->b->models[m->n], name.p, name.len);
+        m->b->models[m->n][name.len] = '\0';
+        m->n++;
+    }
+}
+
+static void scrape_models_done(void *ud, enum fetch_result res, int status, struct span body)
+{
+    struct scrape_be *sb = ud;
+    struct worker *w = sb->s->w;
+    struct bal_backend *b = &w->bal.b[sb->be];
+    struct scrape_models m = { b, 0 };
+
+    sb->g_models = NULL;
+    if (res == FETCH_OK && status == 200) {
+        /* Fill in place: names are only read on this loop, between events. */
+        if (flv_models_parse(body, &w->toks, scrape_model_name, &m) >= 0 && m.n > 0)
+            b->nmodels = m.n;
+        else
+            b->nmodels = 0;
+        queue_kick(w->queue);
+    }
+    if (!w->stopping)
+        scrape_arm(sb->t_models, w->cfg->models_interval_ms);
+}
+
+static void scrape_models_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct scrape_be *sb = arg;
+    struct worker *w = sb->s->w;
+
+    if (w->stopping || !w->bal.b[sb->be].active)
+        return; /* scrape_reset starts it again */
+    sb->g_models = scrape_get(sb, "/v1/models", w->cfg->scrape_timeout_ms * 4, SCRAPE_JSON_MAX,
+                              scrape_models_done);
+    if (sb->g_models == NULL)
+        scrape_arm(sb->t_models, w->cfg->models_interval_ms);
+}
+
+struct scrape *scrape_new(struct worker *w)
+{
+    struct scrape *s = calloc(1, sizeof(*s));
+    size_t i;
+
+    if (s == NULL)
+        return NULL;
+    s->w = w;
+    s->n = w->bal.n;
+    s->b = calloc(s->n ? s->n : 1, sizeof(*s->b));
+    if (s->b == NULL) {
+        free(s);
+        return NULL;
+    }
+    for (i = 0; i < s->n; i++) {
+        struct scrape_be *sb = &s->b[i];
+        sb->s = s;
+        sb->be = (unsigned)i;
+        sb->t_metrics = evtimer_new(w->base, scrape_metrics_cb, sb);
+        sb->t_models = evtimer_new(w->base, scrape_models_cb, sb);
+        if (sb->t_metrics == NULL || sb->t_models == NULL) {
+            scrape_free(s);
+            return NULL;
+        }
+        /* Every policy scrapes: the load gauges are exported whatever the
+         * policy, and llama.cpp's slot count (capacity) comes after a scrape. */
+        scrape_arm(sb->t_metrics, 0);
+        /* A configured model list is authoritative: no discovery. */
+        if (w->cfg->backends[i].nmodels == 0)
+            scrape_arm(sb->t_models, 0);
+    }
+    return s;
+}
+
+void scrape_reset(struct scrape *s, unsigned be)
+{
+    struct scrape_be *sb;
+    struct worker *w;
+
+    if (s == NULL || be >= s->n)
+        return;
+    sb = &s->b[be];
+    w = s->w;
+    fetch_cancel(sb->g_metrics);
+    fetch_cancel(sb->g_models);
+    fetch_cancel(sb->g_props);
+    sb->g_metrics = sb->g_models = sb->g_props = NULL;
+    sb->props_done = false;
+    evtimer_del(sb->t_metrics);
+    evtimer_del(sb->t_models);
+    met_gauge_clear(w->met, MET_BACKEND_RUNNING, be);
+    met_gauge_clear(w->met, MET_BACKEND_WAITING, be);
+    met_gauge_clear(w->met, MET_BACKEND_CACHE, be);
+    met_gauge_clear(w->met, MET_BACKEND_SCRAPE_AGE, be);
+    if (!w->bal.b[be].active || w->stopping)
+        return;
+    scrape_arm(sb->t_metrics, 0);
+    if (w->cfg->backends[be].nmodels == 0)
+        scrape_arm(sb->t_models, 0);
+}
+
+void scrape_free(struct scrape *s)
+{
+    size_t i;
+
+    if (s == NULL)
+        return;
+    for (i = 0; i < s->n; i++) {
+        struct scrape_be *sb = &s->b[i];
+        if (sb->t_metrics)
+            event_free(sb->t_metrics);
+        if (sb->t_models)
+            event_free(sb->t_models);
+        fetch_cancel(sb->g_metrics);
+        fetch_cancel(sb->g_models);
+        fetch_cancel(sb->g_props);
+    }
+    free(s->b);
+    free(s);
+}

@@ -1,0 +1,97 @@
+/* admin: /metrics, /healthz and /readyz, answered without a backend, on the
+ * client listener or on the admin listener (admin_listen). */
+#include "pitot/serve/admin.h"
+
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "pitot/route/balancer.h"
+#include "pitot/util/clock.h"
+#include "pitot/serve/front.h"
+#include "pitot/format/http1.h"
+#include "pitot/measure/metrics.h"
+#include "pitot/worker/worker.h"
+
+static struct span admin_path(const struct h1_msg *m)
+{
+    const char *q = memchr(m->url.p, '?', m->url.len);
+
+    return span_make(m->url.p, q ? (size_t)(q - m->url.p) : m->url.len);
+}
+
+bool admin_own_path(const struct h1_msg *m)
+{
+    struct span path = admin_path(m);
+
+    return span_eq(path, "/metrics") || span_eq(path, "/healthz") || span_eq(path, "/readyz");
+}
+
+bool admin_handles(const struct h1_msg *m)
+{
+    return (span_eq(m->method, "GET") || span_eq(m->method, "HEAD")) && admin_own_path(m);
+}
+
+static void admin_send(struct front_conn *fc, int status, const char *ctype, struct span body,
+                       bool head, bool close)
+{
+    front_reply_head(fc, status, ctype, body.len, close, NULL);
+    if (!head && body.len)
+        evbuffer_add(bufferevent_get_output(fc->bev), body.p, body.len);
+    if (close)
+        front_close_after_flush(fc);
+}
+
+void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
+{
+    struct worker *w = fc->w;
+    struct span path = admin_path(m);
+    bool head = span_eq(m->method, "HEAD");
+
+    if (span_eq(path, "/metrics")) {
+        struct evbuffer *body = evbuffer_new();
+        struct met_registry *regs[1] = { w->met };
+        uint64_t now = clk_now_us();
+        size_t n, i;
+
+        /* An ejection ends by time alone, with no event to clear the gauge:
+         * read it from the balancer as of now. */
+        for (i = 0; i < w->bal.n; i++)
+            met_gauge_set(w->met, MET_BACKEND_EJECTED, (unsigned)i,
+                          bal_ejected(&w->bal.b[i], now) ? 1 : 0);
+        if (body == NULL || met_expose(regs, 1, body) != 0) {
+            if (body)
+                evbuffer_free(body);
+            front_reply_error(fc, PITOT_ENOMEM, close);
+            return;
+        }
+        n = evbuffer_get_length(body);
+        admin_send(fc, 200, "text/plain; version=0.0.4; charset=utf-8",
+                   span_make((const char *)evbuffer_pullup(body, -1), n), head, close);
+        evbuffer_free(body);
+        return;
+    }
+    if (span_eq(path, "/healthz")) {
+        admin_send(fc, 200, "application/json", span_cstr("{\"status\":\"ok\"}"), head, close);
+        return;
+    }
+    if (w->draining) /* out of the load balancer's pool while requests finish */
+        admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head,
+                   close);
+    else if (bal_up_count(&w->bal) > 0)
+        admin_send(fc, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
+    else
+        admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),
+                   head, close);
+}
+
+void admin_serve_admin(struct front_conn *fc, const struct h1_msg *m, bool close)
+{
+    if (admin_handles(m))
+        admin_serve(fc, m, close);
+    else if (admin_own_path(m))
+        front_reply_error_extra(fc, PITOT_EMETHOD_NOT_ALLOWED, close, "Allow: GET, HEAD\r\n");
+    else
+        front_reply_error(fc, PITOT_ENOT_FOUND, close);
+}

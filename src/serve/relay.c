@@ -1,0 +1,1478 @@
+/* relay: one request through a backend. The response is relayed as it comes:
+ * SSE event by event (each event leaves in its own chunk the moment its blank
+ * line arrives, and is timestamped then), other bodies byte range by byte
+ * range. A partial event is staged only until its end arrives. */
+#include "pitot/serve/relay.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "pitot/measure/access_log.h"
+#include "pitot/route/balancer.h"
+#include "pitot/format/config.h"
+#include "pitot/util/clock.h"
+#include "pitot/serve/front.h"
+#include "pitot/format/json.h"
+#include "pitot/measure/metrics.h"
+#include "pitot/measure/meter.h"
+#include "pitot/route/queue.h"
+#include "pitot/measure/otlp.h"
+#include "pitot/format/sse.h"
+#include "pitot/route/tier.h"
+#include "pitot/io/upstream.h"
+#include "pitot/worker/worker.h"
+
+#define RELAY_PATH_LOG_MAX 512
+#define RELAY_STAGE_MIN 4096
+#define RELAY_MAX_INTERIM 8 /* 1xx responses before the final one; more is an attack */
+
+enum relay_state {
+    RELAY_ST_BODY,    /* reading the client's request body */
+    RELAY_ST_QUEUED,  /* every eligible backend is saturated: held in the overload queue */
+    RELAY_ST_CONNECT, /* connecting to the backend */
+    RELAY_ST_WAIT,    /* request sent, waiting for the response head */
+    RELAY_ST_STREAM,  /* relaying the response body */
+    RELAY_ST_FLUSH,   /* response complete, client output draining (transient) */
+    RELAY_ST_DONE,    /* accounted; the front frees us */
+};
+
+struct relay {
+    struct front_conn *fc;      /* borrowed: our owner */
+    struct worker *w;           /* borrowed */
+    struct bal_backend *be;     /* borrowed, NULL until chosen */
+    struct bufferevent *ubev;   /* owned while connected */
+    struct evbuffer *req;       /* owned: upstream request head, without Host and framing */
+    struct evbuffer *wire;      /* owned: the request as sent to the chosen backend */
+    struct queue_entry *queued; /* borrowed: our place in the overload queue */
+    struct evbuffer *body;      /* owned: request body as received */
+    struct evbuffer *jbody;     /* owned: non-streamed JSON response kept for analysis */
+    char *stage;                /* owned: bytes of a partial SSE event */
+    char *held;                 /* owned: a finish event held for the usage chunk */
+    size_t held_len, held_cap;
+    size_t stage_len, stage_cap;
+    struct event *timer_ev; /* owned: WAIT: the response head's deadline
+                               (upstream.header_timeout); STREAM: the stall limit */
+    struct h1_parser up;    /* response parser */
+    struct sse_scanner scan;
+    struct meter meter;
+    enum relay_state st;
+    enum pitot_err outcome;
+    uint64_t t0_us, wall_us;
+    int status; /* status sent to the client, 0 until then */
+    int64_t req_max_tokens;
+    unsigned series;
+    bool series_set;
+    unsigned tier;                /* index into cfg->tiers */
+    uint64_t affinity;            /* session key hash, 0: none */
+    bool tried[CFG_MAX_BACKENDS]; /* backends that failed this request */
+    unsigned model;               /* metric model index */
+    bool reused, retried;         /* pooled upstream connection; retried once */
+    enum pitot_err retry_err;     /* a try failed before the answer began: what the
+                                     client gets if no other backend can take it */
+    unsigned interim;             /* 1xx responses the backend sent before its answer */
+    unsigned be_gen;              /* be->gen when the connection was opened */
+    bool client_keep;             /* the client allows another request */
+    bool client_http10;
+    bool is_head;
+    bool req_stream;  /* the request asked for a stream */
+    bool strip_usage; /* pitot asked for usage: drop the usage-only chunk */
+    bool sse;         /* response is text/event-stream */
+    bool json;        /* response is application/json */
+    bool chunked_out; /* client framing: chunked */
+    bool eof_out;     /* client framing: close-delimited */
+    bool passthrough; /* an oversize SSE event is being relayed raw */
+    bool paused;      /* backend reads off: client output is full */
+    bool up_keep;     /* the backend allows reuse */
+    bool jbody_over;  /* JSON body larger than we analyse */
+    bool json_api;    /* a POST to an API whose body must be one JSON object */
+    bool json_ok;     /* ... and it is: a 500 to it is the backend's fault */
+    bool reply_whole; /* pitot answered itself, the request read in full: the
+                         connection may serve another one */
+    size_t in_flight_counted;
+    char id[RELAY_ID_MAX + 1];
+    char method[16];
+    char path[RELAY_PATH_LOG_MAX + 1];
+    char req_model[CFG_NAME_MAX];
+    /* tracing: pitot's span (see relay_trace_headers) */
+    char trace_id[33];             /* the trace the backend was told of */
+    char span_id[17];              /* pitot's span, the backend's parent */
+    char parent_id[17];            /* the client's span; "" without a valid traceparent */
+    char resp_model[CFG_NAME_MAX]; /* the backend's "model", decoded; "" unknown */
+    struct relay *next_retired;    /* borrowed link in worker.retired */
+};
+
+static void relay_fail(struct relay *r, enum pitot_err e);
+static void relay_finish(struct relay *r, enum pitot_err outcome);
+static int relay_on_body(void *ud, struct span b);
+
+static void relay_set_state(struct relay *r, enum relay_state st)
+{
+    static const unsigned char legal[][7] = {
+        /*                 BODY QUED CONN WAIT STRM FLSH DONE */
+        [RELAY_ST_BODY] = { 0, 1, 1, 1, 0, 0, 1 }, /* WAIT: pooled connection */
+        [RELAY_ST_QUEUED] = { 0, 0, 1, 1, 0, 0, 1 },
+        [RELAY_ST_CONNECT] = { 0, 1, 1, 1, 0, 0, 1 }, /* retry elsewhere */
+        [RELAY_ST_WAIT] = { 0, 1, 1, 1, 1, 0, 1 },
+        [RELAY_ST_STREAM] = { 0, 0, 0, 0, 0, 1, 1 },
+        [RELAY_ST_FLUSH] = { 0, 0, 0, 0, 0, 0, 1 },
+        [RELAY_ST_DONE] = { 0, 0, 0, 0, 0, 0, 0 },
+    };
+
+    assert(legal[r->st][st]);
+    (void)legal;
+    r->st = st;
+}
+
+static struct evbuffer *relay_client_out(struct relay *r)
+{
+    return bufferevent_get_output(r->fc->bev);
+}
+
+/* X-Request-Id values are echoed into headers and logs: visible ASCII only. */
+static bool relay_id_ok(struct span v)
+{
+    size_t i;
+
+    if (v.len == 0 || v.len > RELAY_ID_MAX)
+        return false;
+    for (i = 0; i < v.len; i++)
+        if ((unsigned char)v.p[i] <= 0x20 || (unsigned char)v.p[i] >= 0x7f || v.p[i] == '"' ||
+            v.p[i] == '\\')
+            return false;
+    return true;
+}
+
+/* FNV-1a: session keys only pick a backend, they need no secrecy. */
+static uint64_t relay_hash(struct span s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i;
+
+    for (i = 0; i < s.len; i++) {
+        h ^= (unsigned char)s.p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h ? h : 1;
+}
+
+/* n lower-case hex digits at p; *nonzero: not all '0'. */
+static bool relay_hex(const char *p, size_t n, bool *nonzero)
+{
+    size_t i;
+
+    *nonzero = false;
+    for (i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        *nonzero |= c != '0';
+    }
+    return true;
+}
+
+/* W3C traceparent "VV-TRACEID32-PARENTID16-FF": the trace id and flags of a
+ * valid one (version ff is invalid; later versions may append fields). */
+static bool relay_traceparent(struct span v, struct span *trace, struct span *flags)
+{
+    bool nz, trace_nz, parent_nz;
+
+    if (v.len < 55 || v.p[2] != '-' || v.p[35] != '-' || v.p[52] != '-')
+        return false;
+    if (!relay_hex(v.p, 2, &nz) || span_eq(span_make(v.p, 2), "ff"))
+        return false;
+    /* version 00 is exactly 55 bytes; later versions may append "-..." */
+    if (v.len > 55 && (!nz || v.p[55] != '-'))
+        return false;
+    if (!relay_hex(v.p + 3, 32, &trace_nz) || !relay_hex(v.p + 36, 16, &parent_nz) ||
+        !relay_hex(v.p + 53, 2, &nz) || !trace_nz || !parent_nz)
+        return false;
+    *trace = span_make(v.p + 3, 32);
+    *flags = span_make(v.p + 53, 2);
+    return true;
+}
+
+/* pitot is a hop of the trace: the backend gets the client's trace id (or a
+ * new trace) with pitot's own span id as its parent. */
+static void relay_trace_headers(struct relay *r, const struct h1_msg *m)
+{
+    const struct h1_header *tp = h1_header_find(m, "traceparent");
+    const struct h1_header *ts = h1_header_find(m, "tracestate");
+    struct span trace, flags;
+    char id[33], span_id[33];
+
+    worker_request_id(r->w, span_id);
+    memcpy(r->span_id, span_id, 16);
+    if (tp && relay_traceparent(tp->value, &trace, &flags)) {
+        evbuffer_add_printf(r->req, "traceparent: 00-%.32s-%.16s-%.2s\r\n", trace.p, span_id,
+                            flags.p);
+        if (ts)
+            evbuffer_add_printf(r->req, "tracestate: %.*s\r\n", (int)ts->value.len, ts->value.p);
+        memcpy(r->trace_id, trace.p, 32);
+        memcpy(r->parent_id, tp->value.p + 36, 16); /* its parent-id field: the client's span */
+        return;
+    }
+    /* absent or invalid: a new trace, and the old tracestate goes with it */
+    worker_request_id(r->w, id);
+    evbuffer_add_printf(r->req, "traceparent: 00-%s-%.16s-01\r\n", id, span_id);
+    memcpy(r->trace_id, id, 32);
+}
+
+static void relay_copy(char *dst, size_t cap, struct span s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+
+    memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
+void relay_request_id(struct worker *w, const struct h1_msg *m, char out[RELAY_ID_MAX + 1])
+{
+    const struct h1_header *rid = h1_header_find(m, "x-request-id");
+
+    if (rid && relay_id_ok(rid->value))
+        relay_copy(out, RELAY_ID_MAX + 1, rid->value);
+    else
+        worker_request_id(w, out);
+}
+
+struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t t0_us,
+                        unsigned tier)
+{
+    struct worker *w = fc->w;
+    const struct h1_header *xff = NULL;
+    struct relay *r = calloc(1, sizeof(*r));
+    unsigned i;
+
+    if (r == NULL)
+        return NULL;
+    r->fc = fc;
+    r->w = w;
+    r->t0_us = t0_us;
+    r->wall_us = clk_wall_us();
+    r->req = evbuffer_new();
+    r->body = evbuffer_new();
+    if (r->req == NULL || r->body == NULL) {
+        relay_free(r);
+        return NULL;
+    }
+    r->req_max_tokens = -1;
+    r->client_keep = m->keep_alive;
+    r->client_http10 = m->http_minor == 0;
+    r->is_head = span_eq(m->method, "HEAD");
+    relay_copy(r->method, sizeof(r->method), m->method);
+    relay_copy(r->path, sizeof(r->path), m->url);
+    relay_request_id(w, m, r->id);
+    /* measured from t0 even when refused before relay_start() */
+    meter_init(&r->meter, t0_us, (uint64_t)w->cfg->stall_ms * 1000, -1, w->refusals);
+    r->tier = tier;
+    if (w->cfg->affinity == CFG_AFFINITY_HEADER) {
+        const struct h1_header *ah = h1_header_find(m, w->cfg->affinity_header);
+        if (ah && ah->value.len)
+            r->affinity = relay_hash(ah->value);
+    }
+
+    /* Fresh framing: request line, our Host, the client's end-to-end headers. */
+    evbuffer_add_printf(r->req, "%.*s %.*s HTTP/1.1\r\n", (int)m->method.len, m->method.p,
+                        (int)m->url.len, m->url.p);
+    for (i = 0; i < m->nheaders; i++) {
+        const struct h1_header *h = &m->headers[i];
+        if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "host") ||
+            span_ieq(h->name, "content-length") || span_ieq(h->name, "expect") ||
+            span_ieq(h->name, "x-request-id") || span_ieq(h->name, "traceparent") ||
+            span_ieq(h->name, "tracestate"))
+            continue;
+        if (span_ieq(h->name, "x-forwarded-for")) {
+            xff = h;
+            continue;
+        }
+        evbuffer_add_printf(r->req, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p,
+                            (int)h->value.len, h->value.p);
+    }
+    if (xff)
+        evbuffer_add_printf(r->req, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->value.len,
+                            xff->value.p, fc->peer);
+    else
+        evbuffer_add_printf(r->req, "X-Forwarded-For: %s\r\n", fc->peer);
+    evbuffer_add_printf(r->req, "X-Request-Id: %s\r\n", r->id);
+    relay_trace_headers(r, m);
+    r->st = RELAY_ST_BODY;
+    return r;
+}
+
+int relay_body(struct relay *r, struct span b)
+{
+    if (evbuffer_get_length(r->body) + b.len > r->w->cfg->max_body_bytes)
+        return -PITOT_EBODY_TOO_LARGE;
+    if (evbuffer_add(r->body, b.p, b.len) != 0)
+        return -PITOT_ENOMEM;
+    return 0;
+}
+
+void relay_free(struct relay *r)
+{
+    if (r == NULL)
+        return;
+    if (r->be && r->in_flight_counted) {
+        bal_released(r->be);
+        met_gauge_add(r->w->met, MET_IN_FLIGHT, r->be->idx, -1);
+    }
+    if (r->queued)
+        queue_remove(r->w->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+    if (r->ubev)
+        bufferevent_free(r->ubev);
+    if (r->req)
+        evbuffer_free(r->req);
+    if (r->wire)
+        evbuffer_free(r->wire);
+    if (r->body)
+        evbuffer_free(r->body);
+    if (r->jbody)
+        evbuffer_free(r->jbody);
+    if (r->timer_ev)
+        event_free(r->timer_ev);
+    free(r->stage);
+    free(r->held);
+    free(r);
+}
+
+void relay_retire(struct relay *r)
+{
+    struct worker *w = r->w;
+
+    if (r->queued) {
+        queue_remove(w->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+        r->queued = NULL;
+    }
+    /* Nothing may call back into a retired relay: drop its I/O now. */
+    if (r->ubev) {
+        bufferevent_free(r->ubev);
+        r->ubev = NULL;
+    }
+    if (r->timer_ev)
+        event_del(r->timer_ev);
+    r->fc = NULL;
+    r->next_retired = w->retired;
+    w->retired = r;
+    event_active(w->reap_ev, EV_TIMEOUT, 0);
+}
+
+void relay_reap(struct worker *w)
+{
+    while (w->retired) {
+        struct relay *r = w->retired;
+        w->retired = r->next_retired;
+        relay_free(r);
+    }
+}
+
+/* ---- request side ------------------------------------------------------ */
+
+static bool relay_path_is(const struct relay *r, const char *path)
+{
+    size_t n = strlen(path);
+
+    return strncmp(r->path, path, n) == 0 && (r->path[n] == '\0' || r->path[n] == '?');
+}
+
+struct relay_affinity {
+    uint64_t h;
+    unsigned seen[3];
+    unsigned max;
+};
+
+static void relay_affinity_cb(void *ud, size_t path, struct span raw, bool is_string)
+{
+    struct relay_affinity *a = ud;
+    size_t i;
+
+    if (path >= 3 || a->seen[path]++ >= a->max)
+        return;
+    a->h ^= path + 1;
+    for (i = 0; i < raw.len; i++) {
+        a->h ^= (unsigned char)raw.p[i];
+        a->h *= 0x100000001b3ull;
+    }
+}
+
+/* The session key from the body: the "user" field, or the first messages. */
+static void relay_affinity_body(struct relay *r, struct span body)
+{
+    static const char *const user[] = { "user" };
+    static const char *const prefix[] = { "messages[].role", "messages[].content",
+                                          "messages[].content[].text" };
+    const struct cfg *c = r->w->cfg;
+    struct relay_affinity a = { 0xcbf29ce484222325ull, { 0, 0, 0 }, 1 };
+    int n;
+
+    if (c->affinity == CFG_AFFINITY_USER) {
+        n = json_paths_visit(body, &r->w->toks, user, 1, relay_affinity_cb, &a);
+    } else if (c->affinity == CFG_AFFINITY_PREFIX) {
+        a.max = c->affinity_prefix_messages;
+        n = json_paths_visit(body, &r->w->toks, prefix, 3, relay_affinity_cb, &a);
+    } else {
+        return;
+    }
+    if (n > 0)
+        r->affinity = a.h ? a.h : 1;
+}
+
+/* The POST endpoints whose body must be one JSON object: OpenAI's, Anthropic's,
+ * llama-server's own (server.cpp's routes), vLLM's, TGI's and SGLang's.
+ * llama-server answers a body it cannot parse with 500 "parse error". */
+static const char *const relay_json_paths[] = {
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/rerank",
+    "/v1/reranking",
+    "/v1/score",
+    "/v2/rerank",
+    "/chat/completions",
+    "/completions",
+    "/completion",
+    "/embeddings",
+    "/embedding",
+    "/infill",
+    "/rerank",
+    "/reranking",
+    "/score",
+    "/tokenize",
+    "/detokenize",
+    "/apply-template",
+    "/api/chat",
+    "/generate",
+    "/generate_stream",
+    "/pooling",
+    "/classify",
+};
+
+static bool relay_json_api(const struct relay *r)
+{
+    size_t i;
+
+    if (strcmp(r->method, "POST") != 0)
+        return false;
+    for (i = 0; i < sizeof(relay_json_paths) / sizeof(relay_json_paths[0]); i++)
+        if (relay_path_is(r, relay_json_paths[i]))
+            return true;
+    return false;
+}
+
+/* Reads model, stream and max_tokens from a JSON body and, when configured,
+ * asks the backend for usage the client did not ask for. The same parse
+ * judges the body of a JSON API request: returns -PITOT_EINVALID_JSON when it
+ * is empty or not exactly one JSON object (then nothing may reach a backend),
+ * else 0. */
+static int relay_inspect_body(struct relay *r)
+{
+    struct worker *w = r->w;
+    size_t len = evbuffer_get_length(r->body);
+    struct json_req jr;
+    struct span body;
+    char *nb;
+    long nlen;
+    int rc;
+
+    r->json_api = relay_json_api(r);
+    if (len == 0)
+        return r->json_api ? -PITOT_EINVALID_JSON : 0;
+    body = span_make((const char *)evbuffer_pullup(r->body, -1), len);
+    rc = json_req_parse(body, &w->toks, &jr);
+    if (!jr.well_formed) /* elsewhere not ours to judge: forwarded untouched */
+        return r->json_api ? -PITOT_EINVALID_JSON : 0;
+    r->json_ok = r->json_api;
+    if (rc != 0)
+        return 0; /* more tokens than pitot reads: forwarded untouched */
+    r->req_stream = jr.stream;
+    r->req_max_tokens = jr.max_tokens;
+    if (jr.model.len && jr.model.len < sizeof(r->req_model))
+        relay_copy(r->req_model, sizeof(r->req_model), jr.model);
+    relay_affinity_body(r, body);
+    if (!w->cfg->usage_injection || !jr.stream || jr.include_usage)
+        return 0;
+    if (!relay_path_is(r, "/v1/chat/completions") && !relay_path_is(r, "/v1/completions"))
+        return 0;
+    nb = malloc(len + 64);
+    if (nb == NULL)
+        return 0;
+    nlen = json_req_add_include_usage(body, &w->toks, nb, len + 64);
+    if (nlen > 0) {
+        evbuffer_drain(r->body, len);
+        evbuffer_add(r->body, nb, (size_t)nlen);
+        r->strip_usage = true;
+    }
+    free(nb);
+    return 0;
+}
+
+static void relay_up_read_cb(struct bufferevent *bev, void *arg);
+static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void relay_timeouts(struct relay *r, unsigned read_ms, unsigned write_ms)
+{
+    struct timeval rt = { read_ms / 1000, (long)(read_ms % 1000) * 1000 };
+    struct timeval wt = { write_ms / 1000, (long)(write_ms % 1000) * 1000 };
+
+    bufferevent_set_timeouts(r->ubev, read_ms ? &rt : NULL, write_ms ? &wt : NULL);
+}
+
+static void relay_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+
+    if (r->st != RELAY_ST_STREAM) {
+        /* WAIT: upstream.header_timeout passed since the request went out */
+        relay_fail(r, PITOT_EUPSTREAM_TIMEOUT);
+        return;
+    }
+    r->meter.stalls++; /* the gap in progress passed the hard limit */
+    relay_fail(r, PITOT_ESTALL_TIMEOUT);
+}
+
+/* (Re)arms the relay's one timer: what it ends depends on the state when it
+ * fires (relay_timer_cb). */
+static void relay_timer_arm(struct relay *r, unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+
+    if (r->timer_ev == NULL)
+        r->timer_ev = evtimer_new(r->w->base, relay_timer_cb, r);
+    if (r->timer_ev)
+        evtimer_add(r->timer_ev, &tv);
+}
+
+/* The request is on its way to the backend (connected, or a pooled
+ * connection): from now on the final response head must be complete within
+ * upstream.header_timeout, however the backend paces its bytes. A read
+ * timeout would restart with every byte; the deadline is a timer of its own.
+ * write_ms bounds each gap while the request is written. */
+static void relay_wait_begin(struct relay *r, unsigned write_ms)
+{
+    relay_set_state(r, RELAY_ST_WAIT);
+    relay_timeouts(r, 0, write_ms);
+    relay_timer_arm(r, r->w->cfg->upstream_header_timeout_ms);
+}
+
+/* Connects (or reuses) and writes the request; the request buffer is kept
+ * so that a pooled connection the backend had just closed can be retried. */
+static void relay_send(struct relay *r)
+{
+    struct worker *w = r->w;
+    struct evbuffer *out;
+    struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes, w->cfg->max_header_bytes };
+
+    r->be_gen = r->be->gen;
+    if (r->timer_ev) /* a deadline of an earlier try */
+        event_del(r->timer_ev);
+    r->interim = 0;
+    if (r->retried) {
+        r->ubev = upstream_conn_new(w, r->be->idx);
+        r->reused = false;
+    } else {
+        r->ubev = upstream_conn_get(w, r->be->idx, &r->reused);
+    }
+    if (r->ubev == NULL) {
+        relay_fail(r, PITOT_EUPSTREAM_CONNECT);
+        return;
+    }
+    h1_init(&r->up, H1_RESPONSE, &lim, relay_on_body, r);
+    if (r->is_head)
+        h1_expect_no_body(&r->up);
+    bufferevent_setcb(r->ubev, relay_up_read_cb, NULL, relay_up_event_cb, r);
+    out = bufferevent_get_output(r->ubev);
+    evbuffer_add_buffer_reference(out, r->wire);
+    if (r->reused) {
+        relay_wait_begin(r, w->cfg->connect_timeout_ms);
+    } else {
+        relay_set_state(r, RELAY_ST_CONNECT);
+        /* While connecting, libevent applies the write timeout to the connect;
+         * a TLS handshake then waits to read, under the same bound. */
+        relay_timeouts(r, r->be->cfg->https ? w->cfg->connect_timeout_ms : 0,
+                       w->cfg->connect_timeout_ms);
+    }
+    bufferevent_enable(r->ubev, EV_READ | EV_WRITE);
+}
+
+/* The request as this backend gets it: Host and fresh framing added. */
+static int relay_wire(struct relay *r)
+{
+    size_t hl = evbuffer_get_length(r->req), bl = evbuffer_get_length(r->body);
+
+    if (r->wire)
+        evbuffer_free(r->wire);
+    r->wire = evbuffer_new();
+    if (r->wire == NULL)
+        return -1;
+    evbuffer_add(r->wire, evbuffer_pullup(r->req, -1), hl);
+    evbuffer_add_printf(r->wire, "Host: %s\r\n", cfg_backend_authority(r->be->cfg));
+    if (bl ||
+        !(span_eq(span_cstr(r->method), "GET") || span_eq(span_cstr(r->method), "HEAD") ||
+          span_eq(span_cstr(r->method), "DELETE") || span_eq(span_cstr(r->method), "OPTIONS")))
+        evbuffer_add_printf(r->wire, "Content-Length: %zu\r\n", bl);
+    evbuffer_add(r->wire, "\r\n", 2);
+    if (bl)
+        evbuffer_add(r->wire, evbuffer_pullup(r->body, -1), bl);
+    return 0;
+}
+
+static void relay_dispatch(struct relay *r, struct bal_backend *be)
+{
+    struct worker *w = r->w;
+
+    r->be = be;
+    r->series_set = false;
+    bal_dispatched(be);
+    r->in_flight_counted = 1;
+    met_gauge_add(w->met, MET_IN_FLIGHT, be->idx, 1);
+    if (relay_wire(r) != 0) {
+        relay_fail(r, PITOT_ENOMEM);
+        return;
+    }
+    relay_send(r);
+}
+
+/* Answers a request pitot will not serve now: 503 with Retry-After. */
+void relay_shed(struct relay *r, enum met_shed why)
+{
+    struct worker *w = r->w;
+    char body[256], extra[48];
+    enum pitot_err e = why == MET_SHED_NO_MODEL ? PITOT_ENO_MODEL : PITOT_EOVERLOADED;
+    int n = err_json(e, body, sizeof(body));
+
+    r->queued = NULL; /* the queue already let go of us */
+    if (why == MET_SHED_CLIENT_GONE)
+        return;
+    r->status = err_status(e);
+    if (e == PITOT_EOVERLOADED)
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
+                 queue_retry_after(w->queue, clk_now_us()));
+    else
+        extra[0] = '\0';
+    r->client_keep = !front_reply_head(r->fc, r->status, "application/json", (size_t)n,
+                                       !r->client_keep, extra[0] ? extra : NULL);
+    evbuffer_add(relay_client_out(r), body, (size_t)n);
+    r->reply_whole = true; /* as its head says: the connection goes on */
+    relay_finish(r, e);
+}
+
+/* Chooses a backend: dispatch, hold, or refuse. Returns false only when the
+ * request must keep waiting (it is, or now is, in the queue). */
+static bool relay_route(struct relay *r, bool from_queue)
+{
+    struct worker *w = r->w;
+    struct bal_req rq;
+    struct bal_backend *be;
+    enum bal_verdict v;
+    enum met_shed why;
+
+    rq.model = r->req_model[0] ? bal_alias(w->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
+    rq.affinity = r->affinity;
+    rq.tried = r->tried;
+    v = bal_choose(&w->bal, &rq, clk_now_us(), &be);
+    if (v == BAL_SATURATED) {
+        if (from_queue)
+            return false;
+        relay_set_state(r, RELAY_ST_QUEUED);
+        r->queued = queue_push(w->queue, r, r->tier, &why);
+        if (r->queued == NULL) {
+            met_add_shed(w->met, r->tier, why);
+            relay_shed(r, why);
+        }
+        return true;
+    }
+    if (r->queued) {
+        queue_remove(w->queue, r->queued, v == BAL_NO_MODEL, MET_SHED_NO_MODEL);
+        r->queued = NULL;
+    }
+    switch (v) {
+    case BAL_OK: relay_dispatch(r, be); break;
+    case BAL_NO_MODEL:
+        if (!from_queue)
+            met_add_shed(w->met, r->tier, MET_SHED_NO_MODEL);
+        relay_shed(r, MET_SHED_NO_MODEL);
+        break;
+    default:
+        /* After a failed try, relay_fail answers with that try's failure. */
+        if (r->retry_err != PITOT_EOK && !from_queue)
+            break;
+        relay_fail(r, r->retry_err != PITOT_EOK ? r->retry_err : PITOT_ENO_BACKEND);
+        break;
+    }
+    return true;
+}
+
+bool relay_try_dispatch(struct relay *r)
+{
+    return relay_route(r, true);
+}
+
+void relay_refuse(struct relay *r, enum pitot_err e, bool close)
+{
+    char body[256];
+    int n = err_json(e, body, sizeof(body));
+
+    if (close)
+        r->client_keep = false;
+    r->status = err_status(e);
+    r->client_keep =
+        !front_reply_head(r->fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
+    evbuffer_add(relay_client_out(r), body, (size_t)n);
+    r->reply_whole = true;
+    relay_finish(r, e);
+}
+
+void relay_start(struct relay *r)
+{
+    struct worker *w = r->w;
+    int rc = relay_inspect_body(r);
+
+    meter_init(&r->meter, r->t0_us, (uint64_t)w->cfg->stall_ms * 1000, r->req_max_tokens,
+               w->refusals);
+    if (rc < 0) {
+        relay_refuse(r, (enum pitot_err) - rc, false);
+        return;
+    }
+    relay_route(r, false);
+}
+
+/* ---- measurement ------------------------------------------------------- */
+
+/* Fixes the metric series once the model is known (from the backend's own
+ * report when there is one, else the request's name if it is a known label). */
+static void relay_series(struct relay *r, struct span model)
+{
+    struct worker *w = r->w;
+
+    if (r->series_set)
+        return;
+    if (model.len) {
+        r->model = met_model_index(w->met, model);
+        if (w->otlp) /* the span names the model as the backend spelled it */
+            r->resp_model[json_str_decode(model, r->resp_model, sizeof(r->resp_model) - 1)] = '\0';
+    } else {
+        r->model = met_model_lookup(w->met, span_cstr(r->req_model));
+    }
+    r->series = met_series(w->met, r->be ? r->be->idx : 0, r->model, r->tier);
+    r->series_set = true;
+}
+
+static void relay_stall_arm(struct relay *r)
+{
+    relay_timer_arm(r, r->w->cfg->stall_timeout_ms);
+}
+
+static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t now)
+{
+    uint64_t gap;
+
+    if (jr->valid && jr->model.len && !r->series_set)
+        relay_series(r, jr->model);
+    if (!meter_event(&r->meter, jr, now, &gap))
+        return;
+    relay_series(r, span_make(NULL, 0));
+    if (r->meter.n_out > 1)
+        met_observe_us(r->w->met, MET_ITL, r->series, gap);
+    relay_stall_arm(r);
+}
+
+/* ---- response side ----------------------------------------------------- */
+
+static void relay_write_chunk(struct relay *r, const char *p, size_t len)
+{
+    struct evbuffer *out = relay_client_out(r);
+
+    if (len == 0)
+        return;
+    if (r->chunked_out) {
+        char hdr[24];
+        int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+        evbuffer_add(out, hdr, (size_t)n);
+        evbuffer_add(out, p, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, p, len);
+    }
+}
+
+/* Finds the flat "timings":{...} object in a llama.cpp chunk. */
+static struct span relay_find_timings(struct span data)
+{
+    static const char key[] = "\"timings\":{";
+    const char *p = memmem(data.p, data.len, key, sizeof(key) - 1), *e;
+
+    if (p == NULL)
+        return span_make(NULL, 0);
+    e = memchr(p, '}', (size_t)(data.p + data.len - p));
+    return e ? span_make(p, (size_t)(e + 1 - p)) : span_make(NULL, 0);
+}
+
+/* Forwards the held finish event; `timings` (from the stripped usage chunk)
+ * goes back in as its last key, where llama.cpp puts it when usage was not
+ * asked for, so the client gets exactly the stream it asked for. */
+static void relay_release_held(struct relay *r, struct span timings)
+{
+    char *end;
+
+    if (r->held_len == 0)
+        return;
+    end = r->held + r->held_len;
+    while (end > r->held && (end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    if (timings.len && end > r->held && end[-1] == '}' &&
+        relay_find_timings(span_make(r->held, r->held_len)).len == 0) {
+        struct evbuffer *out = relay_client_out(r);
+        size_t pre = (size_t)(end - 1 - r->held), total = r->held_len + 1 + timings.len;
+        char hdr[24];
+        int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", total);
+        if (r->chunked_out)
+            evbuffer_add(out, hdr, (size_t)n);
+        evbuffer_add(out, r->held, pre);
+        evbuffer_add(out, ",", 1);
+        evbuffer_add(out, timings.p, timings.len);
+        evbuffer_add(out, end - 1, r->held_len - pre);
+        if (r->chunked_out)
+            evbuffer_add(out, "\r\n", 2);
+    } else {
+        relay_write_chunk(r, r->held, r->held_len);
+    }
+    r->held_len = 0;
+}
+
+static bool relay_hold(struct relay *r, struct span ev)
+{
+    if (ev.len > r->held_cap) {
+        char *np = realloc(r->held, ev.len);
+        if (np == NULL)
+            return false;
+        r->held = np;
+        r->held_cap = ev.len;
+    }
+    memcpy(r->held, ev.p, ev.len);
+    r->held_len = ev.len;
+    return true;
+}
+
+/* One complete SSE event: decide, forward, then timestamp and measure. */
+static void relay_event(struct relay *r, struct span ev)
+{
+    struct worker *w = r->w;
+    struct sse_event se;
+    struct json_resp jr;
+    uint64_t now;
+
+    sse_event_decode(ev, w->scratch, w->scratch_cap, &se);
+    memset(&jr, 0, sizeof(jr));
+    if (se.has_data && !se.done && !se.truncated)
+        json_resp_parse(se.data, &w->toks, &jr);
+    if (r->strip_usage) {
+        if (jr.valid && jr.choices_empty && jr.has_usage) {
+            /* The usage-only chunk pitot asked for: measured, not forwarded. */
+            relay_release_held(r, relay_find_timings(se.data));
+            relay_account(r, &jr, clk_now_us());
+            return;
+        }
+        relay_release_held(r, span_make(NULL, 0));
+        if (jr.valid && jr.finish != JSON_FINISH_NONE && !jr.has_output && !jr.choices_empty &&
+            relay_hold(r, ev)) {
+            /* A finish event without output: the usage chunk follows at once. */
+            relay_account(r, &jr, clk_now_us());
+            return;
+        }
+    }
+    relay_write_chunk(r, ev.p, ev.len);
+    now = clk_now_us();
+    relay_account(r, &jr, now);
+}
+
+static int relay_stage_add(struct relay *r, const char *p, size_t len)
+{
+    size_t need = r->stage_len + len;
+
+    if (need > r->stage_cap) {
+        size_t cap = r->stage_cap ? r->stage_cap : RELAY_STAGE_MIN;
+        char *np;
+        while (cap < need)
+            cap *= 2;
+        np = realloc(r->stage, cap);
+        if (np == NULL)
+            return -1;
+        r->stage = np;
+        r->stage_cap = cap;
+    }
+    memcpy(r->stage + r->stage_len, p, len);
+    r->stage_len += len;
+    return 0;
+}
+
+/* Body bytes of an event stream, in whatever pieces TCP delivered them. An
+ * event wholly inside one piece is handled in place; a split one is staged. */
+static void relay_sse_bytes(struct relay *r, struct span b)
+{
+    size_t max_ev = r->w->cfg->max_event_bytes;
+
+    while (b.len) {
+        size_t n;
+        int res = sse_scan(&r->scan, b, &n);
+        struct span piece = span_make(b.p, n);
+
+        b.p += n;
+        b.len -= n;
+        if (r->passthrough) {
+            /* An event larger than we analyse is relayed as it comes. */
+            relay_write_chunk(r, piece.p, piece.len);
+            if (res == SPAN_OK)
+                r->passthrough = false;
+            continue;
+        }
+        if (res == SPAN_OK && r->stage_len == 0) {
+            relay_event(r, piece);
+            continue;
+        }
+        if (r->stage_len + piece.len > max_ev || relay_stage_add(r, piece.p, piece.len) != 0) {
+            relay_write_chunk(r, r->stage, r->stage_len);
+            relay_write_chunk(r, piece.p, piece.len);
+            r->stage_len = 0;
+            r->passthrough = res != SPAN_OK;
+            continue;
+        }
+        if (res == SPAN_OK) {
+            relay_event(r, span_make(r->stage, r->stage_len));
+            r->stage_len = 0;
+        }
+    }
+}
+
+static int relay_on_body(void *ud, struct span b)
+{
+    struct relay *r = ud;
+
+    if (r->sse) {
+        relay_sse_bytes(r, b);
+        return 0;
+    }
+    relay_write_chunk(r, b.p, b.len);
+    if (r->json && !r->jbody_over) {
+        if (evbuffer_get_length(r->jbody) + b.len > r->w->cfg->max_event_bytes)
+            r->jbody_over = true;
+        else
+            evbuffer_add(r->jbody, b.p, b.len);
+    }
+    return 0;
+}
+
+static bool relay_ctype_is(const struct h1_msg *m, const char *type)
+{
+    const struct h1_header *ct = h1_header_find(m, "content-type");
+    size_t n = strlen(type);
+
+    return ct && ct->value.len >= n && span_ieq(span_make(ct->value.p, n), type) &&
+           (ct->value.len == n || ct->value.p[n] == ';' || ct->value.p[n] == ' ');
+}
+
+/* What the status of its answer says of the backend, toward passive ejection
+ * (bal_status_health): a 500 is its fault only for a request pitot checked. */
+static void relay_judge(struct relay *r, int status)
+{
+    enum bal_health h = bal_status_health(status, r->json_ok);
+
+    if (h != BAL_HEALTH_NEUTRAL &&
+        bal_result(&r->w->bal, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
+        met_gauge_set(r->w->met, MET_BACKEND_EJECTED, r->be->idx, 1);
+}
+
+/* The backend's head: relay it with our framing and hop-by-hop headers gone. */
+static void relay_resp_head(struct relay *r)
+{
+    const struct h1_msg *m = &r->up.msg;
+    struct evbuffer *out = relay_client_out(r);
+    bool body = !r->is_head && h1_status_has_body(m->status);
+    bool keep;
+    unsigned i;
+
+    r->status = m->status;
+    r->up_keep = m->keep_alive;
+    relay_judge(r, m->status);
+    r->sse = body && relay_ctype_is(m, "text/event-stream");
+    r->json = body && relay_ctype_is(m, "application/json");
+    if (r->json)
+        r->jbody = evbuffer_new();
+    if (body && (r->sse || m->chunked || m->content_length < 0)) {
+        if (r->client_http10)
+            r->eof_out = true;
+        else
+            r->chunked_out = true;
+    }
+    keep = r->client_keep && !r->eof_out && worker_keepalive(r->w);
+    r->client_keep = keep;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, err_reason_phrase(m->status));
+    for (i = 0; i < m->nheaders; i++) {
+        const struct h1_header *h = &m->headers[i];
+        /* the framing is pitot's own, written below from what h1 parsed */
+        if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "x-request-id") ||
+            span_ieq(h->name, "content-length"))
+            continue;
+        evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p, (int)h->value.len,
+                            h->value.p);
+    }
+    if (r->chunked_out)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (!r->eof_out && m->content_length >= 0 && m->status != 204 && m->status >= 200)
+        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)m->content_length);
+    evbuffer_add_printf(out, "X-Request-Id: %s\r\n%s\r\n", r->id,
+                        keep ? "" : "Connection: close\r\n");
+    sse_scan_init(&r->scan);
+    relay_set_state(r, RELAY_ST_STREAM);
+    /* Streams may sit in prefill or a queue: only the idle timeout applies. */
+    relay_timeouts(r, r->w->cfg->upstream_idle_timeout_ms, r->w->cfg->body_timeout_ms);
+}
+
+static void relay_release_upstream(struct relay *r, bool reusable)
+{
+    if (r->ubev == NULL)
+        return;
+    /* not when the backend's address changed (DNS) since it was opened */
+    if (reusable && r->up_keep && r->be_gen == r->be->gen)
+        upstream_conn_put(r->w, r->be->idx, r->ubev);
+    else
+        bufferevent_free(r->ubev);
+    r->ubev = NULL;
+}
+
+/* The backend finished the response cleanly. */
+static void relay_resp_done(struct relay *r)
+{
+    relay_release_held(r, span_make(NULL, 0));
+    if (r->stage_len) {
+        /* A stream that ended inside an event: relay what came, unjudged. */
+        relay_write_chunk(r, r->stage, r->stage_len);
+        r->stage_len = 0;
+    }
+    if (r->json && !r->jbody_over && evbuffer_get_length(r->jbody)) {
+        struct json_resp jr;
+        size_t n = evbuffer_get_length(r->jbody);
+        memset(&jr, 0, sizeof(jr));
+        if (json_resp_parse(span_make((const char *)evbuffer_pullup(r->jbody, -1), n), &r->w->toks,
+                            &jr) == 0) {
+            relay_series(r, jr.model);
+            meter_body(&r->meter, &jr);
+        }
+    }
+    if (r->chunked_out)
+        evbuffer_add(relay_client_out(r), "0\r\n\r\n", 5);
+    relay_release_upstream(r, true);
+    if (r->timer_ev)
+        event_del(r->timer_ev);
+    relay_set_state(r, RELAY_ST_FLUSH);
+    /* E2E ends when the last byte left: wait for the output to drain. */
+    bufferevent_setwatermark(r->fc->bev, EV_WRITE, 0, 0);
+    if (evbuffer_get_length(relay_client_out(r)) == 0)
+        relay_finish(r, PITOT_EOK);
+}
+
+static void relay_backpressure(struct relay *r)
+{
+    size_t cap = r->w->cfg->stream_buffer_bytes;
+
+    if (r->ubev && !r->paused && evbuffer_get_length(relay_client_out(r)) > cap) {
+        r->paused = true;
+        bufferevent_disable(r->ubev, EV_READ);
+        bufferevent_setwatermark(r->fc->bev, EV_WRITE, cap / 2, 0);
+    }
+}
+
+/* WAIT: reads the response heads the input holds. 1xx interim responses are
+ * dropped (not relayed; the final one follows), at most RELAY_MAX_INTERIM of
+ * them: a backend cannot hold a request with an endless row of them. Returns
+ * true once the final head went to the client (the head's deadline is then
+ * off), false while it is incomplete or when the relay failed. */
+static bool relay_up_head(struct relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->ubev);
+    size_t cap = r->w->cfg->max_header_bytes, hl;
+
+    for (;;) {
+        size_t len = evbuffer_get_length(in), look = len < cap ? len : cap;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+        enum h1_result res;
+
+        /* the head so far, from its first byte: h1 parses only what is new
+         * and fails a head past max_header_bytes itself */
+        if ((res = h1_execute(&r->up, span_make(p, look), &hl)) == H1_AGAIN)
+            return false;
+        if (res != H1_HEAD) {
+            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+            return false;
+        }
+        if (r->up.msg.status >= 200)
+            break;
+        evbuffer_drain(in, hl);
+        h1_reset(&r->up);
+        if (r->is_head)
+            h1_expect_no_body(&r->up); /* h1_reset forgot it */
+        if (++r->interim > RELAY_MAX_INTERIM) {
+            relay_fail(r, PITOT_EUPSTREAM_PROTOCOL);
+            return false;
+        }
+    }
+    if (r->timer_ev)
+        event_del(r->timer_ev);
+    relay_resp_head(r);
+    evbuffer_drain(in, hl);
+    return true;
+}
+
+/* Feeds what the backend sent; returns when it is consumed, the response is
+ * complete, or the relay failed (r may then be DONE but is still alive). */
+static void relay_up_input(struct relay *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->ubev);
+    size_t used;
+
+    if (r->st == RELAY_ST_WAIT && !relay_up_head(r))
+        return;
+    for (;;) {
+        struct evbuffer_iovec v;
+        size_t avail = evbuffer_peek(in, -1, NULL, &v, 1) > 0 ? v.iov_len : 0;
+        enum h1_result res = h1_execute(&r->up, span_make(avail ? v.iov_base : "", avail), &used);
+
+        if (used)
+            evbuffer_drain(in, used);
+        if (r->st != RELAY_ST_STREAM)
+            return; /* failed inside a callback */
+        if (res == H1_ERROR) {
+            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+            return;
+        }
+        if (res == H1_DONE) {
+            relay_resp_done(r);
+            return;
+        }
+        if (avail == 0)
+            break;
+    }
+    relay_backpressure(r);
+}
+
+/* The backend closed while pitot waited for its head: do the bytes it sent
+ * fail to begin a status line, "HTTP/" DIGIT "." DIGIT SP 3DIGIT (RFC 9112
+ * 4), so that it sent garbage (an invalid response), not a head cut short
+ * (a reset)? */
+static bool relay_up_garbage(struct relay *r)
+{
+    static const char form[] = "HTTP/9.9 999"; /* '9': any digit */
+    struct evbuffer *in = bufferevent_get_input(r->ubev);
+    size_t len = evbuffer_get_length(in), n = len < sizeof(form) - 1 ? len : sizeof(form) - 1, i;
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+
+    for (i = 0; i < n; i++)
+        if (form[i] == '9' ? p[i] < '0' || p[i] > '9' : p[i] != form[i])
+            return true;
+    return false;
+}
+
+static void relay_up_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct relay *r = arg;
+
+    if (r->st == RELAY_ST_CONNECT)
+        relay_wait_begin(r, r->w->cfg->body_timeout_ms);
+    relay_up_input(r);
+}
+
+static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct relay *r = arg;
+    struct worker *w = r->w;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        relay_wait_begin(r, w->cfg->body_timeout_ms);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        relay_fail(r, PITOT_EUPSTREAM_TIMEOUT);
+        return;
+    }
+    /* EOF or error. */
+    if (r->st == RELAY_ST_CONNECT) {
+        relay_fail(r, PITOT_EUPSTREAM_CONNECT);
+        return;
+    }
+    if (r->st == RELAY_ST_WAIT && r->reused && !r->retried &&
+        evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+        /* The backend closed a pooled connection as we reused it: nothing of
+         * this request reached it, so a fresh connection may carry it. */
+        r->retried = true;
+        bufferevent_free(r->ubev);
+        r->ubev = NULL;
+        relay_send(r);
+        return;
+    }
+    if (r->st == RELAY_ST_STREAM && (what & BEV_EVENT_EOF)) {
+        /* Consume what arrived with the EOF, then let the parser judge. */
+        if (evbuffer_get_length(bufferevent_get_input(bev)))
+            relay_up_input(r);
+        if (r->st != RELAY_ST_STREAM)
+            return;
+        if (h1_finish(&r->up) == H1_DONE) {
+            r->up_keep = false;
+            relay_resp_done(r);
+            return;
+        }
+    }
+    relay_fail(r, r->st == RELAY_ST_WAIT && relay_up_garbage(r) ? PITOT_EUPSTREAM_PROTOCOL
+                                                                : PITOT_EUPSTREAM_RESET);
+}
+
+/* ---- ends -------------------------------------------------------------- */
+
+/* The backend failed (or no backend): tell the client as well as the state of
+ * the response allows, and account the request. */
+static void relay_fail(struct relay *r, enum pitot_err e)
+{
+    struct front_conn *fc = r->fc;
+
+    if (r->st == RELAY_ST_DONE || r->st == RELAY_ST_FLUSH)
+        return;
+    if (r->timer_ev)
+        event_del(r->timer_ev);
+    if (e != PITOT_ENO_BACKEND && r->be)
+        met_add_upstream_error(r->w->met, r->be->idx, e);
+    relay_release_upstream(r, false);
+    if (r->be && r->status == 0 && (r->st == RELAY_ST_CONNECT || r->st == RELAY_ST_WAIT)) {
+        /* The backend failed before its answer began (refused, reset, timed
+         * out, an invalid or oversized head): its fault, toward ejection. */
+        struct bal_backend *failed = r->be;
+        bal_result(&r->w->bal, failed, true, clk_now_us());
+        if (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET) {
+            /* Nothing reached the client: another backend may serve it. */
+            bal_released(failed);
+            met_gauge_add(r->w->met, MET_IN_FLIGHT, failed->idx, -1);
+            r->in_flight_counted = 0;
+            r->tried[failed->idx] = true;
+            r->retried = false;
+            if (r->w->cfg->retry) {
+                r->be = NULL;
+                r->retry_err = e;
+                relay_route(r, false);
+                if (r->be || r->queued || r->st == RELAY_ST_DONE)
+                    return;
+                /* nowhere else to go: the client learns how the last try
+                 * failed (502), not "no healthy backend" (503) */
+                r->be = failed;
+            }
+        }
+    }
+    if (r->status == 0) {
+        char body[256];
+        int n = err_json(e, body, sizeof(body));
+        r->status = err_status(e);
+        r->client_keep =
+            !front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
+        evbuffer_add(relay_client_out(r), body, (size_t)n);
+        r->reply_whole = true; /* as its head says: the connection goes on */
+    } else {
+        if (r->sse && !r->passthrough) {
+            /* One error event, then the connection ends without the final
+             * chunk: no client can take a cut stream for a complete one. */
+            char ev[320];
+            int n;
+            relay_release_held(r, span_make(NULL, 0));
+            relay_write_chunk(r, r->stage, r->stage_len);
+            r->stage_len = 0;
+            memcpy(ev, "data: ", 6);
+            n = 6 + err_json(e, ev + 6, sizeof(ev) - 8);
+            memcpy(ev + n, "\n\n", 2);
+            n += 2;
+            relay_write_chunk(r, ev, (size_t)n);
+        }
+        r->client_keep = false;
+    }
+    relay_finish(r, e);
+}
+
+void relay_client_gone(struct relay *r, enum pitot_err why)
+{
+    if (r->st == RELAY_ST_DONE)
+        return;
+    if (r->queued) {
+        queue_remove(r->w->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+        r->queued = NULL;
+    }
+    /* Closing the backend connection is what makes it stop generating. */
+    if (r->ubev) {
+        bufferevent_free(r->ubev);
+        r->ubev = NULL;
+    }
+    r->client_keep = false;
+    relay_finish(r, r->st == RELAY_ST_FLUSH ? PITOT_EOK : why);
+}
+
+void relay_client_drained(struct relay *r)
+{
+    if (r->st == RELAY_ST_FLUSH) {
+        if (evbuffer_get_length(relay_client_out(r)) == 0)
+            relay_finish(r, PITOT_EOK);
+        return;
+    }
+    if (r->paused && r->ubev) {
+        r->paused = false;
+        bufferevent_setwatermark(r->fc->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(r->ubev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_input(r->ubev)))
+            relay_up_input(r);
+    }
+}
+
+static const char *relay_finish_label(enum json_finish f)
+{
+    return f == JSON_FINISH_NONE ? NULL : json_finish_label(f);
+}
+
+_Static_assert(RELAY_ID_MAX == OTLP_ID_MAX, "X-Request-Id sizes of relay and otlp differ");
+
+/* Hands the request's span to the exporter: a copy into its ring. */
+static void relay_export_span(struct relay *r, const struct meter_result *res, uint64_t end_mono_us,
+                              enum pitot_err outcome)
+{
+    struct worker *w = r->w;
+    struct otlp_span s;
+
+    memset(&s, 0, sizeof(s));
+    memcpy(s.trace_id, r->trace_id, sizeof(s.trace_id));
+    memcpy(s.span_id, r->span_id, sizeof(s.span_id));
+    memcpy(s.parent_id, r->parent_id, sizeof(s.parent_id));
+    memcpy(s.method, r->method, sizeof(s.method));
+    /* the request's name as a metric label: bounded, never raw client text */
+    if (r->req_model[0])
+        met_model_name(w->met, met_model_lookup(w->met, span_cstr(r->req_model)), s.request_model,
+                       sizeof(s.request_model));
+    memcpy(s.response_model, r->resp_model, sizeof(s.response_model));
+    memcpy(s.request_id, r->id, sizeof(s.request_id));
+    s.start_us = r->wall_us;
+    s.end_us = r->wall_us + (end_mono_us > r->t0_us ? end_mono_us - r->t0_us : 0);
+    s.ttft_us = res->ttft_us;
+    s.input_tokens = res->prompt_tokens;
+    s.output_tokens = res->completion_tokens;
+    s.cached_tokens = res->cached_tokens;
+    s.status = r->status;
+    s.backend = r->be ? (int)r->be->idx : -1;
+    s.flavor = r->be ? r->be->flavor : CFG_FLAVOR_AUTO;
+    s.op = met_otel_op_of_path(r->path);
+    s.finish = r->meter.finish;
+    s.error = outcome;
+    s.tier = r->tier;
+    otlp_add(w->otlp, &s);
+}
+
+/* Accounts the request once: metrics, access log, backend counters. */
+static void relay_finish(struct relay *r, enum pitot_err outcome)
+{
+    struct worker *w = r->w;
+    struct met_registry *met = w->met;
+    struct meter_result res;
+    struct alog_rec rec;
+    char model_name[CFG_NAME_MAX];
+    uint64_t end = clk_now_us();
+
+    if (r->st == RELAY_ST_DONE)
+        return;
+    relay_set_state(r, RELAY_ST_DONE);
+    r->outcome = outcome;
+    if (r->timer_ev)
+        event_del(r->timer_ev);
+    relay_series(r, span_make(NULL, 0));
+    meter_finish(&r->meter, end, &res);
+    if (r->be) {
+        unsigned s = r->series;
+        met_add_request(met, s, r->status ? r->status : err_status(outcome));
+        if (res.ttft_us >= 0)
+            met_observe_us(met, MET_TTFT, s, (uint64_t)res.ttft_us);
+        met_observe_us(met, MET_E2E, s, (uint64_t)res.e2e_us);
+        if (res.tpot_us >= 0)
+            met_observe_us(met, MET_TPOT, s, (uint64_t)res.tpot_us);
+        if (res.prompt_tokens > 0)
+            met_add(met, MET_PROMPT_TOKENS, s, (uint64_t)res.prompt_tokens);
+        if (res.completion_tokens > 0)
+            met_add(met, MET_COMPLETION_TOKENS, s, (uint64_t)res.completion_tokens);
+        if (res.cached_tokens > 0)
+            met_add(met, MET_CACHED_TOKENS, s, (uint64_t)res.cached_tokens);
+        met_add_finish(met, s, r->meter.finish);
+        if (r->meter.refusal)
+            met_add(met, MET_REFUSALS, s, 1);
+        if (r->meter.stalls)
+            met_add(met, MET_STALLS, s, r->meter.stalls);
+        if (outcome == PITOT_ECLIENT_CANCEL || outcome == PITOT_ECLIENT_TIMEOUT)
+            met_add(met, MET_CLIENT_CANCELS, s, 1);
+        met_add_slo(met, r->tier,
+                    outcome == PITOT_EOK && r->status < 400 &&
+                        tier_slo_met(&w->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
+                                     res.completion_tokens));
+        if (w->cfg->otel_metrics) { /* opentelemetry.metrics: the gen_ai_* histograms */
+            struct met_otel_obs ob = {
+                .op = met_otel_op_of_path(r->path),
+                .flavor = r->be->flavor,
+                .outcome = outcome,
+                .status = r->status ? r->status : err_status(outcome),
+                .e2e_us = res.e2e_us,
+                .ttft_us = res.ttft_us,
+                .tpot_us = res.tpot_us,
+                .input_tokens = res.prompt_tokens,
+                .output_tokens = res.completion_tokens,
+            };
+            met_observe_otel(met, s, &ob);
+        }
+    }
+    met_model_name(met, r->model, model_name, sizeof(model_name));
+    memset(&rec, 0, sizeof(rec));
+    rec.id = span_cstr(r->id);
+    rec.wall_us = r->wall_us;
+    rec.method = span_cstr(r->method);
+    rec.path = span_cstr(r->path);
+    rec.status = r->status;
+    rec.backend = r->be ? r->be->cfg->name : NULL;
+    rec.model = model_name;
+    rec.tier = w->cfg->tiers[r->tier].name;
+    rec.stream = r->sse;
+    rec.ttft_us = res.ttft_us;
+    rec.itl_p50_us = res.itl_p50_us;
+    rec.itl_max_us = res.itl_max_us;
+    rec.tpot_us = res.tpot_us;
+    rec.e2e_us = res.e2e_us;
+    rec.prompt_tokens = res.prompt_tokens;
+    rec.completion_tokens = res.completion_tokens;
+    rec.cached_tokens = res.cached_tokens;
+    rec.tokens_estimated = res.tok_src == METER_TOK_COUNTED;
+    rec.finish_reason = relay_finish_label(r->meter.finish);
+    rec.refusal = r->meter.refusal;
+    rec.truncated = res.truncated;
+    rec.stalls = r->meter.stalls;
+    rec.outcome = err_outcome(outcome);
+    rec.error = outcome == PITOT_EOK ? NULL : err_label(outcome);
+    if (w->alog)
+        alog_write(w->alog, &rec);
+    if (w->otlp)
+        relay_export_span(r, &res, end, outcome);
+    if (r->be && r->in_flight_counted) {
+        /* A whole stream is the only clean speed sample: a cut one or a
+         * buffered body says nothing about the time per token. */
+        if (outcome == PITOT_EOK && r->sse && res.tpot_us > 0)
+            bal_measured(r->be, (uint64_t)res.tpot_us);
+        bal_released(r->be);
+        r->in_flight_counted = 0;
+        met_gauge_add(met, MET_IN_FLIGHT, r->be->idx, -1);
+        queue_note_completion(w->queue, end);
+    }
+    /* Hands control back to the front, which frees us; then a held request
+     * may take the capacity this one leaves. */
+    front_relay_done(r->fc, r->client_keep && (outcome == PITOT_EOK || r->reply_whole));
+    queue_kick(w->queue);
+}

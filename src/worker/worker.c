@@ -1,0 +1,556 @@
+/* worker: one event loop with its listeners (clients, and the admin one when
+ * admin_listen is set), connections and per-loop state. */
+#include "pitot/worker/worker.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "pitot/format/config.h"
+#include "pitot/util/clock.h"
+#include "pitot/route/dns.h"
+#include "pitot/serve/front.h"
+#include "pitot/route/health.h"
+#include "pitot/measure/metrics.h"
+#include "pitot/route/queue.h"
+#include "pitot/measure/otlp.h"
+#include "pitot/serve/relay.h"
+#include "pitot/route/scrape.h"
+#include "pitot/io/tls.h"
+#include "pitot/io/upstream.h"
+
+/* How long the listener rests after accept() ran out of descriptors or memory
+ * (or until a client connection closes): nginx and HAProxy do the same rather
+ * than spin on a listening socket that stays readable. */
+#define WORKER_ACCEPT_PAUSE_MS 100
+#define WORKER_ACCEPT_PAUSE_TEXT "100 ms"
+#define WORKER_ACCEPT_LOG_US 1000000 /* at most one line a second about it */
+
+/* Tokens for one JSON document: a non-streamed response with logprobs can
+ * need many; this is scratch per loop, not per request. */
+#define WORKER_JSON_TOKENS 65536
+
+void worker_sock_nodelay(int fd)
+{
+    int one = 1;
+
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* True (and the clock reset) when a rate-limited line may be printed now. */
+static bool worker_log_due(uint64_t *last_us, uint64_t now_us)
+{
+    if (*last_us != 0 && now_us - *last_us < WORKER_ACCEPT_LOG_US)
+        return false;
+    *last_us = now_us;
+    return true;
+}
+
+static void worker_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int salen, void *arg)
+{
+    struct worker *w = arg;
+
+    if (w->nconns - w->nadmin >= w->cfg->max_clients && !w->draining && !w->stopping) {
+        /* Full: closed at once (front_accept would too), and said so. */
+        w->full_closed++;
+        if (worker_log_due(&w->full_logged_us, clk_now_us())) {
+            fprintf(stderr,
+                    "pitot: max_clients (%u) reached: %u new connection%s closed since "
+                    "the last report\n",
+                    w->cfg->max_clients, w->full_closed, w->full_closed == 1 ? "" : "s");
+            w->full_closed = 0;
+        }
+        evutil_closesocket(fd);
+        return;
+    }
+    front_accept(w, fd, sa, salen, false);
+}
+
+static void worker_admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+                                   struct sockaddr *sa, int salen, void *arg)
+{
+    front_accept(arg, fd, sa, salen, true);
+}
+
+static void worker_accept_resume(struct worker *w)
+{
+    if (!w->accept_paused)
+        return;
+    w->accept_paused = false;
+    if (w->accept_ev)
+        event_del(w->accept_ev);
+    if (w->draining || w->stopping)
+        return;
+    if (w->lst)
+        evconnlistener_enable(w->lst);
+    if (w->admin_lst)
+        evconnlistener_enable(w->admin_lst);
+}
+
+static void worker_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker_accept_resume(arg);
+}
+
+/* accept() failed for a reason libevent does not retry by itself. Out of
+ * descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), the connection
+ * stays in the backlog and the socket stays readable: the listener rests for
+ * WORKER_ACCEPT_PAUSE_MS, or until a client connection closes, instead of
+ * spinning. One line a second at most, with the failures since the last. */
+static void worker_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct worker *w = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    bool rest = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    uint64_t now = clk_now_us();
+
+    w->accept_fails++;
+    if (worker_log_due(&w->accept_logged_us, now)) {
+        fprintf(stderr, "pitot: accept: %s (%u time%s since the last report), %u clients%s\n",
+                evutil_socket_error_to_string(err), w->accept_fails,
+                w->accept_fails == 1 ? "" : "s", w->nconns,
+                rest ? "; new connections wait until one closes or " WORKER_ACCEPT_PAUSE_TEXT
+                       " pass"
+                     : "");
+        w->accept_fails = 0;
+    }
+    if (rest && w->accept_ev && !w->accept_paused) {
+        struct timeval tv = { 0, WORKER_ACCEPT_PAUSE_MS * 1000 };
+        /* descriptors are the process's: both listeners rest */
+        if (w->lst)
+            evconnlistener_disable(w->lst);
+        if (w->admin_lst)
+            evconnlistener_disable(w->admin_lst);
+        w->accept_paused = true;
+        evtimer_add(w->accept_ev, &tv);
+    }
+}
+
+static void worker_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    while (!TAILQ_EMPTY(&w->reap)) {
+        struct front_conn *fc = TAILQ_FIRST(&w->reap);
+        TAILQ_REMOVE(&w->reap, fc, link);
+        front_free(fc);
+    }
+    relay_reap(w);
+}
+
+static int worker_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                          socklen_t *len, int passive)
+{
+    struct addrinfo hints, *res = NULL;
+    char ports[8];
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    snprintf(ports, sizeof(ports), "%u", port);
+    rc = getaddrinfo(host[0] ? host : NULL, ports, &hints, &res);
+    if (rc != 0)
+        return rc;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* A listening socket on host:port whose connections go to cb; `what` names
+ * the config key in messages. NULL with a message on failure. */
+static struct evconnlistener *worker_listen(struct worker *w, const char *what, const char *host,
+                                            uint16_t port, evconnlistener_cb cb, char *err,
+                                            size_t errlen)
+{
+    struct evconnlistener *l;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc = worker_resolve(host, port, &ss, &sslen, 1);
+
+    if (rc != 0) {
+        snprintf(err, errlen, "%s %s:%u: %s", what, host, port, gai_strerror(rc));
+        return NULL;
+    }
+    l = evconnlistener_new_bind(w->base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
+                                (struct sockaddr *)&ss, (int)sslen);
+    if (l == NULL)
+        snprintf(err, errlen, "%s %s:%u: %s", what, host, port,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    return l;
+}
+
+/* The span exporter, when opentelemetry.traces has an endpoint. The
+ * collector's name is resolved here, once: never on the loop later. */
+static int worker_otlp_start(struct worker *w, char *err, size_t errlen)
+{
+    const struct cfg *c = w->cfg;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc;
+
+    if (c->otel_trace_url[0] == '\0')
+        return 0;
+    rc = worker_resolve(c->otel_trace_host, c->otel_trace_port, &ss, &sslen, 0);
+    if (rc != 0) {
+        snprintf(err, errlen, "opentelemetry.traces.endpoint: cannot resolve %s: %s",
+                 c->otel_trace_host, gai_strerror(rc));
+        return -1;
+    }
+    if (c->otel_trace_https) {
+        w->otlp_tls = tls_client_new(&c->otel_tls, c->otel_trace_host, err, errlen);
+        if (w->otlp_tls == NULL)
+            return -1;
+    }
+    w->otlp = otlp_new(w->base, c, w->met, w->otlp_tls, (struct sockaddr *)&ss, sslen);
+    if (w->otlp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The TLS contexts: the listener's when it has certificates, one per https
+ * backend name (its address slots share it). */
+static int worker_tls_start(struct worker *w, char *err, size_t errlen)
+{
+    const struct cfg *c = w->cfg;
+    char msg[448];
+    size_t i;
+
+    if (c->ntls_certs > 0 && (w->tls = tls_server_new(c, err, errlen)) == NULL)
+        return -1;
+    for (i = 0; i < c->nbackends; i++) {
+        const struct cfg_backend *b = &c->backends[i];
+
+        if (!b->https)
+            continue;
+        if (b->slot != 0) {
+            w->be_tls[i] = w->be_tls[b->group];
+            continue;
+        }
+        w->be_tls[i] = tls_client_new(&b->tls, b->host, msg, sizeof(msg));
+        if (w->be_tls[i] == NULL) {
+            snprintf(err, errlen, "backend %s: %s", b->name, msg);
+            return -1;
+        }
+        if (!b->tls.verify && c->log_level >= 1)
+            fprintf(stderr,
+                    "pitot: warn: backend %s: tls.verify is false: its certificate is not "
+                    "checked\n",
+                    b->name);
+    }
+    return 0;
+}
+
+int worker_tls_reload(struct worker *w)
+{
+    const struct cfg *c = w->cfg;
+    char msg[448];
+    int failed = 0;
+    size_t i;
+
+    if (w->tls && tls_server_reload(w->tls, msg, sizeof(msg)) != 0) {
+        fprintf(stderr,
+                "pitot: error: reloading the listener's certificates: %s; the old ones "
+                "stay\n",
+                msg);
+        failed++;
+    }
+    for (i = 0; i < c->nbackends; i++) {
+        if (w->be_tls[i] == NULL || c->backends[i].slot != 0)
+            continue;
+        if (tls_client_reload(w->be_tls[i], msg, sizeof(msg)) != 0) {
+            fprintf(stderr,
+                    "pitot: error: backend %s: reloading TLS files: %s; the old ones stay\n",
+                    c->backends[i].name, msg);
+            failed++;
+        }
+    }
+    if (w->otlp_tls && tls_client_reload(w->otlp_tls, msg, sizeof(msg)) != 0) {
+        fprintf(stderr,
+                "pitot: error: opentelemetry.traces: reloading TLS files: %s; the old "
+                "ones stay\n",
+                msg);
+        failed++;
+    }
+    return failed;
+}
+
+struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *refusals,
+                          struct alog *alog, char *err, size_t errlen)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    size_t i;
+    int rc;
+
+    if (w == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->cfg = c;
+    w->refusals = refusals;
+    w->alog = alog;
+    TAILQ_INIT(&w->conns);
+    TAILQ_INIT(&w->reap);
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = clk_now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    w->base = event_base_new();
+    w->met = met_registry_new(c);
+    w->toks.cap = WORKER_JSON_TOKENS;
+    w->toks.tok = malloc(json_toks_size(WORKER_JSON_TOKENS));
+    w->scratch_cap = c->max_event_bytes;
+    w->scratch = malloc(w->scratch_cap);
+    w->be_addr = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addr));
+    w->be_addrlen = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addrlen));
+    w->be_tls = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_tls));
+    if (w->base == NULL || w->met == NULL || w->toks.tok == NULL || w->scratch == NULL ||
+        w->be_addr == NULL || w->be_addrlen == NULL || w->be_tls == NULL ||
+        bal_init(&w->bal, c) != 0 || (w->pools = upstream_pools_new(w, c->nbackends)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        worker_free(w);
+        return NULL;
+    }
+    if (worker_tls_start(w, err, errlen) != 0) {
+        worker_free(w);
+        return NULL;
+    }
+    for (i = 0; i < c->nbackends; i++) {
+        if (c->backends[i].dns)
+            continue; /* dns_new looks names up, below */
+        rc = worker_resolve(c->backends[i].host, c->backends[i].port, &w->be_addr[i],
+                            &w->be_addrlen[i], 0);
+        if (rc != 0) {
+            snprintf(err, errlen, "backend %s: cannot resolve %s: %s", c->backends[i].name,
+                     c->backends[i].host, gai_strerror(rc));
+            worker_free(w);
+            return NULL;
+        }
+    }
+    w->reap_ev = event_new(w->base, -1, 0, worker_reap_cb, w);
+    w->accept_ev = evtimer_new(w->base, worker_accept_resume_cb, w);
+    /* before listening: the first answers come while nothing else runs */
+    w->dns = dns_new(w, err, errlen);
+    if (w->dns == NULL) {
+        worker_free(w);
+        return NULL;
+    }
+    if (w->reap_ev == NULL || w->accept_ev == NULL) {
+        snprintf(err, errlen, "out of memory");
+        worker_free(w);
+        return NULL;
+    }
+    w->lst =
+        worker_listen(w, "listen", c->listen_host, c->listen_port, worker_accept_cb, err, errlen);
+    if (w->lst == NULL) {
+        worker_free(w);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(w->lst, worker_accept_error_cb);
+    if (c->admin) {
+        w->admin_lst = worker_listen(w, "admin_listen", c->admin_host, c->admin_port,
+                                     worker_admin_accept_cb, err, errlen);
+        if (w->admin_lst == NULL) {
+            worker_free(w);
+            return NULL;
+        }
+        evconnlistener_set_error_cb(w->admin_lst, worker_accept_error_cb);
+    }
+    w->queue = queue_new(w);
+    w->health = w->queue ? health_new(w) : NULL;
+    w->scrape = w->health ? scrape_new(w) : NULL;
+    if (w->scrape == NULL) {
+        snprintf(err, errlen, "out of memory");
+        worker_free(w);
+        return NULL;
+    }
+    if (worker_otlp_start(w, err, errlen) != 0) {
+        worker_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int worker_run(struct worker *w)
+{
+    event_base_dispatch(w->base);
+    return 0;
+}
+
+void worker_stop(struct worker *w)
+{
+    w->stopping = true;
+    if (w->lst)
+        evconnlistener_disable(w->lst);
+    if (w->admin_lst)
+        evconnlistener_disable(w->admin_lst);
+    if (w->drain_ev)
+        event_del(w->drain_ev);
+    event_base_loopexit(w->base, NULL);
+}
+
+bool worker_keepalive(const struct worker *w)
+{
+    return !w->draining && !w->stopping;
+}
+
+static void worker_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    /* front_cut always takes the connection off the list */
+    while (!TAILQ_EMPTY(&w->conns)) {
+        front_cut(TAILQ_FIRST(&w->conns));
+        w->drain_cut++;
+    }
+    worker_stop(w);
+}
+
+unsigned worker_drain(struct worker *w, unsigned drain_ms)
+{
+    struct timeval tv = { drain_ms / 1000, (long)(drain_ms % 1000) * 1000 };
+    struct front_conn *fc, *next;
+
+    if (w->draining || w->stopping)
+        return w->nconns;
+    if (drain_ms == 0) {
+        worker_stop(w);
+        return w->nconns;
+    }
+    w->draining = true;
+    /* Closed, not disabled: a new connection is refused at once rather than
+     * left in the backlog until the process exits. */
+    if (w->lst) {
+        evconnlistener_free(w->lst);
+        w->lst = NULL;
+    }
+    if (w->admin_lst) {
+        evconnlistener_free(w->admin_lst);
+        w->admin_lst = NULL;
+    }
+    for (fc = TAILQ_FIRST(&w->conns); fc != NULL; fc = next) {
+        next = TAILQ_NEXT(fc, link);
+        if (fc->st == FRONT_ST_IDLE || fc->st == FRONT_ST_HANDSHAKE)
+            front_close(fc); /* takes fc off the list, nothing else */
+    }
+    if (w->nconns == 0) {
+        worker_stop(w);
+        return 0;
+    }
+    w->drain_ev = evtimer_new(w->base, worker_drain_timeout_cb, w);
+    if (w->drain_ev == NULL) {
+        worker_drain_timeout_cb(-1, 0, w); /* no deadline possible: stop as before */
+        return 0;
+    }
+    evtimer_add(w->drain_ev, &tv);
+    return w->nconns;
+}
+
+void worker_conn_closed(struct worker *w)
+{
+    worker_accept_resume(w); /* a descriptor is free again */
+    if (w->draining && w->nconns == 0 && !w->stopping)
+        worker_stop(w);
+}
+
+void worker_free(struct worker *w)
+{
+    size_t i;
+
+    if (w == NULL)
+        return;
+    while (!TAILQ_EMPTY(&w->conns))
+        front_close(TAILQ_FIRST(&w->conns));
+    if (w->reap_ev)
+        worker_reap_cb(-1, 0, w);
+    dns_free(w->dns);
+    otlp_free(w->otlp); /* after the connections: their relays still add spans */
+    scrape_free(w->scrape);
+    health_free(w->health);
+    if (w->lst)
+        evconnlistener_free(w->lst);
+    if (w->admin_lst)
+        evconnlistener_free(w->admin_lst);
+    upstream_pools_free(w->pools, w->bal.n);
+    bal_release(&w->bal);
+    if (w->reap_ev)
+        event_free(w->reap_ev);
+    if (w->drain_ev)
+        event_free(w->drain_ev);
+    if (w->accept_ev)
+        event_free(w->accept_ev);
+    queue_free(w->queue);
+    /* after every connection: each SSL holds its own reference anyway */
+    tls_server_free(w->tls);
+    for (i = 0; w->be_tls && i < w->cfg->nbackends; i++)
+        if (w->be_tls[i] && w->cfg->backends[i].slot == 0)
+            tls_client_free(w->be_tls[i]);
+    free(w->be_tls);
+    tls_client_free(w->otlp_tls);
+    met_registry_free(w->met);
+    free(w->toks.tok);
+    free(w->scratch);
+    free(w->be_addr);
+    free(w->be_addrlen);
+    if (w->base)
+        event_base_free(w->base);
+    free(w);
+}
+
+void worker_request_id(struct worker *w, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    int i, k;
+
+    for (k = 0; k < 2; k++) {
+        /* xorshift64*: ids need to be unique, not secret */
+        uint64_t x = w->rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        w->rng = x;
+        x *= 0x2545f4914f6cdd1dull;
+        for (i = 0; i < 16; i++)
+            out[k * 16 + i] = hex[(x >> (i * 4)) & 15];
+    }
+    out[32] = '\0';
+}
+
+/* The bound port of a listener, 0 without one. */
+static unsigned worker_bound_port(struct evconnlistener *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = l ? evconnlistener_get_fd(l) : -1;
+
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+unsigned worker_listen_port(const struct worker *w)
+{
+    return worker_bound_port(w->lst);
+}
+
+unsigned worker_admin_port(const struct worker *w)
+{
+    return worker_bound_port(w->admin_lst);
+}
