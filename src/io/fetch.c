@@ -13,7 +13,7 @@
 
 #include "pitot/format/http1.h"
 #include "pitot/io/tls.h"
-#include "pitot/worker/worker.h"
+#include "pitot/util/sock.h"
 
 #define FETCH_HEAD_MAX 16384 /* bytes of a response head */
 
@@ -194,7 +194,7 @@ static struct fetch *fetch_go(struct fetch *g, const struct sockaddr *sa, sockle
         fetch_free(g);
         return NULL;
     }
-    worker_sock_nodelay(bufferevent_getfd(g->bev));
+    sock_nodelay(bufferevent_getfd(g->bev));
     bufferevent_enable(g->bev, EV_READ | EV_WRITE);
     evtimer_add(g->timer, &tv);
     return g;

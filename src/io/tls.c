@@ -26,6 +26,17 @@
 #define TLS_SESSION_CACHE 4096
 #define TLS_LOG_INTERVAL_US 1000000ull /* one handshake failure line a second */
 
+static const char *const tls_fail_labels[TLS_FAIL__COUNT] = {
+#define TLS_FAIL_ROW(id, label) label,
+    TLS_FAIL_LIST(TLS_FAIL_ROW)
+#undef TLS_FAIL_ROW
+};
+
+const char *tls_fail_label(enum tls_fail why)
+{
+    return (unsigned)why < TLS_FAIL__COUNT ? tls_fail_labels[why] : "unknown";
+}
+
 static const unsigned char tls_alpn_http11[] = "\x08http/1.1";
 
 /* ---- errors ------------------------------------------------------------ */
@@ -294,31 +305,31 @@ struct bufferevent *tls_server_bev(struct tls_server *s, struct event_base *base
 /* ---- reasons ----------------------------------------------------------- */
 
 /* The reason of one OpenSSL error code, or OTHER. */
-static enum met_tls_fail tls_reason_of(unsigned long e)
+static enum tls_fail tls_reason_of(unsigned long e)
 {
     if (ERR_GET_LIB(e) != ERR_LIB_SSL)
-        return MET_TLS_FAIL_OTHER;
+        return TLS_FAIL_OTHER;
     switch (ERR_GET_REASON(e)) {
     case SSL_R_UNSUPPORTED_PROTOCOL:
     case SSL_R_VERSION_TOO_LOW:
     case SSL_R_WRONG_VERSION_NUMBER:
     case SSL_R_UNKNOWN_PROTOCOL:
-    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION: return MET_TLS_FAIL_PROTOCOL_VERSION;
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION: return TLS_FAIL_PROTOCOL_VERSION;
     case SSL_R_NO_SHARED_CIPHER:
     case SSL_R_NO_SHARED_GROUPS:
-    case SSL_R_NO_SUITABLE_KEY_SHARE: return MET_TLS_FAIL_NO_SHARED_CIPHER;
+    case SSL_R_NO_SUITABLE_KEY_SHARE: return TLS_FAIL_NO_SHARED_CIPHER;
     case SSL_R_NO_APPLICATION_PROTOCOL:
-    case SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL: return MET_TLS_FAIL_NO_APPLICATION_PROTOCOL;
-    case SSL_R_TLSV1_ALERT_UNKNOWN_CA: return MET_TLS_FAIL_UNKNOWN_CA;
+    case SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL: return TLS_FAIL_NO_APPLICATION_PROTOCOL;
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA: return TLS_FAIL_UNKNOWN_CA;
     case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
     case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
-    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE: return MET_TLS_FAIL_BAD_CERTIFICATE;
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE: return TLS_FAIL_BAD_CERTIFICATE;
     case SSL_R_HTTP_REQUEST:
-    case SSL_R_HTTPS_PROXY_REQUEST: return MET_TLS_FAIL_HTTP_REQUEST;
-    case SSL_R_UNEXPECTED_EOF_WHILE_READING: return MET_TLS_FAIL_CLOSED;
-    default: return MET_TLS_FAIL_OTHER;
+    case SSL_R_HTTPS_PROXY_REQUEST: return TLS_FAIL_HTTP_REQUEST;
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING: return TLS_FAIL_CLOSED;
+    default: return TLS_FAIL_OTHER;
     }
 }
 
@@ -339,28 +350,26 @@ static size_t tls_bev_codes(struct bufferevent *bev, unsigned long *codes, size_
     return n < cap ? n : cap;
 }
 
-enum met_tls_fail tls_handshake_reason(struct bufferevent *bev, short what, char *detail,
-                                       size_t cap)
+enum tls_fail tls_handshake_reason(struct bufferevent *bev, short what, char *detail, size_t cap)
 {
     unsigned long codes[8];
     size_t n = tls_bev_codes(bev, codes, 8), i;
-    enum met_tls_fail why = MET_TLS_FAIL_OTHER;
+    enum tls_fail why = TLS_FAIL_OTHER;
     const char *r;
 
     if (detail && cap)
         detail[0] = '\0';
     if (n == 0) /* the socket ended it: closed or reset */
-        return (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) ? MET_TLS_FAIL_CLOSED
-                                                          : MET_TLS_FAIL_OTHER;
-    for (i = 0; i < n && why == MET_TLS_FAIL_OTHER; i++)
+        return (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) ? TLS_FAIL_CLOSED : TLS_FAIL_OTHER;
+    for (i = 0; i < n && why == TLS_FAIL_OTHER; i++)
         why = tls_reason_of(codes[i]);
-    r = ERR_reason_error_string(codes[why == MET_TLS_FAIL_OTHER ? 0 : i - 1]);
+    r = ERR_reason_error_string(codes[why == TLS_FAIL_OTHER ? 0 : i - 1]);
     if (detail && cap)
         snprintf(detail, cap, "%s", r ? r : "");
     return why;
 }
 
-void tls_server_log_failure(struct tls_server *s, const char *peer, enum met_tls_fail why,
+void tls_server_log_failure(struct tls_server *s, const char *peer, enum tls_fail why,
                             const char *detail)
 {
     uint64_t now = clk_now_us();
@@ -376,7 +385,7 @@ void tls_server_log_failure(struct tls_server *s, const char *peer, enum met_tls
         snprintf(more, sizeof(more), "; %u more failed handshake%s not logged", s->log_skipped,
                  s->log_skipped == 1 ? "" : "s");
     fprintf(stderr, "pitot: info: TLS handshake from %s failed: %s%s%s%s%s\n", peer,
-            met_tls_fail_label(why), detail && detail[0] ? " (" : "", detail ? detail : "",
+            tls_fail_label(why), detail && detail[0] ? " (" : "", detail ? detail : "",
             detail && detail[0] ? ")" : "", more);
     s->log_us = now;
     s->log_skipped = 0;

@@ -12,9 +12,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "pitot/format/config.h"
 #include "pitot/io/tls.h"
-#include "pitot/worker/worker.h"
+#include "pitot/util/sock.h"
 
 #define UPSTREAM_IDLE_MS 4000
 
@@ -25,25 +24,39 @@ struct upstream_idle {
 };
 
 struct upstream_pool {
-    struct worker *w; /* borrowed */
-    unsigned be;
     size_t n;
     TAILQ_HEAD(, upstream_idle) idle;
 };
 
-struct upstream_pool *upstream_pools_new(struct worker *w, size_t nbackends)
+struct upstream {
+    struct event_base *base;             /* borrowed */
+    const struct sockaddr_storage *addr; /* borrowed, per backend */
+    const socklen_t *addrlen;            /* borrowed, per backend; 0: no address */
+    struct tls_client *const *tls;       /* borrowed, per backend; NULL: plain */
+    unsigned keepalive;                  /* idle connections kept per backend */
+    bool stopping;                       /* nothing is kept any more */
+    size_t n;                            /* backends */
+    struct upstream_pool pool[];         /* per backend */
+};
+
+struct upstream *upstream_new(struct event_base *base, size_t nbackends, unsigned keepalive,
+                              const struct sockaddr_storage *addr, const socklen_t *addrlen,
+                              struct tls_client *const *tls)
 {
-    struct upstream_pool *p = calloc(nbackends ? nbackends : 1, sizeof(*p));
+    struct upstream *u = calloc(1, sizeof(*u) + (nbackends ? nbackends : 1) * sizeof(u->pool[0]));
     size_t i;
 
-    if (p == NULL)
+    if (u == NULL)
         return NULL;
-    for (i = 0; i < nbackends; i++) {
-        p[i].w = w;
-        p[i].be = (unsigned)i;
-        TAILQ_INIT(&p[i].idle);
-    }
-    return p;
+    u->base = base;
+    u->addr = addr;
+    u->addrlen = addrlen;
+    u->tls = tls;
+    u->keepalive = keepalive;
+    u->n = nbackends;
+    for (i = 0; i < nbackends; i++)
+        TAILQ_INIT(&u->pool[i].idle);
+    return u;
 }
 
 static void upstream_idle_free(struct upstream_idle *it)
@@ -55,16 +68,20 @@ static void upstream_idle_free(struct upstream_idle *it)
     free(it);
 }
 
-void upstream_pools_free(struct upstream_pool *pools, size_t nbackends)
+void upstream_free(struct upstream *u)
 {
     size_t i;
 
-    if (pools == NULL)
+    if (u == NULL)
         return;
-    for (i = 0; i < nbackends; i++)
-        while (!TAILQ_EMPTY(&pools[i].idle))
-            upstream_idle_free(TAILQ_FIRST(&pools[i].idle));
-    free(pools);
+    for (i = 0; i < u->n; i++)
+        upstream_pool_flush(u, (unsigned)i);
+    free(u);
+}
+
+void upstream_stop(struct upstream *u)
+{
+    u->stopping = true;
 }
 
 /* Anything from an idle connection (data, EOF, error, idle timeout) ends it. */
@@ -90,9 +107,9 @@ static bool upstream_alive(struct bufferevent *bev)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-struct bufferevent *upstream_conn_get(struct worker *w, unsigned be, bool *reused)
+struct bufferevent *upstream_conn_get(struct upstream *u, unsigned be, bool *reused)
 {
-    struct upstream_pool *p = &w->pools[be];
+    struct upstream_pool *p = &u->pool[be];
 
     while (!TAILQ_EMPTY(&p->idle)) {
         struct upstream_idle *it = TAILQ_FIRST(&p->idle);
@@ -111,35 +128,35 @@ struct bufferevent *upstream_conn_get(struct worker *w, unsigned be, bool *reuse
         return bev;
     }
     *reused = false;
-    return upstream_conn_new(w, be);
+    return upstream_conn_new(u, be);
 }
 
-struct bufferevent *upstream_conn_new(struct worker *w, unsigned be)
+struct bufferevent *upstream_conn_new(struct upstream *u, unsigned be)
 {
     struct bufferevent *bev;
 
-    if (w->be_tls[be] != NULL)
-        bev = tls_client_bev(w->be_tls[be], w->base); /* handshakes once connected */
+    if (u->tls[be] != NULL)
+        bev = tls_client_bev(u->tls[be], u->base); /* handshakes once connected */
     else
-        bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        bev = bufferevent_socket_new(u->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
-    if (bufferevent_socket_connect(bev, (struct sockaddr *)&w->be_addr[be], w->be_addrlen[be]) <
+    if (bufferevent_socket_connect(bev, (const struct sockaddr *)&u->addr[be], u->addrlen[be]) <
         0) {
         bufferevent_free(bev);
         return NULL;
     }
-    worker_sock_nodelay(bufferevent_getfd(bev));
+    sock_nodelay(bufferevent_getfd(bev));
     return bev;
 }
 
-void upstream_conn_put(struct worker *w, unsigned be, struct bufferevent *bev)
+void upstream_conn_put(struct upstream *u, unsigned be, struct bufferevent *bev)
 {
-    struct upstream_pool *p = &w->pools[be];
+    struct upstream_pool *p = &u->pool[be];
     struct upstream_idle *it;
     struct timeval tv = { UPSTREAM_IDLE_MS / 1000, (UPSTREAM_IDLE_MS % 1000) * 1000 };
 
-    if (p->n >= w->cfg->upstream_keepalive || w->stopping ||
+    if (p->n >= u->keepalive || u->stopping ||
         evbuffer_get_length(bufferevent_get_input(bev)) != 0 ||
         (it = malloc(sizeof(*it))) == NULL) {
         tls_close_notify(bev);
@@ -155,13 +172,13 @@ void upstream_conn_put(struct worker *w, unsigned be, struct bufferevent *bev)
     bufferevent_enable(bev, EV_READ);
 }
 
-void upstream_pool_flush(struct worker *w, unsigned be)
+void upstream_pool_flush(struct upstream *u, unsigned be)
 {
-    while (!TAILQ_EMPTY(&w->pools[be].idle))
-        upstream_idle_free(TAILQ_FIRST(&w->pools[be].idle));
+    while (!TAILQ_EMPTY(&u->pool[be].idle))
+        upstream_idle_free(TAILQ_FIRST(&u->pool[be].idle));
 }
 
-size_t upstream_pool_idle(const struct worker *w, unsigned be)
+size_t upstream_pool_idle(const struct upstream *u, unsigned be)
 {
-    return w->pools[be].n;
+    return u->pool[be].n;
 }

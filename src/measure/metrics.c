@@ -63,12 +63,6 @@ static const char *const met_trace_drop_labels[MET_TRACE_DROP__COUNT] = {
 #undef MET_TRACE_DROP_ROW
 };
 
-static const char *const met_tls_fail_labels[MET_TLS_FAIL__COUNT] = {
-#define MET_TLS_FAIL_ROW(id, label) label,
-    MET_TLS_FAIL_LIST(MET_TLS_FAIL_ROW)
-#undef MET_TLS_FAIL_ROW
-};
-
 /* How met_expose combines one value across registries. */
 enum met_merge {
     MET_MERGE_SUM,
@@ -578,15 +572,10 @@ void met_add_spans_dropped(struct met_registry *r, enum met_trace_drop why, uint
         met_inc(&r->spans_dropped[why], n);
 }
 
-void met_add_tls_failure(struct met_registry *r, enum met_tls_fail why)
+void met_add_tls_failure(struct met_registry *r, enum tls_fail why)
 {
-    if ((unsigned)why < MET_TLS_FAIL__COUNT)
+    if ((unsigned)why < TLS_FAIL__COUNT)
         met_inc(&r->tls_fail[why], 1);
-}
-
-const char *met_tls_fail_label(enum met_tls_fail why)
-{
-    return (unsigned)why < MET_TLS_FAIL__COUNT ? met_tls_fail_labels[why] : "unknown";
 }
 
 const char *met_scrape_label(enum met_scrape res)
@@ -1073,7 +1062,7 @@ static void met_expose_tier(struct met_view *v, enum met_id id)
 static void met_expose_global(struct met_view *v, enum met_id id)
 {
     const struct met_def *d = &met_defs[id];
-    uint64_t cnt[(int)MET_TRACE_DROP__COUNT + (int)MET_TLS_FAIL__COUNT]; /* either */
+    uint64_t cnt[(int)MET_TRACE_DROP__COUNT + (int)TLS_FAIL__COUNT]; /* either */
     unsigned k;
     size_t i;
 
@@ -1092,10 +1081,10 @@ static void met_expose_global(struct met_view *v, enum met_id id)
     } else if (id == MET_TLS_HANDSHAKE_FAILURES) {
         for (i = 0; i < v->n; i++)
             v->rows[i] = v->regs[i]->tls_fail;
-        met_row_sum(v, v->rows, MET_TLS_FAIL__COUNT, cnt);
-        for (k = 0; k < MET_TLS_FAIL__COUNT; k++)
-            met_printf(v, "%s{reason=\"%s\"} %" PRIu64 "\n", d->name, met_tls_fail_labels[k],
-                       cnt[k]);
+        met_row_sum(v, v->rows, TLS_FAIL__COUNT, cnt);
+        for (k = 0; k < TLS_FAIL__COUNT; k++)
+            met_printf(v, "%s{reason=\"%s\"} %" PRIu64 "\n", d->name,
+                       tls_fail_label((enum tls_fail)k), cnt[k]);
     }
 }
 

@@ -76,7 +76,7 @@ struct met_registry {
     _Atomic uint64_t spans_exported;
     _Atomic uint64_t spans_dropped[MET_TRACE_DROP__COUNT];
     /* TLS listener: one loop-wide series per reason */
-    _Atomic uint64_t tls_fail[MET_TLS_FAIL__COUNT];
+    _Atomic uint64_t tls_fail[TLS_FAIL__COUNT];
 };
 
 /* One exposition over n registries: the union of their model tables (matched

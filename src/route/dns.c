@@ -185,7 +185,7 @@ static void dns_slot_changed(struct dns *d, unsigned be, const struct dns_addr *
     }
     bal_activate(&w->bal, b, a->len > 0);
     met_backend_active(w->met, be, a->len > 0);
-    upstream_pool_flush(w, be);
+    upstream_pool_flush(w->upstream, be);
     health_reset(w->health, be);
     scrape_reset(w->scrape, be);
 }

@@ -26,6 +26,7 @@
 #include "pitot/route/tier.h"
 #include "pitot/io/tls.h"
 #include "pitot/worker/worker.h"
+#include "pitot/util/sock.h"
 
 static void front_read_cb(struct bufferevent *bev, void *arg);
 static void front_write_cb(struct bufferevent *bev, void *arg);
@@ -89,7 +90,7 @@ void front_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen
         evutil_closesocket(fd);
         return;
     }
-    worker_sock_nodelay(fd);
+    sock_nodelay(fd);
     fc->w = w;
     if (tls)
         fc->bev = tls_server_bev(w->tls, w->base, fd);
@@ -126,7 +127,7 @@ void front_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen
 
 /* A client's TLS handshake failed: counted by reason, logged at most once a
  * second, closed. */
-static void front_tls_failed(struct front_conn *fc, enum met_tls_fail why, const char *detail)
+static void front_tls_failed(struct front_conn *fc, enum tls_fail why, const char *detail)
 {
     met_add_tls_failure(fc->w->met, why);
     tls_server_log_failure(fc->w->tls, fc->peer, why, detail);
@@ -639,7 +640,7 @@ static void front_timer_cb(evutil_socket_t fd, short what, void *arg)
 
     switch (fc->st) {
     case FRONT_ST_HANDSHAKE:
-        front_tls_failed(fc, MET_TLS_FAIL_TIMEOUT, "not complete within limits.header_timeout");
+        front_tls_failed(fc, TLS_FAIL_TIMEOUT, "not complete within limits.header_timeout");
         break;
     case FRONT_ST_HEAD: front_refuse(fc, NULL, PITOT_EHEADER_TIMEOUT, 0); break;
     case FRONT_ST_BODY:

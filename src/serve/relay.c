@@ -575,10 +575,10 @@ static void relay_send(struct relay *r)
         event_del(r->timer_ev);
     r->interim = 0;
     if (r->retried) {
-        r->ubev = upstream_conn_new(w, r->be->idx);
+        r->ubev = upstream_conn_new(w->upstream, r->be->idx);
         r->reused = false;
     } else {
-        r->ubev = upstream_conn_get(w, r->be->idx, &r->reused);
+        r->ubev = upstream_conn_get(w->upstream, r->be->idx, &r->reused);
     }
     if (r->ubev == NULL) {
         relay_fail(r, PITOT_EUPSTREAM_CONNECT);
@@ -1041,7 +1041,7 @@ static void relay_release_upstream(struct relay *r, bool reusable)
         return;
     /* not when the backend's address changed (DNS) since it was opened */
     if (reusable && r->up_keep && r->be_gen == r->be->gen)
-        upstream_conn_put(r->w, r->be->idx, r->ubev);
+        upstream_conn_put(r->w->upstream, r->be->idx, r->ubev);
     else
         bufferevent_free(r->ubev);
     r->ubev = NULL;

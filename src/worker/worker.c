@@ -27,6 +27,7 @@
 #include "pitot/route/scrape.h"
 #include "pitot/io/tls.h"
 #include "pitot/io/upstream.h"
+#include "pitot/util/sock.h"
 
 /* How long the listener rests after accept() ran out of descriptors or memory
  * (or until a client connection closes): nginx and HAProxy do the same rather
@@ -38,14 +39,6 @@
 /* Tokens for one JSON document: a non-streamed response with logprobs can
  * need many; this is scratch per loop, not per request. */
 #define WORKER_JSON_TOKENS 65536
-
-void worker_sock_nodelay(int fd)
-{
-    int one = 1;
-
-    if (fd >= 0)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
 
 /* True (and the clock reset) when a rate-limited line may be printed now. */
 static bool worker_log_due(uint64_t *last_us, uint64_t now_us)
@@ -149,27 +142,6 @@ static void worker_reap_cb(evutil_socket_t fd, short what, void *arg)
     relay_reap(w);
 }
 
-static int worker_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
-                          socklen_t *len, int passive)
-{
-    struct addrinfo hints, *res = NULL;
-    char ports[8];
-    int rc;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = passive ? AI_PASSIVE : 0;
-    snprintf(ports, sizeof(ports), "%u", port);
-    rc = getaddrinfo(host[0] ? host : NULL, ports, &hints, &res);
-    if (rc != 0)
-        return rc;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
 /* A listening socket on host:port whose connections go to cb; `what` names
  * the config key in messages. NULL with a message on failure. */
 static struct evconnlistener *worker_listen(struct worker *w, const char *what, const char *host,
@@ -179,7 +151,7 @@ static struct evconnlistener *worker_listen(struct worker *w, const char *what, 
     struct evconnlistener *l;
     struct sockaddr_storage ss;
     socklen_t sslen;
-    int rc = worker_resolve(host, port, &ss, &sslen, 1);
+    int rc = sock_resolve(host, port, &ss, &sslen, 1);
 
     if (rc != 0) {
         snprintf(err, errlen, "%s %s:%u: %s", what, host, port, gai_strerror(rc));
@@ -204,7 +176,7 @@ static int worker_otlp_start(struct worker *w, char *err, size_t errlen)
 
     if (c->otel_trace_url[0] == '\0')
         return 0;
-    rc = worker_resolve(c->otel_trace_host, c->otel_trace_port, &ss, &sslen, 0);
+    rc = sock_resolve(c->otel_trace_host, c->otel_trace_port, &ss, &sslen, 0);
     if (rc != 0) {
         snprintf(err, errlen, "opentelemetry.traces.endpoint: cannot resolve %s: %s",
                  c->otel_trace_host, gai_strerror(rc));
@@ -319,7 +291,9 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
     w->be_tls = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_tls));
     if (w->base == NULL || w->met == NULL || w->toks.tok == NULL || w->scratch == NULL ||
         w->be_addr == NULL || w->be_addrlen == NULL || w->be_tls == NULL ||
-        bal_init(&w->bal, c) != 0 || (w->pools = upstream_pools_new(w, c->nbackends)) == NULL) {
+        bal_init(&w->bal, c) != 0 ||
+        (w->upstream = upstream_new(w->base, c->nbackends, c->upstream_keepalive, w->be_addr,
+                                    w->be_addrlen, w->be_tls)) == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
@@ -331,8 +305,8 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
     for (i = 0; i < c->nbackends; i++) {
         if (c->backends[i].dns)
             continue; /* dns_new looks names up, below */
-        rc = worker_resolve(c->backends[i].host, c->backends[i].port, &w->be_addr[i],
-                            &w->be_addrlen[i], 0);
+        rc = sock_resolve(c->backends[i].host, c->backends[i].port, &w->be_addr[i],
+                          &w->be_addrlen[i], 0);
         if (rc != 0) {
             snprintf(err, errlen, "backend %s: cannot resolve %s: %s", c->backends[i].name,
                      c->backends[i].host, gai_strerror(rc));
@@ -393,6 +367,8 @@ int worker_run(struct worker *w)
 void worker_stop(struct worker *w)
 {
     w->stopping = true;
+    if (w->upstream)
+        upstream_stop(w->upstream);
     if (w->lst)
         evconnlistener_disable(w->lst);
     if (w->admin_lst)
@@ -484,7 +460,7 @@ void worker_free(struct worker *w)
         evconnlistener_free(w->lst);
     if (w->admin_lst)
         evconnlistener_free(w->admin_lst);
-    upstream_pools_free(w->pools, w->bal.n);
+    upstream_free(w->upstream);
     bal_release(&w->bal);
     if (w->reap_ev)
         event_free(w->reap_ev);

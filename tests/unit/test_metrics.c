@@ -844,33 +844,32 @@ static void test_tls_failures(void **state)
     char *t;
     size_t i;
 
-    assert_int_equal(MET_TLS_FAIL__COUNT, sizeof(reasons) / sizeof(reasons[0]));
+    assert_int_equal(TLS_FAIL__COUNT, sizeof(reasons) / sizeof(reasons[0]));
     regs[0] = met_registry_new(c);
     regs[1] = met_registry_new(c);
     assert_non_null(regs[0]);
     assert_non_null(regs[1]);
     t = fx_expose(regs, 2);
     assert_line(t, "# TYPE pitot_tls_handshake_failures_total counter");
-    for (i = 0; i < MET_TLS_FAIL__COUNT; i++) {
+    for (i = 0; i < TLS_FAIL__COUNT; i++) {
         snprintf(line, sizeof(line), "pitot_tls_handshake_failures_total{reason=\"%s\"} 0",
                  reasons[i]);
         assert_line(t, line);
-        assert_string_equal(met_tls_fail_label((enum met_tls_fail)i), reasons[i]);
+        assert_string_equal(tls_fail_label((enum tls_fail)i), reasons[i]);
     }
     free(t);
-    met_add_tls_failure(regs[0], MET_TLS_FAIL_PROTOCOL_VERSION);
-    met_add_tls_failure(regs[1], MET_TLS_FAIL_PROTOCOL_VERSION);
-    met_add_tls_failure(regs[1], MET_TLS_FAIL_TIMEOUT);
-    met_add_tls_failure(regs[0], MET_TLS_FAIL_CLOSED);
-    met_add_tls_failure(regs[0], MET_TLS_FAIL__COUNT);
+    met_add_tls_failure(regs[0], TLS_FAIL_PROTOCOL_VERSION);
+    met_add_tls_failure(regs[1], TLS_FAIL_PROTOCOL_VERSION);
+    met_add_tls_failure(regs[1], TLS_FAIL_TIMEOUT);
+    met_add_tls_failure(regs[0], TLS_FAIL_CLOSED);
+    met_add_tls_failure(regs[0], TLS_FAIL__COUNT);
     t = fx_expose(regs, 2);
     assert_line(t, "pitot_tls_handshake_failures_total{reason=\"protocol_version\"} 2");
     assert_line(t, "pitot_tls_handshake_failures_total{reason=\"timeout\"} 1");
     assert_line(t, "pitot_tls_handshake_failures_total{reason=\"eof\"} 1");
     assert_line(t, "pitot_tls_handshake_failures_total{reason=\"other\"} 0");
-    assert_int_equal(fx_count_prefix(t, "pitot_tls_handshake_failures_total{"),
-                     MET_TLS_FAIL__COUNT);
-    assert_string_equal(met_tls_fail_label(MET_TLS_FAIL__COUNT), "unknown");
+    assert_int_equal(fx_count_prefix(t, "pitot_tls_handshake_failures_total{"), TLS_FAIL__COUNT);
+    assert_string_equal(tls_fail_label(TLS_FAIL__COUNT), "unknown");
     free(t);
     met_registry_free(regs[0]);
     met_registry_free(regs[1]);

@@ -387,7 +387,7 @@ static void test_verify_failures(void **state)
     assert_string_equal(why, "certificate verify failed: unable to get local issuer certificate");
     assert_false(p.s.connected);
     assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, why, sizeof(why)),
-                     MET_TLS_FAIL_UNKNOWN_CA);
+                     TLS_FAIL_UNKNOWN_CA);
     assert_string_equal(why, "tlsv1 alert unknown ca");
     pair_free(&p);
     tls_client_free(tc);
@@ -404,7 +404,7 @@ static void test_verify_failures(void **state)
     assert_true(tls_bev_error(p.c.bev, why, sizeof(why)));
     assert_string_equal(why, "certificate verify failed: hostname mismatch");
     assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0),
-                     MET_TLS_FAIL_BAD_CERTIFICATE);
+                     TLS_FAIL_BAD_CERTIFICATE);
     pair_free(&p);
     tls_client_free(tc);
 
@@ -442,7 +442,7 @@ static void test_handshake_reasons(void **state)
     run(&p);
     assert_false(p.s.connected);
     assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, why, sizeof(why)),
-                     MET_TLS_FAIL_PROTOCOL_VERSION);
+                     TLS_FAIL_PROTOCOL_VERSION);
     assert_string_equal(why, "unsupported protocol");
     pair_free(&p);
 
@@ -451,7 +451,7 @@ static void test_handshake_reasons(void **state)
     run(&p);
     assert_false(p.s.connected);
     assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0),
-                     MET_TLS_FAIL_NO_APPLICATION_PROTOCOL);
+                     TLS_FAIL_NO_APPLICATION_PROTOCOL);
     pair_free(&p);
 
     /* ALPN with http/1.1 among others, and TLS 1.2 */
@@ -465,7 +465,7 @@ static void test_handshake_reasons(void **state)
     pair_start(&p, s, NULL, NULL);
     assert_int_equal(write(p.fd[0], http, sizeof(http) - 1), (ssize_t)(sizeof(http) - 1));
     run(&p);
-    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0), MET_TLS_FAIL_HTTP_REQUEST);
+    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0), TLS_FAIL_HTTP_REQUEST);
     pair_free(&p);
 
     /* the client closes before its hello */
@@ -474,7 +474,7 @@ static void test_handshake_reasons(void **state)
     p.fd[0] = -1;
     run(&p);
     assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, why, sizeof(why)),
-                     MET_TLS_FAIL_CLOSED);
+                     TLS_FAIL_CLOSED);
     bufferevent_free(p.s.bev);
     event_base_free(p.base);
 
@@ -482,7 +482,7 @@ static void test_handshake_reasons(void **state)
     pair_start(&p, s, NULL, NULL);
     assert_int_equal(write(p.fd[0], "\x16\x03\x01\x00\x05zzzzz", 10), 10);
     run(&p);
-    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0), MET_TLS_FAIL_OTHER);
+    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0), TLS_FAIL_OTHER);
     pair_free(&p);
     tls_server_free(s);
 
@@ -493,7 +493,7 @@ static void test_handshake_reasons(void **state)
     pair_start(&p, s, NULL, raw_client(TLS1_2_VERSION, NULL));
     run(&p);
     assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0),
-                     MET_TLS_FAIL_PROTOCOL_VERSION);
+                     TLS_FAIL_PROTOCOL_VERSION);
     pair_free(&p);
     tls_server_free(s);
     free(c);

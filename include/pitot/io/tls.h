@@ -12,7 +12,30 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "pitot/measure/metrics.h"
+/* Why a client's handshake failed: X(ID, label value), the label of
+ * pitot_tls_handshake_failures_total{reason}. Named after the TLS alert where
+ * there is one. */
+#define TLS_FAIL_LIST(X)                                                                           \
+    X(PROTOCOL_VERSION, "protocol_version") /* TLS 1.1 or older, or below tls.min_version */       \
+    X(NO_SHARED_CIPHER, "no_shared_cipher") /* nothing in common with the cipher list */           \
+    X(NO_APPLICATION_PROTOCOL, "no_application_protocol") /* ALPN without http/1.1 */              \
+    X(UNKNOWN_CA, "unknown_ca")           /* the client does not trust pitot's issuer */           \
+    X(BAD_CERTIFICATE, "bad_certificate") /* the client refused the certificate otherwise */       \
+    X(HTTP_REQUEST, "http_request")       /* plain HTTP sent to the TLS listener */                \
+    X(TIMEOUT, "timeout")                 /* not complete within limits.header_timeout */          \
+    X(CLOSED, "eof")                      /* the client closed (or reset) during it */             \
+    X(OTHER, "other")                     /* anything else: malformed, internal */
+
+enum tls_fail {
+#define TLS_FAIL_ENUM(id, label) TLS_FAIL_##id,
+    TLS_FAIL_LIST(TLS_FAIL_ENUM)
+#undef TLS_FAIL_ENUM
+        TLS_FAIL__COUNT
+};
+
+/* The label value of a failure reason ("protocol_version", ...); "unknown"
+ * out of range. */
+const char *tls_fail_label(enum tls_fail why);
 
 struct bufferevent;
 struct event_base;
@@ -62,13 +85,12 @@ struct bufferevent *tls_server_bev(struct tls_server *s, struct event_base *base
 /* Why a client's handshake failed, from the event (BEV_EVENT_ERROR or EOF)
  * that ended it; the errors of the bufferevent are consumed. detail gets
  * OpenSSL's words ("unsupported protocol") or "" (may be NULL). */
-enum met_tls_fail tls_handshake_reason(struct bufferevent *bev, short what, char *detail,
-                                       size_t cap);
+enum tls_fail tls_handshake_reason(struct bufferevent *bev, short what, char *detail, size_t cap);
 
 /* Logs a failed handshake of client `peer` at level info, at most one line
  * per second (the next line says how many were left out); the metric counts
  * every one. */
-void tls_server_log_failure(struct tls_server *s, const char *peer, enum met_tls_fail why,
+void tls_server_log_failure(struct tls_server *s, const char *peer, enum tls_fail why,
                             const char *detail);
 
 /* ---- clients ----------------------------------------------------------- */

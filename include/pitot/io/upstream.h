@@ -1,39 +1,50 @@
-/* upstream: upstream connections: connect with a timeout, TCP_NODELAY, TLS for
+/* upstream: connections to the backends: connect with TCP_NODELAY, TLS for
  * https backends, and a small idle pool per backend for responses that allow
- * reuse. */
+ * reuse. One per event loop; it knows the backends only as addresses. */
 #ifndef PITOT_IO_UPSTREAM_H
 #define PITOT_IO_UPSTREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
-struct worker;
 struct bufferevent;
+struct event_base;
+struct tls_client;
+struct upstream;
 
-struct upstream_pool;
+/* Pools for nbackends backends on `base`, keeping up to `keepalive` idle
+ * connections each. addr, addrlen and tls are borrowed arrays indexed by
+ * backend, read at each connect (an address may change: see
+ * upstream_pool_flush); tls[be] NULL is plain HTTP. NULL when out of memory. */
+struct upstream *upstream_new(struct event_base *base, size_t nbackends, unsigned keepalive,
+                              const struct sockaddr_storage *addr, const socklen_t *addrlen,
+                              struct tls_client *const *tls);
 
-/* Pools for every backend of w. Returns NULL on allocation failure. */
-struct upstream_pool *upstream_pools_new(struct worker *w, size_t nbackends);
-void upstream_pools_free(struct upstream_pool *pools, size_t nbackends);
+/* Closes the idle connections and frees u (NULL is fine). */
+void upstream_free(struct upstream *u);
+
+/* The loop is ending: connections handed back are closed, not kept. */
+void upstream_stop(struct upstream *u);
 
 /* An idle pooled connection to backend `be` (*reused = true), else a new
  * connecting one (*reused = false). Callbacks are unset; the caller sets them
  * and enables reading. NULL on immediate failure. */
-struct bufferevent *upstream_conn_get(struct worker *w, unsigned be, bool *reused);
+struct bufferevent *upstream_conn_get(struct upstream *u, unsigned be, bool *reused);
 
 /* A new connecting connection to backend `be`, never a pooled one; for an
  * https backend a TLS one, whose BEV_EVENT_CONNECTED comes after the
  * handshake and the certificate check. NULL on immediate failure. */
-struct bufferevent *upstream_conn_new(struct worker *w, unsigned be);
+struct bufferevent *upstream_conn_new(struct upstream *u, unsigned be);
 
 /* Returns a connection whose last response completed cleanly and allowed
- * keep-alive. It is freed instead when the pool is full. */
-void upstream_conn_put(struct worker *w, unsigned be, struct bufferevent *bev);
+ * keep-alive. It is freed instead when the pool is full or u stops. */
+void upstream_conn_put(struct upstream *u, unsigned be, struct bufferevent *bev);
 
 /* Closes every idle connection of backend `be` (its address changed). */
-void upstream_pool_flush(struct worker *w, unsigned be);
+void upstream_pool_flush(struct upstream *u, unsigned be);
 
 /* Idle connections kept for backend `be` now. */
-size_t upstream_pool_idle(const struct worker *w, unsigned be);
+size_t upstream_pool_idle(const struct upstream *u, unsigned be);
 
 #endif

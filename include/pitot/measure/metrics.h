@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "pitot/format/config.h"
+#include "pitot/io/tls.h"
 #include "pitot/util/err.h"
 #include "pitot/format/json.h"
 #include "pitot/util/span.h"
@@ -149,26 +150,6 @@ enum met_trace_drop {
         MET_TRACE_DROP__COUNT
 };
 
-/* pitot_tls_handshake_failures_total{reason}: X(ID, label value). Named after
- * the TLS alert where there is one. */
-#define MET_TLS_FAIL_LIST(X)                                                                       \
-    X(PROTOCOL_VERSION, "protocol_version") /* TLS 1.1 or older, or below tls.min_version */       \
-    X(NO_SHARED_CIPHER, "no_shared_cipher") /* nothing in common with the cipher list */           \
-    X(NO_APPLICATION_PROTOCOL, "no_application_protocol") /* ALPN without http/1.1 */              \
-    X(UNKNOWN_CA, "unknown_ca")           /* the client does not trust pitot's issuer */           \
-    X(BAD_CERTIFICATE, "bad_certificate") /* the client refused the certificate otherwise */       \
-    X(HTTP_REQUEST, "http_request")       /* plain HTTP sent to the TLS listener */                \
-    X(TIMEOUT, "timeout")                 /* not complete within limits.header_timeout */          \
-    X(CLOSED, "eof")                      /* the client closed (or reset) during it */             \
-    X(OTHER, "other")                     /* anything else: malformed, internal */
-
-enum met_tls_fail {
-#define MET_TLS_FAIL_ENUM(id, label) MET_TLS_FAIL_##id,
-    MET_TLS_FAIL_LIST(MET_TLS_FAIL_ENUM)
-#undef MET_TLS_FAIL_ENUM
-        MET_TLS_FAIL__COUNT
-};
-
 /* The model label value for names beyond the table. */
 #define MET_MODEL_OTHER "other"
 
@@ -270,11 +251,10 @@ void met_add_slo(struct met_registry *r, unsigned tier, bool met);
 void met_add_spans_exported(struct met_registry *r, uint64_t n);
 void met_add_spans_dropped(struct met_registry *r, enum met_trace_drop why, uint64_t n);
 
-/* pitot_tls_handshake_failures_total{reason=met_tls_fail_label(why)} += 1.
+/* pitot_tls_handshake_failures_total{reason=tls_fail_label(why)} += 1.
  * Out-of-range why ignored. Always exposed with every reason, 0 until
  * counted, summed over registries. */
-void met_add_tls_failure(struct met_registry *r, enum met_tls_fail why);
-const char *met_tls_fail_label(enum met_tls_fail why);
+void met_add_tls_failure(struct met_registry *r, enum tls_fail why);
 
 /* Label values of the enums above; "unknown" out of range. */
 const char *met_scrape_label(enum met_scrape res);

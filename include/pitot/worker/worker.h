@@ -21,7 +21,7 @@ struct met_registry;
 struct refusal_phrases;
 struct alog;
 struct front_conn;
-struct upstream_pool;
+struct upstream;
 struct health;
 struct queue;
 struct scrape;
@@ -38,7 +38,7 @@ struct worker {
     struct alog *alog;                      /* borrowed: shared, one write(2) per line */
     struct met_registry *met;               /* owned */
     struct bal bal;                         /* owned */
-    struct upstream_pool *pools;            /* owned: one per backend */
+    struct upstream *upstream;              /* owned: connections to the backends */
     struct health *health;                  /* owned: health checks */
     struct queue *queue;                    /* owned: overload queue */
     struct scrape *scrape;                  /* owned: backend metric scrapers */
@@ -121,9 +121,6 @@ void worker_request_id(struct worker *w, char out[33]);
  * not touched. What fails to load keeps its old contexts: returns the number
  * of failures, each written to stderr. */
 int worker_tls_reload(struct worker *w);
-
-/* Sets TCP_NODELAY (and nothing else) on a socket; errors are ignored. */
-void worker_sock_nodelay(int fd);
 
 /* The bound listen port (after port 0). */
 unsigned worker_listen_port(const struct worker *w);
