@@ -17,15 +17,13 @@
 #include "pitot/util/clock.h"
 #include "pitot/route/health.h"
 #include "pitot/measure/metrics.h"
-#include "pitot/route/queue.h"
 #include "pitot/route/scrape.h"
-#include "pitot/io/upstream.h"
-#include "pitot/worker/worker.h"
+#include "pitot/route/router.h"
 
 #define DNS_START_WAIT_MS 5000 /* longest pitot waits for the first answers */
 #define DNS_ADDRS_MAX 64       /* addresses of one answer considered */
 
-/* One backend name and its slots w->bal.b[first .. first + n). */
+/* One backend name and its slots rt->bal.b[first .. first + n). */
 struct dns_name {
     struct dns *d; /* borrowed */
     unsigned first, n;
@@ -36,7 +34,7 @@ struct dns_name {
 };
 
 struct dns {
-    struct worker *w;        /* borrowed */
+    struct router *rt;       /* borrowed */
     struct evdns_base *base; /* owned; NULL when no backend has a name */
     struct event *timer;     /* owned: the next round of lookups */
     struct dns_name *names;  /* owned */
@@ -159,7 +157,7 @@ dns_log(const struct dns *d, int level, const char *fmt, ...)
     static const char *const names[] = { "error", "warn", "info", "debug" };
     va_list ap;
 
-    if (d->w->cfg->log_level < level)
+    if (d->rt->cfg->log_level < level)
         return;
     fprintf(stderr, "pitot: %s: ", names[level]);
     va_start(ap, fmt);
@@ -173,29 +171,29 @@ dns_log(const struct dns *d, int level, const char *fmt, ...)
  * goes, its pooled connections close, probes and scrapes start over. */
 static void dns_slot_changed(struct dns *d, unsigned be, const struct dns_addr *a)
 {
-    struct worker *w = d->w;
-    struct bal_backend *b = &w->bal.b[be];
+    struct router *rt = d->rt;
+    struct bal_backend *b = &rt->bal.b[be];
 
     if (a->len > 0) {
-        memcpy(&w->be_addr[be], &a->ss, sizeof(a->ss));
-        w->be_addrlen[be] = a->len;
+        memcpy(&rt->addr[be], &a->ss, sizeof(a->ss));
+        rt->addrlen[be] = a->len;
     } else {
-        memset(&w->be_addr[be], 0, sizeof(w->be_addr[be]));
-        w->be_addrlen[be] = 0;
+        memset(&rt->addr[be], 0, sizeof(rt->addr[be]));
+        rt->addrlen[be] = 0;
     }
-    bal_activate(&w->bal, b, a->len > 0);
-    met_backend_active(w->met, be, a->len > 0);
-    upstream_pool_flush(w->upstream, be);
-    health_reset(w->health, be);
-    scrape_reset(w->scrape, be);
+    bal_activate(&rt->bal, b, a->len > 0);
+    met_backend_active(rt->met, be, a->len > 0);
+    router_readdressed(rt, be);
+    health_reset(rt->health, be);
+    scrape_reset(rt->scrape, be);
 }
 
 /* Applies a lookup's addresses (already filtered) to the name's slots. */
 static void dns_apply(struct dns_name *nm, const struct dns_addr *addrs, size_t naddrs)
 {
     struct dns *d = nm->d;
-    struct worker *w = d->w;
-    const struct cfg_backend *cb = &w->cfg->backends[nm->first];
+    struct router *rt = d->rt;
+    const struct cfg_backend *cb = &rt->cfg->backends[nm->first];
     struct dns_addr slots[CFG_MAX_BACKENDS];
     enum dns_change chg[CFG_MAX_BACKENDS];
     char now[64], was[64];
@@ -205,9 +203,9 @@ static void dns_apply(struct dns_name *nm, const struct dns_addr *addrs, size_t 
 
     for (k = 0; k < nm->n; k++) {
         unsigned be = nm->first + k;
-        slots[k].len = w->bal.b[be].active ? w->be_addrlen[be] : 0;
+        slots[k].len = rt->bal.b[be].active ? rt->addrlen[be] : 0;
         if (slots[k].len > 0)
-            memcpy(&slots[k].ss, &w->be_addr[be], sizeof(slots[k].ss));
+            memcpy(&slots[k].ss, &rt->addr[be], sizeof(slots[k].ss));
     }
     left = dns_assign(slots, nm->n, addrs, naddrs, chg);
     for (k = 0; k < nm->n; k++) {
@@ -216,28 +214,28 @@ static void dns_apply(struct dns_name *nm, const struct dns_addr *addrs, size_t 
             continue;
         any = true;
         {
-            struct dns_addr old = { .len = w->be_addrlen[be] };
-            memcpy(&old.ss, &w->be_addr[be], sizeof(old.ss));
+            struct dns_addr old = { .len = rt->addrlen[be] };
+            memcpy(&old.ss, &rt->addr[be], sizeof(old.ss));
             dns_addr_fmt(&old, was, sizeof(was));
         }
         dns_addr_fmt(&slots[k], now, sizeof(now));
         if (chg[k] == DNS_REMOVED)
-            dns_log(d, 2, "backend %s: address %s is gone from %s", w->cfg->backends[be].name, was,
+            dns_log(d, 2, "backend %s: address %s is gone from %s", rt->cfg->backends[be].name, was,
                     cb->host);
         else if (chg[k] == DNS_REPLACED)
-            dns_log(d, 2, "backend %s: address %s (was %s), from %s", w->cfg->backends[be].name,
+            dns_log(d, 2, "backend %s: address %s (was %s), from %s", rt->cfg->backends[be].name,
                     now, was, cb->host);
         else
-            dns_log(d, 2, "backend %s: address %s, from %s", w->cfg->backends[be].name, now,
+            dns_log(d, 2, "backend %s: address %s, from %s", rt->cfg->backends[be].name, now,
                     cb->host);
         dns_slot_changed(d, be, &slots[k]);
     }
     if (left != nm->unused && left > 0)
         dns_log(d, 1, "backend %s: %s has %zu addresses, routing.max_addresses is %u: %zu not used",
-                cb->name, cb->host, naddrs, w->cfg->max_addresses, left);
+                cb->name, cb->host, naddrs, rt->cfg->max_addresses, left);
     nm->unused = left;
-    if (any && w->queue)
-        queue_kick(w->queue);
+    if (any)
+        router_room(rt);
 }
 
 static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
@@ -246,7 +244,7 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
     struct dns *d = nm->d;
     struct dns_addr addrs[DNS_ADDRS_MAX];
     struct evutil_addrinfo *ai;
-    const struct cfg_backend *cb = &d->w->cfg->backends[nm->first];
+    const struct cfg_backend *cb = &d->rt->cfg->backends[nm->first];
     size_t n = 0, kept = 0;
     unsigned k;
 
@@ -265,18 +263,18 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
     }
     if (res != NULL)
         evutil_freeaddrinfo(res);
-    n = dns_filter(addrs, n, d->w->cfg->dns_family);
+    n = dns_filter(addrs, n, d->rt->cfg->dns_family);
     if (n == 0) {
         /* keep what there is: a DNS outage must not empty the pool */
         for (k = 0; k < nm->n; k++)
-            kept += d->w->bal.b[nm->first + k].active;
+            kept += d->rt->bal.b[nm->first + k].active;
         if (!nm->failing)
             dns_log(d, 1,
                     "backend %s: cannot resolve %s: %s; keeping %zu address%s, retrying "
                     "every %u ms",
                     cb->name, cb->host,
                     result != 0 ? evutil_gai_strerror(result) : "no address of the family wanted",
-                    kept, kept == 1 ? "" : "es", d->w->cfg->dns_interval_ms);
+                    kept, kept == 1 ? "" : "es", d->rt->cfg->dns_interval_ms);
         nm->failing = true;
         return;
     }
@@ -289,16 +287,16 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
 static void dns_lookup(struct dns_name *nm)
 {
     struct dns *d = nm->d;
-    const struct cfg_backend *cb = &d->w->cfg->backends[nm->first];
+    const struct cfg_backend *cb = &d->rt->cfg->backends[nm->first];
     struct evutil_addrinfo hints;
     char port[8];
 
     if (nm->running)
         return; /* the last one has not answered yet */
     memset(&hints, 0, sizeof(hints));
-    hints.ai_family = d->w->cfg->dns_family == CFG_DNS_IPV4   ? AF_INET
-                      : d->w->cfg->dns_family == CFG_DNS_IPV6 ? AF_INET6
-                                                              : AF_UNSPEC;
+    hints.ai_family = d->rt->cfg->dns_family == CFG_DNS_IPV4   ? AF_INET
+                      : d->rt->cfg->dns_family == CFG_DNS_IPV6 ? AF_INET6
+                                                               : AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
     snprintf(port, sizeof(port), "%u", (unsigned)cb->port);
@@ -310,7 +308,7 @@ static void dns_lookup(struct dns_name *nm)
 
 static void dns_arm(struct dns *d)
 {
-    unsigned ms = d->w->cfg->dns_interval_ms;
+    unsigned ms = d->rt->cfg->dns_interval_ms;
     struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
 
     evtimer_add(d->timer, &tv);
@@ -321,7 +319,7 @@ static void dns_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct dns *d = arg;
     size_t i;
 
-    if (d->w->stopping)
+    if (d->rt->stopping)
         return;
     for (i = 0; i < d->nnames; i++)
         dns_lookup(&d->names[i]);
@@ -342,18 +340,18 @@ static void dns_first_answers(struct dns *d)
 
     if (d->running == 0)
         return;
-    wake = evtimer_new(d->w->base, dns_wake_cb, &late);
+    wake = evtimer_new(d->rt->base, dns_wake_cb, &late);
     if (wake == NULL)
         return;
     evtimer_add(wake, &tv);
     while (d->running > 0 && !late)
-        event_base_loop(d->w->base, EVLOOP_ONCE);
+        event_base_loop(d->rt->base, EVLOOP_ONCE);
     event_free(wake);
 }
 
-struct dns *dns_new(struct worker *w, char *err, size_t errlen)
+struct dns *dns_new(struct router *rt, char *err, size_t errlen)
 {
-    const struct cfg *c = w->cfg;
+    const struct cfg *c = rt->cfg;
     struct dns *d = calloc(1, sizeof(*d));
     size_t i;
 
@@ -361,15 +359,15 @@ struct dns *dns_new(struct worker *w, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    d->w = w;
+    d->rt = rt;
     for (i = 0; i < c->nbackends; i++)
         d->nnames += c->backends[i].dns && c->backends[i].slot == 0;
     if (d->nnames == 0)
         return d;
     d->names = calloc(d->nnames, sizeof(*d->names));
-    d->timer = evtimer_new(w->base, dns_timer_cb, d);
+    d->timer = evtimer_new(rt->base, dns_timer_cb, d);
     if (c->resolver[0] != '\0') {
-        d->base = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        d->base = evdns_base_new(rt->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         if (d->base != NULL && evdns_base_nameserver_ip_add(d->base, c->resolver) != 0) {
             snprintf(err, errlen, "routing.resolver %s: not usable", c->resolver);
             dns_free(d);
@@ -377,8 +375,8 @@ struct dns *dns_new(struct worker *w, char *err, size_t errlen)
         }
     } else {
         /* /etc/resolv.conf (servers, search list, ndots) and /etc/hosts */
-        d->base = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                              EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        d->base = evdns_base_new(rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                               EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     }
     if (d->names == NULL || d->timer == NULL || d->base == NULL) {
         snprintf(err, errlen, "cannot set up the DNS resolver");
@@ -413,7 +411,7 @@ void dns_free(struct dns *d)
     /* evdns delivers the cancellations (EVUTIL_EAI_CANCEL to dns_done) from
      * the loop, and frees the requests after them */
     for (i = 0; d->running > 0 && i < 16; i++)
-        event_base_loop(d->w->base, EVLOOP_NONBLOCK);
+        event_base_loop(d->rt->base, EVLOOP_NONBLOCK);
     if (d->base)
         evdns_base_free(d->base, 0);
     if (d->timer)

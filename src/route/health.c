@@ -13,7 +13,7 @@
 #include "pitot/util/clock.h"
 #include "pitot/io/fetch.h"
 #include "pitot/measure/metrics.h"
-#include "pitot/worker/worker.h"
+#include "pitot/route/router.h"
 
 struct health_probe {
     struct health *h; /* borrowed */
@@ -23,7 +23,7 @@ struct health_probe {
 };
 
 struct health {
-    struct worker *w;       /* borrowed */
+    struct router *rt;      /* borrowed */
     struct health_probe *p; /* owned, one per backend */
     size_t n;
 };
@@ -31,23 +31,23 @@ struct health {
 /* why: the reason a probe failed, for the line that says a backend went down. */
 static void health_verdict(struct health_probe *pr, bool up, bool loading, const char *why)
 {
-    struct worker *w = pr->h->w;
-    struct bal_backend *b = &w->bal.b[pr->be];
-    struct timeval tv = { w->cfg->health_interval_ms / 1000,
-                          (long)(w->cfg->health_interval_ms % 1000) * 1000 };
+    struct router *rt = pr->h->rt;
+    struct bal_backend *b = &rt->bal.b[pr->be];
+    struct timeval tv = { rt->cfg->health_interval_ms / 1000,
+                          (long)(rt->cfg->health_interval_ms % 1000) * 1000 };
 
     pr->get = NULL;
     if (up != b->up) {
-        if (!up && w->cfg->log_level >= 1)
-            fprintf(stderr, "pitot: warn: backend %s: down: %s\n", w->cfg->backends[pr->be].name,
+        if (!up && rt->cfg->log_level >= 1)
+            fprintf(stderr, "pitot: warn: backend %s: down: %s\n", rt->cfg->backends[pr->be].name,
                     why);
-        else if (up && w->cfg->log_level >= 2)
-            fprintf(stderr, "pitot: info: backend %s: up again\n", w->cfg->backends[pr->be].name);
+        else if (up && rt->cfg->log_level >= 2)
+            fprintf(stderr, "pitot: info: backend %s: up again\n", rt->cfg->backends[pr->be].name);
     }
     b->up = up;
     b->loading = loading;
     b->last_probe_us = clk_now_us();
-    met_gauge_set(w->met, MET_BACKEND_UP, pr->be, up ? 1 : 0);
+    met_gauge_set(rt->met, MET_BACKEND_UP, pr->be, up ? 1 : 0);
     evtimer_add(pr->timer, &tv);
 }
 
@@ -68,26 +68,26 @@ static void health_done(void *ud, enum fetch_result res, int status, struct span
 static void health_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct health_probe *pr = arg;
-    struct worker *w = pr->h->w;
+    struct router *rt = pr->h->rt;
 
-    if (w->stopping || !w->bal.b[pr->be].active)
+    if (rt->stopping || !rt->bal.b[pr->be].active)
         return; /* health_reset starts it again with an address */
-    pr->get = fetch_start(w->base, w->be_tls[pr->be], (struct sockaddr *)&w->be_addr[pr->be],
-                          w->be_addrlen[pr->be], cfg_backend_authority(&w->cfg->backends[pr->be]),
-                          "/health", w->cfg->health_timeout_ms, 4096, health_done, pr);
+    pr->get = fetch_start(rt->base, rt->tls[pr->be], (struct sockaddr *)&rt->addr[pr->be],
+                          rt->addrlen[pr->be], cfg_backend_authority(&rt->cfg->backends[pr->be]),
+                          "/health", rt->cfg->health_timeout_ms, 4096, health_done, pr);
     if (pr->get == NULL)
         health_verdict(pr, false, false, "GET /health: cannot open a connection");
 }
 
-struct health *health_new(struct worker *w)
+struct health *health_new(struct router *rt)
 {
     struct health *h = calloc(1, sizeof(*h));
     size_t i;
 
     if (h == NULL)
         return NULL;
-    h->w = w;
-    h->n = w->bal.n;
+    h->rt = rt;
+    h->n = rt->bal.n;
     h->p = calloc(h->n ? h->n : 1, sizeof(*h->p));
     if (h->p == NULL) {
         free(h);
@@ -97,12 +97,12 @@ struct health *health_new(struct worker *w)
         struct timeval now = { 0, 0 };
         h->p[i].h = h;
         h->p[i].be = (unsigned)i;
-        h->p[i].timer = evtimer_new(w->base, health_timer_cb, &h->p[i]);
+        h->p[i].timer = evtimer_new(rt->base, health_timer_cb, &h->p[i]);
         if (h->p[i].timer == NULL) {
             health_free(h);
             return NULL;
         }
-        met_gauge_set(w->met, MET_BACKEND_UP, (unsigned)i, 1);
+        met_gauge_set(rt->met, MET_BACKEND_UP, (unsigned)i, 1);
         evtimer_add(h->p[i].timer, &now);
     }
     return h;
@@ -119,8 +119,8 @@ void health_reset(struct health *h, unsigned be)
     fetch_cancel(pr->get);
     pr->get = NULL;
     evtimer_del(pr->timer);
-    met_gauge_set(h->w->met, MET_BACKEND_UP, be, 1);
-    if (h->w->bal.b[be].active && !h->w->stopping)
+    met_gauge_set(h->rt->met, MET_BACKEND_UP, be, 1);
+    if (h->rt->bal.b[be].active && !h->rt->stopping)
         evtimer_add(pr->timer, &now);
 }
 

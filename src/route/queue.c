@@ -9,14 +9,12 @@
 
 #include "pitot/format/config.h"
 #include "pitot/util/clock.h"
-#include "pitot/serve/relay.h"
-#include "pitot/worker/worker.h"
 
 #define QUEUE_TICK_MS 50
 #define QUEUE_RATE_SLOTS 10 /* one-second slots */
 
 struct queue_entry {
-    struct relay *r; /* borrowed: the relay owns its place */
+    void *r; /* borrowed: the request (its owner holds its place) */
     unsigned tier;
     uint64_t since_us;
     TAILQ_ENTRY(queue_entry) link;
@@ -25,7 +23,10 @@ struct queue_entry {
 TAILQ_HEAD(queue_fifo, queue_entry);
 
 struct queue {
-    struct worker *w; /* borrowed */
+    struct event_base *base;  /* borrowed */
+    const struct cfg *cfg;    /* borrowed */
+    struct met_registry *met; /* borrowed */
+    struct queue_ops ops;
     struct queue_fifo fifo[CFG_MAX_TIERS];
     unsigned n[CFG_MAX_TIERS];
     unsigned order[CFG_MAX_TIERS]; /* tier indexes, highest priority first */
@@ -38,27 +39,31 @@ struct queue {
 
 static void queue_tick_cb(evutil_socket_t fd, short what, void *arg);
 
-struct queue *queue_new(struct worker *w)
+struct queue *queue_new(struct event_base *base, const struct cfg *cfg, struct met_registry *met,
+                        const struct queue_ops *ops)
 {
     struct queue *q = calloc(1, sizeof(*q));
     unsigned i, j, nt;
 
     if (q == NULL)
         return NULL;
-    q->w = w;
-    nt = (unsigned)w->cfg->ntiers;
+    q->base = base;
+    q->cfg = cfg;
+    q->met = met;
+    q->ops = *ops;
+    nt = (unsigned)cfg->ntiers;
     for (i = 0; i < CFG_MAX_TIERS; i++)
         TAILQ_INIT(&q->fifo[i]);
     /* insertion sort by priority, stable: config order breaks ties */
     for (i = 0; i < nt; i++) {
         j = i;
-        while (j > 0 && w->cfg->tiers[q->order[j - 1]].priority < w->cfg->tiers[i].priority) {
+        while (j > 0 && cfg->tiers[q->order[j - 1]].priority < cfg->tiers[i].priority) {
             q->order[j] = q->order[j - 1];
             j--;
         }
         q->order[j] = i;
     }
-    q->tick = evtimer_new(w->base, queue_tick_cb, q);
+    q->tick = evtimer_new(base, queue_tick_cb, q);
     if (q->tick == NULL) {
         free(q);
         return NULL;
@@ -100,15 +105,15 @@ static void queue_unlink(struct queue *q, struct queue_entry *e)
     TAILQ_REMOVE(&q->fifo[e->tier], e, link);
     q->n[e->tier]--;
     q->total--;
-    met_tier_gauge_add(q->w->met, MET_QUEUE_DEPTH, e->tier, -1);
-    met_observe_tier_us(q->w->met, MET_QUEUE_WAIT, e->tier, clk_now_us() - e->since_us);
+    met_tier_gauge_add(q->met, MET_QUEUE_DEPTH, e->tier, -1);
+    met_observe_tier_us(q->met, MET_QUEUE_WAIT, e->tier, clk_now_us() - e->since_us);
 }
 
 void queue_remove(struct queue *q, struct queue_entry *e, bool shed, enum met_shed why)
 {
     queue_unlink(q, e);
     if (shed)
-        met_add_shed(q->w->met, e->tier, why);
+        met_add_shed(q->met, e->tier, why);
     free(e);
 }
 
@@ -117,9 +122,9 @@ static struct queue_entry *queue_victim(struct queue *q, int prio)
 {
     int k;
 
-    for (k = (int)q->w->cfg->ntiers - 1; k >= 0; k--) {
+    for (k = (int)q->cfg->ntiers - 1; k >= 0; k--) {
         unsigned t = q->order[k];
-        if (q->w->cfg->tiers[t].priority >= prio)
+        if (q->cfg->tiers[t].priority >= prio)
             return NULL;
         if (!TAILQ_EMPTY(&q->fifo[t]))
             return TAILQ_LAST(&q->fifo[t], queue_fifo);
@@ -127,9 +132,9 @@ static struct queue_entry *queue_victim(struct queue *q, int prio)
     return NULL;
 }
 
-struct queue_entry *queue_push(struct queue *q, struct relay *r, unsigned tier, enum met_shed *why)
+struct queue_entry *queue_push(struct queue *q, void *r, unsigned tier, enum met_shed *why)
 {
-    const struct cfg *c = q->w->cfg;
+    const struct cfg *c = q->cfg;
     const struct cfg_tier *t = &c->tiers[tier];
     struct queue_entry *e;
 
@@ -143,14 +148,14 @@ struct queue_entry *queue_push(struct queue *q, struct relay *r, unsigned tier, 
     }
     if (q->total >= c->queue_max) {
         struct queue_entry *v = queue_victim(q, t->priority);
-        struct relay *vr;
+        void *vr;
         if (v == NULL) {
             *why = MET_SHED_QUEUE_FULL;
             return NULL;
         }
         vr = v->r;
         queue_remove(q, v, true, MET_SHED_EVICTED);
-        relay_shed(vr, MET_SHED_EVICTED);
+        q->ops.shed(vr, MET_SHED_EVICTED);
     }
     e = malloc(sizeof(*e));
     if (e == NULL) {
@@ -163,7 +168,7 @@ struct queue_entry *queue_push(struct queue *q, struct relay *r, unsigned tier, 
     TAILQ_INSERT_TAIL(&q->fifo[tier], e, link);
     q->n[tier]++;
     q->total++;
-    met_tier_gauge_add(q->w->met, MET_QUEUE_DEPTH, tier, 1);
+    met_tier_gauge_add(q->met, MET_QUEUE_DEPTH, tier, 1);
     queue_arm(q);
     return e;
 }
@@ -175,12 +180,12 @@ void queue_kick(struct queue *q)
     if (q->kicking || q->total == 0)
         return;
     q->kicking = true; /* a dispatch can finish a request and kick again */
-    for (k = 0; k < q->w->cfg->ntiers; k++) {
+    for (k = 0; k < q->cfg->ntiers; k++) {
         unsigned t = q->order[k];
         while (!TAILQ_EMPTY(&q->fifo[t])) {
             struct queue_entry *e = TAILQ_FIRST(&q->fifo[t]);
-            struct relay *r = e->r;
-            if (!relay_try_dispatch(r)) {
+            void *r = e->r;
+            if (!q->ops.try_dispatch(r)) {
                 /* Saturated for this request: lower tiers wait too, so a
                  * lower tier never overtakes a higher one. */
                 q->kicking = false;
@@ -197,15 +202,15 @@ static void queue_tick_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = clk_now_us();
     unsigned t;
 
-    for (t = 0; t < q->w->cfg->ntiers; t++) {
-        uint64_t max_us = (uint64_t)q->w->cfg->tiers[t].max_wait_ms * 1000;
+    for (t = 0; t < q->cfg->ntiers; t++) {
+        uint64_t max_us = (uint64_t)q->cfg->tiers[t].max_wait_ms * 1000;
         while (!TAILQ_EMPTY(&q->fifo[t])) {
             struct queue_entry *e = TAILQ_FIRST(&q->fifo[t]);
-            struct relay *r = e->r;
+            void *r = e->r;
             if (now - e->since_us < max_us)
                 break;
             queue_remove(q, e, true, MET_SHED_MAX_WAIT);
-            relay_shed(r, MET_SHED_MAX_WAIT);
+            q->ops.shed(r, MET_SHED_MAX_WAIT);
         }
     }
     queue_kick(q);

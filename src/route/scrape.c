@@ -15,8 +15,7 @@
 #include "pitot/format/flavor.h"
 #include "pitot/io/fetch.h"
 #include "pitot/measure/metrics.h"
-#include "pitot/route/queue.h"
-#include "pitot/worker/worker.h"
+#include "pitot/route/router.h"
 
 #define SCRAPE_METRICS_MAX (8u << 20)
 #define SCRAPE_JSON_MAX (1u << 20)
@@ -33,7 +32,7 @@ struct scrape_be {
 };
 
 struct scrape {
-    struct worker *w;    /* borrowed */
+    struct router *rt;   /* borrowed */
     struct scrape_be *b; /* owned */
     size_t n;
 };
@@ -48,95 +47,95 @@ static void scrape_arm(struct event *ev, unsigned ms)
 static struct fetch *scrape_get(struct scrape_be *sb, const char *path, unsigned timeout_ms,
                                 size_t max, fetch_cb cb)
 {
-    struct worker *w = sb->s->w;
+    struct router *rt = sb->s->rt;
 
-    return fetch_start(w->base, w->be_tls[sb->be], (struct sockaddr *)&w->be_addr[sb->be],
-                       w->be_addrlen[sb->be], cfg_backend_authority(&w->cfg->backends[sb->be]),
-                       path, timeout_ms, max, cb, sb);
+    return fetch_start(rt->base, rt->tls[sb->be], (struct sockaddr *)&rt->addr[sb->be],
+                       rt->addrlen[sb->be], cfg_backend_authority(&rt->cfg->backends[sb->be]), path,
+                       timeout_ms, max, cb, sb);
 }
 
 static void scrape_props_done(void *ud, enum fetch_result res, int status, struct span body)
 {
     struct scrape_be *sb = ud;
-    struct worker *w = sb->s->w;
+    struct router *rt = sb->s->rt;
     long slots;
 
     sb->g_props = NULL;
     if (res != FETCH_OK || status != 200)
         return; /* asked again after the next good scrape */
-    slots = flv_props_slots(body, &w->toks);
+    slots = flv_props_slots(body, rt->toks);
     if (slots > 0 && slots < 1000000) {
-        w->bal.b[sb->be].capacity = (unsigned)slots;
+        rt->bal.b[sb->be].capacity = (unsigned)slots;
         sb->props_done = true;
-        queue_kick(w->queue);
+        router_room(rt);
     }
 }
 
 static void scrape_metrics_done(void *ud, enum fetch_result res, int status, struct span body)
 {
     struct scrape_be *sb = ud;
-    struct worker *w = sb->s->w;
-    struct bal_backend *b = &w->bal.b[sb->be];
+    struct router *rt = sb->s->rt;
+    struct bal_backend *b = &rt->bal.b[sb->be];
     struct flv_load ld;
     char err[128];
     uint64_t now = clk_now_us();
 
     sb->g_metrics = NULL;
     if (res == FETCH_TIMEOUT) {
-        met_add_scrape(w->met, sb->be, MET_SCRAPE_TIMEOUT);
+        met_add_scrape(rt->met, sb->be, MET_SCRAPE_TIMEOUT);
     } else if (res != FETCH_OK || status != 200) {
         if (res == FETCH_OK && status == 404 &&
-            w->cfg->backends[sb->be].flavor == CFG_FLAVOR_AUTO) {
+            rt->cfg->backends[sb->be].flavor == CFG_FLAVOR_AUTO) {
             /* An OpenAI-compatible server without metrics: pitot's own
              * in-flight count is all there is; stop asking. */
             b->flavor = CFG_FLAVOR_OPENAI;
             return;
         }
-        met_add_scrape(w->met, sb->be, MET_SCRAPE_ERROR);
+        met_add_scrape(rt->met, sb->be, MET_SCRAPE_ERROR);
     } else {
         if (b->flavor == CFG_FLAVOR_AUTO)
             b->flavor = flv_detect(body);
         if (b->flavor == CFG_FLAVOR_OPENAI) {
-            met_add_scrape(w->met, sb->be, MET_SCRAPE_PARSE_ERROR);
+            met_add_scrape(rt->met, sb->be, MET_SCRAPE_PARSE_ERROR);
             return; /* metrics we cannot read: stop asking */
         }
         if (flv_load_parse(b->flavor, body, &ld, err, sizeof(err)) != 0 || !ld.valid) {
-            met_add_scrape(w->met, sb->be, MET_SCRAPE_PARSE_ERROR);
+            met_add_scrape(rt->met, sb->be, MET_SCRAPE_PARSE_ERROR);
         } else {
             int cache = ld.cache_ratio < 0 ? -1 : (int)lround(fmin(ld.cache_ratio, 1.0) * 1000);
             bal_scraped(b, (uint32_t)lround(fmax(ld.running, 0)),
                         (uint32_t)lround(fmax(ld.waiting, 0)), cache, now);
-            met_gauge_set_f(w->met, MET_BACKEND_RUNNING, sb->be, ld.running);
-            met_gauge_set_f(w->met, MET_BACKEND_WAITING, sb->be, ld.waiting);
+            met_gauge_set_f(rt->met, MET_BACKEND_RUNNING, sb->be, ld.running);
+            met_gauge_set_f(rt->met, MET_BACKEND_WAITING, sb->be, ld.waiting);
             if (ld.cache_ratio < 0)
-                met_gauge_clear(w->met, MET_BACKEND_CACHE, sb->be);
+                met_gauge_clear(rt->met, MET_BACKEND_CACHE, sb->be);
             else
-                met_gauge_set_f(w->met, MET_BACKEND_CACHE, sb->be, ld.cache_ratio);
-            met_backend_scraped(w->met, sb->be, now);
-            met_add_scrape(w->met, sb->be, MET_SCRAPE_OK);
-            if (b->flavor == CFG_FLAVOR_LLAMACPP && w->cfg->backends[sb->be].capacity == 0 &&
+                met_gauge_set_f(rt->met, MET_BACKEND_CACHE, sb->be, ld.cache_ratio);
+            met_backend_scraped(rt->met, sb->be, now);
+            met_add_scrape(rt->met, sb->be, MET_SCRAPE_OK);
+            if (b->flavor == CFG_FLAVOR_LLAMACPP && rt->cfg->backends[sb->be].capacity == 0 &&
                 !sb->props_done && sb->g_props == NULL)
-                sb->g_props = scrape_get(sb, "/props", w->cfg->scrape_timeout_ms, SCRAPE_JSON_MAX,
+                sb->g_props = scrape_get(sb, "/props", rt->cfg->scrape_timeout_ms, SCRAPE_JSON_MAX,
                                          scrape_props_done);
-            queue_kick(w->queue);
+            router_room(rt);
         }
     }
-    if (!w->stopping)
-        scrape_arm(sb->t_metrics, w->cfg->scrape_interval_ms);
+    if (!rt->stopping)
+        scrape_arm(sb->t_metrics, rt->cfg->scrape_interval_ms);
 }
 
 static void scrape_metrics_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct scrape_be *sb = arg;
-    struct worker *w = sb->s->w;
+    struct router *rt = sb->s->rt;
 
-    if (w->stopping || !w->bal.b[sb->be].active || w->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
+    if (rt->stopping || !rt->bal.b[sb->be].active || rt->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
         return; /* scrape_reset starts it again */
-    sb->g_metrics = scrape_get(sb, "/metrics", w->cfg->scrape_timeout_ms, SCRAPE_METRICS_MAX,
+    sb->g_metrics = scrape_get(sb, "/metrics", rt->cfg->scrape_timeout_ms, SCRAPE_METRICS_MAX,
                                scrape_metrics_done);
     if (sb->g_metrics == NULL) {
-        met_add_scrape(w->met, sb->be, MET_SCRAPE_ERROR);
-        scrape_arm(sb->t_metrics, w->cfg->scrape_interval_ms);
+        met_add_scrape(rt->met, sb->be, MET_SCRAPE_ERROR);
+        scrape_arm(sb->t_metrics, rt->cfg->scrape_interval_ms);
     }
 }
 
@@ -159,45 +158,45 @@ static void scrape_model_name(void *ud, struct span name)
 static void scrape_models_done(void *ud, enum fetch_result res, int status, struct span body)
 {
     struct scrape_be *sb = ud;
-    struct worker *w = sb->s->w;
-    struct bal_backend *b = &w->bal.b[sb->be];
+    struct router *rt = sb->s->rt;
+    struct bal_backend *b = &rt->bal.b[sb->be];
     struct scrape_models m = { b, 0 };
 
     sb->g_models = NULL;
     if (res == FETCH_OK && status == 200) {
         /* Fill in place: names are only read on this loop, between events. */
-        if (flv_models_parse(body, &w->toks, scrape_model_name, &m) >= 0 && m.n > 0)
+        if (flv_models_parse(body, rt->toks, scrape_model_name, &m) >= 0 && m.n > 0)
             b->nmodels = m.n;
         else
             b->nmodels = 0;
-        queue_kick(w->queue);
+        router_room(rt);
     }
-    if (!w->stopping)
-        scrape_arm(sb->t_models, w->cfg->models_interval_ms);
+    if (!rt->stopping)
+        scrape_arm(sb->t_models, rt->cfg->models_interval_ms);
 }
 
 static void scrape_models_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct scrape_be *sb = arg;
-    struct worker *w = sb->s->w;
+    struct router *rt = sb->s->rt;
 
-    if (w->stopping || !w->bal.b[sb->be].active)
+    if (rt->stopping || !rt->bal.b[sb->be].active)
         return; /* scrape_reset starts it again */
-    sb->g_models = scrape_get(sb, "/v1/models", w->cfg->scrape_timeout_ms * 4, SCRAPE_JSON_MAX,
+    sb->g_models = scrape_get(sb, "/v1/models", rt->cfg->scrape_timeout_ms * 4, SCRAPE_JSON_MAX,
                               scrape_models_done);
     if (sb->g_models == NULL)
-        scrape_arm(sb->t_models, w->cfg->models_interval_ms);
+        scrape_arm(sb->t_models, rt->cfg->models_interval_ms);
 }
 
-struct scrape *scrape_new(struct worker *w)
+struct scrape *scrape_new(struct router *rt)
 {
     struct scrape *s = calloc(1, sizeof(*s));
     size_t i;
 
     if (s == NULL)
         return NULL;
-    s->w = w;
-    s->n = w->bal.n;
+    s->rt = rt;
+    s->n = rt->bal.n;
     s->b = calloc(s->n ? s->n : 1, sizeof(*s->b));
     if (s->b == NULL) {
         free(s);
@@ -207,8 +206,8 @@ struct scrape *scrape_new(struct worker *w)
         struct scrape_be *sb = &s->b[i];
         sb->s = s;
         sb->be = (unsigned)i;
-        sb->t_metrics = evtimer_new(w->base, scrape_metrics_cb, sb);
-        sb->t_models = evtimer_new(w->base, scrape_models_cb, sb);
+        sb->t_metrics = evtimer_new(rt->base, scrape_metrics_cb, sb);
+        sb->t_models = evtimer_new(rt->base, scrape_models_cb, sb);
         if (sb->t_metrics == NULL || sb->t_models == NULL) {
             scrape_free(s);
             return NULL;
@@ -217,7 +216,7 @@ struct scrape *scrape_new(struct worker *w)
          * policy, and llama.cpp's slot count (capacity) comes after a scrape. */
         scrape_arm(sb->t_metrics, 0);
         /* A configured model list is authoritative: no discovery. */
-        if (w->cfg->backends[i].nmodels == 0)
+        if (rt->cfg->backends[i].nmodels == 0)
             scrape_arm(sb->t_models, 0);
     }
     return s;
@@ -226,12 +225,12 @@ struct scrape *scrape_new(struct worker *w)
 void scrape_reset(struct scrape *s, unsigned be)
 {
     struct scrape_be *sb;
-    struct worker *w;
+    struct router *rt;
 
     if (s == NULL || be >= s->n)
         return;
     sb = &s->b[be];
-    w = s->w;
+    rt = s->rt;
     fetch_cancel(sb->g_metrics);
     fetch_cancel(sb->g_models);
     fetch_cancel(sb->g_props);
@@ -239,14 +238,14 @@ void scrape_reset(struct scrape *s, unsigned be)
     sb->props_done = false;
     evtimer_del(sb->t_metrics);
     evtimer_del(sb->t_models);
-    met_gauge_clear(w->met, MET_BACKEND_RUNNING, be);
-    met_gauge_clear(w->met, MET_BACKEND_WAITING, be);
-    met_gauge_clear(w->met, MET_BACKEND_CACHE, be);
-    met_gauge_clear(w->met, MET_BACKEND_SCRAPE_AGE, be);
-    if (!w->bal.b[be].active || w->stopping)
+    met_gauge_clear(rt->met, MET_BACKEND_RUNNING, be);
+    met_gauge_clear(rt->met, MET_BACKEND_WAITING, be);
+    met_gauge_clear(rt->met, MET_BACKEND_CACHE, be);
+    met_gauge_clear(rt->met, MET_BACKEND_SCRAPE_AGE, be);
+    if (!rt->bal.b[be].active || rt->stopping)
         return;
     scrape_arm(sb->t_metrics, 0);
-    if (w->cfg->backends[be].nmodels == 0)
+    if (rt->cfg->backends[be].nmodels == 0)
         scrape_arm(sb->t_models, 0);
 }
 

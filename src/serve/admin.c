@@ -57,9 +57,9 @@ void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
 
         /* An ejection ends by time alone, with no event to clear the gauge:
          * read it from the balancer as of now. */
-        for (i = 0; i < w->bal.n; i++)
+        for (i = 0; i < w->rt.bal.n; i++)
             met_gauge_set(w->met, MET_BACKEND_EJECTED, (unsigned)i,
-                          bal_ejected(&w->bal.b[i], now) ? 1 : 0);
+                          bal_ejected(&w->rt.bal.b[i], now) ? 1 : 0);
         if (body == NULL || met_expose(regs, 1, body) != 0) {
             if (body)
                 evbuffer_free(body);
@@ -79,7 +79,7 @@ void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
     if (w->draining) /* out of the load balancer's pool while requests finish */
         admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head,
                    close);
-    else if (bal_up_count(&w->bal) > 0)
+    else if (bal_up_count(&w->rt.bal) > 0)
         admin_send(fc, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
     else
         admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),

@@ -677,7 +677,7 @@ static bool relay_route(struct relay *r, bool from_queue)
     rq.model = r->req_model[0] ? bal_alias(w->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
     rq.affinity = r->affinity;
     rq.tried = r->tried;
-    v = bal_choose(&w->bal, &rq, clk_now_us(), &be);
+    v = bal_choose(&w->rt.bal, &rq, clk_now_us(), &be);
     if (v == BAL_SATURATED) {
         if (from_queue)
             return false;
@@ -714,6 +714,18 @@ bool relay_try_dispatch(struct relay *r)
 {
     return relay_route(r, true);
 }
+
+static bool relay_queue_dispatch(void *item)
+{
+    return relay_try_dispatch(item);
+}
+
+static void relay_queue_shed(void *item, enum met_shed why)
+{
+    relay_shed(item, why);
+}
+
+const struct queue_ops relay_queue_ops = { relay_queue_dispatch, relay_queue_shed };
 
 void relay_refuse(struct relay *r, enum pitot_err e, bool close)
 {
@@ -985,7 +997,7 @@ static void relay_judge(struct relay *r, int status)
     enum bal_health h = bal_status_health(status, r->json_ok);
 
     if (h != BAL_HEALTH_NEUTRAL &&
-        bal_result(&r->w->bal, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
+        bal_result(&r->w->rt.bal, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
         met_gauge_set(r->w->met, MET_BACKEND_EJECTED, r->be->idx, 1);
 }
 
@@ -1251,7 +1263,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         /* The backend failed before its answer began (refused, reset, timed
          * out, an invalid or oversized head): its fault, toward ejection. */
         struct bal_backend *failed = r->be;
-        bal_result(&r->w->bal, failed, true, clk_now_us());
+        bal_result(&r->w->rt.bal, failed, true, clk_now_us());
         if (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET) {
             /* Nothing reached the client: another backend may serve it. */
             bal_released(failed);

@@ -199,41 +199,15 @@ static int worker_otlp_start(struct worker *w, char *err, size_t errlen)
  * backend name (its address slots share it). */
 static int worker_tls_start(struct worker *w, char *err, size_t errlen)
 {
-    const struct cfg *c = w->cfg;
-    char msg[448];
-    size_t i;
-
-    if (c->ntls_certs > 0 && (w->tls = tls_server_new(c, err, errlen)) == NULL)
+    if (w->cfg->ntls_certs > 0 && (w->tls = tls_server_new(w->cfg, err, errlen)) == NULL)
         return -1;
-    for (i = 0; i < c->nbackends; i++) {
-        const struct cfg_backend *b = &c->backends[i];
-
-        if (!b->https)
-            continue;
-        if (b->slot != 0) {
-            w->be_tls[i] = w->be_tls[b->group];
-            continue;
-        }
-        w->be_tls[i] = tls_client_new(&b->tls, b->host, msg, sizeof(msg));
-        if (w->be_tls[i] == NULL) {
-            snprintf(err, errlen, "backend %s: %s", b->name, msg);
-            return -1;
-        }
-        if (!b->tls.verify && c->log_level >= 1)
-            fprintf(stderr,
-                    "pitot: warn: backend %s: tls.verify is false: its certificate is not "
-                    "checked\n",
-                    b->name);
-    }
     return 0;
 }
 
 int worker_tls_reload(struct worker *w)
 {
-    const struct cfg *c = w->cfg;
     char msg[448];
     int failed = 0;
-    size_t i;
 
     if (w->tls && tls_server_reload(w->tls, msg, sizeof(msg)) != 0) {
         fprintf(stderr,
@@ -242,16 +216,7 @@ int worker_tls_reload(struct worker *w)
                 msg);
         failed++;
     }
-    for (i = 0; i < c->nbackends; i++) {
-        if (w->be_tls[i] == NULL || c->backends[i].slot != 0)
-            continue;
-        if (tls_client_reload(w->be_tls[i], msg, sizeof(msg)) != 0) {
-            fprintf(stderr,
-                    "pitot: error: backend %s: reloading TLS files: %s; the old ones stay\n",
-                    c->backends[i].name, msg);
-            failed++;
-        }
-    }
+    failed += router_tls_reload(&w->rt);
     if (w->otlp_tls && tls_client_reload(w->otlp_tls, msg, sizeof(msg)) != 0) {
         fprintf(stderr,
                 "pitot: error: opentelemetry.traces: reloading TLS files: %s; the old "
@@ -262,12 +227,27 @@ int worker_tls_reload(struct worker *w)
     return failed;
 }
 
+/* router callbacks: a backend may take more now; an address changed */
+static void worker_room(void *ud)
+{
+    struct worker *w = ud;
+
+    if (w->queue)
+        queue_kick(w->queue);
+}
+
+static void worker_readdressed(void *ud, unsigned be)
+{
+    struct worker *w = ud;
+
+    if (w->upstream)
+        upstream_pool_flush(w->upstream, be);
+}
+
 struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *refusals,
                           struct alog *alog, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof(*w));
-    size_t i;
-    int rc;
 
     if (w == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -286,14 +266,22 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
     w->toks.tok = malloc(json_toks_size(WORKER_JSON_TOKENS));
     w->scratch_cap = c->max_event_bytes;
     w->scratch = malloc(w->scratch_cap);
-    w->be_addr = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addr));
-    w->be_addrlen = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_addrlen));
-    w->be_tls = calloc(c->nbackends ? c->nbackends : 1, sizeof(*w->be_tls));
-    if (w->base == NULL || w->met == NULL || w->toks.tok == NULL || w->scratch == NULL ||
-        w->be_addr == NULL || w->be_addrlen == NULL || w->be_tls == NULL ||
-        bal_init(&w->bal, c) != 0 ||
-        (w->upstream = upstream_new(w->base, c->nbackends, c->upstream_keepalive, w->be_addr,
-                                    w->be_addrlen, w->be_tls)) == NULL) {
+    if (w->base == NULL || w->met == NULL || w->toks.tok == NULL || w->scratch == NULL) {
+        snprintf(err, errlen, "out of memory");
+        worker_free(w);
+        return NULL;
+    }
+    if (router_init(&w->rt, w->base, c, w->met, &w->toks, err, errlen) != 0) {
+        worker_free(w);
+        return NULL;
+    }
+    w->rt_ready = true;
+    w->rt.room = worker_room;
+    w->rt.readdressed = worker_readdressed;
+    w->rt.ud = w;
+    w->upstream = upstream_new(w->base, c->nbackends, c->upstream_keepalive, w->rt.addr,
+                               w->rt.addrlen, w->rt.tls);
+    if (w->upstream == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
@@ -302,22 +290,10 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
         worker_free(w);
         return NULL;
     }
-    for (i = 0; i < c->nbackends; i++) {
-        if (c->backends[i].dns)
-            continue; /* dns_new looks names up, below */
-        rc = sock_resolve(c->backends[i].host, c->backends[i].port, &w->be_addr[i],
-                          &w->be_addrlen[i], 0);
-        if (rc != 0) {
-            snprintf(err, errlen, "backend %s: cannot resolve %s: %s", c->backends[i].name,
-                     c->backends[i].host, gai_strerror(rc));
-            worker_free(w);
-            return NULL;
-        }
-    }
     w->reap_ev = event_new(w->base, -1, 0, worker_reap_cb, w);
     w->accept_ev = evtimer_new(w->base, worker_accept_resume_cb, w);
     /* before listening: the first answers come while nothing else runs */
-    w->dns = dns_new(w, err, errlen);
+    w->dns = dns_new(&w->rt, err, errlen);
     if (w->dns == NULL) {
         worker_free(w);
         return NULL;
@@ -343,10 +319,10 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
         }
         evconnlistener_set_error_cb(w->admin_lst, worker_accept_error_cb);
     }
-    w->queue = queue_new(w);
-    w->health = w->queue ? health_new(w) : NULL;
-    w->scrape = w->health ? scrape_new(w) : NULL;
-    if (w->scrape == NULL) {
+    w->queue = queue_new(w->base, c, w->met, &relay_queue_ops);
+    w->rt.health = w->queue ? health_new(&w->rt) : NULL;
+    w->rt.scrape = w->rt.health ? scrape_new(&w->rt) : NULL;
+    if (w->rt.scrape == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
@@ -367,6 +343,7 @@ int worker_run(struct worker *w)
 void worker_stop(struct worker *w)
 {
     w->stopping = true;
+    w->rt.stopping = true;
     if (w->upstream)
         upstream_stop(w->upstream);
     if (w->lst)
@@ -444,8 +421,6 @@ void worker_conn_closed(struct worker *w)
 
 void worker_free(struct worker *w)
 {
-    size_t i;
-
     if (w == NULL)
         return;
     while (!TAILQ_EMPTY(&w->conns))
@@ -454,14 +429,13 @@ void worker_free(struct worker *w)
         worker_reap_cb(-1, 0, w);
     dns_free(w->dns);
     otlp_free(w->otlp); /* after the connections: their relays still add spans */
-    scrape_free(w->scrape);
-    health_free(w->health);
+    scrape_free(w->rt.scrape);
+    health_free(w->rt.health);
     if (w->lst)
         evconnlistener_free(w->lst);
     if (w->admin_lst)
         evconnlistener_free(w->admin_lst);
     upstream_free(w->upstream);
-    bal_release(&w->bal);
     if (w->reap_ev)
         event_free(w->reap_ev);
     if (w->drain_ev)
@@ -471,16 +445,12 @@ void worker_free(struct worker *w)
     queue_free(w->queue);
     /* after every connection: each SSL holds its own reference anyway */
     tls_server_free(w->tls);
-    for (i = 0; w->be_tls && i < w->cfg->nbackends; i++)
-        if (w->be_tls[i] && w->cfg->backends[i].slot == 0)
-            tls_client_free(w->be_tls[i]);
-    free(w->be_tls);
     tls_client_free(w->otlp_tls);
     met_registry_free(w->met);
     free(w->toks.tok);
     free(w->scratch);
-    free(w->be_addr);
-    free(w->be_addrlen);
+    if (w->rt_ready)
+        router_release(&w->rt);
     if (w->base)
         event_base_free(w->base);
     free(w);

@@ -14,7 +14,7 @@
 
 #include "pitot/format/config.h"
 
-struct worker;
+struct router;
 struct dns;
 
 /* One address; len 0 is "none" (an empty slot). */
@@ -49,11 +49,11 @@ size_t dns_assign(struct dns_addr *slots, size_t nslots, const struct dns_addr *
 /* "ip:port" or "[ip6]:port" into out[0..cap). */
 void dns_addr_fmt(const struct dns_addr *a, char *out, size_t cap);
 
-/* Starts the lookups of every backend name of w, waits up to a few seconds
- * (running w's loop) for the first answers, then goes on asynchronously
+/* Starts the lookups of every backend name of rt, waits up to a few seconds
+ * (running rt's loop) for the first answers, then goes on asynchronously
  * every routing.dns_interval. Returns NULL with a message in err when the
  * resolver cannot be set up, and a no-op handle when no backend has a name. */
-struct dns *dns_new(struct worker *w, char *err, size_t errlen);
+struct dns *dns_new(struct router *rt, char *err, size_t errlen);
 void dns_free(struct dns *d);
 
 #endif

@@ -4,11 +4,11 @@
 #ifndef PITOT_ROUTE_HEALTH_H
 #define PITOT_ROUTE_HEALTH_H
 
-struct worker;
+struct router;
 struct health;
 
-/* Starts probing every backend of w (the first probe at once). NULL on failure. */
-struct health *health_new(struct worker *w);
+/* Starts probing every backend of rt (the first probe at once). NULL on failure. */
+struct health *health_new(struct router *rt);
 void health_free(struct health *h);
 
 /* Backend `be` got a new address or lost it (a DNS slot): a probe still

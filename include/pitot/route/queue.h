@@ -11,18 +11,33 @@
 
 #include "pitot/measure/metrics.h"
 
-struct worker;
-struct relay;
+struct cfg;
+struct event_base;
 struct queue;
 struct queue_entry;
 
-struct queue *queue_new(struct worker *w);
+/* What the queue asks of the requests it holds (the layer above owns them;
+ * the queue knows them as `item`). */
+struct queue_ops {
+    /* Tries to place a held item: false when it must keep waiting; true when
+     * it left the queue (dispatched, or answered), having called
+     * queue_remove() on its entry. */
+    bool (*try_dispatch)(void *item);
+    /* Answers an item the queue gives up on (evicted, waited too long): the
+     * queue has already let go of its entry. */
+    void (*shed)(void *item, enum met_shed why);
+};
+
+/* A queue on `base` with cfg's tiers; met gets its depth, waits and sheds.
+ * ops is copied. NULL when out of memory. */
+struct queue *queue_new(struct event_base *base, const struct cfg *cfg, struct met_registry *met,
+                        const struct queue_ops *ops);
 void queue_free(struct queue *q);
 
-/* Holds r of tier `tier`. Returns the entry, or NULL when r is refused
- * (*why says why; the caller sheds it). Displacing a lower-tier request sheds
- * that one through relay_shed() before this returns. */
-struct queue_entry *queue_push(struct queue *q, struct relay *r, unsigned tier, enum met_shed *why);
+/* Holds item of tier `tier`. Returns the entry, or NULL when the item is
+ * refused (*why says why; the caller sheds it). Displacing a lower-tier item
+ * sheds that one through ops.shed before this returns. */
+struct queue_entry *queue_push(struct queue *q, void *item, unsigned tier, enum met_shed *why);
 
 /* Takes r out (dispatched, or its client left: then why is CLIENT_GONE and
  * it is counted as shed). Observes the time it waited. */

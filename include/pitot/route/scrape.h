@@ -7,11 +7,11 @@
 #ifndef PITOT_ROUTE_SCRAPE_H
 #define PITOT_ROUTE_SCRAPE_H
 
-struct worker;
+struct router;
 struct scrape;
 
-/* Starts scraping every backend of w (the first scrapes at once). */
-struct scrape *scrape_new(struct worker *w);
+/* Starts scraping every backend of rt (the first scrapes at once). */
+struct scrape *scrape_new(struct router *rt);
 void scrape_free(struct scrape *s);
 
 /* Backend `be` got a new address or lost it (a DNS slot): scrapes still

@@ -11,6 +11,7 @@
 #include "pitot/util/err.h"
 #include "pitot/format/http1.h"
 #include "pitot/measure/metrics.h"
+#include "pitot/route/queue.h"
 #include "pitot/util/span.h"
 
 #define RELAY_ID_MAX 128 /* longest X-Request-Id kept from a client */
@@ -47,6 +48,9 @@ void relay_start(struct relay *r);
  * when it must keep waiting; true when it left the queue (dispatched or
  * answered). */
 bool relay_try_dispatch(struct relay *r);
+
+/* The overload queue's view of relays: relay_try_dispatch and relay_shed. */
+extern const struct queue_ops relay_queue_ops;
 
 /* Answers a request the queue gives up on (503 + Retry-After, or 404 for no
  * model); client_gone: nothing is sent. Accounts it. */

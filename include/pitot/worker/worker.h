@@ -10,8 +10,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "pitot/route/balancer.h"
 #include "pitot/format/json.h"
+#include "pitot/route/router.h"
 
 struct event_base;
 struct event;
@@ -37,23 +37,16 @@ struct worker {
     const struct refusal_phrases *refusals; /* borrowed: shared, immutable */
     struct alog *alog;                      /* borrowed: shared, one write(2) per line */
     struct met_registry *met;               /* owned */
-    struct bal bal;                         /* owned */
+    struct router rt;                       /* owned: the backends and what is known of them */
+    bool rt_ready;                          /* rt is set up (router_init succeeded) */
     struct upstream *upstream;              /* owned: connections to the backends */
-    struct health *health;                  /* owned: health checks */
     struct queue *queue;                    /* owned: overload queue */
-    struct scrape *scrape;                  /* owned: backend metric scrapers */
     struct dns *dns;                        /* owned: lookups of backend names */
     struct otlp *otlp;                      /* owned: span exporter; NULL when traces are off */
     struct tls_server *tls;                 /* owned: the listener's TLS; NULL: plain HTTP */
-    struct tls_client **be_tls;             /* owned array, one per backend: NULL for http://;
-                                         owned by a name's first slot, borrowed by the
-                                         others (cfg group) */
     struct tls_client *otlp_tls;            /* owned: NULL unless the collector is https:// */
     struct evconnlistener *lst;             /* owned: clients */
     struct evconnlistener *admin_lst;       /* owned: admin_listen; NULL when off */
-    struct sockaddr_storage *be_addr;       /* owned: backend addresses (a DNS slot's
-                                         changes, see dns.h; len 0: none) */
-    socklen_t *be_addrlen;                  /* owned */
     struct json_toks toks;                  /* owned scratch for JSON parsing */
     char *scratch;                          /* owned: multi-line SSE data, max_event_bytes */
     size_t scratch_cap;

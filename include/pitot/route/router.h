@@ -1,0 +1,71 @@
+/* router: what routing knows of every backend (the backend table, the
+ * addresses, the TLS clients) and the loop that keeps it current. The
+ * modules that keep it current (health, scrape, dns) and those that use it
+ * (the relay, the admin endpoints) share one; it tells the layers above what
+ * changed through the callbacks its owner sets. */
+#ifndef PITOT_ROUTE_ROUTER_H
+#define PITOT_ROUTE_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "pitot/route/balancer.h"
+
+struct cfg;
+struct event_base;
+struct health;
+struct json_toks;
+struct met_registry;
+struct scrape;
+struct tls_client;
+
+struct router {
+    struct event_base *base;       /* borrowed: where probes, scrapes and lookups run */
+    const struct cfg *cfg;         /* borrowed */
+    struct met_registry *met;      /* borrowed: the pitot_backend_* gauges */
+    struct json_toks *toks;        /* borrowed: scratch for the JSON bodies of scrapes */
+    struct bal bal;                /* owned: the backend table */
+    struct sockaddr_storage *addr; /* owned, per backend: where it is (see dns.h) */
+    socklen_t *addrlen;            /* owned, per backend: 0 while it has no address */
+    struct tls_client **tls;       /* per backend, NULL for http://: owned by a name's
+                                      first slot, borrowed by its other slots */
+    struct health *health;         /* borrowed: the owner's health checks, or NULL */
+    struct scrape *scrape;         /* borrowed: the owner's scrapes, or NULL */
+    bool stopping;                 /* the loop is ending: timers are not rearmed */
+    void (*room)(void *ud);        /* a backend may take requests it could not before
+                                      (up again, scraped, a new address) */
+    void (*readdressed)(void *ud, unsigned be); /* be's address changed or went: its
+                                                   idle connections are stale */
+    void *ud;
+};
+
+/* Sets up rt for c's backends on `base`: the backend table, a TLS client per
+ * https backend, and the addresses of those given as IP literals or names
+ * resolved now (a DNS slot gets its address from dns_new later). Returns 0, or
+ * -1 with a message in err (rt is then released). */
+int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
+                struct met_registry *met, struct json_toks *toks, char *err, size_t errlen);
+
+void router_release(struct router *rt);
+
+/* Loads the https backends' CA files and client certificates again (SIGHUP).
+ * What fails keeps its old context; returns the failures, each written to
+ * stderr. */
+int router_tls_reload(struct router *rt);
+
+/* Tells the owner that a backend may take requests it could not before. */
+static inline void router_room(struct router *rt)
+{
+    if (rt->room)
+        rt->room(rt->ud);
+}
+
+/* Tells the owner that backend be's address changed or went. */
+static inline void router_readdressed(struct router *rt, unsigned be)
+{
+    if (rt->readdressed)
+        rt->readdressed(rt->ud, be);
+}
+
+#endif

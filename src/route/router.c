@@ -1,0 +1,108 @@
+/* router: the backend table, addresses and TLS clients, set up from the
+ * configuration. */
+#include "pitot/route/router.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pitot/format/config.h"
+#include "pitot/io/tls.h"
+#include "pitot/util/sock.h"
+
+static int router_fail(struct router *rt, char *err, size_t errlen, const char *msg)
+{
+    snprintf(err, errlen, "%s", msg);
+    router_release(rt);
+    return -1;
+}
+
+int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
+                struct met_registry *met, struct json_toks *toks, char *err, size_t errlen)
+{
+    size_t n = c->nbackends ? c->nbackends : 1, i;
+    char msg[448];
+    int rc;
+
+    memset(rt, 0, sizeof(*rt));
+    rt->base = base;
+    rt->cfg = c;
+    rt->met = met;
+    rt->toks = toks;
+    rt->addr = calloc(n, sizeof(*rt->addr));
+    rt->addrlen = calloc(n, sizeof(*rt->addrlen));
+    rt->tls = calloc(n, sizeof(*rt->tls));
+    if (rt->addr == NULL || rt->addrlen == NULL || rt->tls == NULL || bal_init(&rt->bal, c) != 0)
+        return router_fail(rt, err, errlen, "out of memory");
+    for (i = 0; i < c->nbackends; i++) {
+        const struct cfg_backend *b = &c->backends[i];
+
+        if (!b->https)
+            continue;
+        if (b->slot != 0) {
+            rt->tls[i] = rt->tls[b->group];
+            continue;
+        }
+        rt->tls[i] = tls_client_new(&b->tls, b->host, msg, sizeof(msg));
+        if (rt->tls[i] == NULL) {
+            snprintf(err, errlen, "backend %s: %s", b->name, msg);
+            router_release(rt);
+            return -1;
+        }
+        if (!b->tls.verify && c->log_level >= 1)
+            fprintf(stderr,
+                    "pitot: warn: backend %s: tls.verify is false: its certificate is not "
+                    "checked\n",
+                    b->name);
+    }
+    for (i = 0; i < c->nbackends; i++) {
+        if (c->backends[i].dns)
+            continue; /* dns_new looks names up */
+        rc = sock_resolve(c->backends[i].host, c->backends[i].port, &rt->addr[i], &rt->addrlen[i],
+                          0);
+        if (rc != 0) {
+            snprintf(err, errlen, "backend %s: cannot resolve %s: %s", c->backends[i].name,
+                     c->backends[i].host, gai_strerror(rc));
+            router_release(rt);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void router_release(struct router *rt)
+{
+    size_t i;
+
+    for (i = 0; rt->tls && i < rt->cfg->nbackends; i++)
+        if (rt->tls[i] && rt->cfg->backends[i].slot == 0)
+            tls_client_free(rt->tls[i]);
+    free(rt->tls);
+    free(rt->addr);
+    free(rt->addrlen);
+    bal_release(&rt->bal);
+    rt->tls = NULL;
+    rt->addr = NULL;
+    rt->addrlen = NULL;
+}
+
+int router_tls_reload(struct router *rt)
+{
+    const struct cfg *c = rt->cfg;
+    char msg[448];
+    int failed = 0;
+    size_t i;
+
+    for (i = 0; i < c->nbackends; i++) {
+        if (rt->tls[i] == NULL || c->backends[i].slot != 0)
+            continue;
+        if (tls_client_reload(rt->tls[i], msg, sizeof(msg)) != 0) {
+            fprintf(stderr,
+                    "pitot: error: backend %s: reloading TLS files: %s; the old ones stay\n",
+                    c->backends[i].name, msg);
+            failed++;
+        }
+    }
+    return failed;
+}
