@@ -139,11 +139,12 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
     struct worker *w = sc->w;
-    unsigned ms = w->cfg->drain_timeout_ms, n;
+    unsigned ms = w->lp.cfg->drain_timeout_ms, n;
     char d[24];
 
-    if (w->draining || ms == 0) {
-        fprintf(stderr, "pitot: signal %d, stopping%s\n", (int)sig, w->draining ? " at once" : "");
+    if (w->lp.draining || ms == 0) {
+        fprintf(stderr, "pitot: signal %d, stopping%s\n", (int)sig,
+                w->lp.draining ? " at once" : "");
         worker_stop(w);
         return;
     }
@@ -155,14 +156,14 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 /* The drain's last line, once the loop has ended. */
 static void log_drain_end(const struct worker *w)
 {
-    if (!w->draining)
+    if (!w->lp.draining)
         return;
     if (w->drain_cut)
         fprintf(stderr, "pitot: drain_timeout reached, %u connection%s cut, exiting\n",
                 w->drain_cut, w->drain_cut == 1 ? "" : "s");
-    else if (w->nconns)
-        fprintf(stderr, "pitot: drain interrupted, %u connection%s closed, exiting\n", w->nconns,
-                w->nconns == 1 ? "" : "s");
+    else if (w->lp.nconns)
+        fprintf(stderr, "pitot: drain interrupted, %u connection%s closed, exiting\n", w->lp.nconns,
+                w->lp.nconns == 1 ? "" : "s");
     else
         fprintf(stderr, "pitot: drained, exiting\n");
 }
@@ -175,7 +176,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
     if (alog_reopen(sc->alog) != 0)
         fprintf(stderr, "pitot: reopening the access log failed\n");
-    if (worker_tls_reload(sc->w) == 0 && sc->w->tls != NULL && sc->w->cfg->log_level >= 2)
+    if (worker_tls_reload(sc->w) == 0 && sc->w->lp.tls != NULL && sc->w->lp.cfg->log_level >= 2)
         fprintf(stderr, "pitot: info: signal %d, certificates reloaded\n", (int)sig);
 }
 
@@ -282,9 +283,9 @@ int main(int argc, char **argv)
     }
     sc.w = w;
     sc.alog = alog;
-    sig_term = evsignal_new(w->base, SIGTERM, on_stop, &sc);
-    sig_int = evsignal_new(w->base, SIGINT, on_stop, &sc);
-    sig_hup = evsignal_new(w->base, SIGHUP, on_hup, &sc);
+    sig_term = evsignal_new(w->lp.base, SIGTERM, on_stop, &sc);
+    sig_int = evsignal_new(w->lp.base, SIGINT, on_stop, &sc);
+    sig_hup = evsignal_new(w->lp.base, SIGHUP, on_hup, &sc);
     evsignal_add(sig_term, NULL);
     evsignal_add(sig_int, NULL);
     evsignal_add(sig_hup, NULL);

@@ -12,7 +12,7 @@
 #include "pitot/serve/front.h"
 #include "pitot/format/http1.h"
 #include "pitot/measure/metrics.h"
-#include "pitot/worker/worker.h"
+#include "pitot/serve/loop.h"
 
 static struct span admin_path(const struct h1_msg *m)
 {
@@ -45,21 +45,21 @@ static void admin_send(struct front_conn *fc, int status, const char *ctype, str
 
 void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
 {
-    struct worker *w = fc->w;
+    struct loop *lp = fc->lp;
     struct span path = admin_path(m);
     bool head = span_eq(m->method, "HEAD");
 
     if (span_eq(path, "/metrics")) {
         struct evbuffer *body = evbuffer_new();
-        struct met_registry *regs[1] = { w->met };
+        struct met_registry *regs[1] = { lp->met };
         uint64_t now = clk_now_us();
         size_t n, i;
 
         /* An ejection ends by time alone, with no event to clear the gauge:
          * read it from the balancer as of now. */
-        for (i = 0; i < w->rt.bal.n; i++)
-            met_gauge_set(w->met, MET_BACKEND_EJECTED, (unsigned)i,
-                          bal_ejected(&w->rt.bal.b[i], now) ? 1 : 0);
+        for (i = 0; i < lp->rt.bal.n; i++)
+            met_gauge_set(lp->met, MET_BACKEND_EJECTED, (unsigned)i,
+                          bal_ejected(&lp->rt.bal.b[i], now) ? 1 : 0);
         if (body == NULL || met_expose(regs, 1, body) != 0) {
             if (body)
                 evbuffer_free(body);
@@ -76,10 +76,10 @@ void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
         admin_send(fc, 200, "application/json", span_cstr("{\"status\":\"ok\"}"), head, close);
         return;
     }
-    if (w->draining) /* out of the load balancer's pool while requests finish */
+    if (lp->draining) /* out of the load balancer's pool while requests finish */
         admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head,
                    close);
-    else if (bal_up_count(&w->rt.bal) > 0)
+    else if (bal_up_count(&lp->rt.bal) > 0)
         admin_send(fc, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
     else
         admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),

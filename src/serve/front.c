@@ -25,7 +25,7 @@
 #include "pitot/serve/relay.h"
 #include "pitot/route/tier.h"
 #include "pitot/io/tls.h"
-#include "pitot/worker/worker.h"
+#include "pitot/serve/loop.h"
 #include "pitot/util/sock.h"
 
 static void front_read_cb(struct bufferevent *bev, void *arg);
@@ -73,15 +73,15 @@ static void front_peer_format(char *out, size_t cap, const struct sockaddr *sa)
     snprintf(out, cap, "%s", ip);
 }
 
-void front_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool admin)
+void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen, bool admin)
 {
     struct front_conn *fc;
     struct h1_limits lim;
-    bool full =
-        admin ? w->nadmin >= FRONT_MAX_ADMIN_CONNS : w->nconns - w->nadmin >= w->cfg->max_clients;
-    bool tls = w->tls != NULL && !admin; /* the admin listener is plain HTTP */
+    bool full = admin ? lp->nadmin >= FRONT_MAX_ADMIN_CONNS
+                      : lp->nconns - lp->nadmin >= lp->cfg->max_clients;
+    bool tls = lp->tls != NULL && !admin; /* the admin listener is plain HTTP */
 
-    if (full || w->stopping || w->draining) {
+    if (full || lp->stopping || lp->draining) {
         evutil_closesocket(fd);
         return;
     }
@@ -91,12 +91,12 @@ void front_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen
         return;
     }
     sock_nodelay(fd);
-    fc->w = w;
+    fc->lp = lp;
     if (tls)
-        fc->bev = tls_server_bev(w->tls, w->base, fd);
+        fc->bev = tls_server_bev(lp->tls, lp->base, fd);
     else
-        fc->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    fc->timer = evtimer_new(w->base, front_timer_cb, fc);
+        fc->bev = bufferevent_socket_new(lp->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    fc->timer = evtimer_new(lp->base, front_timer_cb, fc);
     if (fc->bev == NULL || fc->timer == NULL) {
         if (fc->bev)
             bufferevent_free(fc->bev);
@@ -109,34 +109,34 @@ void front_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen
     }
     (void)salen;
     front_peer_format(fc->peer, sizeof(fc->peer), sa);
-    lim.max_headers = w->cfg->max_headers;
-    lim.max_uri_bytes = w->cfg->max_uri_bytes;
-    lim.max_head_bytes = w->cfg->max_header_bytes;
+    lim.max_headers = lp->cfg->max_headers;
+    lim.max_uri_bytes = lp->cfg->max_uri_bytes;
+    lim.max_head_bytes = lp->cfg->max_header_bytes;
     h1_init(&fc->hp, H1_REQUEST, &lim, front_body_cb, fc);
     fc->st = tls ? FRONT_ST_HANDSHAKE : FRONT_ST_IDLE;
     fc->admin = admin;
-    TAILQ_INSERT_TAIL(&w->conns, fc, link);
-    w->nconns++;
-    w->nadmin += admin;
+    TAILQ_INSERT_TAIL(&lp->conns, fc, link);
+    lp->nconns++;
+    lp->nadmin += admin;
     bufferevent_setcb(fc->bev, front_read_cb, front_write_cb, front_event_cb, fc);
     bufferevent_enable(fc->bev, EV_READ | EV_WRITE);
     /* A fresh connection must send its head within the header timeout; on a
      * TLS listener the handshake counts against it too. */
-    front_timer_arm(fc, w->cfg->header_timeout_ms);
+    front_timer_arm(fc, lp->cfg->header_timeout_ms);
 }
 
 /* A client's TLS handshake failed: counted by reason, logged at most once a
  * second, closed. */
 static void front_tls_failed(struct front_conn *fc, enum tls_fail why, const char *detail)
 {
-    met_add_tls_failure(fc->w->met, why);
-    tls_server_log_failure(fc->w->tls, fc->peer, why, detail);
+    met_add_tls_failure(fc->lp->met, why);
+    tls_server_log_failure(fc->lp->tls, fc->peer, why, detail);
     front_close(fc);
 }
 
 void front_close(struct front_conn *fc)
 {
-    struct worker *w = fc->w;
+    struct loop *lp = fc->lp;
 
     if (fc->st == FRONT_ST_DEAD)
         return;
@@ -150,13 +150,13 @@ void front_close(struct front_conn *fc)
     fc->bev = NULL;
     event_del(fc->timer);
     front_set_state(fc, FRONT_ST_DEAD);
-    TAILQ_REMOVE(&w->conns, fc, link);
-    w->nconns--;
-    w->nadmin -= fc->admin;
+    TAILQ_REMOVE(&lp->conns, fc, link);
+    lp->nconns--;
+    lp->nadmin -= fc->admin;
     /* Freed from the reaper: a caller up the stack may still hold fc. */
-    TAILQ_INSERT_TAIL(&w->reap, fc, link);
-    event_active(w->reap_ev, EV_TIMEOUT, 0);
-    worker_conn_closed(w);
+    TAILQ_INSERT_TAIL(&lp->reap, fc, link);
+    event_active(lp->reap_ev, EV_TIMEOUT, 0);
+    loop_conn_closed(lp);
 }
 
 void front_cut(struct front_conn *fc)
@@ -184,7 +184,7 @@ void front_close_after_flush(struct front_conn *fc)
     bufferevent_setwatermark(fc->bev, EV_WRITE, 0, 0);
     event_del(fc->timer);
     /* Bound the flush: a client that stops reading loses the connection. */
-    front_timer_arm(fc, fc->w->cfg->body_timeout_ms);
+    front_timer_arm(fc, fc->lp->cfg->body_timeout_ms);
     if (evbuffer_get_length(bufferevent_get_output(fc->bev)) == 0)
         front_close(fc);
 }
@@ -194,7 +194,7 @@ bool front_reply_head(struct front_conn *fc, int status, const char *content_typ
 {
     struct evbuffer *out = bufferevent_get_output(fc->bev);
 
-    close = close || !worker_keepalive(fc->w);
+    close = close || !loop_keepalive(fc->lp);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: pitot\r\n", status,
                         err_reason_phrase(status));
     if (content_type)
@@ -234,7 +234,7 @@ static void front_go_idle(struct front_conn *fc)
     h1_reset(&fc->hp);
     bufferevent_enable(fc->bev, EV_READ);
     event_del(fc->timer);
-    front_timer_arm(fc, fc->w->cfg->keepalive_timeout_ms);
+    front_timer_arm(fc, fc->lp->cfg->keepalive_timeout_ms);
 }
 
 static void front_read_body(struct front_conn *fc);
@@ -248,7 +248,7 @@ static void front_read_head(struct front_conn *fc);
  * CFG_BODY_RATE_GRACE_MS). Monotonic microseconds. */
 static uint64_t front_body_due(const struct front_conn *fc)
 {
-    const struct cfg *c = fc->w->cfg;
+    const struct cfg *c = fc->lp->cfg;
     uint64_t due = fc->body_last_us + (uint64_t)c->body_timeout_ms * 1000;
     uint64_t t = fc->body_start_us + (uint64_t)c->body_deadline_ms * 1000;
 
@@ -293,15 +293,15 @@ static void front_body_start(struct front_conn *fc)
  * with a body is answered and the connection closed: it is not read. */
 static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, size_t hl)
 {
-    struct worker *w = fc->w;
+    struct loop *lp = fc->lp;
     bool has_body = m->chunked || m->content_length > 0;
-    bool keep = m->keep_alive && !has_body && worker_keepalive(w);
+    bool keep = m->keep_alive && !has_body && loop_keepalive(lp);
 
     if (fc->admin)
         admin_serve_admin(fc, m, !keep);
-    else if (w->cfg->admin && admin_own_path(m))
+    else if (lp->cfg->admin && admin_own_path(m))
         front_reply_error(fc, PITOT_ENOT_FOUND, !keep);
-    else if (!w->cfg->admin && admin_handles(m))
+    else if (!lp->cfg->admin && admin_handles(m))
         admin_serve(fc, m, !keep);
     else
         return false;
@@ -324,13 +324,13 @@ static void front_log_refusal(struct front_conn *fc, const struct h1_msg *m, enu
     struct alog_rec rec;
     char fresh[RELAY_ID_MAX + 1];
 
-    if (fc->w->alog == NULL)
+    if (fc->lp->alog == NULL)
         return;
     if (id == NULL) {
         if (m)
-            relay_request_id(fc->w, m, fresh);
+            relay_request_id(fc->lp, m, fresh);
         else
-            worker_request_id(fc->w, fresh);
+            loop_request_id(fc->lp, fresh);
         id = fresh;
     }
     memset(&rec, 0, sizeof(rec));
@@ -344,7 +344,7 @@ static void front_log_refusal(struct front_conn *fc, const struct h1_msg *m, enu
     rec.prompt_tokens = rec.completion_tokens = rec.cached_tokens = -1;
     rec.outcome = err_outcome(e);
     rec.error = err_label(e);
-    alog_write(fc->w->alog, &rec);
+    alog_write(fc->lp->alog, &rec);
 }
 
 /* Refuses a request whose relay does not exist (yet): the error reply, the
@@ -367,13 +367,13 @@ static void front_refuse(struct front_conn *fc, const struct h1_msg *m, enum pit
 static void front_unauthorized(struct front_conn *fc, const struct h1_msg *m, size_t hl,
                                uint64_t t0)
 {
-    struct worker *w = fc->w;
+    struct loop *lp = fc->lp;
     char id[RELAY_ID_MAX + 1], extra[RELAY_ID_MAX + 64];
     bool has_body = m->chunked || m->content_length > 0;
-    bool too_large = m->content_length > 0 && (uint64_t)m->content_length > w->cfg->max_body_bytes;
+    bool too_large = m->content_length > 0 && (uint64_t)m->content_length > lp->cfg->max_body_bytes;
     bool close = !m->keep_alive || too_large || (has_body && m->expect_continue);
 
-    relay_request_id(w, m, id);
+    relay_request_id(lp, m, id);
     snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer\r\nX-Request-Id: %s\r\n", id);
     close = front_reply_error_extra(fc, PITOT_EUNAUTHORIZED, close, extra);
     front_log_refusal(fc, m, PITOT_EUNAUTHORIZED, id, t0);
@@ -396,7 +396,7 @@ static void front_unauthorized(struct front_conn *fc, const struct h1_msg *m, si
  * (spans into it) until the relay copied what it needs. */
 static void front_read_head(struct front_conn *fc)
 {
-    struct worker *w = fc->w;
+    struct loop *lp = fc->lp;
     struct evbuffer *in = bufferevent_get_input(fc->bev);
     size_t len = evbuffer_get_length(in), look, hl;
     const char *p;
@@ -411,9 +411,9 @@ static void front_read_head(struct front_conn *fc)
     if (fc->st == FRONT_ST_IDLE) {
         front_set_state(fc, FRONT_ST_HEAD);
         event_del(fc->timer);
-        front_timer_arm(fc, w->cfg->header_timeout_ms);
+        front_timer_arm(fc, lp->cfg->header_timeout_ms);
     }
-    look = len < w->cfg->max_header_bytes ? len : w->cfg->max_header_bytes;
+    look = len < lp->cfg->max_header_bytes ? len : lp->cfg->max_header_bytes;
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
     r = h1_execute(&fc->hp, span_make(p, look), &hl);
     if (r == H1_AGAIN)
@@ -432,12 +432,12 @@ static void front_read_head(struct front_conn *fc)
         return;
     /* before anything else looks at the request: no limit, queue or
      * backend learns of it without a key */
-    tier = tier_resolve(w->cfg, m, &keyed);
-    if (w->cfg->require_auth && !keyed) {
+    tier = tier_resolve(lp->cfg, m, &keyed);
+    if (lp->cfg->require_auth && !keyed) {
         front_unauthorized(fc, m, hl, t0);
         return;
     }
-    if (m->content_length > 0 && (uint64_t)m->content_length > w->cfg->max_body_bytes) {
+    if (m->content_length > 0 && (uint64_t)m->content_length > lp->cfg->max_body_bytes) {
         front_refuse(fc, m, PITOT_EBODY_TOO_LARGE, t0);
         return;
     }
@@ -462,7 +462,7 @@ static int front_body_cb(void *ud, struct span b)
     if (fc->st == FRONT_ST_DISCARD) {
         /* dropped; bounded like a body that is kept */
         fc->discarded_bytes += b.len;
-        if (fc->discarded_bytes <= fc->w->cfg->max_body_bytes)
+        if (fc->discarded_bytes <= fc->lp->cfg->max_body_bytes)
             return 0;
         fc->hp.err = PITOT_EBODY_TOO_LARGE;
         return -1;
@@ -548,7 +548,7 @@ static void front_read_discard(struct front_conn *fc)
         return;
     }
     event_del(fc->timer);
-    if (!worker_keepalive(fc->w)) { /* a drain began meanwhile */
+    if (!loop_keepalive(fc->lp)) { /* a drain began meanwhile */
         front_close_after_flush(fc);
         return;
     }
@@ -563,7 +563,7 @@ void front_relay_done(struct front_conn *fc, bool keep_alive)
     /* Called from inside the relay's own callbacks: retire, don't free. */
     relay_retire(fc->rl);
     fc->rl = NULL;
-    if (!keep_alive || !worker_keepalive(fc->w)) {
+    if (!keep_alive || !loop_keepalive(fc->lp)) {
         front_close_after_flush(fc);
         return;
     }
@@ -588,7 +588,7 @@ static void front_read_cb(struct bufferevent *bev, void *arg)
     case FRONT_ST_PROXY:
         /* Reading stays on to see the client leave; a client that floods
          * pipelined bytes meanwhile is no longer read. */
-        if (evbuffer_get_length(bufferevent_get_input(bev)) > fc->w->cfg->max_header_bytes)
+        if (evbuffer_get_length(bufferevent_get_input(bev)) > fc->lp->cfg->max_header_bytes)
             bufferevent_disable(bev, EV_READ);
         break;
     case FRONT_ST_HANDSHAKE:

@@ -26,7 +26,7 @@
 #include "pitot/format/sse.h"
 #include "pitot/route/tier.h"
 #include "pitot/io/upstream.h"
-#include "pitot/worker/worker.h"
+#include "pitot/serve/loop.h"
 
 #define RELAY_PATH_LOG_MAX 512
 #define RELAY_STAGE_MIN 4096
@@ -44,7 +44,7 @@ enum relay_state {
 
 struct relay {
     struct front_conn *fc;      /* borrowed: our owner */
-    struct worker *w;           /* borrowed */
+    struct loop *lp;            /* borrowed */
     struct bal_backend *be;     /* borrowed, NULL until chosen */
     struct bufferevent *ubev;   /* owned while connected */
     struct evbuffer *req;       /* owned: upstream request head, without Host and framing */
@@ -206,7 +206,7 @@ static void relay_trace_headers(struct relay *r, const struct h1_msg *m)
     struct span trace, flags;
     char id[33], span_id[33];
 
-    worker_request_id(r->w, span_id);
+    loop_request_id(r->lp, span_id);
     memcpy(r->span_id, span_id, 16);
     if (tp && relay_traceparent(tp->value, &trace, &flags)) {
         evbuffer_add_printf(r->req, "traceparent: 00-%.32s-%.16s-%.2s\r\n", trace.p, span_id,
@@ -218,7 +218,7 @@ static void relay_trace_headers(struct relay *r, const struct h1_msg *m)
         return;
     }
     /* absent or invalid: a new trace, and the old tracestate goes with it */
-    worker_request_id(r->w, id);
+    loop_request_id(r->lp, id);
     evbuffer_add_printf(r->req, "traceparent: 00-%s-%.16s-01\r\n", id, span_id);
     memcpy(r->trace_id, id, 32);
 }
@@ -231,20 +231,20 @@ static void relay_copy(char *dst, size_t cap, struct span s)
     dst[n] = '\0';
 }
 
-void relay_request_id(struct worker *w, const struct h1_msg *m, char out[RELAY_ID_MAX + 1])
+void relay_request_id(struct loop *lp, const struct h1_msg *m, char out[RELAY_ID_MAX + 1])
 {
     const struct h1_header *rid = h1_header_find(m, "x-request-id");
 
     if (rid && relay_id_ok(rid->value))
         relay_copy(out, RELAY_ID_MAX + 1, rid->value);
     else
-        worker_request_id(w, out);
+        loop_request_id(lp, out);
 }
 
 struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t t0_us,
                         unsigned tier)
 {
-    struct worker *w = fc->w;
+    struct loop *lp = fc->lp;
     const struct h1_header *xff = NULL;
     struct relay *r = calloc(1, sizeof(*r));
     unsigned i;
@@ -252,7 +252,7 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
     if (r == NULL)
         return NULL;
     r->fc = fc;
-    r->w = w;
+    r->lp = lp;
     r->t0_us = t0_us;
     r->wall_us = clk_wall_us();
     r->req = evbuffer_new();
@@ -267,12 +267,12 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
     r->is_head = span_eq(m->method, "HEAD");
     relay_copy(r->method, sizeof(r->method), m->method);
     relay_copy(r->path, sizeof(r->path), m->url);
-    relay_request_id(w, m, r->id);
+    relay_request_id(lp, m, r->id);
     /* measured from t0 even when refused before relay_start() */
-    meter_init(&r->meter, t0_us, (uint64_t)w->cfg->stall_ms * 1000, -1, w->refusals);
+    meter_init(&r->meter, t0_us, (uint64_t)lp->cfg->stall_ms * 1000, -1, lp->refusals);
     r->tier = tier;
-    if (w->cfg->affinity == CFG_AFFINITY_HEADER) {
-        const struct h1_header *ah = h1_header_find(m, w->cfg->affinity_header);
+    if (lp->cfg->affinity == CFG_AFFINITY_HEADER) {
+        const struct h1_header *ah = h1_header_find(m, lp->cfg->affinity_header);
         if (ah && ah->value.len)
             r->affinity = relay_hash(ah->value);
     }
@@ -307,7 +307,7 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
 
 int relay_body(struct relay *r, struct span b)
 {
-    if (evbuffer_get_length(r->body) + b.len > r->w->cfg->max_body_bytes)
+    if (evbuffer_get_length(r->body) + b.len > r->lp->cfg->max_body_bytes)
         return -PITOT_EBODY_TOO_LARGE;
     if (evbuffer_add(r->body, b.p, b.len) != 0)
         return -PITOT_ENOMEM;
@@ -320,10 +320,10 @@ void relay_free(struct relay *r)
         return;
     if (r->be && r->in_flight_counted) {
         bal_released(r->be);
-        met_gauge_add(r->w->met, MET_IN_FLIGHT, r->be->idx, -1);
+        met_gauge_add(r->lp->met, MET_IN_FLIGHT, r->be->idx, -1);
     }
     if (r->queued)
-        queue_remove(r->w->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+        queue_remove(r->lp->queue, r->queued, true, MET_SHED_CLIENT_GONE);
     if (r->ubev)
         bufferevent_free(r->ubev);
     if (r->req)
@@ -343,10 +343,10 @@ void relay_free(struct relay *r)
 
 void relay_retire(struct relay *r)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
 
     if (r->queued) {
-        queue_remove(w->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+        queue_remove(lp->queue, r->queued, true, MET_SHED_CLIENT_GONE);
         r->queued = NULL;
     }
     /* Nothing may call back into a retired relay: drop its I/O now. */
@@ -357,16 +357,16 @@ void relay_retire(struct relay *r)
     if (r->timer_ev)
         event_del(r->timer_ev);
     r->fc = NULL;
-    r->next_retired = w->retired;
-    w->retired = r;
-    event_active(w->reap_ev, EV_TIMEOUT, 0);
+    r->next_retired = lp->retired;
+    lp->retired = r;
+    event_active(lp->reap_ev, EV_TIMEOUT, 0);
 }
 
-void relay_reap(struct worker *w)
+void relay_reap(struct loop *lp)
 {
-    while (w->retired) {
-        struct relay *r = w->retired;
-        w->retired = r->next_retired;
+    while (lp->retired) {
+        struct relay *r = lp->retired;
+        lp->retired = r->next_retired;
         relay_free(r);
     }
 }
@@ -406,15 +406,15 @@ static void relay_affinity_body(struct relay *r, struct span body)
     static const char *const user[] = { "user" };
     static const char *const prefix[] = { "messages[].role", "messages[].content",
                                           "messages[].content[].text" };
-    const struct cfg *c = r->w->cfg;
+    const struct cfg *c = r->lp->cfg;
     struct relay_affinity a = { 0xcbf29ce484222325ull, { 0, 0, 0 }, 1 };
     int n;
 
     if (c->affinity == CFG_AFFINITY_USER) {
-        n = json_paths_visit(body, &r->w->toks, user, 1, relay_affinity_cb, &a);
+        n = json_paths_visit(body, &r->lp->toks, user, 1, relay_affinity_cb, &a);
     } else if (c->affinity == CFG_AFFINITY_PREFIX) {
         a.max = c->affinity_prefix_messages;
-        n = json_paths_visit(body, &r->w->toks, prefix, 3, relay_affinity_cb, &a);
+        n = json_paths_visit(body, &r->lp->toks, prefix, 3, relay_affinity_cb, &a);
     } else {
         return;
     }
@@ -474,7 +474,7 @@ static bool relay_json_api(const struct relay *r)
  * else 0. */
 static int relay_inspect_body(struct relay *r)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
     size_t len = evbuffer_get_length(r->body);
     struct json_req jr;
     struct span body;
@@ -486,7 +486,7 @@ static int relay_inspect_body(struct relay *r)
     if (len == 0)
         return r->json_api ? -PITOT_EINVALID_JSON : 0;
     body = span_make((const char *)evbuffer_pullup(r->body, -1), len);
-    rc = json_req_parse(body, &w->toks, &jr);
+    rc = json_req_parse(body, &lp->toks, &jr);
     if (!jr.well_formed) /* elsewhere not ours to judge: forwarded untouched */
         return r->json_api ? -PITOT_EINVALID_JSON : 0;
     r->json_ok = r->json_api;
@@ -497,14 +497,14 @@ static int relay_inspect_body(struct relay *r)
     if (jr.model.len && jr.model.len < sizeof(r->req_model))
         relay_copy(r->req_model, sizeof(r->req_model), jr.model);
     relay_affinity_body(r, body);
-    if (!w->cfg->usage_injection || !jr.stream || jr.include_usage)
+    if (!lp->cfg->usage_injection || !jr.stream || jr.include_usage)
         return 0;
     if (!relay_path_is(r, "/v1/chat/completions") && !relay_path_is(r, "/v1/completions"))
         return 0;
     nb = malloc(len + 64);
     if (nb == NULL)
         return 0;
-    nlen = json_req_add_include_usage(body, &w->toks, nb, len + 64);
+    nlen = json_req_add_include_usage(body, &lp->toks, nb, len + 64);
     if (nlen > 0) {
         evbuffer_drain(r->body, len);
         evbuffer_add(r->body, nb, (size_t)nlen);
@@ -545,7 +545,7 @@ static void relay_timer_arm(struct relay *r, unsigned ms)
     struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
 
     if (r->timer_ev == NULL)
-        r->timer_ev = evtimer_new(r->w->base, relay_timer_cb, r);
+        r->timer_ev = evtimer_new(r->lp->base, relay_timer_cb, r);
     if (r->timer_ev)
         evtimer_add(r->timer_ev, &tv);
 }
@@ -559,26 +559,26 @@ static void relay_wait_begin(struct relay *r, unsigned write_ms)
 {
     relay_set_state(r, RELAY_ST_WAIT);
     relay_timeouts(r, 0, write_ms);
-    relay_timer_arm(r, r->w->cfg->upstream_header_timeout_ms);
+    relay_timer_arm(r, r->lp->cfg->upstream_header_timeout_ms);
 }
 
 /* Connects (or reuses) and writes the request; the request buffer is kept
  * so that a pooled connection the backend had just closed can be retried. */
 static void relay_send(struct relay *r)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
     struct evbuffer *out;
-    struct h1_limits lim = { H1_MAX_HEADERS, w->cfg->max_uri_bytes, w->cfg->max_header_bytes };
+    struct h1_limits lim = { H1_MAX_HEADERS, lp->cfg->max_uri_bytes, lp->cfg->max_header_bytes };
 
     r->be_gen = r->be->gen;
     if (r->timer_ev) /* a deadline of an earlier try */
         event_del(r->timer_ev);
     r->interim = 0;
     if (r->retried) {
-        r->ubev = upstream_conn_new(w->upstream, r->be->idx);
+        r->ubev = upstream_conn_new(lp->upstream, r->be->idx);
         r->reused = false;
     } else {
-        r->ubev = upstream_conn_get(w->upstream, r->be->idx, &r->reused);
+        r->ubev = upstream_conn_get(lp->upstream, r->be->idx, &r->reused);
     }
     if (r->ubev == NULL) {
         relay_fail(r, PITOT_EUPSTREAM_CONNECT);
@@ -591,13 +591,13 @@ static void relay_send(struct relay *r)
     out = bufferevent_get_output(r->ubev);
     evbuffer_add_buffer_reference(out, r->wire);
     if (r->reused) {
-        relay_wait_begin(r, w->cfg->connect_timeout_ms);
+        relay_wait_begin(r, lp->cfg->connect_timeout_ms);
     } else {
         relay_set_state(r, RELAY_ST_CONNECT);
         /* While connecting, libevent applies the write timeout to the connect;
          * a TLS handshake then waits to read, under the same bound. */
-        relay_timeouts(r, r->be->cfg->https ? w->cfg->connect_timeout_ms : 0,
-                       w->cfg->connect_timeout_ms);
+        relay_timeouts(r, r->be->cfg->https ? lp->cfg->connect_timeout_ms : 0,
+                       lp->cfg->connect_timeout_ms);
     }
     bufferevent_enable(r->ubev, EV_READ | EV_WRITE);
 }
@@ -626,13 +626,13 @@ static int relay_wire(struct relay *r)
 
 static void relay_dispatch(struct relay *r, struct bal_backend *be)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
 
     r->be = be;
     r->series_set = false;
     bal_dispatched(be);
     r->in_flight_counted = 1;
-    met_gauge_add(w->met, MET_IN_FLIGHT, be->idx, 1);
+    met_gauge_add(lp->met, MET_IN_FLIGHT, be->idx, 1);
     if (relay_wire(r) != 0) {
         relay_fail(r, PITOT_ENOMEM);
         return;
@@ -643,7 +643,7 @@ static void relay_dispatch(struct relay *r, struct bal_backend *be)
 /* Answers a request pitot will not serve now: 503 with Retry-After. */
 void relay_shed(struct relay *r, enum met_shed why)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
     char body[256], extra[48];
     enum pitot_err e = why == MET_SHED_NO_MODEL ? PITOT_ENO_MODEL : PITOT_EOVERLOADED;
     int n = err_json(e, body, sizeof(body));
@@ -654,7 +654,7 @@ void relay_shed(struct relay *r, enum met_shed why)
     r->status = err_status(e);
     if (e == PITOT_EOVERLOADED)
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
-                 queue_retry_after(w->queue, clk_now_us()));
+                 queue_retry_after(lp->queue, clk_now_us()));
     else
         extra[0] = '\0';
     r->client_keep = !front_reply_head(r->fc, r->status, "application/json", (size_t)n,
@@ -668,36 +668,36 @@ void relay_shed(struct relay *r, enum met_shed why)
  * request must keep waiting (it is, or now is, in the queue). */
 static bool relay_route(struct relay *r, bool from_queue)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
     struct bal_req rq;
     struct bal_backend *be;
     enum bal_verdict v;
     enum met_shed why;
 
-    rq.model = r->req_model[0] ? bal_alias(w->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
+    rq.model = r->req_model[0] ? bal_alias(lp->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
     rq.affinity = r->affinity;
     rq.tried = r->tried;
-    v = bal_choose(&w->rt.bal, &rq, clk_now_us(), &be);
+    v = bal_choose(&lp->rt.bal, &rq, clk_now_us(), &be);
     if (v == BAL_SATURATED) {
         if (from_queue)
             return false;
         relay_set_state(r, RELAY_ST_QUEUED);
-        r->queued = queue_push(w->queue, r, r->tier, &why);
+        r->queued = queue_push(lp->queue, r, r->tier, &why);
         if (r->queued == NULL) {
-            met_add_shed(w->met, r->tier, why);
+            met_add_shed(lp->met, r->tier, why);
             relay_shed(r, why);
         }
         return true;
     }
     if (r->queued) {
-        queue_remove(w->queue, r->queued, v == BAL_NO_MODEL, MET_SHED_NO_MODEL);
+        queue_remove(lp->queue, r->queued, v == BAL_NO_MODEL, MET_SHED_NO_MODEL);
         r->queued = NULL;
     }
     switch (v) {
     case BAL_OK: relay_dispatch(r, be); break;
     case BAL_NO_MODEL:
         if (!from_queue)
-            met_add_shed(w->met, r->tier, MET_SHED_NO_MODEL);
+            met_add_shed(lp->met, r->tier, MET_SHED_NO_MODEL);
         relay_shed(r, MET_SHED_NO_MODEL);
         break;
     default:
@@ -744,11 +744,11 @@ void relay_refuse(struct relay *r, enum pitot_err e, bool close)
 
 void relay_start(struct relay *r)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
     int rc = relay_inspect_body(r);
 
-    meter_init(&r->meter, r->t0_us, (uint64_t)w->cfg->stall_ms * 1000, r->req_max_tokens,
-               w->refusals);
+    meter_init(&r->meter, r->t0_us, (uint64_t)lp->cfg->stall_ms * 1000, r->req_max_tokens,
+               lp->refusals);
     if (rc < 0) {
         relay_refuse(r, (enum pitot_err) - rc, false);
         return;
@@ -762,24 +762,24 @@ void relay_start(struct relay *r)
  * report when there is one, else the request's name if it is a known label). */
 static void relay_series(struct relay *r, struct span model)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
 
     if (r->series_set)
         return;
     if (model.len) {
-        r->model = met_model_index(w->met, model);
-        if (w->otlp) /* the span names the model as the backend spelled it */
+        r->model = met_model_index(lp->met, model);
+        if (lp->otlp) /* the span names the model as the backend spelled it */
             r->resp_model[json_str_decode(model, r->resp_model, sizeof(r->resp_model) - 1)] = '\0';
     } else {
-        r->model = met_model_lookup(w->met, span_cstr(r->req_model));
+        r->model = met_model_lookup(lp->met, span_cstr(r->req_model));
     }
-    r->series = met_series(w->met, r->be ? r->be->idx : 0, r->model, r->tier);
+    r->series = met_series(lp->met, r->be ? r->be->idx : 0, r->model, r->tier);
     r->series_set = true;
 }
 
 static void relay_stall_arm(struct relay *r)
 {
-    relay_timer_arm(r, r->w->cfg->stall_timeout_ms);
+    relay_timer_arm(r, r->lp->cfg->stall_timeout_ms);
 }
 
 static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t now)
@@ -792,7 +792,7 @@ static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t 
         return;
     relay_series(r, span_make(NULL, 0));
     if (r->meter.n_out > 1)
-        met_observe_us(r->w->met, MET_ITL, r->series, gap);
+        met_observe_us(r->lp->met, MET_ITL, r->series, gap);
     relay_stall_arm(r);
 }
 
@@ -876,15 +876,15 @@ static bool relay_hold(struct relay *r, struct span ev)
 /* One complete SSE event: decide, forward, then timestamp and measure. */
 static void relay_event(struct relay *r, struct span ev)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
     struct sse_event se;
     struct json_resp jr;
     uint64_t now;
 
-    sse_event_decode(ev, w->scratch, w->scratch_cap, &se);
+    sse_event_decode(ev, lp->scratch, lp->scratch_cap, &se);
     memset(&jr, 0, sizeof(jr));
     if (se.has_data && !se.done && !se.truncated)
-        json_resp_parse(se.data, &w->toks, &jr);
+        json_resp_parse(se.data, &lp->toks, &jr);
     if (r->strip_usage) {
         if (jr.valid && jr.choices_empty && jr.has_usage) {
             /* The usage-only chunk pitot asked for: measured, not forwarded. */
@@ -929,7 +929,7 @@ static int relay_stage_add(struct relay *r, const char *p, size_t len)
  * event wholly inside one piece is handled in place; a split one is staged. */
 static void relay_sse_bytes(struct relay *r, struct span b)
 {
-    size_t max_ev = r->w->cfg->max_event_bytes;
+    size_t max_ev = r->lp->cfg->max_event_bytes;
 
     while (b.len) {
         size_t n;
@@ -973,7 +973,7 @@ static int relay_on_body(void *ud, struct span b)
     }
     relay_write_chunk(r, b.p, b.len);
     if (r->json && !r->jbody_over) {
-        if (evbuffer_get_length(r->jbody) + b.len > r->w->cfg->max_event_bytes)
+        if (evbuffer_get_length(r->jbody) + b.len > r->lp->cfg->max_event_bytes)
             r->jbody_over = true;
         else
             evbuffer_add(r->jbody, b.p, b.len);
@@ -997,8 +997,8 @@ static void relay_judge(struct relay *r, int status)
     enum bal_health h = bal_status_health(status, r->json_ok);
 
     if (h != BAL_HEALTH_NEUTRAL &&
-        bal_result(&r->w->rt.bal, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
-        met_gauge_set(r->w->met, MET_BACKEND_EJECTED, r->be->idx, 1);
+        bal_result(&r->lp->rt.bal, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
+        met_gauge_set(r->lp->met, MET_BACKEND_EJECTED, r->be->idx, 1);
 }
 
 /* The backend's head: relay it with our framing and hop-by-hop headers gone. */
@@ -1023,7 +1023,7 @@ static void relay_resp_head(struct relay *r)
         else
             r->chunked_out = true;
     }
-    keep = r->client_keep && !r->eof_out && worker_keepalive(r->w);
+    keep = r->client_keep && !r->eof_out && loop_keepalive(r->lp);
     r->client_keep = keep;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, err_reason_phrase(m->status));
     for (i = 0; i < m->nheaders; i++) {
@@ -1044,7 +1044,7 @@ static void relay_resp_head(struct relay *r)
     sse_scan_init(&r->scan);
     relay_set_state(r, RELAY_ST_STREAM);
     /* Streams may sit in prefill or a queue: only the idle timeout applies. */
-    relay_timeouts(r, r->w->cfg->upstream_idle_timeout_ms, r->w->cfg->body_timeout_ms);
+    relay_timeouts(r, r->lp->cfg->upstream_idle_timeout_ms, r->lp->cfg->body_timeout_ms);
 }
 
 static void relay_release_upstream(struct relay *r, bool reusable)
@@ -1053,7 +1053,7 @@ static void relay_release_upstream(struct relay *r, bool reusable)
         return;
     /* not when the backend's address changed (DNS) since it was opened */
     if (reusable && r->up_keep && r->be_gen == r->be->gen)
-        upstream_conn_put(r->w->upstream, r->be->idx, r->ubev);
+        upstream_conn_put(r->lp->upstream, r->be->idx, r->ubev);
     else
         bufferevent_free(r->ubev);
     r->ubev = NULL;
@@ -1072,7 +1072,7 @@ static void relay_resp_done(struct relay *r)
         struct json_resp jr;
         size_t n = evbuffer_get_length(r->jbody);
         memset(&jr, 0, sizeof(jr));
-        if (json_resp_parse(span_make((const char *)evbuffer_pullup(r->jbody, -1), n), &r->w->toks,
+        if (json_resp_parse(span_make((const char *)evbuffer_pullup(r->jbody, -1), n), &r->lp->toks,
                             &jr) == 0) {
             relay_series(r, jr.model);
             meter_body(&r->meter, &jr);
@@ -1092,7 +1092,7 @@ static void relay_resp_done(struct relay *r)
 
 static void relay_backpressure(struct relay *r)
 {
-    size_t cap = r->w->cfg->stream_buffer_bytes;
+    size_t cap = r->lp->cfg->stream_buffer_bytes;
 
     if (r->ubev && !r->paused && evbuffer_get_length(relay_client_out(r)) > cap) {
         r->paused = true;
@@ -1109,7 +1109,7 @@ static void relay_backpressure(struct relay *r)
 static bool relay_up_head(struct relay *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->ubev);
-    size_t cap = r->w->cfg->max_header_bytes, hl;
+    size_t cap = r->lp->cfg->max_header_bytes, hl;
 
     for (;;) {
         size_t len = evbuffer_get_length(in), look = len < cap ? len : cap;
@@ -1196,17 +1196,17 @@ static void relay_up_read_cb(struct bufferevent *bev, void *arg)
     struct relay *r = arg;
 
     if (r->st == RELAY_ST_CONNECT)
-        relay_wait_begin(r, r->w->cfg->body_timeout_ms);
+        relay_wait_begin(r, r->lp->cfg->body_timeout_ms);
     relay_up_input(r);
 }
 
 static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct relay *r = arg;
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
 
     if (what & BEV_EVENT_CONNECTED) {
-        relay_wait_begin(r, w->cfg->body_timeout_ms);
+        relay_wait_begin(r, lp->cfg->body_timeout_ms);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -1257,21 +1257,21 @@ static void relay_fail(struct relay *r, enum pitot_err e)
     if (r->timer_ev)
         event_del(r->timer_ev);
     if (e != PITOT_ENO_BACKEND && r->be)
-        met_add_upstream_error(r->w->met, r->be->idx, e);
+        met_add_upstream_error(r->lp->met, r->be->idx, e);
     relay_release_upstream(r, false);
     if (r->be && r->status == 0 && (r->st == RELAY_ST_CONNECT || r->st == RELAY_ST_WAIT)) {
         /* The backend failed before its answer began (refused, reset, timed
          * out, an invalid or oversized head): its fault, toward ejection. */
         struct bal_backend *failed = r->be;
-        bal_result(&r->w->rt.bal, failed, true, clk_now_us());
+        bal_result(&r->lp->rt.bal, failed, true, clk_now_us());
         if (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET) {
             /* Nothing reached the client: another backend may serve it. */
             bal_released(failed);
-            met_gauge_add(r->w->met, MET_IN_FLIGHT, failed->idx, -1);
+            met_gauge_add(r->lp->met, MET_IN_FLIGHT, failed->idx, -1);
             r->in_flight_counted = 0;
             r->tried[failed->idx] = true;
             r->retried = false;
-            if (r->w->cfg->retry) {
+            if (r->lp->cfg->retry) {
                 r->be = NULL;
                 r->retry_err = e;
                 relay_route(r, false);
@@ -1316,7 +1316,7 @@ void relay_client_gone(struct relay *r, enum pitot_err why)
     if (r->st == RELAY_ST_DONE)
         return;
     if (r->queued) {
-        queue_remove(r->w->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+        queue_remove(r->lp->queue, r->queued, true, MET_SHED_CLIENT_GONE);
         r->queued = NULL;
     }
     /* Closing the backend connection is what makes it stop generating. */
@@ -1355,7 +1355,7 @@ _Static_assert(RELAY_ID_MAX == OTLP_ID_MAX, "X-Request-Id sizes of relay and otl
 static void relay_export_span(struct relay *r, const struct meter_result *res, uint64_t end_mono_us,
                               enum pitot_err outcome)
 {
-    struct worker *w = r->w;
+    struct loop *lp = r->lp;
     struct otlp_span s;
 
     memset(&s, 0, sizeof(s));
@@ -1365,7 +1365,7 @@ static void relay_export_span(struct relay *r, const struct meter_result *res, u
     memcpy(s.method, r->method, sizeof(s.method));
     /* the request's name as a metric label: bounded, never raw client text */
     if (r->req_model[0])
-        met_model_name(w->met, met_model_lookup(w->met, span_cstr(r->req_model)), s.request_model,
+        met_model_name(lp->met, met_model_lookup(lp->met, span_cstr(r->req_model)), s.request_model,
                        sizeof(s.request_model));
     memcpy(s.response_model, r->resp_model, sizeof(s.response_model));
     memcpy(s.request_id, r->id, sizeof(s.request_id));
@@ -1382,14 +1382,14 @@ static void relay_export_span(struct relay *r, const struct meter_result *res, u
     s.finish = r->meter.finish;
     s.error = outcome;
     s.tier = r->tier;
-    otlp_add(w->otlp, &s);
+    otlp_add(lp->otlp, &s);
 }
 
 /* Accounts the request once: metrics, access log, backend counters. */
 static void relay_finish(struct relay *r, enum pitot_err outcome)
 {
-    struct worker *w = r->w;
-    struct met_registry *met = w->met;
+    struct loop *lp = r->lp;
+    struct met_registry *met = lp->met;
     struct meter_result res;
     struct alog_rec rec;
     char model_name[CFG_NAME_MAX];
@@ -1426,9 +1426,9 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
             met_add(met, MET_CLIENT_CANCELS, s, 1);
         met_add_slo(met, r->tier,
                     outcome == PITOT_EOK && r->status < 400 &&
-                        tier_slo_met(&w->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
+                        tier_slo_met(&lp->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
                                      res.completion_tokens));
-        if (w->cfg->otel_metrics) { /* opentelemetry.metrics: the gen_ai_* histograms */
+        if (lp->cfg->otel_metrics) { /* opentelemetry.metrics: the gen_ai_* histograms */
             struct met_otel_obs ob = {
                 .op = met_otel_op_of_path(r->path),
                 .flavor = r->be->flavor,
@@ -1452,7 +1452,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.status = r->status;
     rec.backend = r->be ? r->be->cfg->name : NULL;
     rec.model = model_name;
-    rec.tier = w->cfg->tiers[r->tier].name;
+    rec.tier = lp->cfg->tiers[r->tier].name;
     rec.stream = r->sse;
     rec.ttft_us = res.ttft_us;
     rec.itl_p50_us = res.itl_p50_us;
@@ -1469,9 +1469,9 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.stalls = r->meter.stalls;
     rec.outcome = err_outcome(outcome);
     rec.error = outcome == PITOT_EOK ? NULL : err_label(outcome);
-    if (w->alog)
-        alog_write(w->alog, &rec);
-    if (w->otlp)
+    if (lp->alog)
+        alog_write(lp->alog, &rec);
+    if (lp->otlp)
         relay_export_span(r, &res, end, outcome);
     if (r->be && r->in_flight_counted) {
         /* A whole stream is the only clean speed sample: a cut one or a
@@ -1481,10 +1481,10 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
         bal_released(r->be);
         r->in_flight_counted = 0;
         met_gauge_add(met, MET_IN_FLIGHT, r->be->idx, -1);
-        queue_note_completion(w->queue, end);
+        queue_note_completion(lp->queue, end);
     }
     /* Hands control back to the front, which frees us; then a held request
      * may take the capacity this one leaves. */
     front_relay_done(r->fc, r->client_keep && (outcome == PITOT_EOK || r->reply_whole));
-    queue_kick(w->queue);
+    queue_kick(lp->queue);
 }

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -41,6 +40,8 @@
 #define WORKER_JSON_TOKENS 65536
 
 /* True (and the clock reset) when a rate-limited line may be printed now. */
+static void worker_conn_closed(void *ud);
+
 static bool worker_log_due(uint64_t *last_us, uint64_t now_us)
 {
     if (*last_us != 0 && now_us - *last_us < WORKER_ACCEPT_LOG_US)
@@ -54,26 +55,29 @@ static void worker_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struc
 {
     struct worker *w = arg;
 
-    if (w->nconns - w->nadmin >= w->cfg->max_clients && !w->draining && !w->stopping) {
+    if (w->lp.nconns - w->lp.nadmin >= w->lp.cfg->max_clients && !w->lp.draining &&
+        !w->lp.stopping) {
         /* Full: closed at once (front_accept would too), and said so. */
         w->full_closed++;
         if (worker_log_due(&w->full_logged_us, clk_now_us())) {
             fprintf(stderr,
                     "pitot: max_clients (%u) reached: %u new connection%s closed since "
                     "the last report\n",
-                    w->cfg->max_clients, w->full_closed, w->full_closed == 1 ? "" : "s");
+                    w->lp.cfg->max_clients, w->full_closed, w->full_closed == 1 ? "" : "s");
             w->full_closed = 0;
         }
         evutil_closesocket(fd);
         return;
     }
-    front_accept(w, fd, sa, salen, false);
+    front_accept(&w->lp, fd, sa, salen, false);
 }
 
 static void worker_admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
                                    struct sockaddr *sa, int salen, void *arg)
 {
-    front_accept(arg, fd, sa, salen, true);
+    struct worker *w = arg;
+
+    front_accept(&w->lp, fd, sa, salen, true);
 }
 
 static void worker_accept_resume(struct worker *w)
@@ -83,7 +87,7 @@ static void worker_accept_resume(struct worker *w)
     w->accept_paused = false;
     if (w->accept_ev)
         event_del(w->accept_ev);
-    if (w->draining || w->stopping)
+    if (w->lp.draining || w->lp.stopping)
         return;
     if (w->lst)
         evconnlistener_enable(w->lst);
@@ -112,7 +116,7 @@ static void worker_accept_error_cb(struct evconnlistener *l, void *arg)
     if (worker_log_due(&w->accept_logged_us, now)) {
         fprintf(stderr, "pitot: accept: %s (%u time%s since the last report), %u clients%s\n",
                 evutil_socket_error_to_string(err), w->accept_fails,
-                w->accept_fails == 1 ? "" : "s", w->nconns,
+                w->accept_fails == 1 ? "" : "s", w->lp.nconns,
                 rest ? "; new connections wait until one closes or " WORKER_ACCEPT_PAUSE_TEXT
                        " pass"
                      : "");
@@ -134,12 +138,12 @@ static void worker_reap_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
 
-    while (!TAILQ_EMPTY(&w->reap)) {
-        struct front_conn *fc = TAILQ_FIRST(&w->reap);
-        TAILQ_REMOVE(&w->reap, fc, link);
+    while (!TAILQ_EMPTY(&w->lp.reap)) {
+        struct front_conn *fc = TAILQ_FIRST(&w->lp.reap);
+        TAILQ_REMOVE(&w->lp.reap, fc, link);
         front_free(fc);
     }
-    relay_reap(w);
+    relay_reap(&w->lp);
 }
 
 /* A listening socket on host:port whose connections go to cb; `what` names
@@ -157,7 +161,7 @@ static struct evconnlistener *worker_listen(struct worker *w, const char *what, 
         snprintf(err, errlen, "%s %s:%u: %s", what, host, port, gai_strerror(rc));
         return NULL;
     }
-    l = evconnlistener_new_bind(w->base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
+    l = evconnlistener_new_bind(w->lp.base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
                                 (struct sockaddr *)&ss, (int)sslen);
     if (l == NULL)
         snprintf(err, errlen, "%s %s:%u: %s", what, host, port,
@@ -169,7 +173,7 @@ static struct evconnlistener *worker_listen(struct worker *w, const char *what, 
  * collector's name is resolved here, once: never on the loop later. */
 static int worker_otlp_start(struct worker *w, char *err, size_t errlen)
 {
-    const struct cfg *c = w->cfg;
+    const struct cfg *c = w->lp.cfg;
     struct sockaddr_storage ss;
     socklen_t sslen;
     int rc;
@@ -187,8 +191,8 @@ static int worker_otlp_start(struct worker *w, char *err, size_t errlen)
         if (w->otlp_tls == NULL)
             return -1;
     }
-    w->otlp = otlp_new(w->base, c, w->met, w->otlp_tls, (struct sockaddr *)&ss, sslen);
-    if (w->otlp == NULL) {
+    w->lp.otlp = otlp_new(w->lp.base, c, w->lp.met, w->otlp_tls, (struct sockaddr *)&ss, sslen);
+    if (w->lp.otlp == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -199,7 +203,7 @@ static int worker_otlp_start(struct worker *w, char *err, size_t errlen)
  * backend name (its address slots share it). */
 static int worker_tls_start(struct worker *w, char *err, size_t errlen)
 {
-    if (w->cfg->ntls_certs > 0 && (w->tls = tls_server_new(w->cfg, err, errlen)) == NULL)
+    if (w->lp.cfg->ntls_certs > 0 && (w->lp.tls = tls_server_new(w->lp.cfg, err, errlen)) == NULL)
         return -1;
     return 0;
 }
@@ -209,14 +213,14 @@ int worker_tls_reload(struct worker *w)
     char msg[448];
     int failed = 0;
 
-    if (w->tls && tls_server_reload(w->tls, msg, sizeof(msg)) != 0) {
+    if (w->lp.tls && tls_server_reload(w->lp.tls, msg, sizeof(msg)) != 0) {
         fprintf(stderr,
                 "pitot: error: reloading the listener's certificates: %s; the old ones "
                 "stay\n",
                 msg);
         failed++;
     }
-    failed += router_tls_reload(&w->rt);
+    failed += router_tls_reload(&w->lp.rt);
     if (w->otlp_tls && tls_client_reload(w->otlp_tls, msg, sizeof(msg)) != 0) {
         fprintf(stderr,
                 "pitot: error: opentelemetry.traces: reloading TLS files: %s; the old "
@@ -232,16 +236,16 @@ static void worker_room(void *ud)
 {
     struct worker *w = ud;
 
-    if (w->queue)
-        queue_kick(w->queue);
+    if (w->lp.queue)
+        queue_kick(w->lp.queue);
 }
 
 static void worker_readdressed(void *ud, unsigned be)
 {
     struct worker *w = ud;
 
-    if (w->upstream)
-        upstream_pool_flush(w->upstream, be);
+    if (w->lp.upstream)
+        upstream_pool_flush(w->lp.upstream, be);
 }
 
 struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *refusals,
@@ -253,35 +257,37 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    w->cfg = c;
-    w->refusals = refusals;
-    w->alog = alog;
-    TAILQ_INIT(&w->conns);
-    TAILQ_INIT(&w->reap);
-    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
-        w->rng = clk_now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
-    w->base = event_base_new();
-    w->met = met_registry_new(c);
-    w->toks.cap = WORKER_JSON_TOKENS;
-    w->toks.tok = malloc(json_toks_size(WORKER_JSON_TOKENS));
-    w->scratch_cap = c->max_event_bytes;
-    w->scratch = malloc(w->scratch_cap);
-    if (w->base == NULL || w->met == NULL || w->toks.tok == NULL || w->scratch == NULL) {
+    w->lp.cfg = c;
+    w->lp.refusals = refusals;
+    w->lp.alog = alog;
+    TAILQ_INIT(&w->lp.conns);
+    TAILQ_INIT(&w->lp.reap);
+    loop_seed(&w->lp);
+    w->lp.closed = worker_conn_closed;
+    w->lp.ud = w;
+    w->lp.base = event_base_new();
+    w->lp.met = met_registry_new(c);
+    w->lp.toks.cap = WORKER_JSON_TOKENS;
+    w->lp.toks.tok = malloc(json_toks_size(WORKER_JSON_TOKENS));
+    w->lp.scratch_cap = c->max_event_bytes;
+    w->lp.scratch = malloc(w->lp.scratch_cap);
+    if (w->lp.base == NULL || w->lp.met == NULL || w->lp.toks.tok == NULL ||
+        w->lp.scratch == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
     }
-    if (router_init(&w->rt, w->base, c, w->met, &w->toks, err, errlen) != 0) {
+    if (router_init(&w->lp.rt, w->lp.base, c, w->lp.met, &w->lp.toks, err, errlen) != 0) {
         worker_free(w);
         return NULL;
     }
-    w->rt_ready = true;
-    w->rt.room = worker_room;
-    w->rt.readdressed = worker_readdressed;
-    w->rt.ud = w;
-    w->upstream = upstream_new(w->base, c->nbackends, c->upstream_keepalive, w->rt.addr,
-                               w->rt.addrlen, w->rt.tls);
-    if (w->upstream == NULL) {
+    w->lp.rt_ready = true;
+    w->lp.rt.room = worker_room;
+    w->lp.rt.readdressed = worker_readdressed;
+    w->lp.rt.ud = w;
+    w->lp.upstream = upstream_new(w->lp.base, c->nbackends, c->upstream_keepalive, w->lp.rt.addr,
+                                  w->lp.rt.addrlen, w->lp.rt.tls);
+    if (w->lp.upstream == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
@@ -290,15 +296,15 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
         worker_free(w);
         return NULL;
     }
-    w->reap_ev = event_new(w->base, -1, 0, worker_reap_cb, w);
-    w->accept_ev = evtimer_new(w->base, worker_accept_resume_cb, w);
+    w->lp.reap_ev = event_new(w->lp.base, -1, 0, worker_reap_cb, w);
+    w->accept_ev = evtimer_new(w->lp.base, worker_accept_resume_cb, w);
     /* before listening: the first answers come while nothing else runs */
-    w->dns = dns_new(&w->rt, err, errlen);
+    w->dns = dns_new(&w->lp.rt, err, errlen);
     if (w->dns == NULL) {
         worker_free(w);
         return NULL;
     }
-    if (w->reap_ev == NULL || w->accept_ev == NULL) {
+    if (w->lp.reap_ev == NULL || w->accept_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
@@ -319,10 +325,10 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
         }
         evconnlistener_set_error_cb(w->admin_lst, worker_accept_error_cb);
     }
-    w->queue = queue_new(w->base, c, w->met, &relay_queue_ops);
-    w->rt.health = w->queue ? health_new(&w->rt) : NULL;
-    w->rt.scrape = w->rt.health ? scrape_new(&w->rt) : NULL;
-    if (w->rt.scrape == NULL) {
+    w->lp.queue = queue_new(w->lp.base, c, w->lp.met, &relay_queue_ops);
+    w->lp.rt.health = w->lp.queue ? health_new(&w->lp.rt) : NULL;
+    w->lp.rt.scrape = w->lp.rt.health ? scrape_new(&w->lp.rt) : NULL;
+    if (w->lp.rt.scrape == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
@@ -336,28 +342,23 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
 
 int worker_run(struct worker *w)
 {
-    event_base_dispatch(w->base);
+    event_base_dispatch(w->lp.base);
     return 0;
 }
 
 void worker_stop(struct worker *w)
 {
-    w->stopping = true;
-    w->rt.stopping = true;
-    if (w->upstream)
-        upstream_stop(w->upstream);
+    w->lp.stopping = true;
+    w->lp.rt.stopping = true;
+    if (w->lp.upstream)
+        upstream_stop(w->lp.upstream);
     if (w->lst)
         evconnlistener_disable(w->lst);
     if (w->admin_lst)
         evconnlistener_disable(w->admin_lst);
     if (w->drain_ev)
         event_del(w->drain_ev);
-    event_base_loopexit(w->base, NULL);
-}
-
-bool worker_keepalive(const struct worker *w)
-{
-    return !w->draining && !w->stopping;
+    event_base_loopexit(w->lp.base, NULL);
 }
 
 static void worker_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -365,8 +366,8 @@ static void worker_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
 
     /* front_cut always takes the connection off the list */
-    while (!TAILQ_EMPTY(&w->conns)) {
-        front_cut(TAILQ_FIRST(&w->conns));
+    while (!TAILQ_EMPTY(&w->lp.conns)) {
+        front_cut(TAILQ_FIRST(&w->lp.conns));
         w->drain_cut++;
     }
     worker_stop(w);
@@ -377,13 +378,13 @@ unsigned worker_drain(struct worker *w, unsigned drain_ms)
     struct timeval tv = { drain_ms / 1000, (long)(drain_ms % 1000) * 1000 };
     struct front_conn *fc, *next;
 
-    if (w->draining || w->stopping)
-        return w->nconns;
+    if (w->lp.draining || w->lp.stopping)
+        return w->lp.nconns;
     if (drain_ms == 0) {
         worker_stop(w);
-        return w->nconns;
+        return w->lp.nconns;
     }
-    w->draining = true;
+    w->lp.draining = true;
     /* Closed, not disabled: a new connection is refused at once rather than
      * left in the backlog until the process exits. */
     if (w->lst) {
@@ -394,28 +395,32 @@ unsigned worker_drain(struct worker *w, unsigned drain_ms)
         evconnlistener_free(w->admin_lst);
         w->admin_lst = NULL;
     }
-    for (fc = TAILQ_FIRST(&w->conns); fc != NULL; fc = next) {
+    for (fc = TAILQ_FIRST(&w->lp.conns); fc != NULL; fc = next) {
         next = TAILQ_NEXT(fc, link);
         if (fc->st == FRONT_ST_IDLE || fc->st == FRONT_ST_HANDSHAKE)
             front_close(fc); /* takes fc off the list, nothing else */
     }
-    if (w->nconns == 0) {
+    if (w->lp.nconns == 0) {
         worker_stop(w);
         return 0;
     }
-    w->drain_ev = evtimer_new(w->base, worker_drain_timeout_cb, w);
+    w->drain_ev = evtimer_new(w->lp.base, worker_drain_timeout_cb, w);
     if (w->drain_ev == NULL) {
         worker_drain_timeout_cb(-1, 0, w); /* no deadline possible: stop as before */
         return 0;
     }
     evtimer_add(w->drain_ev, &tv);
-    return w->nconns;
+    return w->lp.nconns;
 }
 
-void worker_conn_closed(struct worker *w)
+/* A client connection closed: ends a drain with none left, and frees the
+ * listener from a pause for want of descriptors. */
+static void worker_conn_closed(void *ud)
 {
+    struct worker *w = ud;
+
     worker_accept_resume(w); /* a descriptor is free again */
-    if (w->draining && w->nconns == 0 && !w->stopping)
+    if (w->lp.draining && w->lp.nconns == 0 && !w->lp.stopping)
         worker_stop(w);
 }
 
@@ -423,56 +428,37 @@ void worker_free(struct worker *w)
 {
     if (w == NULL)
         return;
-    while (!TAILQ_EMPTY(&w->conns))
-        front_close(TAILQ_FIRST(&w->conns));
-    if (w->reap_ev)
+    while (!TAILQ_EMPTY(&w->lp.conns))
+        front_close(TAILQ_FIRST(&w->lp.conns));
+    if (w->lp.reap_ev)
         worker_reap_cb(-1, 0, w);
     dns_free(w->dns);
-    otlp_free(w->otlp); /* after the connections: their relays still add spans */
-    scrape_free(w->rt.scrape);
-    health_free(w->rt.health);
+    otlp_free(w->lp.otlp); /* after the connections: their relays still add spans */
+    scrape_free(w->lp.rt.scrape);
+    health_free(w->lp.rt.health);
     if (w->lst)
         evconnlistener_free(w->lst);
     if (w->admin_lst)
         evconnlistener_free(w->admin_lst);
-    upstream_free(w->upstream);
-    if (w->reap_ev)
-        event_free(w->reap_ev);
+    upstream_free(w->lp.upstream);
+    if (w->lp.reap_ev)
+        event_free(w->lp.reap_ev);
     if (w->drain_ev)
         event_free(w->drain_ev);
     if (w->accept_ev)
         event_free(w->accept_ev);
-    queue_free(w->queue);
+    queue_free(w->lp.queue);
     /* after every connection: each SSL holds its own reference anyway */
-    tls_server_free(w->tls);
+    tls_server_free(w->lp.tls);
     tls_client_free(w->otlp_tls);
-    met_registry_free(w->met);
-    free(w->toks.tok);
-    free(w->scratch);
-    if (w->rt_ready)
-        router_release(&w->rt);
-    if (w->base)
-        event_base_free(w->base);
+    met_registry_free(w->lp.met);
+    free(w->lp.toks.tok);
+    free(w->lp.scratch);
+    if (w->lp.rt_ready)
+        router_release(&w->lp.rt);
+    if (w->lp.base)
+        event_base_free(w->lp.base);
     free(w);
-}
-
-void worker_request_id(struct worker *w, char out[33])
-{
-    static const char hex[] = "0123456789abcdef";
-    int i, k;
-
-    for (k = 0; k < 2; k++) {
-        /* xorshift64*: ids need to be unique, not secret */
-        uint64_t x = w->rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        w->rng = x;
-        x *= 0x2545f4914f6cdd1dull;
-        for (i = 0; i < 16; i++)
-            out[k * 16 + i] = hex[(x >> (i * 4)) & 15];
-    }
-    out[32] = '\0';
 }
 
 /* The bound port of a listener, 0 without one. */

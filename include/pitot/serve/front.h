@@ -14,7 +14,7 @@
 #include "pitot/format/http1.h"
 #include "pitot/util/span.h"
 
-struct worker;
+struct loop;
 struct relay;
 struct bufferevent;
 struct evbuffer;
@@ -34,7 +34,7 @@ enum front_state {
 };
 
 struct front_conn {
-    struct worker *w;        /* borrowed */
+    struct loop *lp;         /* borrowed */
     struct bufferevent *bev; /* owned */
     struct event *timer;     /* owned: idle, header and body timeouts */
     struct relay *rl;        /* owned: the request in progress, or NULL */
@@ -57,7 +57,7 @@ struct front_conn {
  * (admin_listen): plain HTTP, only ever answered by pitot's own endpoints,
  * never proxied, and counted against FRONT_MAX_ADMIN_CONNS instead of
  * limits.max_clients. */
-void front_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool admin);
+void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen, bool admin);
 
 /* Connections the admin listener holds at most, apart from the clients'
  * (limits.max_clients): scrapes and probes still get in when clients have

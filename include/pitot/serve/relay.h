@@ -18,7 +18,7 @@
 
 struct front_conn;
 struct relay;
-struct worker;
+struct loop;
 
 /* Starts a relay from a parsed request head; everything it needs from `req`
  * is copied, so the head may be drained afterwards. t0_us: when the head was
@@ -30,7 +30,7 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *req, uint64_
 /* The request's id into out: the client's X-Request-Id when it is visible
  * ASCII without quotes or backslashes, at most RELAY_ID_MAX bytes (it is
  * echoed into headers and logs), else a fresh 32-hex-digit one. */
-void relay_request_id(struct worker *w, const struct h1_msg *req, char out[RELAY_ID_MAX + 1]);
+void relay_request_id(struct loop *lp, const struct h1_msg *req, char out[RELAY_ID_MAX + 1]);
 
 /* Appends request body bytes. Returns 0, or -PITOT_EBODY_TOO_LARGE. */
 int relay_body(struct relay *r, struct span body);
@@ -72,7 +72,7 @@ void relay_free(struct relay *r);
  * freed by relay_reap() from the worker's reaper, after the current callback. */
 void relay_retire(struct relay *r);
 
-/* Frees every retired relay of w. */
-void relay_reap(struct worker *w);
+/* Frees every retired relay of lp. */
+void relay_reap(struct loop *lp);
 
 #endif

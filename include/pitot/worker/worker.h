@@ -10,8 +10,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "pitot/format/json.h"
-#include "pitot/route/router.h"
+#include "pitot/serve/loop.h"
 
 struct event_base;
 struct event;
@@ -32,43 +31,20 @@ struct tls_server;
 struct tls_client;
 
 struct worker {
-    struct event_base *base;                /* owned */
-    const struct cfg *cfg;                  /* borrowed */
-    const struct refusal_phrases *refusals; /* borrowed: shared, immutable */
-    struct alog *alog;                      /* borrowed: shared, one write(2) per line */
-    struct met_registry *met;               /* owned */
-    struct router rt;                       /* owned: the backends and what is known of them */
-    bool rt_ready;                          /* rt is set up (router_init succeeded) */
-    struct upstream *upstream;              /* owned: connections to the backends */
-    struct queue *queue;                    /* owned: overload queue */
-    struct dns *dns;                        /* owned: lookups of backend names */
-    struct otlp *otlp;                      /* owned: span exporter; NULL when traces are off */
-    struct tls_server *tls;                 /* owned: the listener's TLS; NULL: plain HTTP */
-    struct tls_client *otlp_tls;            /* owned: NULL unless the collector is https:// */
-    struct evconnlistener *lst;             /* owned: clients */
-    struct evconnlistener *admin_lst;       /* owned: admin_listen; NULL when off */
-    struct json_toks toks;                  /* owned scratch for JSON parsing */
-    char *scratch;                          /* owned: multi-line SSE data, max_event_bytes */
-    size_t scratch_cap;
-    TAILQ_HEAD(, front_conn) conns; /* live client connections (borrowed links) */
-    TAILQ_HEAD(, front_conn) reap;  /* closed, freed by reap_ev */
-    struct event *reap_ev;          /* owned */
-    struct relay *retired;          /* owned: relays to free, see relay_retire() */
-    struct event *drain_ev;         /* owned: the drain's deadline (worker_drain) */
-    struct event *accept_ev;        /* owned: turns the listener back on after a pause */
-    bool accept_paused;             /* the listener is off: accept() ran out of
-                                       descriptors or memory (worker_accept_error_cb) */
-    unsigned accept_fails;          /* accept() failures not logged yet */
-    uint64_t accept_logged_us;      /* monotonic: the last accept() failure line; 0 none */
-    unsigned full_closed;           /* connections closed at max_clients, not logged yet */
-    uint64_t full_logged_us;        /* monotonic: the last line about them; 0 none */
-    unsigned nconns;
-    unsigned nadmin;    /* of nconns, those on the admin listener */
-    unsigned drain_cut; /* connections cut when the drain's deadline passed */
-    uint64_t rng;       /* xorshift state for request ids */
-    bool draining;      /* worker_drain: no new connections or requests; health checks,
-                           scrapes and lookups go on */
-    bool stopping;      /* the loop is ending: timers are not rearmed */
+    struct loop lp;                   /* owned: what the connections on this loop share */
+    struct dns *dns;                  /* owned: lookups of backend names */
+    struct tls_client *otlp_tls;      /* owned: NULL unless the collector is https:// */
+    struct evconnlistener *lst;       /* owned: clients */
+    struct evconnlistener *admin_lst; /* owned: admin_listen; NULL when off */
+    struct event *drain_ev;           /* owned: the drain's deadline (worker_drain) */
+    struct event *accept_ev;          /* owned: turns the listener back on after a pause */
+    bool accept_paused;               /* the listener is off: accept() ran out of
+                                         descriptors or memory (worker_accept_error_cb) */
+    unsigned accept_fails;            /* accept() failures not logged yet */
+    uint64_t accept_logged_us;        /* monotonic: the last accept() failure line; 0 none */
+    unsigned full_closed;             /* connections closed at max_clients, not logged yet */
+    uint64_t full_logged_us;          /* monotonic: the last line about them; 0 none */
+    unsigned drain_cut;               /* connections cut when the drain's deadline passed */
 };
 
 /* Creates a worker on a new event base, listening on c->listen_* (and on
@@ -95,18 +71,7 @@ void worker_stop(struct worker *w);
  * A second call is ignored (returns nconns). */
 unsigned worker_drain(struct worker *w, unsigned drain_ms);
 
-/* A client connection closed (front calls it): ends a drain with none left,
- * and frees the listener from a pause for want of descriptors. */
-void worker_conn_closed(struct worker *w);
-
-/* True while a client connection may serve another request after this one:
- * false once the worker drains or stops. */
-bool worker_keepalive(const struct worker *w);
-
 void worker_free(struct worker *w);
-
-/* A fresh 32-hex-digit request id into out[33]. */
-void worker_request_id(struct worker *w, char out[33]);
 
 /* Loads every certificate, key and CA file again (SIGHUP): the listener's
  * certificates and the https backends' and collector's CA files and client
