@@ -37,6 +37,20 @@ for t in "$BUILD"/tests/test_*; do
     printf '%-28s %3d passed, %d failed\n' "$name" "$p" "$f"
 done
 
+# The layer rule of the README, on the #include lines (and a proof that the
+# check can fail).
+for mode in "" --self-test; do
+    name="check_layers${mode:+ $mode}"
+    [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]] && continue
+    if out=$(python3 tests/layers/check_layers.py $mode 2>&1); then
+        pass=$((pass + 1))
+        printf '%-28s %s\n' "check_layers" "$(tail -1 <<<"$out")"
+    else
+        printf '%s\n' "$out" | tail -40
+        note_fail "$name"
+    fi
+done
+
 # Fuzz targets replay their seed corpus (and every crash ever found).
 for t in "$BUILD"/fuzz/replay_fuzz_*; do
     [ -x "$t" ] || continue

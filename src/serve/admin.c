@@ -5,14 +5,13 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "pitot/route/balancer.h"
 #include "pitot/util/clock.h"
-#include "pitot/serve/front.h"
 #include "pitot/format/http1.h"
 #include "pitot/measure/metrics.h"
 #include "pitot/serve/loop.h"
+#include "pitot/serve/reply.h"
 
 static struct span admin_path(const struct h1_msg *m)
 {
@@ -33,19 +32,16 @@ bool admin_handles(const struct h1_msg *m)
     return (span_eq(m->method, "GET") || span_eq(m->method, "HEAD")) && admin_own_path(m);
 }
 
-static void admin_send(struct front_conn *fc, int status, const char *ctype, struct span body,
+static void admin_send(struct evbuffer *out, int status, const char *ctype, struct span body,
                        bool head, bool close)
 {
-    front_reply_head(fc, status, ctype, body.len, close, NULL);
+    reply_head(out, status, ctype, body.len, close, NULL);
     if (!head && body.len)
-        evbuffer_add(bufferevent_get_output(fc->bev), body.p, body.len);
-    if (close)
-        front_close_after_flush(fc);
+        evbuffer_add(out, body.p, body.len);
 }
 
-void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
+void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, bool close)
 {
-    struct loop *lp = fc->lp;
     struct span path = admin_path(m);
     bool head = span_eq(m->method, "HEAD");
 
@@ -63,35 +59,37 @@ void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close)
         if (body == NULL || met_expose(regs, 1, body) != 0) {
             if (body)
                 evbuffer_free(body);
-            front_reply_error(fc, PITOT_ENOMEM, close);
+            reply_error(out, PITOT_ENOMEM, head, close, NULL);
             return;
         }
         n = evbuffer_get_length(body);
-        admin_send(fc, 200, "text/plain; version=0.0.4; charset=utf-8",
+        admin_send(out, 200, "text/plain; version=0.0.4; charset=utf-8",
                    span_make((const char *)evbuffer_pullup(body, -1), n), head, close);
         evbuffer_free(body);
         return;
     }
     if (span_eq(path, "/healthz")) {
-        admin_send(fc, 200, "application/json", span_cstr("{\"status\":\"ok\"}"), head, close);
+        admin_send(out, 200, "application/json", span_cstr("{\"status\":\"ok\"}"), head, close);
         return;
     }
     if (lp->draining) /* out of the load balancer's pool while requests finish */
-        admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head,
+        admin_send(out, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head,
                    close);
     else if (bal_up_count(&lp->rt.bal) > 0)
-        admin_send(fc, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
+        admin_send(out, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
     else
-        admin_send(fc, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),
+        admin_send(out, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),
                    head, close);
 }
 
-void admin_serve_admin(struct front_conn *fc, const struct h1_msg *m, bool close)
+void admin_serve_admin(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, bool close)
 {
+    bool head = span_eq(m->method, "HEAD");
+
     if (admin_handles(m))
-        admin_serve(fc, m, close);
+        admin_serve(lp, out, m, close);
     else if (admin_own_path(m))
-        front_reply_error_extra(fc, PITOT_EMETHOD_NOT_ALLOWED, close, "Allow: GET, HEAD\r\n");
+        reply_error(out, PITOT_EMETHOD_NOT_ALLOWED, head, close, "Allow: GET, HEAD\r\n");
     else
-        front_reply_error(fc, PITOT_ENOT_FOUND, close);
+        reply_error(out, PITOT_ENOT_FOUND, head, close, NULL);
 }

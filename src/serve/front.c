@@ -23,6 +23,7 @@
 #include "pitot/util/clock.h"
 #include "pitot/measure/metrics.h"
 #include "pitot/serve/relay.h"
+#include "pitot/serve/reply.h"
 #include "pitot/route/tier.h"
 #include "pitot/io/tls.h"
 #include "pitot/serve/loop.h"
@@ -192,17 +193,8 @@ void front_close_after_flush(struct front_conn *fc)
 bool front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
                       bool close, const char *extra)
 {
-    struct evbuffer *out = bufferevent_get_output(fc->bev);
-
     close = close || !loop_keepalive(fc->lp);
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: pitot\r\n", status,
-                        err_reason_phrase(status));
-    if (content_type)
-        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-    if (extra)
-        evbuffer_add(out, extra, strlen(extra));
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n%s\r\n", len,
-                        close ? "Connection: close\r\n" : "");
+    reply_head(bufferevent_get_output(fc->bev), status, content_type, len, close, extra);
     return close;
 }
 
@@ -213,15 +205,8 @@ void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close)
 
 bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close, const char *extra)
 {
-    char body[256];
-    int n = err_json(e, body, sizeof(body));
-
-    /* RFC 9110 15.5.6: a 405 names the methods that are allowed */
-    if (extra == NULL && e == PITOT_EMETHOD_NOT_ALLOWED)
-        extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
-    close = front_reply_head(fc, err_status(e), "application/json", (size_t)n, close, extra);
-    if (!fc->head)
-        evbuffer_add(bufferevent_get_output(fc->bev), body, (size_t)n);
+    close = close || !loop_keepalive(fc->lp);
+    reply_error(bufferevent_get_output(fc->bev), e, fc->head, close, extra);
     if (close)
         front_close_after_flush(fc);
     return close;
@@ -240,6 +225,7 @@ static void front_go_idle(struct front_conn *fc)
 static void front_read_body(struct front_conn *fc);
 static void front_read_discard(struct front_conn *fc);
 static void front_read_head(struct front_conn *fc);
+static void front_relay_done(void *ud, bool keep_alive);
 
 /* When the body being read times out if nothing more arrives: the earliest
  * of limits.body_timeout after its last bytes (a gap), limits.body_deadline
@@ -296,20 +282,23 @@ static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, siz
     struct loop *lp = fc->lp;
     bool has_body = m->chunked || m->content_length > 0;
     bool keep = m->keep_alive && !has_body && loop_keepalive(lp);
+    struct evbuffer *out = bufferevent_get_output(fc->bev);
 
     if (fc->admin)
-        admin_serve_admin(fc, m, !keep);
+        admin_serve_admin(lp, out, m, !keep);
     else if (lp->cfg->admin && admin_own_path(m))
-        front_reply_error(fc, PITOT_ENOT_FOUND, !keep);
+        reply_error(out, PITOT_ENOT_FOUND, fc->head, !keep, NULL);
     else if (!lp->cfg->admin && admin_handles(m))
-        admin_serve(fc, m, !keep);
+        admin_serve(lp, out, m, !keep);
     else
         return false;
     evbuffer_drain(bufferevent_get_input(fc->bev), hl);
-    if (keep) {
-        front_go_idle(fc);
-        front_read_head(fc);
+    if (!keep) {
+        front_close_after_flush(fc);
+        return true;
     }
+    front_go_idle(fc);
+    front_read_head(fc);
     return true;
 }
 
@@ -441,7 +430,8 @@ static void front_read_head(struct front_conn *fc)
         front_refuse(fc, m, PITOT_EBODY_TOO_LARGE, t0);
         return;
     }
-    fc->rl = relay_new(fc, m, t0, tier);
+    fc->rl = relay_new(lp, &(struct relay_client){ fc->bev, fc->peer, front_relay_done, fc }, m, t0,
+                       tier);
     if (fc->rl == NULL) {
         front_refuse(fc, m, PITOT_ENOMEM, t0);
         return;
@@ -556,8 +546,13 @@ static void front_read_discard(struct front_conn *fc)
     front_read_head(fc);
 }
 
-void front_relay_done(struct front_conn *fc, bool keep_alive)
+/* The relay is done with the response (relay_client.done). keep_alive: the
+ * connection may serve another request; else it closes once the output is
+ * flushed. */
+static void front_relay_done(void *ud, bool keep_alive)
 {
+    struct front_conn *fc = ud;
+
     if (fc->st == FRONT_ST_DEAD)
         return;
     /* Called from inside the relay's own callbacks: retire, don't free. */

@@ -17,7 +17,7 @@
 #include "pitot/route/balancer.h"
 #include "pitot/format/config.h"
 #include "pitot/util/clock.h"
-#include "pitot/serve/front.h"
+#include "pitot/serve/reply.h"
 #include "pitot/format/json.h"
 #include "pitot/measure/metrics.h"
 #include "pitot/measure/meter.h"
@@ -43,7 +43,7 @@ enum relay_state {
 };
 
 struct relay {
-    struct front_conn *fc;      /* borrowed: our owner */
+    struct relay_client client; /* the client's connection, and our owner to tell */
     struct loop *lp;            /* borrowed */
     struct bal_backend *be;     /* borrowed, NULL until chosen */
     struct bufferevent *ubev;   /* owned while connected */
@@ -131,7 +131,20 @@ static void relay_set_state(struct relay *r, enum relay_state st)
 
 static struct evbuffer *relay_client_out(struct relay *r)
 {
-    return bufferevent_get_output(r->fc->bev);
+    return bufferevent_get_output(r->client.bev);
+}
+
+/* Answers with pitot's own error for e, before any byte of a backend's answer
+ * went out: a whole reply, so the connection may go on when the request and
+ * the loop allow it (as its head then says). */
+static void relay_reply_error(struct relay *r, enum pitot_err e, const char *extra)
+{
+    bool close = !r->client_keep || !loop_keepalive(r->lp);
+
+    r->status = err_status(e);
+    reply_error(relay_client_out(r), e, r->is_head, close, extra);
+    r->client_keep = !close;
+    r->reply_whole = true;
 }
 
 /* X-Request-Id values are echoed into headers and logs: visible ASCII only. */
@@ -241,17 +254,16 @@ void relay_request_id(struct loop *lp, const struct h1_msg *m, char out[RELAY_ID
         loop_request_id(lp, out);
 }
 
-struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t t0_us,
-                        unsigned tier)
+struct relay *relay_new(struct loop *lp, const struct relay_client *client, const struct h1_msg *m,
+                        uint64_t t0_us, unsigned tier)
 {
-    struct loop *lp = fc->lp;
     const struct h1_header *xff = NULL;
     struct relay *r = calloc(1, sizeof(*r));
     unsigned i;
 
     if (r == NULL)
         return NULL;
-    r->fc = fc;
+    r->client = *client;
     r->lp = lp;
     r->t0_us = t0_us;
     r->wall_us = clk_wall_us();
@@ -296,9 +308,9 @@ struct relay *relay_new(struct front_conn *fc, const struct h1_msg *m, uint64_t 
     }
     if (xff)
         evbuffer_add_printf(r->req, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->value.len,
-                            xff->value.p, fc->peer);
+                            xff->value.p, client->peer);
     else
-        evbuffer_add_printf(r->req, "X-Forwarded-For: %s\r\n", fc->peer);
+        evbuffer_add_printf(r->req, "X-Forwarded-For: %s\r\n", client->peer);
     evbuffer_add_printf(r->req, "X-Request-Id: %s\r\n", r->id);
     relay_trace_headers(r, m);
     r->st = RELAY_ST_BODY;
@@ -356,7 +368,8 @@ void relay_retire(struct relay *r)
     }
     if (r->timer_ev)
         event_del(r->timer_ev);
-    r->fc = NULL;
+    r->client.bev = NULL;
+    r->client.done = NULL;
     r->next_retired = lp->retired;
     lp->retired = r;
     event_active(lp->reap_ev, EV_TIMEOUT, 0);
@@ -644,9 +657,8 @@ static void relay_dispatch(struct relay *r, struct bal_backend *be)
 void relay_shed(struct relay *r, enum met_shed why)
 {
     struct loop *lp = r->lp;
-    char body[256], extra[48];
+    char extra[48];
     enum pitot_err e = why == MET_SHED_NO_MODEL ? PITOT_ENO_MODEL : PITOT_EOVERLOADED;
-    int n = err_json(e, body, sizeof(body));
 
     r->queued = NULL; /* the queue already let go of us */
     if (why == MET_SHED_CLIENT_GONE)
@@ -657,10 +669,7 @@ void relay_shed(struct relay *r, enum met_shed why)
                  queue_retry_after(lp->queue, clk_now_us()));
     else
         extra[0] = '\0';
-    r->client_keep = !front_reply_head(r->fc, r->status, "application/json", (size_t)n,
-                                       !r->client_keep, extra[0] ? extra : NULL);
-    evbuffer_add(relay_client_out(r), body, (size_t)n);
-    r->reply_whole = true; /* as its head says: the connection goes on */
+    relay_reply_error(r, e, extra[0] ? extra : NULL);
     relay_finish(r, e);
 }
 
@@ -729,16 +738,9 @@ const struct queue_ops relay_queue_ops = { relay_queue_dispatch, relay_queue_she
 
 void relay_refuse(struct relay *r, enum pitot_err e, bool close)
 {
-    char body[256];
-    int n = err_json(e, body, sizeof(body));
-
     if (close)
         r->client_keep = false;
-    r->status = err_status(e);
-    r->client_keep =
-        !front_reply_head(r->fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
-    evbuffer_add(relay_client_out(r), body, (size_t)n);
-    r->reply_whole = true;
+    relay_reply_error(r, e, NULL);
     relay_finish(r, e);
 }
 
@@ -1085,7 +1087,7 @@ static void relay_resp_done(struct relay *r)
         event_del(r->timer_ev);
     relay_set_state(r, RELAY_ST_FLUSH);
     /* E2E ends when the last byte left: wait for the output to drain. */
-    bufferevent_setwatermark(r->fc->bev, EV_WRITE, 0, 0);
+    bufferevent_setwatermark(r->client.bev, EV_WRITE, 0, 0);
     if (evbuffer_get_length(relay_client_out(r)) == 0)
         relay_finish(r, PITOT_EOK);
 }
@@ -1097,7 +1099,7 @@ static void relay_backpressure(struct relay *r)
     if (r->ubev && !r->paused && evbuffer_get_length(relay_client_out(r)) > cap) {
         r->paused = true;
         bufferevent_disable(r->ubev, EV_READ);
-        bufferevent_setwatermark(r->fc->bev, EV_WRITE, cap / 2, 0);
+        bufferevent_setwatermark(r->client.bev, EV_WRITE, cap / 2, 0);
     }
 }
 
@@ -1250,8 +1252,6 @@ static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
  * the response allows, and account the request. */
 static void relay_fail(struct relay *r, enum pitot_err e)
 {
-    struct front_conn *fc = r->fc;
-
     if (r->st == RELAY_ST_DONE || r->st == RELAY_ST_FLUSH)
         return;
     if (r->timer_ev)
@@ -1284,13 +1284,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         }
     }
     if (r->status == 0) {
-        char body[256];
-        int n = err_json(e, body, sizeof(body));
-        r->status = err_status(e);
-        r->client_keep =
-            !front_reply_head(fc, r->status, "application/json", (size_t)n, !r->client_keep, NULL);
-        evbuffer_add(relay_client_out(r), body, (size_t)n);
-        r->reply_whole = true; /* as its head says: the connection goes on */
+        relay_reply_error(r, e, NULL);
     } else {
         if (r->sse && !r->passthrough) {
             /* One error event, then the connection ends without the final
@@ -1337,7 +1331,7 @@ void relay_client_drained(struct relay *r)
     }
     if (r->paused && r->ubev) {
         r->paused = false;
-        bufferevent_setwatermark(r->fc->bev, EV_WRITE, 0, 0);
+        bufferevent_setwatermark(r->client.bev, EV_WRITE, 0, 0);
         bufferevent_enable(r->ubev, EV_READ);
         if (evbuffer_get_length(bufferevent_get_input(r->ubev)))
             relay_up_input(r);
@@ -1485,6 +1479,6 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     }
     /* Hands control back to the front, which frees us; then a held request
      * may take the capacity this one leaves. */
-    front_relay_done(r->fc, r->client_keep && (outcome == PITOT_EOK || r->reply_whole));
+    r->client.done(r->client.ud, r->client_keep && (outcome == PITOT_EOK || r->reply_whole));
     queue_kick(lp->queue);
 }

@@ -14,6 +14,8 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if "--root" in sys.argv:
+    ROOT = sys.argv[sys.argv.index("--root") + 1]
 RULE = re.compile(r"^Layers, lowest first: ([a-z, ]+)\.$", re.M)
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
@@ -112,5 +114,35 @@ def main():
     return 0
 
 
+def self_test():
+    """The check can fail: a small tree with an upward include and a cycle
+    inside a layer must give exactly those violations."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        def put(path, text):
+            os.makedirs(os.path.dirname(os.path.join(d, path)), exist_ok=True)
+            with open(os.path.join(d, path), "w") as f:
+                f.write(text)
+        put("README.md", "Layers, lowest first: low, high.\n")
+        put("include/pitot/low/a.h", '#include "pitot/high/b.h"\n')
+        put("include/pitot/high/b.h", "")
+        put("src/low/a.c", '#include "pitot/low/a.h"\n#include "a_int.h"\n')
+        put("src/low/a_int.h", "")
+        put("src/high/b.c", '#include "pitot/high/b.h"\n#include "pitot/high/c.h"\n')
+        put("include/pitot/high/c.h", "")
+        put("src/high/c.c", '#include "pitot/high/c.h"\n#include "pitot/high/b.h"\n')
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--root", d],
+                             capture_output=True, text=True)
+        want = ["include/pitot/low/a.h: includes pitot/high/b.h: high is above low",
+                "include cycle: high/b -> high/c -> high/b"]
+        got = out.stdout.splitlines()
+        if out.returncode != 1 or any(w not in got for w in want) or len(got) != 3:
+            print("check_layers self-test: expected %r, got %r (exit %d)" % (want, got, out.returncode))
+            return 1
+    print("check_layers self-test: an upward include and a cycle are reported")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(self_test() if "--self-test" in sys.argv else main())

@@ -8,8 +8,9 @@
 
 #include <stdbool.h>
 
-struct front_conn;
+struct evbuffer;
 struct h1_msg;
+struct loop;
 
 /* True when the path (query string ignored) is one of pitot's own, whatever
  * the method. */
@@ -18,11 +19,12 @@ bool admin_own_path(const struct h1_msg *m);
 /* True for GET or HEAD of one of pitot's own paths (query string ignored). */
 bool admin_handles(const struct h1_msg *m);
 
-/* Answers such a request on fc. close: end the connection afterwards. */
-void admin_serve(struct front_conn *fc, const struct h1_msg *m, bool close);
+/* Answers such a request into out, the client connection's output; close:
+ * the reply says Connection: close (the caller ends the connection after it). */
+void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, bool close);
 
 /* Answers any request on the admin listener: admin_serve for GET or HEAD of an
  * own path, 405 (Allow: GET, HEAD) for another method there, else 404. */
-void admin_serve_admin(struct front_conn *fc, const struct h1_msg *m, bool close);
+void admin_serve_admin(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, bool close);
 
 #endif

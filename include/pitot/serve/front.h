@@ -67,10 +67,6 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
 /* Moves a connection to a new state; asserts the move is legal. */
 void front_set_state(struct front_conn *fc, enum front_state st);
 
-/* The relay is done with the response. keep_alive: the connection may serve
- * another request; else it closes once the output is flushed. */
-void front_relay_done(struct front_conn *fc, bool keep_alive);
-
 /* Writes the head of a locally generated response with Content-Length `len`;
  * the caller adds exactly len body bytes (none for HEAD requests). extra:
  * NULL or more header lines, each ending in CRLF. The head says

@@ -16,16 +16,29 @@
 
 #define RELAY_ID_MAX 128 /* longest X-Request-Id kept from a client */
 
-struct front_conn;
+struct bufferevent;
 struct relay;
 struct loop;
 
-/* Starts a relay from a parsed request head; everything it needs from `req`
- * is copied, so the head may be drained afterwards. t0_us: when the head was
- * complete; tier: the request's tier (tier_resolve). NULL on allocation
- * failure. */
-struct relay *relay_new(struct front_conn *fc, const struct h1_msg *req, uint64_t t0_us,
-                        unsigned tier);
+/* The client side of a relay: the connection it answers on, and its owner
+ * to tell when it is done. */
+struct relay_client {
+    struct bufferevent *bev; /* borrowed: the client's connection */
+    const char *peer;        /* borrowed, at relay_new only: the client's address, for
+                                X-Forwarded-For */
+    /* The relay is done with the response (complete, or given up on);
+     * keep_alive: the connection may serve another request. Called from the
+     * relay's own callbacks: the owner retires the relay (relay_retire). */
+    void (*done)(void *ud, bool keep_alive);
+    void *ud;
+};
+
+/* Starts a relay on lp for the client `client` (copied) from a parsed request
+ * head; everything it needs from `req` is copied, so the head may be drained
+ * afterwards. t0_us: when the head was complete; tier: the request's tier
+ * (tier_resolve). NULL on allocation failure. */
+struct relay *relay_new(struct loop *lp, const struct relay_client *client,
+                        const struct h1_msg *req, uint64_t t0_us, unsigned tier);
 
 /* The request's id into out: the client's X-Request-Id when it is visible
  * ASCII without quotes or backslashes, at most RELAY_ID_MAX bytes (it is

@@ -1,0 +1,32 @@
+/* reply: pitot's own responses, written whole into an output buffer. */
+#include "pitot/serve/reply.h"
+
+#include <string.h>
+
+#include <event2/buffer.h>
+
+void reply_head(struct evbuffer *out, int status, const char *content_type, size_t len, bool close,
+                const char *extra)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: pitot\r\n", status,
+                        err_reason_phrase(status));
+    if (content_type)
+        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    if (extra)
+        evbuffer_add(out, extra, strlen(extra));
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n%s\r\n", len,
+                        close ? "Connection: close\r\n" : "");
+}
+
+void reply_error(struct evbuffer *out, enum pitot_err e, bool head_only, bool close,
+                 const char *extra)
+{
+    char body[256];
+    int n = err_json(e, body, sizeof(body));
+
+    if (extra == NULL && e == PITOT_EMETHOD_NOT_ALLOWED)
+        extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+    reply_head(out, err_status(e), "application/json", (size_t)n, close, extra);
+    if (!head_only)
+        evbuffer_add(out, body, (size_t)n);
+}
