@@ -5,6 +5,7 @@
 #include "pitot/io/tls.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -399,6 +400,8 @@ struct tls_client {
     bool ip;                        /* name is an IP address: checked as one, no SNI */
     SSL_CTX *ctx;                   /* owned */
     SSL_SESSION *session;           /* owned: the server's last, to resume with */
+    pthread_mutex_t lock;           /* ctx and session: every loop connects with them,
+                                       a reload and new sessions change them */
 };
 
 /* A new session from the server (after the handshake, or a TLS 1.3 ticket):
@@ -412,8 +415,14 @@ static int tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 
     if (tc == NULL || (copy = SSL_SESSION_dup(sess)) == NULL)
         return 0;
-    SSL_SESSION_free(tc->session);
-    tc->session = copy;
+    pthread_mutex_lock(&tc->lock);
+    if (SSL_get_SSL_CTX(ssl) == tc->ctx) { /* not from before a reload */
+        SSL_SESSION_free(tc->session);
+        tc->session = copy;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&tc->lock);
+    SSL_SESSION_free(copy);
     return 0; /* sess stays OpenSSL's */
 }
 
@@ -479,6 +488,7 @@ struct tls_client *tls_client_new(const struct cfg_tls_client *t, const char *ho
         free(tc);
         return NULL;
     }
+    pthread_mutex_init(&tc->lock, NULL);
     return tc;
 }
 
@@ -486,13 +496,19 @@ int tls_client_reload(struct tls_client *tc, char *err, size_t errlen)
 {
     SSL_CTX *ctx = tls_client_ctx(tc, err, errlen);
 
+    SSL_CTX *old;
+    SSL_SESSION *sess;
+
     if (ctx == NULL)
         return -1;
-    SSL_CTX_set_app_data(tc->ctx, NULL); /* its connections' sessions are no longer kept */
-    SSL_CTX_free(tc->ctx);
+    pthread_mutex_lock(&tc->lock);
+    old = tc->ctx;
+    sess = tc->session;
     tc->ctx = ctx;
-    SSL_SESSION_free(tc->session);
     tc->session = NULL;
+    pthread_mutex_unlock(&tc->lock);
+    SSL_CTX_free(old); /* its connections hold their own references */
+    SSL_SESSION_free(sess);
     return 0;
 }
 
@@ -503,6 +519,7 @@ void tls_client_free(struct tls_client *tc)
     SSL_CTX_set_app_data(tc->ctx, NULL);
     SSL_CTX_free(tc->ctx);
     SSL_SESSION_free(tc->session);
+    pthread_mutex_destroy(&tc->lock);
     free(tc);
 }
 
@@ -513,9 +530,14 @@ const char *tls_client_name(const struct tls_client *tc)
 
 struct bufferevent *tls_client_bev(struct tls_client *tc, struct event_base *base)
 {
-    SSL *ssl = SSL_new(tc->ctx);
     struct bufferevent *bev;
+    SSL *ssl;
 
+    pthread_mutex_lock(&tc->lock);
+    ssl = SSL_new(tc->ctx);
+    if (ssl != NULL && tc->session != NULL)
+        (void)SSL_set_session(ssl, tc->session); /* a full handshake if refused */
+    pthread_mutex_unlock(&tc->lock);
     if (ssl == NULL)
         return NULL;
     if (!tc->ip && SSL_set_tlsext_host_name(ssl, tc->name) != 1)
@@ -526,8 +548,6 @@ struct bufferevent *tls_client_bev(struct tls_client *tc, struct event_base *bas
             goto fail;
         SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     }
-    if (tc->session != NULL)
-        (void)SSL_set_session(ssl, tc->session); /* a full handshake if refused */
     bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE);
     if (bev != NULL)

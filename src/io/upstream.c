@@ -20,6 +20,7 @@
 struct upstream_idle {
     struct bufferevent *bev;    /* owned */
     struct upstream_pool *pool; /* borrowed */
+    unsigned gen;               /* the backend's address generation when it was opened */
     TAILQ_ENTRY(upstream_idle) link;
 };
 
@@ -29,19 +30,18 @@ struct upstream_pool {
 };
 
 struct upstream {
-    struct event_base *base;             /* borrowed */
-    const struct sockaddr_storage *addr; /* borrowed, per backend */
-    const socklen_t *addrlen;            /* borrowed, per backend; 0: no address */
-    struct tls_client *const *tls;       /* borrowed, per backend; NULL: plain */
-    unsigned keepalive;                  /* idle connections kept per backend */
-    bool stopping;                       /* nothing is kept any more */
-    size_t n;                            /* backends */
-    struct upstream_pool pool[];         /* per backend */
+    struct event_base *base;       /* borrowed */
+    upstream_addr_cb addr_of;      /* where a backend is now */
+    void *ud;                      /* addr_of's */
+    struct tls_client *const *tls; /* borrowed, per backend; NULL: plain */
+    unsigned keepalive;            /* idle connections kept per backend */
+    bool stopping;                 /* nothing is kept any more */
+    size_t n;                      /* backends */
+    struct upstream_pool pool[];   /* per backend */
 };
 
 struct upstream *upstream_new(struct event_base *base, size_t nbackends, unsigned keepalive,
-                              const struct sockaddr_storage *addr, const socklen_t *addrlen,
-                              struct tls_client *const *tls)
+                              upstream_addr_cb addr_of, void *ud, struct tls_client *const *tls)
 {
     struct upstream *u = calloc(1, sizeof(*u) + (nbackends ? nbackends : 1) * sizeof(u->pool[0]));
     size_t i;
@@ -49,8 +49,8 @@ struct upstream *upstream_new(struct event_base *base, size_t nbackends, unsigne
     if (u == NULL)
         return NULL;
     u->base = base;
-    u->addr = addr;
-    u->addrlen = addrlen;
+    u->addr_of = addr_of;
+    u->ud = ud;
     u->tls = tls;
     u->keepalive = keepalive;
     u->n = nbackends;
@@ -107,7 +107,7 @@ static bool upstream_alive(struct bufferevent *bev)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-struct bufferevent *upstream_conn_get(struct upstream *u, unsigned be, bool *reused)
+struct bufferevent *upstream_conn_get(struct upstream *u, unsigned be, unsigned gen, bool *reused)
 {
     struct upstream_pool *p = &u->pool[be];
 
@@ -115,7 +115,7 @@ struct bufferevent *upstream_conn_get(struct upstream *u, unsigned be, bool *reu
         struct upstream_idle *it = TAILQ_FIRST(&p->idle);
         struct bufferevent *bev = it->bev;
 
-        if (!upstream_alive(bev)) {
+        if (it->gen != gen || !upstream_alive(bev)) { /* an old address, or closing */
             upstream_idle_free(it);
             continue;
         }
@@ -133,7 +133,9 @@ struct bufferevent *upstream_conn_get(struct upstream *u, unsigned be, bool *reu
 
 struct bufferevent *upstream_conn_new(struct upstream *u, unsigned be)
 {
+    struct sockaddr_storage ss;
     struct bufferevent *bev;
+    socklen_t len;
 
     if (u->tls[be] != NULL)
         bev = tls_client_bev(u->tls[be], u->base); /* handshakes once connected */
@@ -141,8 +143,8 @@ struct bufferevent *upstream_conn_new(struct upstream *u, unsigned be)
         bev = bufferevent_socket_new(u->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
         return NULL;
-    if (bufferevent_socket_connect(bev, (const struct sockaddr *)&u->addr[be], u->addrlen[be]) <
-        0) {
+    u->addr_of(u->ud, be, &ss, &len);
+    if (len == 0 || bufferevent_socket_connect(bev, (const struct sockaddr *)&ss, (int)len) < 0) {
         bufferevent_free(bev);
         return NULL;
     }
@@ -150,7 +152,7 @@ struct bufferevent *upstream_conn_new(struct upstream *u, unsigned be)
     return bev;
 }
 
-void upstream_conn_put(struct upstream *u, unsigned be, struct bufferevent *bev)
+void upstream_conn_put(struct upstream *u, unsigned be, unsigned gen, struct bufferevent *bev)
 {
     struct upstream_pool *p = &u->pool[be];
     struct upstream_idle *it;
@@ -165,6 +167,7 @@ void upstream_conn_put(struct upstream *u, unsigned be, struct bufferevent *bev)
     }
     it->bev = bev;
     it->pool = p;
+    it->gen = gen;
     TAILQ_INSERT_HEAD(&p->idle, it, link);
     p->n++;
     bufferevent_setcb(bev, upstream_idle_read_cb, NULL, upstream_idle_event_cb, it);

@@ -174,6 +174,7 @@ static void dns_slot_changed(struct dns *d, unsigned be, const struct dns_addr *
     struct router *rt = d->rt;
     struct bal_backend *b = &rt->bal.b[be];
 
+    router_lock(rt); /* the routing loops read them */
     if (a->len > 0) {
         memcpy(&rt->addr[be], &a->ss, sizeof(a->ss));
         rt->addrlen[be] = a->len;
@@ -182,6 +183,7 @@ static void dns_slot_changed(struct dns *d, unsigned be, const struct dns_addr *
         rt->addrlen[be] = 0;
     }
     bal_activate(&rt->bal, b, a->len > 0);
+    router_unlock(rt);
     met_backend_active(rt->met, be, a->len > 0);
     router_readdressed(rt, be);
     health_reset(rt->health, be);

@@ -44,9 +44,11 @@ static void health_verdict(struct health_probe *pr, bool up, bool loading, const
         else if (up && rt->cfg->log_level >= 2)
             fprintf(stderr, "pitot: info: backend %s: up again\n", rt->cfg->backends[pr->be].name);
     }
+    router_lock(rt); /* the loops that route read it */
     b->up = up;
     b->loading = loading;
     b->last_probe_us = clk_now_us();
+    router_unlock(rt);
     met_gauge_set(rt->met, MET_BACKEND_UP, pr->be, up ? 1 : 0);
     evtimer_add(pr->timer, &tv);
 }

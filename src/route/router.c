@@ -26,6 +26,7 @@ int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
     int rc;
 
     memset(rt, 0, sizeof(*rt));
+    pthread_mutex_init(&rt->lock, NULL);
     rt->base = base;
     rt->cfg = c;
     rt->met = met;
@@ -85,6 +86,80 @@ void router_release(struct router *rt)
     rt->tls = NULL;
     rt->addr = NULL;
     rt->addrlen = NULL;
+    pthread_mutex_destroy(&rt->lock);
+}
+
+enum bal_verdict router_choose(struct router *rt, const struct bal_req *rq, uint64_t now_us,
+                               struct bal_backend **out, unsigned *gen, enum cfg_flavor *flavor)
+{
+    enum bal_verdict v;
+
+    router_lock(rt);
+    v = bal_choose(&rt->bal, rq, now_us, out);
+    if (v == BAL_OK) {
+        bal_dispatched(*out);
+        *gen = (*out)->gen;
+        *flavor = (*out)->flavor;
+    }
+    router_unlock(rt);
+    return v;
+}
+
+bool router_result(struct router *rt, struct bal_backend *be, bool failure, uint64_t now_us)
+{
+    bool ejected;
+
+    router_lock(rt);
+    ejected = bal_result(&rt->bal, be, failure, now_us);
+    router_unlock(rt);
+    return ejected;
+}
+
+void router_done(struct router *rt, struct bal_backend *be, uint64_t tpot_us)
+{
+    router_lock(rt);
+    if (tpot_us > 0)
+        bal_measured(be, tpot_us);
+    bal_released(be);
+    router_unlock(rt);
+}
+
+unsigned router_gen(struct router *rt, unsigned be)
+{
+    unsigned g;
+
+    router_lock(rt);
+    g = rt->bal.b[be].gen;
+    router_unlock(rt);
+    return g;
+}
+
+void router_addr(struct router *rt, unsigned be, struct sockaddr_storage *ss, socklen_t *len)
+{
+    router_lock(rt);
+    *ss = rt->addr[be];
+    *len = rt->addrlen[be];
+    router_unlock(rt);
+}
+
+size_t router_up_count(struct router *rt)
+{
+    size_t n;
+
+    router_lock(rt);
+    n = bal_up_count(&rt->bal);
+    router_unlock(rt);
+    return n;
+}
+
+bool router_ejected(struct router *rt, unsigned be, uint64_t now_us)
+{
+    bool e;
+
+    router_lock(rt);
+    e = bal_ejected(&rt->bal.b[be], now_us);
+    router_unlock(rt);
+    return e;
 }
 
 int router_tls_reload(struct router *rt)

@@ -65,7 +65,9 @@ static void scrape_props_done(void *ud, enum fetch_result res, int status, struc
         return; /* asked again after the next good scrape */
     slots = flv_props_slots(body, rt->toks);
     if (slots > 0 && slots < 1000000) {
+        router_lock(rt);
         rt->bal.b[sb->be].capacity = (unsigned)slots;
+        router_unlock(rt);
         sb->props_done = true;
         router_room(rt);
     }
@@ -88,13 +90,19 @@ static void scrape_metrics_done(void *ud, enum fetch_result res, int status, str
             rt->cfg->backends[sb->be].flavor == CFG_FLAVOR_AUTO) {
             /* An OpenAI-compatible server without metrics: pitot's own
              * in-flight count is all there is; stop asking. */
+            router_lock(rt);
             b->flavor = CFG_FLAVOR_OPENAI;
+            router_unlock(rt);
             return;
         }
         met_add_scrape(rt->met, sb->be, MET_SCRAPE_ERROR);
     } else {
-        if (b->flavor == CFG_FLAVOR_AUTO)
-            b->flavor = flv_detect(body);
+        if (b->flavor == CFG_FLAVOR_AUTO) {
+            enum cfg_flavor f = flv_detect(body);
+            router_lock(rt);
+            b->flavor = f;
+            router_unlock(rt);
+        }
         if (b->flavor == CFG_FLAVOR_OPENAI) {
             met_add_scrape(rt->met, sb->be, MET_SCRAPE_PARSE_ERROR);
             return; /* metrics we cannot read: stop asking */
@@ -103,8 +111,10 @@ static void scrape_metrics_done(void *ud, enum fetch_result res, int status, str
             met_add_scrape(rt->met, sb->be, MET_SCRAPE_PARSE_ERROR);
         } else {
             int cache = ld.cache_ratio < 0 ? -1 : (int)lround(fmin(ld.cache_ratio, 1.0) * 1000);
+            router_lock(rt);
             bal_scraped(b, (uint32_t)lround(fmax(ld.running, 0)),
                         (uint32_t)lround(fmax(ld.waiting, 0)), cache, now);
+            router_unlock(rt);
             met_gauge_set_f(rt->met, MET_BACKEND_RUNNING, sb->be, ld.running);
             met_gauge_set_f(rt->met, MET_BACKEND_WAITING, sb->be, ld.waiting);
             if (ld.cache_ratio < 0)
@@ -140,7 +150,7 @@ static void scrape_metrics_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct scrape_models {
-    struct bal_backend *b;
+    char names[CFG_MAX_BACKEND_MODELS][CFG_NAME_MAX];
     size_t n;
 };
 
@@ -149,8 +159,8 @@ static void scrape_model_name(void *ud, struct span name)
     struct scrape_models *m = ud;
 
     if (m->n < CFG_MAX_BACKEND_MODELS && name.len > 0 && name.len < CFG_NAME_MAX) {
-        memcpy(m->b->models[m->n], name.p, name.len);
-        m->b->models[m->n][name.len] = '\0';
+        memcpy(m->names[m->n], name.p, name.len);
+        m->names[m->n][name.len] = '\0';
         m->n++;
     }
 }
@@ -160,15 +170,18 @@ static void scrape_models_done(void *ud, enum fetch_result res, int status, stru
     struct scrape_be *sb = ud;
     struct router *rt = sb->s->rt;
     struct bal_backend *b = &rt->bal.b[sb->be];
-    struct scrape_models m = { b, 0 };
+    struct scrape_models m;
 
     sb->g_models = NULL;
     if (res == FETCH_OK && status == 200) {
-        /* Fill in place: names are only read on this loop, between events. */
-        if (flv_models_parse(body, rt->toks, scrape_model_name, &m) >= 0 && m.n > 0)
-            b->nmodels = m.n;
-        else
-            b->nmodels = 0;
+        m.n = 0;
+        if (flv_models_parse(body, rt->toks, scrape_model_name, &m) < 0)
+            m.n = 0;
+        /* parsed aside, then put in at once: the routing loops read them */
+        router_lock(rt);
+        memcpy(b->models, m.names, m.n * sizeof(m.names[0]));
+        b->nmodels = m.n;
+        router_unlock(rt);
         router_room(rt);
     }
     if (!rt->stopping)

@@ -55,7 +55,7 @@ void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, 
          * read it from the balancer as of now. */
         for (i = 0; i < lp->rt.bal.n; i++)
             met_gauge_set(lp->met, MET_BACKEND_EJECTED, (unsigned)i,
-                          bal_ejected(&lp->rt.bal.b[i], now) ? 1 : 0);
+                          router_ejected(&lp->rt, (unsigned)i, now) ? 1 : 0);
         if (body == NULL || met_expose(regs, 1, body) != 0) {
             if (body)
                 evbuffer_free(body);
@@ -75,7 +75,7 @@ void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, 
     if (lp->draining) /* out of the load balancer's pool while requests finish */
         admin_send(out, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head,
                    close);
-    else if (bal_up_count(&lp->rt.bal) > 0)
+    else if (router_up_count(&lp->rt) > 0)
         admin_send(out, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
     else
         admin_send(out, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),

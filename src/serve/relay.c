@@ -22,6 +22,7 @@
 #include "pitot/measure/metrics.h"
 #include "pitot/measure/meter.h"
 #include "pitot/route/queue.h"
+#include "pitot/route/router.h"
 #include "pitot/measure/otlp.h"
 #include "pitot/format/sse.h"
 #include "pitot/route/tier.h"
@@ -76,7 +77,8 @@ struct relay {
     enum pitot_err retry_err;     /* a try failed before the answer began: what the
                                      client gets if no other backend can take it */
     unsigned interim;             /* 1xx responses the backend sent before its answer */
-    unsigned be_gen;              /* be->gen when the connection was opened */
+    unsigned be_gen;              /* be's address generation when it was chosen */
+    enum cfg_flavor flavor;       /* be's flavor when it was chosen */
     bool client_keep;             /* the client allows another request */
     bool client_http10;
     bool is_head;
@@ -331,7 +333,7 @@ void relay_free(struct relay *r)
     if (r == NULL)
         return;
     if (r->be && r->in_flight_counted) {
-        bal_released(r->be);
+        router_done(&r->lp->rt, r->be, 0);
         met_gauge_add(r->lp->met, MET_IN_FLIGHT, r->be->idx, -1);
     }
     if (r->queued)
@@ -583,7 +585,6 @@ static void relay_send(struct relay *r)
     struct evbuffer *out;
     struct h1_limits lim = { H1_MAX_HEADERS, lp->cfg->max_uri_bytes, lp->cfg->max_header_bytes };
 
-    r->be_gen = r->be->gen;
     if (r->timer_ev) /* a deadline of an earlier try */
         event_del(r->timer_ev);
     r->interim = 0;
@@ -591,7 +592,7 @@ static void relay_send(struct relay *r)
         r->ubev = upstream_conn_new(lp->upstream, r->be->idx);
         r->reused = false;
     } else {
-        r->ubev = upstream_conn_get(lp->upstream, r->be->idx, &r->reused);
+        r->ubev = upstream_conn_get(lp->upstream, r->be->idx, r->be_gen, &r->reused);
     }
     if (r->ubev == NULL) {
         relay_fail(r, PITOT_EUPSTREAM_CONNECT);
@@ -637,13 +638,17 @@ static int relay_wire(struct relay *r)
     return 0;
 }
 
-static void relay_dispatch(struct relay *r, struct bal_backend *be)
+/* Sends r to be, which router_choose counted as dispatched to; gen and
+ * flavor: be's address generation and flavor at that moment. */
+static void relay_dispatch(struct relay *r, struct bal_backend *be, unsigned gen,
+                           enum cfg_flavor flavor)
 {
     struct loop *lp = r->lp;
 
     r->be = be;
+    r->be_gen = gen;
+    r->flavor = flavor;
     r->series_set = false;
-    bal_dispatched(be);
     r->in_flight_counted = 1;
     met_gauge_add(lp->met, MET_IN_FLIGHT, be->idx, 1);
     if (relay_wire(r) != 0) {
@@ -682,11 +687,13 @@ static bool relay_route(struct relay *r, bool from_queue)
     struct bal_backend *be;
     enum bal_verdict v;
     enum met_shed why;
+    enum cfg_flavor flavor = CFG_FLAVOR_AUTO;
+    unsigned gen = 0;
 
     rq.model = r->req_model[0] ? bal_alias(lp->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
     rq.affinity = r->affinity;
     rq.tried = r->tried;
-    v = bal_choose(&lp->rt.bal, &rq, clk_now_us(), &be);
+    v = router_choose(&lp->rt, &rq, clk_now_us(), &be, &gen, &flavor);
     if (v == BAL_SATURATED) {
         if (from_queue)
             return false;
@@ -703,7 +710,7 @@ static bool relay_route(struct relay *r, bool from_queue)
         r->queued = NULL;
     }
     switch (v) {
-    case BAL_OK: relay_dispatch(r, be); break;
+    case BAL_OK: relay_dispatch(r, be, gen, flavor); break;
     case BAL_NO_MODEL:
         if (!from_queue)
             met_add_shed(lp->met, r->tier, MET_SHED_NO_MODEL);
@@ -999,7 +1006,7 @@ static void relay_judge(struct relay *r, int status)
     enum bal_health h = bal_status_health(status, r->json_ok);
 
     if (h != BAL_HEALTH_NEUTRAL &&
-        bal_result(&r->lp->rt.bal, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
+        router_result(&r->lp->rt, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
         met_gauge_set(r->lp->met, MET_BACKEND_EJECTED, r->be->idx, 1);
 }
 
@@ -1054,8 +1061,8 @@ static void relay_release_upstream(struct relay *r, bool reusable)
     if (r->ubev == NULL)
         return;
     /* not when the backend's address changed (DNS) since it was opened */
-    if (reusable && r->up_keep && r->be_gen == r->be->gen)
-        upstream_conn_put(r->lp->upstream, r->be->idx, r->ubev);
+    if (reusable && r->up_keep && r->be_gen == router_gen(&r->lp->rt, r->be->idx))
+        upstream_conn_put(r->lp->upstream, r->be->idx, r->be_gen, r->ubev);
     else
         bufferevent_free(r->ubev);
     r->ubev = NULL;
@@ -1263,10 +1270,10 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         /* The backend failed before its answer began (refused, reset, timed
          * out, an invalid or oversized head): its fault, toward ejection. */
         struct bal_backend *failed = r->be;
-        bal_result(&r->lp->rt.bal, failed, true, clk_now_us());
+        router_result(&r->lp->rt, failed, true, clk_now_us());
         if (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET) {
             /* Nothing reached the client: another backend may serve it. */
-            bal_released(failed);
+            router_done(&r->lp->rt, failed, 0);
             met_gauge_add(r->lp->met, MET_IN_FLIGHT, failed->idx, -1);
             r->in_flight_counted = 0;
             r->tried[failed->idx] = true;
@@ -1371,7 +1378,7 @@ static void relay_export_span(struct relay *r, const struct meter_result *res, u
     s.cached_tokens = res->cached_tokens;
     s.status = r->status;
     s.backend = r->be ? (int)r->be->idx : -1;
-    s.flavor = r->be ? r->be->flavor : CFG_FLAVOR_AUTO;
+    s.flavor = r->be ? r->flavor : CFG_FLAVOR_AUTO;
     s.op = met_otel_op_of_path(r->path);
     s.finish = r->meter.finish;
     s.error = outcome;
@@ -1425,7 +1432,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
         if (lp->cfg->otel_metrics) { /* opentelemetry.metrics: the gen_ai_* histograms */
             struct met_otel_obs ob = {
                 .op = met_otel_op_of_path(r->path),
-                .flavor = r->be->flavor,
+                .flavor = r->flavor,
                 .outcome = outcome,
                 .status = r->status ? r->status : err_status(outcome),
                 .e2e_us = res.e2e_us,
@@ -1470,9 +1477,8 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     if (r->be && r->in_flight_counted) {
         /* A whole stream is the only clean speed sample: a cut one or a
          * buffered body says nothing about the time per token. */
-        if (outcome == PITOT_EOK && r->sse && res.tpot_us > 0)
-            bal_measured(r->be, (uint64_t)res.tpot_us);
-        bal_released(r->be);
+        router_done(&lp->rt, r->be,
+                    outcome == PITOT_EOK && r->sse && res.tpot_us > 0 ? (uint64_t)res.tpot_us : 0);
         r->in_flight_counted = 0;
         met_gauge_add(met, MET_IN_FLIGHT, r->be->idx, -1);
         queue_note_completion(lp->queue, end);

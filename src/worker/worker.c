@@ -231,6 +231,12 @@ int worker_tls_reload(struct worker *w)
     return failed;
 }
 
+/* upstream's view of the router: where a backend is now */
+static void worker_addr_of(void *ud, unsigned be, struct sockaddr_storage *ss, socklen_t *len)
+{
+    router_addr(ud, be, ss, len);
+}
+
 /* router callbacks: a backend may take more now; an address changed */
 static void worker_room(void *ud)
 {
@@ -285,8 +291,8 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
     w->lp.rt.room = worker_room;
     w->lp.rt.readdressed = worker_readdressed;
     w->lp.rt.ud = w;
-    w->lp.upstream = upstream_new(w->lp.base, c->nbackends, c->upstream_keepalive, w->lp.rt.addr,
-                                  w->lp.rt.addrlen, w->lp.rt.tls);
+    w->lp.upstream = upstream_new(w->lp.base, c->nbackends, c->upstream_keepalive, worker_addr_of,
+                                  &w->lp.rt, w->lp.rt.tls);
     if (w->lp.upstream == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);

@@ -6,8 +6,10 @@
 #ifndef PITOT_ROUTE_ROUTER_H
 #define PITOT_ROUTE_ROUTER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "pitot/route/balancer.h"
@@ -20,7 +22,11 @@ struct met_registry;
 struct scrape;
 struct tls_client;
 
+/* Every loop reads and changes the backend table and the addresses: they are
+ * used under `lock` (router_lock, or the router_* calls below, which take it
+ * themselves), never on the per-chunk path. */
 struct router {
+    pthread_mutex_t lock;          /* bal, addr, addrlen */
     struct event_base *base;       /* borrowed: where probes, scrapes and lookups run */
     const struct cfg *cfg;         /* borrowed */
     struct met_registry *met;      /* borrowed: the pitot_backend_* gauges */
@@ -53,6 +59,41 @@ void router_release(struct router *rt);
  * What fails keeps its old context; returns the failures, each written to
  * stderr. */
 int router_tls_reload(struct router *rt);
+
+static inline void router_lock(struct router *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+}
+
+static inline void router_unlock(struct router *rt)
+{
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* A backend for rq (bal_choose) and, when one is chosen, the request counted
+ * as dispatched to it; *gen and *flavor: the backend's address generation
+ * and flavor now. */
+enum bal_verdict router_choose(struct router *rt, const struct bal_req *rq, uint64_t now_us,
+                               struct bal_backend **out, unsigned *gen, enum cfg_flavor *flavor);
+
+/* An answer or a failure of be (bal_result); true when it got be ejected. */
+bool router_result(struct router *rt, struct bal_backend *be, bool failure, uint64_t now_us);
+
+/* A request of pitot's on be ended (bal_released); tpot_us > 0: a whole
+ * stream's time per output token, a speed sample (bal_measured). */
+void router_done(struct router *rt, struct bal_backend *be, uint64_t tpot_us);
+
+/* be's address generation now (see bal_activate). */
+unsigned router_gen(struct router *rt, unsigned be);
+
+/* be's address now into *ss and *len (0: none). */
+void router_addr(struct router *rt, unsigned be, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Backends up now (bal_up_count). */
+size_t router_up_count(struct router *rt);
+
+/* Whether be is ejected at now_us (bal_ejected). */
+bool router_ejected(struct router *rt, unsigned be, uint64_t now_us);
 
 /* Tells the owner that a backend may take requests it could not before. */
 static inline void router_room(struct router *rt)
