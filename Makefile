@@ -16,7 +16,7 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 
 Q := $(if $(filter 1,$(V)),,@)
 
-PKGS := libevent libevent_openssl openssl yaml-0.1
+PKGS := libevent libevent_openssl libevent_pthreads openssl yaml-0.1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "pitot/measure/access_log.h"
 #include "pitot/format/config.h"
@@ -16,7 +18,7 @@
 #include "pitot/measure/refusal.h"
 #include "pitot/io/tls.h"
 #include "pitot/util/version.h"
-#include "pitot/worker/worker.h"
+#include "pitot/worker/process.h"
 
 static void usage(FILE *f)
 {
@@ -34,13 +36,15 @@ static void usage(FILE *f)
             "  -a, --access-log PATH  JSON access log, '-' for stdout (default)\n"
             "      --tls-cert FILE    the listener speaks TLS with this certificate (PEM,\n"
             "      --tls-key FILE     then its chain) and key; replaces tls.certificates\n"
+            "      --workers N        event loops on their own threads (default: one per\n"
+            "                         online CPU; replaces the file's workers)\n"
             "  -h, --help             this text\n"
             "  -V, --version          version\n");
 }
 
 /* Command-line values applied over the config file. */
 struct cli {
-    const char *listen, *access_log, *tls_cert, *tls_key;
+    const char *listen, *access_log, *tls_cert, *tls_key, *workers;
     const char **backends;
     size_t nb;
 };
@@ -73,6 +77,17 @@ static int build_cfg(struct cfg *c, const char *conf, const struct cli *cl, char
     }
     if (access_log)
         snprintf(c->access_log, sizeof(c->access_log), "%s", access_log);
+    if (cl->workers) {
+        char *end;
+        unsigned long n = strtoul(cl->workers, &end, 10);
+        if (*cl->workers < '0' || *cl->workers > '9' || *end != '\0' || n < 1 ||
+            n > CFG_MAX_WORKERS) {
+            snprintf(err, errlen, "pitot: --workers '%.20s': a number from 1 to %d", cl->workers,
+                     CFG_MAX_WORKERS);
+            return 2;
+        }
+        c->workers = (unsigned)n;
+    }
     if ((cl->tls_cert == NULL) != (cl->tls_key == NULL)) {
         snprintf(err, errlen, "pitot: --tls-cert and --tls-key go together");
         return 2;
@@ -129,7 +144,8 @@ static int fd_budget(struct cfg *c)
 }
 
 struct sigctx {
-    struct worker *w;
+    struct process *p;
+    const struct cfg *c;
     struct alog *alog;
 };
 
@@ -138,32 +154,33 @@ struct sigctx {
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
-    struct worker *w = sc->w;
-    unsigned ms = w->lp.cfg->drain_timeout_ms, n;
+    unsigned ms = sc->c->drain_timeout_ms, n;
     char d[24];
 
-    if (w->lp.draining || ms == 0) {
+    if (process_draining(sc->p) || ms == 0) {
         fprintf(stderr, "pitot: signal %d, stopping%s\n", (int)sig,
-                w->lp.draining ? " at once" : "");
-        worker_stop(w);
+                process_draining(sc->p) ? " at once" : "");
+        process_stop(sc->p);
         return;
     }
-    n = worker_drain(w, ms); /* idle connections are closed already */
+    n = process_drain(sc->p, ms); /* idle connections are being closed */
     fprintf(stderr, "pitot: signal %d, draining %u connection%s (drain_timeout %s)\n", (int)sig, n,
             n == 1 ? "" : "s", cfg_fmt_ms(d, sizeof(d), ms));
 }
 
-/* The drain's last line, once the loop has ended. */
-static void log_drain_end(const struct worker *w)
+/* The drain's last line, once every loop has ended. */
+static void log_drain_end(const struct process *p)
 {
-    if (!w->lp.draining)
+    unsigned cut = process_drain_cut(p), open = process_open_conns(p);
+
+    if (!process_draining(p))
         return;
-    if (w->drain_cut)
-        fprintf(stderr, "pitot: drain_timeout reached, %u connection%s cut, exiting\n",
-                w->drain_cut, w->drain_cut == 1 ? "" : "s");
-    else if (w->lp.nconns)
-        fprintf(stderr, "pitot: drain interrupted, %u connection%s closed, exiting\n", w->lp.nconns,
-                w->lp.nconns == 1 ? "" : "s");
+    if (cut)
+        fprintf(stderr, "pitot: drain_timeout reached, %u connection%s cut, exiting\n", cut,
+                cut == 1 ? "" : "s");
+    else if (open)
+        fprintf(stderr, "pitot: drain interrupted, %u connection%s closed, exiting\n", open,
+                open == 1 ? "" : "s");
     else
         fprintf(stderr, "pitot: drained, exiting\n");
 }
@@ -176,34 +193,29 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
     if (alog_reopen(sc->alog) != 0)
         fprintf(stderr, "pitot: reopening the access log failed\n");
-    if (worker_tls_reload(sc->w) == 0 && sc->w->lp.tls != NULL && sc->w->lp.cfg->log_level >= 2)
+    if (process_tls_reload(sc->p) == 0 && process_tls(sc->p) && sc->c->log_level >= 2)
         fprintf(stderr, "pitot: info: signal %d, certificates reloaded\n", (int)sig);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "test-config", no_argument, NULL, 't' },
-        { "listen", required_argument, NULL, 'l' },
-        { "backend", required_argument, NULL, 'b' },
-        { "access-log", required_argument, NULL, 'a' },
-        { "metrics-doc", no_argument, NULL, 'M' },
-        { "tls-cert", required_argument, NULL, 'C' },
-        { "tls-key", required_argument, NULL, 'K' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
+        { "config", required_argument, NULL, 'c' },     { "test-config", no_argument, NULL, 't' },
+        { "listen", required_argument, NULL, 'l' },     { "backend", required_argument, NULL, 'b' },
+        { "access-log", required_argument, NULL, 'a' }, { "metrics-doc", no_argument, NULL, 'M' },
+        { "tls-cert", required_argument, NULL, 'C' },   { "tls-key", required_argument, NULL, 'K' },
+        { "workers", required_argument, NULL, 'w' },    { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },          { NULL, 0, NULL, 0 },
     };
     static struct cfg c; /* large: keep it off the stack */
     const char *conf = NULL;
     const char **backends = calloc((size_t)argc + 1, sizeof(char *));
-    struct cli cl = { NULL, NULL, NULL, NULL, backends, 0 };
+    struct cli cl = { NULL, NULL, NULL, NULL, NULL, backends, 0 };
     bool test = false;
     char err[512];
     struct refusal_phrases *ph = NULL;
     struct alog *alog = NULL;
-    struct worker *w;
+    struct process *p;
     struct sigctx sc;
     struct event *sig_term, *sig_int, *sig_hup;
     size_t nconf;
@@ -220,6 +232,7 @@ int main(int argc, char **argv)
         case 'a': cl.access_log = optarg; break;
         case 'C': cl.tls_cert = optarg; break;
         case 'K': cl.tls_key = optarg; break;
+        case 'w': cl.workers = optarg; break;
         case 'M':
             met_doc_markdown(stdout);
             free(backends);
@@ -263,6 +276,10 @@ int main(int argc, char **argv)
         cfg_release(&c);
         return 1;
     }
+    if (c.workers == 0) { /* one per online CPU */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c.workers = n < 1 ? 1 : n > CFG_MAX_WORKERS ? CFG_MAX_WORKERS : (unsigned)n;
+    }
     if (fd_budget(&c) != 0) {
         cfg_release(&c);
         return 1;
@@ -275,31 +292,40 @@ int main(int argc, char **argv)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
-    w = worker_new(&c, ph, alog, err, sizeof(err));
-    if (w == NULL) {
+    /* before any event base: the loops wake each other (event_active) */
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "pitot: libevent has no thread support\n");
+        rc = 1;
+        goto out;
+    }
+    p = process_new(&c, ph, alog, err, sizeof(err));
+    if (p == NULL) {
         fprintf(stderr, "pitot: %s\n", err);
         rc = 1;
         goto out;
     }
-    sc.w = w;
+    sc.p = p;
+    sc.c = &c;
     sc.alog = alog;
-    sig_term = evsignal_new(w->lp.base, SIGTERM, on_stop, &sc);
-    sig_int = evsignal_new(w->lp.base, SIGINT, on_stop, &sc);
-    sig_hup = evsignal_new(w->lp.base, SIGHUP, on_hup, &sc);
+    sig_term = evsignal_new(process_base(p), SIGTERM, on_stop, &sc);
+    sig_int = evsignal_new(process_base(p), SIGINT, on_stop, &sc);
+    sig_hup = evsignal_new(process_base(p), SIGHUP, on_hup, &sc);
     evsignal_add(sig_term, NULL);
     evsignal_add(sig_int, NULL);
     evsignal_add(sig_hup, NULL);
     if (c.admin) /* before the line that says pitot is up: the admin port is known then */
-        fprintf(stderr, "pitot: admin endpoints on %s:%u\n", c.admin_host, worker_admin_port(w));
-    fprintf(stderr, "pitot %s listening on %s:%u%s, %zu backend%s\n", PITOT_VERSION, c.listen_host,
-            worker_listen_port(w), c.ntls_certs ? " (TLS)" : "", nconf, nconf == 1 ? "" : "s");
+        fprintf(stderr, "pitot: admin endpoints on %s:%u\n", c.admin_host, process_admin_port(p));
+    fprintf(stderr, "pitot %s listening on %s:%u%s, %zu backend%s, %zu worker%s\n", PITOT_VERSION,
+            c.listen_host, process_listen_port(p), c.ntls_certs ? " (TLS)" : "", nconf,
+            nconf == 1 ? "" : "s", process_workers(p), process_workers(p) == 1 ? "" : "s");
     fflush(stderr);
-    worker_run(w);
-    log_drain_end(w);
+    if (process_run(p) != 0)
+        rc = 1;
+    log_drain_end(p);
     event_free(sig_term);
     event_free(sig_int);
     event_free(sig_hup);
-    worker_free(w);
+    process_free(p);
 out:
     if (alog)
         alog_close(alog);

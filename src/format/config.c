@@ -742,8 +742,10 @@ int cfg_backends_expand(struct cfg *c, char *err, size_t errlen)
 
 unsigned cfg_fd_max_clients(const struct cfg *c, unsigned long long nofile)
 {
-    unsigned long long own = CFG_FD_OWN + (unsigned long long)c->nbackends *
-                                              (c->upstream_keepalive + CFG_FD_PER_BACKEND);
+    /* every worker keeps its own listeners, idle pools and exporter */
+    unsigned long long own = (c->workers ? c->workers : 1) *
+                             (CFG_FD_OWN + (unsigned long long)c->nbackends *
+                                               (c->upstream_keepalive + CFG_FD_PER_BACKEND));
     unsigned long long n;
 
     if (nofile <= own + 1)

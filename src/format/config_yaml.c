@@ -241,6 +241,7 @@ static const struct cfg_key cfg_tls_keys[] = {
 
 static const struct cfg_key cfg_top_keys[] = {
     CFG_SPECIAL("listen", CFG_K_LISTEN),
+    CFG_COUNT("workers", workers, 0, CFG_MAX_WORKERS),
     CFG_SECTION("tls", cfg_tls_keys),
     CFG_SPECIAL("backends", CFG_K_BACKENDS),
     CFG_SPECIAL("models", CFG_K_MODELS),

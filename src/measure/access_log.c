@@ -22,7 +22,6 @@ struct alog {
     int fd;
     bool is_stdout; /* fd 1 is borrowed: never closed or reopened */
     char *path;     /* owned; NULL for stdout */
-    char line[ALOG_LINE_MAX];
 };
 
 /* Output cursor. With buf == NULL it only counts (the measuring pass). */
@@ -334,7 +333,8 @@ struct alog *alog_open(const char *path)
 
 int alog_write(struct alog *l, const struct alog_rec *r)
 {
-    int n = alog_format(r, l->line, sizeof(l->line));
+    char line[ALOG_LINE_MAX]; /* every loop writes: a line of its own */
+    int n = alog_format(r, line, sizeof(line));
     size_t off = 0;
 
     if (n < 0)
@@ -342,7 +342,7 @@ int alog_write(struct alog *l, const struct alog_rec *r)
     /* O_APPEND makes each write land at the end as one piece; the loop only
      * matters for pipes and signals cutting a write short. */
     while (off < (size_t)n) {
-        ssize_t k = write(l->fd, l->line + off, (size_t)n - off);
+        ssize_t k = write(l->fd, line + off, (size_t)n - off);
 
         if (k < 0) {
             if (errno == EINTR)
@@ -367,8 +367,13 @@ int alog_reopen(struct alog *l)
     fd = alog_open_fd(l->path);
     if (fd < 0)
         return -1;
-    close(l->fd);
-    l->fd = fd;
+    /* the new file behind the same descriptor, in one step: every loop
+     * writes through it, and none may see it closed */
+    if (dup2(fd, l->fd) < 0) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include "pitot/measure/otlp.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,6 +280,9 @@ size_t otlp_encode(const struct cfg *c, const struct otlp_ring *r, size_t n, cha
 /* ---- exporter ---------------------------------------------------------- */
 
 struct otlp {
+    pthread_mutex_t lock;     /* ring (head, count), busy, and the span counters:
+                                 every loop adds, the exporter's loop takes */
+    bool busy;                /* an export is on the wire */
     struct event_base *base;  /* borrowed */
     const struct cfg *cfg;    /* borrowed */
     struct met_registry *met; /* borrowed */
@@ -301,35 +305,51 @@ static void otlp_export(struct otlp *o);
 static void otlp_done_cb(void *ud, enum fetch_result res, int status, struct span body)
 {
     struct otlp *o = ud;
+    bool full;
 
+    pthread_mutex_lock(&o->lock);
     if (res == FETCH_OK && status >= 200 && status < 300)
         met_add_spans_exported(o->met, o->inflight_n);
     else
         met_add_spans_dropped(o->met, MET_TRACE_DROP_EXPORT_FAILED, o->inflight_n);
+    o->busy = false;
+    full = o->ring.count >= o->cfg->otel_batch_size;
+    pthread_mutex_unlock(&o->lock);
     o->inflight = NULL; /* fetch frees itself when we return */
     o->inflight_n = 0;
     /* a full batch waiting goes now; a partial one waits for the timer */
-    if (o->ring.count >= o->cfg->otel_batch_size)
+    if (full)
         event_active(o->kick, EV_TIMEOUT, 1);
 }
 
 /* Encodes the oldest batch and sends it; the ring has room again at once. */
 static void otlp_export(struct otlp *o)
 {
-    size_t n = o->ring.count < o->cfg->otel_batch_size ? o->ring.count : o->cfg->otel_batch_size;
-    size_t len;
+    size_t n, len;
 
-    if (o->inflight != NULL || n == 0)
+    pthread_mutex_lock(&o->lock);
+    n = o->ring.count < o->cfg->otel_batch_size ? o->ring.count : o->cfg->otel_batch_size;
+    if (o->busy || n == 0) {
+        pthread_mutex_unlock(&o->lock);
         return;
+    }
+    o->busy = true;
+    pthread_mutex_unlock(&o->lock);
+    /* the n oldest, read without the lock: other loops only write past them */
     len = otlp_encode(o->cfg, &o->ring, n, o->buf, o->buf_cap);
+    pthread_mutex_lock(&o->lock);
     otlp_ring_pop(&o->ring, n);
+    pthread_mutex_unlock(&o->lock);
     if (len > 0)
         o->inflight =
             fetch_post(o->base, o->tls, (const struct sockaddr *)&o->addr, o->addrlen, o->authority,
                        o->cfg->otel_trace_path, "application/json", o->buf, len,
                        o->cfg->otel_trace_timeout_ms, OTLP_REPLY_MAX, otlp_done_cb, o);
     if (o->inflight == NULL) {
+        pthread_mutex_lock(&o->lock);
         met_add_spans_dropped(o->met, MET_TRACE_DROP_EXPORT_FAILED, n);
+        o->busy = false;
+        pthread_mutex_unlock(&o->lock);
         return;
     }
     o->inflight_n = n;
@@ -349,6 +369,7 @@ struct otlp *otlp_new(struct event_base *base, const struct cfg *c, struct met_r
 
     if (o == NULL)
         return NULL;
+    pthread_mutex_init(&o->lock, NULL);
     o->base = base;
     o->cfg = c;
     o->met = met;
@@ -385,20 +406,30 @@ void otlp_free(struct otlp *o)
         event_free(o->kick);
     otlp_ring_release(&o->ring);
     free(o->buf);
+    pthread_mutex_destroy(&o->lock);
     free(o);
 }
 
 void otlp_add(struct otlp *o, const struct otlp_span *s)
 {
-    if (!otlp_ring_push(&o->ring, s)) {
+    bool kick = false;
+
+    pthread_mutex_lock(&o->lock);
+    if (!otlp_ring_push(&o->ring, s))
         met_add_spans_dropped(o->met, MET_TRACE_DROP_QUEUE_FULL, 1);
-        return;
-    }
-    if (o->ring.count >= o->cfg->otel_batch_size && o->inflight == NULL)
+    else
+        kick = o->ring.count >= o->cfg->otel_batch_size && !o->busy;
+    pthread_mutex_unlock(&o->lock);
+    if (kick) /* the exporter's loop, maybe another thread's */
         event_active(o->kick, EV_TIMEOUT, 1);
 }
 
-size_t otlp_queued(const struct otlp *o)
+size_t otlp_queued(struct otlp *o)
 {
-    return o->ring.count;
+    size_t n;
+
+    pthread_mutex_lock(&o->lock);
+    n = o->ring.count;
+    pthread_mutex_unlock(&o->lock);
+    return n;
 }

@@ -47,16 +47,18 @@ void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, 
 
     if (span_eq(path, "/metrics")) {
         struct evbuffer *body = evbuffer_new();
-        struct met_registry *regs[1] = { lp->met };
         uint64_t now = clk_now_us();
-        size_t n, i;
+        size_t n, i, k;
 
         /* An ejection ends by time alone, with no event to clear the gauge:
-         * read it from the balancer as of now. */
-        for (i = 0; i < lp->rt.bal.n; i++)
-            met_gauge_set(lp->met, MET_BACKEND_EJECTED, (unsigned)i,
-                          router_ejected(&lp->rt, (unsigned)i, now) ? 1 : 0);
-        if (body == NULL || met_expose(regs, 1, body) != 0) {
+         * read it from the balancer as of now, into every loop's registry
+         * (the exposition takes the maximum). */
+        for (i = 0; i < lp->rt->bal.n; i++) {
+            int64_t ej = router_ejected(lp->rt, (unsigned)i, now) ? 1 : 0;
+            for (k = 0; k < lp->nregs; k++)
+                met_gauge_set(lp->regs[k], MET_BACKEND_EJECTED, (unsigned)i, ej);
+        }
+        if (body == NULL || met_expose(lp->regs, lp->nregs, body) != 0) {
             if (body)
                 evbuffer_free(body);
             reply_error(out, PITOT_ENOMEM, head, close, NULL);
@@ -75,7 +77,7 @@ void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, 
     if (lp->draining) /* out of the load balancer's pool while requests finish */
         admin_send(out, 503, "application/json", span_cstr("{\"status\":\"draining\"}"), head,
                    close);
-    else if (router_up_count(&lp->rt) > 0)
+    else if (router_up_count(lp->rt) > 0)
         admin_send(out, 200, "application/json", span_cstr("{\"status\":\"ready\"}"), head, close);
     else
         admin_send(out, 503, "application/json", span_cstr("{\"status\":\"no healthy backend\"}"),

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +79,9 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
 {
     struct front_conn *fc;
     struct h1_limits lim;
-    bool full = admin ? lp->nadmin >= FRONT_MAX_ADMIN_CONNS
-                      : lp->nconns - lp->nadmin >= lp->cfg->max_clients;
+    bool full =
+        admin ? lp->nadmin >= FRONT_MAX_ADMIN_CONNS
+              : atomic_load_explicit(lp->clients, memory_order_relaxed) >= lp->cfg->max_clients;
     bool tls = lp->tls != NULL && !admin; /* the admin listener is plain HTTP */
 
     if (full || lp->stopping || lp->draining) {
@@ -119,6 +121,8 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
     TAILQ_INSERT_TAIL(&lp->conns, fc, link);
     lp->nconns++;
     lp->nadmin += admin;
+    if (!admin)
+        atomic_fetch_add_explicit(lp->clients, 1, memory_order_relaxed);
     bufferevent_setcb(fc->bev, front_read_cb, front_write_cb, front_event_cb, fc);
     bufferevent_enable(fc->bev, EV_READ | EV_WRITE);
     /* A fresh connection must send its head within the header timeout; on a
@@ -154,6 +158,8 @@ void front_close(struct front_conn *fc)
     TAILQ_REMOVE(&lp->conns, fc, link);
     lp->nconns--;
     lp->nadmin -= fc->admin;
+    if (!fc->admin)
+        atomic_fetch_sub_explicit(lp->clients, 1, memory_order_relaxed);
     /* Freed from the reaper: a caller up the stack may still hold fc. */
     TAILQ_INSERT_TAIL(&lp->reap, fc, link);
     event_active(lp->reap_ev, EV_TIMEOUT, 0);

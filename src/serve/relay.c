@@ -333,7 +333,7 @@ void relay_free(struct relay *r)
     if (r == NULL)
         return;
     if (r->be && r->in_flight_counted) {
-        router_done(&r->lp->rt, r->be, 0);
+        router_done(r->lp->rt, r->be, 0);
         met_gauge_add(r->lp->met, MET_IN_FLIGHT, r->be->idx, -1);
     }
     if (r->queued)
@@ -693,7 +693,7 @@ static bool relay_route(struct relay *r, bool from_queue)
     rq.model = r->req_model[0] ? bal_alias(lp->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
     rq.affinity = r->affinity;
     rq.tried = r->tried;
-    v = router_choose(&lp->rt, &rq, clk_now_us(), &be, &gen, &flavor);
+    v = router_choose(lp->rt, &rq, clk_now_us(), &be, &gen, &flavor);
     if (v == BAL_SATURATED) {
         if (from_queue)
             return false;
@@ -1006,7 +1006,7 @@ static void relay_judge(struct relay *r, int status)
     enum bal_health h = bal_status_health(status, r->json_ok);
 
     if (h != BAL_HEALTH_NEUTRAL &&
-        router_result(&r->lp->rt, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
+        router_result(r->lp->rt, r->be, h == BAL_HEALTH_FAULT, clk_now_us()))
         met_gauge_set(r->lp->met, MET_BACKEND_EJECTED, r->be->idx, 1);
 }
 
@@ -1061,7 +1061,7 @@ static void relay_release_upstream(struct relay *r, bool reusable)
     if (r->ubev == NULL)
         return;
     /* not when the backend's address changed (DNS) since it was opened */
-    if (reusable && r->up_keep && r->be_gen == router_gen(&r->lp->rt, r->be->idx))
+    if (reusable && r->up_keep && r->be_gen == router_gen(r->lp->rt, r->be->idx))
         upstream_conn_put(r->lp->upstream, r->be->idx, r->be_gen, r->ubev);
     else
         bufferevent_free(r->ubev);
@@ -1270,10 +1270,10 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         /* The backend failed before its answer began (refused, reset, timed
          * out, an invalid or oversized head): its fault, toward ejection. */
         struct bal_backend *failed = r->be;
-        router_result(&r->lp->rt, failed, true, clk_now_us());
+        router_result(r->lp->rt, failed, true, clk_now_us());
         if (e == PITOT_EUPSTREAM_CONNECT || e == PITOT_EUPSTREAM_RESET) {
             /* Nothing reached the client: another backend may serve it. */
-            router_done(&r->lp->rt, failed, 0);
+            router_done(r->lp->rt, failed, 0);
             met_gauge_add(r->lp->met, MET_IN_FLIGHT, failed->idx, -1);
             r->in_flight_counted = 0;
             r->tried[failed->idx] = true;
@@ -1477,7 +1477,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     if (r->be && r->in_flight_counted) {
         /* A whole stream is the only clean speed sample: a cut one or a
          * buffered body says nothing about the time per token. */
-        router_done(&lp->rt, r->be,
+        router_done(lp->rt, r->be,
                     outcome == PITOT_EOK && r->sse && res.tpot_us > 0 ? (uint64_t)res.tpot_us : 0);
         r->in_flight_counted = 0;
         met_gauge_add(met, MET_IN_FLIGHT, r->be->idx, -1);

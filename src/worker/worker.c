@@ -3,6 +3,7 @@
 #include "pitot/worker/worker.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,17 +16,15 @@
 #include <event2/listener.h>
 
 #include "pitot/format/config.h"
-#include "pitot/util/clock.h"
-#include "pitot/route/dns.h"
-#include "pitot/serve/front.h"
-#include "pitot/route/health.h"
-#include "pitot/measure/metrics.h"
-#include "pitot/route/queue.h"
-#include "pitot/measure/otlp.h"
-#include "pitot/serve/relay.h"
-#include "pitot/route/scrape.h"
 #include "pitot/io/tls.h"
 #include "pitot/io/upstream.h"
+#include "pitot/measure/metrics.h"
+#include "pitot/measure/otlp.h"
+#include "pitot/route/queue.h"
+#include "pitot/route/router.h"
+#include "pitot/serve/front.h"
+#include "pitot/serve/relay.h"
+#include "pitot/util/clock.h"
 #include "pitot/util/sock.h"
 
 /* How long the listener rests after accept() ran out of descriptors or memory
@@ -39,14 +38,30 @@
  * need many; this is scratch per loop, not per request. */
 #define WORKER_JSON_TOKENS 65536
 
-/* True (and the clock reset) when a rate-limited line may be printed now. */
 static void worker_conn_closed(void *ud);
 
-static bool worker_log_due(uint64_t *last_us, uint64_t now_us)
+/* The lines about accept() failures and a full max_clients are the
+ * process's, whichever worker saw it: at most one of each a second, with the
+ * count since the last. */
+struct worker_note {
+    _Atomic uint64_t logged_us; /* monotonic: the last line; 0 none */
+    _Atomic unsigned count;     /* events not in a line yet */
+};
+
+static struct worker_note worker_accept_fails, worker_full_closed;
+
+/* Counts an event; true (and *n the count, reset) when a line is due now. */
+static bool worker_note_due(struct worker_note *nt, unsigned *n)
 {
-    if (*last_us != 0 && now_us - *last_us < WORKER_ACCEPT_LOG_US)
+    uint64_t now = clk_now_us(), last;
+
+    atomic_fetch_add_explicit(&nt->count, 1, memory_order_relaxed);
+    last = atomic_load_explicit(&nt->logged_us, memory_order_relaxed);
+    if (last != 0 && now - last < WORKER_ACCEPT_LOG_US)
         return false;
-    *last_us = now_us;
+    if (!atomic_compare_exchange_strong(&nt->logged_us, &last, now))
+        return false; /* another worker writes this second's line */
+    *n = atomic_exchange_explicit(&nt->count, 0, memory_order_relaxed);
     return true;
 }
 
@@ -55,17 +70,15 @@ static void worker_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struc
 {
     struct worker *w = arg;
 
-    if (w->lp.nconns - w->lp.nadmin >= w->lp.cfg->max_clients && !w->lp.draining &&
-        !w->lp.stopping) {
+    if (atomic_load_explicit(w->lp.clients, memory_order_relaxed) >= w->lp.cfg->max_clients &&
+        !w->lp.draining && !w->lp.stopping) {
         /* Full: closed at once (front_accept would too), and said so. */
-        w->full_closed++;
-        if (worker_log_due(&w->full_logged_us, clk_now_us())) {
+        unsigned n;
+        if (worker_note_due(&worker_full_closed, &n))
             fprintf(stderr,
                     "pitot: max_clients (%u) reached: %u new connection%s closed since "
                     "the last report\n",
-                    w->lp.cfg->max_clients, w->full_closed, w->full_closed == 1 ? "" : "s");
-            w->full_closed = 0;
-        }
+                    w->lp.cfg->max_clients, n, n == 1 ? "" : "s");
         evutil_closesocket(fd);
         return;
     }
@@ -110,17 +123,15 @@ static void worker_accept_error_cb(struct evconnlistener *l, void *arg)
     struct worker *w = arg;
     int err = EVUTIL_SOCKET_ERROR();
     bool rest = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-    uint64_t now = clk_now_us();
+    unsigned n;
 
-    w->accept_fails++;
-    if (worker_log_due(&w->accept_logged_us, now)) {
+    if (worker_note_due(&worker_accept_fails, &n)) {
         fprintf(stderr, "pitot: accept: %s (%u time%s since the last report), %u clients%s\n",
-                evutil_socket_error_to_string(err), w->accept_fails,
-                w->accept_fails == 1 ? "" : "s", w->lp.nconns,
+                evutil_socket_error_to_string(err), n, n == 1 ? "" : "s",
+                atomic_load_explicit(w->lp.clients, memory_order_relaxed),
                 rest ? "; new connections wait until one closes or " WORKER_ACCEPT_PAUSE_TEXT
                        " pass"
                      : "");
-        w->accept_fails = 0;
     }
     if (rest && w->accept_ev && !w->accept_paused) {
         struct timeval tv = { 0, WORKER_ACCEPT_PAUSE_MS * 1000 };
@@ -161,42 +172,15 @@ static struct evconnlistener *worker_listen(struct worker *w, const char *what, 
         snprintf(err, errlen, "%s %s:%u: %s", what, host, port, gai_strerror(rc));
         return NULL;
     }
-    l = evconnlistener_new_bind(w->lp.base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
-                                (struct sockaddr *)&ss, (int)sslen);
+    /* SO_REUSEPORT: every worker listens on the port, the kernel spreads
+     * the connections */
+    l = evconnlistener_new_bind(w->lp.base, cb, w,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+                                511, (struct sockaddr *)&ss, (int)sslen);
     if (l == NULL)
         snprintf(err, errlen, "%s %s:%u: %s", what, host, port,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     return l;
-}
-
-/* The span exporter, when opentelemetry.traces has an endpoint. The
- * collector's name is resolved here, once: never on the loop later. */
-static int worker_otlp_start(struct worker *w, char *err, size_t errlen)
-{
-    const struct cfg *c = w->lp.cfg;
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    int rc;
-
-    if (c->otel_trace_url[0] == '\0')
-        return 0;
-    rc = sock_resolve(c->otel_trace_host, c->otel_trace_port, &ss, &sslen, 0);
-    if (rc != 0) {
-        snprintf(err, errlen, "opentelemetry.traces.endpoint: cannot resolve %s: %s",
-                 c->otel_trace_host, gai_strerror(rc));
-        return -1;
-    }
-    if (c->otel_trace_https) {
-        w->otlp_tls = tls_client_new(&c->otel_tls, c->otel_trace_host, err, errlen);
-        if (w->otlp_tls == NULL)
-            return -1;
-    }
-    w->lp.otlp = otlp_new(w->lp.base, c, w->lp.met, w->otlp_tls, (struct sockaddr *)&ss, sslen);
-    if (w->lp.otlp == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    return 0;
 }
 
 /* The TLS contexts: the listener's when it has certificates, one per https
@@ -220,14 +204,6 @@ int worker_tls_reload(struct worker *w)
                 msg);
         failed++;
     }
-    failed += router_tls_reload(&w->lp.rt);
-    if (w->otlp_tls && tls_client_reload(w->otlp_tls, msg, sizeof(msg)) != 0) {
-        fprintf(stderr,
-                "pitot: error: opentelemetry.traces: reloading TLS files: %s; the old "
-                "ones stay\n",
-                msg);
-        failed++;
-    }
     return failed;
 }
 
@@ -237,63 +213,47 @@ static void worker_addr_of(void *ud, unsigned be, struct sockaddr_storage *ss, s
     router_addr(ud, be, ss, len);
 }
 
-/* router callbacks: a backend may take more now; an address changed */
-static void worker_room(void *ud)
+static void worker_cmd_cb(evutil_socket_t fd, short what, void *arg);
+
+struct worker *worker_new(const struct worker_setup *su, char *err, size_t errlen)
 {
-    struct worker *w = ud;
-
-    if (w->lp.queue)
-        queue_kick(w->lp.queue);
-}
-
-static void worker_readdressed(void *ud, unsigned be)
-{
-    struct worker *w = ud;
-
-    if (w->lp.upstream)
-        upstream_pool_flush(w->lp.upstream, be);
-}
-
-struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *refusals,
-                          struct alog *alog, char *err, size_t errlen)
-{
+    const struct cfg *c = su->cfg;
     struct worker *w = calloc(1, sizeof(*w));
 
     if (w == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    w->index = su->index;
+    w->ended = su->ended;
+    w->ud = su->ud;
     w->lp.cfg = c;
-    w->lp.refusals = refusals;
-    w->lp.alog = alog;
+    w->lp.refusals = su->refusals;
+    w->lp.alog = su->alog;
+    w->lp.base = su->base;
+    w->lp.met = su->met;
+    w->lp.regs = su->regs;
+    w->lp.nregs = su->nregs;
+    w->lp.rt = su->rt;
+    w->lp.clients = su->clients;
+    w->lp.otlp = su->otlp;
     TAILQ_INIT(&w->lp.conns);
     TAILQ_INIT(&w->lp.reap);
     loop_seed(&w->lp);
     w->lp.closed = worker_conn_closed;
     w->lp.ud = w;
-    w->lp.base = event_base_new();
-    w->lp.met = met_registry_new(c);
     w->lp.toks.cap = WORKER_JSON_TOKENS;
     w->lp.toks.tok = malloc(json_toks_size(WORKER_JSON_TOKENS));
     w->lp.scratch_cap = c->max_event_bytes;
     w->lp.scratch = malloc(w->lp.scratch_cap);
-    if (w->lp.base == NULL || w->lp.met == NULL || w->lp.toks.tok == NULL ||
-        w->lp.scratch == NULL) {
-        snprintf(err, errlen, "out of memory");
-        worker_free(w);
-        return NULL;
-    }
-    if (router_init(&w->lp.rt, w->lp.base, c, w->lp.met, &w->lp.toks, err, errlen) != 0) {
-        worker_free(w);
-        return NULL;
-    }
-    w->lp.rt_ready = true;
-    w->lp.rt.room = worker_room;
-    w->lp.rt.readdressed = worker_readdressed;
-    w->lp.rt.ud = w;
     w->lp.upstream = upstream_new(w->lp.base, c->nbackends, c->upstream_keepalive, worker_addr_of,
-                                  &w->lp.rt, w->lp.rt.tls);
-    if (w->lp.upstream == NULL) {
+                                  su->rt, su->rt->tls);
+    w->lp.queue = queue_port_new(su->queue, w->lp.base, w->lp.met, &relay_queue_ops);
+    w->lp.reap_ev = event_new(w->lp.base, -1, 0, worker_reap_cb, w);
+    w->accept_ev = evtimer_new(w->lp.base, worker_accept_resume_cb, w);
+    w->cmd_ev = event_new(w->lp.base, -1, 0, worker_cmd_cb, w);
+    if (w->lp.toks.tok == NULL || w->lp.scratch == NULL || w->lp.upstream == NULL ||
+        w->lp.queue == NULL || w->lp.reap_ev == NULL || w->accept_ev == NULL || w->cmd_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         worker_free(w);
         return NULL;
@@ -302,46 +262,21 @@ struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *ref
         worker_free(w);
         return NULL;
     }
-    w->lp.reap_ev = event_new(w->lp.base, -1, 0, worker_reap_cb, w);
-    w->accept_ev = evtimer_new(w->lp.base, worker_accept_resume_cb, w);
-    /* before listening: the first answers come while nothing else runs */
-    w->dns = dns_new(&w->lp.rt, err, errlen);
-    if (w->dns == NULL) {
-        worker_free(w);
-        return NULL;
-    }
-    if (w->lp.reap_ev == NULL || w->accept_ev == NULL) {
-        snprintf(err, errlen, "out of memory");
-        worker_free(w);
-        return NULL;
-    }
     w->lst =
-        worker_listen(w, "listen", c->listen_host, c->listen_port, worker_accept_cb, err, errlen);
+        worker_listen(w, "listen", c->listen_host, su->listen_port, worker_accept_cb, err, errlen);
     if (w->lst == NULL) {
         worker_free(w);
         return NULL;
     }
     evconnlistener_set_error_cb(w->lst, worker_accept_error_cb);
     if (c->admin) {
-        w->admin_lst = worker_listen(w, "admin_listen", c->admin_host, c->admin_port,
+        w->admin_lst = worker_listen(w, "admin_listen", c->admin_host, su->admin_port,
                                      worker_admin_accept_cb, err, errlen);
         if (w->admin_lst == NULL) {
             worker_free(w);
             return NULL;
         }
         evconnlistener_set_error_cb(w->admin_lst, worker_accept_error_cb);
-    }
-    w->lp.queue = queue_new(w->lp.base, c, w->lp.met, &relay_queue_ops);
-    w->lp.rt.health = w->lp.queue ? health_new(&w->lp.rt) : NULL;
-    w->lp.rt.scrape = w->lp.rt.health ? scrape_new(&w->lp.rt) : NULL;
-    if (w->lp.rt.scrape == NULL) {
-        snprintf(err, errlen, "out of memory");
-        worker_free(w);
-        return NULL;
-    }
-    if (worker_otlp_start(w, err, errlen) != 0) {
-        worker_free(w);
-        return NULL;
     }
     return w;
 }
@@ -355,7 +290,6 @@ int worker_run(struct worker *w)
 void worker_stop(struct worker *w)
 {
     w->lp.stopping = true;
-    w->lp.rt.stopping = true;
     if (w->lp.upstream)
         upstream_stop(w->lp.upstream);
     if (w->lst)
@@ -364,7 +298,35 @@ void worker_stop(struct worker *w)
         evconnlistener_disable(w->admin_lst);
     if (w->drain_ev)
         event_del(w->drain_ev);
-    event_base_loopexit(w->lp.base, NULL);
+    /* worker 0's loop also runs the probes and the signals: its owner ends it */
+    if (w->index != 0)
+        event_base_loopexit(w->lp.base, NULL);
+    if (!w->ended_called) {
+        w->ended_called = true;
+        if (w->ended)
+            w->ended(w->ud, w->index);
+    }
+}
+
+void worker_post(struct worker *w, unsigned cmds, unsigned drain_ms)
+{
+    if (cmds & WORKER_CMD_DRAIN)
+        atomic_store_explicit(&w->cmd_drain_ms, drain_ms, memory_order_relaxed);
+    atomic_fetch_or_explicit(&w->cmd, cmds, memory_order_release);
+    event_active(w->cmd_ev, EV_READ, 0);
+}
+
+static void worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    unsigned cmds = atomic_exchange_explicit(&w->cmd, 0, memory_order_acquire);
+
+    if (cmds & WORKER_CMD_TLS_RELOAD)
+        worker_tls_reload(w);
+    if (cmds & WORKER_CMD_STOP)
+        worker_stop(w);
+    else if (cmds & WORKER_CMD_DRAIN)
+        worker_drain(w, atomic_load_explicit(&w->cmd_drain_ms, memory_order_relaxed));
 }
 
 static void worker_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -438,10 +400,6 @@ void worker_free(struct worker *w)
         front_close(TAILQ_FIRST(&w->lp.conns));
     if (w->lp.reap_ev)
         worker_reap_cb(-1, 0, w);
-    dns_free(w->dns);
-    otlp_free(w->lp.otlp); /* after the connections: their relays still add spans */
-    scrape_free(w->lp.rt.scrape);
-    health_free(w->lp.rt.health);
     if (w->lst)
         evconnlistener_free(w->lst);
     if (w->admin_lst)
@@ -453,17 +411,13 @@ void worker_free(struct worker *w)
         event_free(w->drain_ev);
     if (w->accept_ev)
         event_free(w->accept_ev);
-    queue_free(w->lp.queue);
+    if (w->cmd_ev)
+        event_free(w->cmd_ev);
+    queue_port_free(w->lp.queue);
     /* after every connection: each SSL holds its own reference anyway */
     tls_server_free(w->lp.tls);
-    tls_client_free(w->otlp_tls);
-    met_registry_free(w->lp.met);
     free(w->lp.toks.tok);
     free(w->lp.scratch);
-    if (w->lp.rt_ready)
-        router_release(&w->lp.rt);
-    if (w->lp.base)
-        event_base_free(w->lp.base);
     free(w);
 }
 

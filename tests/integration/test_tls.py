@@ -515,7 +515,9 @@ def t_client_certificate():
 def t_pooled_tls_connections():
     be = TLSBackend(lambda head, body: RawBackend.json_reply(b'{"n":%d}' % len(be.requests)))
     try:
-        cfg = ("health:\n  interval: 10s\nrouting:\n  scrape_interval: 10s\n  scrape_stale: 20s\n"
+        # idle connections are pooled per worker: one worker, one pool to see
+        cfg = ("workers: 1\n"
+               "health:\n  interval: 10s\nrouting:\n  scrape_interval: 10s\n  scrape_stale: 20s\n"
                "  scrape_timeout: 1s\nbackends:\n" + https_backend("pool", be.port, ca_file=CA))
         pitot = start_pitot([], config=cfg)
         for i in range(3):

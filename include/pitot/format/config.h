@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #define CFG_MAX_BACKENDS 64
+#define CFG_MAX_WORKERS 256
 #define CFG_MAX_TIERS 16
 #define CFG_MAX_MODELS 64
 #define CFG_MAX_BUCKETS 40
@@ -244,6 +245,8 @@ struct cfg {
     unsigned otel_trace_timeout_ms;  /* timeout: one export, connect to answer, default 5000 */
 
     /* shutdown */
+    unsigned workers; /* workers: event loops on their own threads; default 0: one per
+                         online CPU */
     unsigned drain_timeout_ms; /* shutdown.drain_timeout, default 30000: on SIGTERM or SIGINT,
                                   requests in progress may finish for this long; 0: exit at once */
 

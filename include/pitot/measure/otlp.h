@@ -114,12 +114,13 @@ struct otlp *otlp_new(struct event_base *base, const struct cfg *c, struct met_r
 /* Drops what is queued or in flight (uncounted: the process is going away). */
 void otlp_free(struct otlp *o);
 
-/* Queues one span: an O(1) copy. When the ring is full the span is dropped
- * and counted (reason queue_full). Reaching batch_size schedules an export
- * from the event loop, never from this call. */
+/* Queues one span: an O(1) copy under a lock, from any loop's thread. When
+ * the ring is full the span is dropped and counted (reason queue_full).
+ * Reaching batch_size schedules an export on the exporter's loop, never from
+ * this call. */
 void otlp_add(struct otlp *o, const struct otlp_span *s);
 
 /* Spans held in the ring now (not counting an export in flight). */
-size_t otlp_queued(const struct otlp *o);
+size_t otlp_queued(struct otlp *o);
 
 #endif

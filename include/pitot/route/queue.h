@@ -15,9 +15,10 @@ struct cfg;
 struct event_base;
 struct queue;
 struct queue_entry;
+struct queue_port;
 
-/* What the queue asks of the requests it holds (the layer above owns them;
- * the queue knows them as `item`). */
+/* What the queue asks of the items it holds (the layer above owns them; the
+ * queue knows them as `item`). Always called on the item's own loop. */
 struct queue_ops {
     /* Tries to place a held item: false when it must keep waiting; true when
      * it left the queue (dispatched, or answered), having called
@@ -28,32 +29,43 @@ struct queue_ops {
     void (*shed)(void *item, enum met_shed why);
 };
 
-/* A queue on `base` with cfg's tiers; met gets its depth, waits and sheds.
- * ops is copied. NULL when out of memory. */
-struct queue *queue_new(struct event_base *base, const struct cfg *cfg, struct met_registry *met,
-                        const struct queue_ops *ops);
+/* The queue every loop shares, with cfg's tiers. NULL when out of memory. */
+struct queue *queue_new(const struct cfg *cfg);
+
+/* Frees q, after every port. */
 void queue_free(struct queue *q);
+
+/* One loop's way into q: its items (ops, copied), its metrics, a timer and a
+ * wake-up on `base`. NULL when out of memory. */
+struct queue_port *queue_port_new(struct queue *q, struct event_base *base,
+                                  struct met_registry *met, const struct queue_ops *ops);
+
+/* Frees p; items of its loop still held are forgotten. */
+void queue_port_free(struct queue_port *p);
 
 /* Holds item of tier `tier`. Returns the entry, or NULL when the item is
  * refused (*why says why; the caller sheds it). Displacing a lower-tier item
- * sheds that one through ops.shed before this returns. */
-struct queue_entry *queue_push(struct queue *q, void *item, unsigned tier, enum met_shed *why);
+ * sheds it through its loop's ops.shed: before this returns when it is this
+ * loop's, else soon on its own loop. */
+struct queue_entry *queue_push(struct queue_port *p, void *item, unsigned tier, enum met_shed *why);
 
-/* Takes r out (dispatched, or its client left: then why is CLIENT_GONE and
- * it is counted as shed). Observes the time it waited. */
-void queue_remove(struct queue *q, struct queue_entry *e, bool shed, enum met_shed why);
+/* Takes this loop's entry out (dispatched, or its client left: then why is
+ * CLIENT_GONE and it is counted as shed). Observes the time it waited. */
+void queue_remove(struct queue_port *p, struct queue_entry *e, bool shed, enum met_shed why);
 
-/* Dispatches held requests, highest priority first, while backends accept. */
-void queue_kick(struct queue *q);
+/* Dispatches held items, highest priority first, while backends accept:
+ * the head of the whole queue only, on its own loop (another loop's head
+ * wakes that loop). Any loop may kick. */
+void queue_kick(struct queue_port *p);
 
 /* A request finished on a backend (the drain rate behind Retry-After). */
-void queue_note_completion(struct queue *q, uint64_t now_us);
+void queue_note_completion(struct queue_port *p, uint64_t now_us);
 
 /* Seconds a shed client should wait before retrying: the queue ahead divided
  * by the observed completion rate, 1..60. */
-unsigned queue_retry_after(const struct queue *q, uint64_t now_us);
+unsigned queue_retry_after(struct queue_port *p, uint64_t now_us);
 
-/* Requests held now. */
-unsigned queue_depth(const struct queue *q);
+/* Items held now, by every loop. */
+unsigned queue_depth(struct queue_port *p);
 
 #endif

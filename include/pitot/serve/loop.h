@@ -21,7 +21,7 @@ struct event_base;
 struct front_conn;
 struct met_registry;
 struct otlp;
-struct queue;
+struct queue_port;
 struct refusal_phrases;
 struct relay;
 struct tls_server;
@@ -32,15 +32,20 @@ struct loop {
     const struct cfg *cfg;                  /* borrowed */
     const struct refusal_phrases *refusals; /* borrowed: shared, immutable */
     struct alog *alog;                      /* borrowed: shared, one write(2) per line */
-    struct met_registry *met;               /* owned */
-    struct router rt;                       /* owned: the backends and what is known of them */
-    bool rt_ready;                          /* rt is set up (router_init succeeded) */
-    struct upstream *upstream;              /* owned: connections to the backends */
-    struct queue *queue;                    /* owned: overload queue */
-    struct otlp *otlp;                      /* owned: span exporter; NULL when traces are off */
-    struct tls_server *tls;                 /* owned: the client listener's TLS; NULL: plain */
-    struct json_toks toks;                  /* owned scratch for JSON parsing */
-    char *scratch;                          /* owned: multi-line SSE data, max_event_bytes */
+    struct met_registry *met;               /* borrowed: this loop's metrics */
+    struct met_registry *const *regs;       /* borrowed: every loop's, [0] the one whose
+                                               loop probes and scrapes; for /metrics */
+    size_t nregs;
+    struct router *rt;         /* borrowed, shared: the backends */
+    struct upstream *upstream; /* owned: connections to the backends */
+    struct queue_port *queue;  /* owned: this loop's way into the shared
+                                               overload queue */
+    _Atomic unsigned *clients; /* borrowed, shared: client connections of
+                                               every loop (limits.max_clients) */
+    struct otlp *otlp;         /* owned: span exporter; NULL when traces are off */
+    struct tls_server *tls;    /* owned: the client listener's TLS; NULL: plain */
+    struct json_toks toks;     /* owned scratch for JSON parsing */
+    char *scratch;             /* owned: multi-line SSE data, max_event_bytes */
     size_t scratch_cap;
     TAILQ_HEAD(, front_conn) conns; /* live client connections (borrowed links) */
     TAILQ_HEAD(, front_conn) reap;  /* closed, freed by reap_ev */

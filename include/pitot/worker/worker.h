@@ -1,83 +1,112 @@
-/* worker: one event loop and everything that lives on it (listener, client
- * connections, backend table, metrics registry, scratch buffers). State is per
- * loop so that several workers can run side by side later. */
+/* worker: one event loop on one thread: its listeners (clients, and the admin
+ * one when admin_listen is set), its client connections and requests (a
+ * loop), its connections to the backends, its metrics. The backends
+ * (router) and the overload queue are the process's, shared by every worker. */
 #ifndef PITOT_WORKER_WORKER_H
 #define PITOT_WORKER_WORKER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/queue.h>
-#include <sys/socket.h>
 
 #include "pitot/serve/loop.h"
 
-struct event_base;
+struct alog;
+struct cfg;
 struct event;
 struct evconnlistener;
-struct cfg;
 struct met_registry;
-struct refusal_phrases;
-struct alog;
-struct front_conn;
-struct upstream;
-struct health;
 struct queue;
-struct scrape;
-struct dns;
-struct relay;
-struct otlp;
-struct tls_server;
+struct refusal_phrases;
+struct router;
 struct tls_client;
 
+/* What a worker is given: shared, borrowed for its whole life. */
+struct worker_setup {
+    const struct cfg *cfg;
+    const struct refusal_phrases *refusals;
+    struct alog *alog;                /* one write(2) per line: shared as it is */
+    struct event_base *base;          /* the worker's loop (the process made it, for the
+                                        router's probes on worker 0's) */
+    struct met_registry *met;         /* the worker's own registry */
+    struct met_registry *const *regs; /* every worker's, [0] worker 0's: /metrics */
+    size_t nregs;
+    struct router *rt;
+    struct queue *queue;
+    _Atomic unsigned *clients; /* client connections of every worker */
+    struct otlp *otlp;         /* the span exporter; NULL when traces are off */
+    uint16_t listen_port;      /* the port to bind: cfg's, or worker 0's bound one */
+    uint16_t admin_port;
+    unsigned index; /* 0 .. workers-1; worker 0 runs on the main thread */
+    /* The worker's loop has nothing left to do (stopped, or drained): called
+     * on its own thread. Worker 0's loop goes on until its owner ends it (it
+     * runs the router's probes and the signals). */
+    void (*ended)(void *ud, unsigned index);
+    void *ud;
+};
+
+/* Commands other threads post to a worker (worker_post). */
+enum worker_cmd {
+    WORKER_CMD_DRAIN = 1,      /* worker_drain with the posted drain_ms */
+    WORKER_CMD_STOP = 2,       /* worker_stop */
+    WORKER_CMD_TLS_RELOAD = 4, /* worker_tls_reload */
+};
+
 struct worker {
-    struct loop lp;                   /* owned: what the connections on this loop share */
-    struct dns *dns;                  /* owned: lookups of backend names */
-    struct tls_client *otlp_tls;      /* owned: NULL unless the collector is https:// */
+    struct loop lp; /* owned: what the connections on this loop share */
+    unsigned index; /* see worker_setup */
+    void (*ended)(void *ud, unsigned index);
+    void *ud;
+    bool ended_called;                /* ended was called */
     struct evconnlistener *lst;       /* owned: clients */
     struct evconnlistener *admin_lst; /* owned: admin_listen; NULL when off */
     struct event *drain_ev;           /* owned: the drain's deadline (worker_drain) */
     struct event *accept_ev;          /* owned: turns the listener back on after a pause */
+    struct event *cmd_ev;             /* owned: worker_post wakes it */
+    _Atomic unsigned cmd;             /* enum worker_cmd bits posted, not yet done */
+    _Atomic unsigned cmd_drain_ms;    /* with WORKER_CMD_DRAIN */
+    pthread_t thread;                 /* its thread, when not the main one */
     bool accept_paused;               /* the listener is off: accept() ran out of
                                          descriptors or memory (worker_accept_error_cb) */
-    unsigned accept_fails;            /* accept() failures not logged yet */
-    uint64_t accept_logged_us;        /* monotonic: the last accept() failure line; 0 none */
-    unsigned full_closed;             /* connections closed at max_clients, not logged yet */
-    uint64_t full_logged_us;          /* monotonic: the last line about them; 0 none */
     unsigned drain_cut;               /* connections cut when the drain's deadline passed */
 };
 
-/* Creates a worker on a new event base, listening on c->listen_* (and on
- * c->admin_* when c->admin).
- * Returns NULL and a message in err on failure. */
-struct worker *worker_new(const struct cfg *c, const struct refusal_phrases *refusals,
-                          struct alog *alog, char *err, size_t errlen);
+/* Creates a worker on s->base, listening on the configured hosts at
+ * s->listen_port (and s->admin_port when admin_listen is set), with
+ * SO_REUSEPORT so that every worker listens on the same ports. Returns NULL
+ * and a message in err on failure. */
+struct worker *worker_new(const struct worker_setup *s, char *err, size_t errlen);
 
-/* Runs the loop until worker_stop(). Returns 0. */
+/* Runs the loop until it is ended (worker_stop, or a drain that finished;
+ * worker 0: by its owner). Returns 0. */
 int worker_run(struct worker *w);
 
-/* Stops accepting and ends the loop (from a signal callback on this loop).
- * Connections still open are closed by worker_free. */
+/* Stops accepting, and ends the loop (on its own thread). Connections still
+ * open are closed by worker_free. */
 void worker_stop(struct worker *w);
 
-/* Starts a graceful drain (from a signal callback on this loop): closes the
+/* Starts a graceful drain (on the worker's own thread): closes the
  * listeners (the clients' and the admin one), closes idle keep-alive
  * connections at once, and lets every request in progress (head, body,
  * overload queue, response) finish; each connection then closes instead of
  * serving another request. The loop ends when the last connection is gone,
  * or after drain_ms, when the rest are cut (a request in progress is
  * accounted as one whose client left) and counted in drain_cut. drain_ms 0
- * is worker_stop. Returns the connections left to drain; 0: the loop ends now.
- * A second call is ignored (returns nconns). */
+ * is worker_stop. Returns the connections left to drain; 0: the worker is
+ * done. A second call is ignored (returns nconns). */
 unsigned worker_drain(struct worker *w, unsigned drain_ms);
+
+/* Posts commands (enum worker_cmd bits) to w from any thread; its loop runs
+ * them soon. drain_ms goes with WORKER_CMD_DRAIN. */
+void worker_post(struct worker *w, unsigned cmds, unsigned drain_ms);
 
 void worker_free(struct worker *w);
 
-/* Loads every certificate, key and CA file again (SIGHUP): the listener's
- * certificates and the https backends' and collector's CA files and client
- * certificates. New handshakes use what loaded; connections already made are
- * not touched. What fails to load keeps its old contexts: returns the number
- * of failures, each written to stderr. */
+/* Loads the worker's listener certificates again (SIGHUP). New handshakes use
+ * what loaded;
+ * connections already made are not touched. What fails to load keeps its old
+ * context: returns the number of failures, each written to stderr. */
 int worker_tls_reload(struct worker *w);
 
 /* The bound listen port (after port 0). */
