@@ -561,6 +561,11 @@ void met_add_slo(struct met_registry *r, unsigned tier, bool met)
         met_inc(&r->slo[(size_t)tier * 2 + (met ? 1 : 0)], 1);
 }
 
+void met_add_connection(struct met_registry *r)
+{
+    met_inc(&r->connections, 1);
+}
+
 void met_add_spans_exported(struct met_registry *r, uint64_t n)
 {
     met_inc(&r->spans_exported, n);
@@ -1125,6 +1130,11 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
         case MET_L__COUNT: met_expose_tier(&v, (enum met_id)id); break;
         case MET_L_NONE:
         case MET_L_R: met_expose_global(&v, (enum met_id)id); break;
+        case MET_L_W: /* one series per registry: per worker, never merged */
+            for (i = 0; i < n; i++)
+                met_printf(&v, "%s{worker=\"%zu\"} %" PRIu64 "\n", met_defs[id].name, i,
+                           met_get(&regs[i]->connections));
+            break;
         }
     }
     if (regs[0]->otel != NULL)

@@ -74,6 +74,7 @@ struct met_registry {
 
     /* span export: one loop-wide series each, no backend or tier */
     _Atomic uint64_t spans_exported;
+    _Atomic uint64_t connections; /* client connections this loop accepted */
     _Atomic uint64_t spans_dropped[MET_TRACE_DROP__COUNT];
     /* TLS listener: one loop-wide series per reason */
     _Atomic uint64_t tls_fail[TLS_FAIL__COUNT];

@@ -121,8 +121,10 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
     TAILQ_INSERT_TAIL(&lp->conns, fc, link);
     lp->nconns++;
     lp->nadmin += admin;
-    if (!admin)
+    if (!admin) {
         atomic_fetch_add_explicit(lp->clients, 1, memory_order_relaxed);
+        met_add_connection(lp->met);
+    }
     bufferevent_setcb(fc->bev, front_read_cb, front_write_cb, front_event_cb, fc);
     bufferevent_enable(fc->bev, EV_READ | EV_WRITE);
     /* A fresh connection must send its head within the header timeout; on a

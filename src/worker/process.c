@@ -213,7 +213,13 @@ struct event_base *process_base(const struct process *p)
 
 static void *process_thread(void *arg)
 {
-    worker_run(arg);
+    struct worker *w = arg;
+    char name[16];
+
+    /* "pitot/1", ...: the worker in top -H and /proc/PID/task/TID/comm */
+    snprintf(name, sizeof(name), "pitot/%u", w->index);
+    pthread_setname_np(pthread_self(), name);
+    worker_run(w);
     return NULL;
 }
 

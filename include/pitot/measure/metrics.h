@@ -31,7 +31,8 @@ struct evbuffer;
     X(TR,   "tier,reason")                                  \
     X(TM,   "tier,met")                                     \
     X(NONE, "")                                             \
-    X(R,    "reason")
+    X(R,    "reason")                                       \
+    X(W,    "worker")
 
 /* X(ID, name, type, labels, help) - names and label sets are interface. */
 #define MET_LIST(X)                                                                          \
@@ -90,7 +91,9 @@ struct evbuffer;
     X(TRACE_SPANS_DROPPED, "pitot_trace_spans_dropped_total", COUNTER, R,                    \
       "Spans never exported: the export queue was full, or their export failed")             \
     X(TLS_HANDSHAKE_FAILURES, "pitot_tls_handshake_failures_total", COUNTER, R,              \
-      "TLS handshakes of clients on the listener that failed, by reason")
+      "TLS handshakes of clients on the listener that failed, by reason")                   \
+    X(CONNECTIONS, "pitot_connections_accepted_total", COUNTER, W,                            \
+      "Client connections accepted, by the worker (event loop) that took them")
 /* clang-format on */
 
 enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
@@ -249,6 +252,10 @@ void met_add_slo(struct met_registry *r, unsigned tier, bool met);
  * {reason=why} += n. Out-of-range why ignored. Both families are always
  * exposed (dropped with every reason), 0 until counted. */
 void met_add_spans_exported(struct met_registry *r, uint64_t n);
+
+/* pitot_connections_accepted_total{worker} += 1, worker being the index of r
+ * in the registries met_expose gets. */
+void met_add_connection(struct met_registry *r);
 void met_add_spans_dropped(struct met_registry *r, enum met_trace_drop why, uint64_t n);
 
 /* pitot_tls_handshake_failures_total{reason=tls_fail_label(why)} += 1.
