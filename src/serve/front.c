@@ -64,6 +64,23 @@ static void front_timer_arm(struct front_conn *fc, unsigned ms)
     evtimer_add(fc->timer, &tv);
 }
 
+/* When this loop woke up for the events it is handling now (libevent's time
+ * cache, taken as its wait returned), on the monotonic clock: a read handled
+ * late in a busy iteration still gets the time its bytes were seen. */
+static uint64_t front_loop_woke(struct loop *lp)
+{
+    uint64_t now = clk_now_us(), real, woke;
+    struct timeval tv;
+
+    if (event_base_gettimeofday_cached(lp->base, &tv) != 0)
+        return now;
+    real = clk_wall_us();
+    woke = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    if (woke > real || real - woke > 1000000 || real - woke > now)
+        return now; /* a clock step, or no cache: now */
+    return now - (real - woke);
+}
+
 static void front_peer_format(char *out, size_t cap, const struct sockaddr *sa)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
@@ -112,6 +129,10 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
     }
     (void)salen;
     front_peer_format(fc->peer, sizeof(fc->peer), sa);
+    /* the first request's bytes may be waiting already: their arrival time
+     * (through TLS, the handshake comes first: not the request's) */
+    if (!tls && !admin)
+        fc->arrived_us = sock_waiting_since_us(fd);
     lim.max_headers = lp->cfg->max_headers;
     lim.max_uri_bytes = lp->cfg->max_uri_bytes;
     lim.max_head_bytes = lp->cfg->max_header_bytes;
@@ -409,13 +430,18 @@ static void front_read_head(struct front_conn *fc)
         front_set_state(fc, FRONT_ST_HEAD);
         event_del(fc->timer);
         front_timer_arm(fc, lp->cfg->header_timeout_ms);
+        /* t0: the first request's bytes as the kernel stamped them when they
+         * were already waiting at accept, else when this loop woke up with
+         * them, not when it got round to reading them */
+        fc->start_us = fc->arrived_us ? fc->arrived_us : front_loop_woke(lp);
+        fc->arrived_us = 0;
     }
     look = len < lp->cfg->max_header_bytes ? len : lp->cfg->max_header_bytes;
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
     r = h1_execute(&fc->hp, span_make(p, look), &hl);
     if (r == H1_AGAIN)
         return; /* h1 refuses a head past max_header_bytes itself */
-    t0 = clk_now_us();
+    t0 = fc->start_us;
     if (r != H1_HEAD) {
         fc->head = false; /* not known: the error goes with its body */
         front_refuse(fc, NULL, fc->hp.err != PITOT_EOK ? fc->hp.err : PITOT_EBAD_REQUEST, t0);

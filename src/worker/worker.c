@@ -180,6 +180,8 @@ static struct evconnlistener *worker_listen(struct worker *w, const char *what, 
     if (l == NULL)
         snprintf(err, errlen, "%s %s:%u: %s", what, host, port,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else /* the arrival of a request's first bytes, from the kernel (see front) */
+        sock_rx_stamps(evconnlistener_get_fd(l));
     return l;
 }
 

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -113,6 +114,34 @@ def t_load_agrees_with_log():
     assert metric_value(m, "pitot_requests_total", code="200") == 10
     assert metric_value(m, "pitot_time_to_first_token_seconds_count") == 10
     assert metric_value(m, "pitot_inter_token_latency_seconds_count") == 10 * 9
+    stop_pitot_clean(pitot)
+
+
+def t_t0_is_when_the_request_reached_the_host():
+    """A request that waited in the kernel while pitot could not run (here:
+    stopped) is timed from when its bytes arrived (the kernel's receive
+    stamp), not from when pitot got round to it: its TTFT and E2E include the
+    wait, as the client's do."""
+    sim = start_sim("--tokens-per-s", "200", "--prefill-tokens-per-s", "100000")
+    pitot = start_pitot([sim.port])
+    try:
+        pitot.p.send_signal(signal.SIGSTOP)
+        s = connect(pitot.port)
+        t_send = time.monotonic()
+        s.sendall(build_request("POST", "/v1/chat/completions", chat_body(max_tokens=4), None,
+                                pitot.port))
+        time.sleep(0.4)
+        pitot.p.send_signal(signal.SIGCONT)
+        rd = Reader(s)
+        r = rd.read()
+        client_e2e = (time.monotonic() - t_send) * 1000
+        assert r.status == 200 and r.complete, r.status
+        s.close()
+        line = access_log(pitot, 1)[-1]
+        assert line["ttft_ms"] >= 380, line
+        assert line["e2e_ms"] >= 380 and abs(line["e2e_ms"] - client_e2e) < 50, (line, client_e2e)
+    finally:
+        pitot.p.send_signal(signal.SIGCONT)
     stop_pitot_clean(pitot)
 
 
@@ -483,6 +512,8 @@ def t_config_check_errors():
 check("stream bytes identical through pitot (usage on/off, injection on/off)", t_stream_bytes_identical)
 check("usage injection gives exact counts and strips the usage chunk", t_usage_injection_counts_exact)
 check("pitot-load client figures agree with the access log within 5 ms", t_load_agrees_with_log)
+check("t0 is when the request reached the host, not when pitot read it",
+      t_t0_is_when_the_request_reached_the_host)
 check("refusal and truncation detected", t_refusal_and_truncation)
 check("stalls counted; hard stall limit ends the stream", t_stall_counted_and_hard_limit)
 check("client cancel closes the backend connection", t_client_cancel_closes_backend)

@@ -41,6 +41,9 @@ struct front_conn {
     struct h1_parser hp;
     enum front_state st;
     char peer[64]; /* client address, for X-Forwarded-For and logs */
+    uint64_t arrived_us; /* monotonic: when the bytes waiting at accept reached the host
+                            (the kernel's receive stamp); 0: none waited, or no stamp */
+    uint64_t start_us;   /* monotonic: when the request being read began to arrive (t0) */
     unsigned nreq; /* requests served on this connection */
     /* the body being read (front_read_body): its deadline and rate */
     uint64_t body_start_us; /* monotonic: its head was complete */

@@ -15,4 +15,14 @@ void sock_nodelay(int fd);
 int sock_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len,
                  int passive);
 
+/* Asks the kernel to timestamp the data fd receives (SO_TIMESTAMPING,
+ * software receive stamps); a listening socket passes it on to the
+ * connections it accepts. Errors are ignored: stamps are then absent. */
+void sock_rx_stamps(int fd);
+
+/* When the oldest byte waiting on fd reached this host, from the kernel's
+ * receive stamp, in CLOCK_MONOTONIC microseconds; 0 when nothing waits or
+ * there is no stamp. Reads nothing (MSG_PEEK). */
+uint64_t sock_waiting_since_us(int fd);
+
 #endif
