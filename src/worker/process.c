@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -47,6 +48,9 @@ struct process {
     _Atomic unsigned clients;    /* client connections of every worker */
     _Atomic unsigned running;    /* workers not ended yet */
     _Atomic bool draining;
+    pthread_mutex_t ack_lock; /* the workers' answers to a posted drain */
+    pthread_cond_t ack_cond;
+    unsigned acks, acked_left;
 };
 
 /* A worker ended (on its thread): when the last one did, worker 0's loop
@@ -113,6 +117,19 @@ static int process_otlp_start(struct process *p, char *err, size_t errlen)
     return 0;
 }
 
+/* A worker began its drain: how many connections it has left. */
+static void process_worker_draining(void *ud, unsigned index, unsigned left)
+{
+    struct process *p = ud;
+
+    (void)index;
+    pthread_mutex_lock(&p->ack_lock);
+    p->acks++;
+    p->acked_left += left;
+    pthread_cond_signal(&p->ack_cond);
+    pthread_mutex_unlock(&p->ack_lock);
+}
+
 static unsigned process_online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -131,6 +148,8 @@ struct process *process_new(const struct cfg *c, const struct refusal_phrases *r
         return NULL;
     }
     p->cfg = c;
+    pthread_mutex_init(&p->ack_lock, NULL);
+    pthread_cond_init(&p->ack_cond, NULL);
     p->n = c->workers ? c->workers : process_online_cpus();
     p->base = calloc(p->n, sizeof(*p->base));
     p->regs = calloc(p->n, sizeof(*p->regs));
@@ -188,6 +207,7 @@ struct process *process_new(const struct cfg *c, const struct refusal_phrases *r
             .admin_port = i ? (uint16_t)worker_admin_port(p->w[0]) : c->admin_port,
             .index = (unsigned)i,
             .ended = process_worker_ended,
+            .draining = process_worker_draining,
             .ud = p,
         };
         p->w[i] = worker_new(&su, err, errlen);
@@ -260,11 +280,26 @@ unsigned process_drain(struct process *p, unsigned drain_ms)
     }
     if (atomic_exchange(&p->draining, true))
         return process_open_conns(p);
-    /* client connections of every worker now, for the line that says so */
-    left = atomic_load_explicit(&p->clients, memory_order_relaxed);
+    pthread_mutex_lock(&p->ack_lock);
+    p->acks = 0;
+    p->acked_left = 0;
+    pthread_mutex_unlock(&p->ack_lock);
     for (i = 1; i < p->n; i++)
         worker_post(p->w[i], WORKER_CMD_DRAIN, drain_ms);
-    worker_drain(p->w[0], drain_ms);
+    left = worker_drain(p->w[0], drain_ms);
+    /* the others' counts, for the line that says how many are left: each
+     * closes its idle connections at once; a second at most for them */
+    {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_mutex_lock(&p->ack_lock);
+        while (p->acks < p->n - 1 &&
+               pthread_cond_timedwait(&p->ack_cond, &p->ack_lock, &until) == 0)
+            ;
+        left += p->acked_left;
+        pthread_mutex_unlock(&p->ack_lock);
+    }
     return left;
 }
 
@@ -364,6 +399,8 @@ void process_free(struct process *p)
         if (p->base[i])
             event_base_free(p->base[i]);
     free(p->toks.tok);
+    pthread_mutex_destroy(&p->ack_lock);
+    pthread_cond_destroy(&p->ack_cond);
     free(p->base);
     free(p->regs);
     free(p->w);

@@ -228,6 +228,7 @@ struct worker *worker_new(const struct worker_setup *su, char *err, size_t errle
     }
     w->index = su->index;
     w->ended = su->ended;
+    w->draining = su->draining;
     w->ud = su->ud;
     w->lp.cfg = c;
     w->lp.refusals = su->refusals;
@@ -327,8 +328,12 @@ static void worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
         worker_tls_reload(w);
     if (cmds & WORKER_CMD_STOP)
         worker_stop(w);
-    else if (cmds & WORKER_CMD_DRAIN)
-        worker_drain(w, atomic_load_explicit(&w->cmd_drain_ms, memory_order_relaxed));
+    else if (cmds & WORKER_CMD_DRAIN) {
+        unsigned left =
+            worker_drain(w, atomic_load_explicit(&w->cmd_drain_ms, memory_order_relaxed));
+        if (w->draining)
+            w->draining(w->ud, w->index, left);
+    }
 }
 
 static void worker_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)

@@ -43,6 +43,9 @@ struct worker_setup {
      * on its own thread. Worker 0's loop goes on until its owner ends it (it
      * runs the router's probes and the signals). */
     void (*ended)(void *ud, unsigned index);
+    /* A posted drain began on the worker's thread: `left` connections to
+     * drain there (idle ones already closed). */
+    void (*draining)(void *ud, unsigned index, unsigned left);
     void *ud;
 };
 
@@ -57,6 +60,7 @@ struct worker {
     struct loop lp; /* owned: what the connections on this loop share */
     unsigned index; /* see worker_setup */
     void (*ended)(void *ud, unsigned index);
+    void (*draining)(void *ud, unsigned index, unsigned left);
     void *ud;
     bool ended_called;                /* ended was called */
     struct evconnlistener *lst;       /* owned: clients */
