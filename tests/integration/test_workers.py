@@ -27,8 +27,10 @@ def t_workers_share_one_port():
     sim = start_sim("--slots", "64", "--tokens-per-s", "2000")
     pitot = start_pitot([sim.port], extra=["--workers", "3"])
     assert "3 workers" in pitot.stderr(), pitot.stderr()
-    # worker 0 on the main thread, the others on theirs
-    assert worker_threads(pitot.p.pid) == ["pitot/1", "pitot/2"], worker_threads(pitot.p.pid)
+    # worker 0 on the main thread, the others on theirs (started just after
+    # the line that says pitot listens)
+    assert wait_for(lambda: worker_threads(pitot.p.pid) == ["pitot/1", "pitot/2"]), \
+        worker_threads(pitot.p.pid)
     n = 60
     for _ in range(n):
         r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2))
