@@ -464,8 +464,15 @@ static void front_read_head(struct front_conn *fc)
         front_refuse(fc, m, PITOT_EBODY_TOO_LARGE, t0);
         return;
     }
-    fc->rl = relay_new(lp, &(struct relay_client){ fc->bev, fc->peer, front_relay_done, fc }, m, t0,
-                       tier);
+    {
+        /* a plain TCP client's socket may be written straight (relay_emit) */
+        struct relay_client rc = { .bev = fc->bev,
+                                   .direct = lp->tls == NULL || fc->admin,
+                                   .peer = fc->peer,
+                                   .done = front_relay_done,
+                                   .ud = fc };
+        fc->rl = relay_new(lp, &rc, m, t0, tier);
+    }
     if (fc->rl == NULL) {
         front_refuse(fc, m, PITOT_ENOMEM, t0);
         return;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -807,20 +809,58 @@ static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t 
 
 /* ---- response side ----------------------------------------------------- */
 
-static void relay_write_chunk(struct relay *r, const char *p, size_t len)
+/* Sends iov[0..n) to the client, in order after what its output holds:
+ * straight to its socket when the output is empty and the connection is
+ * plain TCP, so that a client that keeps up costs one write and no change of
+ * the loop's interest in the socket; whatever the socket does not take now
+ * (or all of it) goes into the output, which the bufferevent writes when it
+ * can (and where its write timeout and errors apply). */
+static void relay_emit(struct relay *r, const struct iovec *iov, int n)
 {
     struct evbuffer *out = relay_client_out(r);
+    size_t done = 0;
+    int i;
+
+    if (r->client.direct && evbuffer_get_length(out) == 0) {
+        struct msghdr msg;
+        ssize_t k;
+
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = (struct iovec *)iov;
+        msg.msg_iovlen = (size_t)n;
+        k = sendmsg(bufferevent_getfd(r->client.bev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0)
+            done = (size_t)k;
+    }
+    for (i = 0; i < n; i++) {
+        if (done >= iov[i].iov_len) {
+            done -= iov[i].iov_len;
+            continue;
+        }
+        evbuffer_add(out, (const char *)iov[i].iov_base + done, iov[i].iov_len - done);
+        done = 0;
+    }
+}
+
+static void relay_write_chunk(struct relay *r, const char *p, size_t len)
+{
+    char hdr[24];
+    struct iovec iov[3];
 
     if (len == 0)
         return;
     if (r->chunked_out) {
-        char hdr[24];
-        int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
-        evbuffer_add(out, hdr, (size_t)n);
-        evbuffer_add(out, p, len);
-        evbuffer_add(out, "\r\n", 2);
+        iov[0].iov_base = hdr;
+        iov[0].iov_len = (size_t)snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+        iov[1].iov_base = (void *)p;
+        iov[1].iov_len = len;
+        iov[2].iov_base = (void *)"\r\n";
+        iov[2].iov_len = 2;
+        relay_emit(r, iov, 3);
     } else {
-        evbuffer_add(out, p, len);
+        iov[0].iov_base = (void *)p;
+        iov[0].iov_len = len;
+        relay_emit(r, iov, 1);
     }
 }
 
@@ -850,18 +890,27 @@ static void relay_release_held(struct relay *r, struct span timings)
         end--;
     if (timings.len && end > r->held && end[-1] == '}' &&
         relay_find_timings(span_make(r->held, r->held_len)).len == 0) {
-        struct evbuffer *out = relay_client_out(r);
         size_t pre = (size_t)(end - 1 - r->held), total = r->held_len + 1 + timings.len;
         char hdr[24];
-        int n = snprintf(hdr, sizeof(hdr), "%zx\r\n", total);
-        if (r->chunked_out)
-            evbuffer_add(out, hdr, (size_t)n);
-        evbuffer_add(out, r->held, pre);
-        evbuffer_add(out, ",", 1);
-        evbuffer_add(out, timings.p, timings.len);
-        evbuffer_add(out, end - 1, r->held_len - pre);
-        if (r->chunked_out)
-            evbuffer_add(out, "\r\n", 2);
+        struct iovec iov[6];
+        int k = 0;
+        if (r->chunked_out) {
+            iov[k].iov_base = hdr;
+            iov[k++].iov_len = (size_t)snprintf(hdr, sizeof(hdr), "%zx\r\n", total);
+        }
+        iov[k].iov_base = r->held;
+        iov[k++].iov_len = pre;
+        iov[k].iov_base = (void *)",";
+        iov[k++].iov_len = 1;
+        iov[k].iov_base = (void *)timings.p;
+        iov[k++].iov_len = timings.len;
+        iov[k].iov_base = end - 1;
+        iov[k++].iov_len = r->held_len - pre;
+        if (r->chunked_out) {
+            iov[k].iov_base = (void *)"\r\n";
+            iov[k++].iov_len = 2;
+        }
+        relay_emit(r, iov, k);
     } else {
         relay_write_chunk(r, r->held, r->held_len);
     }
@@ -1087,8 +1136,10 @@ static void relay_resp_done(struct relay *r)
             meter_body(&r->meter, &jr);
         }
     }
-    if (r->chunked_out)
-        evbuffer_add(relay_client_out(r), "0\r\n\r\n", 5);
+    if (r->chunked_out) {
+        struct iovec last = { (void *)"0\r\n\r\n", 5 };
+        relay_emit(r, &last, 1);
+    }
     relay_release_upstream(r, true);
     if (r->timer_ev)
         event_del(r->timer_ev);

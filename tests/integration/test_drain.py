@@ -190,7 +190,13 @@ def t_second_signal_stops():
     assert time.monotonic() - t0 < 5, "the second signal did not stop pitot at once"
     assert "pitot: signal 2, stopping at once" in err, err
     assert "drain interrupted, 1 connection closed" in err, err
-    assert Reader(s).closed_by_peer(2.0)
+    # the stream's last events may still wait in the socket: then its end
+    s.settimeout(2.0)
+    try:
+        while s.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
     s.close()
 
 

@@ -24,6 +24,7 @@ struct loop;
  * to tell when it is done. */
 struct relay_client {
     struct bufferevent *bev; /* borrowed: the client's connection */
+    bool direct;             /* it is plain TCP: its socket may be written directly */
     const char *peer;        /* borrowed, at relay_new only: the client's address, for
                                 X-Forwarded-For */
     /* The relay is done with the response (complete, or given up on);
