@@ -392,7 +392,7 @@ def report(argv):
         for name, _, _ in RATIOS:
             r = fig["ratios"].get(name)
             cells.append("" if r is None else f"{r:.2f}")
-        print(f"  {label:<{w}}" + "".join(f"{c:>14}" for c in cells))
+        print((f"  {label:<{w}}" + "".join(f"{c:>14}" for c in cells)).rstrip())
     print("\n  ratio: pitot's figure over nginx's, over HAProxy's. Below 1 pitot's is lower "
           "(better for latency,\n  memory, CPU use, errors), above 1 higher (better for "
           "throughput). 'added': over direct, same round.")
