@@ -150,6 +150,28 @@ bench-slowloris:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)BUILD=$(BUILD) bash tests/bench/bench_slowloris.sh
 
+# pitot side by side with nginx and HAProxy (not a test): streaming latency,
+# SSE events and requests per proxy CPU-second, 2,000 and 10,000 slow streams,
+# idle RSS, 503 latency, workers, pitot's timing accuracy; writes
+# $(BUILD)/bench.json. BENCH_QUICK=1: under 5 minutes; the full run ~20.
+.PHONY: bench
+bench:
+	@need=; \
+	dpkg-query -W -f='$${Status}' nginx-light 2>/dev/null | grep -q "install ok installed" || \
+	dpkg-query -W -f='$${Status}' nginx 2>/dev/null | grep -q "install ok installed" || need=nginx-light; \
+	dpkg-query -W -f='$${Status}' haproxy 2>/dev/null | grep -q "install ok installed" || need="$$need haproxy"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "bench: installing $$need"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null || exit 1; \
+	  else \
+	    echo "bench: $$need missing; run as root:"; \
+	    echo "  apt-get install -y $$need"; exit 1; \
+	  fi; \
+	fi
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) bash tests/bench/bench.sh
+
 FUZZ_CC ?= clang
 fuzz:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang"; exit 1; }

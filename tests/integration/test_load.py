@@ -445,6 +445,24 @@ def test_routes():
           r.get("completion_tokens") == 3, repr(r))
 
 
+def test_several_urls():
+    """--url twice: slot i sends to the (i mod 2)th server, with its Host."""
+    with Server(json_handler(delay=0)) as a, Server(json_handler(delay=0)) as b:
+        p, out, err, lines = run_load(["--url", a.url, "--url", b.url, "--no-stream",
+                                       "--concurrency", "2", "--requests", "6"])
+    check("urls exit 0, 6 ok", p.returncode == 0 and len(lines) == 6 and all(
+        as_dict(x)["status"] == 200 for x in lines), "rc=%d %s %r" % (p.returncode, err, lines))
+    check("urls each server got 3", len(a.requests) == 3 and len(b.requests) == 3,
+          "a=%d b=%d" % (len(a.requests), len(b.requests)))
+    check("urls Host per server",
+          all(r["headers"].get("host") == a.url[7:] for r in a.requests) and
+          all(r["headers"].get("host") == b.url[7:] for r in b.requests),
+          repr([r["headers"].get("host") for r in a.requests + b.requests]))
+    ids = sorted(r["headers"].get("x-request-id") for r in a.requests + b.requests)
+    check("urls request ids 1..6 once each",
+          ids == sorted("load-%d-%d" % (p.pid, i) for i in range(1, 7)), repr(ids))
+
+
 def test_usage_and_quiet():
     bad = [
         ["--url", "http://127.0.0.1:1", "--concurrency", "0"],
@@ -456,6 +474,9 @@ def test_usage_and_quiet():
         ["--url", "http://127.0.0.1:1", "--header", "NoColon"],
         ["--url", "http://127.0.0.1:1", "--rate", "-1"],
         ["--url", "http://127.0.0.1:1", "--header", "X-Request-Id: mine"],
+        ["--url", "http://127.0.0.1:1/v1/completions", "--url", "http://127.0.0.1:2/completion"],
+        ["--url", "http://127.0.0.1:1", "--url", "https://127.0.0.1:2"],
+        ["--url", "https://127.0.0.1:1", "--url", "https://127.0.0.1:3"],
     ]
     for args in bad:
         p = subprocess.run([LOAD] + args, capture_output=True, text=True, timeout=10)
@@ -475,7 +496,7 @@ def main():
         print("FAIL setup: %s not built" % LOAD)
         return 1
     for t in (test_stream, test_keepalive_nostream, test_concurrency, test_open_loop,
-              test_duration, test_errors, test_routes, test_usage_and_quiet):
+              test_duration, test_errors, test_routes, test_several_urls, test_usage_and_quiet):
         try:
             t()
         except Exception as e:  # a crash in one scenario must not hide the others

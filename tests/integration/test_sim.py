@@ -8,6 +8,7 @@ Prints "PASS name" or "FAIL name: reason" per check; exits 1 if any failed.
 """
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -825,6 +826,35 @@ def check_sigterm_busy():
         expect(not parse_http(a.buf)["terminated"] and b.buf == b"", "streams ended normally at shutdown")
 
 
+def check_many_slots():
+    """--slots beyond 1,024 (benchmarks hold thousands of slow streams): 1,100
+    streams sent at once all run, none waits for a slot."""
+    n = 1100
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        # this process and the simulator (which inherits it) hold n sockets each
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    with Sim("--slots", 2000, "--tokens-per-s", 1, "--prefill-tokens-per-s", 1e6) as s:
+        expect(get_json(s.port, "/props")["total_slots"] == 2000, "/props total_slots")
+        conns = []
+        try:
+            body = request("POST", "/v1/chat/completions", chat_body(5))
+            for _ in range(n):
+                c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+                c.sendall(body)
+                conns.append(c)
+            deadline = time.monotonic() + 10
+            st = get_json(s.port, "/sim/stats")
+            while st["busy"] < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+                st = get_json(s.port, "/sim/stats")
+            expect(st["busy"] == n and st["in_queue"] == 0,
+                   "busy %d, queued %d of %d streams" % (st["busy"], st["in_queue"], n))
+        finally:
+            for c in conns:
+                c.close()
+
+
 def check_clean_exits():
     for args, rc, err in exits:
         expect(rc == 0, "pitot-sim %s exited with %r: %s" % (" ".join(args), rc, err[-300:]))
@@ -870,6 +900,7 @@ def main():
     with Sim(*fast) as s:
         check("log_lines_no_text_sigterm_exit", lambda: check_log_and_exit(s))
     check("sigterm_with_running_and_queued", check_sigterm_busy)
+    check("slots_beyond_1024_1100_streams_at_once", check_many_slots)
     check("every_sim_exited_cleanly", check_clean_exits)
 
     print("# %d checks failed, %.1f s" % (len(failures), time.monotonic() - t0))

@@ -301,7 +301,7 @@ static void load_slot_connect_tls(struct load_slot *s, const struct sockaddr *ad
 static void load_slot_connect(struct load_slot *s)
 {
     socklen_t alen;
-    const struct sockaddr *addr = load_run_addr(s->run, &alen);
+    const struct sockaddr *addr = load_run_addr(s->run, s->index, &alen);
     int one = 1;
     evutil_socket_t fd;
 

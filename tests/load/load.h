@@ -24,6 +24,7 @@
 #define LOAD_JSON_TOKENS 4096
 #define LOAD_MAX_PROMPT_TOKENS 1000000u
 #define LOAD_MAX_CONCURRENCY 100000u
+#define LOAD_MAX_URLS 16
 
 /* Exit statuses (an interface: scripts test them). */
 enum { LOAD_EXIT_OK = 0, LOAD_EXIT_SETUP = 1, LOAD_EXIT_USAGE = 2 };
@@ -56,14 +57,20 @@ enum load_api {
     LOAD_API_NATIVE,      /* llama.cpp /completion: prompt, n_predict */
 };
 
-/* Parsed command line. Strings are borrowed from argv or static. */
-struct load_opts {
-    bool https;            /* --url https://: TLS, the server's certificate verified */
-    const char *cacert;    /* --cacert: CA file to verify with; NULL: the system's */
+/* One --url's server: where to connect and what Host to send. */
+struct load_url {
     char host[256];        /* as written, without IPv6 brackets */
     char port[8];          /* decimal */
     char host_header[272]; /* Host: value */
-    const char *path;      /* borrowed; request target */
+};
+
+/* Parsed command line. Strings are borrowed from argv or static. */
+struct load_opts {
+    bool https;                          /* --url https://: TLS, the certificate verified */
+    const char *cacert;                  /* --cacert: CA file to verify with; NULL: the system's */
+    struct load_url urls[LOAD_MAX_URLS]; /* every --url; slot i sends to urls[i % nurls] */
+    unsigned nurls;
+    const char *path; /* borrowed; request target, the same for every --url */
     enum load_api api;
     bool openai_route;    /* path under /v1/: a stream must end in [DONE] */
     unsigned concurrency; /* max requests in flight */
@@ -98,9 +105,10 @@ uint64_t load_rand_next(uint64_t *state);
 /* A uniform double in [0, 1). */
 double load_rand_unit(uint64_t *state);
 
-/* Builds request n's bytes (head and body) into a malloc'd buffer the caller
- * owns (*out, *out_len). Returns 0 or -1 on allocation failure. */
-int load_req_build(const struct load_opts *o, uint64_t n, char **out, size_t *out_len);
+/* Builds request n's bytes (head and body) for server u into a malloc'd buffer
+ * the caller owns (*out, *out_len). Returns 0 or -1 on allocation failure. */
+int load_req_build(const struct load_opts *o, const struct load_url *u, uint64_t n, char **out,
+                   size_t *out_len);
 
 /* A growable array of microsecond samples. */
 struct load_vec {
@@ -163,9 +171,11 @@ struct load_run;
 struct tls_client;
 struct load_slot;
 
-/* Creates the run on base for o (borrowed). Returns NULL on allocation failure. */
+/* Creates the run on base for o (borrowed), with the address of each of
+ * o->nurls servers (copied). Returns NULL on allocation failure. */
 struct load_run *load_run_new(struct event_base *base, const struct load_opts *o,
-                              const struct sockaddr *addr, socklen_t addrlen, FILE *json);
+                              const struct sockaddr_storage *addrs, const socklen_t *addrlens,
+                              FILE *json);
 
 /* Starts the first requests and arms the timers. Returns 0 or -1. */
 int load_run_start(struct load_run *run);
@@ -201,9 +211,10 @@ unsigned load_slot_index(const struct load_slot *s);
  * slot is idle again (maybe keeping a connection) when this is called. */
 void load_run_done(struct load_run *run, struct load_slot *s, const struct load_result *r);
 
-/* Shared by every slot (one loop thread): address, options, parse scratch. */
+/* Shared by every slot (one loop thread): addresses, options, parse scratch. */
 const struct load_opts *load_run_opts(const struct load_run *run);
-const struct sockaddr *load_run_addr(const struct load_run *run, socklen_t *len);
+/* The address slot `index` connects to: --url number index % nurls. */
+const struct sockaddr *load_run_addr(const struct load_run *run, unsigned index, socklen_t *len);
 struct event_base *load_run_base(const struct load_run *run);
 /* The TLS client context of an https run, NULL for http. */
 struct tls_client *load_run_tls(const struct load_run *run);

@@ -33,11 +33,14 @@ static void load_on_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
     struct load_opts o;
-    struct addrinfo hints, *ai = NULL;
+    struct addrinfo hints, *ai;
+    struct sockaddr_storage addrs[LOAD_MAX_URLS];
+    socklen_t addrlens[LOAD_MAX_URLS];
     struct event_base *base = NULL;
     struct event *sigint = NULL, *sigterm = NULL;
     struct load_run *run = NULL;
     FILE *json = NULL;
+    unsigned i;
     int r, rc = LOAD_EXIT_SETUP;
 
     r = load_opts_parse(&o, argc, argv);
@@ -48,10 +51,19 @@ int main(int argc, char **argv)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    r = getaddrinfo(o.host, o.port, &hints, &ai);
-    if (r != 0 || ai == NULL) {
-        fprintf(stderr, "pitot-load: cannot resolve %s: %s\n", o.host, gai_strerror(r));
-        return LOAD_EXIT_SETUP;
+    for (i = 0; i < o.nurls; i++) {
+        ai = NULL;
+        r = getaddrinfo(o.urls[i].host, o.urls[i].port, &hints, &ai);
+        if (r != 0 || ai == NULL) {
+            fprintf(stderr, "pitot-load: cannot resolve %s: %s\n", o.urls[i].host,
+                    r != 0 ? gai_strerror(r) : "no address");
+            if (ai)
+                freeaddrinfo(ai);
+            return LOAD_EXIT_SETUP;
+        }
+        memcpy(&addrs[i], ai->ai_addr, ai->ai_addrlen);
+        addrlens[i] = ai->ai_addrlen;
+        freeaddrinfo(ai);
     }
     if (o.json_path) {
         json = fopen(o.json_path, "w");
@@ -68,7 +80,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "pitot-load: cannot create the event loop\n");
         goto out;
     }
-    run = load_run_new(base, &o, ai->ai_addr, ai->ai_addrlen, json);
+    run = load_run_new(base, &o, addrs, addrlens, json);
     sigint = evsignal_new(base, SIGINT, load_on_signal, run);
     sigterm = evsignal_new(base, SIGTERM, load_on_signal, run);
     if (run == NULL || sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) < 0 ||
@@ -99,6 +111,5 @@ out:
     load_run_free(run);
     if (base)
         event_base_free(base);
-    freeaddrinfo(ai);
     return rc;
 }

@@ -15,7 +15,8 @@
 static void load_usage(FILE *f)
 {
     fputs("usage: pitot-load --url http[s]://host:port[/path] [options]\n"
-          "  --url URL            target (default path " LOAD_DEFAULT_PATH ")\n"
+          "  --url URL            target (default path " LOAD_DEFAULT_PATH "); repeatable:\n"
+          "                       slot i sends to the (i mod n)th, same scheme and path\n"
           "  --cacert FILE        https: CA certificates to verify the server with (default:\n"
           "                       the system's); the certificate must name the URL's host\n"
           "  --concurrency C      max requests in flight (default 1)\n"
@@ -85,16 +86,22 @@ static int load_parse_pos(const char *flag, const char *s, double hi, double *ou
     return 0;
 }
 
-/* http[s]://host[:port][/path]; IPv6 literals in brackets. */
+/* http[s]://host[:port][/path]; IPv6 literals in brackets. Appends the server
+ * to o->urls; a second --url must have the first one's scheme and path. */
 static int load_parse_url(struct load_opts *o, const char *url)
 {
-    const char *h, *hend, *p, *colon;
+    const char *h, *hend, *p, *colon, *path;
+    struct load_url *u;
+    bool https;
     size_t hlen;
 
-    o->https = strncmp(url, "https://", 8) == 0;
-    if (!o->https && strncmp(url, "http://", 7) != 0)
+    https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0)
         return load_bad("--url: expected http[s]://host:port[/path], got '%s'", url);
-    h = url + (o->https ? 8 : 7);
+    if (o->nurls == LOAD_MAX_URLS)
+        return load_bad("--url: more than %d given", LOAD_MAX_URLS);
+    u = &o->urls[o->nurls];
+    h = url + (https ? 8 : 7);
     p = strchr(h, '/');
     if (p == NULL)
         p = h + strlen(h);
@@ -111,12 +118,12 @@ static int load_parse_url(struct load_opts *o, const char *url)
         colon = memchr(h, ':', (size_t)(p - h));
         hlen = (size_t)((colon ? colon : p) - h);
     }
-    if (hlen == 0 || hlen >= sizeof(o->host))
+    if (hlen == 0 || hlen >= sizeof(u->host))
         return load_bad("--url: bad host in '%s'", url);
     if (memchr(h, '@', hlen))
         return load_bad("--url: user info is not supported in '%s'", url);
-    memcpy(o->host, h, hlen);
-    o->host[hlen] = '\0';
+    memcpy(u->host, h, hlen);
+    u->host[hlen] = '\0';
     if (colon) {
         size_t plen = (size_t)(p - colon - 1);
         char buf[8];
@@ -128,16 +135,26 @@ static int load_parse_url(struct load_opts *o, const char *url)
         buf[plen] = '\0';
         if (load_parse_u64("--url port", buf, 1, 65535, &port) < 0)
             return -1;
-        snprintf(o->port, sizeof(o->port), "%u", (unsigned)port);
+        snprintf(u->port, sizeof(u->port), "%u", (unsigned)port);
     } else {
-        snprintf(o->port, sizeof(o->port), o->https ? "443" : "80");
+        snprintf(u->port, sizeof(u->port), https ? "443" : "80");
     }
     /* Host keeps the brackets of an IPv6 literal and the port as written. */
-    h = url + (o->https ? 8 : 7);
-    snprintf(o->host_header, sizeof(o->host_header), "%.*s", (int)(p - h), h);
-    o->path = *p ? p : LOAD_DEFAULT_PATH;
-    if (strpbrk(o->path, " \t\r\n"))
+    h = url + (https ? 8 : 7);
+    snprintf(u->host_header, sizeof(u->host_header), "%.*s", (int)(p - h), h);
+    path = *p ? p : LOAD_DEFAULT_PATH;
+    if (strpbrk(path, " \t\r\n"))
         return load_bad("--url: blanks in the path of '%s'", url);
+    if (o->nurls > 0) {
+        /* One request shape for every server; one name to verify TLS with. */
+        if (https != o->https || strcmp(path, o->path) != 0)
+            return load_bad("--url: '%s' differs from the first --url in scheme or path", url);
+        if (https)
+            return load_bad("--url: only one https:// server at a time");
+    }
+    o->https = https;
+    o->path = path;
+    o->nurls++;
     return 0;
 }
 

@@ -169,7 +169,8 @@ static bool load_user_header(const struct load_opts *o, const char *name)
     return false;
 }
 
-int load_req_build(const struct load_opts *o, uint64_t n, char **out, size_t *out_len)
+int load_req_build(const struct load_opts *o, const struct load_url *u, uint64_t n, char **out,
+                   size_t *out_len)
 {
     struct load_str body = { NULL, 0, 0 }, req = { NULL, 0, 0 };
     unsigned i;
@@ -181,7 +182,7 @@ int load_req_build(const struct load_opts *o, uint64_t n, char **out, size_t *ou
     }
     r |= load_str_printf(&req, "POST %s HTTP/1.1\r\n", o->path);
     if (!load_user_header(o, "Host"))
-        r |= load_str_printf(&req, "Host: %s\r\n", o->host_header);
+        r |= load_str_printf(&req, "Host: %s\r\n", u->host_header);
     if (!load_user_header(o, "User-Agent"))
         r |= load_str_printf(&req, "User-Agent: pitot-load\r\n");
     if (!load_user_header(o, "Content-Type"))

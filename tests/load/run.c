@@ -1,6 +1,7 @@
 /* load run: schedules requests onto slots. Closed loop keeps C in flight;
  * open loop (--rate) starts arrivals at exponential gaps from the seeded PRNG,
- * at most C in flight, counting arrivals that find no free slot as late. */
+ * at most C in flight, counting arrivals that find no free slot as late. With
+ * several --url, slot i sends to the (i mod n)th. */
 #include "load.h"
 
 #include <math.h>
@@ -13,12 +14,12 @@
 #include "pitot/io/tls.h"
 
 struct load_run {
-    const struct load_opts *opts;  /* borrowed */
-    struct cfg_tls_client tls_cfg; /* https: the CA file, verification on */
-    struct tls_client *tls;        /* owned: https only */
-    struct event_base *base;       /* borrowed */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    const struct load_opts *opts;                /* borrowed */
+    struct cfg_tls_client tls_cfg;               /* https: the CA file, verification on */
+    struct tls_client *tls;                      /* owned: https only */
+    struct event_base *base;                     /* borrowed */
+    struct sockaddr_storage addr[LOAD_MAX_URLS]; /* one per --url */
+    socklen_t addrlen[LOAD_MAX_URLS];
     FILE *json; /* borrowed; NULL without --json */
     long pid;
     struct load_slot **slots; /* owned: opts->concurrency of them */
@@ -48,10 +49,12 @@ const struct load_opts *load_run_opts(const struct load_run *run)
     return run->opts;
 }
 
-const struct sockaddr *load_run_addr(const struct load_run *run, socklen_t *len)
+const struct sockaddr *load_run_addr(const struct load_run *run, unsigned index, socklen_t *len)
 {
-    *len = run->addrlen;
-    return (const struct sockaddr *)&run->addr;
+    unsigned u = index % run->opts->nurls;
+
+    *len = run->addrlen[u];
+    return (const struct sockaddr *)&run->addr[u];
 }
 
 struct event_base *load_run_base(const struct load_run *run)
@@ -121,13 +124,16 @@ static void load_run_check_finished(struct load_run *run)
 /* Takes an idle slot and starts the next request number on it. */
 static void load_run_start_one(struct load_run *run)
 {
+    const struct load_opts *o = run->opts;
     struct load_slot *s;
+    unsigned idx;
     char *req;
     size_t len;
 
     if (run->nidle == 0)
         return;
-    if (load_req_build(run->opts, run->next_n + 1, &req, &len) < 0) {
+    idx = run->idle[run->nidle - 1];
+    if (load_req_build(o, &o->urls[idx % o->nurls], run->next_n + 1, &req, &len) < 0) {
         fprintf(stderr, "pitot-load: out of memory building request %llu\n",
                 (unsigned long long)run->next_n + 1);
         run->status = -1;
@@ -135,7 +141,8 @@ static void load_run_start_one(struct load_run *run)
         run->late_pending = 0;
         return;
     }
-    s = run->slots[run->idle[--run->nidle]];
+    run->nidle--;
+    s = run->slots[idx];
     run->next_n++;
     run->busy++;
     load_slot_start(s, run->next_n, req, len);
@@ -211,7 +218,8 @@ static void load_on_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 struct load_run *load_run_new(struct event_base *base, const struct load_opts *o,
-                              const struct sockaddr *addr, socklen_t addrlen, FILE *json)
+                              const struct sockaddr_storage *addrs, const socklen_t *addrlens,
+                              FILE *json)
 {
     struct load_run *run = calloc(1, sizeof(*run));
     unsigned i;
@@ -220,8 +228,10 @@ struct load_run *load_run_new(struct event_base *base, const struct load_opts *o
         return NULL;
     run->opts = o;
     run->base = base;
-    memcpy(&run->addr, addr, addrlen);
-    run->addrlen = addrlen;
+    for (i = 0; i < o->nurls; i++) {
+        memcpy(&run->addr[i], &addrs[i], addrlens[i]);
+        run->addrlen[i] = addrlens[i];
+    }
     run->json = json;
     run->pid = (long)getpid();
     run->prng = o->seed;
@@ -238,7 +248,7 @@ struct load_run *load_run_new(struct event_base *base, const struct load_opts *o
         run->tls_cfg.verify = true;
         if (o->cacert)
             snprintf(run->tls_cfg.ca_file, sizeof(run->tls_cfg.ca_file), "%s", o->cacert);
-        run->tls = tls_client_new(&run->tls_cfg, o->host, err, sizeof(err));
+        run->tls = tls_client_new(&run->tls_cfg, o->urls[0].host, err, sizeof(err));
         if (run->tls == NULL) {
             fprintf(stderr, "pitot-load: %s\n", err);
             load_run_free(run);

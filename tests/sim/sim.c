@@ -168,7 +168,7 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
             snprintf(cf->listen, sizeof(cf->listen), "%s", optarg);
             break;
         case OPT_SLOTS:
-            rc = sim_int("slots", optarg, 1, 1024, &n);
+            rc = sim_int("slots", optarg, 1, SIM_MAX_SLOTS, &n);
             cf->slots = (int)n;
             break;
         case OPT_MODEL:
@@ -312,8 +312,9 @@ static struct evconnlistener *sim_listen(struct sim_srv *s)
         fprintf(stderr, "pitot-sim: --listen %s: %s\n", s->conf.listen, gai_strerror(rc));
         return NULL;
     }
+    /* nginx's and pitot's backlog: thousands of streams may connect at once. */
     l = evconnlistener_new_bind(s->base, sim_accept_cb, s,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128, ai->ai_addr,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511, ai->ai_addr,
                                 (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (l == NULL) {

@@ -17,10 +17,11 @@
 
 #include "pitot/util/span.h"
 
-#define SIM_MODEL_MAX 128  /* bytes of --model, with NUL */
-#define SIM_PATH_MAX 2048  /* bytes of a request target we keep, with NUL */
-#define SIM_ORIGIN_MAX 256 /* bytes of an Origin header we echo, with NUL */
-#define SIM_CANARY_MAX 34  /* bytes of " " + a --canary word, with NUL */
+#define SIM_MODEL_MAX 128   /* bytes of --model, with NUL */
+#define SIM_PATH_MAX 2048   /* bytes of a request target we keep, with NUL */
+#define SIM_ORIGIN_MAX 256  /* bytes of an Origin header we echo, with NUL */
+#define SIM_CANARY_MAX 34   /* bytes of " " + a --canary word, with NUL */
+#define SIM_MAX_SLOTS 65536 /* --slots: benchmarks hold 10,000 slow streams */
 
 /* Command-line configuration. Durations in ms, rates in tokens/s. */
 struct sim_conf {
