@@ -92,6 +92,35 @@ static void front_peer_format(char *out, size_t cap, const struct sockaddr *sa)
     snprintf(out, cap, "%s", ip);
 }
 
+
+/* A request's first bytes are readable on an idle plain connection: their
+ * receive stamp is peeked before anything reads them, then the connection
+ * reads as usual, starting now rather than on the loop's next turn. */
+static void front_arrival_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct front_conn *fc = arg;
+    struct evbuffer *in = bufferevent_get_input(fc->bev);
+
+    (void)what;
+    fc->arrived_us = sock_waiting_since_us(fd);
+    bufferevent_enable(fc->bev, EV_READ);
+    /* nothing to peek (end of stream, an error): the bufferevent sees it */
+    if (fc->arrived_us != 0 && evbuffer_read(in, fd, -1) > 0)
+        front_read_cb(fc->bev, fc);
+}
+
+/* Waits for the next request: through front_arrival_cb on a plain client
+ * connection with nothing pipelined, else by reading. */
+static void front_await_request(struct front_conn *fc)
+{
+    if (fc->arrival == NULL || evbuffer_get_length(bufferevent_get_input(fc->bev)) != 0) {
+        bufferevent_enable(fc->bev, EV_READ);
+        return;
+    }
+    bufferevent_disable(fc->bev, EV_READ);
+    event_add(fc->arrival, NULL);
+}
+
 void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen, bool admin)
 {
     struct front_conn *fc;
@@ -129,10 +158,16 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
     }
     (void)salen;
     front_peer_format(fc->peer, sizeof(fc->peer), sa);
-    /* the first request's bytes may be waiting already: their arrival time
-     * (through TLS, the handshake comes first: not the request's) */
-    if (!tls && !admin)
-        fc->arrived_us = sock_waiting_since_us(fd);
+    /* A plain client's requests are timed from the kernel's receive stamp
+     * of their first bytes, peeked before they are read (front_arrival_cb);
+     * through TLS the handshake comes first and records are stamped, not
+     * requests. */
+    if (!tls && !admin && (fc->arrival = event_new(lp->base, fd, EV_READ, front_arrival_cb, fc)) == NULL) {
+        bufferevent_free(fc->bev);
+        event_free(fc->timer);
+        free(fc);
+        return;
+    }
     lim.max_headers = lp->cfg->max_headers;
     lim.max_uri_bytes = lp->cfg->max_uri_bytes;
     lim.max_head_bytes = lp->cfg->max_header_bytes;
@@ -147,7 +182,8 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
         met_add_connection(lp->met);
     }
     bufferevent_setcb(fc->bev, front_read_cb, front_write_cb, front_event_cb, fc);
-    bufferevent_enable(fc->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(fc->bev, EV_WRITE);
+    front_await_request(fc);
     /* A fresh connection must send its head within the header timeout; on a
      * TLS listener the handshake counts against it too. */
     front_timer_arm(fc, lp->cfg->header_timeout_ms);
@@ -174,6 +210,8 @@ void front_close(struct front_conn *fc)
     }
     if (fc->st != FRONT_ST_HANDSHAKE)
         tls_close_notify(fc->bev);
+    if (fc->arrival)
+        event_del(fc->arrival); /* before its socket closes */
     bufferevent_free(fc->bev);
     fc->bev = NULL;
     event_del(fc->timer);
@@ -201,6 +239,8 @@ void front_cut(struct front_conn *fc)
 
 void front_free(struct front_conn *fc)
 {
+    if (fc->arrival)
+        event_free(fc->arrival);
     event_free(fc->timer);
     free(fc);
 }
@@ -246,7 +286,7 @@ static void front_go_idle(struct front_conn *fc)
     front_set_state(fc, FRONT_ST_IDLE);
     fc->head = false;
     h1_reset(&fc->hp);
-    bufferevent_enable(fc->bev, EV_READ);
+    front_await_request(fc);
     event_del(fc->timer);
     front_timer_arm(fc, fc->lp->cfg->keepalive_timeout_ms);
 }
@@ -430,9 +470,9 @@ static void front_read_head(struct front_conn *fc)
         front_set_state(fc, FRONT_ST_HEAD);
         event_del(fc->timer);
         front_timer_arm(fc, lp->cfg->header_timeout_ms);
-        /* t0: the first request's bytes as the kernel stamped them when they
-         * were already waiting at accept, else when this loop woke up with
-         * them, not when it got round to reading them */
+        /* t0: the request's first bytes as the kernel stamped them, else
+         * (TLS, pipelined, no stamp) when this loop woke up with them, not
+         * when it got round to reading them */
         fc->start_us = fc->arrived_us ? fc->arrived_us : front_loop_woke(lp);
         fc->arrived_us = 0;
     }
