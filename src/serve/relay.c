@@ -92,6 +92,8 @@ struct relay {
     bool eof_out;     /* client framing: close-delimited */
     bool passthrough; /* an oversize SSE event is being relayed raw */
     bool paused;      /* backend reads off: client output is full */
+    bool blocked;     /* the client's socket took less than it was given; until its
+                         output drains, what comes goes behind it */
     bool up_keep;     /* the backend allows reuse */
     bool jbody_over;  /* JSON body larger than we analyse */
     bool json_api;    /* a POST to an API whose body must be one JSON object */
@@ -809,29 +811,54 @@ static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t 
 
 /* ---- response side ----------------------------------------------------- */
 
-/* Sends iov[0..n) to the client, in order after what its output holds:
- * straight to its socket when the output is empty and the connection is
- * plain TCP, so that a client that keeps up costs one write and no change of
- * the loop's interest in the socket; whatever the socket does not take now
- * (or all of it) goes into the output, which the bufferevent writes when it
- * can (and where its write timeout and errors apply). */
+/* Pieces of the output sent ahead of an event in the same write: the
+ * response head, or a few events a moment of back-pressure left */
+#define RELAY_EMIT_QUEUED 4
+
+/* Sends iov[0..n) (n <= 6) to the client, in order after what its output
+ * holds: straight to its socket when the connection is plain TCP and the
+ * socket has been taking what it gets, together with what waits in the
+ * output (the head before the first event), so that the event leaves when
+ * it is timed and a client that keeps up costs one write and no change of
+ * the loop's interest in the socket. Whatever the socket does not take (or
+ * all of it) goes into the output, which the bufferevent writes when it can
+ * (and where its write timeout and errors apply). */
 static void relay_emit(struct relay *r, const struct iovec *iov, int n)
 {
     struct evbuffer *out = relay_client_out(r);
-    size_t done = 0;
+    size_t done = 0, queued = evbuffer_get_length(out), total = queued;
     int i;
 
-    if (r->client.direct && evbuffer_get_length(out) == 0) {
+    if (r->client.direct && !r->blocked) {
+        struct iovec v[RELAY_EMIT_QUEUED + 6];
         struct msghdr msg;
         ssize_t k;
+        int m = queued ? evbuffer_peek(out, (ev_ssize_t)queued, NULL, v, RELAY_EMIT_QUEUED) : 0;
 
+        if (m > RELAY_EMIT_QUEUED || n > 6)
+            goto queue; /* fragmented: the bufferevent writes it */
+        for (i = 0; i < n; i++) {
+            v[m + i] = iov[i];
+            total += iov[i].iov_len;
+        }
         memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = (struct iovec *)iov;
-        msg.msg_iovlen = (size_t)n;
+        msg.msg_iov = v;
+        msg.msg_iovlen = (size_t)(m + n);
         k = sendmsg(bufferevent_getfd(r->client.bev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k > 0)
-            done = (size_t)k;
+        if (k < 0)
+            k = 0;
+        if ((size_t)k < total)
+            r->blocked = true;
+        done = (size_t)k > queued ? (size_t)k - queued : 0;
+        if (k > 0 && queued) {
+            /* the bufferevent holds its output's start frozen: only its own
+             * writes drain it */
+            evbuffer_unfreeze(out, 1);
+            evbuffer_drain(out, (size_t)k < queued ? (size_t)k : queued);
+            evbuffer_freeze(out, 1);
+        }
     }
+queue:
     for (i = 0; i < n; i++) {
         if (done >= iov[i].iov_len) {
             done -= iov[i].iov_len;
@@ -1382,6 +1409,7 @@ void relay_client_gone(struct relay *r, enum pitot_err why)
 
 void relay_client_drained(struct relay *r)
 {
+    r->blocked = false;
     if (r->st == RELAY_ST_FLUSH) {
         if (evbuffer_get_length(relay_client_out(r)) == 0)
             relay_finish(r, PITOT_EOK);
