@@ -146,6 +146,12 @@ setup_machine() {
     PITOT_WORKERS=0
     "$BUILD/pitot" --help 2>&1 | grep -q -- '--workers' && PITOT_WORKERS=1
     CLK_TCK=$(getconf CLK_TCK)
+    # The client is the reference clock of the latency and accuracy runs:
+    # where allowed it runs at the lowest real-time priority, so that the
+    # simulators beside it on its CPU do not delay its reads (it sleeps in
+    # epoll between events, and the kernel caps real-time use at 95 %).
+    LOAD_RT=()
+    chrt -f 1 true 2>/dev/null && LOAD_RT=(chrt -f 1)
 }
 
 # ---- the simulators ----------------------------------------------------------
@@ -412,7 +418,9 @@ measure() {
             sampler=$!
         fi
     fi
-    taskset -c "$LOAD_CPUS" "$BUILD/pitot-load" "${URLS[@]}" --prompt-tokens "$PROMPT" \
+    local prio=()
+    case $sc in low | moderate | acc8 | burst) prio=(${LOAD_RT[@]+"${LOAD_RT[@]}"}) ;; esac
+    taskset -c "$LOAD_CPUS" ${prio[@]+"${prio[@]}"} "$BUILD/pitot-load" "${URLS[@]}" --prompt-tokens "$PROMPT" \
         --json "$TMP/$tag.jsonl" "$@" >"$TMP/$tag.load" 2>"$TMP/$tag.load.err" ||
         die "pitot-load failed against $c ($tag): $(cat "$TMP/$tag.load.err")"
     if [ "${#FRONT_PIDS[@]}" -gt 0 ]; then
@@ -601,6 +609,12 @@ main() {
                 "apt-get install linux-perf)"
         fi
     fi
+    if [ "${#LOAD_RT[@]}" -gt 0 ]; then
+        echo "   pitot-load: real-time priority 1 in the latency and accuracy runs"
+    else
+        echo "   pitot-load: normal priority (chrt refused here): latency and accuracy figures" \
+            "include its own delays"
+    fi
     if [ "$PITOT_WORKERS" = 0 ]; then
         echo "   workers: $WORKERS_N for nginx and HAProxy; pitot has no --workers yet (1 only)"
     else
@@ -608,7 +622,7 @@ main() {
     fi
     python3 "$REPORT" meta quick="$QUICK" rounds="$ROUNDS" ncpu="$NCPU" proxy_cpus="$PROXY_CPUS" \
         proxy_cpus_n="$PROXY_CPUS_N" load_cpus="$LOAD_CPUS" workers_n="$WORKERS_N" \
-        pitot_workers="$PITOT_WORKERS" nofile="$NOFILE" scale_small="$SCALE_SMALL" \
+        pitot_workers="$PITOT_WORKERS" load_rt="${#LOAD_RT[@]}" nofile="$NOFILE" scale_small="$SCALE_SMALL" \
         scale_big="$SCALE_BIG" capacity="$CAP" prompt_tokens="$PROMPT" \
         t_low="$T_LOW" t_moderate="$T_MODERATE" t_sse="$T_SSE" t_short="$T_SHORT" \
         t_overload="$T_OVERLOAD" t_accuracy="$T_ACC" scale_tokens="$SCALE_TOKENS" \
