@@ -383,8 +383,12 @@ void process_free(struct process *p)
     if (p == NULL)
         return;
     p->rt.stopping = true;
-    for (i = 0; p->w && i < p->n; i++)
-        worker_free(p->w[i]); /* their requests leave the queue and the router */
+    /* their requests leave the queue and the router; what the router says
+     * after (a lookup cancelled below) finds no worker to tell */
+    for (i = 0; p->w && i < p->n; i++) {
+        worker_free(p->w[i]);
+        p->w[i] = NULL;
+    }
     otlp_free(p->otlp);       /* after the workers: their relays still add spans */
     tls_client_free(p->otlp_tls);
     dns_free(p->dns);
