@@ -446,10 +446,12 @@ def test_routes():
 
 
 def test_several_urls():
-    """--url twice: slot i sends to the (i mod 2)th server, with its Host."""
+    """--url twice: slot i sends to the (i mod 2)th server, with its Host.
+    Six slots for six requests: each slot sends one (with fewer slots, a slot
+    that finishes first takes the next request, and the split follows speed)."""
     with Server(json_handler(delay=0)) as a, Server(json_handler(delay=0)) as b:
         p, out, err, lines = run_load(["--url", a.url, "--url", b.url, "--no-stream",
-                                       "--concurrency", "2", "--requests", "6"])
+                                       "--concurrency", "6", "--requests", "6"])
     check("urls exit 0, 6 ok", p.returncode == 0 and len(lines) == 6 and all(
         as_dict(x)["status"] == 200 for x in lines), "rc=%d %s %r" % (p.returncode, err, lines))
     check("urls each server got 3", len(a.requests) == 3 and len(b.requests) == 3,
