@@ -473,7 +473,7 @@ void cfg_init(struct cfg *c)
     c->connect_timeout_ms = 5000;
     c->upstream_header_timeout_ms = 600000;
     c->upstream_idle_timeout_ms = 600000;
-    c->upstream_keepalive = 16;
+    c->upstream_keepalive = 64;
     c->stream_buffer_bytes = 256 * CFG_KIB;
     c->max_event_bytes = CFG_MIB;
     c->health_interval_ms = 2000;

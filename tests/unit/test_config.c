@@ -81,7 +81,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.connect_timeout_ms, 5000);
     assert_int_equal(c.upstream_header_timeout_ms, 600000);
     assert_int_equal(c.upstream_idle_timeout_ms, 600000);
-    assert_int_equal(c.upstream_keepalive, 16);
+    assert_int_equal(c.upstream_keepalive, 64);
     assert_int_equal(c.stream_buffer_bytes, 262144);
     assert_int_equal(c.max_event_bytes, 1048576);
     assert_int_equal(c.health_interval_ms, 2000);
