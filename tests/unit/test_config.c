@@ -2329,11 +2329,13 @@ static void test_body_limits_and_fds(void **state)
     CHECK_ERRORS(cases);
 
     /* two descriptors a client (its own, its backend's); pitot's own are
-     * 22 plus, per backend, upstream.keepalive + 3 */
+     * 22 plus, per backend, upstream.keepalive (64 by default) + 3 */
     cfg_init(&c);
     assert_int_equal(cfg_backend_add(&c, "http://127.0.0.1:1", NULL, err, sizeof(err)), 0);
+    assert_int_equal(cfg_fd_max_clients(&c, 256), (256 - 22 - 67) / 2);
+    assert_int_equal(cfg_fd_max_clients(&c, 1024), (1024 - 89) / 2);
+    c.upstream_keepalive = 16;
     assert_int_equal(cfg_fd_max_clients(&c, 256), (256 - 22 - 19) / 2);
-    assert_int_equal(cfg_fd_max_clients(&c, 1024), (1024 - 41) / 2);
     assert_int_equal(cfg_backend_add(&c, "http://127.0.0.1:2", NULL, err, sizeof(err)), 0);
     c.upstream_keepalive = 100;
     assert_int_equal(cfg_fd_max_clients(&c, 1024), (1024 - 22 - 2 * 103) / 2);
@@ -2342,6 +2344,9 @@ static void test_body_limits_and_fds(void **state)
     assert_int_equal(cfg_fd_max_clients(&c, 231), 1);
     assert_int_equal(cfg_fd_max_clients(&c, 0), 0);
     assert_int_equal(cfg_fd_max_clients(&c, ~0ull), ~0u);
+    /* every worker keeps its own */
+    c.workers = 2;
+    assert_int_equal(cfg_fd_max_clients(&c, 1024), (1024 - 2 * (22 + 2 * 103)) / 2);
     cfg_release(&c);
     (void)state;
 }
