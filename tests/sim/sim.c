@@ -374,6 +374,9 @@ int main(int argc, char **argv)
         }
     }
     sim_conn_free_all(&srv);
+    /* a freed bufferevent whose deferred callback was pending (its peer had
+     * just closed) is released only by a turn of the loop */
+    event_base_loop(srv.base, EVLOOP_NONBLOCK);
     if (sig_term)
         event_free(sig_term);
     if (sig_int)
