@@ -115,15 +115,17 @@ static int h1_on_header_field(llhttp_t *l, const char *at, size_t len)
 
     if (p->phase != H1_PHASE_HEAD)
         return h1_meta(p, len); /* a trailer field: counted, never kept */
+    f = &p->field;
     if (p->nfields == 0 || p->field_done) {
         if (p->nfields >= p->lim.max_headers)
             return h1_fail(p, h1_too_large(p), "too many header fields");
-        f = &p->at[p->nfields++];
+        p->nfields++;
         memset(f, 0, sizeof(*f));
         p->field_done = false;
     }
-    f = &p->at[p->nfields - 1];
     h1_extend(p, &f->name_off, &f->name_len, at, len);
+    if (p->nfields == 1)
+        p->first_field_off = f->name_off;
     return 0;
 }
 
@@ -142,7 +144,7 @@ static int h1_on_header_value(llhttp_t *l, const char *at, size_t len)
         return h1_meta(p, len);
     if (p->nfields == 0 || p->field_done)
         return h1_fail(p, h1_bad(p), "header field without a name");
-    f = &p->at[p->nfields - 1];
+    f = &p->field;
     h1_extend(p, &f->value_off, &f->value_len, at, len);
     return 0;
 }
@@ -168,7 +170,7 @@ static int h1_on_header_value_complete(llhttp_t *l)
         return 0; /* trailers are dropped: pitot frames what it sends */
     if (p->nfields == 0 || p->field_done)
         return h1_fail(p, h1_bad(p), "header field without a name");
-    f = &p->at[p->nfields - 1];
+    f = &p->field;
     p->field_done = true;
     /* During the head phase the whole head so far is contiguous at base. */
     name = h1_at(p, p->base, f->name_off, f->name_len);
@@ -234,26 +236,56 @@ static int h1_target(struct h1_parser *p, struct h1_msg *m)
     return 0;
 }
 
+/* The header table of the last head completed on this thread (see h1_msg). */
+static _Thread_local struct h1_header h1_fields[H1_MAX_HEADERS];
+
+/* The head's fields, read again from its bytes now that they are whole and
+ * llhttp (strict) and the pre-scan have checked them: from the first field
+ * on, one field a line, `name:value` with the value's blanks trimmed. The
+ * last field read so must be the one the callbacks saw last. */
+static int h1_fields_table(struct h1_parser *p, struct h1_msg *m)
+{
+    const char *c = p->base + p->first_field_off;
+    unsigned i;
+
+    for (i = 0; i < p->nfields; i++) {
+        struct h1_header *h = &h1_fields[i];
+        const char *colon = memchr(c, ':', (size_t)(p->base_end - c)), *eol;
+
+        /* every field line ends in CRLF, so both are found within the head */
+        eol = colon ? memchr(colon, '\n', (size_t)(p->base_end - colon)) : NULL;
+        if (eol == NULL || eol == colon || eol[-1] != '\r')
+            return h1_fail(p, h1_bad(p), "malformed header field");
+        h->name = span_make(c, (size_t)(colon - c));
+        h->value = h1_trim(span_make(colon + 1, (size_t)(eol - 1 - (colon + 1))));
+        if (p->kind == H1_REQUEST && span_ieq(h->name, "host"))
+            m->host = h->value;
+        c = eol + 1;
+    }
+    if (p->nfields) {
+        const struct h1_header *last = &h1_fields[p->nfields - 1];
+        if (h1_off(p, last->name.p) != p->field.name_off || last->name.len != p->field.name_len ||
+            last->value.len != p->field.value_len)
+            return h1_fail(p, h1_bad(p), "malformed header field");
+    }
+    m->headers = h1_fields;
+    m->nheaders = p->nfields;
+    return 0;
+}
+
 /* The head is whole: the message's spans from the offsets, and the checks
  * that need all of its fields. */
 static int h1_on_headers_complete(llhttp_t *l)
 {
     struct h1_parser *p = h1_of(l);
     struct h1_msg *m = &p->msg;
-    unsigned i;
 
     m->http_major = llhttp_get_http_major(l);
     m->http_minor = llhttp_get_http_minor(l);
     m->method = h1_at(p, p->base, p->method_off, p->method_len);
     m->url = h1_at(p, p->base, p->url_off, p->url_len);
-    for (i = 0; i < p->nfields; i++) {
-        struct h1_header *h = &m->headers[i];
-        h->name = h1_at(p, p->base, p->at[i].name_off, p->at[i].name_len);
-        h->value = h1_at(p, p->base, p->at[i].value_off, p->at[i].value_len);
-        if (p->kind == H1_REQUEST && span_ieq(h->name, "host"))
-            m->host = h->value;
-    }
-    m->nheaders = p->nfields;
+    if (h1_fields_table(p, m) != 0)
+        return HPE_USER;
     if (p->n_cl > 1)
         return h1_fail(p, h1_bad(p), "repeated Content-Length");
     /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty. */
@@ -314,6 +346,22 @@ static int h1_on_message_complete(llhttp_t *l)
     return HPE_PAUSED;
 }
 
+/* The same callbacks for every parser: one table, not one a connection. */
+static const llhttp_settings_t h1_settings = {
+    .on_message_begin = h1_on_message_begin,
+    .on_method = h1_on_method,
+    .on_method_complete = h1_on_method_complete,
+    .on_url = h1_on_url,
+    .on_header_field = h1_on_header_field,
+    .on_header_value = h1_on_header_value,
+    .on_header_value_complete = h1_on_header_value_complete,
+    .on_headers_complete = h1_on_headers_complete,
+    .on_chunk_extension_name = h1_on_chunk_extension,
+    .on_chunk_extension_value = h1_on_chunk_extension,
+    .on_body = h1_on_body,
+    .on_message_complete = h1_on_message_complete,
+};
+
 void h1_init(struct h1_parser *p, enum h1_kind kind, const struct h1_limits *lim,
              h1_body_cb on_body, void *ud)
 {
@@ -331,20 +379,7 @@ void h1_init(struct h1_parser *p, enum h1_kind kind, const struct h1_limits *lim
     }
     p->on_body = on_body;
     p->ud = ud;
-    llhttp_settings_init(&p->settings);
-    p->settings.on_message_begin = h1_on_message_begin;
-    p->settings.on_method = h1_on_method;
-    p->settings.on_method_complete = h1_on_method_complete;
-    p->settings.on_url = h1_on_url;
-    p->settings.on_header_field = h1_on_header_field;
-    p->settings.on_header_value = h1_on_header_value;
-    p->settings.on_header_value_complete = h1_on_header_value_complete;
-    p->settings.on_headers_complete = h1_on_headers_complete;
-    p->settings.on_chunk_extension_name = h1_on_chunk_extension;
-    p->settings.on_chunk_extension_value = h1_on_chunk_extension;
-    p->settings.on_body = h1_on_body;
-    p->settings.on_message_complete = h1_on_message_complete;
-    llhttp_init(&p->llh, kind == H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &p->settings);
+    llhttp_init(&p->llh, kind == H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &h1_settings);
     p->llh.data = p;
     h1_reset(p);
 }
@@ -357,7 +392,7 @@ void h1_reset(struct h1_parser *p)
     p->no_body = false;
     p->done_pending = false;
     p->field_done = false;
-    p->base = NULL;
+    p->base = p->base_end = NULL;
     p->fed = 0;
     p->meta_bytes = 0;
     p->method_off = p->method_len = p->url_off = p->url_len = 0;
@@ -480,8 +515,9 @@ static enum h1_result h1_execute_head(struct h1_parser *p, struct span in, size_
         if (h1_prescan(p, in.p + p->fed, end - p->fed, &why) != 0)
             return h1_fail_now(p, h1_bad(p), why);
         p->base = in.p;
+        p->base_end = in.p + end;
         e = llhttp_execute(&p->llh, in.p + p->fed, end - p->fed);
-        p->base = NULL;
+        p->base = p->base_end = NULL;
         if (e == HPE_PAUSED) {
             *consumed = (size_t)(llhttp_get_error_pos(&p->llh) - in.p);
             llhttp_resume(&p->llh);

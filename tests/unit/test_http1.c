@@ -493,11 +493,72 @@ static void test_keepalive_sequence(void **state)
     (void)state;
 }
 
+/* Checks every field of the head in `buf` as h1 reported it. */
+static void check_table(const struct h1_msg *m, const char *buf)
+{
+    static const char *const want[][2] = {
+        { "Host", "a.b" },       { "X-Empty", "" }, { "X-Blanks", "x y" },
+        { "X-Colon", "a:b::c" }, { "X-Tab", "t" },  { "Content-Length", "0" },
+        { "X-Last", "end" },
+    };
+    unsigned i;
+
+    assert_int_equal(m->nheaders, sizeof(want) / sizeof(want[0]));
+    for (i = 0; i < m->nheaders; i++) {
+        assert_true(span_eq(m->headers[i].name, want[i][0]));
+        assert_true(span_eq(m->headers[i].value, want[i][1]));
+        /* spans into the bytes of the call that completed the head */
+        assert_true(m->headers[i].name.p > buf);
+    }
+    assert_true(h1_header_find(m, "x-colon") == &m->headers[3]);
+    assert_true(span_eq(m->host, "a.b"));
+}
+
+/* The header table is made when the head completes, from the head's bytes:
+ * every field in order, blanks trimmed, empty values, colons in values; the
+ * same however the head arrives, and while another connection's head
+ * completes on the same thread in between. */
+static void test_header_table(void **state)
+{
+    const char *req = "GET /x HTTP/1.1\r\nHost: a.b\r\nX-Empty:\r\nX-Blanks:  x y \t\r\n"
+                      "X-Colon: a:b::c\r\nX-Tab:\tt\r\nContent-Length: 0\r\nX-Last: end\r\n\r\n";
+    const char *other = "GET /y HTTP/1.1\r\nHost: other\r\nX-Other: 1\r\n\r\n";
+    size_t n = strlen(req), step;
+
+    for (step = 1; step <= n; step++) {
+        struct h1_parser p, q;
+        enum h1_result r = H1_AGAIN;
+        size_t have = 0, c;
+        char *copy = NULL;
+
+        h1_init(&p, H1_REQUEST, NULL, NULL, NULL);
+        while (r == H1_AGAIN && have < n) {
+            free(copy);
+            have = have + step < n ? have + step : n;
+            copy = dup_n(req, have);
+            r = h1_execute(&p, span_make(copy, have), &c);
+            if (r == H1_AGAIN && have == n / 2) {
+                /* another head completes on this thread meanwhile */
+                h1_init(&q, H1_REQUEST, NULL, NULL, NULL);
+                assert_int_equal(h1_execute(&q, span_cstr(other), &c), H1_HEAD);
+                assert_int_equal(q.msg.nheaders, 2);
+                assert_true(span_eq(q.msg.headers[1].value, "1"));
+            }
+        }
+        assert_int_equal(r, H1_HEAD);
+        assert_int_equal(c, n);
+        check_table(&p.msg, copy);
+        free(copy);
+    }
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_content_length),
         cmocka_unit_test(test_request_head_fields),
+        cmocka_unit_test(test_header_table),
         cmocka_unit_test(test_request_chunked_body),
         cmocka_unit_test(test_request_smuggling_rejected),
         cmocka_unit_test(test_limits),

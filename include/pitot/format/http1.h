@@ -35,6 +35,9 @@ typedef int (*h1_body_cb)(void *ud, struct span body);
 
 /* The parsed head. Every span points into the bytes passed to the h1_execute()
  * call that returned H1_HEAD: the caller keeps them intact while it uses them.
+ * The header table is the thread's own scratch, shared by every parser on the
+ * thread: it stays valid until the next head completes on that thread, so a
+ * head is used where it completed (no parser holds 128 fields a connection).
  * Numbers and flags stay valid until the next message. */
 struct h1_msg {
     struct span method; /* requests */
@@ -42,7 +45,7 @@ struct h1_msg {
                            reduced to its path and query; its authority is host) */
     int status;         /* responses */
     unsigned http_major, http_minor;
-    struct h1_header headers[H1_MAX_HEADERS];
+    const struct h1_header *headers; /* nheaders of them; see above */
     unsigned nheaders;
     int64_t content_length; /* -1 when absent */
     bool chunked;           /* Transfer-Encoding: chunked */
@@ -66,23 +69,24 @@ struct h1_field_at {
 };
 
 struct h1_parser {
-    llhttp_t llh;               /* private */
-    llhttp_settings_t settings; /* private */
+    llhttp_t llh; /* private */
     enum h1_kind kind;
     struct h1_limits lim;
     h1_body_cb on_body;
     void *ud;
-    int phase;         /* private: 0 head, 1 body, 2 done */
-    bool no_body;      /* private: see h1_expect_no_body() */
-    bool done_pending; /* private: H1_DONE owed after H1_HEAD */
-    bool field_done;   /* private: the last field's value is complete */
-    const char *base;  /* private: the message's first byte, only during an
+    int phase;            /* private: 0 head, 1 body, 2 done */
+    bool no_body;         /* private: see h1_expect_no_body() */
+    bool done_pending;    /* private: H1_DONE owed after H1_HEAD */
+    bool field_done;      /* private: the last field's value is complete */
+    const char *base;     /* private: the message's first byte, only during an
                                h1_execute() call in the head phase; else NULL */
-    size_t fed;        /* private: head bytes already given to llhttp */
-    size_t meta_bytes; /* private: chunk-extension and trailer bytes so far */
+    const char *base_end; /* private: the end of the bytes at base, likewise */
+    size_t fed;           /* private: head bytes already given to llhttp */
+    size_t meta_bytes;    /* private: chunk-extension and trailer bytes so far */
     uint32_t method_off, method_len, url_off, url_len; /* private */
-    struct h1_field_at at[H1_MAX_HEADERS];             /* private */
-    unsigned nfields;                                  /* private */
+    struct h1_field_at field;                          /* private: the field being read */
+    uint32_t first_field_off;                          /* private: where the first field begins */
+    unsigned nfields;                                  /* private: fields so far */
     unsigned n_cl, n_host, n_te;                       /* private: fields seen */
     unsigned scan_line; /* private: head lines ended so far (the pre-scan) */
     size_t scan_len;    /* private: bytes of the current head line */
