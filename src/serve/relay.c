@@ -55,6 +55,9 @@ struct relay {
     struct queue_entry *queued; /* borrowed: our place in the overload queue */
     struct evbuffer *body;      /* owned: request body as received */
     struct evbuffer *jbody;     /* owned: non-streamed JSON response kept for analysis */
+    struct evbuffer *head_out;  /* owned: the response head for a plain TCP client, held
+                                   within the read that brought it so that what follows in
+                                   the same read leaves with it (relay_head_out) */
     char *stage;                /* owned: bytes of a partial SSE event */
     char *held;                 /* owned: a finish event held for the usage chunk */
     size_t held_len, held_cap;
@@ -352,6 +355,8 @@ void relay_free(struct relay *r)
         evbuffer_free(r->body);
     if (r->jbody)
         evbuffer_free(r->jbody);
+    if (r->head_out)
+        evbuffer_free(r->head_out);
     if (r->timer_ev)
         event_free(r->timer_ev);
     free(r->stage);
@@ -581,6 +586,53 @@ static void relay_wait_begin(struct relay *r, unsigned write_ms)
     relay_timer_arm(r, r->lp->cfg->upstream_header_timeout_ms);
 }
 
+/* Pieces of a request written in one go; more go through the bufferevent */
+#define RELAY_SEND_PIECES 8
+
+/* A pooled plain connection: the request goes to the socket at once, so a
+ * backend that takes it costs one write and no change of the loop's
+ * interest; what it does not take goes into out, which the bufferevent
+ * writes. wire stays whole for a retry. True when all of it went out. */
+static bool relay_send_now(struct relay *r, struct evbuffer *out)
+{
+    struct evbuffer_iovec v[RELAY_SEND_PIECES];
+    struct iovec iov[RELAY_SEND_PIECES];
+    struct msghdr msg;
+    size_t len = evbuffer_get_length(r->wire), sent;
+    ssize_t k = 0;
+    int n = evbuffer_peek(r->wire, -1, NULL, v, RELAY_SEND_PIECES), i;
+
+    if (evbuffer_get_length(out) == 0 && n <= RELAY_SEND_PIECES) {
+        for (i = 0; i < n; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+        }
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)n;
+        k = sendmsg(bufferevent_getfd(r->ubev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0)
+            k = 0;
+    }
+    sent = (size_t)k;
+    if (sent == len)
+        return true;
+    if (sent == 0) {
+        evbuffer_add_buffer_reference(out, r->wire);
+    } else {
+        /* the rest, copied (rare: the socket's buffer was nearly full) */
+        for (i = 0; i < n && i < RELAY_SEND_PIECES; i++) {
+            if (sent >= v[i].iov_len) {
+                sent -= v[i].iov_len;
+                continue;
+            }
+            evbuffer_add(out, (const char *)v[i].iov_base + sent, v[i].iov_len - sent);
+            sent = 0;
+        }
+    }
+    return false;
+}
+
 /* Connects (or reuses) and writes the request; the request buffer is kept
  * so that a pooled connection the backend had just closed can be retried. */
 static void relay_send(struct relay *r)
@@ -607,10 +659,16 @@ static void relay_send(struct relay *r)
         h1_expect_no_body(&r->up);
     bufferevent_setcb(r->ubev, relay_up_read_cb, NULL, relay_up_event_cb, r);
     out = bufferevent_get_output(r->ubev);
-    evbuffer_add_buffer_reference(out, r->wire);
     if (r->reused) {
         relay_wait_begin(r, lp->cfg->connect_timeout_ms);
+        if (r->be->cfg->https) {
+            evbuffer_add_buffer_reference(out, r->wire);
+        } else if (relay_send_now(r, out)) {
+            bufferevent_enable(r->ubev, EV_READ);
+            return;
+        }
     } else {
+        evbuffer_add_buffer_reference(out, r->wire);
         relay_set_state(r, RELAY_ST_CONNECT);
         /* While connecting, libevent applies the write timeout to the connect;
          * a TLS handshake then waits to read, under the same bound. */
@@ -815,41 +873,56 @@ static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t 
  * response head, or a few events a moment of back-pressure left */
 #define RELAY_EMIT_QUEUED 4
 
+/* The response head waits in head_out no longer than the read that brought
+ * it (the body that came with it goes out in the same write): then it joins
+ * the client's output, and the bufferevent writes it. */
+static void relay_head_out(struct relay *r)
+{
+    if (r->head_out && evbuffer_get_length(r->head_out))
+        evbuffer_add_buffer(relay_client_out(r), r->head_out);
+}
+
 /* Sends iov[0..n) (n <= 6) to the client, in order after what its output
- * holds: straight to its socket when the connection is plain TCP and the
- * socket has been taking what it gets, together with what waits in the
- * output (the head before the first event), so that the event leaves when
- * it is timed and a client that keeps up costs one write and no change of
- * the loop's interest in the socket. Whatever the socket does not take (or
- * all of it) goes into the output, which the bufferevent writes when it can
- * (and where its write timeout and errors apply). */
+ * and head_out hold: straight to its socket when the connection is plain TCP
+ * and the socket has been taking what it gets, together with what waits
+ * (the head before the first event or the body), so that an event leaves
+ * when it is timed and a client that keeps up costs one write and no change
+ * of the loop's interest in the socket. Whatever the socket does not take
+ * (or all of it) goes into the output, which the bufferevent writes when it
+ * can (and where its write timeout and errors apply). */
 static void relay_emit(struct relay *r, const struct iovec *iov, int n)
 {
     struct evbuffer *out = relay_client_out(r);
-    size_t done = 0, queued = evbuffer_get_length(out), total = queued;
+    size_t done = 0, queued = evbuffer_get_length(out),
+           held = r->head_out ? evbuffer_get_length(r->head_out) : 0, total = queued + held;
     int i;
 
     if (r->client.direct && !r->blocked) {
-        struct iovec v[RELAY_EMIT_QUEUED + 6];
+        struct iovec v[2 * RELAY_EMIT_QUEUED + 6];
         struct msghdr msg;
         ssize_t k;
         int m = queued ? evbuffer_peek(out, (ev_ssize_t)queued, NULL, v, RELAY_EMIT_QUEUED) : 0;
+        int h = 0;
 
         if (m > RELAY_EMIT_QUEUED || n > 6)
             goto queue; /* fragmented: the bufferevent writes it */
+        if (held)
+            h = evbuffer_peek(r->head_out, (ev_ssize_t)held, NULL, v + m, RELAY_EMIT_QUEUED);
+        if (h > RELAY_EMIT_QUEUED)
+            goto queue;
         for (i = 0; i < n; i++) {
-            v[m + i] = iov[i];
+            v[m + h + i] = iov[i];
             total += iov[i].iov_len;
         }
         memset(&msg, 0, sizeof(msg));
         msg.msg_iov = v;
-        msg.msg_iovlen = (size_t)(m + n);
+        msg.msg_iovlen = (size_t)(m + h + n);
         k = sendmsg(bufferevent_getfd(r->client.bev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k < 0)
             k = 0;
         if ((size_t)k < total)
             r->blocked = true;
-        done = (size_t)k > queued ? (size_t)k - queued : 0;
+        done = (size_t)k > queued + held ? (size_t)k - queued - held : 0;
         if (k > 0 && queued) {
             /* the bufferevent holds its output's start frozen: only its own
              * writes drain it */
@@ -857,8 +930,11 @@ static void relay_emit(struct relay *r, const struct iovec *iov, int n)
             evbuffer_drain(out, (size_t)k < queued ? (size_t)k : queued);
             evbuffer_freeze(out, 1);
         }
+        if ((size_t)k > queued && held)
+            evbuffer_drain(r->head_out, (size_t)k - queued);
     }
 queue:
+    relay_head_out(r);
     for (i = 0; i < n; i++) {
         if (done >= iov[i].iov_len) {
             done -= iov[i].iov_len;
@@ -1110,6 +1186,11 @@ static void relay_resp_head(struct relay *r)
     }
     keep = r->client_keep && !r->eof_out && loop_keepalive(r->lp);
     r->client_keep = keep;
+    /* a plain TCP client whose output is empty: the head waits for what
+     * follows in the same read (relay_emit, relay_head_out) */
+    if (r->client.direct && evbuffer_get_length(out) == 0 &&
+        (r->head_out || (r->head_out = evbuffer_new()) != NULL))
+        out = r->head_out;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, err_reason_phrase(m->status));
     for (i = 0; i < m->nheaders; i++) {
         const struct h1_header *h = &m->headers[i];
@@ -1147,6 +1228,7 @@ static void relay_release_upstream(struct relay *r, bool reusable)
 /* The backend finished the response cleanly. */
 static void relay_resp_done(struct relay *r)
 {
+    relay_head_out(r);
     relay_release_held(r, span_make(NULL, 0));
     if (r->stage_len) {
         /* A stream that ended inside an event: relay what came, unjudged. */
@@ -1258,6 +1340,7 @@ static void relay_up_input(struct relay *r)
         if (avail == 0)
             break;
     }
+    relay_head_out(r);
     relay_backpressure(r);
 }
 
@@ -1339,6 +1422,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
 {
     if (r->st == RELAY_ST_DONE || r->st == RELAY_ST_FLUSH)
         return;
+    relay_head_out(r);
     if (r->timer_ev)
         event_del(r->timer_ev);
     if (e != PITOT_ENO_BACKEND && r->be)
@@ -1477,6 +1561,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
 
     if (r->st == RELAY_ST_DONE)
         return;
+    relay_head_out(r);
     relay_set_state(r, RELAY_ST_DONE);
     r->outcome = outcome;
     if (r->timer_ev)

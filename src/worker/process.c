@@ -137,6 +137,24 @@ static unsigned process_online_cpus(void)
     return n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
 }
 
+/* A loop's event base. epoll's changelist: interest changed and changed
+ * back within one turn of the loop (a bufferevent's write interest around a
+ * write that completed, a pooled connection's read interest while it is
+ * handed over) makes no epoll_ctl; pitot never dup()s a socket, the case
+ * libevent warns about. */
+static struct event_base *process_base_new(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *b;
+
+    if (ec == NULL)
+        return NULL;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    b = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return b;
+}
+
 struct process *process_new(const struct cfg *c, const struct refusal_phrases *refusals,
                             struct alog *alog, char *err, size_t errlen)
 {
@@ -164,7 +182,7 @@ struct process *process_new(const struct cfg *c, const struct refusal_phrases *r
         return NULL;
     }
     for (i = 0; i < p->n; i++) {
-        p->base[i] = event_base_new();
+        p->base[i] = process_base_new();
         p->regs[i] = met_registry_new(c);
         if (p->base[i] == NULL || p->regs[i] == NULL) {
             snprintf(err, errlen, "out of memory");
@@ -389,7 +407,7 @@ void process_free(struct process *p)
         worker_free(p->w[i]);
         p->w[i] = NULL;
     }
-    otlp_free(p->otlp);       /* after the workers: their relays still add spans */
+    otlp_free(p->otlp); /* after the workers: their relays still add spans */
     tls_client_free(p->otlp_tls);
     dns_free(p->dns);
     scrape_free(p->rt.scrape);
