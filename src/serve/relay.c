@@ -5,11 +5,13 @@
 #include "pitot/serve/relay.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -62,6 +64,7 @@ struct relay {
     char *held;                 /* owned: a finish event held for the usage chunk */
     size_t held_len, held_cap;
     size_t stage_len, stage_cap;
+    struct event *up_rd;    /* owned: reads a plain backend's event stream (relay_up_direct) */
     struct event *timer_ev; /* owned: WAIT: the response head's deadline
                                (upstream.header_timeout); STREAM: the stall limit */
     struct h1_parser up;    /* response parser */
@@ -95,6 +98,7 @@ struct relay {
     bool eof_out;     /* client framing: close-delimited */
     bool passthrough; /* an oversize SSE event is being relayed raw */
     bool paused;      /* backend reads off: client output is full */
+    bool up_direct;   /* the backend's stream is read by up_rd, not its bufferevent */
     bool blocked;     /* the client's socket took less than it was given; until its
                          output drains, what comes goes behind it */
     bool up_keep;     /* the backend allows reuse */
@@ -345,6 +349,8 @@ void relay_free(struct relay *r)
     }
     if (r->queued)
         queue_remove(r->lp->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+    if (r->up_rd)
+        event_free(r->up_rd); /* before the socket closes */
     if (r->ubev)
         bufferevent_free(r->ubev);
     if (r->req)
@@ -1162,6 +1168,109 @@ static void relay_judge(struct relay *r, int status)
         met_gauge_set(r->lp->met, MET_BACKEND_EJECTED, r->be->idx, 1);
 }
 
+/* ---- a plain backend's event stream ------------------------------------ */
+
+/* Bytes read from a backend's stream at once */
+#define RELAY_UP_READ 16384
+
+static void relay_up_input(struct relay *r);
+static void relay_up_rd_cb(evutil_socket_t fd, short what, void *arg);
+static void relay_resp_done(struct relay *r);
+static void relay_backpressure(struct relay *r);
+
+/* Reads the backend's stream while its bytes are wanted, under
+ * upstream.idle_timeout like the bufferevent's own reads. */
+static void relay_up_direct_arm(struct relay *r)
+{
+    unsigned ms = r->lp->cfg->upstream_idle_timeout_ms;
+    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+
+    event_add(r->up_rd, ms ? &tv : NULL);
+}
+
+/* An SSE stream from a plain backend is read straight from its socket into
+ * the thread's scratch and parsed from there: one read() a wake-up, no
+ * FIONREAD before it (libevent asks how much is readable before every
+ * read) and no copy into the input buffer. Its bufferevent stays for
+ * writes, errors and the pool; reading goes back to it when the stream
+ * ends (relay_up_direct_end). */
+static void relay_up_direct_begin(struct relay *r)
+{
+    if (r->up_rd == NULL && (r->up_rd = event_new(r->lp->base, bufferevent_getfd(r->ubev),
+                                                  EV_READ | EV_PERSIST, relay_up_rd_cb, r)) == NULL)
+        return; /* the bufferevent reads, as for any other body */
+    bufferevent_disable(r->ubev, EV_READ);
+    r->up_direct = true;
+    if (!r->paused)
+        relay_up_direct_arm(r);
+}
+
+static void relay_up_direct_end(struct relay *r)
+{
+    if (!r->up_direct)
+        return;
+    event_del(r->up_rd);
+    r->up_direct = false;
+}
+
+/* Parses n bytes of the backend's body from p, a scratch buffer: what is left
+ * after the response's end goes to the input, where the pool sees it. */
+static void relay_up_bytes(struct relay *r, const char *p, size_t n)
+{
+    struct evbuffer *in = bufferevent_get_input(r->ubev);
+    size_t used;
+
+    if (evbuffer_get_length(in)) { /* after a pause: in order behind it */
+        evbuffer_add(in, p, n);
+        relay_up_input(r);
+        return;
+    }
+    while (n) {
+        enum h1_result res = h1_execute(&r->up, span_make(p, n), &used);
+
+        p += used;
+        n -= used;
+        if (r->st != RELAY_ST_STREAM)
+            return; /* failed inside a callback */
+        if (res == H1_ERROR) {
+            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+            return;
+        }
+        if (res == H1_DONE) {
+            if (n)
+                evbuffer_add(in, p, n);
+            relay_resp_done(r);
+            return;
+        }
+        if (used == 0)
+            break;
+    }
+    if (n)
+        evbuffer_add(in, p, n);
+    relay_head_out(r);
+    relay_backpressure(r);
+}
+
+static void relay_up_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    static _Thread_local char buf[RELAY_UP_READ];
+    struct relay *r = arg;
+    ssize_t n;
+
+    if (what & EV_TIMEOUT) {
+        relay_up_event_cb(r->ubev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, r);
+        return;
+    }
+    n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+        relay_up_bytes(r, buf, (size_t)n);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    relay_up_event_cb(r->ubev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), r);
+}
+
 /* The backend's head: relay it with our framing and hop-by-hop headers gone. */
 static void relay_resp_head(struct relay *r)
 {
@@ -1211,12 +1320,15 @@ static void relay_resp_head(struct relay *r)
     relay_set_state(r, RELAY_ST_STREAM);
     /* Streams may sit in prefill or a queue: only the idle timeout applies. */
     relay_timeouts(r, r->lp->cfg->upstream_idle_timeout_ms, r->lp->cfg->body_timeout_ms);
+    if (r->sse && !r->be->cfg->https)
+        relay_up_direct_begin(r);
 }
 
 static void relay_release_upstream(struct relay *r, bool reusable)
 {
     if (r->ubev == NULL)
         return;
+    relay_up_direct_end(r);
     /* not when the backend's address changed (DNS) since it was opened */
     if (reusable && r->up_keep && r->be_gen == router_gen(r->lp->rt, r->be->idx))
         upstream_conn_put(r->lp->upstream, r->be->idx, r->be_gen, r->ubev);
@@ -1265,7 +1377,10 @@ static void relay_backpressure(struct relay *r)
 
     if (r->ubev && !r->paused && evbuffer_get_length(relay_client_out(r)) > cap) {
         r->paused = true;
-        bufferevent_disable(r->ubev, EV_READ);
+        if (r->up_direct)
+            event_del(r->up_rd);
+        else
+            bufferevent_disable(r->ubev, EV_READ);
         bufferevent_setwatermark(r->client.bev, EV_WRITE, cap / 2, 0);
     }
 }
@@ -1502,7 +1617,10 @@ void relay_client_drained(struct relay *r)
     if (r->paused && r->ubev) {
         r->paused = false;
         bufferevent_setwatermark(r->client.bev, EV_WRITE, 0, 0);
-        bufferevent_enable(r->ubev, EV_READ);
+        if (r->up_direct)
+            relay_up_direct_arm(r);
+        else
+            bufferevent_enable(r->ubev, EV_READ);
         if (evbuffer_get_length(bufferevent_get_input(r->ubev)))
             relay_up_input(r);
     }

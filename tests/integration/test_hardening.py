@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (HOST, RawBackend, Reader, ThreadedBackend, access_log, build_request,  # noqa: E402
                      chat_body, check, connect, finish, free_port, metric_value, metrics,
-                     request, start_pitot, start_sim, stop_pitot_clean, wait_for)
+                     request, sse_data, start_pitot, start_sim, stop_pitot_clean, wait_for)
 
 FAST = ("routing:\n  scrape_interval: 100ms\n  scrape_timeout: 80ms\n  scrape_stale: 500ms\n"
         "health:\n  interval: 200ms\n  timeout: 150ms\n")
@@ -342,6 +342,32 @@ def t_upstream_head_deadline_not_a_gap_timer():
         pb.close()
 
 
+def t_silent_stream_ends_at_idle_timeout():
+    """A backend that sends the head and one event, then nothing: the stream
+    ends at upstream.idle_timeout with the API's error event, not a complete
+    stream (the event stream is read straight from the socket, under the
+    same timeout as any other read)."""
+    ev = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    pb = PacedBackend([head + b"%x\r\n%s\r\n" % (len(ev), ev)], 8.0)
+    try:
+        pitot = start_pitot([pb.port], config="upstream:\n  idle_timeout: 1s\n")
+        r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(), timeout=20)
+        took = time.monotonic() - r.t_send
+        assert r.status == 200 and not r.complete and r.closed, (r.status, r.body)
+        data = sse_data(r.events)
+        assert '"hi"' in data[0], data
+        err = json.loads(data[-1])["error"]
+        assert err["type"] == "upstream_timeout", err
+        assert 0.8 <= took < 5.0, "ended after %.2f s, idle_timeout is 1 s" % took
+        log = access_log(pitot, 1)[-1]
+        assert (log["status"], log["error"]) == (200, "upstream_timeout"), log
+        stop_pitot_clean(pitot)
+    finally:
+        pb.close()
+
+
 def t_interim_responses_are_counted():
     cont = b"HTTP/1.1 100 Continue\r\n\r\n"
     final = RawBackend.json_reply(b'{"ok":true}')
@@ -523,6 +549,8 @@ check("a body that is no JSON: 400 invalid_json, zero bytes upstream, no ejectio
 check("500 to unchecked requests, 501, 505 do not eject; 502 does", t_other_5xx_do_not_eject)
 check("upstream.header_timeout is a deadline: a trickled head gets 504 at 3 s",
       t_upstream_head_deadline_not_a_gap_timer)
+check("a stream that goes silent ends at upstream.idle_timeout with an error event",
+      t_silent_stream_ends_at_idle_timeout)
 check("interim 1xx responses counted: endless 100 Continue gets 502", t_interim_responses_are_counted)
 check("request body: deadline and minimum rate give 408, the gap timer still works",
       t_body_deadline_and_min_rate)
