@@ -92,7 +92,6 @@ static void front_peer_format(char *out, size_t cap, const struct sockaddr *sa)
     snprintf(out, cap, "%s", ip);
 }
 
-
 /* A request's first bytes are readable on an idle plain connection: their
  * receive stamp is peeked before anything reads them, then the connection
  * reads as usual, starting now rather than on the loop's next turn. */
@@ -162,7 +161,8 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
      * of their first bytes, peeked before they are read (front_arrival_cb);
      * through TLS the handshake comes first and records are stamped, not
      * requests. */
-    if (!tls && !admin && (fc->arrival = event_new(lp->base, fd, EV_READ, front_arrival_cb, fc)) == NULL) {
+    if (!tls && !admin &&
+        (fc->arrival = event_new(lp->base, fd, EV_READ, front_arrival_cb, fc)) == NULL) {
         bufferevent_free(fc->bev);
         event_free(fc->timer);
         free(fc);

@@ -403,8 +403,7 @@ static void test_verify_failures(void **state)
     assert_false(p.c.connected);
     assert_true(tls_bev_error(p.c.bev, why, sizeof(why)));
     assert_string_equal(why, "certificate verify failed: hostname mismatch");
-    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0),
-                     TLS_FAIL_BAD_CERTIFICATE);
+    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0), TLS_FAIL_BAD_CERTIFICATE);
     pair_free(&p);
     tls_client_free(tc);
 
@@ -473,8 +472,7 @@ static void test_handshake_reasons(void **state)
     close(p.fd[0]);
     p.fd[0] = -1;
     run(&p);
-    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, why, sizeof(why)),
-                     TLS_FAIL_CLOSED);
+    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, why, sizeof(why)), TLS_FAIL_CLOSED);
     bufferevent_free(p.s.bev);
     event_base_free(p.base);
 
@@ -492,8 +490,7 @@ static void test_handshake_reasons(void **state)
     assert_non_null(s);
     pair_start(&p, s, NULL, raw_client(TLS1_2_VERSION, NULL));
     run(&p);
-    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0),
-                     TLS_FAIL_PROTOCOL_VERSION);
+    assert_int_equal(tls_handshake_reason(p.s.bev, p.s.what, NULL, 0), TLS_FAIL_PROTOCOL_VERSION);
     pair_free(&p);
     tls_server_free(s);
     free(c);

@@ -245,7 +245,7 @@ struct cfg {
     unsigned otel_trace_timeout_ms;  /* timeout: one export, connect to answer, default 5000 */
 
     /* shutdown */
-    unsigned workers; /* workers: event loops on their own threads; default 0: one per
+    unsigned workers;          /* workers: event loops on their own threads; default 0: one per
                          online CPU */
     unsigned drain_timeout_ms; /* shutdown.drain_timeout, default 30000: on SIGTERM or SIGINT,
                                   requests in progress may finish for this long; 0: exit at once */

@@ -40,13 +40,13 @@ struct front_conn {
     struct relay *rl;        /* owned: the request in progress, or NULL */
     struct h1_parser hp;
     enum front_state st;
-    char peer[64]; /* client address, for X-Forwarded-For and logs */
+    char peer[64];         /* client address, for X-Forwarded-For and logs */
     struct event *arrival; /* owned: an idle plain client connection's next
                               request is readable (NULL: TLS, admin) */
-    uint64_t arrived_us; /* monotonic: when the next request's first bytes reached the
+    uint64_t arrived_us;   /* monotonic: when the next request's first bytes reached the
                             host (the kernel's receive stamp); 0: no stamp */
-    uint64_t start_us;   /* monotonic: when the request being read began to arrive (t0) */
-    unsigned nreq; /* requests served on this connection */
+    uint64_t start_us;     /* monotonic: when the request being read began to arrive (t0) */
+    unsigned nreq;         /* requests served on this connection */
     /* the body being read (front_read_body): its deadline and rate */
     uint64_t body_start_us; /* monotonic: its head was complete */
     uint64_t body_last_us;  /* monotonic: its last bytes arrived */
