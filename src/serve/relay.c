@@ -1213,6 +1213,23 @@ static void relay_up_direct_end(struct relay *r)
     r->up_direct = false;
 }
 
+/* After the parser took a piece of the body: false while the stream goes on,
+ * true once it failed (inside a callback, or here) or ended. */
+static bool relay_up_ended(struct relay *r, enum h1_result res)
+{
+    if (r->st != RELAY_ST_STREAM)
+        return true; /* failed inside a callback */
+    if (res == H1_ERROR) {
+        relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+        return true;
+    }
+    if (res == H1_DONE) {
+        relay_resp_done(r);
+        return true;
+    }
+    return false;
+}
+
 /* Parses n bytes of the backend's body from p, a scratch buffer: what is left
  * after the response's end goes to the input, where the pool sees it. */
 static void relay_up_bytes(struct relay *r, const char *p, size_t n)
@@ -1230,18 +1247,10 @@ static void relay_up_bytes(struct relay *r, const char *p, size_t n)
 
         p += used;
         n -= used;
-        if (r->st != RELAY_ST_STREAM)
-            return; /* failed inside a callback */
-        if (res == H1_ERROR) {
-            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+        if (res == H1_DONE && n && r->st == RELAY_ST_STREAM)
+            evbuffer_add(in, p, n); /* after the response: the pool sees it */
+        if (relay_up_ended(r, res))
             return;
-        }
-        if (res == H1_DONE) {
-            if (n)
-                evbuffer_add(in, p, n);
-            relay_resp_done(r);
-            return;
-        }
         if (used == 0)
             break;
     }
@@ -1442,16 +1451,8 @@ static void relay_up_input(struct relay *r)
 
         if (used)
             evbuffer_drain(in, used);
-        if (r->st != RELAY_ST_STREAM)
-            return; /* failed inside a callback */
-        if (res == H1_ERROR) {
-            relay_fail(r, r->up.err != PITOT_EOK ? r->up.err : PITOT_EUPSTREAM_PROTOCOL);
+        if (relay_up_ended(r, res))
             return;
-        }
-        if (res == H1_DONE) {
-            relay_resp_done(r);
-            return;
-        }
         if (avail == 0)
             break;
     }
