@@ -368,6 +368,29 @@ def t_silent_stream_ends_at_idle_timeout():
         pb.close()
 
 
+def t_bytes_after_a_stream_end_its_connection():
+    """A backend's event stream read straight from its socket: a clean end
+    leaves the connection pooled (the next request reuses it); bytes after
+    the final chunk close it, and they never become the next answer."""
+    ev = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    stream = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(ev), ev) +
+              b"0\r\n\r\n")
+    for extra, reused in ((b"", True), (b"HTTP/1.1 200 OK\r\n\r\nstray", False)):
+        raw = RawBackend(lambda head, body, extra=extra: stream + extra)
+        try:
+            pitot = start_pitot([raw.port], config="workers: 1\n")  # one pool
+            for _ in range(2):
+                r = request(pitot.port, "POST", "/v1/chat/completions", chat_body())
+                assert r.status == 200 and r.complete, (extra, r.status, r.body)
+                assert '"hi"' in sse_data(r.events)[0], r.body
+            conns = [c for _, _, c in raw.requests]
+            assert len(conns) == 2 and (conns[0] == conns[1]) == reused, (extra, conns)
+            stop_pitot_clean(pitot)
+        finally:
+            raw.close()
+
+
 def t_interim_responses_are_counted():
     cont = b"HTTP/1.1 100 Continue\r\n\r\n"
     final = RawBackend.json_reply(b'{"ok":true}')
@@ -551,6 +574,8 @@ check("upstream.header_timeout is a deadline: a trickled head gets 504 at 3 s",
       t_upstream_head_deadline_not_a_gap_timer)
 check("a stream that goes silent ends at upstream.idle_timeout with an error event",
       t_silent_stream_ends_at_idle_timeout)
+check("bytes after a stream's end close its backend connection; a clean end keeps it",
+      t_bytes_after_a_stream_end_its_connection)
 check("interim 1xx responses counted: endless 100 Continue gets 502", t_interim_responses_are_counted)
 check("request body: deadline and minimum rate give 408, the gap timer still works",
       t_body_deadline_and_min_rate)
