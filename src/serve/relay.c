@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -32,6 +31,7 @@
 #include "pitot/route/tier.h"
 #include "pitot/io/upstream.h"
 #include "pitot/serve/loop.h"
+#include "pitot/util/sock.h"
 
 #define RELAY_PATH_LOG_MAX 512
 #define RELAY_STAGE_MIN 4096
@@ -64,7 +64,7 @@ struct relay {
     char *held;                 /* owned: a finish event held for the usage chunk */
     size_t held_len, held_cap;
     size_t stage_len, stage_cap;
-    struct event *up_rd;    /* owned: reads a plain backend's event stream (relay_up_direct) */
+    struct event *up_rd; /* owned: reads a plain backend's event stream (relay_up_direct_begin) */
     struct event *timer_ev; /* owned: WAIT: the response head's deadline
                                (upstream.header_timeout); STREAM: the stall limit */
     struct h1_parser up;    /* response parser */
@@ -121,6 +121,7 @@ struct relay {
 };
 
 static void relay_fail(struct relay *r, enum pitot_err e);
+static void relay_up_direct_end(struct relay *r);
 static void relay_finish(struct relay *r, enum pitot_err outcome);
 static int relay_on_body(void *ud, struct span b);
 
@@ -380,6 +381,7 @@ void relay_retire(struct relay *r)
     }
     /* Nothing may call back into a retired relay: drop its I/O now. */
     if (r->ubev) {
+        relay_up_direct_end(r); /* its reader goes before the socket closes */
         bufferevent_free(r->ubev);
         r->ubev = NULL;
     }
@@ -595,6 +597,21 @@ static void relay_wait_begin(struct relay *r, unsigned write_ms)
 /* Pieces of a request written in one go; more go through the bufferevent */
 #define RELAY_SEND_PIECES 8
 
+/* The pieces v[0..n) less their first `done` bytes, into out. */
+static void relay_add_rest(struct evbuffer *out, const struct iovec *v, int n, size_t done)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (done >= v[i].iov_len) {
+            done -= v[i].iov_len;
+            continue;
+        }
+        evbuffer_add(out, (const char *)v[i].iov_base + done, v[i].iov_len - done);
+        done = 0;
+    }
+}
+
 /* A pooled plain connection: the request goes to the socket at once, so a
  * backend that takes it costs one write and no change of the loop's
  * interest; what it does not take goes into out, which the bufferevent
@@ -602,40 +619,17 @@ static void relay_wait_begin(struct relay *r, unsigned write_ms)
 static bool relay_send_now(struct relay *r, struct evbuffer *out)
 {
     struct evbuffer_iovec v[RELAY_SEND_PIECES];
-    struct iovec iov[RELAY_SEND_PIECES];
-    struct msghdr msg;
-    size_t len = evbuffer_get_length(r->wire), sent;
-    ssize_t k = 0;
-    int n = evbuffer_peek(r->wire, -1, NULL, v, RELAY_SEND_PIECES), i;
+    size_t len = evbuffer_get_length(r->wire), sent = 0;
+    int n = evbuffer_peek(r->wire, -1, NULL, v, RELAY_SEND_PIECES);
 
-    if (evbuffer_get_length(out) == 0 && n <= RELAY_SEND_PIECES) {
-        for (i = 0; i < n; i++) {
-            iov[i].iov_base = v[i].iov_base;
-            iov[i].iov_len = v[i].iov_len;
-        }
-        memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = iov;
-        msg.msg_iovlen = (size_t)n;
-        k = sendmsg(bufferevent_getfd(r->ubev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k < 0)
-            k = 0;
-    }
-    sent = (size_t)k;
+    if (evbuffer_get_length(out) == 0 && n <= RELAY_SEND_PIECES)
+        sent = sock_send_now(bufferevent_getfd(r->ubev), v, n);
     if (sent == len)
         return true;
-    if (sent == 0) {
+    if (sent == 0)
         evbuffer_add_buffer_reference(out, r->wire);
-    } else {
-        /* the rest, copied (rare: the socket's buffer was nearly full) */
-        for (i = 0; i < n && i < RELAY_SEND_PIECES; i++) {
-            if (sent >= v[i].iov_len) {
-                sent -= v[i].iov_len;
-                continue;
-            }
-            evbuffer_add(out, (const char *)v[i].iov_base + sent, v[i].iov_len - sent);
-            sent = 0;
-        }
-    }
+    else /* the rest, copied (rare: the socket's buffer was nearly full) */
+        relay_add_rest(out, v, n, sent);
     return false;
 }
 
@@ -905,8 +899,7 @@ static void relay_emit(struct relay *r, const struct iovec *iov, int n)
 
     if (r->client.direct && !r->blocked) {
         struct iovec v[2 * RELAY_EMIT_QUEUED + 6];
-        struct msghdr msg;
-        ssize_t k;
+        size_t k;
         int m = queued ? evbuffer_peek(out, (ev_ssize_t)queued, NULL, v, RELAY_EMIT_QUEUED) : 0;
         int h = 0;
 
@@ -920,35 +913,23 @@ static void relay_emit(struct relay *r, const struct iovec *iov, int n)
             v[m + h + i] = iov[i];
             total += iov[i].iov_len;
         }
-        memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = v;
-        msg.msg_iovlen = (size_t)(m + h + n);
-        k = sendmsg(bufferevent_getfd(r->client.bev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k < 0)
-            k = 0;
-        if ((size_t)k < total)
+        k = sock_send_now(bufferevent_getfd(r->client.bev), v, m + h + n);
+        if (k < total)
             r->blocked = true;
-        done = (size_t)k > queued + held ? (size_t)k - queued - held : 0;
+        done = k > queued + held ? k - queued - held : 0;
         if (k > 0 && queued) {
             /* the bufferevent holds its output's start frozen: only its own
              * writes drain it */
             evbuffer_unfreeze(out, 1);
-            evbuffer_drain(out, (size_t)k < queued ? (size_t)k : queued);
+            evbuffer_drain(out, k < queued ? k : queued);
             evbuffer_freeze(out, 1);
         }
-        if ((size_t)k > queued && held)
-            evbuffer_drain(r->head_out, (size_t)k - queued);
+        if (k > queued && held)
+            evbuffer_drain(r->head_out, k - queued);
     }
 queue:
     relay_head_out(r);
-    for (i = 0; i < n; i++) {
-        if (done >= iov[i].iov_len) {
-            done -= iov[i].iov_len;
-            continue;
-        }
-        evbuffer_add(out, (const char *)iov[i].iov_base + done, iov[i].iov_len - done);
-        done = 0;
-    }
+    relay_add_rest(out, iov, n, done);
 }
 
 static void relay_write_chunk(struct relay *r, const char *p, size_t len)
@@ -1538,7 +1519,6 @@ static void relay_fail(struct relay *r, enum pitot_err e)
 {
     if (r->st == RELAY_ST_DONE || r->st == RELAY_ST_FLUSH)
         return;
-    relay_head_out(r);
     if (r->timer_ev)
         event_del(r->timer_ev);
     if (e != PITOT_ENO_BACKEND && r->be)

@@ -40,6 +40,18 @@ int sock_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, s
     return 0;
 }
 
+size_t sock_send_now(int fd, struct iovec *v, int n)
+{
+    struct msghdr msg;
+    ssize_t k;
+
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = v;
+    msg.msg_iovlen = (size_t)n;
+    k = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return k > 0 ? (size_t)k : 0;
+}
+
 void sock_rx_stamps(int fd)
 {
     int flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;

@@ -25,4 +25,11 @@ void sock_rx_stamps(int fd);
  * there is no stamp. Reads nothing (MSG_PEEK). */
 uint64_t sock_waiting_since_us(int fd);
 
+struct iovec;
+
+/* Writes v[0..n) to fd without waiting and without SIGPIPE: the bytes the
+ * socket took now, 0 when it took none or failed (the caller's buffered
+ * write then meets the error). */
+size_t sock_send_now(int fd, struct iovec *v, int n);
+
 #endif
