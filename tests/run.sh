@@ -5,7 +5,7 @@
 set -u
 BUILD=${BUILD:-build}
 export PITOT_BUILD="$BUILD"
-export PITOT_FIXTURES=${PITOT_FIXTURES:-../shared/fixtures}
+export PITOT_FIXTURES=${PITOT_FIXTURES:-tests/fixtures}
 ONLY=${ONLY:-}            # substring filter on test names
 pass=0
 fail=0

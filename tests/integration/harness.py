@@ -25,7 +25,7 @@ import time
 import traceback
 
 BUILD = os.environ.get("PITOT_BUILD", "build")
-FIXTURES = os.environ.get("PITOT_FIXTURES", "../shared/fixtures")
+FIXTURES = os.environ.get("PITOT_FIXTURES", "tests/fixtures")
 HOST = "127.0.0.1"
 
 _procs = []

@@ -3,7 +3,7 @@
 layout, JSON key order, usage/timings, queueing, faults, keep-alive.
 
 Run from the repo root. PITOT_BUILD (default "build") holds pitot-sim;
-PITOT_FIXTURES (default "../shared/fixtures") holds llama.cpp/*.http.
+PITOT_FIXTURES (default "tests/fixtures") holds llama.cpp/*.http.
 Prints "PASS name" or "FAIL name: reason" per check; exits 1 if any failed.
 """
 import json
@@ -18,7 +18,7 @@ import tempfile
 import time
 
 BUILD = os.environ.get("PITOT_BUILD", "build")
-FIXTURES = os.path.join(os.environ.get("PITOT_FIXTURES", "../shared/fixtures"), "llama.cpp")
+FIXTURES = os.path.join(os.environ.get("PITOT_FIXTURES", "tests/fixtures"), "llama.cpp")
 SIM = os.path.join(BUILD, "pitot-sim")
 
 CHAT_MSGS = [

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """pitot-sim --flavor vllm|tgi|sglang against the wire-format samples in
-shared/fixtures/{vllm,tgi,sglang}: /metrics layout (families, HELP/TYPE, label
+tests/fixtures/{vllm,tgi,sglang}: /metrics layout (families, HELP/TYPE, label
 sets, number formats, blank lines, promtool), load gauges that follow the
 simulator's real slots and queue, stream event layout and JSON key order,
 usage, keep-alive, error shapes, loading and fault flags.
 
 Run from the repo root. PITOT_BUILD (default "build") holds pitot-sim;
-PITOT_FIXTURES (default "../shared/fixtures") holds the samples.
+PITOT_FIXTURES (default "tests/fixtures") holds the samples.
 Prints "PASS name" or "FAIL name: reason" per check; exits 1 if any failed.
 """
 import json

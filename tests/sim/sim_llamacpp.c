@@ -1,5 +1,5 @@
 /* sim_llamacpp: the llama.cpp llama-server dialect (build b10587) as recorded in
- * shared/fixtures/llama.cpp: routes, request fields, response headers, SSE
+ * tests/fixtures/llama.cpp: routes, request fields, response headers, SSE
  * event layout and JSON key order, /metrics, /slots, /props, /v1/models. */
 #include "sim.h"
 

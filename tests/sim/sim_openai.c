@@ -1,7 +1,7 @@
 /* sim_openai: what the OpenAI-compatible servers share: parsing a
  * /v1/chat/completions or /v1/completions body into a request, and the chunk
  * and body layout vLLM writes (vllm/entrypoints/openai/chat_completion, as in
- * the .sse samples in shared/fixtures/vllm), which the SGLang flavor reuses. */
+ * the .sse samples in tests/fixtures/vllm), which the SGLang flavor reuses. */
 #include "sim.h"
 
 #include <stdio.h>

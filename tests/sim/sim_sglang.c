@@ -1,4 +1,4 @@
-/* sim_sglang: the SGLang server dialect: /metrics as shared/fixtures/sglang
+/* sim_sglang: the SGLang server dialect: /metrics as tests/fixtures/sglang
  * gives it (prometheus_client in multiprocess mode: no _created, _sum first,
  * pid on "all"-mode gauges, scheduler and tokenizer label sets), and the
  * OpenAI routes with SGLang's flat error body. */

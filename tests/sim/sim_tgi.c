@@ -1,5 +1,5 @@
 /* sim_tgi: the text-generation-inference router dialect (v3.3.x, axum) as
- * given by shared/fixtures/tgi: /metrics through metrics-exporter-prometheus,
+ * given by tests/fixtures/tgi: /metrics through metrics-exporter-prometheus,
  * "data:" events with no space, the role in every chat delta, "usage":null on
  * every chunk, native /generate_stream, {"error","error_type"} bodies. */
 #include "sim.h"

@@ -1,5 +1,5 @@
 /* sim_vllm: the vLLM (V1 engine, OpenAI API server under uvicorn) dialect as
- * given by shared/fixtures/vllm: /metrics through prometheus_client with
+ * given by tests/fixtures/vllm: /metrics through prometheus_client with
  * _created families, chat streams with a role chunk and "data: " events,
  * {"error":{...}} error bodies, /v1/models with max_model_len. */
 #include "sim.h"

@@ -23,7 +23,7 @@ static const char *fixture_dir(void)
 {
     const char *d = getenv("PITOT_FIXTURES");
 
-    return d != NULL && d[0] != '\0' ? d : "../shared/fixtures";
+    return d != NULL && d[0] != '\0' ? d : "tests/fixtures";
 }
 
 static char *read_path(const char *path, size_t *len)

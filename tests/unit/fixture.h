@@ -1,5 +1,5 @@
 /* Recorded backend traffic for the unit tests: fixture files under
- * $PITOT_FIXTURES (default ../shared/fixtures), raw .sse streams and .txt
+ * $PITOT_FIXTURES (default tests/fixtures), raw .sse streams and .txt
  * /metrics bodies, and llama.cpp .http captures decoded with the h1 module.
  * Failures fail the running test. */
 #ifndef PITOT_TESTS_FIXTURE_H
