@@ -97,7 +97,18 @@ $(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay_main.
 
 unit: $(UNIT_BINS) $(REPLAY_BINS)
 
-# Debian packages the build and the tests need; installed when missing.
+# Debian packages the build and the tests need; installed when missing. apt-get
+# waits up to 10 minutes for another apt or dpkg to let go of its lock.
+# `apt-get update` takes the lists lock, which that option does not cover
+# (apt 2.6): APT_UPDATE retries it every 5 s while another apt holds the lock,
+# 10 minutes at most, and fails at once on any other error.
+APT_GET := apt-get -o DPkg::Lock::Timeout=600
+APT_UPDATE = n=0; \
+  until out=$$($(APT_GET) update -qq 2>&1); do \
+    case "$$out" in *"Could not get lock"*) ;; *) echo "$$out" >&2; exit 1;; esac; \
+    [ $$n -eq 0 ] && echo "apt-get update: waiting for another apt to finish"; \
+    n=$$((n + 1)); [ $$n -le 120 ] || { echo "$$out" >&2; exit 1; }; sleep 5; \
+  done; [ -z "$$out" ] || echo "$$out"
 DEB_PKGS := gcc libc6-dev make pkg-config libevent-dev libssl-dev node-llhttp libjsmn-dev \
             libyaml-dev libcmocka-dev prometheus prometheus-alertmanager curl python3 \
             python3-yaml openssl
@@ -108,7 +119,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "deps: installing$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	    { $(APT_UPDATE); } && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	  else \
 	    echo "deps: missing packages; run as root:"; \
 	    echo "  apt-get install -y$$missing"; exit 1; \
@@ -134,8 +145,8 @@ bench-routing:
 	dpkg-query -W -f='$${Status}' nginx 2>/dev/null | grep -q "install ok installed" || \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "bench-routing: installing nginx-light"; \
-	  apt-get update -qq && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null || \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; } || exit 1; \
+	  { $(APT_UPDATE); } && { DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends nginx-light >/dev/null || \
+	    DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends nginx >/dev/null; } || exit 1; \
 	else \
 	  echo "bench-routing: nginx is missing; run as root:"; \
 	  echo "  apt-get install -y nginx-light"; exit 1; \
@@ -163,7 +174,7 @@ bench:
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "bench: installing $$need"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null || exit 1; \
+	    { $(APT_UPDATE); } && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $$need >/dev/null || exit 1; \
 	  else \
 	    echo "bench: $$need missing; run as root:"; \
 	    echo "  apt-get install -y $$need"; exit 1; \

@@ -227,6 +227,42 @@ def check_dockerfile_copies():
            "the image's /etc/pitot/pitot.yaml is not %s" % IMAGE_PITOT)
 
 
+# What `make test` reads from the build context: the sources and the Makefile,
+# tests/ (with the recorded fixtures in tests/fixtures/), the README (its
+# metrics table and layer line), conf/ and docker/.
+SUITE_READS = ("Makefile", "include", "src", "proxy", "tests", "README.md", "conf", "docker")
+
+
+def check_dockerfile_test_stage():
+    """The test stage (with the stages it is built FROM) copies everything
+    the suite reads from the build context, needs no other build context,
+    and runs make test."""
+    ins = dockerfile_instructions()
+    base = {s: a.split()[0] for s, i, a in ins if i == "FROM"}
+    chain, st = [], "test"
+    while st in base and st not in chain:
+        chain.append(st)
+        st = base[st]
+    copied, named = set(), []
+    for stage, i, a in ins:
+        if stage not in chain or i not in ("COPY", "ADD"):
+            continue
+        parts = exec_form(a)
+        frm = [p for p in parts if p.startswith("--from=")]
+        if frm:
+            if frm[0][len("--from="):] not in base:
+                named.append(a)
+            continue
+        copied.update(os.path.normpath(p).split("/")[0]
+                      for p in [p for p in parts if not p.startswith("--")][:-1])
+    expect(not named, "test stage copies from another build context: %s" % named)
+    missing = [p for p in SUITE_READS if p not in copied]
+    expect(not missing, "test stage (stages %s) does not copy %s" % (" <- ".join(chain), missing))
+    runs = " ".join(a for i, a in stage_of(ins, "test") if i == "RUN")
+    expect(re.search(r"\bmake\b[^&;]*\btest\b", runs), "test stage does not run make test")
+    expect("PITOT_FIXTURES" not in runs, "test stage points the fixtures elsewhere: %s" % runs)
+
+
 def runtime_packages():
     ins = dockerfile_instructions()
     runs = " ".join(a for i, a in stage_of(ins, "runtime") if i == "RUN")
@@ -754,6 +790,7 @@ def main():
     check("deploy_files_parse", check_parse)
     check("deploy_dockerfile_stages", check_dockerfile)
     check("deploy_dockerfile_copy_sources", check_dockerfile_copies)
+    check("deploy_dockerfile_test_stage_copies", check_dockerfile_test_stage)
     check("deploy_runtime_packages_in_debian", check_runtime_packages_exist)
     check("deploy_runtime_packages_cover_binaries", check_runtime_packages_cover_binaries)
     check("deploy_compose_paths", check_compose_paths)
