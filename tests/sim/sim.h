@@ -2,8 +2,9 @@
  * tests and demos. Internal header shared by the tests/sim sources: configuration,
  * the server, connections (sim_conn.c), the slot scheduler (sim_sched.c),
  * wire flavors (sim_llamacpp.c, sim_vllm.c, sim_tgi.c, sim_sglang.c), request
- * JSON (sim_json.c), OpenAI-style bodies and chunks (sim_openai.c), Prometheus
- * text (sim_prom.c) and text helpers (sim_text.c). */
+ * JSON (sim_json.c), OpenAI-style bodies and chunks (sim_openai.c), the
+ * Responses and Messages APIs (sim_apis.c), Prometheus text (sim_prom.c) and
+ * text helpers (sim_text.c). */
 #ifndef PITOT_SIM_H
 #define PITOT_SIM_H
 
@@ -75,6 +76,13 @@ enum sim_ep {
     SIM_EP_NATIVE,      /* the server's own route: llama.cpp /completion, TGI /generate[_stream] */
 };
 
+/* The public API a generation answers in, on top of its endpoint (sim_apis.c). */
+enum sim_api {
+    SIM_API_OWN,       /* the endpoint's own layout (chat, completions, native) */
+    SIM_API_RESPONSES, /* POST /v1/responses: OpenAI Responses events */
+    SIM_API_MESSAGES,  /* POST /v1/messages: Anthropic Messages events */
+};
+
 /* Scheduler events a flavor may count for its own /metrics (sim_flavor.observe). */
 enum sim_obs {
     SIM_OBS_START,  /* r got a slot: queue time is t_slot_us - t_arrive_us */
@@ -105,6 +113,7 @@ struct sim_req {
     struct sim_srv *srv;             /* borrowed */
     const struct sim_flavor *flavor; /* borrowed, static */
     enum sim_ep ep;
+    enum sim_api api; /* SIM_API_OWN but on /v1/responses and /v1/messages */
     bool stream;
     bool include_usage;
     bool details;        /* TGI native: "parameters":{"details":true} */
@@ -366,11 +375,16 @@ size_t sim_json_prompt_bytes(const struct sim_json *j, int v);
  * of content parts. */
 size_t sim_json_messages_bytes(const struct sim_json *j, int msgs);
 
+/* Bytes of one content value v: a string, or the "text" of each part of an
+ * array of parts. Other types count 0. */
+size_t sim_json_content_bytes(const struct sim_json *j, int v);
+
 /* ---- sim_openai.c: OpenAI-style requests, chunks and bodies ---- */
 
 /* What a generation request asks for, once parsed. */
 struct sim_gen {
     enum sim_ep ep;
+    enum sim_api api;
     bool stream;
     bool include_usage;    /* stream_options.include_usage */
     int64_t prompt_tokens; /* prompt bytes / 4, rounded up */
@@ -426,6 +440,49 @@ void sim_oai_usage_chunk(struct evbuffer *o, const struct sim_req *r, const stru
 /* Non-streamed responses: the whole JSON body. */
 void sim_oai_chat_body(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st);
 void sim_oai_cmpl_body(struct evbuffer *o, const struct sim_req *r, const struct sim_oai *st);
+
+/* ---- sim_apis.c: the OpenAI Responses and Anthropic Messages APIs ---- */
+
+/* What differs between the flavors that serve these APIs. */
+struct sim_api_style {
+    /* Appends "timings":{...} (llama.cpp's) after response.completed's
+     * response object; NULL: no timings. */
+    void (*timings)(struct evbuffer *o, const struct sim_req *r);
+    /* max_output_tokens cut the answer: end with response.incomplete,
+     * "status":"incomplete" (OpenAI, vLLM) instead of llama.cpp's
+     * response.completed, "status":"completed". */
+    bool incomplete_at_limit;
+};
+
+/* Parses a /v1/responses (input, instructions, max_output_tokens) or
+ * /v1/messages or /v1/messages/count_tokens (messages, system, max_tokens)
+ * body into g, api set, ep SIM_EP_CHAT. The prompt estimate is chat's: the
+ * bytes of every text / 4, rounded up. Errors as sim_gen_parse; EMISSING and
+ * ETYPE name the field sim_api_field() gives. */
+enum sim_gen_err sim_api_parse(const struct sim_srv *s, struct span body, enum sim_api api,
+                               struct sim_gen *g, char *msg, size_t cap);
+
+/* "input" or "messages": the field a body of api must carry. */
+const char *sim_api_field(enum sim_api api);
+
+/* The request's limit cut the answer (max_output_tokens, max_tokens); the
+ * simulator has no end-of-turn token, so an answer no limit cut ran to the
+ * end of the slot's context and counts as having ended by itself. */
+bool sim_api_cut(const struct sim_req *r);
+
+/* The events of output token i: for i == 0 the opening events too, so that
+ * they share the first token's HTTP chunk, as llama-server sends them. */
+void sim_api_stream_token(struct evbuffer *o, const struct sim_req *r, int64_t i, struct span tok);
+
+/* The closing events, all for one chunk (no [DONE]). */
+void sim_api_stream_end(struct evbuffer *o, const struct sim_req *r,
+                        const struct sim_api_style *st);
+
+/* A non-streamed answer: the whole JSON body. */
+void sim_api_body(struct evbuffer *o, const struct sim_req *r, const struct sim_api_style *st);
+
+/* {"input_tokens":N}: the answer of /v1/messages/count_tokens. */
+void sim_api_count_body(struct evbuffer *o, const struct sim_gen *g);
 
 /* ---- sim_prom.c: Prometheus text 0.0.4 the way each server's library writes it ---- */
 

@@ -283,6 +283,27 @@ size_t sim_json_prompt_bytes(const struct sim_json *j, int v)
     return n;
 }
 
+size_t sim_json_content_bytes(const struct sim_json *j, int v)
+{
+    size_t n = 0;
+    int p, pc;
+
+    if (sim_json_type(j, v) == SIM_JSON_STRING) {
+        struct span t = sim_json_text(j, v);
+        return sim_json_decoded_len(t.p, t.len);
+    }
+    if (sim_json_type(j, v) != SIM_JSON_ARRAY)
+        return 0;
+    for (p = v + 1, pc = 0; pc < j->tok[v].size; pc++, p = json_skip(j, p)) {
+        int text = sim_json_find(j, p, "text");
+        if (sim_json_type(j, text) == SIM_JSON_STRING) {
+            struct span t = sim_json_text(j, text);
+            n += sim_json_decoded_len(t.p, t.len);
+        }
+    }
+    return n;
+}
+
 size_t sim_json_messages_bytes(const struct sim_json *j, int msgs)
 {
     size_t n = 0;
@@ -290,21 +311,7 @@ size_t sim_json_messages_bytes(const struct sim_json *j, int msgs)
 
     if (sim_json_type(j, msgs) != SIM_JSON_ARRAY)
         return 0;
-    for (k = msgs + 1, c = 0; c < j->tok[msgs].size; c++, k = json_skip(j, k)) {
-        int content = sim_json_find(j, k, "content");
-        if (sim_json_type(j, content) == SIM_JSON_STRING) {
-            struct span t = sim_json_text(j, content);
-            n += sim_json_decoded_len(t.p, t.len);
-        } else if (sim_json_type(j, content) == SIM_JSON_ARRAY) {
-            int p, pc;
-            for (p = content + 1, pc = 0; pc < j->tok[content].size; pc++, p = json_skip(j, p)) {
-                int text = sim_json_find(j, p, "text");
-                if (sim_json_type(j, text) == SIM_JSON_STRING) {
-                    struct span t = sim_json_text(j, text);
-                    n += sim_json_decoded_len(t.p, t.len);
-                }
-            }
-        }
-    }
+    for (k = msgs + 1, c = 0; c < j->tok[msgs].size; c++, k = json_skip(j, k))
+        n += sim_json_content_bytes(j, sim_json_find(j, k, "content"));
     return n;
 }

@@ -256,6 +256,10 @@ static void lc_native_final(struct evbuffer *o, const struct sim_req *r)
     evbuffer_add_printf(o, "}");
 }
 
+/* The Responses and Messages layouts: llama.cpp's timings in
+ * response.completed, "status":"completed" even when the limit cut it. */
+static const struct sim_api_style lc_api_style = { lc_timings, false };
+
 /* ---- flavor callbacks: generation ---- */
 
 static void lc_stream_head(struct sim_req *r, struct evbuffer *out)
@@ -267,6 +271,10 @@ static void lc_stream_token(struct sim_req *r, struct evbuffer *o, int64_t i, st
 {
     int id;
 
+    if (r->api != SIM_API_OWN) {
+        sim_api_stream_token(o, r, i, tok);
+        return;
+    }
     switch (r->ep) {
     case SIM_EP_CHAT:
         if (i == 0) {
@@ -309,6 +317,13 @@ static void lc_stream_end(struct sim_req *r)
 
     if (o == NULL)
         return;
+    if (r->api != SIM_API_OWN) {
+        /* all the closing events in one chunk; no [DONE] */
+        sim_api_stream_end(o, r, &lc_api_style);
+        sim_conn_chunk(r->conn, o);
+        evbuffer_free(o);
+        return;
+    }
     switch (r->ep) {
     case SIM_EP_CHAT:
         evbuffer_add_printf(
@@ -366,6 +381,12 @@ static void lc_body_end(struct sim_req *r)
         sim_conn_close_after_flush(r->conn);
         return;
     }
+    if (r->api != SIM_API_OWN) {
+        sim_api_body(o, r, &lc_api_style);
+        lc_reply(r->conn, 200, LC_JSON_TYPE, o, NULL);
+        evbuffer_free(o);
+        return;
+    }
     switch (r->ep) {
     case SIM_EP_CHAT:
         evbuffer_add_printf(o, "{\"choices\":[{\"finish_reason\":\"length\",\"index\":0,"
@@ -398,6 +419,27 @@ static void lc_body_end(struct sim_req *r)
 }
 
 /* ---- routes ---- */
+
+/* 400 exceed_context_size_error: the prompt does not fit a slot. */
+static void lc_context_error(struct sim_conn *c, int64_t prompt_tokens)
+{
+    const struct sim_conf *cf = &sim_conn_srv(c)->conf;
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        sim_conn_close_after_flush(c);
+        return;
+    }
+    evbuffer_add_printf(b,
+                        "{\"error\":{\"code\":400,\"message\":\"request (%lld tokens) exceeds the "
+                        "available context size (%lld tokens), try increasing it\","
+                        "\"type\":\"exceed_context_size_error\",\"n_prompt_tokens\":%lld,"
+                        "\"n_ctx\":%lld}}",
+                        (long long)prompt_tokens, (long long)cf->ctx_tokens,
+                        (long long)prompt_tokens, (long long)cf->ctx_tokens);
+    lc_reply(c, 400, LC_JSON_TYPE, b, NULL);
+    evbuffer_free(b);
+}
 
 /* POST /v1/chat/completions, /v1/completions, /completion. Checks in
  * llama-server's order, then hands the request to the scheduler. */
@@ -446,22 +488,8 @@ static void lc_generate(struct sim_conn *c, const struct sim_http *h, enum sim_e
     }
     prompt_tokens = (int64_t)((bytes + 3) / 4);
     if (prompt_tokens >= cf->ctx_tokens) {
-        struct evbuffer *b = evbuffer_new();
         sim_json_free(j);
-        if (b == NULL) {
-            sim_conn_close_after_flush(c);
-            return;
-        }
-        evbuffer_add_printf(
-            b,
-            "{\"error\":{\"code\":400,\"message\":\"request (%lld tokens) exceeds the "
-            "available context size (%lld tokens), try increasing it\","
-            "\"type\":\"exceed_context_size_error\",\"n_prompt_tokens\":%lld,"
-            "\"n_ctx\":%lld}}",
-            (long long)prompt_tokens, (long long)cf->ctx_tokens, (long long)prompt_tokens,
-            (long long)cf->ctx_tokens);
-        lc_reply(c, 400, LC_JSON_TYPE, b, NULL);
-        evbuffer_free(b);
+        lc_context_error(c, prompt_tokens);
         return;
     }
     if (ep == SIM_EP_NATIVE) {
@@ -516,6 +544,92 @@ static void lc_completions(struct sim_conn *c, const struct sim_http *h)
 static void lc_native(struct sim_conn *c, const struct sim_http *h)
 {
     lc_generate(c, h, SIM_EP_NATIVE);
+}
+
+/* POST /v1/responses, /v1/messages: chat requests answered in those APIs'
+ * layouts (sim_apis.c); any model name is accepted and answered with
+ * --model, as llama-server does. An invalid body is llama-server's 500. */
+static void lc_api(struct sim_conn *c, const struct sim_http *h, enum sim_api api)
+{
+    struct sim_srv *s = sim_conn_srv(c);
+    struct sim_gen g;
+    struct sim_req *r;
+    char msg[256], emsg[128];
+
+    s->stats.requests++;
+    if (s->conf.fail_status) {
+        lc_error(c, s->conf.fail_status, "simulated failure (pitot-sim --fail-status)");
+        return;
+    }
+    switch (sim_api_parse(s, h->body, api, &g, msg, sizeof(msg))) {
+    case SIM_GEN_OK: break;
+    case SIM_GEN_EJSON: lc_error(c, 500, msg); return;
+    case SIM_GEN_ENOTOBJ:
+    case SIM_GEN_EMISSING:
+        snprintf(emsg, sizeof(emsg), "'%s' is required", sim_api_field(api));
+        lc_error(c, 400, emsg);
+        return;
+    case SIM_GEN_ETYPE:
+        snprintf(emsg, sizeof(emsg), "Expected '%s' to be %s", sim_api_field(api),
+                 api == SIM_API_RESPONSES ? "a string or an array" : "an array");
+        lc_error(c, 400, emsg);
+        return;
+    case SIM_GEN_ECONTEXT:
+        /* llama-server refuses only a prompt that does not fit; a larger
+         * limit is cut by the context */
+        if (g.prompt_tokens >= s->conf.ctx_tokens) {
+            lc_context_error(c, g.prompt_tokens);
+            return;
+        }
+        break;
+    }
+    r = sim_gen_new(c, &g);
+    if (r == NULL) {
+        lc_error(c, 500, "out of memory");
+        return;
+    }
+    if (api == SIM_API_RESPONSES) {
+        /* "resp_" + 32 alphanumerics; Messages keep the chatcmpl- id */
+        memcpy(r->id, "resp_", 5);
+        sim_rng_alnum(r->seed, r->id + 5, 32);
+        r->id[37] = '\0';
+    }
+    sim_gen_submit(r);
+}
+
+static void lc_responses(struct sim_conn *c, const struct sim_http *h)
+{
+    lc_api(c, h, SIM_API_RESPONSES);
+}
+
+static void lc_messages(struct sim_conn *c, const struct sim_http *h)
+{
+    lc_api(c, h, SIM_API_MESSAGES);
+}
+
+/* POST /v1/messages/count_tokens: the prompt estimate a generation would use. */
+static void lc_count_tokens(struct sim_conn *c, const struct sim_http *h)
+{
+    struct sim_gen g;
+    struct evbuffer *b;
+    char msg[256];
+
+    switch (sim_api_parse(sim_conn_srv(c), h->body, SIM_API_MESSAGES, &g, msg, sizeof(msg))) {
+    case SIM_GEN_OK:
+    case SIM_GEN_ECONTEXT: break;
+    case SIM_GEN_EJSON: lc_error(c, 500, msg); return;
+    case SIM_GEN_ENOTOBJ:
+    case SIM_GEN_EMISSING: lc_error(c, 400, "'messages' is required"); return;
+    case SIM_GEN_ETYPE: lc_error(c, 400, "Expected 'messages' to be an array"); return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        sim_conn_close_after_flush(c);
+        return;
+    }
+    sim_api_count_body(b, &g);
+    lc_reply(c, 200, LC_JSON_TYPE, b, NULL);
+    evbuffer_free(b);
 }
 
 static void lc_health(struct sim_conn *c, const struct sim_http *h)
@@ -744,6 +858,9 @@ static const struct lc_route {
     { "POST", "/v1/completions", lc_completions },
     { "POST", "/completions", lc_completions },
     { "POST", "/completion", lc_native },
+    { "POST", "/v1/responses", lc_responses },
+    { "POST", "/v1/messages", lc_messages },
+    { "POST", "/v1/messages/count_tokens", lc_count_tokens },
 };
 
 static bool lc_is_generation(const struct sim_http *h)
@@ -753,7 +870,8 @@ static bool lc_is_generation(const struct sim_http *h)
     for (i = 0; i < sizeof(lc_routes) / sizeof(lc_routes[0]); i++)
         if (span_eq(h->path, lc_routes[i].path) && span_eq(h->method, lc_routes[i].method))
             return lc_routes[i].fn == lc_chat || lc_routes[i].fn == lc_completions ||
-                   lc_routes[i].fn == lc_native;
+                   lc_routes[i].fn == lc_native || lc_routes[i].fn == lc_responses ||
+                   lc_routes[i].fn == lc_messages;
     return false;
 }
 

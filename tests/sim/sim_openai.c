@@ -60,6 +60,7 @@ struct sim_req *sim_gen_new(struct sim_conn *c, const struct sim_gen *g)
     if (r == NULL)
         return NULL;
     r->ep = g->ep;
+    r->api = g->api;
     r->stream = g->stream;
     r->include_usage = g->include_usage;
     r->prompt_tokens = g->prompt_tokens;

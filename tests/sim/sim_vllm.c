@@ -24,6 +24,9 @@ enum vl_route {
     VL_R_HEALTH,
     VL_R_METRICS,
     VL_R_VERSION,
+    VL_R_RESPONSES,
+    VL_R_MESSAGES,
+    VL_R_COUNT_TOKENS,
     VL_R_N,
 };
 
@@ -38,7 +41,14 @@ static const struct vl_route_def {
     [VL_R_HEALTH] = { "GET", "/health", false },
     [VL_R_METRICS] = { "GET", "/metrics", false },
     [VL_R_VERSION] = { "GET", "/version", false },
+    [VL_R_RESPONSES] = { "POST", "/v1/responses", true },
+    [VL_R_MESSAGES] = { "POST", "/v1/messages", true },
+    [VL_R_COUNT_TOKENS] = { "POST", "/v1/messages/count_tokens", true },
 };
+
+/* The Responses and Messages layouts (llama.cpp's, no vLLM capture exists):
+ * no timings; response.incomplete when max_output_tokens cut the answer. */
+static const struct sim_api_style vl_api_style = { NULL, true };
 
 /* Histograms in the fixture's order: X(field, name, help, bounds). */
 #define VL_HISTS(X)                                                                                \
@@ -167,7 +177,8 @@ static void vl_loading(struct sim_conn *c, const struct sim_http *h)
     bool known;
     int route = vl_route_of(h, &known);
 
-    if (route == VL_R_CHAT || route == VL_R_CMPL)
+    if (route == VL_R_CHAT || route == VL_R_CMPL || route == VL_R_RESPONSES ||
+        route == VL_R_MESSAGES)
         sim_conn_srv(c)->stats.requests++;
     vl_error(c, -1, 503, NULL, "The model is still loading; the server is not ready.");
 }
@@ -251,6 +262,83 @@ static void vl_generate(struct sim_conn *c, const struct sim_http *h, int route)
     sim_gen_submit(r);
 }
 
+/* POST /v1/responses, /v1/messages: chat requests answered in those APIs'
+ * layouts (sim_apis.c), validated as vl_generate does. */
+static void vl_api(struct sim_conn *c, const struct sim_http *h, int route, enum sim_api api)
+{
+    struct sim_srv *s = sim_conn_srv(c);
+    const char *field = sim_api_field(api);
+    bool count = route == VL_R_COUNT_TOKENS; /* not a generation */
+    struct sim_gen g;
+    struct sim_req *r;
+    char msg[512], emsg[640];
+    size_t n;
+
+    if (!count)
+        s->stats.requests++;
+    if (!count && s->conf.fail_status) {
+        vl_error(c, route, s->conf.fail_status, NULL,
+                 "simulated failure (pitot-sim --fail-status)");
+        return;
+    }
+    switch (sim_api_parse(s, h->body, api, &g, msg, sizeof(msg))) {
+    case SIM_GEN_OK: break;
+    case SIM_GEN_EJSON:
+        vl_error(c, route, 400, "Bad Request",
+                 "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', "
+                 "'input': {}, 'ctx': {'error': 'Expecting value'}}]");
+        return;
+    case SIM_GEN_ENOTOBJ:
+    case SIM_GEN_EMISSING:
+        snprintf(emsg, sizeof(emsg),
+                 "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
+                 "'input': {}}]",
+                 field);
+        vl_error(c, route, 400, "Bad Request", emsg);
+        return;
+    case SIM_GEN_ETYPE:
+        snprintf(emsg, sizeof(emsg),
+                 "[{'type': 'list_type', 'loc': ('body', '%s'), 'msg': 'Input should be a valid "
+                 "list', 'input': None}]",
+                 field);
+        vl_error(c, route, 400, "Bad Request", emsg);
+        return;
+    case SIM_GEN_ECONTEXT:
+        if (count)
+            break;
+        snprintf(emsg, sizeof(emsg),
+                 "This model's maximum context length is %lld tokens. However, your request has "
+                 "%lld input tokens and asks for %lld output tokens.",
+                 (long long)s->conf.ctx_tokens, (long long)g.prompt_tokens,
+                 (long long)g.max_tokens);
+        vl_error(c, route, 400, "BadRequestError", emsg);
+        return;
+    }
+    if (count) {
+        struct evbuffer *b = evbuffer_new();
+        if (b == NULL) {
+            sim_conn_close_after_flush(c);
+            return;
+        }
+        sim_api_count_body(b, &g);
+        vl_reply(c, route, 200, VL_JSON, b);
+        evbuffer_free(b);
+        return;
+    }
+    r = sim_gen_new(c, &g);
+    if (r == NULL) {
+        vl_error(c, route, 500, NULL, "out of memory");
+        return;
+    }
+    r->route = route;
+    /* random_uuid(): 16 hex digits */
+    n = (size_t)snprintf(r->id, sizeof(r->id), "%s",
+                         api == SIM_API_RESPONSES ? "resp_" : "chatcmpl-");
+    sim_rng_hex(r->seed, r->id + n, 16);
+    r->id[n + 16] = '\0';
+    sim_gen_submit(r);
+}
+
 static void vl_stream_head(struct sim_req *r, struct evbuffer *out)
 {
     sim_uvicorn_head(r->conn, out, 200, NULL, -1);
@@ -258,7 +346,9 @@ static void vl_stream_head(struct sim_req *r, struct evbuffer *out)
 
 static void vl_stream_token(struct sim_req *r, struct evbuffer *o, int64_t i, struct span tok)
 {
-    if (r->ep == SIM_EP_CHAT) {
+    if (r->api != SIM_API_OWN) {
+        sim_api_stream_token(o, r, i, tok);
+    } else if (r->ep == SIM_EP_CHAT) {
         if (i == 0) {
             /* The role chunk is its own event, written just before the first
              * token: vLLM sends it once the first output arrives. */
@@ -281,11 +371,17 @@ static void vl_stream_end(struct sim_req *r)
 
     if (o == NULL)
         return;
-    sim_oai_usage_chunk(o, r, &vl_oai);
-    if (evbuffer_get_length(o))
+    if (r->api != SIM_API_OWN) {
+        /* the closing events in one chunk; no [DONE] */
+        sim_api_stream_end(o, r, &vl_api_style);
         sim_conn_chunk(r->conn, o);
-    evbuffer_add_printf(o, "data: [DONE]\n\n");
-    sim_conn_chunk(r->conn, o);
+    } else {
+        sim_oai_usage_chunk(o, r, &vl_oai);
+        if (evbuffer_get_length(o))
+            sim_conn_chunk(r->conn, o);
+        evbuffer_add_printf(o, "data: [DONE]\n\n");
+        sim_conn_chunk(r->conn, o);
+    }
     evbuffer_free(o);
     vl_st(r->srv)->http[r->route][2]++;
 }
@@ -298,7 +394,9 @@ static void vl_body_end(struct sim_req *r)
         sim_conn_close_after_flush(r->conn);
         return;
     }
-    if (r->ep == SIM_EP_CHAT)
+    if (r->api != SIM_API_OWN)
+        sim_api_body(o, r, &vl_api_style);
+    else if (r->ep == SIM_EP_CHAT)
         sim_oai_chat_body(o, r, &vl_oai);
     else
         sim_oai_cmpl_body(o, r, &vl_oai);
@@ -598,6 +696,9 @@ static void vl_route(struct sim_conn *c, const struct sim_http *h)
     switch (route) {
     case VL_R_CHAT:
     case VL_R_CMPL: vl_generate(c, h, route); return;
+    case VL_R_RESPONSES: vl_api(c, h, route, SIM_API_RESPONSES); return;
+    case VL_R_MESSAGES:
+    case VL_R_COUNT_TOKENS: vl_api(c, h, route, SIM_API_MESSAGES); return;
     case VL_R_MODELS: vl_models(c); return;
     case VL_R_HEALTH: vl_reply(c, route, 200, NULL, NULL); return;
     case VL_R_METRICS: vl_metrics(c); return;
