@@ -390,7 +390,13 @@ static enum json_finish json_finish_of(struct span s)
         { "content_filter", JSON_FINISH_CONTENT_FILTER },
         { "error", JSON_FINISH_ERROR },
         { "eos_token", JSON_FINISH_STOP },     /* TGI */
-        { "stop_sequence", JSON_FINISH_STOP }, /* TGI */
+        { "stop_sequence", JSON_FINISH_STOP }, /* TGI, Anthropic */
+        /* Anthropic's stop_reason */
+        { "end_turn", JSON_FINISH_STOP },
+        { "max_tokens", JSON_FINISH_LENGTH },
+        { "model_context_window_exceeded", JSON_FINISH_LENGTH },
+        { "tool_use", JSON_FINISH_TOOL_CALLS },
+        { "refusal", JSON_FINISH_CONTENT_FILTER },
     };
     size_t i;
 
@@ -486,6 +492,21 @@ static void json_choices_read(const struct json_doc *d, int a, struct json_resp 
     }
 }
 
+/* a + b for counts, b ignored when unknown (-1), capped rather than wrapped. */
+static int64_t json_count_add(int64_t a, int64_t b)
+{
+    if (b <= 0)
+        return a;
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* A usage object in any of the three shapes: Chat Completions
+ * (prompt_tokens, completion_tokens, prompt_tokens_details.cached_tokens),
+ * Responses (input_tokens counting the cached part, output_tokens,
+ * input_tokens_details.cached_tokens), Messages (input_tokens not counting
+ * cache_read_input_tokens nor cache_creation_input_tokens, which are prompt
+ * tokens too; output_tokens). Messages is told from Responses by its cache
+ * keys. */
 static void json_usage_read(const struct json_doc *d, int u, struct json_resp *out)
 {
     int details;
@@ -494,8 +515,24 @@ static void json_usage_read(const struct json_doc *d, int u, struct json_resp *o
         return;
     out->prompt_tokens = json_count(d, json_obj_get(d, u, "prompt_tokens"));
     out->completion_tokens = json_count(d, json_obj_get(d, u, "completion_tokens"));
-    details = json_obj_get(d, u, "prompt_tokens_details");
-    out->cached_tokens = json_count(d, json_obj_get(d, details, "cached_tokens"));
+    if (out->prompt_tokens >= 0 || out->completion_tokens >= 0) {
+        details = json_obj_get(d, u, "prompt_tokens_details");
+        out->cached_tokens = json_count(d, json_obj_get(d, details, "cached_tokens"));
+    } else {
+        int64_t in = json_count(d, json_obj_get(d, u, "input_tokens"));
+        int64_t rd = json_count(d, json_obj_get(d, u, "cache_read_input_tokens"));
+        int64_t cr = json_count(d, json_obj_get(d, u, "cache_creation_input_tokens"));
+
+        out->completion_tokens = json_count(d, json_obj_get(d, u, "output_tokens"));
+        details = json_obj_get(d, u, "input_tokens_details");
+        if (rd >= 0 || cr >= 0) { /* Messages */
+            out->prompt_tokens = json_count_add(json_count_add(in > 0 ? in : 0, rd), cr);
+            out->cached_tokens = rd;
+        } else {
+            out->prompt_tokens = in;
+            out->cached_tokens = json_count(d, json_obj_get(d, details, "cached_tokens"));
+        }
+    }
     out->has_usage = out->prompt_tokens >= 0 || out->completion_tokens >= 0;
 }
 
@@ -540,12 +577,177 @@ static void json_tgi_details(const struct json_doc *d, int o, struct json_resp *
     }
 }
 
+static bool json_type_is(const struct json_doc *d, int o, const char *lit)
+{
+    int t = json_obj_get(d, o, "type");
+
+    return json_is_type(d, t, JSMN_STRING) && span_eq(json_tok_span(d, t), lit);
+}
+
+/* Marks output: s (a string token) when non-empty; as the text to match
+ * refusals on when `text` and none was found yet. */
+static void json_output_str(const struct json_doc *d, int s, bool text, struct json_resp *out)
+{
+    if (!json_str_nonempty(d, s))
+        return;
+    out->has_output = true;
+    if (text && out->text.len == 0)
+        out->text = json_tok_span(d, s);
+}
+
+/* Elements of array a that are objects, in order: *e starts at -1. */
+static bool json_arr_next_obj(const struct json_doc *d, int a, int *e)
+{
+    if (!json_is_type(d, a, JSMN_ARRAY))
+        return false;
+    for (*e = *e < 0 ? a + 1 : json_skip(d, *e); *e < d->n && d->t[*e].start < d->t[a].end;
+         *e = json_skip(d, *e))
+        if (d->t[*e].parent == a && d->t[*e].type == JSMN_OBJECT)
+            return true;
+    return false;
+}
+
+/* The Responses API's response object: a whole non-streamed body, or the
+ * "response" of the response.completed, .incomplete or .failed event. Its
+ * status and incomplete_details give the finish reason, a function_call
+ * item makes a completion tool_calls; usage, model. With `whole`, its output
+ * items are the answer's output (in a stream they came as deltas before). */
+static void json_responses_obj(const struct json_doc *d, int o, bool whole, struct json_resp *out)
+{
+    int st, items, e = -1, m;
+    bool tool = false;
+    struct span s;
+
+    if (!json_is_type(d, o, JSMN_OBJECT))
+        return;
+    json_usage_read(d, json_obj_get(d, o, "usage"), out);
+    m = json_obj_get(d, o, "model");
+    if (json_is_type(d, m, JSMN_STRING))
+        out->model = json_tok_span(d, m);
+    items = json_obj_get(d, o, "output");
+    while (json_arr_next_obj(d, items, &e)) {
+        int c = -1, content = json_obj_get(d, e, "content");
+
+        if (json_type_is(d, e, "function_call") || json_type_is(d, e, "custom_tool_call")) {
+            tool = true;
+            out->has_output = out->has_output || whole;
+        } else if (whole && json_type_is(d, e, "reasoning")) {
+            out->has_output = true;
+        }
+        while (whole && json_arr_next_obj(d, content, &c)) {
+            if (json_type_is(d, c, "output_text")) {
+                json_output_str(d, json_obj_get(d, c, "text"), true, out);
+            } else if (json_type_is(d, c, "refusal")) {
+                int r = json_obj_get(d, c, "refusal");
+                if (json_str_nonempty(d, r)) {
+                    out->has_refusal = true;
+                    out->text = span_make(NULL, 0); /* the refusal goes first */
+                }
+                json_output_str(d, r, true, out);
+            }
+        }
+    }
+    st = json_obj_get(d, o, "status");
+    if (!json_is_type(d, st, JSMN_STRING))
+        return;
+    s = json_tok_span(d, st);
+    if (span_eq(s, "completed")) {
+        out->finish = tool ? JSON_FINISH_TOOL_CALLS : JSON_FINISH_STOP;
+    } else if (span_eq(s, "incomplete")) {
+        int why = json_obj_get(d, json_obj_get(d, o, "incomplete_details"), "reason");
+        struct span w =
+            json_is_type(d, why, JSMN_STRING) ? json_tok_span(d, why) : span_make(NULL, 0);
+        out->finish = span_eq(w, "max_output_tokens") ? JSON_FINISH_LENGTH
+                      : span_eq(w, "content_filter")  ? JSON_FINISH_CONTENT_FILTER
+                                                      : JSON_FINISH_OTHER;
+    } else if (span_eq(s, "failed")) {
+        out->finish = JSON_FINISH_ERROR;
+        out->is_error = true;
+    } else if (span_eq(s, "cancelled")) {
+        out->finish = JSON_FINISH_OTHER;
+    }
+}
+
+/* The Messages API's message: a whole non-streamed body (`whole`: its
+ * content blocks are output), or the "message" of message_start, whose
+ * usage gives the prompt (its output_tokens is a placeholder that the
+ * message_delta event replaces). */
+static void json_messages_obj(const struct json_doc *d, int o, bool whole, struct json_resp *out)
+{
+    int sr, m, blocks, e = -1;
+
+    if (!json_is_type(d, o, JSMN_OBJECT))
+        return;
+    json_usage_read(d, json_obj_get(d, o, "usage"), out);
+    if (!whole) {
+        out->completion_tokens = -1;
+        out->has_usage = out->prompt_tokens >= 0;
+    }
+    m = json_obj_get(d, o, "model");
+    if (json_is_type(d, m, JSMN_STRING))
+        out->model = json_tok_span(d, m);
+    sr = json_obj_get(d, o, "stop_reason");
+    if (json_is_type(d, sr, JSMN_STRING))
+        out->finish = json_finish_of(json_tok_span(d, sr));
+    blocks = json_obj_get(d, o, "content");
+    while (whole && json_arr_next_obj(d, blocks, &e)) {
+        if (json_type_is(d, e, "text"))
+            json_output_str(d, json_obj_get(d, e, "text"), true, out);
+        else if (json_type_is(d, e, "thinking"))
+            json_output_str(d, json_obj_get(d, e, "thinking"), false, out);
+        else if (json_type_is(d, e, "tool_use") || json_type_is(d, e, "redacted_thinking") ||
+                 json_type_is(d, e, "server_tool_use"))
+            out->has_output = true;
+    }
+}
+
+/* An event of the Responses or Messages stream, by its "type" t: output
+ * deltas (each one output event: text, refusal, reasoning, tool
+ * arguments), the final response, the message's start and stop reason,
+ * errors; or a whole Messages body ("type":"message"). */
+static void json_typed(const struct json_doc *d, int t, int delta, int resp, int msg,
+                       struct json_resp *out)
+{
+    static const char rsp[] = "response.", dlt[] = ".delta";
+    struct span ty = json_tok_span(d, t);
+
+    if (ty.len > sizeof(rsp) - 1 && memcmp(ty.p, rsp, sizeof(rsp) - 1) == 0) {
+        if (ty.len > sizeof(rsp) + sizeof(dlt) - 2 &&
+            memcmp(ty.p + ty.len - (sizeof(dlt) - 1), dlt, sizeof(dlt) - 1) == 0) {
+            bool refusal = span_eq(ty, "response.refusal.delta");
+            json_output_str(d, delta, refusal || span_eq(ty, "response.output_text.delta"), out);
+            out->has_refusal = out->has_refusal || (refusal && out->has_output);
+        } else if (span_eq(ty, "response.completed") || span_eq(ty, "response.incomplete") ||
+                   span_eq(ty, "response.failed")) {
+            json_responses_obj(d, resp, false, out);
+        }
+    } else if (span_eq(ty, "content_block_delta")) {
+        if (json_type_is(d, delta, "text_delta"))
+            json_output_str(d, json_obj_get(d, delta, "text"), true, out);
+        else if (json_type_is(d, delta, "thinking_delta"))
+            json_output_str(d, json_obj_get(d, delta, "thinking"), false, out);
+        else if (json_type_is(d, delta, "input_json_delta"))
+            json_output_str(d, json_obj_get(d, delta, "partial_json"), false, out);
+    } else if (span_eq(ty, "message_delta")) {
+        int sr = json_obj_get(d, delta, "stop_reason");
+        if (json_is_type(d, sr, JSMN_STRING))
+            out->finish = json_finish_of(json_tok_span(d, sr));
+    } else if (span_eq(ty, "message_start")) {
+        json_messages_obj(d, msg, false, out);
+    } else if (span_eq(ty, "message")) {
+        json_messages_obj(d, 0, true, out);
+    } else if (span_eq(ty, "error")) {
+        out->is_error = true;
+    }
+}
+
 int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *out)
 {
     struct json_doc d;
     int it = 1, k, v;
     int native_content = -1, tgi_text = -1;
-    bool native_stop = false;
+    int type = -1, delta = -1, resp = -1, msg = -1;
+    bool native_stop = false, response_obj = false;
     int stop_type = -1;
     enum json_finish other_finish = JSON_FINISH_NONE;
 
@@ -568,6 +770,8 @@ int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *ou
         case 'd':
             if (json_key_is(&d, k, "details"))
                 json_tgi_details(&d, v, out, &other_finish);
+            else if (json_key_is(&d, k, "delta"))
+                delta = v;
             break;
         case 'e':
             if (json_key_is(&d, k, "error") && !json_is_null(&d, v))
@@ -576,6 +780,16 @@ int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *ou
         case 'm':
             if (json_key_is(&d, k, "model") && json_is_type(&d, v, JSMN_STRING))
                 out->model = json_tok_span(&d, v);
+            else if (json_key_is(&d, k, "message"))
+                msg = v;
+            break;
+        case 'o':
+            if (json_key_is(&d, k, "object") && json_is_type(&d, v, JSMN_STRING))
+                response_obj = span_eq(json_tok_span(&d, v), "response");
+            break;
+        case 'r':
+            if (json_key_is(&d, k, "response"))
+                resp = v;
             break;
         case 's':
             if (json_key_is(&d, k, "stop"))
@@ -588,6 +802,8 @@ int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *ou
                 json_timings_read(&d, v, out);
             else if (json_key_is(&d, k, "token") && json_is_type(&d, v, JSMN_OBJECT))
                 tgi_text = json_tgi_token(&d, v);
+            else if (json_key_is(&d, k, "type") && json_is_type(&d, v, JSMN_STRING))
+                type = v;
             break;
         case 'u':
             if (json_key_is(&d, k, "usage"))
@@ -596,6 +812,10 @@ int json_resp_parse(struct span in, struct json_toks *toks, struct json_resp *ou
         default: break;
         }
     }
+    if (type >= 0)
+        json_typed(&d, type, delta, resp, msg, out);
+    else if (response_obj)
+        json_responses_obj(&d, 0, true, out);
     if (native_stop)
         other_finish = json_stop_type_of(&d, stop_type);
     if (out->finish == JSON_FINISH_NONE)
@@ -615,7 +835,7 @@ int json_req_parse(struct span body, struct json_toks *toks, struct json_req *ou
 {
     struct json_doc d;
     int it = 1, k, v, so;
-    int max_tokens = -1, max_completion = -1, n_predict = -1, rc;
+    int max_tokens = -1, max_completion = -1, n_predict = -1, max_output = -1, rc;
     int64_t x;
 
     memset(out, 0, sizeof(*out));
@@ -641,6 +861,8 @@ int json_req_parse(struct span body, struct json_toks *toks, struct json_req *ou
             max_completion = v;
         } else if (json_key_is(&d, k, "n_predict")) {
             n_predict = v;
+        } else if (json_key_is(&d, k, "max_output_tokens")) {
+            max_output = v;
         } else if (json_key_is(&d, k, "model")) {
             out->model =
                 json_is_type(&d, v, JSMN_STRING) ? json_tok_span(&d, v) : span_make(NULL, 0);
@@ -648,7 +870,7 @@ int json_req_parse(struct span body, struct json_toks *toks, struct json_req *ou
     }
     /* null counts as absent: the next name in line is tried. */
     if (json_i64(&d, max_tokens, &x) || json_i64(&d, max_completion, &x) ||
-        json_i64(&d, n_predict, &x))
+        json_i64(&d, n_predict, &x) || json_i64(&d, max_output, &x))
         out->max_tokens = x < 0 ? -1 : x;
     return 0;
 }

@@ -79,6 +79,15 @@ bool meter_event(struct meter *m, const struct json_resp *r, uint64_t now_us, ui
     return true;
 }
 
+/* 1 when the answer ended on a stop token that was never streamed (EOS or
+ * a stop string): a "stop" finish, unless the output already reached the
+ * request's limit (llama.cpp's Responses API says "completed" then too). */
+static int meter_stop_token(const struct meter *m)
+{
+    return m->finish == JSON_FINISH_STOP &&
+           !(m->max_tokens > 0 && m->n_out >= (uint64_t)m->max_tokens);
+}
+
 /* k-th smallest of a[0..n) (Hoare selection; reorders a). */
 static uint32_t meter_select(uint32_t *a, size_t n, size_t k)
 {
@@ -152,6 +161,14 @@ void meter_finish(const struct meter *m, uint64_t end_us, struct meter_result *o
         out->prompt_tokens = m->usage_prompt;
         out->completion_tokens = m->usage_completion;
         out->cached_tokens = m->usage_cached;
+        if (out->completion_tokens < 0 && m->timings_predicted >= 0) {
+            out->completion_tokens = m->timings_predicted;
+        } else if (out->completion_tokens < 0 && m->n_out) {
+            /* A Messages stream cut before its message_delta: the prompt
+             * came in message_start, the output is counted. */
+            out->tok_src = METER_TOK_COUNTED;
+            out->completion_tokens = (int64_t)m->n_out;
+        }
     } else if (m->timings_predicted >= 0 || m->timings_prompt >= 0) {
         out->tok_src = METER_TOK_TIMINGS;
         /* llama.cpp prompt_n excludes the cached part; usage counts both. */
@@ -164,7 +181,7 @@ void meter_finish(const struct meter *m, uint64_t end_us, struct meter_result *o
         out->tok_src = METER_TOK_COUNTED;
         /* A "stop" finish (EOS or a stop string) costs one generated token
          * that is never streamed: the server counts output events + 1. */
-        out->completion_tokens = (int64_t)m->n_out + (m->finish == JSON_FINISH_STOP);
+        out->completion_tokens = (int64_t)m->n_out + meter_stop_token(m);
     } else {
         out->tok_src = METER_TOK_NONE;
     }

@@ -211,6 +211,7 @@ void fx_set_load(struct fx_set *set)
     load_dir(set, "tgi");
     load_dir(set, "openai");
     load_dir(set, "llama.cpp");
+    load_dir(set, "llama.cpp/apis");
     qsort(set->f, set->n, sizeof(set->f[0]), file_cmp);
 }
 

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define FX_MAX_FILES 128
+#define FX_MAX_FILES 192
 
 /* One fixture: a raw .sse stream or the body of a decoded .http capture. */
 struct fx_file {
@@ -23,7 +23,7 @@ struct fx_file {
     bool complete;  /* .http: the message ended (not cut short inside a chunk) */
 };
 
-/* Every fixture of the vllm, tgi, openai and llama.cpp directories. */
+/* Every fixture of the vllm, tgi, openai, llama.cpp and llama.cpp/apis directories. */
 struct fx_set {
     struct fx_file f[FX_MAX_FILES]; /* sorted by name */
     size_t n;

@@ -123,6 +123,10 @@ static const struct expect expects[] = {
     { "llama.cpp/chat-stream-stop-string.http", 10, JSON_FINISH_STOP, 11, 0 },
     { "llama.cpp/chat-stream-timing-small.http", 64, JSON_FINISH_LENGTH, 64, 0 },
     { "llama.cpp/chat-stream-timing-tiny.http", 200, JSON_FINISH_LENGTH, 200, 0 },
+    { "llama.cpp/apis/anthropic-messages-stream-system.http", 8, JSON_FINISH_LENGTH, 8, 0 },
+    { "llama.cpp/apis/anthropic-messages-stream.http", 12, JSON_FINISH_LENGTH, 12, 0 },
+    { "llama.cpp/apis/chat-stream-any-model-name.http", 4, JSON_FINISH_LENGTH, 4, 0 },
+    { "llama.cpp/apis/responses-stream.http", 12, JSON_FINISH_STOP, 12, 0 },
     { "llama.cpp/chat-stream-timings-per-token.http", 4, JSON_FINISH_LENGTH, 4, 0 },
     { "llama.cpp/completion-native-stream.http", 16, JSON_FINISH_LENGTH, 16, 0 },
     { "llama.cpp/v1-completions-stream-include-usage.http", 16, JSON_FINISH_LENGTH, 16, 0 },
@@ -200,8 +204,9 @@ static void test_every_fixture_event(void **state)
         assert_true(finishes <= 1);
         assert_int_equal(usage_tokens >= 0 ? usage_tokens : predicted, x->tokens);
         /* Counted tokens agree with the server's count: the EOS or stop-string
-         * token behind a "stop" is counted but never streamed as text. */
-        if (x->tokens >= 0)
+         * token behind a "stop" is counted but never streamed as text (but
+         * llama.cpp's Responses API says "completed" at its limit too). */
+        if (x->tokens >= 0 && strstr(f->name, "/apis/responses") == NULL)
             assert_int_equal(x->tokens, outputs + (finish == JSON_FINISH_STOP ? 1 : 0));
         if (usage_tokens >= 0 && predicted >= 0)
             assert_int_equal(usage_tokens, predicted);
@@ -345,6 +350,175 @@ static void test_nonstream_bodies(void **state)
     assert_int_equal(r.timings_prompt_n, 1);
     assert_int_equal(r.timings_predicted_n, 16);
     assert_int_equal(r.timings_cache_n, 4);
+    (void)state;
+}
+
+static struct json_resp lit_ok(const char *s)
+{
+    return parse_ok(span_cstr(s));
+}
+
+/* The Responses and Messages APIs as llama-server serves them (captures) and
+ * as their specifications give the rest. */
+static void test_api_captures(void **state)
+{
+    const char *rs = "llama.cpp/apis/responses-stream.http";
+    const char *ms = "llama.cpp/apis/anthropic-messages-stream.http";
+    const struct fx_file *rb = fx_set_find(&fx, "llama.cpp/apis/responses-nonstream.http");
+    const struct fx_file *mb = fx_set_find(&fx, "llama.cpp/apis/anthropic-messages-nonstream.http");
+    const struct fx_file *ct = fx_set_find(&fx, "llama.cpp/apis/anthropic-count-tokens.http");
+    struct json_resp r;
+    size_t i;
+
+    /* Responses: the four events before the first delta carry nothing. */
+    for (i = 0; i < 4; i++) {
+        r = event_of(rs, i);
+        assert_false(r.has_output);
+        assert_false(r.has_usage);
+        assert_int_equal(r.finish, JSON_FINISH_NONE);
+    }
+    r = event_of(rs, 4);
+    assert_true(r.has_output);
+    assert_span(r.text, " confirmed");
+    r = event_of(rs, 16); /* response.output_text.done: the whole text, no output */
+    assert_false(r.has_output);
+    r = event_of(rs, 19); /* response.completed */
+    assert_false(r.has_output);
+    assert_int_equal(r.finish, JSON_FINISH_STOP);
+    assert_int_equal(r.prompt_tokens, 39);
+    assert_int_equal(r.completion_tokens, 12);
+    assert_int_equal(r.cached_tokens, 0);
+    assert_true(r.has_timings);
+    assert_int_equal(r.timings_predicted_n, 12);
+    assert_span(r.model, "tiny");
+
+    /* Messages: the prompt is input_tokens + cache_read_input_tokens. */
+    r = event_of(ms, 0);
+    assert_false(r.has_output);
+    assert_true(r.has_usage);
+    assert_int_equal(r.prompt_tokens, 39);
+    assert_int_equal(r.cached_tokens, 38);
+    assert_int_equal(r.completion_tokens, -1); /* a placeholder there */
+    assert_span(r.model, "tiny");
+    r = event_of(ms, 1); /* content_block_start */
+    assert_false(r.has_output);
+    r = event_of(ms, 2);
+    assert_true(r.has_output);
+    assert_span(r.text, " confirmed");
+    r = event_of(ms, 15); /* message_delta */
+    assert_int_equal(r.finish, JSON_FINISH_LENGTH);
+    assert_int_equal(r.completion_tokens, 12);
+    assert_int_equal(r.prompt_tokens, -1);
+    r = event_of(ms, 16); /* message_stop */
+    assert_false(r.has_output || r.has_usage || r.is_error);
+
+    r = parse_ok(span_make(rb->body, rb->len));
+    assert_true(r.has_output);
+    assert_memory_equal(r.text.p, " Charles", 8);
+    assert_int_equal(r.finish, JSON_FINISH_STOP);
+    assert_int_equal(r.prompt_tokens, 39);
+    assert_int_equal(r.completion_tokens, 12);
+    assert_int_equal(r.cached_tokens, 38);
+    r = parse_ok(span_make(mb->body, mb->len));
+    assert_true(r.has_output);
+    assert_memory_equal(r.text.p, "CDieniaasc", 10);
+    assert_int_equal(r.finish, JSON_FINISH_LENGTH);
+    assert_int_equal(r.prompt_tokens, 39);
+    assert_int_equal(r.completion_tokens, 12);
+    assert_int_equal(r.cached_tokens, 38);
+    /* count_tokens answers a count, not a use of the model */
+    r = parse_ok(span_make(ct->body, ct->len));
+    assert_false(r.has_usage || r.has_output);
+    (void)state;
+}
+
+static void test_api_events(void **state)
+{
+    struct json_resp r;
+
+    /* output of every kind, text only for what a refusal may be in */
+    r = lit_ok("{\"type\":\"response.reasoning_text.delta\",\"delta\":\"hm\"}");
+    assert_true(r.has_output);
+    assert_int_equal(r.text.len, 0);
+    r = lit_ok("{\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{\\\"a\"}");
+    assert_true(r.has_output);
+    r = lit_ok("{\"type\":\"response.refusal.delta\",\"delta\":\"No.\"}");
+    assert_true(r.has_output && r.has_refusal);
+    assert_span(r.text, "No.");
+    r = lit_ok("{\"type\":\"response.output_text.delta\",\"delta\":\"\"}");
+    assert_false(r.has_output);
+    r = lit_ok("{\"type\":\"content_block_delta\",\"index\":0,"
+               "\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"so\"}}");
+    assert_true(r.has_output);
+    assert_int_equal(r.text.len, 0);
+    r = lit_ok("{\"type\":\"content_block_delta\",\"index\":1,"
+               "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"c\"}}");
+    assert_true(r.has_output);
+    r = lit_ok("{\"type\":\"content_block_delta\",\"index\":1,"
+               "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}");
+    assert_false(r.has_output);
+    r = lit_ok("{\"type\":\"content_block_delta\",\"index\":0,"
+               "\"delta\":{\"type\":\"signature_delta\",\"signature\":\"x\"}}");
+    assert_false(r.has_output);
+
+    /* finish reasons */
+    r = lit_ok("{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},"
+               "\"usage\":{\"output_tokens\":5}}");
+    assert_int_equal(r.finish, JSON_FINISH_STOP);
+    assert_int_equal(r.completion_tokens, 5);
+    r = lit_ok("{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}");
+    assert_int_equal(r.finish, JSON_FINISH_TOOL_CALLS);
+    r = lit_ok("{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"stop_sequence\"}}");
+    assert_int_equal(r.finish, JSON_FINISH_STOP);
+    r = lit_ok("{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"refusal\"}}");
+    assert_int_equal(r.finish, JSON_FINISH_CONTENT_FILTER);
+    r = lit_ok("{\"type\":\"response.incomplete\",\"response\":{\"status\":\"incomplete\","
+               "\"incomplete_details\":{\"reason\":\"max_output_tokens\"},"
+               "\"usage\":{\"input_tokens\":9,\"output_tokens\":4,"
+               "\"input_tokens_details\":{\"cached_tokens\":3}}}}");
+    assert_int_equal(r.finish, JSON_FINISH_LENGTH);
+    assert_int_equal(r.prompt_tokens, 9); /* Responses: input_tokens counts the cached */
+    assert_int_equal(r.cached_tokens, 3);
+    assert_int_equal(r.completion_tokens, 4);
+    r = lit_ok("{\"type\":\"response.completed\",\"response\":{\"status\":\"completed\","
+               "\"output\":[{\"type\":\"function_call\",\"arguments\":\"{}\"}]}}");
+    assert_int_equal(r.finish, JSON_FINISH_TOOL_CALLS);
+    assert_false(r.has_output); /* its arguments were streamed as deltas */
+    r = lit_ok("{\"type\":\"response.failed\",\"response\":{\"status\":\"failed\","
+               "\"error\":{\"code\":\"server_error\",\"message\":\"x\"}}}");
+    assert_int_equal(r.finish, JSON_FINISH_ERROR);
+    assert_true(r.is_error);
+    r = lit_ok("{\"type\":\"error\",\"code\":\"x\",\"message\":\"y\",\"param\":null}");
+    assert_true(r.is_error);
+    r = lit_ok("{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"y\"}}");
+    assert_true(r.is_error);
+
+    /* Anthropic's usage with cache creation: every part is prompt */
+    r = lit_ok("{\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":"
+               "{\"input_tokens\":2,\"cache_creation_input_tokens\":5,"
+               "\"cache_read_input_tokens\":7,\"output_tokens\":1}}}");
+    assert_int_equal(r.prompt_tokens, 14);
+    assert_int_equal(r.cached_tokens, 7);
+    assert_int_equal(r.completion_tokens, -1);
+    assert_span(r.model, "m");
+    /* a whole Messages answer with a tool call and thinking, and a whole
+     * Responses answer that refused */
+    r = lit_ok("{\"type\":\"message\",\"content\":[{\"type\":\"thinking\",\"thinking\":\"t\"},"
+               "{\"type\":\"tool_use\",\"id\":\"x\",\"name\":\"f\",\"input\":{}}],"
+               "\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":3,\"output_tokens\":8}}");
+    assert_true(r.has_output);
+    assert_int_equal(r.text.len, 0);
+    assert_int_equal(r.finish, JSON_FINISH_TOOL_CALLS);
+    assert_int_equal(r.prompt_tokens, 3);
+    assert_int_equal(r.completion_tokens, 8);
+    r = lit_ok("{\"object\":\"response\",\"status\":\"completed\",\"output\":[{\"type\":"
+               "\"message\",\"content\":[{\"type\":\"refusal\",\"refusal\":\"I can't.\"}]}]}");
+    assert_true(r.has_output && r.has_refusal);
+    assert_span(r.text, "I can't.");
+    /* a chat chunk's own "type"-less shape is untouched by all this */
+    r = lit_ok(
+        "{\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}");
+    assert_true(r.has_output);
     (void)state;
 }
 
@@ -785,11 +959,15 @@ static void test_req_fixtures(void **state)
         want_max = body_int(f, "max_tokens");
         if (want_max < 0)
             want_max = body_int(f, "n_predict");
+        if (want_max < 0)
+            want_max = body_int(f, "max_output_tokens");
         assert_int_equal(q.max_tokens, want_max);
         if (strstr(f->body, "\"model\": \"small\"") != NULL)
             assert_span(q.model, "small");
         else if (strstr(f->body, "\"model\": \"tiny\"") != NULL)
             assert_span(q.model, "tiny");
+        else if (strstr(f->body, "\"model\": \"gpt-4o-mini\"") != NULL)
+            assert_span(q.model, "gpt-4o-mini");
         else
             assert_int_equal(q.model.len, 0);
     }
@@ -1146,6 +1324,8 @@ int main(void)
         cmocka_unit_test(test_llamacpp_chat_events),
         cmocka_unit_test(test_llamacpp_completions_and_native),
         cmocka_unit_test(test_nonstream_bodies),
+        cmocka_unit_test(test_api_captures),
+        cmocka_unit_test(test_api_events),
         cmocka_unit_test(test_error_bodies),
         cmocka_unit_test(test_tgi_events),
         cmocka_unit_test(test_vllm_openai_events),

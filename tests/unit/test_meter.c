@@ -100,6 +100,16 @@ static const struct want wants[] = {
       0, METER_TOK_USAGE, 61, 64, 0, JSON_FINISH_LENGTH, true, false, false, 64 },
     { "llama.cpp/chat-stream-timing-tiny.http", 200, 204, 200, 320000, 4365000, 20000, 20000, 20326,
       0, METER_TOK_USAGE, 61, 200, 0, JSON_FINISH_LENGTH, true, false, false, 200 },
+    { "llama.cpp/apis/anthropic-messages-stream-system.http", 8, 13, 8, 340000, 545000, 20000,
+      20000, 29285, 0, METER_TOK_USAGE, 60, 8, 8, JSON_FINISH_LENGTH, true, false, false, 8 },
+    { "llama.cpp/apis/anthropic-messages-stream.http", 12, 17, 12, 340000, 625000, 20000, 20000,
+      25909, 0, METER_TOK_USAGE, 39, 12, 38, JSON_FINISH_LENGTH, true, false, false, 12 },
+    { "llama.cpp/apis/chat-stream-any-model-name.http", 4, 7, 4, 320000, 425000, 20000, 20000,
+      35000, 0, METER_TOK_TIMINGS, 39, 4, 38, JSON_FINISH_LENGTH, true, false, false, 4 },
+    /* llama.cpp reports "completed" at the max_output_tokens limit too: the
+     * finish is stop, the limit reached makes it truncated */
+    { "llama.cpp/apis/responses-stream.http", 12, 20, 12, 380000, 685000, 20000, 20000, 27727, 0,
+      METER_TOK_USAGE, 39, 12, 0, JSON_FINISH_STOP, true, false, false, 12 },
     { "llama.cpp/chat-stream-timings-per-token.http", 4, 7, 4, 320000, 425000, 20000, 20000, 35000,
       0, METER_TOK_TIMINGS, 61, 4, 60, JSON_FINISH_LENGTH, true, false, false, 4 },
     { "llama.cpp/completion-native-stream.http", 16, 17, 16, 300000, 625000, 20000, 20000, 21666, 0,

@@ -39,7 +39,25 @@ const char *json_finish_label(enum json_finish f);
 
 /* What pitot needs from one response object (stream chunk or whole body).
  * Formats: OpenAI chat/completions chunks and bodies (llama.cpp, vLLM, TGI,
- * SGLang, OpenAI), llama.cpp native /completion, TGI native /generate_stream. */
+ * SGLang, OpenAI), llama.cpp native /completion, TGI native /generate_stream,
+ * the OpenAI Responses API's events and bodies and the Anthropic Messages
+ * API's (told apart by their "type" or "object"):
+ *   output: a non-empty "delta" of a response.*.delta event (output text,
+ *     refusal, reasoning, function call arguments); a content_block_delta's
+ *     text_delta.text, thinking_delta.thinking or input_json_delta.partial_json;
+ *     a whole body's output_text, refusal, reasoning, function_call items or
+ *     text, thinking and tool_use blocks. The completed response of a stream
+ *     is not output: its deltas were.
+ *   usage: response.usage (input_tokens with the cached part, output_tokens,
+ *     input_tokens_details.cached_tokens); message_start's message.usage
+ *     (input_tokens + cache_read_input_tokens + cache_creation_input_tokens
+ *     are the prompt, cache_read_input_tokens the cached part), message_delta's
+ *     usage.output_tokens.
+ *   finish: response status completed (stop, or tool_calls with a
+ *     function_call item), incomplete (length for max_output_tokens,
+ *     content_filter), failed (error, and is_error); stop_reason end_turn and
+ *     stop_sequence (stop), max_tokens (length), tool_use (tool_calls),
+ *     refusal (content_filter). An "error" event is is_error. */
 struct json_resp {
     bool valid;                  /* parsed as a JSON object */
     bool has_output;             /* carries generated output: non-empty delta.content,
@@ -88,7 +106,8 @@ struct json_req {
     bool stream;            /* "stream": true */
     bool has_include_usage; /* stream_options.include_usage present */
     bool include_usage;     /* ... and true */
-    int64_t max_tokens;     /* max_tokens, max_completion_tokens or n_predict; -1 if absent */
+    int64_t max_tokens;     /* max_tokens, max_completion_tokens, n_predict or max_output_tokens;
+                               -1 if absent */
     struct span model;      /* raw "model" string, borrowed; len 0 if absent */
 };
 
