@@ -524,6 +524,7 @@ void cfg_init(struct cfg *c)
 
     strcpy(c->access_log, "-");
     c->log_level = 2;
+    c->log_format = 0; /* text */
 }
 
 void cfg_release(struct cfg *c)

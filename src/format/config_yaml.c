@@ -109,6 +109,7 @@ struct cfg_tier_item {
 #define CFG_256M (long long)(256 * CFG_MIB)
 
 static const char *const cfg_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const cfg_log_formats[] = { "text", "json", NULL };
 static const char *const cfg_flavors[] = { "auto",   "llamacpp", "vllm", "tgi",
                                            "sglang", "openai",   NULL };
 static const char *const cfg_policies[] = { "least_busy", "least_in_flight", "round_robin", NULL };
@@ -205,6 +206,7 @@ static const struct cfg_key cfg_queue_keys[] = {
 static const struct cfg_key cfg_log_keys[] = {
     CFG_SPECIAL("access_log", CFG_K_PATH),
     CFG_ENUM(struct cfg, "level", log_level, cfg_levels),
+    CFG_ENUM(struct cfg, "format", log_format, cfg_log_formats),
     CFG_END,
 };
 

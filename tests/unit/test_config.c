@@ -500,6 +500,9 @@ static void test_error_bad_values(void **state)
         { "measure:\n  buckets: [0x10]\n", "t.yaml:2: measure.buckets: bad number '0x10'" },
         { "log:\n  level: verbose\n",
           "t.yaml:2: log.level: bad level 'verbose' (error, warn, info or debug)" },
+        { "log:\n  format: xml\n", "t.yaml:2: log.format: bad format 'xml' (text or json)" },
+        { "log:\n  format: JSON\n", "t.yaml:2: log.format: bad format 'JSON' (text or json)" },
+        { "log:\n  level: info\n  format: [json]\n", "t.yaml:3: log.format: expected a scalar" },
     };
     CHECK_ERRORS(cases);
 }
@@ -1273,6 +1276,13 @@ static void test_durations_sizes(void **state)
         assert_int_equal(load(&c, yaml), 0);
         assert_int_equal(c.log_level, (int)i);
     }
+    /* log.format: text (the default) or json */
+    cfg_init(&c);
+    assert_int_equal(c.log_format, 0);
+    assert_int_equal(load(&c, "log:\n  format: json\n"), 0);
+    assert_int_equal(c.log_format, 1);
+    assert_int_equal(load(&c, "log: {format: text}\n"), 0);
+    assert_int_equal(c.log_format, 0);
     /* access_log: "" is stdout too */
     cfg_init(&c);
     assert_int_equal(load(&c, "log:\n  access_log: \"\"\n"), 0);

@@ -253,6 +253,7 @@ struct cfg {
     /* output */
     char access_log[1024]; /* "" or "-": stdout */
     int log_level;         /* 0 error, 1 warn, 2 info (default), 3 debug */
+    int log_format;        /* log.format: 0 text (default), 1 json (one object a line) */
 };
 
 /* Fills every field with its default (no backends). */
