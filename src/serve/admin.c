@@ -58,7 +58,8 @@ void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, 
             for (k = 0; k < lp->nregs; k++)
                 met_gauge_set(lp->regs[k], MET_BACKEND_EJECTED, (unsigned)i, ej);
         }
-        if (body == NULL || met_expose(lp->regs, lp->nregs, body) != 0) {
+        if (body == NULL || met_expose(lp->regs, lp->nregs, body) != 0 ||
+            met_expose_process(body) != 0) {
             if (body)
                 evbuffer_free(body);
             reply_error(out, PITOT_ENOMEM, head, close, NULL);

@@ -4,6 +4,7 @@
  * merge of per-worker registries, promtool's verdict, and the docs table. */
 #include "pitot/measure/metrics.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -19,6 +22,7 @@
 
 #include "pitot/format/config.h"
 #include "pitot/util/clock.h"
+#include "pitot/util/version.h"
 
 /* A config filled by hand, so the test needs only cfg.h's layout. */
 static struct cfg *test_cfg(void)
@@ -962,6 +966,148 @@ static void test_inactive_backend_hidden(void **state)
     (void)state;
 }
 
+/* A /proc/<pid>/stat line whose command name has spaces and parentheses,
+ * one that reads like the fields after it: only the last ')' ends it. */
+#define PROC_STAT_HEAD "4242 (a) Z 9 9 (b) "
+#define PROC_STAT_TAIL                                                                             \
+    "S 1 4242 4242 0 -1 4194560 300 0 0 0 5 3 0 0 20 0 3 0 987654 123456789 2048 "                 \
+    "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+
+static void test_proc_stat_parse(void **state)
+{
+    static const char line[] = PROC_STAT_HEAD PROC_STAT_TAIL;
+    struct met_proc_stat st, keep = { 7, 7, 7 };
+    char buf[4096];
+    size_t cut;
+    FILE *f;
+
+    assert_int_equal(met_proc_stat_parse(span_cstr(line), &st), 0);
+    assert_int_equal(st.starttime_ticks, 987654);
+    assert_int_equal(st.vsize_bytes, 123456789);
+    assert_int_equal(st.rss_pages, 2048);
+    /* every cut before the space that ends rss fails and leaves st alone */
+    for (cut = 0; cut < strlen(line); cut++) {
+        st = keep;
+        if (cut < (size_t)(strstr(line, "2048 ") - line) + 5) {
+            assert_int_equal(met_proc_stat_parse(span_make(line, cut), &st), -1);
+            assert_memory_equal(&st, &keep, sizeof(st));
+        } else {
+            assert_int_equal(met_proc_stat_parse(span_make(line, cut), &st), 0);
+            assert_int_equal(st.rss_pages, 2048);
+        }
+    }
+    assert_int_equal(met_proc_stat_parse(span_cstr("4242 a S 1 2 3\n"), &st), -1);
+    assert_int_equal(met_proc_stat_parse(span_cstr("4242 (a)S 1 2 3\n"), &st), -1);
+    assert_int_equal(met_proc_stat_parse(span_cstr("4242 (a) S 1 4242 4242 0 -1 4194560 300 0 0 0 "
+                                                   "5 3 0 0 20 0 3 0 98x654 123 2048 1\n"),
+                                         &st),
+                     -1);
+    assert_int_equal(met_proc_stat_parse(span_cstr("4242 (a) S 1 4242 4242 0 -1 4194560 300 0 0 0 "
+                                                   "5 3 0 0 20 0 3 0 99999999999999999999 1 2 3\n"),
+                                         &st),
+                     -1);
+    /* this process's own */
+    f = fopen("/proc/self/stat", "r");
+    assert_non_null(f);
+    cut = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    assert_int_equal(met_proc_stat_parse(span_make(buf, cut), &st), 0);
+    assert_true(st.rss_pages > 0);
+    assert_true(st.vsize_bytes >= st.rss_pages);
+    (void)state;
+}
+
+/* The value of the unlabelled sample `name` in text; fails when absent. */
+static double proc_value(const char *text, const char *name)
+{
+    char prefix[128];
+    double v;
+
+    snprintf(prefix, sizeof(prefix), "%s ", name);
+    v = sample_value(text, prefix);
+    if (isnan(v))
+        fail_msg("no sample %s in:\n%s", name, text);
+    return v;
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static void test_expose_process(void **state)
+{
+    static const char *const fam[][2] = {
+        { "process_cpu_seconds_total", "counter" },
+        { "process_max_fds", "gauge" },
+        { "process_open_fds", "gauge" },
+        { "process_resident_memory_bytes", "gauge" },
+        { "process_start_time_seconds", "gauge" },
+        { "process_virtual_memory_bytes", "gauge" },
+    };
+    struct evbuffer *b = evbuffer_new();
+    struct rlimit rl;
+    char line[160], *t;
+    size_t len, i;
+    double fds, cpu, start;
+    int before = count_fds();
+    volatile double spin = 0;
+
+    assert_non_null(b);
+    assert_int_equal(met_expose_process(b), 0);
+    len = evbuffer_get_length(b);
+    t = calloc(1, len + 1);
+    assert_non_null(t);
+    evbuffer_remove(b, t, len);
+    assert_line(t, "# HELP pitot_build_info A metric with a constant '1' value labeled by "
+                   "version from which pitot was built.");
+    assert_line(t, "# TYPE pitot_build_info gauge");
+    assert_line(t, "pitot_build_info{version=\"" PITOT_VERSION "\"} 1");
+    assert_line(t, "# HELP process_cpu_seconds_total Total user and system CPU time spent in "
+                   "seconds.");
+    assert_line(t, "# HELP process_start_time_seconds Start time of the process since unix "
+                   "epoch in seconds.");
+    for (i = 0; i < sizeof(fam) / sizeof(fam[0]); i++) {
+        snprintf(line, sizeof(line), "# TYPE %s %s", fam[i][0], fam[i][1]);
+        assert_line(t, line);
+    }
+    assert_int_equal(fx_count_prefix(t, "# TYPE "), 7);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    assert_true(proc_value(t, "process_max_fds") == (double)rl.rlim_cur);
+    fds = proc_value(t, "process_open_fds"); /* both counts include their reader */
+    assert_true(fds >= before - 1 && fds <= before + 1);
+    assert_true(proc_value(t, "process_resident_memory_bytes") > 0);
+    assert_true(proc_value(t, "process_virtual_memory_bytes") >=
+                proc_value(t, "process_resident_memory_bytes"));
+    start = proc_value(t, "process_start_time_seconds");
+    assert_true(start <= (double)time(NULL) + 1 && start > (double)time(NULL) - 3600);
+    cpu = proc_value(t, "process_cpu_seconds_total");
+    assert_true(cpu >= 0);
+    fx_promtool_check(t);
+    free(t);
+
+    /* CPU time counts up with work done */
+    while (clock() < (clock_t)((cpu + 0.05) * CLOCKS_PER_SEC))
+        spin = spin + 1;
+    assert_int_equal(met_expose_process(b), 0);
+    len = evbuffer_get_length(b);
+    t = calloc(1, len + 1);
+    assert_non_null(t);
+    evbuffer_remove(b, t, len);
+    assert_true(proc_value(t, "process_cpu_seconds_total") >= cpu + 0.04);
+    free(t);
+    evbuffer_free(b);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -980,6 +1126,8 @@ int main(void)
         cmocka_unit_test(test_tls_failures),
         cmocka_unit_test(test_doc_markdown),
         cmocka_unit_test(test_inactive_backend_hidden),
+        cmocka_unit_test(test_proc_stat_parse),
+        cmocka_unit_test(test_expose_process),
     };
 
     return cmocka_run_group_tests_name("met", tests, NULL, NULL);

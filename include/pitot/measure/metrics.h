@@ -281,6 +281,30 @@ const char *met_shed_label(enum met_shed why);
  * failure or registries of different shapes. `promtool check metrics` is clean. */
 int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out);
 
+/* Appends pitot_build_info{version} and the process_* families the Prometheus
+ * client libraries expose, named, typed and described as client_golang does
+ * (process_cpu_seconds_total, process_max_fds, process_open_fds,
+ * process_resident_memory_bytes, process_start_time_seconds,
+ * process_virtual_memory_bytes), read from the kernel now: no cost between
+ * scrapes, no allocation. A family whose source cannot be read (no /proc) is
+ * left out, never an error. Apart from met_expose because it is the process's,
+ * not a registry's, and changes from one call to the next. Returns 0, or -1
+ * when an evbuffer append failed. */
+int met_expose_process(struct evbuffer *out);
+
+/* What /proc/<pid>/stat says (proc(5)), in the kernel's units. */
+struct met_proc_stat {
+    uint64_t starttime_ticks; /* field 22: start, clock ticks after boot */
+    uint64_t vsize_bytes;     /* field 23: virtual memory size, bytes */
+    uint64_t rss_pages;       /* field 24: resident set, pages */
+};
+
+/* Parses the text of /proc/<pid>/stat into st (untouched on failure). The
+ * command name (field 2) may hold spaces and parentheses, so fields are
+ * counted from the last ')'. Returns 0, or -1 when the text is malformed or
+ * ends before field 25. */
+int met_proc_stat_parse(struct span text, struct met_proc_stat *st);
+
 /* Writes the metrics reference as a Markdown table (name, type, labels, help):
  * pitot's families, then the OpenTelemetry ones below, marked as such. */
 void met_doc_markdown(FILE *f);
