@@ -209,6 +209,15 @@ struct sim_json *sim_json_parse(struct span body, char *msg, size_t cap)
     int n, i;
     size_t end;
 
+    if (body.len == 0) {
+        /* nlohmann's own case for no input at all (capture
+         * error-messages-invalid-json: an empty body to /v1/messages) */
+        snprintf(msg, cap,
+                 "[json.exception.parse_error.101] parse error at line 1, column 1: attempting to "
+                 "parse an empty input; check that your input string or stream contains the "
+                 "expected JSON");
+        return NULL;
+    }
     jsmn_init(&p);
     n = jsmn_parse(&p, body.p, body.len, NULL, 0);
     if (n == JSMN_ERROR_INVAL) {
