@@ -2,6 +2,7 @@
  * output helpers (string escaping, number printing) every flavor uses. */
 #include "sim.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,19 +201,61 @@ void sim_json_str(struct evbuffer *out, const char *s, size_t len)
 
 void sim_json_num(struct evbuffer *out, double v)
 {
-    char buf[40];
-    int prec;
+    char buf[40], digits[20];
+    int prec, exp10, n = 0, point, i;
+    const char *p;
 
-    /* Shortest representation that reads back as the same double, which is
-     * what nlohmann::json (and so llama-server) prints. */
+    if (v != v || v - v != 0) { /* NaN, infinities: nlohmann writes null */
+        evbuffer_add(out, "null", 4);
+        return;
+    }
+    if (v == 0) {
+        evbuffer_add_printf(out, "%s0.0", signbit(v) ? "-" : "");
+        return;
+    }
+    /* The shortest digits that read back as the same double (Grisu2, as
+     * nlohmann::json and so llama-server), then nlohmann's layout: plain
+     * decimals for a point position in (-4, 15], ".0" on integral values,
+     * else d.ddde+XX. */
     for (prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+        snprintf(buf, sizeof(buf), "%.*e", prec - 1, v);
         if (strtod(buf, NULL) == v)
             break;
     }
-    evbuffer_add(out, buf, strlen(buf));
-    if (strpbrk(buf, ".eEn") == NULL)
+    p = buf;
+    if (*p == '-') {
+        evbuffer_add(out, "-", 1);
+        p++;
+    }
+    for (; *p && *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9' && n < (int)sizeof(digits))
+            digits[n++] = *p;
+    exp10 = *p == 'e' ? atoi(p + 1) : 0;
+    while (n > 1 && digits[n - 1] == '0')
+        n--;
+    point = exp10 + 1; /* digits before the decimal point */
+    if (n <= point && point <= 15) {
+        evbuffer_add(out, digits, (size_t)n);
+        for (i = n; i < point; i++)
+            evbuffer_add(out, "0", 1);
         evbuffer_add(out, ".0", 2);
+    } else if (point > 0 && point <= 15) {
+        evbuffer_add(out, digits, (size_t)point);
+        evbuffer_add(out, ".", 1);
+        evbuffer_add(out, digits + point, (size_t)(n - point));
+    } else if (point > -4 && point <= 0) {
+        evbuffer_add(out, "0.", 2);
+        for (i = point; i < 0; i++)
+            evbuffer_add(out, "0", 1);
+        evbuffer_add(out, digits, (size_t)n);
+    } else {
+        evbuffer_add(out, digits, 1);
+        if (n > 1) {
+            evbuffer_add(out, ".", 1);
+            evbuffer_add(out, digits + 1, (size_t)(n - 1));
+        }
+        evbuffer_add_printf(out, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+    }
 }
 
 static int sim_hex4(const char *p, size_t left, unsigned *cp)
