@@ -6,8 +6,9 @@ compose file mounts exists, the names the services reach each other by exist
 in each compose profile, every pitot metric named exists in
 `pitot --metrics-doc`, the runtime image's packages exist and cover every
 library the binaries link, the manifests have the objects, labels and probes
-the deployment relies on and agree with each other, and every pitot
-configuration in them passes `pitot -t` and runs.
+the deployment relies on and agree with each other, every pitot
+configuration in them passes `pitot -t` and runs, and every commented example
+of the sample config (conf/pitot.yaml), uncommented in place, passes it too.
 
 Run from the repo root; PITOT_BUILD (default "build") holds the binaries.
 Needs PyYAML (Debian python3-yaml), promtool and apt-cache.
@@ -768,6 +769,95 @@ def check_configs_pass_pitot_t():
     expect(rc == 1 and "no backend" in out, "image config without --backend: %s" % out)
 
 
+SAMPLE = "conf/pitot.yaml"
+# An example line of the sample: "#" then the YAML line it stands for (indented,
+# or a key at column 0); prose is "# text" or a lone "#".
+EXAMPLE_LINE = re.compile(r"^#(?! \S)(?!$)")
+
+
+def sample_examples(text):
+    """[(first line number, the text with that example block uncommented in
+    place)] for every run of example lines of a sample config."""
+    lines = text.splitlines(True)
+    blocks, prev = [], False
+    for i, line in enumerate(lines):
+        ex = bool(EXAMPLE_LINE.match(line))
+        if ex and not prev:
+            blocks.append([])
+        if ex:
+            blocks[-1].append(i)
+        prev = ex
+    out = []
+    for b in blocks:
+        un = list(lines)
+        for i in b:
+            un[i] = un[i][1:]
+        out.append((b[0] + 1, "".join(un)))
+    return out
+
+
+def sample_example_errors(text, tls_dir):
+    """What is wrong with uncommenting each example block of `text` in place:
+    strict YAML (no duplicate key) and `pitot -t`, with the example's
+    /etc/pitot/tls/ files made in tls_dir. [] when every block is valid."""
+    bad = []
+    for line, un in sample_examples(text):
+        un = un.replace("/etc/pitot/tls/", tls_dir + "/")
+        try:
+            list(yaml.load_all(un, Loader=StrictLoader))
+        except yaml.YAMLError as e:
+            bad.append("line %d: %s" % (line, str(e).replace("\n", " ")[:200]))
+            continue
+        rc, out = pitot_test_config(un)
+        if rc != 0 or "configuration OK" not in out:
+            bad.append("line %d: pitot -t: %s" % (line, out[:200]))
+    return bad
+
+
+def make_example_tls_files(d):
+    """Self-signed certificates and keys under the names the sample's
+    examples give (a pair per name; the CA file is one of the certificates)."""
+    for name in ("api.example.com", "internal.example.com", "pitot-client"):
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                            "-subj", "/CN=" + name, "-keyout", os.path.join(d, name + ".key"),
+                            "-out", os.path.join(d, name + ".crt")],
+                           capture_output=True, text=True)
+        expect(r.returncode == 0, "openssl req: %s" % r.stderr[-300:])
+    with open(os.path.join(d, "pitot-client.crt")) as f, \
+            open(os.path.join(d, "backend-ca.crt"), "w") as ca:
+        ca.write(f.read())
+
+
+def check_sample_config_examples():
+    """Every commented example of the sample config, uncommented where it
+    stands, gives a valid configuration: the opentelemetry traces block, the
+    tier, the listener certificates and the https backend (no duplicate key,
+    no list after [], `pitot -t` passes). And the check finds the traps the
+    sample once had: a second, commented opentelemetry: section, and list
+    entries after a []."""
+    text = open(SAMPLE, encoding="utf-8").read()
+    blocks = sample_examples(text)
+    heads = [t.splitlines()[n - 1].strip() for n, t in blocks]
+    for want in ("traces:", "- name: premium", "- cert: /etc/pitot/tls/api.example.com.crt",
+                 "- url: https://gpu-3.internal:8443"):
+        expect(any(h.startswith(want) for h in heads),
+               "%s: no example block starting with %r (have %s)" % (SAMPLE, want, heads))
+    with tempfile.TemporaryDirectory(prefix="pitot-sample-") as d:
+        make_example_tls_files(d)
+        bad = sample_example_errors(text, d)
+        expect(not bad, "%s, uncommented: %s" % (SAMPLE, "; ".join(bad)))
+        traces = [t for (n, t), h in zip(blocks, heads) if h == "traces:"][0]
+        rc, out = pitot_test_config(traces)
+        expect(rc == 0 and "configuration OK" in out, "traces example: %s" % out)
+        trap = ("backends: [http://127.0.0.1:18081]\nopentelemetry:\n  metrics: false\n"
+                "#opentelemetry:\n#  traces:\n#    endpoint: http://127.0.0.1:4318\n")
+        bad = sample_example_errors(trap, d)
+        expect(bad and "duplicate key" in bad[0], "the old trap passes the check: %s" % bad)
+        listed = "backends: [http://127.0.0.1:18081]\ntiers: []\n#  - name: premium\n"
+        expect(sample_example_errors(listed, d), "an entry after tiers: [] passes the check")
+
+
 def check_compose_configs_run():
     """The compose stack's pitot config with its backends on loopback: two
     simulators started with the compose sim commands, pitot ready, a request
@@ -806,6 +896,7 @@ def main():
     check("deploy_k8s_dashboard", check_k8s_dashboard)
     check("deploy_k8s_generated_current", check_generated_current)
     check("deploy_configs_pitot_t", check_configs_pass_pitot_t)
+    check("deploy_sample_config_examples_uncommented", check_sample_config_examples)
     check("deploy_compose_config_runs", check_compose_configs_run)
     finish()
 
