@@ -6,7 +6,7 @@ event names, JSON key order, the first events sharing one HTTP chunk, one
 chunk per later delta, the closing events, usage equal to the deltas sent,
 stop reasons, no [DONE]; --die-after, --refuse, counters, any model name.
 
-Run from the repo root: PITOT_BUILD=build PITOT_FIXTURES=../shared/fixtures
+Run from the repo root: PITOT_BUILD=build PITOT_FIXTURES=tests/fixtures
 python3 tests/integration/test_sim_apis.py
 """
 import json
