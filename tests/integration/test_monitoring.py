@@ -7,11 +7,13 @@ load with refusals, stalls, sheds, cancels and an upstream error, evaluates
 conf/alerts.yml without errors, and every PromQL expression of the Grafana
 dashboard and of the rules returns data: no typo'd metric or label survives."""
 
+import atexit
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -29,8 +31,10 @@ PROVISIONING = [os.path.join(CONF, "grafana", "provisioning", "datasources", "pr
 PROMTOOL = "/usr/bin/promtool"
 RATE_INTERVAL = "1m"      # $__rate_interval: Prometheus scrapes every 1 s here
 
-# Two tiers (as in conf/alerts.yml's SLO constants); "default" holds few
-# requests for a short time, so it sheds under the load below.
+# Two tiers with SLO targets; "default" holds few requests for a short time,
+# so it sheds under the load below. Their TTFT targets are restated for the
+# alerts and the dashboard as an operator does (TIER_TARGETS, a rule file
+# beside conf/alerts.yml, in the form of its commented example).
 PITOT_CONFIG = """\
 models: [small, big]
 tier_header: X-Pitot-Tier
@@ -58,6 +62,19 @@ backends:
   - url: http://127.0.0.1:{c}
     name: vllm-c
     models: [big]
+"""
+TIER_TARGETS = """\
+groups:
+  - name: pitot-tier-ttft-targets
+    rules:
+      - record: pitot:tier_slo_ttft_seconds
+        expr: vector(10)
+        labels:
+          tier: default
+      - record: pitot:tier_slo_ttft_seconds
+        expr: vector(2)
+        labels:
+          tier: premium
 """
 
 
@@ -161,10 +178,11 @@ def t_dashboard_static():
 
 # ---- the live stack --------------------------------------------------------------
 
-def prometheus_config(prom_port, pitot_port, a_port, b_port):
-    """conf/prometheus.yml with loopback targets, 1 s intervals and an
-    absolute rule file path; every rewrite must apply, so a changed file
-    fails here instead of being tested half."""
+def prometheus_config(prom_port, pitot_port, a_port, b_port, targets_file):
+    """conf/prometheus.yml with loopback targets, 1 s intervals, an absolute
+    rule file path and the tiers' restated targets (targets_file) beside it;
+    every rewrite must apply, so a changed file fails here instead of being
+    tested half."""
     with open(PROM_YML) as f:
         text = f.read()
     rewrites = [
@@ -176,7 +194,8 @@ def prometheus_config(prom_port, pitot_port, a_port, b_port):
         (r'"llama-b:8080"', '"%s:%d"' % (HOST, b_port)),
         (r'"localhost:9090"', '"%s:%d"' % (HOST, prom_port)),
         (r'"(localhost|alertmanager):9093"', '"%s:%d"' % (HOST, free_port())),   # nothing listens
-        (r"(?m)^(\s*- )alerts\.yml$", r"\g<1>" + os.path.abspath(ALERTS_YML)),
+        (r"(?m)^(\s*- )alerts\.yml$",
+         r"\g<1>" + os.path.abspath(ALERTS_YML) + r"\n\g<1>" + targets_file),
     ]
     for pat, rep in rewrites:
         text, n = re.subn(pat, rep, text)
@@ -224,7 +243,12 @@ def t_live_prometheus():
                   "--die-after", "6")
     pitot = start_pitot([], config=PITOT_CONFIG.format(a=a.port, b=b.port, c=c.port))
     prom_port = free_port()
-    prom = start_prometheus_config(prometheus_config(prom_port, pitot.port, a.port, b.port), port=prom_port)
+    with tempfile.NamedTemporaryFile("w", prefix="pitot-targets-", suffix=".yml",
+                                     delete=False) as f:
+        f.write(TIER_TARGETS)
+    atexit.register(os.unlink, f.name)
+    prom = start_prometheus_config(prometheus_config(prom_port, pitot.port, a.port, b.port, f.name),
+                                   port=prom_port)
     up = lambda: prom_query(prom.port, "up == 1")["result"]
     got = wait_for(lambda: len(up()) == 4 and up(), timeout=15)
     jobs = sorted((r["metric"]["job"], r["metric"].get("backend", "")) for r in got or up())
