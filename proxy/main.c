@@ -17,6 +17,7 @@
 #include "pitot/measure/metrics.h"
 #include "pitot/measure/refusal.h"
 #include "pitot/io/tls.h"
+#include "pitot/util/log.h"
 #include "pitot/util/version.h"
 #include "pitot/worker/process.h"
 
@@ -131,13 +132,14 @@ static int fd_budget(struct cfg *c)
     nofile = rl.rlim_cur == RLIM_INFINITY ? ULLONG_MAX : (unsigned long long)rl.rlim_cur;
     n = cfg_fd_max_clients(c, nofile);
     if (n == 0) {
-        fprintf(stderr, "pitot: RLIMIT_NOFILE is %llu: too few file descriptors for %zu backends\n",
-                nofile, c->nbackends);
+        log_error("RLIMIT_NOFILE is %llu: too few file descriptors for %zu backends", nofile,
+                  c->nbackends);
         return 1;
     }
     if (n < c->max_clients) {
-        fprintf(stderr, "pitot: max_clients lowered from %u to %u: RLIMIT_NOFILE is %llu\n",
-                c->max_clients, n, nofile);
+        /* a line of the start, as "listening on" is: written at every level */
+        log_notice("max_clients lowered from %u to %u: RLIMIT_NOFILE is %llu", c->max_clients, n,
+                   nofile);
         c->max_clients = n;
     }
     return 0;
@@ -147,6 +149,7 @@ struct sigctx {
     struct process *p;
     const struct cfg *c;
     struct alog *alog;
+    unsigned drain_left; /* connections with a request in progress when the drain began */
 };
 
 /* The first SIGTERM or SIGINT drains (shutdown.drain_timeout), a second one
@@ -158,31 +161,38 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     char d[24];
 
     if (process_draining(sc->p) || ms == 0) {
-        fprintf(stderr, "pitot: signal %d, stopping%s\n", (int)sig,
-                process_draining(sc->p) ? " at once" : "");
+        log_notice("signal %d, stopping%s", (int)sig, process_draining(sc->p) ? " at once" : "");
         process_stop(sc->p);
         return;
     }
     n = process_drain(sc->p, ms); /* idle connections are being closed */
-    fprintf(stderr, "pitot: signal %d, draining %u connection%s (drain_timeout %s)\n", (int)sig, n,
-            n == 1 ? "" : "s", cfg_fmt_ms(d, sizeof(d), ms));
+    sc->drain_left = n;
+    log_notice("signal %d, draining %u connection%s (drain_timeout %s): %u request%s in progress "
+               "may finish, new connections are refused",
+               (int)sig, n, n == 1 ? "" : "s", cfg_fmt_ms(d, sizeof(d), ms), n, n == 1 ? "" : "s");
 }
 
-/* The drain's last line, once every loop has ended. */
-static void log_drain_end(const struct process *p)
+/* The drain's last line, once every loop has ended: how many of the
+ * requests in progress at its start finished. */
+static void log_drain_end(const struct process *p, unsigned started)
 {
     unsigned cut = process_drain_cut(p), open = process_open_conns(p);
+    unsigned left = cut ? cut : open;
+    unsigned done = started > left ? started - left : 0;
 
     if (!process_draining(p))
         return;
     if (cut)
-        fprintf(stderr, "pitot: drain_timeout reached, %u connection%s cut, exiting\n", cut,
-                cut == 1 ? "" : "s");
+        log_notice("drain_timeout reached, %u connection%s cut, exiting: %u of %u request%s "
+                   "finished",
+                   cut, cut == 1 ? "" : "s", done, started, started == 1 ? "" : "s");
     else if (open)
-        fprintf(stderr, "pitot: drain interrupted, %u connection%s closed, exiting\n", open,
-                open == 1 ? "" : "s");
+        log_notice("drain interrupted, %u connection%s closed, exiting: %u of %u request%s "
+                   "finished",
+                   open, open == 1 ? "" : "s", done, started, started == 1 ? "" : "s");
     else
-        fprintf(stderr, "pitot: drained, exiting\n");
+        log_notice("drained, exiting: %u of %u request%s finished", started, started,
+                   started == 1 ? "" : "s");
 }
 
 /* SIGHUP: the access log is reopened (rotation) and every certificate, key
@@ -192,9 +202,9 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     struct sigctx *sc = arg;
 
     if (alog_reopen(sc->alog) != 0)
-        fprintf(stderr, "pitot: reopening the access log failed\n");
-    if (process_tls_reload(sc->p) == 0 && process_tls(sc->p) && sc->c->log_level >= 2)
-        fprintf(stderr, "pitot: info: signal %d, certificates reloaded\n", (int)sig);
+        log_error("signal %d: reopening the access log '%s' failed", (int)sig, sc->c->access_log);
+    if (process_tls_reload(sc->p) == 0 && process_tls(sc->p))
+        log_info("signal %d, certificates reloaded", (int)sig);
 }
 
 int main(int argc, char **argv)
@@ -270,9 +280,12 @@ int main(int argc, char **argv)
         cfg_release(&c);
         return 0;
     }
+    /* from here on every line of pitot's own goes through the log: log.level
+     * and log.format hold (the lines above are the command's answer) */
+    log_setup(c.log_level, c.log_format);
     nconf = c.nbackends;
     if (cfg_backends_expand(&c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "pitot: %s\n", err);
+        log_error("%s", err);
         cfg_release(&c);
         return 1;
     }
@@ -287,26 +300,27 @@ int main(int argc, char **argv)
     ph = refusal_phrases_new((const char *const *)c.refusal_phrases, c.nrefusal);
     alog = alog_open(c.access_log);
     if (ph == NULL || alog == NULL) {
-        fprintf(stderr, "pitot: cannot open access log '%s'\n", c.access_log);
+        log_error("cannot open access log '%s'", c.access_log);
         rc = 1;
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
     /* before any event base: the loops wake each other (event_active) */
     if (evthread_use_pthreads() != 0) {
-        fprintf(stderr, "pitot: libevent has no thread support\n");
+        log_error("libevent has no thread support");
         rc = 1;
         goto out;
     }
     p = process_new(&c, ph, alog, err, sizeof(err));
     if (p == NULL) {
-        fprintf(stderr, "pitot: %s\n", err);
+        log_error("%s", err);
         rc = 1;
         goto out;
     }
     sc.p = p;
     sc.c = &c;
     sc.alog = alog;
+    sc.drain_left = 0;
     sig_term = evsignal_new(process_base(p), SIGTERM, on_stop, &sc);
     sig_int = evsignal_new(process_base(p), SIGINT, on_stop, &sc);
     sig_hup = evsignal_new(process_base(p), SIGHUP, on_hup, &sc);
@@ -314,14 +328,13 @@ int main(int argc, char **argv)
     evsignal_add(sig_int, NULL);
     evsignal_add(sig_hup, NULL);
     if (c.admin) /* before the line that says pitot is up: the admin port is known then */
-        fprintf(stderr, "pitot: admin endpoints on %s:%u\n", c.admin_host, process_admin_port(p));
-    fprintf(stderr, "pitot %s listening on %s:%u%s, %zu backend%s, %zu worker%s\n", PITOT_VERSION,
-            c.listen_host, process_listen_port(p), c.ntls_certs ? " (TLS)" : "", nconf,
-            nconf == 1 ? "" : "s", process_workers(p), process_workers(p) == 1 ? "" : "s");
-    fflush(stderr);
+        log_notice("admin endpoints on %s:%u", c.admin_host, process_admin_port(p));
+    log_notice("version %s listening on %s:%u%s, %zu backend%s, %zu worker%s", PITOT_VERSION,
+               c.listen_host, process_listen_port(p), c.ntls_certs ? " (TLS)" : "", nconf,
+               nconf == 1 ? "" : "s", process_workers(p), process_workers(p) == 1 ? "" : "s");
     if (process_run(p) != 0)
         rc = 1;
-    log_drain_end(p);
+    log_drain_end(p, sc.drain_left);
     event_free(sig_term);
     event_free(sig_int);
     event_free(sig_hup);

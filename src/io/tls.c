@@ -21,6 +21,7 @@
 
 #include "pitot/format/config.h"
 #include "pitot/util/clock.h"
+#include "pitot/util/log.h"
 
 /* Sessions the listener keeps for resumption (TLS 1.2 ids and TLS 1.3
  * stateful tickets): bounded, about 1 KiB each. */
@@ -376,7 +377,7 @@ void tls_server_log_failure(struct tls_server *s, const char *peer, enum tls_fai
     uint64_t now = clk_now_us();
     char more[80] = "";
 
-    if (s->cfg->log_level < 2)
+    if (!log_on(LOG_LVL_INFO))
         return;
     if (s->log_us != 0 && now - s->log_us < TLS_LOG_INTERVAL_US) {
         s->log_skipped++;
@@ -385,9 +386,9 @@ void tls_server_log_failure(struct tls_server *s, const char *peer, enum tls_fai
     if (s->log_skipped)
         snprintf(more, sizeof(more), "; %u more failed handshake%s not logged", s->log_skipped,
                  s->log_skipped == 1 ? "" : "s");
-    fprintf(stderr, "pitot: info: TLS handshake from %s failed: %s%s%s%s%s\n", peer,
-            tls_fail_label(why), detail && detail[0] ? " (" : "", detail ? detail : "",
-            detail && detail[0] ? ")" : "", more);
+    log_info("TLS handshake from %s failed: %s%s%s%s%s", peer, tls_fail_label(why),
+             detail && detail[0] ? " (" : "", detail ? detail : "", detail && detail[0] ? ")" : "",
+             more);
     s->log_us = now;
     s->log_skipped = 0;
 }

@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "pitot/route/balancer.h"
 #include "pitot/util/clock.h"
+#include "pitot/util/log.h"
 #include "pitot/route/health.h"
 #include "pitot/measure/metrics.h"
 #include "pitot/route/scrape.h"
@@ -148,25 +148,6 @@ void dns_addr_fmt(const struct dns_addr *a, char *out, size_t cap)
     }
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-dns_log(const struct dns *d, int level, const char *fmt, ...)
-{
-    static const char *const names[] = { "error", "warn", "info", "debug" };
-    va_list ap;
-
-    if (d->rt->cfg->log_level < level)
-        return;
-    fprintf(stderr, "pitot: %s: ", names[level]);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-}
-
 /* Slot be got a new address or lost it: everything learned of the old one
  * goes, its pooled connections close, probes and scrapes start over. */
 static void dns_slot_changed(struct dns *d, unsigned be, const struct dns_addr *a)
@@ -222,19 +203,18 @@ static void dns_apply(struct dns_name *nm, const struct dns_addr *addrs, size_t 
         }
         dns_addr_fmt(&slots[k], now, sizeof(now));
         if (chg[k] == DNS_REMOVED)
-            dns_log(d, 2, "backend %s: address %s is gone from %s", rt->cfg->backends[be].name, was,
-                    cb->host);
+            log_info("backend %s: address %s is gone from %s", rt->cfg->backends[be].name, was,
+                     cb->host);
         else if (chg[k] == DNS_REPLACED)
-            dns_log(d, 2, "backend %s: address %s (was %s), from %s", rt->cfg->backends[be].name,
-                    now, was, cb->host);
+            log_info("backend %s: address %s (was %s), from %s", rt->cfg->backends[be].name, now,
+                     was, cb->host);
         else
-            dns_log(d, 2, "backend %s: address %s, from %s", rt->cfg->backends[be].name, now,
-                    cb->host);
+            log_info("backend %s: address %s, from %s", rt->cfg->backends[be].name, now, cb->host);
         dns_slot_changed(d, be, &slots[k]);
     }
     if (left != nm->unused && left > 0)
-        dns_log(d, 1, "backend %s: %s has %zu addresses, routing.max_addresses is %u: %zu not used",
-                cb->name, cb->host, naddrs, rt->cfg->max_addresses, left);
+        log_warn("backend %s: %s has %zu addresses, routing.max_addresses is %u: %zu not used",
+                 cb->name, cb->host, naddrs, rt->cfg->max_addresses, left);
     nm->unused = left;
     if (any)
         router_room(rt);
@@ -271,17 +251,16 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
         for (k = 0; k < nm->n; k++)
             kept += d->rt->bal.b[nm->first + k].active;
         if (!nm->failing)
-            dns_log(d, 1,
-                    "backend %s: cannot resolve %s: %s; keeping %zu address%s, retrying "
-                    "every %u ms",
-                    cb->name, cb->host,
-                    result != 0 ? evutil_gai_strerror(result) : "no address of the family wanted",
-                    kept, kept == 1 ? "" : "es", d->rt->cfg->dns_interval_ms);
+            log_warn("backend %s: cannot resolve %s: %s; keeping %zu address%s, retrying "
+                     "every %u ms",
+                     cb->name, cb->host,
+                     result != 0 ? evutil_gai_strerror(result) : "no address of the family wanted",
+                     kept, kept == 1 ? "" : "es", d->rt->cfg->dns_interval_ms);
         nm->failing = true;
         return;
     }
     if (nm->failing)
-        dns_log(d, 2, "backend %s: %s resolves again", cb->name, cb->host);
+        log_info("backend %s: %s resolves again", cb->name, cb->host);
     nm->failing = false;
     dns_apply(nm, addrs, n);
 }

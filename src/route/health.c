@@ -1,6 +1,6 @@
 /* health: GET /health per backend on a timer; verdicts go to the backend table
  * and the pitot_backend_up gauge, and each change of verdict to the log with
- * its reason. */
+ * its reason, as does the end of an ejection that a probe finds. */
 #include "pitot/route/health.h"
 
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include "pitot/route/balancer.h"
 #include "pitot/format/config.h"
 #include "pitot/util/clock.h"
+#include "pitot/util/log.h"
 #include "pitot/io/fetch.h"
 #include "pitot/measure/metrics.h"
 #include "pitot/route/router.h"
@@ -28,27 +29,38 @@ struct health {
     size_t n;
 };
 
-/* why: the reason a probe failed, for the line that says a backend went down. */
+/* why: what the probe found ("GET /health answered 200", or why it failed),
+ * for the line that says a backend went down or came up. */
 static void health_verdict(struct health_probe *pr, bool up, bool loading, const char *why)
 {
     struct router *rt = pr->h->rt;
     struct bal_backend *b = &rt->bal.b[pr->be];
+    const char *name = rt->cfg->backends[pr->be].name;
     struct timeval tv = { rt->cfg->health_interval_ms / 1000,
                           (long)(rt->cfg->health_interval_ms % 1000) * 1000 };
+    uint64_t now = clk_now_us();
+    bool back = false;
 
     pr->get = NULL;
     if (up != b->up) {
-        if (!up && rt->cfg->log_level >= 1)
-            fprintf(stderr, "pitot: warn: backend %s: down: %s\n", rt->cfg->backends[pr->be].name,
-                    why);
-        else if (up && rt->cfg->log_level >= 2)
-            fprintf(stderr, "pitot: info: backend %s: up again\n", rt->cfg->backends[pr->be].name);
+        if (!up)
+            log_warn("backend %s: down: %s", name, why);
+        else
+            log_info("backend %s: up again: %s", name, why);
     }
     router_lock(rt); /* the loops that route read it */
     b->up = up;
     b->loading = loading;
-    b->last_probe_us = clk_now_us();
+    b->last_probe_us = now;
+    if (up && b->ejected_until_us != 0 && now >= b->ejected_until_us) {
+        /* its ejection is over and it passes a probe: taken back, said
+         * once (router_result says it when a request gets there first) */
+        b->ejected_until_us = 0;
+        back = true;
+    }
     router_unlock(rt);
+    if (back)
+        log_info("backend %s: taken back: its ejection is over and %s", name, why);
     met_gauge_set(rt->met, MET_BACKEND_UP, pr->be, up ? 1 : 0);
     evtimer_add(pr->timer, &tv);
 }

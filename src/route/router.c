@@ -9,6 +9,7 @@
 
 #include "pitot/format/config.h"
 #include "pitot/io/tls.h"
+#include "pitot/util/log.h"
 #include "pitot/util/sock.h"
 
 static int router_fail(struct router *rt, char *err, size_t errlen, const char *msg)
@@ -51,11 +52,8 @@ int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
             router_release(rt);
             return -1;
         }
-        if (!b->tls.verify && c->log_level >= 1)
-            fprintf(stderr,
-                    "pitot: warn: backend %s: tls.verify is false: its certificate is not "
-                    "checked\n",
-                    b->name);
+        if (!b->tls.verify)
+            log_warn("backend %s: tls.verify is false: its certificate is not checked", b->name);
     }
     for (i = 0; i < c->nbackends; i++) {
         if (c->backends[i].dns)
@@ -107,11 +105,30 @@ enum bal_verdict router_choose(struct router *rt, const struct bal_req *rq, uint
 
 bool router_result(struct router *rt, struct bal_backend *be, bool failure, uint64_t now_us)
 {
-    bool ejected;
+    const char *name = be->cfg->name;
+    uint64_t until;
+    unsigned ejections;
+    bool ejected, back = false;
+    char d[24];
 
     router_lock(rt);
+    if (!failure && be->ejected_until_us != 0 && now_us >= be->ejected_until_us) {
+        /* its ejection is over and it answered: taken back, said once (a
+         * passing probe says it when it comes first); bal_result forgets
+         * the ejections in a row as it would have */
+        be->ejected_until_us = 0;
+        back = true;
+    }
     ejected = bal_result(&rt->bal, be, failure, now_us);
+    until = be->ejected_until_us;
+    ejections = be->ejections;
     router_unlock(rt);
+    if (ejected)
+        log_warn("backend %s: ejected for %s after %u failures in a row (ejection %u in a row)",
+                 name, cfg_fmt_ms(d, sizeof(d), (until - now_us) / 1000), rt->cfg->eject_failures,
+                 ejections);
+    if (back)
+        log_info("backend %s: taken back: its ejection is over and it answered a request", name);
     return ejected;
 }
 
@@ -173,11 +190,35 @@ int router_tls_reload(struct router *rt)
         if (rt->tls[i] == NULL || c->backends[i].slot != 0)
             continue;
         if (tls_client_reload(rt->tls[i], msg, sizeof(msg)) != 0) {
-            fprintf(stderr,
-                    "pitot: error: backend %s: reloading TLS files: %s; the old ones stay\n",
-                    c->backends[i].name, msg);
+            log_error("backend %s: reloading TLS files: %s; the old ones stay", c->backends[i].name,
+                      msg);
             failed++;
         }
     }
     return failed;
+}
+
+size_t router_models(struct router *rt, uint64_t now_us, char (*names)[CFG_NAME_MAX], size_t cap,
+                     size_t *unlisted)
+{
+    size_t n = 0, k, i, j;
+
+    *unlisted = 0;
+    router_lock(rt);
+    for (k = 0; k < rt->bal.n; k++) {
+        const struct bal_backend *b = &rt->bal.b[k];
+
+        if (!b->active || !b->up || bal_ejected(b, now_us))
+            continue;
+        if (b->nmodels == 0)
+            (*unlisted)++;
+        for (i = 0; i < b->nmodels; i++) {
+            for (j = 0; j < n && strcmp(names[j], b->models[i]) != 0; j++)
+                ;
+            if (j == n && n < cap)
+                memcpy(names[n++], b->models[i], CFG_NAME_MAX);
+        }
+    }
+    router_unlock(rt);
+    return n;
 }

@@ -1,9 +1,12 @@
 /* scrape: per-backend scrape timers feeding the balancer. A scrape that fails
  * leaves the last good one to age out (routing.scrape_stale), after which the
- * balancer uses pitot's own in-flight count instead. */
+ * balancer uses pitot's own in-flight count instead. The log hears when
+ * scrapes start failing (with the reason) and recover, and of each flavor
+ * detected, not of every scrape. */
 #include "pitot/route/scrape.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +15,7 @@
 #include "pitot/route/balancer.h"
 #include "pitot/format/config.h"
 #include "pitot/util/clock.h"
+#include "pitot/util/log.h"
 #include "pitot/format/flavor.h"
 #include "pitot/io/fetch.h"
 #include "pitot/measure/metrics.h"
@@ -19,6 +23,13 @@
 
 #define SCRAPE_METRICS_MAX (8u << 20)
 #define SCRAPE_JSON_MAX (1u << 20)
+
+/* What the log last said of a backend's /metrics: a line when it changes. */
+enum scrape_news {
+    SCRAPE_NEWS_OK,         /* scraped well, or nothing said yet */
+    SCRAPE_NEWS_FAILING,    /* scrapes fail (why in the line) */
+    SCRAPE_NEWS_NO_METRICS, /* llama-server started without --metrics */
+};
 
 struct scrape_be {
     struct scrape *s; /* borrowed */
@@ -29,6 +40,8 @@ struct scrape_be {
     struct fetch *g_models;  /* owned while running */
     struct fetch *g_props;   /* owned while running */
     bool props_done;
+    enum scrape_news news;       /* what the log last said of its /metrics */
+    enum cfg_flavor said_flavor; /* the flavor the log last named; AUTO: none yet */
 };
 
 struct scrape {
@@ -73,19 +86,79 @@ static void scrape_props_done(void *ud, enum fetch_result res, int status, struc
     }
 }
 
+/* Says what changed of be's /metrics (see enum scrape_news); why: the
+ * reason a scrape failed. */
+static void scrape_news(struct scrape_be *sb, enum scrape_news news, const char *why)
+{
+    const char *name = sb->s->rt->cfg->backends[sb->be].name;
+
+    if (news == sb->news)
+        return;
+    sb->news = news;
+    if (news == SCRAPE_NEWS_OK)
+        log_info("backend %s: scrape recovered: GET /metrics answered 200", name);
+    else if (news == SCRAPE_NEWS_FAILING)
+        log_warn("backend %s: scrape failing: %s; routing falls back to in-flight counts once its "
+                 "last load is older than routing.scrape_stale",
+                 name, why);
+    else
+        log_warn("backend %s: llama-server has no /metrics: run it with --metrics; routing falls "
+                 "back to in-flight counts",
+                 name);
+}
+
+/* Says the flavor a scrape found, once (again only if it changes: a new
+ * address may be another server). */
+static void scrape_flavor_news(struct scrape_be *sb, enum cfg_flavor f, const char *how)
+{
+    if (f == sb->said_flavor)
+        return;
+    sb->said_flavor = f;
+    if (f == CFG_FLAVOR_OPENAI)
+        log_info("backend %s: flavor openai: %s; routing uses in-flight counts for it",
+                 sb->s->rt->cfg->backends[sb->be].name, how);
+    else
+        log_info("backend %s: flavor %s, detected from its /metrics",
+                 sb->s->rt->cfg->backends[sb->be].name, flv_name(f));
+}
+
+/* A 404 or 501 to GET /metrics from llama-server: it runs without --metrics
+ * (its error says "Start it with `--metrics`"), or is known to be one. */
+static bool scrape_llama_no_metrics(const struct scrape_be *sb, int status, struct span body)
+{
+    const struct router *rt = sb->s->rt;
+    static const char hint[] = "--metrics";
+
+    if (status != 404 && status != 501)
+        return false;
+    return rt->cfg->backends[sb->be].flavor == CFG_FLAVOR_LLAMACPP ||
+           rt->bal.b[sb->be].flavor == CFG_FLAVOR_LLAMACPP ||
+           (body.len > 0 && memmem(body.p, body.len, hint, sizeof(hint) - 1) != NULL);
+}
+
 static void scrape_metrics_done(void *ud, enum fetch_result res, int status, struct span body)
 {
     struct scrape_be *sb = ud;
     struct router *rt = sb->s->rt;
     struct bal_backend *b = &rt->bal.b[sb->be];
     struct flv_load ld;
-    char err[128];
+    char err[128], why[320];
     uint64_t now = clk_now_us();
+    int rc;
 
     sb->g_metrics = NULL;
     if (res == FETCH_TIMEOUT) {
+        snprintf(why, sizeof(why), "GET /metrics: %.*s", (int)body.len, body.p);
+        scrape_news(sb, SCRAPE_NEWS_FAILING, why);
         met_add_scrape(rt->met, sb->be, MET_SCRAPE_TIMEOUT);
     } else if (res != FETCH_OK || status != 200) {
+        bool llama = res == FETCH_OK && scrape_llama_no_metrics(sb, status, body);
+        if (res == FETCH_OK)
+            snprintf(why, sizeof(why), "GET /metrics answered %d", status);
+        else
+            snprintf(why, sizeof(why), "GET /metrics: %s%.*s",
+                     res == FETCH_TLS ? "TLS handshake: " : "", (int)body.len, body.p);
+        scrape_news(sb, llama ? SCRAPE_NEWS_NO_METRICS : SCRAPE_NEWS_FAILING, why);
         if (res == FETCH_OK && status == 404 &&
             rt->cfg->backends[sb->be].flavor == CFG_FLAVOR_AUTO) {
             /* An OpenAI-compatible server without metrics: pitot's own
@@ -93,6 +166,8 @@ static void scrape_metrics_done(void *ud, enum fetch_result res, int status, str
             router_lock(rt);
             b->flavor = CFG_FLAVOR_OPENAI;
             router_unlock(rt);
+            if (!llama)
+                scrape_flavor_news(sb, CFG_FLAVOR_OPENAI, "GET /metrics answered 404");
             return;
         }
         met_add_scrape(rt->met, sb->be, MET_SCRAPE_ERROR);
@@ -102,14 +177,25 @@ static void scrape_metrics_done(void *ud, enum fetch_result res, int status, str
             router_lock(rt);
             b->flavor = f;
             router_unlock(rt);
+            scrape_flavor_news(sb, f,
+                               "its /metrics has no metric of llama.cpp, vLLM, TGI or SGLang");
         }
         if (b->flavor == CFG_FLAVOR_OPENAI) {
             met_add_scrape(rt->met, sb->be, MET_SCRAPE_PARSE_ERROR);
             return; /* metrics we cannot read: stop asking */
         }
-        if (flv_load_parse(b->flavor, body, &ld, err, sizeof(err)) != 0 || !ld.valid) {
+        err[0] = '\0';
+        rc = flv_load_parse(b->flavor, body, &ld, err, sizeof(err));
+        if (rc != 0 || !ld.valid) {
+            if (rc != 0)
+                snprintf(why, sizeof(why), "GET /metrics: cannot parse it: %s", err);
+            else
+                snprintf(why, sizeof(why), "GET /metrics: no %s load metric in it",
+                         flv_name(b->flavor));
+            scrape_news(sb, SCRAPE_NEWS_FAILING, why);
             met_add_scrape(rt->met, sb->be, MET_SCRAPE_PARSE_ERROR);
         } else {
+            scrape_news(sb, SCRAPE_NEWS_OK, NULL);
             int cache = ld.cache_ratio < 0 ? -1 : (int)lround(fmin(ld.cache_ratio, 1.0) * 1000);
             router_lock(rt);
             bal_scraped(b, (uint32_t)lround(fmax(ld.running, 0)),
@@ -144,6 +230,7 @@ static void scrape_metrics_cb(evutil_socket_t fd, short what, void *arg)
     sb->g_metrics = scrape_get(sb, "/metrics", rt->cfg->scrape_timeout_ms, SCRAPE_METRICS_MAX,
                                scrape_metrics_done);
     if (sb->g_metrics == NULL) {
+        scrape_news(sb, SCRAPE_NEWS_FAILING, "GET /metrics: cannot open a connection");
         met_add_scrape(rt->met, sb->be, MET_SCRAPE_ERROR);
         scrape_arm(sb->t_metrics, rt->cfg->scrape_interval_ms);
     }

@@ -245,7 +245,7 @@ log_vwrite(enum log_level lv, const char *fmt, va_list ap)
     } else {
         log_puts(&b, ts);
         log_puts(&b, " pitot: ");
-        if (lv != LOG_LVL_INFO && lv != LOG_LVL_NOTICE) {
+        if (lv != LOG_LVL_NOTICE) {
             log_puts(&b, log_names[lv + 1]);
             log_puts(&b, ": ");
         }

@@ -25,6 +25,7 @@
 #include "pitot/route/queue.h"
 #include "pitot/route/router.h"
 #include "pitot/route/scrape.h"
+#include "pitot/util/log.h"
 #include "pitot/util/sock.h"
 #include "pitot/worker/worker.h"
 
@@ -272,7 +273,7 @@ int process_run(struct process *p)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (i = 1; i < p->n; i++) {
         if (pthread_create(&p->w[i]->thread, NULL, process_thread, p->w[i]) != 0) {
-            fprintf(stderr, "pitot: cannot start worker %zu's thread\n", i);
+            log_error("cannot start worker %zu's thread", i);
             rc = -1;
             break;
         }
@@ -365,10 +366,7 @@ int process_tls_reload(struct process *p)
     int failed = worker_tls_reload(p->w[0]) + router_tls_reload(&p->rt);
 
     if (p->otlp_tls && tls_client_reload(p->otlp_tls, msg, sizeof(msg)) != 0) {
-        fprintf(stderr,
-                "pitot: error: opentelemetry.traces: reloading TLS files: %s; the old "
-                "ones stay\n",
-                msg);
+        log_error("opentelemetry.traces: reloading TLS files: %s; the old ones stay", msg);
         failed++;
     }
     return failed;

@@ -25,6 +25,7 @@
 #include "pitot/serve/front.h"
 #include "pitot/serve/relay.h"
 #include "pitot/util/clock.h"
+#include "pitot/util/log.h"
 #include "pitot/util/sock.h"
 
 /* How long the listener rests after accept() ran out of descriptors or memory
@@ -75,10 +76,8 @@ static void worker_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struc
         /* Full: closed at once (front_accept would too), and said so. */
         unsigned n;
         if (worker_note_due(&worker_full_closed, &n))
-            fprintf(stderr,
-                    "pitot: max_clients (%u) reached: %u new connection%s closed since "
-                    "the last report\n",
-                    w->lp.cfg->max_clients, n, n == 1 ? "" : "s");
+            log_warn("max_clients (%u) reached: %u new connection%s closed since the last report",
+                     w->lp.cfg->max_clients, n, n == 1 ? "" : "s");
         evutil_closesocket(fd);
         return;
     }
@@ -126,12 +125,12 @@ static void worker_accept_error_cb(struct evconnlistener *l, void *arg)
     unsigned n;
 
     if (worker_note_due(&worker_accept_fails, &n)) {
-        fprintf(stderr, "pitot: accept: %s (%u time%s since the last report), %u clients%s\n",
-                evutil_socket_error_to_string(err), n, n == 1 ? "" : "s",
-                atomic_load_explicit(w->lp.clients, memory_order_relaxed),
-                rest ? "; new connections wait until one closes or " WORKER_ACCEPT_PAUSE_TEXT
-                       " pass"
-                     : "");
+        log_error("accept: %s (%u time%s since the last report), %u clients%s",
+                  evutil_socket_error_to_string(err), n, n == 1 ? "" : "s",
+                  atomic_load_explicit(w->lp.clients, memory_order_relaxed),
+                  rest ? "; new connections wait until one closes or " WORKER_ACCEPT_PAUSE_TEXT
+                         " pass"
+                       : "");
     }
     if (rest && w->accept_ev && !w->accept_paused) {
         struct timeval tv = { 0, WORKER_ACCEPT_PAUSE_MS * 1000 };
@@ -200,10 +199,7 @@ int worker_tls_reload(struct worker *w)
     int failed = 0;
 
     if (w->lp.tls && tls_server_reload(w->lp.tls, msg, sizeof(msg)) != 0) {
-        fprintf(stderr,
-                "pitot: error: reloading the listener's certificates: %s; the old ones "
-                "stay\n",
-                msg);
+        log_error("reloading the listener's certificates: %s; the old ones stay", msg);
         failed++;
     }
     return failed;
@@ -340,6 +336,9 @@ static void worker_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
 
+    if (w->lp.nconns)
+        log_debug("worker %u: drain_timeout reached, cutting %u connection%s", w->index,
+                  w->lp.nconns, w->lp.nconns == 1 ? "" : "s");
     /* front_cut always takes the connection off the list */
     while (!TAILQ_EMPTY(&w->lp.conns)) {
         front_cut(TAILQ_FIRST(&w->lp.conns));
@@ -376,9 +375,12 @@ unsigned worker_drain(struct worker *w, unsigned drain_ms)
             front_close(fc); /* takes fc off the list, nothing else */
     }
     if (w->lp.nconns == 0) {
+        log_debug("worker %u: drained at once, no request in progress", w->index);
         worker_stop(w);
         return 0;
     }
+    log_debug("worker %u: draining, %u connection%s with a request in progress", w->index,
+              w->lp.nconns, w->lp.nconns == 1 ? "" : "s");
     w->drain_ev = evtimer_new(w->lp.base, worker_drain_timeout_cb, w);
     if (w->drain_ev == NULL) {
         worker_drain_timeout_cb(-1, 0, w); /* no deadline possible: stop as before */
@@ -395,8 +397,10 @@ static void worker_conn_closed(void *ud)
     struct worker *w = ud;
 
     worker_accept_resume(w); /* a descriptor is free again */
-    if (w->lp.draining && w->lp.nconns == 0 && !w->lp.stopping)
+    if (w->lp.draining && w->lp.nconns == 0 && !w->lp.stopping) {
+        log_debug("worker %u: drained", w->index);
         worker_stop(w);
+    }
 }
 
 void worker_free(struct worker *w)

@@ -72,9 +72,9 @@ static void test_text_shape(void **state)
     log_warn("backend %s: down: %s", "b1", "GET /health: Connection refused");
     assert_string_equal(out(),
                         TS " pitot: warn: backend b1: down: GET /health: Connection refused\n");
-    /* info and notice carry no level word; the others do */
+    /* every level says its name but notice, the start and stop lines */
     log_info("backend %s: up", "b1");
-    assert_string_equal(out(), TS " pitot: backend b1: up\n");
+    assert_string_equal(out(), TS " pitot: info: backend b1: up\n");
     log_notice("drained, exiting");
     assert_string_equal(out(), TS " pitot: drained, exiting\n");
     log_error("reloading: %d", 3);
@@ -106,7 +106,7 @@ static void test_levels(void **state)
     log_setup(LOG_LVL_INFO, LOG_FMT_TEXT);
     log_debug("d");
     log_info("i");
-    assert_string_equal(out(), TS " pitot: i\n");
+    assert_string_equal(out(), TS " pitot: info: i\n");
 
     log_setup(LOG_LVL_DEBUG, LOG_FMT_TEXT);
     log_debug("d");
@@ -166,8 +166,8 @@ static void test_repeats(void **state)
     /* other messages are not held back by it */
     log_warn("backend b2: down");
     log_info("backend b1: down"); /* another level: another message */
-    assert_string_equal(out(),
-                        TS " pitot: warn: backend b2: down\n" TS " pitot: backend b1: down\n");
+    assert_string_equal(out(), TS " pitot: warn: backend b2: down\n" TS
+                                  " pitot: info: backend b1: down\n");
     /* a second after it was written, it is again, with the count */
     fake_now_us += 499999;
     log_warn("backend b1: down");

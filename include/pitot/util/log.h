@@ -21,7 +21,7 @@ enum log_level {
 
 /* The values of log.format (config.h's log_format). */
 enum log_format {
-    LOG_FMT_TEXT = 0, /* 2026-12-05T19:30:00.123Z pitot: warn: MESSAGE (info: no "info: ") */
+    LOG_FMT_TEXT = 0, /* 2026-12-05T19:30:00.123Z pitot: warn: MESSAGE (notice: no "notice: ") */
     LOG_FMT_JSON = 1, /* {"ts":"2026-12-05T19:30:00.123Z","level":"warn","msg":"MESSAGE"} */
 };
 
