@@ -153,14 +153,18 @@ static void scrape_metrics_done(void *ud, enum fetch_result res, int status, str
         met_add_scrape(rt->met, sb->be, MET_SCRAPE_TIMEOUT);
     } else if (res != FETCH_OK || status != 200) {
         bool llama = res == FETCH_OK && scrape_llama_no_metrics(sb, status, body);
+        bool none =
+            res == FETCH_OK && status == 404 && rt->cfg->backends[sb->be].flavor == CFG_FLAVOR_AUTO;
         if (res == FETCH_OK)
             snprintf(why, sizeof(why), "GET /metrics answered %d", status);
         else
             snprintf(why, sizeof(why), "GET /metrics: %s%.*s",
                      res == FETCH_TLS ? "TLS handshake: " : "", (int)body.len, body.p);
-        scrape_news(sb, llama ? SCRAPE_NEWS_NO_METRICS : SCRAPE_NEWS_FAILING, why);
-        if (res == FETCH_OK && status == 404 &&
-            rt->cfg->backends[sb->be].flavor == CFG_FLAVOR_AUTO) {
+        if (llama)
+            scrape_news(sb, SCRAPE_NEWS_NO_METRICS, why);
+        else if (!none) /* no metrics at all is a flavor (below), not a failure */
+            scrape_news(sb, SCRAPE_NEWS_FAILING, why);
+        if (none) {
             /* An OpenAI-compatible server without metrics: pitot's own
              * in-flight count is all there is; stop asking. */
             router_lock(rt);
