@@ -145,6 +145,18 @@ static int fd_budget(struct cfg *c)
     return 0;
 }
 
+/* libevent's own warnings and errors go through the log too (its default
+ * writes "[warn] ..." to stderr, past log.level and log.format). */
+static void on_libevent_log(int severity, const char *msg)
+{
+    if (severity >= EVENT_LOG_ERR)
+        log_error("libevent: %s", msg);
+    else if (severity == EVENT_LOG_WARN)
+        log_warn("libevent: %s", msg);
+    else
+        log_debug("libevent: %s", msg);
+}
+
 struct sigctx {
     struct process *p;
     const struct cfg *c;
@@ -283,6 +295,7 @@ int main(int argc, char **argv)
     /* from here on every line of pitot's own goes through the log: log.level
      * and log.format hold (the lines above are the command's answer) */
     log_setup(c.log_level, c.log_format);
+    event_set_log_callback(on_libevent_log);
     nconf = c.nbackends;
     if (cfg_backends_expand(&c, err, sizeof(err)) != 0) {
         log_error("%s", err);
