@@ -486,6 +486,7 @@ void cfg_init(struct cfg *c)
     c->nbuckets = sizeof(cfg_default_buckets) / sizeof(cfg_default_buckets[0]);
 
     c->policy = CFG_POLICY_LEAST_BUSY;
+    c->unknown_model = CFG_UNKNOWN_AUTO;
     c->scrape_interval_ms = 500;
     c->scrape_timeout_ms = 400;
     c->scrape_stale_ms = 2000;

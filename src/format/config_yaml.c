@@ -61,6 +61,8 @@ struct cfg_key {
 /* The enum kinds write an int. */
 _Static_assert(sizeof(enum cfg_flavor) == sizeof(int), "enum cfg_flavor is not int-sized");
 _Static_assert(sizeof(enum cfg_policy) == sizeof(int), "enum cfg_policy is not int-sized");
+_Static_assert(sizeof(enum cfg_unknown_model) == sizeof(int),
+               "enum cfg_unknown_model is not int-sized");
 _Static_assert(sizeof(enum cfg_affinity) == sizeof(int), "enum cfg_affinity is not int-sized");
 _Static_assert(sizeof(enum cfg_dns_family) == sizeof(int), "enum cfg_dns_family is not int-sized");
 _Static_assert(sizeof(enum cfg_tls_version) == sizeof(int),
@@ -113,6 +115,7 @@ static const char *const cfg_log_formats[] = { "text", "json", NULL };
 static const char *const cfg_flavors[] = { "auto",   "llamacpp", "vllm", "tgi",
                                            "sglang", "openai",   NULL };
 static const char *const cfg_policies[] = { "least_busy", "least_in_flight", "round_robin", NULL };
+static const char *const cfg_unknown_models[] = { "auto", "any", "reject", NULL };
 static const char *const cfg_dns_families[] = { "auto", "ipv4", "ipv6", "any", NULL };
 static const char *const cfg_affinities[] = { "off", "header", "user", "prefix", NULL };
 static const char *const cfg_tls_versions[] = { "1.2", "1.3", NULL }; /* never 1.0, 1.1 */
@@ -180,6 +183,7 @@ static const struct cfg_key cfg_affinity_keys[] = {
 
 static const struct cfg_key cfg_routing_keys[] = {
     CFG_ENUM(struct cfg, "policy", policy, cfg_policies),
+    CFG_ENUM(struct cfg, "unknown_model", unknown_model, cfg_unknown_models),
     CFG_MS("scrape_interval", scrape_interval_ms, 1, CFG_DAY),
     CFG_MS("scrape_timeout", scrape_timeout_ms, 1, CFG_DAY),
     CFG_MS("scrape_stale", scrape_stale_ms, 1, CFG_DAY),

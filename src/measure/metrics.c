@@ -249,7 +249,7 @@ struct met_registry *met_registry_new(const struct cfg *c)
         c->nmodels > CFG_MAX_MODELS || c->nbuckets > CFG_MAX_BUCKETS)
         return NULL;
     nseries = (uint64_t)c->nbackends * ((uint64_t)c->nmodels + c->max_model_labels + 1) *
-              (c->ntiers > 0 ? c->ntiers : 1);
+              (c->ntiers > 0 ? c->ntiers : 1) * MET_NAPI;
     if (nseries > MET_SERIES_MAX)
         return NULL;
 
@@ -282,7 +282,8 @@ struct met_registry *met_registry_new(const struct cfg *c)
     r->backend = calloc(r->nbackends + 1, sizeof(*r->backend));
     r->tier = calloc(r->ntiers, sizeof(*r->tier));
     r->model = calloc(r->nmodel_slots, sizeof(*r->model));
-    r->bmt = calloc(r->nseries + 1, sizeof(*r->bmt));
+    /* after the series: pitot's own answers, per (tier, api) */
+    r->bmt = calloc(r->nseries + (size_t)r->ntiers * MET_NAPI + 1, sizeof(*r->bmt));
     r->ctr = calloc((size_t)r->nseries * r->nctr + 1, sizeof(*r->ctr));
     r->hist = calloc((size_t)r->nhist * r->nseries * stride + 1, sizeof(*r->hist));
     r->uperr = calloc((size_t)r->nbackends * PITOT_E__COUNT + 1, sizeof(*r->uperr));
@@ -369,11 +370,12 @@ unsigned met_model_index(struct met_registry *r, struct span name)
 }
 
 /* Out-of-range arguments give nseries, which every observer ignores. */
-unsigned met_series(const struct met_registry *r, unsigned backend, unsigned model, unsigned tier)
+unsigned met_series(const struct met_registry *r, unsigned backend, unsigned model, unsigned tier,
+                    unsigned api)
 {
-    if (backend >= r->nbackends || model >= r->nmodel_slots || tier >= r->ntiers)
+    if (backend >= r->nbackends || model >= r->nmodel_slots || tier >= r->ntiers || api >= MET_NAPI)
         return r->nseries;
-    return (backend * r->nmodel_slots + model) * r->ntiers + tier;
+    return ((backend * r->nmodel_slots + model) * r->ntiers + tier) * MET_NAPI + api;
 }
 
 void met_hist_put(const uint64_t *bound, unsigned nb, _Atomic uint64_t *h, uint64_t v)
@@ -411,15 +413,12 @@ void met_add(struct met_registry *r, enum met_id id, unsigned series, uint64_t n
     met_touch(r, series);
 }
 
-void met_add_request(struct met_registry *r, unsigned series, int status)
+/* One answer with `status` on s. */
+static void met_bmt_code(struct met_bmt *s, int status)
 {
-    struct met_bmt *s;
     unsigned n, i;
 
-    if (series >= r->nseries)
-        return;
-    s = &r->bmt[series];
-    met_touch(r, series);
+    atomic_store_explicit(&s->touched, 1, memory_order_relaxed);
     if (status < 100 || status > 599) {
         met_inc(&s->class_n[0], 1); /* no status sent, or not HTTP: code "0" */
         return;
@@ -438,6 +437,18 @@ void met_add_request(struct met_registry *r, unsigned series, int status)
         return;
     }
     met_inc(&s->class_n[status / 100], 1);
+}
+
+void met_add_request(struct met_registry *r, unsigned series, int status)
+{
+    if (series < r->nseries)
+        met_bmt_code(&r->bmt[series], status);
+}
+
+void met_add_local(struct met_registry *r, unsigned tier, unsigned api, int status)
+{
+    if (tier < r->ntiers && api < MET_NAPI)
+        met_bmt_code(&r->bmt[r->nseries + tier * MET_NAPI + api], status);
 }
 
 void met_add_finish(struct met_registry *r, unsigned series, enum json_finish f)
@@ -716,17 +727,17 @@ static void met_view_release(struct met_view *v)
     free(v->rows);
 }
 
-/* Series of (b, union model u, t) in regs[i], or MET_NONE if that registry
- * has never seen the model or never touched the series. */
+/* Series of (b, union model u, t, api a) in regs[i], or MET_NONE if that
+ * registry has never seen the model or never touched the series. */
 static unsigned met_view_series(const struct met_view *v, size_t i, unsigned b, unsigned u,
-                                unsigned t)
+                                unsigned t, unsigned a)
 {
     const struct met_registry *r = v->regs[i];
     unsigned row = v->uidx[u * v->n + i], s;
 
     if (row == MET_NONE)
         return MET_NONE;
-    s = met_series(r, b, row, t);
+    s = met_series(r, b, row, t, a);
     if (!atomic_load_explicit(&r->bmt[s].touched, memory_order_relaxed))
         return MET_NONE;
     return s;
@@ -849,14 +860,57 @@ static bool met_view_active(const struct met_view *v, unsigned b)
     return false;
 }
 
+/* The samples of one BMT label set lbl, summed over the registries' series
+ * ser[i] (MET_NONE: none there). */
+static void met_expose_bmt_set(struct met_view *v, enum met_id id, const char *lbl,
+                               const unsigned *ser)
+{
+    const struct met_def *d = &met_defs[id];
+    unsigned j;
+    size_t i;
+
+    if (d->labels == MET_L_BMTC) {
+        met_expose_requests(v, d->name, lbl, ser);
+    } else if (d->labels == MET_L_BMTR) {
+        for (j = 0; j < MET_NFINISH; j++) {
+            uint64_t n = 0;
+            for (i = 0; i < v->n; i++)
+                if (ser[i] != MET_NONE)
+                    n += met_get(&v->regs[i]->bmt[ser[i]].finish_n[j]);
+            if (n > 0)
+                met_printf(v, "%s{%s,reason=\"%s\"} %" PRIu64 "\n", d->name, lbl,
+                           json_finish_label((enum json_finish)(j + 1)), n);
+        }
+    } else if (d->type == MET_HISTOGRAM) {
+        met_expose_hist(v, id, lbl, ser);
+    } else {
+        uint64_t n = 0;
+        for (i = 0; i < v->n; i++)
+            if (ser[i] != MET_NONE)
+                n += met_get(&v->regs[i]->ctr[(size_t)ser[i] * v->regs[i]->nctr +
+                                              (unsigned)v->regs[i]->slot[id]]);
+        met_printf(v, "%s{%s} %" PRIu64 "\n", d->name, lbl, n);
+    }
+}
+
+static size_t met_bmt_label(char *lbl, const char *backend, const char *model, const char *tier,
+                            unsigned api)
+{
+    size_t len = met_label(lbl, MET_LABELS_BUF, 0, "backend", backend);
+
+    len = met_label(lbl, MET_LABELS_BUF, len, "model", model);
+    len = met_label(lbl, MET_LABELS_BUF, len, "tier", tier);
+    return met_label(lbl, MET_LABELS_BUF, len, "api", api_label((enum api_kind)api));
+}
+
 /* One BMT-labelled family (counter, histogram, requests, finish reasons):
- * every (backend, model, tier) that some registry touched. */
+ * every (backend, model, tier, api) that some registry touched; for the
+ * request counter also pitot's own answers, backend and model "". */
 static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
 {
     const struct met_registry *r0 = v->regs[0];
-    const struct met_def *d = &met_defs[id];
     char lbl[MET_LABELS_BUF];
-    unsigned b, u, t, j;
+    unsigned b, u, t, a;
     size_t i;
 
     for (b = 0; b < r0->nbackends; b++) {
@@ -864,42 +918,39 @@ static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
             continue;
         for (u = 0; u < v->nu; u++) {
             for (t = 0; t < r0->ntiers; t++) {
-                bool any = false;
-                size_t len;
+                for (a = 0; a < MET_NAPI; a++) {
+                    bool any = false;
 
-                for (i = 0; i < v->n; i++) {
-                    ser[i] = met_view_series(v, i, b, u, t);
-                    any = any || ser[i] != MET_NONE;
-                }
-                if (!any)
-                    continue;
-                len = met_label(lbl, sizeof(lbl), 0, "backend", r0->backend[b]);
-                len = met_label(lbl, sizeof(lbl), len, "model", v->uname[u]);
-                met_label(lbl, sizeof(lbl), len, "tier", r0->tier[t]);
-
-                if (d->labels == MET_L_BMTC) {
-                    met_expose_requests(v, d->name, lbl, ser);
-                } else if (d->labels == MET_L_BMTR) {
-                    for (j = 0; j < MET_NFINISH; j++) {
-                        uint64_t n = 0;
-                        for (i = 0; i < v->n; i++)
-                            if (ser[i] != MET_NONE)
-                                n += met_get(&v->regs[i]->bmt[ser[i]].finish_n[j]);
-                        if (n > 0)
-                            met_printf(v, "%s{%s,reason=\"%s\"} %" PRIu64 "\n", d->name, lbl,
-                                       json_finish_label((enum json_finish)(j + 1)), n);
+                    for (i = 0; i < v->n; i++) {
+                        ser[i] = met_view_series(v, i, b, u, t, a);
+                        any = any || ser[i] != MET_NONE;
                     }
-                } else if (d->type == MET_HISTOGRAM) {
-                    met_expose_hist(v, id, lbl, ser);
-                } else {
-                    uint64_t n = 0;
-                    for (i = 0; i < v->n; i++)
-                        if (ser[i] != MET_NONE)
-                            n += met_get(&v->regs[i]->ctr[(size_t)ser[i] * v->regs[i]->nctr +
-                                                          (unsigned)v->regs[i]->slot[id]]);
-                    met_printf(v, "%s{%s} %" PRIu64 "\n", d->name, lbl, n);
+                    if (!any)
+                        continue;
+                    met_bmt_label(lbl, r0->backend[b], v->uname[u], r0->tier[t], a);
+                    met_expose_bmt_set(v, id, lbl, ser);
                 }
             }
+        }
+    }
+    if (met_defs[id].labels != MET_L_BMTC)
+        return;
+    for (t = 0; t < r0->ntiers; t++) {
+        for (a = 0; a < MET_NAPI; a++) {
+            bool any = false;
+
+            for (i = 0; i < v->n; i++) {
+                const struct met_registry *r = v->regs[i];
+                unsigned k = r->nseries + t * MET_NAPI + a;
+
+                ser[i] =
+                    atomic_load_explicit(&r->bmt[k].touched, memory_order_relaxed) ? k : MET_NONE;
+                any = any || ser[i] != MET_NONE;
+            }
+            if (!any)
+                continue;
+            met_bmt_label(lbl, "", "", r0->tier[t], a);
+            met_expose_bmt_set(v, id, lbl, ser);
         }
     }
 }

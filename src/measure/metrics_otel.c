@@ -151,7 +151,7 @@ struct met_otel *met_otel_new(const struct met_registry *r, const struct cfg *c)
     if (o == NULL)
         return NULL;
     o->nbackends = r->nbackends;
-    o->nblocks = r->nseries * MET_OTEL_NOPS;
+    o->nblocks = r->nseries / MET_NAPI * MET_OTEL_NOPS; /* the operation stands for the api */
     for (f = 0; f < MET_OTEL__COUNT; f++) {
         const struct met_otel_shape *sh = &met_otel_shapes[f];
 
@@ -239,7 +239,8 @@ void met_observe_otel(struct met_registry *r, unsigned series, const struct met_
     if (o == NULL || series >= r->nseries || ob->op <= MET_OTEL_OP_NONE ||
         ob->op >= MET_OTEL_OP__COUNT)
         return;
-    b = series / (r->nmodel_slots * r->ntiers); /* met_series()'s layout */
+    series /= MET_NAPI;                         /* met_series()'s layout, api innermost */
+    b = series / (r->nmodel_slots * r->ntiers); /* ... and backend outermost */
     if ((unsigned)ob->flavor <= CFG_FLAVOR_OPENAI)
         atomic_store_explicit(&o->flavor[b], (int)ob->flavor, memory_order_relaxed);
     k = (size_t)series * MET_OTEL_NOPS + (ob->op - 1);
@@ -297,7 +298,7 @@ static size_t met_otel_gather(struct met_view *v, struct met_otel_scratch *x, un
 
             if (o->group[b] != g)
                 continue;
-            k = (size_t)met_series(r, b, row, t) * MET_OTEL_NOPS + (op - 1);
+            k = (size_t)(met_series(r, b, row, t, 0) / MET_NAPI) * MET_OTEL_NOPS + (op - 1);
             if (atomic_load_explicit(&o->blk[k].touched, memory_order_relaxed)) {
                 x->src[x->nsrc].o = o;
                 x->src[x->nsrc].block = k;

@@ -3,6 +3,7 @@
  * least_conn style, w the speed weight): integers, no divide-by-zero. */
 #include "pitot/route/balancer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,8 +198,79 @@ static uint64_t bal_hrw(uint64_t key, unsigned i)
     return x ^ (x >> 33);
 }
 
+/* Does b take part in model matching: a DNS slot without an address serves
+ * only what it is configured to ("any model" would turn every 404 into a
+ * 503). */
+static bool bal_lists(const struct bal_backend *b)
+{
+    return b->active || b->cfg->nmodels > 0;
+}
+
+/* Do a and b serve the same names? */
+static bool bal_same_models(const struct bal_backend *a, const struct bal_backend *b)
+{
+    size_t i;
+
+    for (i = 0; i < a->nmodels; i++)
+        if (!bal_serves(b, span_cstr(a->models[i])))
+            return false;
+    for (i = 0; i < b->nmodels; i++)
+        if (!bal_serves(a, span_cstr(b->models[i])))
+            return false;
+    return true;
+}
+
+bool bal_any_model(const struct bal *bl, struct span model)
+{
+    const struct bal_backend *first = NULL;
+    size_t k;
+
+    if (model.len == 0 || bl->cfg->unknown_model == CFG_UNKNOWN_REJECT)
+        return false;
+    for (k = 0; k < bl->n; k++)
+        if (bal_lists(&bl->b[k]) && bal_serves(&bl->b[k], model))
+            return false;
+    if (bl->cfg->unknown_model == CFG_UNKNOWN_ANY)
+        return true;
+    for (k = 0; k < bl->n; k++) {
+        const struct bal_backend *b = &bl->b[k];
+
+        if (!bal_lists(b))
+            continue;
+        if (first == NULL)
+            first = b;
+        else if (!bal_same_models(first, b))
+            return false;
+    }
+    return first != NULL;
+}
+
+static enum bal_verdict bal_choose_among(struct bal *bl, const struct bal_req *rq, uint64_t now_us,
+                                         struct bal_backend **out);
+
 enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t now_us,
                             struct bal_backend **out)
+{
+    struct bal_req q = *rq;
+    bool any = bal_any_model(bl, rq->model);
+    enum bal_verdict v;
+
+    if (rq->served && rq->served_cap)
+        rq->served[0] = '\0';
+    if (any)
+        q.model = span_make(NULL, 0);
+    v = bal_choose_among(bl, &q, now_us, out);
+    if (v != BAL_OK || rq->served == NULL || rq->served_cap == 0 || (*out)->nmodels == 0)
+        return v;
+    if (any)
+        snprintf(rq->served, rq->served_cap, "%s", (*out)->models[0]);
+    else if (rq->model.len && rq->model.len < rq->served_cap) /* a name it lists */
+        snprintf(rq->served, rq->served_cap, "%.*s", (int)rq->model.len, rq->model.p);
+    return v;
+}
+
+static enum bal_verdict bal_choose_among(struct bal *bl, const struct bal_req *rq, uint64_t now_us,
+                                         struct bal_backend **out)
 {
     struct bal_backend *best = NULL, *aff = NULL;
     uint64_t best_load = 0, aff_w = 0, sum_load = 0, sum_cap = 0;
@@ -214,9 +286,7 @@ enum bal_verdict bal_choose(struct bal *bl, const struct bal_req *rq, uint64_t n
         unsigned w;
 
         any_active = any_active || b->active;
-        /* a DNS slot without an address serves only what it is configured
-         * to: "any model" would turn every 404 into a 503 */
-        if ((!b->active && b->cfg->nmodels == 0) || !bal_serves(b, rq->model))
+        if (!bal_lists(b) || !bal_serves(b, rq->model))
             continue;
         any_serves = true;
         if (!bal_usable(b, rq->tried, now_us))

@@ -197,3 +197,28 @@ int router_tls_reload(struct router *rt)
     }
     return failed;
 }
+
+size_t router_models(struct router *rt, uint64_t now_us, char (*names)[CFG_NAME_MAX], size_t cap,
+                     size_t *unlisted)
+{
+    size_t n = 0, k, i, j;
+
+    *unlisted = 0;
+    router_lock(rt);
+    for (k = 0; k < rt->bal.n; k++) {
+        const struct bal_backend *b = &rt->bal.b[k];
+
+        if (!b->active || !b->up || bal_ejected(b, now_us))
+            continue;
+        if (b->nmodels == 0)
+            (*unlisted)++;
+        for (i = 0; i < b->nmodels; i++) {
+            for (j = 0; j < n && strcmp(names[j], b->models[i]) != 0; j++)
+                ;
+            if (j == n && n < cap)
+                memcpy(names[n++], b->models[i], CFG_NAME_MAX);
+        }
+    }
+    router_unlock(rt);
+    return n;
+}

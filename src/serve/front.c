@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "pitot/format/api.h"
 #include "pitot/serve/admin.h"
 #include "pitot/measure/access_log.h"
 #include "pitot/format/config.h"
@@ -259,28 +260,6 @@ void front_close_after_flush(struct front_conn *fc)
         front_close(fc);
 }
 
-bool front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
-                      bool close, const char *extra)
-{
-    close = close || !loop_keepalive(fc->lp);
-    reply_head(bufferevent_get_output(fc->bev), status, content_type, len, close, extra);
-    return close;
-}
-
-void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close)
-{
-    front_reply_error_extra(fc, e, close, NULL);
-}
-
-bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close, const char *extra)
-{
-    close = close || !loop_keepalive(fc->lp);
-    reply_error(bufferevent_get_output(fc->bev), e, fc->head, close, extra);
-    if (close)
-        front_close_after_flush(fc);
-    return close;
-}
-
 static void front_go_idle(struct front_conn *fc)
 {
     front_set_state(fc, FRONT_ST_IDLE);
@@ -339,6 +318,8 @@ static void front_body_start(struct front_conn *fc)
     front_body_arm(fc, now);
 }
 
+static void front_not_here(struct front_conn *fc, const struct h1_msg *m, bool close);
+
 /* pitot's own endpoints. On the admin listener every request is answered
  * here (own paths, else 404 or 405), never proxied. On the client listener
  * GET and HEAD of the own paths are, unless admin_listen serves them: then
@@ -356,7 +337,7 @@ static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, siz
     if (fc->admin)
         admin_serve_admin(lp, out, m, !keep);
     else if (lp->cfg->admin && admin_own_path(m))
-        reply_error(out, PITOT_ENOT_FOUND, fc->head, !keep, NULL);
+        front_not_here(fc, m, !keep);
     else if (!lp->cfg->admin && admin_handles(m))
         admin_serve(lp, out, m, !keep);
     else
@@ -374,29 +355,23 @@ static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, siz
 /* The access-log line of a request pitot refused before any relay existed:
  * method, path (logged without its query), status and outcome; never a
  * header value. m: the parsed head, or NULL when none was (method and path
- * are then null); id: NULL for a new one; t0: when the head was complete, 0
- * if it never was (e2e is then null). */
-static void front_log_refusal(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
-                              const char *id, uint64_t t0)
+ * are then null); t0: when the head was complete, 0 if it never was (e2e is
+ * then null). And its count in pitot_requests_total (backend ""). */
+static void front_account_refusal(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
+                                  const char *id, enum api_kind api, int status, uint64_t t0)
 {
     struct alog_rec rec;
-    char fresh[RELAY_ID_MAX + 1];
 
+    met_add_local(fc->lp->met, 0, api, status);
     if (fc->lp->alog == NULL)
         return;
-    if (id == NULL) {
-        if (m)
-            relay_request_id(fc->lp, m, fresh);
-        else
-            loop_request_id(fc->lp, fresh);
-        id = fresh;
-    }
     memset(&rec, 0, sizeof(rec));
     rec.id = span_cstr(id);
     rec.wall_us = clk_wall_us();
     rec.method = m ? m->method : span_make(NULL, 0);
     rec.path = m ? m->url : span_make(NULL, 0);
-    rec.status = err_status(e);
+    rec.api = m ? api_label(api) : NULL;
+    rec.status = status;
     rec.ttft_us = rec.itl_p50_us = rec.itl_max_us = rec.tpot_us = -1;
     rec.e2e_us = t0 ? (int64_t)(clk_now_us() - t0) : -1;
     rec.prompt_tokens = rec.completion_tokens = rec.cached_tokens = -1;
@@ -405,13 +380,59 @@ static void front_log_refusal(struct front_conn *fc, const struct h1_msg *m, enu
     alog_write(fc->lp->alog, &rec);
 }
 
-/* Refuses a request whose relay does not exist (yet): the error reply, the
- * connection closed after it, and the access-log line. */
+/* The X-Request-Id of a request pitot answers itself (the client's valid
+ * one, else a new one) and the API its path speaks (other without a head). */
+static enum api_kind front_request_id(struct front_conn *fc, const struct h1_msg *m,
+                                      char id[RELAY_ID_MAX + 1])
+{
+    char path[512];
+
+    if (m == NULL) {
+        loop_request_id(fc->lp, id);
+        return API_OTHER;
+    }
+    relay_request_id(fc->lp, m, id);
+    snprintf(path, sizeof(path), "%.*s", (int)m->url.len, m->url.p);
+    return api_of_path(path);
+}
+
+/* Refuses a request whose relay does not exist (yet): the error reply in
+ * its API's shape with its X-Request-Id (and extra header lines, when not
+ * NULL), counted and logged. Returns whether the connection closes after it:
+ * always, unless keep (the request was read whole or its body will be). */
+static bool front_refuse_ex(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
+                            uint64_t t0, bool keep, const char *extra)
+{
+    char id[RELAY_ID_MAX + 1], hdr[RELAY_ID_MAX + 96];
+    enum api_kind api = front_request_id(fc, m, id);
+    bool close = !keep || !loop_keepalive(fc->lp);
+
+    snprintf(hdr, sizeof(hdr), "%sX-Request-Id: %s\r\n", extra ? extra : "", id);
+    reply_error_api(bufferevent_get_output(fc->bev), api, e, fc->head, close, hdr);
+    if (close)
+        front_close_after_flush(fc);
+    front_account_refusal(fc, m, e, id, api, api_err_status(api, e), t0);
+    return close;
+}
+
+/* 404 for one of pitot's own paths on the client listener when the admin
+ * listener serves them; the caller closes or goes on. */
+static void front_not_here(struct front_conn *fc, const struct h1_msg *m, bool close)
+{
+    char id[RELAY_ID_MAX + 1], hdr[RELAY_ID_MAX + 32];
+    enum api_kind api = front_request_id(fc, m, id);
+
+    snprintf(hdr, sizeof(hdr), "X-Request-Id: %s\r\n", id);
+    reply_error(bufferevent_get_output(fc->bev), PITOT_ENOT_FOUND, fc->head, close, hdr);
+    front_account_refusal(fc, m, PITOT_ENOT_FOUND, id, api, err_status(PITOT_ENOT_FOUND), 0);
+}
+
+/* Refuses a request whose relay does not exist (yet), closing the
+ * connection after the reply. */
 static void front_refuse(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
                          uint64_t t0)
 {
-    front_reply_error(fc, e, true);
-    front_log_refusal(fc, m, e, NULL, t0);
+    front_refuse_ex(fc, m, e, t0, false, NULL);
 }
 
 /* require_auth, a request without a configured key: 401 with
@@ -426,15 +447,11 @@ static void front_unauthorized(struct front_conn *fc, const struct h1_msg *m, si
                                uint64_t t0)
 {
     struct loop *lp = fc->lp;
-    char id[RELAY_ID_MAX + 1], extra[RELAY_ID_MAX + 64];
     bool has_body = m->chunked || m->content_length > 0;
     bool too_large = m->content_length > 0 && (uint64_t)m->content_length > lp->cfg->max_body_bytes;
     bool close = !m->keep_alive || too_large || (has_body && m->expect_continue);
 
-    relay_request_id(lp, m, id);
-    snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer\r\nX-Request-Id: %s\r\n", id);
-    close = front_reply_error_extra(fc, PITOT_EUNAUTHORIZED, close, extra);
-    front_log_refusal(fc, m, PITOT_EUNAUTHORIZED, id, t0);
+    close = front_refuse_ex(fc, m, PITOT_EUNAUTHORIZED, t0, !close, "WWW-Authenticate: Bearer\r\n");
     if (close)
         return;
     evbuffer_drain(bufferevent_get_input(fc->bev), hl);

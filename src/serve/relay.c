@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "pitot/format/api.h"
 #include "pitot/measure/access_log.h"
 #include "pitot/route/balancer.h"
 #include "pitot/format/config.h"
@@ -78,6 +79,7 @@ struct relay {
     unsigned series;
     bool series_set;
     unsigned tier;                /* index into cfg->tiers */
+    enum api_kind api;            /* the API the request's path speaks */
     uint64_t affinity;            /* session key hash, 0: none */
     bool tried[CFG_MAX_BACKENDS]; /* backends that failed this request */
     unsigned model;               /* metric model index */
@@ -112,6 +114,8 @@ struct relay {
     char method[16];
     char path[RELAY_PATH_LOG_MAX + 1];
     char req_model[CFG_NAME_MAX];
+    char served_model[CFG_NAME_MAX]; /* the chosen backend's name for the request's
+                                        model (bal_req.served); "" */
     /* tracing: pitot's span (see relay_trace_headers) */
     char trace_id[33];             /* the trace the backend was told of */
     char span_id[17];              /* pitot's span, the backend's parent */
@@ -149,14 +153,17 @@ static struct evbuffer *relay_client_out(struct relay *r)
 }
 
 /* Answers with pitot's own error for e, before any byte of a backend's answer
- * went out: a whole reply, so the connection may go on when the request and
- * the loop allow it (as its head then says). */
+ * went out, in the shape of the request's API and with its X-Request-Id: a
+ * whole reply, so the connection may go on when the request and the loop
+ * allow it (as its head then says). extra: NULL or more header lines. */
 static void relay_reply_error(struct relay *r, enum pitot_err e, const char *extra)
 {
     bool close = !r->client_keep || !loop_keepalive(r->lp);
+    char hdr[RELAY_ID_MAX + 96];
 
-    r->status = err_status(e);
-    reply_error(relay_client_out(r), e, r->is_head, close, extra);
+    snprintf(hdr, sizeof(hdr), "%sX-Request-Id: %s\r\n", extra ? extra : "", r->id);
+    r->status = api_err_status(r->api, e);
+    reply_error_api(relay_client_out(r), r->api, e, r->is_head, close, hdr);
     r->client_keep = !close;
     r->reply_whole = true;
 }
@@ -293,6 +300,7 @@ struct relay *relay_new(struct loop *lp, const struct relay_client *client, cons
     r->is_head = span_eq(m->method, "HEAD");
     relay_copy(r->method, sizeof(r->method), m->method);
     relay_copy(r->path, sizeof(r->path), m->url);
+    r->api = api_of_path(r->path);
     relay_request_id(lp, m, r->id);
     /* measured from t0 even when refused before relay_start() */
     meter_init(&r->meter, t0_us, (uint64_t)lp->cfg->stall_ms * 1000, -1, lp->refusals);
@@ -720,24 +728,16 @@ static void relay_dispatch(struct relay *r, struct bal_backend *be, unsigned gen
     relay_send(r);
 }
 
-/* Answers a request pitot will not serve now: 503 with Retry-After. */
+/* Answers a request pitot will not serve now: 503 (529 on the Messages
+ * API) with Retry-After, or 404 for a model no backend serves. */
 void relay_shed(struct relay *r, enum met_shed why)
 {
-    struct loop *lp = r->lp;
-    char extra[48];
     enum pitot_err e = why == MET_SHED_NO_MODEL ? PITOT_ENO_MODEL : PITOT_EOVERLOADED;
 
     r->queued = NULL; /* the queue already let go of us */
     if (why == MET_SHED_CLIENT_GONE)
         return;
-    r->status = err_status(e);
-    if (e == PITOT_EOVERLOADED)
-        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
-                 queue_retry_after(lp->queue, clk_now_us()));
-    else
-        extra[0] = '\0';
-    relay_reply_error(r, e, extra[0] ? extra : NULL);
-    relay_finish(r, e);
+    relay_refuse(r, e, false);
 }
 
 /* Chooses a backend: dispatch, hold, or refuse. Returns false only when the
@@ -755,6 +755,8 @@ static bool relay_route(struct relay *r, bool from_queue)
     rq.model = r->req_model[0] ? bal_alias(lp->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
     rq.affinity = r->affinity;
     rq.tried = r->tried;
+    rq.served = r->served_model;
+    rq.served_cap = sizeof(r->served_model);
     v = router_choose(lp->rt, &rq, clk_now_us(), &be, &gen, &flavor);
     if (v == BAL_SATURATED) {
         if (from_queue)
@@ -807,10 +809,67 @@ const struct queue_ops relay_queue_ops = { relay_queue_dispatch, relay_queue_she
 
 void relay_refuse(struct relay *r, enum pitot_err e, bool close)
 {
+    char extra[48];
+
     if (close)
         r->client_keep = false;
-    relay_reply_error(r, e, NULL);
+    extra[0] = '\0';
+    if (e == PITOT_EOVERLOADED || e == PITOT_ENO_BACKEND || e == PITOT_ESHUTDOWN)
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
+                 queue_retry_after(r->lp->queue, clk_now_us()));
+    relay_reply_error(r, e, extra);
     relay_finish(r, e);
+}
+
+/* Room for GET /v1/models: every backend's every name once, escaped. */
+#define RELAY_MODELS_MAX (CFG_MAX_BACKENDS * CFG_MAX_BACKEND_MODELS)
+
+/* GET (or HEAD) /v1/models: pitot answers with the union of what the healthy
+ * backends serve, in OpenAI's list shape, when it knows that: some healthy
+ * backend listed its models and none serves unlisted ones. Returns false
+ * (the request then goes to a backend, as any other) when it does not. */
+static bool relay_models(struct relay *r)
+{
+    char(*names)[CFG_NAME_MAX]; /* a rare request: its own allocation */
+    struct loop *lp = r->lp;
+    struct evbuffer *body;
+    size_t n, unlisted, i;
+    char esc[6 * CFG_NAME_MAX], hdr[RELAY_ID_MAX + 32];
+    long created = (long)(clk_wall_us() / 1000000);
+    bool close = !r->client_keep || !loop_keepalive(lp);
+
+    if ((strcmp(r->method, "GET") != 0 && !r->is_head) || !relay_path_is(r, "/v1/models") ||
+        evbuffer_get_length(r->body) != 0)
+        return false;
+    names = malloc(sizeof(*names) * RELAY_MODELS_MAX);
+    body = evbuffer_new();
+    n = names && body ? router_models(lp->rt, clk_now_us(), names, RELAY_MODELS_MAX, &unlisted) : 0;
+    if (n == 0 || unlisted > 0) {
+        free(names);
+        if (body)
+            evbuffer_free(body);
+        return false;
+    }
+    evbuffer_add_printf(body, "{\"object\":\"list\",\"data\":[");
+    for (i = 0; i < n; i++) {
+        size_t k = json_str_encode(span_cstr(names[i]), esc, sizeof(esc));
+        evbuffer_add_printf(body,
+                            "%s{\"id\":\"%.*s\",\"object\":\"model\",\"created\":%ld,"
+                            "\"owned_by\":\"pitot\"}",
+                            i ? "," : "", (int)k, esc, created);
+    }
+    evbuffer_add_printf(body, "]}");
+    free(names);
+    snprintf(hdr, sizeof(hdr), "X-Request-Id: %s\r\n", r->id);
+    r->status = 200;
+    reply_head(relay_client_out(r), 200, "application/json", evbuffer_get_length(body), close, hdr);
+    if (!r->is_head)
+        evbuffer_add_buffer(relay_client_out(r), body);
+    evbuffer_free(body);
+    r->client_keep = !close;
+    r->reply_whole = true;
+    relay_finish(r, PITOT_EOK);
+    return true;
 }
 
 void relay_start(struct relay *r)
@@ -824,6 +883,8 @@ void relay_start(struct relay *r)
         relay_refuse(r, (enum pitot_err) - rc, false);
         return;
     }
+    if (relay_models(r))
+        return;
     relay_route(r, false);
 }
 
@@ -841,10 +902,12 @@ static void relay_series(struct relay *r, struct span model)
         r->model = met_model_index(lp->met, model);
         if (lp->otlp) /* the span names the model as the backend spelled it */
             r->resp_model[json_str_decode(model, r->resp_model, sizeof(r->resp_model) - 1)] = '\0';
+    } else if (r->served_model[0]) {
+        r->model = met_model_index(lp->met, span_cstr(r->served_model));
     } else {
         r->model = met_model_lookup(lp->met, span_cstr(r->req_model));
     }
-    r->series = met_series(lp->met, r->be ? r->be->idx : 0, r->model, r->tier);
+    r->series = met_series(lp->met, r->be ? r->be->idx : 0, r->model, r->tier, r->api);
     r->series_set = true;
 }
 
@@ -1549,20 +1612,22 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         }
     }
     if (r->status == 0) {
-        relay_reply_error(r, e, NULL);
+        char extra[48];
+        extra[0] = '\0';
+        if (e == PITOT_ENO_BACKEND)
+            snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
+                     queue_retry_after(r->lp->queue, clk_now_us()));
+        relay_reply_error(r, e, extra);
     } else {
         if (r->sse && !r->passthrough) {
             /* One error event, then the connection ends without the final
              * chunk: no client can take a cut stream for a complete one. */
-            char ev[320];
+            char ev[384];
             int n;
             relay_release_held(r, span_make(NULL, 0));
             relay_write_chunk(r, r->stage, r->stage_len);
             r->stage_len = 0;
-            memcpy(ev, "data: ", 6);
-            n = 6 + err_json(e, ev + 6, sizeof(ev) - 8);
-            memcpy(ev + n, "\n\n", 2);
-            n += 2;
+            n = api_err_event(r->api, e, ev, sizeof(ev));
             relay_write_chunk(r, ev, (size_t)n);
         }
         r->client_keep = false;
@@ -1706,6 +1771,8 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
             };
             met_observe_otel(met, s, &ob);
         }
+    } else {
+        met_add_local(met, r->tier, r->api, r->status ? r->status : err_status(outcome));
     }
     met_model_name(met, r->model, model_name, sizeof(model_name));
     memset(&rec, 0, sizeof(rec));
@@ -1715,8 +1782,9 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.path = span_cstr(r->path);
     rec.status = r->status;
     rec.backend = r->be ? r->be->cfg->name : NULL;
-    rec.model = model_name;
+    rec.model = r->be || r->req_model[0] ? model_name : NULL;
     rec.tier = lp->cfg->tiers[r->tier].name;
+    rec.api = api_label(r->api);
     rec.stream = r->sse;
     rec.ttft_us = res.ttft_us;
     rec.itl_p50_us = res.itl_p50_us;

@@ -21,12 +21,18 @@ void reply_head(struct evbuffer *out, int status, const char *content_type, size
 void reply_error(struct evbuffer *out, enum pitot_err e, bool head_only, bool close,
                  const char *extra)
 {
-    char body[256];
-    int n = err_json(e, body, sizeof(body));
+    reply_error_api(out, API_OTHER, e, head_only, close, extra);
+}
 
-    if (extra == NULL && e == PITOT_EMETHOD_NOT_ALLOWED)
+void reply_error_api(struct evbuffer *out, enum api_kind api, enum pitot_err e, bool head_only,
+                     bool close, const char *extra)
+{
+    char body[256];
+    int n = api_err_json(api, e, body, sizeof(body));
+
+    if ((extra == NULL || extra[0] == '\0') && e == PITOT_EMETHOD_NOT_ALLOWED)
         extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
-    reply_head(out, err_status(e), "application/json", (size_t)n, close, extra);
+    reply_head(out, api_err_status(api, e), "application/json", (size_t)n, close, extra);
     if (!head_only)
         evbuffer_add(out, body, (size_t)n);
 }

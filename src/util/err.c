@@ -93,6 +93,7 @@ const char *err_reason_phrase(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 529: return "Overloaded"; /* Anthropic's API */
     default: return "Unknown";
     }
 }

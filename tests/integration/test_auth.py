@@ -121,8 +121,10 @@ def t_unauthorized_never_reaches_backend():
     ok = [l for l in log if l["status"] == 200]
     assert len(ok) == 1 and ok[0]["tier"] == "premium" and ok[0]["outcome"] == "ok", ok
     m = metrics(pitot.port)
-    # refusals reach no backend, so no backend-labelled series counts them
-    assert metric_value(m, "pitot_requests_total") == 1, m
+    # refusals reach no backend: no backend-labelled series counts them,
+    # they are pitot's own answers (backend "")
+    assert metric_value(m, "pitot_requests_total") == 2 * len(REFUSED) + 2, m
+    assert metric_value(m, "pitot_requests_total", backend="", code="401") == 2 * len(REFUSED) + 1, m
     assert metric_value(m, "pitot_requests_total", tier="premium", code="200") == 1
     assert_no_key_written(pitot, [m])
     stop_pitot_clean(pitot)

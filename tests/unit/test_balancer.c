@@ -54,7 +54,7 @@ static void done(struct bal *bl)
 /* Index of the pick, -1 for NULL. */
 static int pick(struct bal *bl)
 {
-    struct bal_req rq = { { NULL, 0 }, 0, NULL };
+    struct bal_req rq = { { NULL, 0 }, 0, NULL, NULL, 0 };
     struct bal_backend *b;
 
     if (bal_choose(bl, &rq, 1, &b) != BAL_OK) {
@@ -262,7 +262,7 @@ static void test_many_backends(void **state)
 
 static enum bal_verdict choose(struct bal *bl, const char *model, uint64_t now, int *idx)
 {
-    struct bal_req rq = { model ? span_cstr(model) : span_make(NULL, 0), 0, NULL };
+    struct bal_req rq = { model ? span_cstr(model) : span_make(NULL, 0), 0, NULL, NULL, 0 };
     struct bal_backend *b;
     enum bal_verdict v = bal_choose(bl, &rq, now, &b);
 
@@ -424,6 +424,58 @@ static void test_models_and_aliases(void **state)
     (void)state;
 }
 
+/* routing.unknown_model: a name no backend serves goes to the pool when
+ * every listing backend serves the same names (auto), always (any), never
+ * (reject); the chosen backend's name is what the request is labelled with. */
+static void test_unknown_model(void **state)
+{
+    struct bal bl;
+    char served[CFG_NAME_MAX];
+    struct bal_req rq = { span_cstr("gpt-4o-mini"), 0, NULL, served, sizeof(served) };
+    struct bal_backend *b;
+    size_t k;
+
+    busy_with(&bl, 3, 4);
+    /* nothing listed yet: every backend serves any name, none is "unknown" */
+    assert_false(bal_any_model(&bl, span_cstr("gpt-4o-mini")));
+    for (k = 0; k < 3; k++) {
+        snprintf(bl.b[k].models[0], CFG_NAME_MAX, "tiny");
+        snprintf(bl.b[k].models[1], CFG_NAME_MAX, "tiny-alias");
+        bl.b[k].nmodels = 2;
+    }
+    assert_true(bal_any_model(&bl, span_cstr("gpt-4o-mini")));
+    assert_false(bal_any_model(&bl, span_cstr("tiny-alias"))); /* served: matched as it is */
+    assert_false(bal_any_model(&bl, span_make(NULL, 0)));
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_OK);
+    assert_string_equal(served, "tiny");
+    rq.model = span_cstr("tiny-alias");
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_OK);
+    assert_string_equal(served, "tiny-alias");
+    rq.model = span_cstr("gpt-4o-mini");
+    /* one backend lists one name less: they no longer serve the same model */
+    bl.b[2].nmodels = 1;
+    assert_false(bal_any_model(&bl, span_cstr("gpt-4o-mini")));
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_NO_MODEL);
+    assert_string_equal(served, "");
+    cfg.unknown_model = CFG_UNKNOWN_ANY;
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_OK);
+    assert_string_equal(served, b->models[0]);
+    /* a down backend still counts: the verdict does not flip with health */
+    cfg.unknown_model = CFG_UNKNOWN_AUTO;
+    bl.b[2].nmodels = 2;
+    bl.b[1].up = false;
+    snprintf(bl.b[1].models[1], CFG_NAME_MAX, "other");
+    assert_false(bal_any_model(&bl, span_cstr("gpt-4o-mini")));
+    snprintf(bl.b[1].models[1], CFG_NAME_MAX, "tiny-alias");
+    assert_true(bal_any_model(&bl, span_cstr("gpt-4o-mini")));
+    cfg.unknown_model = CFG_UNKNOWN_REJECT;
+    assert_false(bal_any_model(&bl, span_cstr("gpt-4o-mini")));
+    assert_int_equal(bal_choose(&bl, &rq, 1, &b), BAL_NO_MODEL);
+    bal_release(&bl);
+    cfg_release(&cfg);
+    (void)state;
+}
+
 /* Passive ejection after repeated failures, growing, never the last backend
  * of a model; taken back when the time is over. */
 static void test_ejection(void **state)
@@ -471,7 +523,7 @@ static void test_tried_backends_skipped(void **state)
 {
     struct bal bl;
     bool tried[3] = { true, false, true };
-    struct bal_req rq = { { NULL, 0 }, 0, tried };
+    struct bal_req rq = { { NULL, 0 }, 0, tried, NULL, 0 };
     struct bal_backend *b;
 
     busy_with(&bl, 3, 4);
@@ -489,7 +541,7 @@ static void test_tried_backends_skipped(void **state)
 static void test_affinity_bounded_load(void **state)
 {
     struct bal bl;
-    struct bal_req rq = { { NULL, 0 }, 0x1234567, NULL };
+    struct bal_req rq = { { NULL, 0 }, 0x1234567, NULL, NULL, 0 };
     struct bal_backend *b;
     unsigned first;
     int k;
@@ -745,7 +797,11 @@ static void test_dns_slots(void **state)
      * empty slots (models unknown) do not claim it */
     snprintf(bl.b[0].models[0], CFG_NAME_MAX, "small");
     bl.b[0].nmodels = 1;
+    cfg.unknown_model = CFG_UNKNOWN_REJECT;
     assert_int_equal(choose(&bl, "tiny", 1, &i), BAL_NO_MODEL);
+    cfg.unknown_model = CFG_UNKNOWN_AUTO; /* the one listing backend: one model */
+    assert_int_equal(choose(&bl, "tiny", 1, &i), BAL_OK);
+    assert_int_equal(i, 0);
 
     /* slot pool/1 gets an address: it shares the load */
     bl.b[0].nmodels = 0;
@@ -816,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_completion_frees_slot),
         cmocka_unit_test(test_saturation),
         cmocka_unit_test(test_models_and_aliases),
+        cmocka_unit_test(test_unknown_model),
         cmocka_unit_test(test_ejection),
         cmocka_unit_test(test_tried_backends_skipped),
         cmocka_unit_test(test_affinity_bounded_load),

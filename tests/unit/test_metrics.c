@@ -46,7 +46,7 @@ static struct cfg *test_cfg(void)
     return c;
 }
 
-#define SMALL_A "backend=\"a\",model=\"small\",tier=\"default\""
+#define SMALL_A "backend=\"a\",model=\"small\",tier=\"default\",api=\"chat\""
 
 static void test_histogram_and_counters(void **state)
 {
@@ -58,9 +58,11 @@ static void test_histogram_and_counters(void **state)
     assert_non_null(r);
     m = met_model_index(r, span_cstr("small"));
     assert_int_equal(m, 0);
-    s = met_series(r, 0, m, 0);
+    s = met_series(r, 0, m, 0, 0);
     assert_int_equal(s, 0);
-    assert_int_equal(met_series(r, 1, 4, 1), (1 * 5 + 4) * 2 + 1); /* dense layout */
+    assert_int_equal(met_series(r, 1, 4, 1, 0),
+                     ((1 * 5 + 4) * 2 + 1) * MET_NAPI); /* dense layout */
+    assert_int_equal(met_series(r, 1, 4, 1, 3), ((1 * 5 + 4) * 2 + 1) * MET_NAPI + 3);
 
     met_observe_us(r, MET_TTFT, s, 500);     /* le 0.001 */
     met_observe_us(r, MET_TTFT, s, 1000);    /* le 0.001: bounds are inclusive */
@@ -139,8 +141,8 @@ static void test_bucket_bounds(void **state)
     c->nbuckets = sizeof(b) / sizeof(b[0]);
     r = met_registry_new(c);
     assert_non_null(r);
-    met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0), 50);
-    met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0), 51);
+    met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0, 0), 50);
+    met_observe_us(r, MET_E2E, met_series(r, 0, 0, 0, 0), 51);
     t = fx_expose(&r, 1);
     for (i = 0; i < c->nbuckets; i++) {
         snprintf(line, sizeof(line), "pitot_e2e_request_latency_seconds_bucket{%s,le=\"%s\"} %d",
@@ -155,7 +157,7 @@ static void test_bucket_bounds(void **state)
     c->nbuckets = 0;
     r = met_registry_new(c);
     assert_non_null(r);
-    met_observe_us(r, MET_TPOT, met_series(r, 0, 0, 0), 2000000);
+    met_observe_us(r, MET_TPOT, met_series(r, 0, 0, 0, 0), 2000000);
     t = fx_expose(&r, 1);
     assert_line(t, "pitot_time_per_output_token_seconds_bucket{" SMALL_A ",le=\"+Inf\"} 1");
     assert_line(t, "pitot_time_per_output_token_seconds_sum{" SMALL_A "} 2");
@@ -185,7 +187,7 @@ static void test_request_codes(void **state)
 {
     struct cfg *c = test_cfg();
     struct met_registry *r = met_registry_new(c);
-    unsigned s = met_series(r, 1, 1, 1); /* b / large / batch */
+    unsigned s = met_series(r, 1, 1, 1, 0); /* b / large / batch */
     const char *p200, *p223, *p0, *p4xx, *p5xx;
     int i;
     char *t;
@@ -202,7 +204,7 @@ static void test_request_codes(void **state)
     met_add_request(r, s, 0);   /* nothing was sent */
     met_add_request(r, s, 700); /* not HTTP */
     t = fx_expose(&r, 1);
-#define LBL "{backend=\"b\",model=\"large\",tier=\"batch\",code="
+#define LBL "{backend=\"b\",model=\"large\",tier=\"batch\",api=\"chat\",code="
     assert_line(t, "pitot_requests_total" LBL "\"503\"} 2");
     assert_line(t, "pitot_requests_total" LBL "\"200\"} 2");
     assert_line(t, "pitot_requests_total" LBL "\"222\"} 1");
@@ -296,14 +298,18 @@ static void test_model_learning(void **state)
     met_model_name(r, 3, buf, 0); /* nothing written */
     assert_int_equal(buf[0], 'X');
 
-    met_add(r, MET_STALLS, met_series(r, 0, 3, 0), 1);
-    met_add(r, MET_STALLS, met_series(r, 0, other, 0), 7);
-    met_add(r, MET_STALLS, met_series(r, 0, 2, 1), 1);
+    met_add(r, MET_STALLS, met_series(r, 0, 3, 0, 0), 1);
+    met_add(r, MET_STALLS, met_series(r, 0, other, 0, 0), 7);
+    met_add(r, MET_STALLS, met_series(r, 0, 2, 1, 0), 1);
     t = fx_expose(&r, 1);
-    assert_line(t,
-                "pitot_stream_stalls_total{backend=\"a\",model=\"qwen2.5:7b\",tier=\"default\"} 1");
-    assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"other\",tier=\"default\"} 7");
-    assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"Small\",tier=\"batch\"} 1");
+    assert_line(t, "pitot_stream_stalls_total{backend=\"a\",model=\"qwen2.5:7b\",tier=\"default\","
+                   "api=\"chat\"} 1");
+    assert_line(
+        t,
+        "pitot_stream_stalls_total{backend=\"a\",model=\"other\",tier=\"default\",api=\"chat\"} 7");
+    assert_line(
+        t,
+        "pitot_stream_stalls_total{backend=\"a\",model=\"Small\",tier=\"batch\",api=\"chat\"} 1");
     assert_int_equal(fx_count_prefix(t, "pitot_stream_stalls_total{"), 3);
     free(t);
     met_registry_free(r);
@@ -315,12 +321,12 @@ static void test_bad_arguments_ignored(void **state)
 {
     struct cfg *c = test_cfg();
     struct met_registry *r = met_registry_new(c);
-    unsigned bad = met_series(r, 2, 0, 0);
+    unsigned bad = met_series(r, 2, 0, 0, 0);
     char *t, *t0;
 
     t0 = fx_expose(&r, 1);
-    assert_int_equal(met_series(r, 0, 5, 0), bad);
-    assert_int_equal(met_series(r, 0, 0, 2), bad);
+    assert_int_equal(met_series(r, 0, 5, 0, 0), bad);
+    assert_int_equal(met_series(r, 0, 0, 2, 0), bad);
     met_observe_us(r, MET_TTFT, bad, 1);
     met_observe_us(r, MET_PROMPT_TOKENS, 0, 1); /* not a histogram */
     met_observe_us(r, MET__COUNT, 0, 1);
@@ -385,11 +391,11 @@ static void test_label_escaping(void **state)
     r = met_registry_new(c);
     assert_non_null(r);
     met_gauge_set(r, MET_BACKEND_UP, 0, 1);
-    met_add(r, MET_CLIENT_CANCELS, met_series(r, 0, 1, 1), 4);
+    met_add(r, MET_CLIENT_CANCELS, met_series(r, 0, 1, 1, 0), 4);
     t = fx_expose(&r, 1);
     assert_line(t, "pitot_backend_up{backend=\"q\\\"x\\\\y\\nz\"} 1");
     assert_line(t, "pitot_client_cancels_total{backend=\"q\\\"x\\\\y\\nz\",model=\"large\","
-                   "tier=\"t\\\\\"} 4");
+                   "tier=\"t\\\\\",api=\"chat\"} 4");
     free(t);
     met_registry_free(r);
     free(c);
@@ -415,8 +421,8 @@ static void test_merge(void **state)
     assert_int_equal(m2b, 2);
     assert_int_equal(met_model_index(regs[1], span_cstr("m3")), 3);
 
-    s0 = met_series(regs[0], 0, m2a, 0);
-    s1 = met_series(regs[1], 0, m2b, 0);
+    s0 = met_series(regs[0], 0, m2a, 0, 0);
+    s1 = met_series(regs[1], 0, m2b, 0, 0);
     met_observe_us(regs[0], MET_TTFT, s0, 1000);
     met_observe_us(regs[1], MET_TTFT, s1, 2000);
     met_observe_us(regs[1], MET_TTFT, s1, 2000000);
@@ -426,10 +432,10 @@ static void test_merge(void **state)
     met_add_request(regs[1], s1, 500);
     met_add_finish(regs[0], s0, JSON_FINISH_TOOL_CALLS);
     met_add_finish(regs[1], s1, JSON_FINISH_TOOL_CALLS);
-    met_add(regs[0], MET_CACHED_TOKENS, met_series(regs[0], 1, 2, 0), 10); /* m1 only in 0 */
-    met_add(regs[1], MET_CACHED_TOKENS, met_series(regs[1], 1, 3, 0), 20); /* m3 only in 1 */
-    met_add(regs[0], MET_CACHED_TOKENS, met_series(regs[0], 1, 4, 1), 1);  /* other */
-    met_add(regs[1], MET_CACHED_TOKENS, met_series(regs[1], 1, 4, 1), 2);
+    met_add(regs[0], MET_CACHED_TOKENS, met_series(regs[0], 1, 2, 0, 0), 10); /* m1 only in 0 */
+    met_add(regs[1], MET_CACHED_TOKENS, met_series(regs[1], 1, 3, 0, 0), 20); /* m3 only in 1 */
+    met_add(regs[0], MET_CACHED_TOKENS, met_series(regs[0], 1, 4, 1, 0), 1);  /* other */
+    met_add(regs[1], MET_CACHED_TOKENS, met_series(regs[1], 1, 4, 1, 0), 2);
     met_add_upstream_error(regs[0], 0, PITOT_EUPSTREAM_CONNECT);
     met_add_upstream_error(regs[1], 0, PITOT_EUPSTREAM_CONNECT);
     met_add_upstream_error(regs[1], 0, PITOT_EUPSTREAM_CONNECT);
@@ -441,7 +447,7 @@ static void test_merge(void **state)
     met_gauge_set(regs[1], MET_BACKEND_UP, 1, 1);
 
     t = fx_expose(regs, 2);
-#define M2 "backend=\"a\",model=\"m2\",tier=\"default\""
+#define M2 "backend=\"a\",model=\"m2\",tier=\"default\",api=\"chat\""
     assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"0.001\"} 1");
     assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"0.25\"} 2");
     assert_line(t, "pitot_time_to_first_token_seconds_bucket{" M2 ",le=\"2.5\"} 3");
@@ -454,9 +460,15 @@ static void test_merge(void **state)
     /* four tuples were touched: a/m2/default, b/m1/default, b/m3/default, b/other/batch */
     assert_int_equal(fx_count_prefix(t, "pitot_time_to_first_token_seconds_count{"), 4);
 #undef M2
-    assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"m1\",tier=\"default\"} 10");
-    assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"m3\",tier=\"default\"} 20");
-    assert_line(t, "pitot_cached_tokens_total{backend=\"b\",model=\"other\",tier=\"batch\"} 3");
+    assert_line(
+        t,
+        "pitot_cached_tokens_total{backend=\"b\",model=\"m1\",tier=\"default\",api=\"chat\"} 10");
+    assert_line(
+        t,
+        "pitot_cached_tokens_total{backend=\"b\",model=\"m3\",tier=\"default\",api=\"chat\"} 20");
+    assert_line(
+        t,
+        "pitot_cached_tokens_total{backend=\"b\",model=\"other\",tier=\"batch\",api=\"chat\"} 3");
     assert_int_equal(fx_count_prefix(t, "pitot_cached_tokens_total{"), 4);
     assert_line(t, "pitot_upstream_errors_total{backend=\"a\",kind=\"upstream_connect\"} 3");
     assert_line(t, "pitot_requests_in_flight{backend=\"a\"} 5");
@@ -467,8 +479,8 @@ static void test_merge(void **state)
 
     /* n == 1 of the second registry alone */
     t = fx_expose(&regs[1], 1);
-    assert_line(t,
-                "pitot_requests_total{backend=\"a\",model=\"m2\",tier=\"default\",code=\"200\"} 2");
+    assert_line(t, "pitot_requests_total{backend=\"a\",model=\"m2\",tier=\"default\",api=\"chat\","
+                   "code=\"200\"} 2");
     assert_line(t, "pitot_backend_up{backend=\"b\"} 1");
     assert_null(strstr(t, "model=\"m1\""));
     free(t);
@@ -751,7 +763,7 @@ static void test_promtool_clean(void **state)
 
         assert_non_null(r);
         regs[i] = r;
-        s = met_series(r, 1, met_model_index(r, span_cstr(i ? "x" : "y")), 1);
+        s = met_series(r, 1, met_model_index(r, span_cstr(i ? "x" : "y")), 1, 0);
         for (k = 0; k < MET__COUNT; k++) {
             met_observe_us(r, (enum met_id)k, s, 1234 * (unsigned)k);
             met_add(r, (enum met_id)k, s, (uint64_t)k);
@@ -934,13 +946,13 @@ static void test_inactive_backend_hidden(void **state)
     r[1] = met_registry_new(c);
     assert_non_null(r[0]);
     assert_non_null(r[1]);
-    s = met_series(r[0], 1, 0, 0);
+    s = met_series(r[0], 1, 0, 0, 0);
     met_add_request(r[0], s, 200);
     met_observe_us(r[0], MET_TTFT, s, 1000);
     met_gauge_set(r[0], MET_BACKEND_UP, 1, 1);
     met_add_scrape(r[0], 1, MET_SCRAPE_OK);
     met_add_upstream_error(r[0], 1, PITOT_EUPSTREAM_CONNECT);
-    met_add_request(r[0], met_series(r[0], 0, 0, 0), 200);
+    met_add_request(r[0], met_series(r[0], 0, 0, 0, 0), 200);
     t = fx_expose(r, 1);
     assert_null(strstr(t, "backend=\"b\""));
     assert_line(t, "pitot_backend_up{backend=\"a\"} 0");
@@ -949,8 +961,9 @@ static void test_inactive_backend_hidden(void **state)
 
     met_backend_active(r[1], 1, true); /* the other registry has it */
     t = fx_expose(r, 2);
-    assert_line(t, "pitot_requests_total{backend=\"b\",model=\"small\",tier=\"default\","
-                   "code=\"200\"} 1");
+    assert_line(t,
+                "pitot_requests_total{backend=\"b\",model=\"small\",tier=\"default\",api=\"chat\","
+                "code=\"200\"} 1");
     assert_line(t, "pitot_backend_up{backend=\"b\"} 1");
     assert_line(t, "pitot_backend_scrapes_total{backend=\"b\",result=\"ok\"} 1");
     assert_line(t, "pitot_upstream_errors_total{backend=\"b\",kind=\"upstream_connect\"} 1");
@@ -1108,6 +1121,49 @@ static void test_expose_process(void **state)
     (void)state;
 }
 
+/* Every per-request family is kept per api; pitot's own answers are
+ * requests with backend and model "", merged over registries like the rest. */
+static void test_api_and_local_answers(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r[2];
+    unsigned m;
+    char *t;
+
+    r[0] = met_registry_new(c);
+    r[1] = met_registry_new(c);
+    assert_non_null(r[0]);
+    assert_non_null(r[1]);
+    m = met_model_index(r[0], span_cstr("small"));
+    met_add_request(r[0], met_series(r[0], 0, m, 0, API_MESSAGES), 200);
+    met_add_request(r[0], met_series(r[0], 0, m, 0, API_CHAT), 200);
+    met_observe_us(r[0], MET_TTFT, met_series(r[0], 0, m, 0, API_RESPONSES), 1000);
+    met_add_local(r[0], 0, API_CHAT, 503);
+    met_add_local(r[1], 0, API_CHAT, 503);
+    met_add_local(r[1], 1, API_MESSAGES, 529);
+    met_add_local(r[1], 2, API_MESSAGES, 529); /* no such tier: ignored */
+    met_add_local(r[1], 0, MET_NAPI, 404);     /* no such api: ignored */
+    t = fx_expose(r, 2);
+    assert_line(t, "pitot_requests_total{" SMALL_A ",code=\"200\"} 1");
+    assert_line(t, "pitot_requests_total{backend=\"a\",model=\"small\",tier=\"default\","
+                   "api=\"messages\",code=\"200\"} 1");
+    assert_line(t, "pitot_time_to_first_token_seconds_count{backend=\"a\",model=\"small\","
+                   "tier=\"default\",api=\"responses\"} 1");
+    assert_line(t, "pitot_requests_total{backend=\"\",model=\"\",tier=\"default\",api=\"chat\","
+                   "code=\"503\"} 2");
+    assert_line(t, "pitot_requests_total{backend=\"\",model=\"\",tier=\"batch\","
+                   "api=\"messages\",code=\"529\"} 1");
+    assert_int_equal(fx_count_prefix(t, "pitot_requests_total{backend=\"\""), 2);
+    /* only the request counter has them */
+    assert_null(strstr(t, "_count{backend=\"\""));
+    fx_promtool_check(t);
+    free(t);
+    met_registry_free(r[0]);
+    met_registry_free(r[1]);
+    free(c);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1128,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_inactive_backend_hidden),
         cmocka_unit_test(test_proc_stat_parse),
         cmocka_unit_test(test_expose_process),
+        cmocka_unit_test(test_api_and_local_answers),
     };
 
     return cmocka_run_group_tests_name("met", tests, NULL, NULL);

@@ -81,8 +81,8 @@ static void test_off_absent_and_pitot_unchanged(void **state)
 
     assert_non_null(r0);
     assert_non_null(r1);
-    s0 = met_series(r0, 0, met_model_index(r0, span_cstr("small")), 0);
-    s1 = met_series(r1, 0, met_model_index(r1, span_cstr("small")), 0);
+    s0 = met_series(r0, 0, met_model_index(r0, span_cstr("small")), 0, 0);
+    s1 = met_series(r1, 0, met_model_index(r1, span_cstr("small")), 0, 0);
     met_observe_us(r0, MET_TTFT, s0, 30000);
     met_observe_us(r1, MET_TTFT, s1, 30000);
     met_add_request(r0, s0, 200);
@@ -119,7 +119,7 @@ static void test_exposition_bytes(void **state)
     char *t;
 
     assert_non_null(r);
-    s = met_series(r, 0, met_model_index(r, span_cstr("small")), 0);
+    s = met_series(r, 0, met_model_index(r, span_cstr("small")), 0, 0);
     t = fx_expose(&r, 1);
     /* every family has HELP and TYPE, with no series yet */
     assert_line(t, "# HELP gen_ai_client_operation_duration_seconds GenAI operation duration: "
@@ -234,7 +234,7 @@ static void test_errors(void **state)
     char *t;
 
     assert_non_null(r);
-    s = met_series(r, 0, met_model_index(r, span_cstr("small")), 0);
+    s = met_series(r, 0, met_model_index(r, span_cstr("small")), 0, 0);
     /* a backend's error answer, relayed: the status is the error_type */
     o.status = 500;
     o.ttft_us = o.tpot_us = -1;
@@ -322,12 +322,12 @@ static void test_operations(void **state)
     assert_string_equal(met_otel_op_label(MET_OTEL_OP__COUNT), "");
 
     assert_non_null(r);
-    s = met_series(r, 0, met_model_index(r, span_cstr("small")), 1);
+    s = met_series(r, 0, met_model_index(r, span_cstr("small")), 1, 0);
     o.op = MET_OTEL_OP_NONE; /* not recorded */
     met_observe_otel(r, s, &o);
     o.op = MET_OTEL_OP__COUNT; /* out of range: ignored */
     met_observe_otel(r, s, &o);
-    met_observe_otel(r, met_series(r, 9, 0, 0), &o); /* series out of range */
+    met_observe_otel(r, met_series(r, 9, 0, 0, 0), &o); /* series out of range */
     t = fx_expose(&r, 1);
     assert_null(strstr(t, "gen_ai_operation_name="));
     free(t);
@@ -374,7 +374,7 @@ static void test_provider(void **state)
 
     assert_non_null(r);
     /* backend b: flavor auto, not yet detected */
-    s = met_series(r, 1, met_model_index(r, span_cstr("small")), 0);
+    s = met_series(r, 1, met_model_index(r, span_cstr("small")), 0, 0);
     o.flavor = CFG_FLAVOR_AUTO;
     met_observe_otel(r, s, &o);
     t = fx_expose(&r, 1);
@@ -418,16 +418,16 @@ static void test_merge(void **state)
     assert_int_equal(m, 1);
     assert_int_equal(met_model_index(regs[1], span_cstr("x")), 2);
 
-    met_observe_otel(regs[0], met_series(regs[0], 0, 1, 0), &o); /* a, x */
+    met_observe_otel(regs[0], met_series(regs[0], 0, 1, 0, 0), &o); /* a, x */
     o.outcome = PITOT_EUPSTREAM_RESET;
-    met_observe_otel(regs[1], met_series(regs[1], 1, 2, 0), &o); /* b, x */
+    met_observe_otel(regs[1], met_series(regs[1], 1, 2, 0, 0), &o); /* b, x */
     o.outcome = PITOT_EOK;
     o.status = 429;
-    met_observe_otel(regs[0], met_series(regs[0], 1, 1, 0), &o); /* b, x */
-    met_observe_otel(regs[1], met_series(regs[1], 0, 2, 0), &o); /* a, x */
+    met_observe_otel(regs[0], met_series(regs[0], 1, 1, 0, 0), &o); /* b, x */
+    met_observe_otel(regs[1], met_series(regs[1], 0, 2, 0, 0), &o); /* a, x */
     o.status = 200;
     o.flavor = CFG_FLAVOR_AUTO;
-    met_observe_otel(regs[1], met_series(regs[1], 0, m, 1), &o); /* a, y, batch */
+    met_observe_otel(regs[1], met_series(regs[1], 0, m, 1, 0), &o); /* a, y, batch */
 
     t = fx_expose(regs, 2);
 #define X                                                                                          \
@@ -488,7 +488,7 @@ static void test_promtool_clean(void **state)
 
         assert_non_null(r);
         regs[i] = r;
-        s = met_series(r, 1, met_model_index(r, span_cstr(i ? "x" : "y")), 1);
+        s = met_series(r, 1, met_model_index(r, span_cstr(i ? "x" : "y")), 1, 0);
         for (k = 0; k < MET__COUNT; k++)
             met_observe_us(r, (enum met_id)k, s, 1234 * (unsigned)k);
         met_add_request(r, s, 200);
@@ -501,7 +501,7 @@ static void test_promtool_clean(void **state)
             }
             o.outcome = PITOT_EOK;
             o.status = 503;
-            met_observe_otel(r, met_series(r, 0, 0, 0), &o);
+            met_observe_otel(r, met_series(r, 0, 0, 0, 0), &o);
             o.status = 200;
         }
     }

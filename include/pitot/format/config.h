@@ -33,6 +33,13 @@ enum cfg_flavor {
     CFG_FLAVOR_OPENAI, /* any OpenAI-compatible server without metrics */
 };
 
+/* A request for a model no backend serves (routing.unknown_model). */
+enum cfg_unknown_model {
+    CFG_UNKNOWN_AUTO = 0, /* served when every backend serves one and the same model */
+    CFG_UNKNOWN_ANY,      /* always served by whatever backend is chosen */
+    CFG_UNKNOWN_REJECT,   /* 404 model_not_found */
+};
+
 enum cfg_policy {
     CFG_POLICY_LEAST_BUSY = 0,  /* backends' own running+waiting, corrected by pitot's dispatches */
     CFG_POLICY_LEAST_IN_FLIGHT, /* pitot's own in-flight count only */
@@ -185,19 +192,20 @@ struct cfg {
     size_t nbuckets;
 
     /* routing (issue 3) */
-    enum cfg_policy policy;         /* routing.policy, default least_busy */
-    unsigned scrape_interval_ms;    /* routing.scrape_interval, default 500 */
-    unsigned scrape_timeout_ms;     /* routing.scrape_timeout, default 400 */
-    unsigned scrape_stale_ms;       /* routing.scrape_stale, default 2000: older scrapes
+    enum cfg_policy policy;               /* routing.policy, default least_busy */
+    enum cfg_unknown_model unknown_model; /* routing.unknown_model, default auto */
+    unsigned scrape_interval_ms;          /* routing.scrape_interval, default 500 */
+    unsigned scrape_timeout_ms;           /* routing.scrape_timeout, default 400 */
+    unsigned scrape_stale_ms;             /* routing.scrape_stale, default 2000: older scrapes
                                         are not used (pitot's own in-flight count is) */
-    unsigned models_interval_ms;    /* routing.models_interval, default 10000: /v1/models */
-    unsigned dns_interval_ms;       /* routing.dns_interval, default 10000 */
-    unsigned max_addresses;         /* routing.max_addresses per backend name, default 8 */
-    enum cfg_dns_family dns_family; /* routing.dns_family, default auto */
-    char resolver[CFG_HOST_MAX];    /* routing.resolver "ip[:port]": the DNS server asked;
+    unsigned models_interval_ms;          /* routing.models_interval, default 10000: /v1/models */
+    unsigned dns_interval_ms;             /* routing.dns_interval, default 10000 */
+    unsigned max_addresses;               /* routing.max_addresses per backend name, default 8 */
+    enum cfg_dns_family dns_family;       /* routing.dns_family, default auto */
+    char resolver[CFG_HOST_MAX];          /* routing.resolver "ip[:port]": the DNS server asked;
                                        "" (default): /etc/resolv.conf and /etc/hosts */
-    unsigned default_capacity;      /* routing.default_capacity, default 4 */
-    bool speed_aware;               /* routing.speed_aware, default true: least_busy weighs
+    unsigned default_capacity;            /* routing.default_capacity, default 4 */
+    bool speed_aware;                     /* routing.speed_aware, default true: least_busy weighs
                                        each load by the backend's measured time per token */
     struct cfg_alias aliases[CFG_MAX_ALIASES]; /* routing.aliases: {from: to} map */
     size_t naliases;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "pitot/format/api.h"
 #include "pitot/format/config.h"
 #include "pitot/io/tls.h"
 #include "pitot/util/err.h"
@@ -177,8 +178,13 @@ unsigned met_model_lookup(const struct met_registry *r, struct span name);
  * NUL-terminated (cut to fit); "other" for an index not in use. */
 void met_model_name(const struct met_registry *r, unsigned model, char *out, size_t cap);
 
-/* Index of the (backend, model, tier) series, for the calls below. */
-unsigned met_series(const struct met_registry *r, unsigned backend, unsigned model, unsigned tier);
+/* The api label's values (api_label()): every per-request family is kept
+ * per (backend, model, tier, api). */
+#define MET_NAPI API__COUNT
+
+/* Index of the (backend, model, tier, api) series, for the calls below. */
+unsigned met_series(const struct met_registry *r, unsigned backend, unsigned model, unsigned tier,
+                    unsigned api);
 
 /* Histogram observation in microseconds (BMT histograms). */
 void met_observe_us(struct met_registry *r, enum met_id id, unsigned series, uint64_t us);
@@ -189,6 +195,11 @@ void met_add(struct met_registry *r, enum met_id id, unsigned series, uint64_t n
 /* pitot_requests_total: one request answered with `status`. Distinct codes
  * per series are bounded (24); beyond that the code label is its class "5xx". */
 void met_add_request(struct met_registry *r, unsigned series, int status);
+
+/* pitot_requests_total: one answer pitot gave itself (a refusal, a shed, no
+ * backend, ...) with `status`, on the series of backend "" and model "" of
+ * (tier, api); only this counter has it. */
+void met_add_local(struct met_registry *r, unsigned tier, unsigned api, int status);
 
 /* pitot_finish_reason_total with reason = json_finish_label(f); NONE ignored. */
 void met_add_finish(struct met_registry *r, unsigned series, enum json_finish f);

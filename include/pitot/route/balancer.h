@@ -64,6 +64,13 @@ struct bal_req {
     struct span model; /* the request's model after aliasing; len 0: any */
     uint64_t affinity; /* session key hash, 0: none */
     const bool *tried; /* per backend: already failed for this request; may be NULL */
+    char *served;      /* may be NULL; else out, served_cap bytes: the name the chosen
+                          backend lists for the request's model (a bounded metric
+                          label): `model` itself, or when no backend serves `model`
+                          and routing.unknown_model let the request through
+                          (bal_any_model), the backend's first name; "" when the
+                          backend lists no names or model is empty */
+    size_t served_cap;
 };
 
 /* Builds the table from c->backends. Returns 0 or -PITOT_ENOMEM. */
@@ -77,8 +84,16 @@ void bal_release(struct bal *bl);
  * is never chosen and does not count as up. */
 void bal_activate(struct bal *bl, struct bal_backend *b, bool active);
 
+/* May a request for `model`, which no backend serves, go to any backend?
+ * routing.unknown_model any: yes; reject: no; auto: when every backend that
+ * lists its models lists the same names (one and the same model, as one
+ * llama-server with its aliases), as llama-server itself answers any name
+ * with its own model. False for a model some backend serves. */
+bool bal_any_model(const struct bal *bl, struct span model);
+
 /* Chooses a backend at monotonic time now_us (see the verdicts): among the
- * usable, unsaturated backends serving rq's model, the lowest load / capacity
+ * usable, unsaturated backends serving rq's model (any backend when
+ * bal_any_model), the lowest load / capacity
  * (least_busy, least_in_flight; see bal_load in bal.c), where under least_busy
  * with routing.speed_aware each load counts times the backend's time per
  * token relative to the fastest candidate's, in quarters (within 1/8 of each

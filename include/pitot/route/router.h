@@ -92,6 +92,13 @@ void router_addr(struct router *rt, unsigned be, struct sockaddr_storage *ss, so
 /* Backends up now (bal_up_count). */
 size_t router_up_count(struct router *rt);
 
+/* The union of the model names the healthy backends (active, up, not
+ * ejected) serve, without repeats, in backend order, at most cap of them,
+ * into names; *unlisted: how many healthy backends list none (they serve any
+ * name). Returns the number of names. */
+size_t router_models(struct router *rt, uint64_t now_us, char (*names)[CFG_NAME_MAX], size_t cap,
+                     size_t *unlisted);
+
 /* Whether be is ejected at now_us (bal_ejected). */
 bool router_ejected(struct router *rt, unsigned be, uint64_t now_us);
 

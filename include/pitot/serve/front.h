@@ -72,25 +72,8 @@ void front_accept(struct loop *lp, int fd, const struct sockaddr *sa, int salen,
 /* Moves a connection to a new state; asserts the move is legal. */
 void front_set_state(struct front_conn *fc, enum front_state st);
 
-/* Writes the head of a locally generated response with Content-Length `len`;
- * the caller adds exactly len body bytes (none for HEAD requests). extra:
- * NULL or more header lines, each ending in CRLF. The head says
- * "Connection: close" when close is set or the worker no longer keeps
- * connections (a drain); returns whether it does. */
-bool front_reply_head(struct front_conn *fc, int status, const char *content_type, size_t len,
-                      bool close, const char *extra);
-
 /* Ends the connection once everything written so far reached the socket. */
 void front_close_after_flush(struct front_conn *fc);
-
-/* Writes an OpenAI-style JSON error reply for `e` (status from the table). */
-void front_reply_error(struct front_conn *fc, enum pitot_err e, bool close);
-
-/* The same with more header lines (extra: NULL or lines ending in CRLF).
- * The body is left out when the request was a HEAD (fc->head). Returns
- * whether the connection closes after it (see front_reply_head). */
-bool front_reply_error_extra(struct front_conn *fc, enum pitot_err e, bool close,
-                             const char *extra);
 
 /* Closes at once (no flush) and schedules the memory to be freed. */
 void front_close(struct front_conn *fc);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "pitot/format/api.h"
 #include "pitot/util/err.h"
 
 struct evbuffer;
@@ -22,5 +23,9 @@ void reply_head(struct evbuffer *out, int status, const char *content_type, size
  * the methods pitot relays in Allow (RFC 9110 15.5.6). */
 void reply_error(struct evbuffer *out, enum pitot_err e, bool head_only, bool close,
                  const char *extra);
+
+/* The same in the error shape and status of API api (api_err_json()). */
+void reply_error_api(struct evbuffer *out, enum api_kind api, enum pitot_err e, bool head_only,
+                     bool close, const char *extra);
 
 #endif
