@@ -913,8 +913,10 @@ static void test_doc_markdown(void **state)
         snprintf(row, sizeof(row), "| `%s` | ", names[i]);
         assert_non_null(strstr(doc, row));
     }
-    assert_line(doc, "| `pitot_requests_total` | counter | `backend`, `model`, `tier`, `code` | "
-                     "Requests answered, by HTTP status sent to the client |");
+    assert_line(doc,
+                "| `pitot_requests_total` | counter | `backend`, `model`, `tier`, `api`, `code` | "
+                "Requests answered, by HTTP status sent to the client (pitot's own answers: "
+                "empty backend) |");
     assert_line(doc, "| `pitot_backend_up` | gauge | `backend` | "
                      "1 if the backend's last health check succeeded |");
     assert_line(doc, "| `pitot_backend_scrapes_total` | counter | `backend`, `result` | "

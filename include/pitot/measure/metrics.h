@@ -22,9 +22,9 @@ struct evbuffer;
 /* Label sets (each a fixed tuple of label names). */
 /* clang-format off */
 #define MET_LABELS_LIST(X)                                  \
-    X(BMTC, "backend,model,tier,code")                      \
-    X(BMT,  "backend,model,tier")                           \
-    X(BMTR, "backend,model,tier,reason")                    \
+    X(BMTC, "backend,model,tier,api,code")                  \
+    X(BMT,  "backend,model,tier,api")                       \
+    X(BMTR, "backend,model,tier,api,reason")                \
     X(BK,   "backend,kind")                                 \
     X(B,    "backend")                                      \
     X(BR,   "backend,result")                               \
@@ -38,7 +38,7 @@ struct evbuffer;
 /* X(ID, name, type, labels, help) - names and label sets are interface. */
 #define MET_LIST(X)                                                                          \
     X(REQUESTS, "pitot_requests_total", COUNTER, BMTC,                                       \
-      "Requests answered, by HTTP status sent to the client")                                \
+      "Requests answered, by HTTP status sent to the client (pitot's own answers: empty backend)")                                \
     X(TTFT, "pitot_time_to_first_token_seconds", HISTOGRAM, BMT,                              \
       "Time from the complete request head to the first output-carrying event sent")         \
     X(ITL, "pitot_inter_token_latency_seconds", HISTOGRAM, BMT,                               \
