@@ -792,12 +792,19 @@ static void test_tiers_replace(void **state)
     assert_int_equal(c.affinity, CFG_AFFINITY_USER);
     assert_int_equal(load(&c, "routing:\n  affinity: {mode: off}\n"), 0);
     assert_int_equal(c.affinity, CFG_AFFINITY_OFF);
+    assert_int_equal(c.unknown_model, CFG_UNKNOWN_AUTO);
+    assert_int_equal(load(&c, "routing:\n  unknown_model: reject\n"), 0);
+    assert_int_equal(c.unknown_model, CFG_UNKNOWN_REJECT);
+    assert_int_equal(load(&c, "routing:\n  unknown_model: any\n"), 0);
+    assert_int_equal(c.unknown_model, CFG_UNKNOWN_ANY);
     cfg_release(&c);
 }
 
 static void test_error_routing(void **state)
 {
     static const struct err_case cases[] = {
+        { "routing:\n  unknown_model: strict\n",
+          "t.yaml:2: routing.unknown_model: bad unknown_model 'strict' (auto, any or reject)" },
         { "routing:\n  policy: fastest\n",
           "t.yaml:2: routing.policy: bad policy 'fastest' (least_busy, least_in_flight or "
           "round_robin)" },

@@ -22,6 +22,8 @@ static struct fx_body bodies[] = {
     FX_METRICS_BODIES,
     { "llama.cpp/v1-models.http", NULL, 0 },
     { "llama.cpp/props.http", NULL, 0 },
+    { "llama.cpp/apis/models-list.http", NULL, 0 },
+    { "llama.cpp/apis/props.http", NULL, 0 },
 };
 
 #define NBODIES (sizeof(bodies) / sizeof(bodies[0]))
@@ -293,6 +295,11 @@ static void test_models_llamacpp(void **state)
                &ns),
         4);
     assert_string_equal(ns.text, "m1;a1;m2;m1.gguf;");
+    /* --alias tiny: the id, its alias and the models[] list name one model */
+    memset(&ns, 0, sizeof(ns));
+    assert_int_equal(
+        flv_models_parse(body("llama.cpp/apis/models-list.http"), &toks, name_seen, &ns), 1);
+    assert_string_equal(ns.text, "tiny;");
     (void)state;
 }
 
@@ -351,6 +358,7 @@ static void test_models_limits(void **state)
 static void test_props_slots(void **state)
 {
     assert_int_equal(flv_props_slots(body("llama.cpp/props.http"), &toks), 2);
+    assert_int_equal(flv_props_slots(body("llama.cpp/apis/props.http"), &toks), 2);
     assert_int_equal(flv_props_slots(span_cstr("{\"total_slots\":16}"), &toks), 16);
     assert_int_equal(flv_props_slots(span_cstr("{\"total_slots\":\"2\"}"), &toks), -1);
     assert_int_equal(flv_props_slots(span_cstr("{\"total_slots\":-1}"), &toks), -1);
