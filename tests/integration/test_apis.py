@@ -243,6 +243,25 @@ def t_cut_stream_error_event():
     stop_pitot_clean(pitot)
 
 
+def t_refusals_on_deltas():
+    sim = start_sim("--model", "tiny", "--tokens-per-s", "400", "--refuse")
+    pitot = start_pitot([sim.port], config=conf())
+    sdk = [("anthropic-version", "2023-06-01"), ("x-api-key", "sk-ant-test"),
+           ("Authorization", None)]  # what Anthropic's SDK sends
+    r = request(pitot.port, "POST", "/v1/messages", messages_body(True, n=12), headers=sdk)
+    assert r.status == 200 and r.complete, r.status
+    r = request(pitot.port, "POST", "/v1/responses", responses_body(True, n=12),
+                headers=[("OpenAI-Beta", "responses=v1"), ("x-stainless-lang", "python")])
+    assert r.status == 200 and r.complete, r.status
+    log = access_log(pitot, 2)
+    assert [l["refusal"] for l in log] == [True, True], log
+    m = metrics(pitot.port)
+    assert metric_value(m, "pitot_refusals_total", api="messages") == 1, m
+    assert metric_value(m, "pitot_refusals_total", api="responses") == 1, m
+    assert "sk-ant-test" not in m and "sk-ant-test" not in pitot.stderr()
+    stop_pitot_clean(pitot)
+
+
 def t_local_answers():
     # one slot, a queue of depth 0: a second request is shed at once
     sim = start_sim("--model", "tiny", "--slots", "1", "--tokens-per-s", "20")
@@ -308,6 +327,7 @@ check("Responses and Messages, streamed and not: tokens, TTFT, TPOT, api label",
       t_responses_and_messages_measured)
 check("a cut Messages or Responses stream ends with the API's own error event",
       t_cut_stream_error_event)
+check("refusals found in Responses and Messages text deltas", t_refusals_on_deltas)
 check("pitot's own answers: X-Request-Id, Retry-After, the API's shape, counted with backend \"\"",
       t_local_answers)
 finish()
