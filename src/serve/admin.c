@@ -2,6 +2,7 @@
  * client listener or on the admin listener (admin_listen). */
 #include "pitot/serve/admin.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -11,6 +12,7 @@
 #include "pitot/format/http1.h"
 #include "pitot/measure/metrics.h"
 #include "pitot/serve/loop.h"
+#include "pitot/serve/relay.h"
 #include "pitot/serve/reply.h"
 
 static struct span admin_path(const struct h1_msg *m)
@@ -40,6 +42,17 @@ static void admin_send(struct evbuffer *out, int status, const char *ctype, stru
         evbuffer_add(out, body.p, body.len);
 }
 
+/* pitot's own error, with the request's X-Request-Id like every other */
+static void admin_error(struct loop *lp, struct evbuffer *out, const struct h1_msg *m,
+                        enum pitot_err e, bool head, bool close, const char *extra)
+{
+    char id[RELAY_ID_MAX + 1], hdr[RELAY_ID_MAX + 64];
+
+    relay_request_id(lp, m, id);
+    snprintf(hdr, sizeof(hdr), "%sX-Request-Id: %s\r\n", extra ? extra : "", id);
+    reply_error(out, e, head, close, hdr);
+}
+
 void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, bool close)
 {
     struct span path = admin_path(m);
@@ -62,7 +75,7 @@ void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, 
             met_expose_process(body) != 0) {
             if (body)
                 evbuffer_free(body);
-            reply_error(out, PITOT_ENOMEM, head, close, NULL);
+            admin_error(lp, out, m, PITOT_ENOMEM, head, close, NULL);
             return;
         }
         n = evbuffer_get_length(body);
@@ -92,7 +105,7 @@ void admin_serve_admin(struct loop *lp, struct evbuffer *out, const struct h1_ms
     if (admin_handles(m))
         admin_serve(lp, out, m, close);
     else if (admin_own_path(m))
-        reply_error(out, PITOT_EMETHOD_NOT_ALLOWED, head, close, "Allow: GET, HEAD\r\n");
+        admin_error(lp, out, m, PITOT_EMETHOD_NOT_ALLOWED, head, close, "Allow: GET, HEAD\r\n");
     else
-        reply_error(out, PITOT_ENOT_FOUND, head, close, NULL);
+        admin_error(lp, out, m, PITOT_ENOT_FOUND, head, close, NULL);
 }

@@ -287,8 +287,10 @@ def t_admin_listener():
         r = request(admin, method, path, body, headers=[bearer(KEY_PREMIUM)])
         assert r.status == 404 and r.body == \
             b'{"error":{"message":"not found","type":"not_found","code":404}}', (path, r.body)
-    r = request(admin, "POST", "/metrics", "{}")
+        assert r.header("x-request-id"), r.headers  # pitot's own answer, like every other
+    r = request(admin, "POST", "/metrics", "{}", headers=[("X-Request-Id", "adm-405")])
     assert r.status == 405 and r.header("allow") == "GET, HEAD", (r.status, r.headers)
+    assert r.header("x-request-id") == "adm-405", r.headers
     r = request(admin, "HEAD", "/nothing")
     assert r.status == 404 and r.body == b"", (r.status, r.body)
     # keep-alive on the admin port
@@ -305,7 +307,7 @@ def t_admin_listener():
         for headers in ([bearer(KEY_PREMIUM)], [NO_AUTH]):
             r = request(pitot.port, method, path, "{}" if method == "POST" else None,
                         headers=headers)
-            assert r.status == 404, (method, path, headers, r.status)
+            assert r.status == 404 and r.header("x-request-id"), (method, path, headers, r.status)
             assert r.body == (b"" if method == "HEAD" else
                               b'{"error":{"message":"not found","type":"not_found","code":404}}')
     # proxying on the client port goes on, behind the key
