@@ -1,7 +1,8 @@
 /* load conn: one slot = one request in flight on its own TCP connection (kept
  * for the slot's next request when the response allowed keep-alive). Reads
- * the response with h1, splits SSE events with sse, classifies them with json,
- * and timestamps output events on CLOCK_MONOTONIC. */
+ * the response with h1, splits SSE events with sse, classifies them with json
+ * (Chat Completions, Completions, Responses and Messages alike), and
+ * timestamps output events on CLOCK_MONOTONIC. */
 #include "load.h"
 
 #include <assert.h>
@@ -77,6 +78,8 @@ struct load_slot {
     char *body; /* owned: a non-SSE body */
     size_t body_len, body_cap;
     bool saw_done;        /* data: [DONE] */
+    bool saw_end;         /* the last JSON event was the API's final one
+                             (response.completed / .incomplete, message_stop) */
     bool saw_error_event; /* an event with a top-level "error" */
     uint64_t events;      /* output-carrying events */
     bool has_ttft;
@@ -126,6 +129,7 @@ static void load_slot_reset_response(struct load_slot *s)
     s->ev_len = 0;
     s->body_len = 0;
     s->saw_done = false;
+    s->saw_end = false;
     s->saw_error_event = false;
     s->events = 0;
     s->has_ttft = false;
@@ -386,8 +390,33 @@ static void load_slot_note(struct load_slot *s, const struct json_resp *jr, bool
     s->events++;
 }
 
+/* json_paths_visit() callback: keeps the "type" string's raw bytes. */
+static void load_type_found(void *ud, size_t path, struct span raw, bool is_string)
+{
+    (void)path;
+    if (is_string)
+        *(struct span *)ud = raw;
+}
+
+/* True when ev, which held a JSON object, is the event that ends a complete
+ * stream of the Responses or Messages API: response.completed or
+ * response.incomplete (response.failed is an error), message_stop. Named by
+ * its `event:` line, which those servers send, else by its data's "type". */
+static bool load_is_end_event(struct load_slot *s, enum load_api api, const struct sse_event *ev)
+{
+    static const char *const type_path[] = { "type" };
+    struct span ty = ev->name;
+
+    if (ty.len == 0)
+        json_paths_visit(ev->data, load_run_toks(s->run), type_path, 1, load_type_found, &ty);
+    if (api == LOAD_API_RESPONSES)
+        return span_eq(ty, "response.completed") || span_eq(ty, "response.incomplete");
+    return span_eq(ty, "message_stop");
+}
+
 static void load_slot_sse_event(struct load_slot *s, struct span event)
 {
+    enum load_api api = load_run_opts(s->run)->api;
     struct sse_event ev;
     struct json_resp jr;
 
@@ -401,6 +430,8 @@ static void load_slot_sse_event(struct load_slot *s, struct span event)
     if (json_resp_parse(ev.data, load_run_toks(s->run), &jr) < 0 || !jr.valid)
         return; /* not JSON: neither output nor an error object */
     load_slot_note(s, &jr, true);
+    if (api == LOAD_API_RESPONSES || api == LOAD_API_MESSAGES)
+        s->saw_end = load_is_end_event(s, api, &ev);
 }
 
 /* Appends to a capped growable buffer. */
@@ -471,6 +502,16 @@ static int load_on_body(void *ud, struct span b)
     return 0;
 }
 
+/* Whether an SSE body whose framing ended had its API's end: the final event
+ * of a Responses or Messages stream; [DONE] for chat and completions under
+ * /v1/; nothing for other routes (llama.cpp's native stream). */
+static bool load_slot_stream_ended(const struct load_slot *s, const struct load_opts *o)
+{
+    if (o->api == LOAD_API_RESPONSES || o->api == LOAD_API_MESSAGES)
+        return s->saw_end;
+    return !o->openai_route || s->saw_done;
+}
+
 /* The response message ended (framing complete, or EOF-delimited at EOF). */
 static void load_slot_complete(struct load_slot *s, bool reusable)
 {
@@ -483,7 +524,7 @@ static void load_slot_complete(struct load_slot *s, bool reusable)
     } else if (s->is_sse) {
         if (s->saw_error_event)
             err = LOAD_EUPSTREAM_ERROR_EVENT;
-        else if (o->openai_route && !s->saw_done)
+        else if (!load_slot_stream_ended(s, o))
             err = LOAD_EINCOMPLETE;
     } else if (s->body_len > 0) {
         struct json_resp jr;

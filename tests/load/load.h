@@ -37,7 +37,7 @@ enum { LOAD_EXIT_OK = 0, LOAD_EXIT_SETUP = 1, LOAD_EXIT_USAGE = 2 };
     X(RESET, "reset")                               /* closed/reset before a response */           \
     X(HTTP_STATUS, "http_status")                   /* status not 2xx */                           \
     X(UPSTREAM_ERROR_EVENT, "upstream_error_event") /* a top-level "error" object */               \
-    X(INCOMPLETE, "incomplete")                     /* cut short, or no [DONE] */                  \
+    X(INCOMPLETE, "incomplete")                     /* cut short, no [DONE] or final event */      \
     X(PROTOCOL, "protocol")                         /* malformed HTTP, over a cap */
 
 enum load_err {
@@ -55,6 +55,8 @@ enum load_api {
     LOAD_API_CHAT,        /* messages[], max_tokens */
     LOAD_API_COMPLETIONS, /* /v1/completions: prompt, max_tokens */
     LOAD_API_NATIVE,      /* llama.cpp /completion: prompt, n_predict */
+    LOAD_API_RESPONSES,   /* OpenAI /v1/responses: input, max_output_tokens */
+    LOAD_API_MESSAGES,    /* Anthropic /v1/messages: messages[], max_tokens */
 };
 
 /* One --url's server: where to connect and what Host to send. */
@@ -72,7 +74,9 @@ struct load_opts {
     unsigned nurls;
     const char *path; /* borrowed; request target, the same for every --url */
     enum load_api api;
-    bool openai_route;    /* path under /v1/: a stream must end in [DONE] */
+    bool openai_route;    /* chat or completions under /v1/: a stream must end in
+                             [DONE]; Responses and Messages streams must end with
+                             their API's final event instead */
     unsigned concurrency; /* max requests in flight */
     uint64_t requests;    /* total, when !use_duration */
     bool use_duration;
@@ -87,6 +91,7 @@ struct load_opts {
     uint64_t seed;
     const char *headers[LOAD_MAX_HEADERS]; /* "Name: value", borrowed */
     unsigned nheaders;
+    const char *api_key; /* borrowed; NULL: none. x-api-key for Messages, else Bearer */
     bool include_usage;
     uint64_t timeout_us; /* per request, connect to last byte */
     bool quiet;

@@ -16,7 +16,19 @@ static void load_usage(FILE *f)
 {
     fputs("usage: pitot-load --url http[s]://host:port[/path] [options]\n"
           "  --url URL            target (default path " LOAD_DEFAULT_PATH "); repeatable:\n"
-          "                       slot i sends to the (i mod n)th, same scheme and path\n"
+          "                       slot i sends to the (i mod n)th, same scheme and path.\n"
+          "                       The path's end picks the API (body and end of stream):\n"
+          "                         .../chat/completions  messages[], max_tokens\n"
+          "                         .../completions       prompt, max_tokens\n"
+          "                         .../completion        llama.cpp: prompt, n_predict\n"
+          "                         .../responses         OpenAI Responses: input,\n"
+          "                                               max_output_tokens; ends with\n"
+          "                                               response.completed or .incomplete\n"
+          "                         .../messages          Anthropic Messages: messages[],\n"
+          "                                               max_tokens, anthropic-version\n"
+          "                                               2023-06-01; ends with message_stop\n"
+          "                         anything else         as chat\n"
+          "                       a chat or completions stream under /v1/ must end in [DONE]\n"
           "  --cacert FILE        https: CA certificates to verify the server with (default:\n"
           "                       the system's); the certificate must name the URL's host\n"
           "  --concurrency C      max requests in flight (default 1)\n"
@@ -25,11 +37,14 @@ static void load_usage(FILE *f)
           "  --rate R             open loop: R arrivals/s, exponential gaps, at most C in flight\n"
           "  --seed N             PRNG seed for arrivals and prompt filler (default 1)\n"
           "  --prompt-tokens P    prompt of 4*P bytes of ASCII filler (default 32)\n"
-          "  --max-tokens M       max_tokens / n_predict (default 16)\n"
+          "  --max-tokens M       max_tokens / n_predict / max_output_tokens (default 16)\n"
           "  --model NAME         model field (default small)\n"
           "  --no-stream          ask for a whole JSON body instead of SSE\n"
-          "  --include-usage      add \"stream_options\":{\"include_usage\":true}\n"
-          "  --header 'N: v'      extra request header (repeatable)\n"
+          "  --include-usage      add \"stream_options\":{\"include_usage\":true} (chat and\n"
+          "                       completions; Responses and Messages streams carry usage)\n"
+          "  --api-key KEY        send KEY as x-api-key (Messages, as Anthropic's SDK does)\n"
+          "                       or Authorization: Bearer KEY (every other API)\n"
+          "  --header 'N: v'      extra request header (repeatable; replaces a default one)\n"
           "  --timeout S          per request, connect to last byte (default 600)\n"
           "  --json FILE          one JSON line per request\n"
           "  --quiet              print only the summary's last line\n"
@@ -171,10 +186,17 @@ static void load_classify_path(struct load_opts *o)
         o->api = LOAD_API_COMPLETIONS;
     else if (LOAD_ENDS("/completion"))
         o->api = LOAD_API_NATIVE;
+    else if (LOAD_ENDS("/responses"))
+        o->api = LOAD_API_RESPONSES;
+    else if (LOAD_ENDS("/messages"))
+        o->api = LOAD_API_MESSAGES;
     else
         o->api = LOAD_API_CHAT;
 #undef LOAD_ENDS
-    o->openai_route = strncmp(o->path, "/v1/", 4) == 0;
+    /* Neither the Responses nor the Messages API sends [DONE]: their streams
+     * end with a final event of their own (conn.c). */
+    o->openai_route = strncmp(o->path, "/v1/", 4) == 0 && o->api != LOAD_API_RESPONSES &&
+                      o->api != LOAD_API_MESSAGES;
 }
 
 bool load_header_is(const char *h, const char *name)
@@ -294,6 +316,10 @@ int load_opts_parse(struct load_opts *o, int argc, char **argv)
             if (*val == '\0')
                 return load_bad("--json needs a file name");
             o->json_path = val;
+        } else if (strcmp(name, "--api-key") == 0) {
+            if (*val == '\0' || strpbrk(val, " \t\r\n"))
+                return load_bad("--api-key needs a key without blanks");
+            o->api_key = val;
         } else if (strcmp(name, "--model") == 0) {
             if (*val == '\0')
                 return load_bad("--model needs a name");

@@ -1,5 +1,6 @@
-/* load req: the seeded PRNG and the request bytes: an OpenAI chat/completions
- * or llama.cpp /completion body whose prompt is exactly 4*P bytes of filler. */
+/* load req: the seeded PRNG and the request bytes: an OpenAI chat/completions,
+ * Responses, Anthropic Messages or llama.cpp /completion body whose prompt is
+ * exactly 4*P bytes of filler. */
 #include "load.h"
 
 #include <stdarg.h>
@@ -134,12 +135,39 @@ static int load_str_filler(struct load_str *s, uint64_t seed, uint64_t n, size_t
     return 0;
 }
 
+/* The Responses and Messages bodies, in the field order of those APIs' docs:
+ * a plain-string input / one user message, no stream_options (these streams
+ * carry usage unasked). */
+static int load_body_build_typed(const struct load_opts *o, uint64_t n, struct load_str *b)
+{
+    const char *stream = o->stream ? "true" : "false";
+    size_t bytes = (size_t)o->prompt_tokens * 4;
+    int r = 0;
+
+    if (o->api == LOAD_API_RESPONSES) {
+        r |= load_str_printf(b, ",\"input\":\"");
+        r |= load_str_filler(b, o->seed, n, bytes);
+        r |=
+            load_str_printf(b, "\",\"stream\":%s,\"max_output_tokens\":%u}", stream, o->max_tokens);
+    } else {
+        r |= load_str_printf(b,
+                             ",\"max_tokens\":%u,\"stream\":%s,"
+                             "\"messages\":[{\"role\":\"user\",\"content\":\"",
+                             o->max_tokens, stream);
+        r |= load_str_filler(b, o->seed, n, bytes);
+        r |= load_str_add(b, "\"}]}", 4);
+    }
+    return r ? -1 : 0;
+}
+
 static int load_body_build(const struct load_opts *o, uint64_t n, struct load_str *b)
 {
     int r = 0;
 
     r |= load_str_add(b, "{\"model\":", 9);
     r |= load_str_json(b, o->model);
+    if (o->api == LOAD_API_RESPONSES || o->api == LOAD_API_MESSAGES)
+        return r || load_body_build_typed(o, n, b) < 0 ? -1 : 0;
     if (o->api == LOAD_API_CHAT)
         r |= load_str_printf(b, ",\"messages\":[{\"role\":\"user\",\"content\":\"");
     else
@@ -190,6 +218,14 @@ int load_req_build(const struct load_opts *o, const struct load_url *u, uint64_t
     if (!load_user_header(o, "Accept"))
         r |= load_str_printf(&req, "Accept: %s\r\n",
                              o->stream ? "text/event-stream" : "application/json");
+    /* Anthropic's SDK sends the version and the key as x-api-key; OpenAI's
+     * SDKs the key as a Bearer token. */
+    if (o->api == LOAD_API_MESSAGES && !load_user_header(o, "anthropic-version"))
+        r |= load_str_printf(&req, "anthropic-version: 2023-06-01\r\n");
+    if (o->api_key && o->api == LOAD_API_MESSAGES && !load_user_header(o, "x-api-key"))
+        r |= load_str_printf(&req, "x-api-key: %s\r\n", o->api_key);
+    else if (o->api_key && o->api != LOAD_API_MESSAGES && !load_user_header(o, "Authorization"))
+        r |= load_str_printf(&req, "Authorization: Bearer %s\r\n", o->api_key);
     r |= load_str_printf(&req, "X-Request-Id: load-%ld-%llu\r\nContent-Length: %zu\r\n",
                          (long)getpid(), (unsigned long long)n, body.len);
     for (i = 0; i < o->nheaders; i++)
