@@ -60,23 +60,6 @@ static const char *const met_otel_op_labels[MET_OTEL_OP__COUNT] = {
 #undef MET_OTEL_OP_ROW
 };
 
-/* Request targets of the OpenAI-compatible APIs and the servers' own. */
-static const struct {
-    const char *path;
-    enum met_otel_op op;
-} met_otel_paths[] = {
-    { "/v1/chat/completions", MET_OTEL_OP_CHAT },
-    { "/chat/completions", MET_OTEL_OP_CHAT },
-    { "/v1/completions", MET_OTEL_OP_TEXT_COMPLETION },
-    { "/completions", MET_OTEL_OP_TEXT_COMPLETION },
-    { "/completion", MET_OTEL_OP_TEXT_COMPLETION },      /* llama.cpp */
-    { "/generate", MET_OTEL_OP_TEXT_COMPLETION },        /* TGI, SGLang */
-    { "/generate_stream", MET_OTEL_OP_TEXT_COMPLETION }, /* TGI */
-    { "/v1/embeddings", MET_OTEL_OP_EMBEDDINGS },
-    { "/embeddings", MET_OTEL_OP_EMBEDDINGS },
-    { "/embedding", MET_OTEL_OP_EMBEDDINGS }, /* llama.cpp */
-};
-
 /* One family's bounds in the unit observed, and as exposed. */
 struct met_otel_fam {
     size_t off;                               /* its first row in a block */
@@ -109,15 +92,14 @@ struct met_otel {
 
 enum met_otel_op met_otel_op_of_path(const char *path)
 {
-    size_t i;
-
-    for (i = 0; i < MET_OTEL_N(met_otel_paths); i++) {
-        size_t n = strlen(met_otel_paths[i].path);
-
-        if (strncmp(path, met_otel_paths[i].path, n) == 0 && (path[n] == '\0' || path[n] == '?'))
-            return met_otel_paths[i].op;
+    switch (api_of_path(path)) {
+    case API_CHAT:
+    case API_RESPONSES: /* the conventions' "chat": OpenAI's Responses, */
+    case API_MESSAGES: /* Anthropic's Messages */ return MET_OTEL_OP_CHAT;
+    case API_COMPLETIONS: return MET_OTEL_OP_TEXT_COMPLETION;
+    case API_EMBEDDINGS: return MET_OTEL_OP_EMBEDDINGS;
+    default: return MET_OTEL_OP_NONE;
     }
-    return MET_OTEL_OP_NONE;
 }
 
 const char *met_otel_op_label(enum met_otel_op op)

@@ -310,6 +310,9 @@ static void test_operations(void **state)
     assert_int_equal(met_otel_op_of_path("/generate_stream"), MET_OTEL_OP_TEXT_COMPLETION);
     assert_int_equal(met_otel_op_of_path("/v1/embeddings"), MET_OTEL_OP_EMBEDDINGS);
     assert_int_equal(met_otel_op_of_path("/embedding"), MET_OTEL_OP_EMBEDDINGS);
+    assert_int_equal(met_otel_op_of_path("/v1/responses"), MET_OTEL_OP_CHAT);
+    assert_int_equal(met_otel_op_of_path("/v1/messages"), MET_OTEL_OP_CHAT);
+    assert_int_equal(met_otel_op_of_path("/infill"), MET_OTEL_OP_TEXT_COMPLETION);
     assert_int_equal(met_otel_op_of_path("/v1/chat/completionsx"), MET_OTEL_OP_NONE);
     assert_int_equal(met_otel_op_of_path("/v1/chat"), MET_OTEL_OP_NONE);
     assert_int_equal(met_otel_op_of_path("/v1/models"), MET_OTEL_OP_NONE);

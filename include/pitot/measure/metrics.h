@@ -377,11 +377,9 @@ enum met_otel_op {
  * distinct ones count as "_OTHER", the conventions' fallback value. */
 #define MET_OTEL_ERRORS_MAX 4
 
-/* The operation of a request target (path, optionally "?query"):
- * /v1/chat/completions and /chat/completions are CHAT; /v1/completions,
- * /completions, /completion (llama.cpp), /generate and /generate_stream (TGI,
- * SGLang) TEXT_COMPLETION; /v1/embeddings, /embeddings, /embedding EMBEDDINGS;
- * anything else NONE. */
+/* The operation of a request target (path, optionally "?query"), from its
+ * API (api_of_path()): chat, responses and messages are CHAT, completions
+ * TEXT_COMPLETION, embeddings EMBEDDINGS, anything else NONE. */
 enum met_otel_op met_otel_op_of_path(const char *path);
 
 /* Label values: the operation's ("" for NONE or out of range), and the
