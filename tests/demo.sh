@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: pitot in front of two simulated llama.cpp replicas, a burst of
-# streaming requests, then what pitot measured, read back from its /metrics.
+# streaming chat requests and a few on the Responses and Messages APIs, then
+# what pitot measured per backend and API, read back from its /metrics.
 # KEEP=1 leaves the three processes running; BUILD selects the build directory.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ REQUESTS=24
 CONCURRENCY=4
 PROMPT_TOKENS=200
 MAX_TOKENS=32
+API_REQUESTS=3 # per API (Responses, Messages), sent together after the chat load
+API_PROMPT_TOKENS=64
+API_MAX_TOKENS=16
 
 for b in pitot pitot-sim pitot-load; do
     [ -x "$BUILD/$b" ] || { echo "demo: $BUILD/$b is missing; run make first" >&2; exit 1; }
@@ -161,20 +165,41 @@ header "Client side: pitot-load sends $REQUESTS streaming chat requests through 
 "$BUILD/pitot-load" --url "$URL/v1/chat/completions" --concurrency "$CONCURRENCY" \
     --requests "$REQUESTS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" | sed 's/^/   /'
 
+header "Client side: $API_REQUESTS streaming requests on each of two more APIs, at the same time" \
+    "OpenAI Responses (POST /v1/responses: input, max_output_tokens) and Anthropic" \
+    "Messages (POST /v1/messages: anthropic-version, max_tokens); neither ends in [DONE]:" \
+    "a stream is complete at response.completed / message_stop. $API_PROMPT_TOKENS-token prompts, $API_MAX_TOKENS tokens out."
+api_pids=()
+for api in responses messages; do
+    "$BUILD/pitot-load" --url "$URL/v1/$api" --concurrency "$API_REQUESTS" \
+        --requests "$API_REQUESTS" --prompt-tokens "$API_PROMPT_TOKENS" \
+        --max-tokens "$API_MAX_TOKENS" >"$TMP/load-$api.out" 2>&1 &
+    api_pids+=("$!")
+done
+for p in "${api_pids[@]}"; do
+    wait "$p"
+done
+for api in responses messages; do
+    echo "   /v1/$api:"
+    sed 's/^/     /' "$TMP/load-$api.out"
+done
+
 # The access log line is written when the response ends; give the last one a moment.
 for _ in $(seq 1 40); do
     n=$(grep -c . "$TMP/access.log" 2>/dev/null || true)
-    [ "${n:-0}" -ge "$REQUESTS" ] && break
+    [ "${n:-0}" -ge $((REQUESTS + 2 * API_REQUESTS)) ] && break
     sleep 0.05
 done
 
 curl -sf "$URL/metrics" >"$TMP/metrics.txt"
-header "Proxy side: what pitot measured per backend, read back from $URL/metrics" \
+header "Proxy side: what pitot measured per backend and API (the api label), from $URL/metrics" \
     "TTFT = time to first token, ITL = gap between tokens, E2E = whole request." \
     "Quantiles are estimates from the histogram buckets (linear interpolation," \
     "as Prometheus' histogram_quantile does), not exact values: each can be off" \
     "by up to its bucket's width; the client's exact numbers are above." \
-    "truncated = finish_reason \"length\" (hit max_tokens); stalls = token gaps over 1 s."
+    "truncated = finish_reason \"length\" (hit max_tokens; llama.cpp's Responses API says" \
+    "\"completed\" even then); stalls = token gaps over 1 s. errors = backend failures," \
+    "counted per backend only: on its \"all\" line (or its only line)."
 python3 tests/demo_summary.py table "$TMP/metrics.txt"
 
 header "Access log: pitot writes one JSON line per request (--access-log FILE)"
@@ -196,6 +221,8 @@ if [ "$KEEP" = 1 ]; then
 
    stream a chat answer through pitot:
      curl -N $URL/v1/chat/completions -H 'Content-Type: application/json' -d '{"model":"small","stream":true,"max_tokens":16,"messages":[{"role":"user","content":"Hello"}]}'
+   the same on the Anthropic Messages API (as Anthropic's SDK sends it):
+     curl -N $URL/v1/messages -H 'Content-Type: application/json' -H 'anthropic-version: 2023-06-01' -d '{"model":"small","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"Hello"}]}'
    metrics:     curl -s $URL/metrics
    access log:  tail -f $TMP/access.log
    stop them:   kill $pid_a $pid_b $pid_p; rm -rf $TMP
