@@ -1,6 +1,7 @@
 /* reply: pitot's own responses, written whole into an output buffer. */
 #include "pitot/serve/reply.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -27,11 +28,14 @@ void reply_error(struct evbuffer *out, enum pitot_err e, bool head_only, bool cl
 void reply_error_api(struct evbuffer *out, enum api_kind api, enum pitot_err e, bool head_only,
                      bool close, const char *extra)
 {
-    char body[256];
+    static const char allow[] = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+    char body[256], hdr[512];
     int n = api_err_json(api, e, body, sizeof(body));
 
-    if ((extra == NULL || extra[0] == '\0') && e == PITOT_EMETHOD_NOT_ALLOWED)
-        extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+    if (e == PITOT_EMETHOD_NOT_ALLOWED && (extra == NULL || strncmp(extra, "Allow:", 6) != 0)) {
+        snprintf(hdr, sizeof(hdr), "%s%s", allow, extra ? extra : "");
+        extra = hdr;
+    }
     reply_head(out, api_err_status(api, e), "application/json", (size_t)n, close, extra);
     if (!head_only)
         evbuffer_add(out, body, (size_t)n);

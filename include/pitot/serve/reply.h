@@ -19,8 +19,9 @@ void reply_head(struct evbuffer *out, int status, const char *content_type, size
                 const char *extra);
 
 /* Writes an OpenAI-style JSON error reply for `e` (status from the table);
- * head_only (a HEAD request): the body is left out. A 405 without extra names
- * the methods pitot relays in Allow (RFC 9110 15.5.6). */
+ * head_only (a HEAD request): the body is left out. A 405 whose extra does
+ * not start with its own Allow names the methods pitot relays in Allow
+ * (RFC 9110 15.5.6). */
 void reply_error(struct evbuffer *out, enum pitot_err e, bool head_only, bool close,
                  const char *extra);
 
