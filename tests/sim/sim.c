@@ -41,7 +41,11 @@ static void sim_usage(FILE *f)
             "  --loading-ms MS               answer 503 (the flavor's loading error) for MS after "
             "start\n"
             "  --canary WORD                 the first output token (after a refusal) is WORD\n"
-            "                                (letters, digits, '-'; for tests that search logs)\n");
+            "                                (letters, digits, '-'; for tests that search logs)\n"
+            "  --seq                         token i's text is ' t' and i, 4 digits or more\n"
+            "                                (' t0000', ' t0001', ...) in every API, in place\n"
+            "                                of words, refusal and canary: a client can check\n"
+            "                                it got every token once and in order\n");
 }
 
 static int sim_num(const char *name, const char *v, double lo, double hi, double *out)
@@ -94,6 +98,7 @@ enum {
     OPT_LOADING,
     OPT_FLAVOR,
     OPT_CANARY,
+    OPT_SEQ,
     OPT_HELP,
 };
 
@@ -134,6 +139,7 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
         { "loading-ms", required_argument, NULL, OPT_LOADING },
         { "flavor", required_argument, NULL, OPT_FLAVOR },
         { "canary", required_argument, NULL, OPT_CANARY },
+        { "seq", no_argument, NULL, OPT_SEQ },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -154,6 +160,7 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
     cf->stall_ms = 0;
     cf->die_after = -1;
     cf->refuse = false;
+    cf->seq = false;
     cf->fail_status = 0;
     cf->loading_ms = 0;
     cf->canary[0] = '\0';
@@ -199,6 +206,7 @@ static int sim_parse_args(struct sim_conf *cf, const struct sim_flavor **fl, int
         case OPT_STALL_MS: rc = sim_int("stall-ms", optarg, 0, 86400000, &cf->stall_ms); break;
         case OPT_DIE_AFTER: rc = sim_int("die-after", optarg, 0, 1 << 24, &cf->die_after); break;
         case OPT_REFUSE: cf->refuse = true; break;
+        case OPT_SEQ: cf->seq = true; break;
         case OPT_FAIL:
             rc = sim_int("fail-status", optarg, 400, 599, &n);
             cf->fail_status = (int)n;

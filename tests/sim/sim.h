@@ -39,6 +39,7 @@ struct sim_conf {
     int64_t stall_ms;          /* length of that pause */
     int64_t die_after;         /* tokens before an abrupt close; -1 off */
     bool refuse;               /* answers start with a refusal */
+    bool seq;                  /* --seq: token i's text is " t" and i, 4 digits or more */
     int fail_status;           /* completion requests get this status; 0 off */
     int64_t loading_ms;        /* 503 "Loading model" this long after start */
     /* --canary: " WORD", the first output token (after a refusal); "" off */
@@ -299,8 +300,9 @@ int64_t sim_sched_tokens_in_use(const struct sim_srv *s);
 /* ---- sim_text.c: deterministic text, JSON output ---- */
 
 /* Output token i of a request seeded with seed: a word-like piece (the
- * refusal pieces first when cf->refuse is set, then cf->canary when set).
- * *tok_id gets a stable token id. */
+ * refusal pieces first when cf->refuse is set, then cf->canary when set);
+ * with cf->seq, " t" and i in 4 digits or more instead, in a static buffer
+ * valid until the next call. *tok_id gets a stable token id. */
 struct span sim_text_token(const struct sim_conf *cf, uint64_t seed, int64_t i, int *tok_id);
 
 /* splitmix64 step: advances *state, returns 64 random bits. */

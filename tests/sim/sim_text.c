@@ -129,9 +129,20 @@ void sim_http_date(char *out, size_t cap)
 
 struct span sim_text_token(const struct sim_conf *cf, uint64_t seed, int64_t i, int *tok_id)
 {
+    /* --seq: one static buffer is enough, the simulator has one thread and
+     * every caller copies the token out before asking for another one (asking
+     * again for the same i, as the llama.cpp native stream does, rewrites the
+     * same bytes). */
+    static char seq[24];
     uint64_t st;
     size_t w;
 
+    if (cf->seq) {
+        int n = snprintf(seq, sizeof(seq), " t%04lld", (long long)i);
+
+        *tok_id = 100000 + (int)(i % 100000);
+        return (struct span){ seq, n > 0 ? (size_t)n : 0 };
+    }
     if (cf->refuse && i < SIM_NREFUSAL) {
         *tok_id = 306 + (int)i;
         return span_cstr(sim_refusal[i]);
