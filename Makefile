@@ -2,6 +2,7 @@
 #   make            build/pitot, build/pitot-sim, build/pitot-load
 #   make test       install missing packages, build, run unit + integration + fuzz replay
 #   make asan       the same tests under AddressSanitizer + UBSan (build/asan/)
+#   make test-faults  the fault suite (tests/faults/); make soak DURATION=30m
 #   make demo       pitot in front of two simulated replicas, with a summary (KEEP=1 keeps it)
 #   make fuzz       libFuzzer builds of the parsers (clang)
 #   V=1 verbose, WERROR=1 adds -Werror (CI does).
@@ -132,6 +133,14 @@ test: deps
 
 asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 CFLAGS="-O1 -g" test
+
+# The fault suite (tests/faults/): backends killed under load, reload under
+# load, misbehaving peers, pitot's descriptors and memory counted before and
+# after. A few minutes; BUILD=build/asan runs it on the sanitizer build.
+.PHONY: test-faults
+test-faults: deps
+	$(Q)$(MAKE) --no-print-directory $(if $(filter build/asan,$(BUILD)),SANITIZE=1 CFLAGS="-O1 -g") all
+	$(Q)BUILD=$(BUILD) bash tests/faults/run.sh
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
