@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -157,11 +158,19 @@ static void on_libevent_log(int severity, const char *msg)
         log_debug("libevent: %s", msg);
 }
 
+/* Refusal phrase lists a reload replaced: requests that began under them may
+ * still match with them, so they stay until the end. */
+#define MAX_OLD_PHRASES 64
+
 struct sigctx {
     struct process *p;
-    const struct cfg *c;
     struct alog *alog;
     unsigned drain_left; /* connections with a request in progress when the drain began */
+    const char *conf;    /* the configuration file, or NULL (command line only) */
+    const struct cli *cl;
+    const struct refusal_phrases *ph; /* the phrases in force */
+    struct refusal_phrases *old_ph[MAX_OLD_PHRASES];
+    size_t nold_ph;
 };
 
 /* The first SIGTERM or SIGINT drains (shutdown.drain_timeout), a second one
@@ -169,7 +178,7 @@ struct sigctx {
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
-    unsigned ms = sc->c->drain_timeout_ms, n;
+    unsigned ms = process_cfg(sc->p)->drain_timeout_ms, n;
     char d[24];
 
     if (process_draining(sc->p) || ms == 0) {
@@ -207,14 +216,100 @@ static void log_drain_end(const struct process *p, unsigned started)
                    started == 1 ? "" : "s");
 }
 
-/* SIGHUP: the access log is reopened (rotation) and every certificate, key
- * and CA file loaded again for new handshakes. */
+/* Whether a and b have the same refusal phrases. */
+static bool same_phrases(const struct cfg *a, const struct cfg *b)
+{
+    size_t i;
+
+    if (a->nrefusal != b->nrefusal)
+        return false;
+    for (i = 0; i < a->nrefusal; i++)
+        if (strcmp(a->refusal_phrases[i], b->refusal_phrases[i]) != 0)
+            return false;
+    return true;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Reads the configuration again, as at start (the file, then the command
+ * line over it, every check of pitot -t) and switches to it: new requests
+ * use it, requests in flight finish on the one they began under. What a
+ * running pitot cannot change (cfg_reload_keep) stays as it is, said in one
+ * line; the rest applies. A configuration that fails a check changes
+ * nothing: its FILE:LINE: message is logged. Returns 0 or -1. */
+static int reload_config(struct sigctx *sc)
+{
+    const struct cfg *cur = process_cfg(sc->p);
+    struct cfg *next = cfg_new();
+    const struct refusal_phrases *ph = sc->ph;
+    char err[512], kept[512];
+    struct rlimit rl;
+
+    if (next == NULL) {
+        log_error("reload: out of memory; the running configuration stays");
+        met_note_reload(false, wall_ms());
+        return -1;
+    }
+    if (build_cfg(next, sc->conf, sc->cl, err, sizeof(err)) != 0 ||
+        cfg_backends_expand(next, err, sizeof(err)) != 0) {
+        log_error("reload: %s; the running configuration stays", err);
+        cfg_drop(next);
+        met_note_reload(false, wall_ms());
+        return -1;
+    }
+    if (next->workers == 0)
+        next->workers = cur->workers;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { /* as at start, quietly */
+        unsigned n = cfg_fd_max_clients(
+            next, rl.rlim_cur == RLIM_INFINITY ? ULLONG_MAX : (unsigned long long)rl.rlim_cur);
+        if (n > 0 && n < next->max_clients)
+            next->max_clients = n;
+    }
+    cfg_reload_keep(cur, next, kept, sizeof(kept));
+    if (!same_phrases(cur, next)) {
+        struct refusal_phrases *np =
+            sc->nold_ph < MAX_OLD_PHRASES
+                ? refusal_phrases_new((const char *const *)next->refusal_phrases, next->nrefusal)
+                : NULL;
+        if (np == NULL) {
+            log_warn("reload: measure.refusal_phrases not changed (at most %d changes a run)",
+                     MAX_OLD_PHRASES);
+        } else {
+            sc->old_ph[sc->nold_ph++] = np;
+            ph = np;
+        }
+    }
+    if (kept[0])
+        log_warn("reload: %s changed: that takes a restart; the rest of the configuration "
+                 "is applied",
+                 kept);
+    process_reload(sc->p, next, ph);
+    sc->ph = ph;
+    cfg_drop(next); /* the process holds it now */
+    log_setup(process_cfg(sc->p)->log_level, process_cfg(sc->p)->log_format);
+    met_note_reload(true, wall_ms());
+    return 0;
+}
+
+/* SIGHUP: the configuration is read again (reload_config), the access log
+ * reopened (rotation) and every certificate, key and CA file loaded again
+ * for new handshakes. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
 
+    if (reload_config(sc) == 0)
+        log_info("signal %d, configuration reloaded from %s", (int)sig,
+                 sc->conf ? sc->conf : "the command line");
     if (alog_reopen(sc->alog) != 0)
-        log_error("signal %d: reopening the access log '%s' failed", (int)sig, sc->c->access_log);
+        log_error("signal %d: reopening the access log '%s' failed", (int)sig,
+                  process_cfg(sc->p)->access_log);
     if (process_tls_reload(sc->p) == 0 && process_tls(sc->p))
         log_info("signal %d, certificates reloaded", (int)sig);
 }
@@ -281,15 +376,16 @@ int main(int argc, char **argv)
     }
     cfg_init(&c);
     rc = build_cfg(&c, conf, &cl, err, sizeof(err));
-    free(backends);
     if (rc != 0) {
         fprintf(stderr, "%s\n", err);
         cfg_release(&c);
+        free(backends);
         return rc;
     }
     if (test) {
         printf("%s: configuration OK (%zu backends)\n", conf ? conf : "command line", c.nbackends);
         cfg_release(&c);
+        free(backends);
         return 0;
     }
     /* from here on every line of pitot's own goes through the log: log.level
@@ -300,6 +396,7 @@ int main(int argc, char **argv)
     if (cfg_backends_expand(&c, err, sizeof(err)) != 0) {
         log_error("%s", err);
         cfg_release(&c);
+        free(backends);
         return 1;
     }
     if (c.workers == 0) { /* one per online CPU */
@@ -308,6 +405,7 @@ int main(int argc, char **argv)
     }
     if (fd_budget(&c) != 0) {
         cfg_release(&c);
+        free(backends);
         return 1;
     }
     ph = refusal_phrases_new((const char *const *)c.refusal_phrases, c.nrefusal);
@@ -330,10 +428,13 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    memset(&sc, 0, sizeof(sc));
     sc.p = p;
-    sc.c = &c;
     sc.alog = alog;
-    sc.drain_left = 0;
+    sc.conf = conf;
+    sc.cl = &cl;
+    sc.ph = ph;
+    met_note_start(wall_ms());
     sig_term = evsignal_new(process_base(p), SIGTERM, on_stop, &sc);
     sig_int = evsignal_new(process_base(p), SIGINT, on_stop, &sc);
     sig_hup = evsignal_new(process_base(p), SIGHUP, on_hup, &sc);
@@ -352,10 +453,13 @@ int main(int argc, char **argv)
     event_free(sig_int);
     event_free(sig_hup);
     process_free(p);
+    while (sc.nold_ph > 0)
+        refusal_phrases_free(sc.old_ph[--sc.nold_ph]);
 out:
     if (alog)
         alog_close(alog);
     refusal_phrases_free(ph);
     cfg_release(&c);
+    free(backends); /* the command line: a reload applies it again */
     return rc;
 }

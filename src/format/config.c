@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -915,4 +916,204 @@ out:
     free(buf);
     fclose(f);
     return rc;
+}
+
+struct cfg *cfg_new(void)
+{
+    struct cfg *c = malloc(sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    cfg_init(c);
+    atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+const struct cfg *cfg_hold(const struct cfg *c)
+{
+    struct cfg *m = (struct cfg *)c;
+
+    if (c && atomic_load_explicit(&m->refs, memory_order_relaxed) > 0)
+        atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void cfg_drop(const struct cfg *c)
+{
+    struct cfg *m = (struct cfg *)c;
+
+    if (c == NULL || atomic_load_explicit(&m->refs, memory_order_relaxed) == 0)
+        return;
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        cfg_release(m);
+        free(m);
+    }
+}
+
+/* Appends name to kept (", "-separated) when the field differs, and copies
+ * old's back over next's. */
+static void cfg_keep(char *kept, size_t cap, const char *name, bool differs, void *next,
+                     const void *old, size_t n)
+{
+    size_t len = strlen(kept);
+
+    if (!differs)
+        return;
+    memcpy(next, old, n);
+    snprintf(kept + len, cap - len, "%s%s", len ? ", " : "", name);
+}
+
+/* Field by field, strings up to their NUL (the bytes after it are not
+ * cleared everywhere), the config file's line numbers left out. */
+static bool cfg_tls_client_same(const struct cfg_tls_client *a, const struct cfg_tls_client *b)
+{
+    return strcmp(a->ca_file, b->ca_file) == 0 && strcmp(a->server_name, b->server_name) == 0 &&
+           strcmp(a->cert, b->cert) == 0 && strcmp(a->key, b->key) == 0 && a->verify == b->verify;
+}
+
+static bool cfg_backend_same(const struct cfg_backend *a, const struct cfg_backend *b)
+{
+    size_t i;
+
+    if (strcmp(a->name, b->name) != 0 || strcmp(a->host, b->host) != 0 || a->port != b->port ||
+        strcmp(a->url, b->url) != 0 || a->https != b->https ||
+        !cfg_tls_client_same(&a->tls, &b->tls) || a->flavor != b->flavor ||
+        a->capacity != b->capacity || a->nmodels != b->nmodels || a->dns != b->dns ||
+        a->group != b->group || a->slot != b->slot)
+        return false;
+    for (i = 0; i < a->nmodels; i++)
+        if (strcmp(a->models[i], b->models[i]) != 0)
+            return false;
+    return true;
+}
+
+static bool cfg_backends_same(const struct cfg *a, const struct cfg *b)
+{
+    size_t i;
+
+    if (a->nbackends != b->nbackends)
+        return false;
+    for (i = 0; i < a->nbackends; i++)
+        if (!cfg_backend_same(&a->backends[i], &b->backends[i]))
+            return false;
+    return true;
+}
+
+static bool cfg_certs_same(const struct cfg *a, const struct cfg *b)
+{
+    size_t i;
+
+    if (a->ntls_certs != b->ntls_certs || a->tls_min_version != b->tls_min_version)
+        return false;
+    for (i = 0; i < a->ntls_certs; i++)
+        if (strcmp(a->tls_certs[i].cert, b->tls_certs[i].cert) != 0 ||
+            strcmp(a->tls_certs[i].key, b->tls_certs[i].key) != 0)
+            return false;
+    return true;
+}
+
+static bool cfg_models_same(const struct cfg *a, const struct cfg *b)
+{
+    size_t i;
+
+    if (a->nmodels != b->nmodels)
+        return false;
+    for (i = 0; i < a->nmodels; i++)
+        if (strcmp(a->models[i], b->models[i]) != 0)
+            return false;
+    return true;
+}
+
+#define CFG_KEEP(name, field)                                                                      \
+    cfg_keep(kept, cap, name, memcmp(&old->field, &next->field, sizeof(old->field)) != 0,          \
+             &next->field, &old->field, sizeof(old->field))
+
+void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t cap)
+{
+    bool tiers = old->ntiers != next->ntiers;
+    size_t i;
+
+    if (cap == 0)
+        return;
+    kept[0] = '\0';
+    /* the backends: compared entry by entry (unused entries may differ) */
+    if (!cfg_backends_same(old, next)) {
+        cfg_keep(kept, cap, "backends", true, next->backends, old->backends, sizeof(old->backends));
+        next->nbackends = old->nbackends;
+    }
+    CFG_KEEP("routing.max_addresses", max_addresses);
+    CFG_KEEP("routing.dns_family", dns_family);
+    cfg_keep(kept, cap, "routing.resolver", strcmp(old->resolver, next->resolver) != 0,
+             next->resolver, old->resolver, sizeof(old->resolver));
+    if (strcmp(old->listen_host, next->listen_host) != 0 || old->listen_port != next->listen_port) {
+        cfg_keep(kept, cap, "listen", true, next->listen_host, old->listen_host,
+                 sizeof(old->listen_host));
+        next->listen_port = old->listen_port;
+    }
+    if (old->admin != next->admin || strcmp(old->admin_host, next->admin_host) != 0 ||
+        old->admin_port != next->admin_port) {
+        cfg_keep(kept, cap, "admin_listen", true, next->admin_host, old->admin_host,
+                 sizeof(old->admin_host));
+        next->admin = old->admin;
+        next->admin_port = old->admin_port;
+    }
+    if (!cfg_certs_same(old, next)) {
+        cfg_keep(kept, cap, "tls", true, next->tls_certs, old->tls_certs, sizeof(old->tls_certs));
+        next->ntls_certs = old->ntls_certs;
+        next->tls_min_version = old->tls_min_version;
+    }
+    CFG_KEEP("workers", workers);
+    /* the tiers: their settings apply when their names stay */
+    for (i = 0; !tiers && i < old->ntiers; i++)
+        tiers = strcmp(old->tiers[i].name, next->tiers[i].name) != 0;
+    if (tiers) {
+        cfg_keep(kept, cap, "tiers (names)", true, next->tiers, old->tiers, sizeof(old->tiers));
+        next->ntiers = old->ntiers;
+        memcpy(next->keys, old->keys, sizeof(old->keys));
+        memcpy(next->key_tier, old->key_tier, sizeof(old->key_tier));
+        next->nkeys = old->nkeys;
+        memcpy(next->tier_header, old->tier_header, sizeof(old->tier_header));
+        next->require_auth = old->require_auth;
+    }
+    if (!cfg_models_same(old, next)) {
+        cfg_keep(kept, cap, "models", true, next->models, old->models, sizeof(old->models));
+        next->nmodels = old->nmodels;
+    }
+    CFG_KEEP("max_model_labels", max_model_labels);
+    if (old->nbuckets != next->nbuckets ||
+        memcmp(old->buckets, next->buckets, old->nbuckets * sizeof(old->buckets[0])) != 0) {
+        cfg_keep(kept, cap, "measure.buckets", true, next->buckets, old->buckets,
+                 sizeof(old->buckets));
+        next->nbuckets = old->nbuckets;
+    }
+    if (old->otel_metrics != next->otel_metrics ||
+        strcmp(old->otel_trace_url, next->otel_trace_url) != 0 ||
+        !cfg_tls_client_same(&old->otel_tls, &next->otel_tls) ||
+        strcmp(old->otel_service_name, next->otel_service_name) != 0 ||
+        old->otel_queue_size != next->otel_queue_size ||
+        old->otel_batch_size != next->otel_batch_size ||
+        old->otel_trace_interval_ms != next->otel_trace_interval_ms ||
+        old->otel_trace_timeout_ms != next->otel_trace_timeout_ms) {
+        cfg_keep(kept, cap, "opentelemetry", true, &next->otel_metrics, &old->otel_metrics,
+                 sizeof(old->otel_metrics));
+        memcpy(next->otel_trace_url, old->otel_trace_url, sizeof(old->otel_trace_url));
+        memcpy(next->otel_trace_host, old->otel_trace_host, sizeof(old->otel_trace_host));
+        next->otel_trace_port = old->otel_trace_port;
+        next->otel_trace_https = old->otel_trace_https;
+        next->otel_tls = old->otel_tls;
+        memcpy(next->otel_trace_path, old->otel_trace_path, sizeof(old->otel_trace_path));
+        memcpy(next->otel_service_name, old->otel_service_name, sizeof(old->otel_service_name));
+        next->otel_queue_size = old->otel_queue_size;
+        next->otel_batch_size = old->otel_batch_size;
+        next->otel_trace_interval_ms = old->otel_trace_interval_ms;
+        next->otel_trace_timeout_ms = old->otel_trace_timeout_ms;
+    }
+    if (strcmp(old->access_log, next->access_log) != 0)
+        cfg_keep(kept, cap, "access_log", true, next->access_log, old->access_log,
+                 sizeof(old->access_log));
+    CFG_KEEP("limits.max_clients", max_clients);
+    CFG_KEEP("limits.max_headers", max_headers);
+    CFG_KEEP("limits.max_header_bytes", max_header_bytes);
+    CFG_KEEP("upstream.keepalive", upstream_keepalive);
+    CFG_KEEP("upstream.max_event_bytes", max_event_bytes);
 }

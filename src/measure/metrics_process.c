@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -157,6 +159,11 @@ static bool met_proc_start_time(uint64_t starttime_ticks, long hz, double *out)
     return true;
 }
 
+/* The process's configuration reloads: [0] failed, [1] succeeded; and when
+ * the configuration in force was loaded (Unix milliseconds). */
+static _Atomic uint64_t met_reloads[2];
+static _Atomic uint64_t met_reload_ok_ms;
+
 /* One unlabelled family with its one sample. */
 static void met_proc_family(struct met_view *v, const char *name, const char *type,
                             const char *help, double value)
@@ -208,5 +215,31 @@ int met_expose_process(struct evbuffer *out)
     if (have_stat)
         met_proc_family(v, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
                         (double)st.vsize_bytes);
+    met_head(v, "pitot_config_reloads_total", "counter",
+             "Configuration reloads (SIGHUP, POST /admin/reload) by result.");
+    met_printf(v, "pitot_config_reloads_total{result=\"failure\"} %" PRIu64 "\n",
+               atomic_load_explicit(&met_reloads[0], memory_order_relaxed));
+    met_printf(v, "pitot_config_reloads_total{result=\"success\"} %" PRIu64 "\n",
+               atomic_load_explicit(&met_reloads[1], memory_order_relaxed));
+    met_proc_family(v, "pitot_config_last_reload_success_timestamp_seconds", "gauge",
+                    "Timestamp of the last successful configuration reload (or of the start).",
+                    (double)atomic_load_explicit(&met_reload_ok_ms, memory_order_relaxed) / 1e3);
     return view.err;
+}
+
+void met_note_reload(bool ok, uint64_t wall_ms)
+{
+    atomic_fetch_add_explicit(&met_reloads[ok], 1, memory_order_relaxed);
+    if (ok)
+        atomic_store_explicit(&met_reload_ok_ms, wall_ms, memory_order_relaxed);
+}
+
+void met_note_start(uint64_t wall_ms)
+{
+    atomic_store_explicit(&met_reload_ok_ms, wall_ms, memory_order_relaxed);
+}
+
+uint64_t met_reload_count(bool ok)
+{
+    return atomic_load_explicit(&met_reloads[ok], memory_order_relaxed);
 }

@@ -58,18 +58,12 @@ struct queue_port {
 static void queue_tick_cb(evutil_socket_t fd, short what, void *arg);
 static void queue_wake_cb(evutil_socket_t fd, short what, void *arg);
 
-struct queue *queue_new(const struct cfg *cfg)
+/* The tiers of cfg by priority into q->order; q->lock held or q not shared. */
+static void queue_order(struct queue *q, const struct cfg *cfg)
 {
-    struct queue *q = calloc(1, sizeof(*q));
-    unsigned i, j, nt;
+    unsigned i, j, nt = (unsigned)cfg->ntiers;
 
-    if (q == NULL)
-        return NULL;
-    pthread_mutex_init(&q->lock, NULL);
     q->cfg = cfg;
-    nt = (unsigned)cfg->ntiers;
-    for (i = 0; i < CFG_MAX_TIERS; i++)
-        TAILQ_INIT(&q->fifo[i]);
     /* insertion sort by priority, stable: config order breaks ties */
     for (i = 0; i < nt; i++) {
         j = i;
@@ -79,7 +73,31 @@ struct queue *queue_new(const struct cfg *cfg)
         }
         q->order[j] = i;
     }
+}
+
+struct queue *queue_new(const struct cfg *cfg)
+{
+    struct queue *q = calloc(1, sizeof(*q));
+    unsigned i;
+
+    if (q == NULL)
+        return NULL;
+    pthread_mutex_init(&q->lock, NULL);
+    for (i = 0; i < CFG_MAX_TIERS; i++)
+        TAILQ_INIT(&q->fifo[i]);
+    queue_order(q, cfg);
     return q;
+}
+
+const struct cfg *queue_set_cfg(struct queue *q, const struct cfg *cfg)
+{
+    const struct cfg *old;
+
+    pthread_mutex_lock(&q->lock);
+    old = q->cfg;
+    queue_order(q, cfg);
+    pthread_mutex_unlock(&q->lock);
+    return old;
 }
 
 void queue_free(struct queue *q)
@@ -217,22 +235,19 @@ static struct queue_entry *queue_victim(struct queue *q, int prio)
 struct queue_entry *queue_push(struct queue_port *p, void *r, unsigned tier, enum met_shed *why)
 {
     struct queue *q = p->q;
-    const struct cfg *c = q->cfg;
-    const struct cfg_tier *t = &c->tiers[tier];
-    struct queue_entry *e, *v = NULL;
+    const struct cfg *c;
+    const struct cfg_tier *t;
+    struct queue_entry *e = malloc(sizeof(*e)), *v = NULL;
     unsigned own;
 
-    if (t->max_queue == 0 || t->max_wait_ms == 0) {
-        *why = MET_SHED_QUEUE_FULL;
-        return NULL;
-    }
-    e = malloc(sizeof(*e));
     if (e == NULL) {
         *why = MET_SHED_QUEUE_FULL;
         return NULL;
     }
-    pthread_mutex_lock(&q->lock);
-    if (q->n[tier] >= t->max_queue ||
+    pthread_mutex_lock(&q->lock); /* q->cfg too: a reload swaps it */
+    c = q->cfg;
+    t = &c->tiers[tier];
+    if (t->max_queue == 0 || t->max_wait_ms == 0 || q->n[tier] >= t->max_queue ||
         (q->total >= c->queue_max && (v = queue_victim(q, t->priority)) == NULL)) {
         pthread_mutex_unlock(&q->lock);
         free(e);

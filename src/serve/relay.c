@@ -51,6 +51,7 @@ enum relay_state {
 struct relay {
     struct relay_client client; /* the client's connection, and our owner to tell */
     struct loop *lp;            /* borrowed */
+    const struct cfg *cfg;      /* held: the loop's configuration when the request began */
     struct bal_backend *be;     /* borrowed, NULL until chosen */
     struct bufferevent *ubev;   /* owned while connected */
     struct evbuffer *req;       /* owned: upstream request head, without Host and framing */
@@ -286,6 +287,7 @@ struct relay *relay_new(struct loop *lp, const struct relay_client *client, cons
         return NULL;
     r->client = *client;
     r->lp = lp;
+    r->cfg = cfg_hold(lp->cfg); /* the request keeps the configuration it began under */
     r->t0_us = t0_us;
     r->wall_us = clk_wall_us();
     r->req = evbuffer_new();
@@ -303,10 +305,10 @@ struct relay *relay_new(struct loop *lp, const struct relay_client *client, cons
     r->api = api_of_path(r->path);
     relay_request_id(lp, m, r->id);
     /* measured from t0 even when refused before relay_start() */
-    meter_init(&r->meter, t0_us, (uint64_t)lp->cfg->stall_ms * 1000, -1, lp->refusals);
+    meter_init(&r->meter, t0_us, (uint64_t)r->cfg->stall_ms * 1000, -1, lp->refusals);
     r->tier = tier;
-    if (lp->cfg->affinity == CFG_AFFINITY_HEADER) {
-        const struct h1_header *ah = h1_header_find(m, lp->cfg->affinity_header);
+    if (r->cfg->affinity == CFG_AFFINITY_HEADER) {
+        const struct h1_header *ah = h1_header_find(m, r->cfg->affinity_header);
         if (ah && ah->value.len)
             r->affinity = relay_hash(ah->value);
     }
@@ -341,7 +343,7 @@ struct relay *relay_new(struct loop *lp, const struct relay_client *client, cons
 
 int relay_body(struct relay *r, struct span b)
 {
-    if (evbuffer_get_length(r->body) + b.len > r->lp->cfg->max_body_bytes)
+    if (evbuffer_get_length(r->body) + b.len > r->cfg->max_body_bytes)
         return -PITOT_EBODY_TOO_LARGE;
     if (evbuffer_add(r->body, b.p, b.len) != 0)
         return -PITOT_ENOMEM;
@@ -376,6 +378,7 @@ void relay_free(struct relay *r)
         event_free(r->timer_ev);
     free(r->stage);
     free(r->held);
+    cfg_drop(r->cfg);
     free(r);
 }
 
@@ -446,7 +449,7 @@ static void relay_affinity_body(struct relay *r, struct span body)
     static const char *const user[] = { "user" };
     static const char *const prefix[] = { "messages[].role", "messages[].content",
                                           "messages[].content[].text" };
-    const struct cfg *c = r->lp->cfg;
+    const struct cfg *c = r->cfg;
     struct relay_affinity a = { 0xcbf29ce484222325ull, { 0, 0, 0 }, 1 };
     int n;
 
@@ -537,7 +540,7 @@ static int relay_inspect_body(struct relay *r)
     if (jr.model.len && jr.model.len < sizeof(r->req_model))
         relay_copy(r->req_model, sizeof(r->req_model), jr.model);
     relay_affinity_body(r, body);
-    if (!lp->cfg->usage_injection || !jr.stream || jr.include_usage)
+    if (!r->cfg->usage_injection || !jr.stream || jr.include_usage)
         return 0;
     if (!relay_path_is(r, "/v1/chat/completions") && !relay_path_is(r, "/v1/completions"))
         return 0;
@@ -599,7 +602,7 @@ static void relay_wait_begin(struct relay *r, unsigned write_ms)
 {
     relay_set_state(r, RELAY_ST_WAIT);
     relay_timeouts(r, 0, write_ms);
-    relay_timer_arm(r, r->lp->cfg->upstream_header_timeout_ms);
+    relay_timer_arm(r, r->cfg->upstream_header_timeout_ms);
 }
 
 /* Pieces of a request written in one go; more go through the bufferevent */
@@ -647,7 +650,7 @@ static void relay_send(struct relay *r)
 {
     struct loop *lp = r->lp;
     struct evbuffer *out;
-    struct h1_limits lim = { H1_MAX_HEADERS, lp->cfg->max_uri_bytes, lp->cfg->max_header_bytes };
+    struct h1_limits lim = { H1_MAX_HEADERS, r->cfg->max_uri_bytes, r->cfg->max_header_bytes };
 
     if (r->timer_ev) /* a deadline of an earlier try */
         event_del(r->timer_ev);
@@ -668,7 +671,7 @@ static void relay_send(struct relay *r)
     bufferevent_setcb(r->ubev, relay_up_read_cb, NULL, relay_up_event_cb, r);
     out = bufferevent_get_output(r->ubev);
     if (r->reused) {
-        relay_wait_begin(r, lp->cfg->connect_timeout_ms);
+        relay_wait_begin(r, r->cfg->connect_timeout_ms);
         if (r->be->cfg->https) {
             evbuffer_add_buffer_reference(out, r->wire);
         } else if (relay_send_now(r, out)) {
@@ -680,8 +683,8 @@ static void relay_send(struct relay *r)
         relay_set_state(r, RELAY_ST_CONNECT);
         /* While connecting, libevent applies the write timeout to the connect;
          * a TLS handshake then waits to read, under the same bound. */
-        relay_timeouts(r, r->be->cfg->https ? lp->cfg->connect_timeout_ms : 0,
-                       lp->cfg->connect_timeout_ms);
+        relay_timeouts(r, r->be->cfg->https ? r->cfg->connect_timeout_ms : 0,
+                       r->cfg->connect_timeout_ms);
     }
     bufferevent_enable(r->ubev, EV_READ | EV_WRITE);
 }
@@ -752,7 +755,7 @@ static bool relay_route(struct relay *r, bool from_queue)
     enum cfg_flavor flavor = CFG_FLAVOR_AUTO;
     unsigned gen = 0;
 
-    rq.model = r->req_model[0] ? bal_alias(lp->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
+    rq.model = r->req_model[0] ? bal_alias(r->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
     rq.affinity = r->affinity;
     rq.tried = r->tried;
     rq.served = r->served_model;
@@ -877,7 +880,7 @@ void relay_start(struct relay *r)
     struct loop *lp = r->lp;
     int rc = relay_inspect_body(r);
 
-    meter_init(&r->meter, r->t0_us, (uint64_t)lp->cfg->stall_ms * 1000, r->req_max_tokens,
+    meter_init(&r->meter, r->t0_us, (uint64_t)r->cfg->stall_ms * 1000, r->req_max_tokens,
                lp->refusals);
     if (rc < 0) {
         relay_refuse(r, (enum pitot_err) - rc, false);
@@ -913,7 +916,7 @@ static void relay_series(struct relay *r, struct span model)
 
 static void relay_stall_arm(struct relay *r)
 {
-    relay_timer_arm(r, r->lp->cfg->stall_timeout_ms);
+    relay_timer_arm(r, r->cfg->stall_timeout_ms);
 }
 
 static void relay_account(struct relay *r, const struct json_resp *jr, uint64_t now)
@@ -1140,7 +1143,7 @@ static int relay_stage_add(struct relay *r, const char *p, size_t len)
  * event wholly inside one piece is handled in place; a split one is staged. */
 static void relay_sse_bytes(struct relay *r, struct span b)
 {
-    size_t max_ev = r->lp->cfg->max_event_bytes;
+    size_t max_ev = r->cfg->max_event_bytes;
 
     while (b.len) {
         size_t n;
@@ -1184,7 +1187,7 @@ static int relay_on_body(void *ud, struct span b)
     }
     relay_write_chunk(r, b.p, b.len);
     if (r->json && !r->jbody_over) {
-        if (evbuffer_get_length(r->jbody) + b.len > r->lp->cfg->max_event_bytes)
+        if (evbuffer_get_length(r->jbody) + b.len > r->cfg->max_event_bytes)
             r->jbody_over = true;
         else
             evbuffer_add(r->jbody, b.p, b.len);
@@ -1226,7 +1229,7 @@ static void relay_backpressure(struct relay *r);
  * upstream.idle_timeout like the bufferevent's own reads. */
 static void relay_up_direct_arm(struct relay *r)
 {
-    unsigned ms = r->lp->cfg->upstream_idle_timeout_ms;
+    unsigned ms = r->cfg->upstream_idle_timeout_ms;
     struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
 
     event_add(r->up_rd, ms ? &tv : NULL);
@@ -1372,7 +1375,7 @@ static void relay_resp_head(struct relay *r)
     sse_scan_init(&r->scan);
     relay_set_state(r, RELAY_ST_STREAM);
     /* Streams may sit in prefill or a queue: only the idle timeout applies. */
-    relay_timeouts(r, r->lp->cfg->upstream_idle_timeout_ms, r->lp->cfg->body_timeout_ms);
+    relay_timeouts(r, r->cfg->upstream_idle_timeout_ms, r->cfg->body_timeout_ms);
     if (r->sse && !r->be->cfg->https)
         relay_up_direct_begin(r);
 }
@@ -1426,7 +1429,7 @@ static void relay_resp_done(struct relay *r)
 
 static void relay_backpressure(struct relay *r)
 {
-    size_t cap = r->lp->cfg->stream_buffer_bytes;
+    size_t cap = r->cfg->stream_buffer_bytes;
 
     if (r->ubev && !r->paused && evbuffer_get_length(relay_client_out(r)) > cap) {
         r->paused = true;
@@ -1446,7 +1449,7 @@ static void relay_backpressure(struct relay *r)
 static bool relay_up_head(struct relay *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->ubev);
-    size_t cap = r->lp->cfg->max_header_bytes, hl;
+    size_t cap = r->cfg->max_header_bytes, hl;
 
     for (;;) {
         size_t len = evbuffer_get_length(in), look = len < cap ? len : cap;
@@ -1526,17 +1529,16 @@ static void relay_up_read_cb(struct bufferevent *bev, void *arg)
     struct relay *r = arg;
 
     if (r->st == RELAY_ST_CONNECT)
-        relay_wait_begin(r, r->lp->cfg->body_timeout_ms);
+        relay_wait_begin(r, r->cfg->body_timeout_ms);
     relay_up_input(r);
 }
 
 static void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct relay *r = arg;
-    struct loop *lp = r->lp;
 
     if (what & BEV_EVENT_CONNECTED) {
-        relay_wait_begin(r, lp->cfg->body_timeout_ms);
+        relay_wait_begin(r, r->cfg->body_timeout_ms);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -1599,7 +1601,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
             r->in_flight_counted = 0;
             r->tried[failed->idx] = true;
             r->retried = false;
-            if (r->lp->cfg->retry) {
+            if (r->cfg->retry) {
                 r->be = NULL;
                 r->retry_err = e;
                 relay_route(r, false);
@@ -1755,9 +1757,9 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
             met_add(met, MET_CLIENT_CANCELS, s, 1);
         met_add_slo(met, r->tier,
                     outcome == PITOT_EOK && r->status < 400 &&
-                        tier_slo_met(&lp->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
+                        tier_slo_met(&r->cfg->tiers[r->tier], res.ttft_us, res.tpot_us,
                                      res.completion_tokens));
-        if (lp->cfg->otel_metrics) { /* opentelemetry.metrics: the gen_ai_* histograms */
+        if (r->cfg->otel_metrics) { /* opentelemetry.metrics: the gen_ai_* histograms */
             struct met_otel_obs ob = {
                 .op = met_otel_op_of_path(r->path),
                 .flavor = r->flavor,
@@ -1783,7 +1785,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.status = r->status;
     rec.backend = r->be ? r->be->cfg->name : NULL;
     rec.model = r->be || r->req_model[0] ? model_name : NULL;
-    rec.tier = lp->cfg->tiers[r->tier].name;
+    rec.tier = r->cfg->tiers[r->tier].name;
     rec.api = api_label(r->api);
     rec.stream = r->sse;
     rec.ttft_us = res.ttft_us;

@@ -33,7 +33,7 @@
 #define PROCESS_JSON_TOKENS 4096
 
 struct process {
-    const struct cfg *cfg;       /* borrowed */
+    const struct cfg *cfg;       /* in force: the first (borrowed) or a reload's (held) */
     size_t n;                    /* workers */
     struct event_base **base;    /* owned, per worker */
     struct met_registry **regs;  /* owned, per worker */
@@ -356,6 +356,30 @@ unsigned process_open_conns(const struct process *p)
     return n;
 }
 
+void process_reload(struct process *p, const struct cfg *c, const struct refusal_phrases *ph)
+{
+    const struct cfg *old = p->cfg;
+    size_t i;
+
+    for (i = 1; i < p->n; i++)
+        worker_post_cfg(p->w[i], cfg_hold(c), ph);
+    worker_set_cfg(p->w[0], cfg_hold(c), ph);
+    /* the router and the queue share the process's hold */
+    cfg_hold(c);
+    router_lock(&p->rt);
+    p->rt.cfg = c;
+    p->rt.bal.cfg = c;
+    router_unlock(&p->rt);
+    queue_set_cfg(p->queue, c);
+    p->cfg = c;
+    cfg_drop(old);
+}
+
+const struct cfg *process_cfg(const struct process *p)
+{
+    return p->cfg;
+}
+
 int process_tls_reload(struct process *p)
 {
     size_t i;
@@ -419,6 +443,7 @@ void process_free(struct process *p)
         if (p->base[i])
             event_base_free(p->base[i]);
     free(p->toks.tok);
+    cfg_drop(p->cfg); /* after the router and the queue, which shared it */
     pthread_mutex_destroy(&p->ack_lock);
     pthread_cond_destroy(&p->ack_cond);
     free(p->base);

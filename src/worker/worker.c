@@ -307,6 +307,22 @@ void worker_stop(struct worker *w)
     }
 }
 
+void worker_set_cfg(struct worker *w, const struct cfg *c, const struct refusal_phrases *ph)
+{
+    const struct cfg *old = w->lp.cfg;
+
+    w->lp.cfg = c;
+    w->lp.refusals = ph;
+    cfg_drop(old);
+}
+
+void worker_post_cfg(struct worker *w, const struct cfg *c, const struct refusal_phrases *ph)
+{
+    atomic_store_explicit(&w->cmd_refusals, ph, memory_order_relaxed);
+    cfg_drop(atomic_exchange_explicit(&w->cmd_cfg, c, memory_order_acq_rel));
+    worker_post(w, WORKER_CMD_CONFIG, 0);
+}
+
 void worker_post(struct worker *w, unsigned cmds, unsigned drain_ms)
 {
     if (cmds & WORKER_CMD_DRAIN)
@@ -322,6 +338,11 @@ static void worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
 
     if (cmds & WORKER_CMD_TLS_RELOAD)
         worker_tls_reload(w);
+    if (cmds & WORKER_CMD_CONFIG) {
+        const struct cfg *c = atomic_exchange_explicit(&w->cmd_cfg, NULL, memory_order_acq_rel);
+        if (c)
+            worker_set_cfg(w, c, atomic_load_explicit(&w->cmd_refusals, memory_order_relaxed));
+    }
     if (cmds & WORKER_CMD_STOP)
         worker_stop(w);
     else if (cmds & WORKER_CMD_DRAIN) {
@@ -425,6 +446,8 @@ void worker_free(struct worker *w)
     if (w->cmd_ev)
         event_free(w->cmd_ev);
     queue_port_free(w->lp.queue);
+    cfg_drop(atomic_exchange_explicit(&w->cmd_cfg, NULL, memory_order_relaxed));
+    cfg_drop(w->lp.cfg); /* after every connection and request */
     /* after every connection: each SSL holds its own reference anyway */
     tls_server_free(w->lp.tls);
     free(w->lp.toks.tok);

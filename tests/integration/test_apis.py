@@ -118,7 +118,7 @@ def t_strict_when_models_differ():
     assert models_learnt(pitot, ["small", "large"])
     r = chat(pitot, "gpt-4o-mini")
     assert r.status == 200 and r.complete, r.status
-    log = [l for l in access_log(pitot) if l["path"] == "/v1/chat/completions"]
+    log = api_lines(pitot, 1)
     assert log[-1]["model"] in ("small", "large"), log
     stop_pitot_clean(pitot)
 
@@ -172,6 +172,15 @@ def final_usage(events, api):
     return prompt, out
 
 
+def api_lines(pitot, n):
+    """The first n access-log lines of requests other than GET /v1/models,
+    once they are written."""
+    def lines():
+        return [l for l in access_log(pitot) if l["path"] != "/v1/models"]
+    assert wait_for(lambda: len(lines()) >= n, 5.0), lines()
+    return lines()[:n]
+
+
 def t_responses_and_messages_measured():
     sim = start_sim("--model", "tiny", "--tokens-per-s", "100")
     pitot = start_pitot([sim.port], config=conf())
@@ -192,7 +201,7 @@ def t_responses_and_messages_measured():
                 assert len(deltas) == out == 6, (len(deltas), out)
             else:
                 prompt, out = usage_of(json.loads(r.body), api)
-            log = [l for l in access_log(pitot, n + 1) if l["path"] != "/v1/models"][n - 1]
+            log = api_lines(pitot, n)[n - 1]
             assert log["api"] == api and log["path"] == path and log["model"] == "tiny", log
             assert log["prompt_tokens"] == prompt and log["completion_tokens"] == out, (log, prompt, out)
             assert log["tokens_estimated"] is False and log["truncated"] is True, log
@@ -207,7 +216,7 @@ def t_responses_and_messages_measured():
     r = request(pitot.port, "POST", "/v1/messages/count_tokens",
                 {"model": "tiny", "messages": [{"role": "user", "content": PROMPT}]})
     assert r.status == 200 and "input_tokens" in json.loads(r.body), r.body
-    log = [l for l in access_log(pitot, n + 2) if l["path"] != "/v1/models"][n]
+    log = api_lines(pitot, n + 1)[n]
     assert log["api"] == "messages" and log["prompt_tokens"] is None, log
     m = metrics(pitot.port)
     for api in ("responses", "messages"):
@@ -228,7 +237,7 @@ def t_cut_stream_error_event():
     err = json.loads(sse_data([r.events[-1]])[0])
     assert err["type"] == "error" and err["error"]["type"] == "api_error", err
     assert "message_stop" not in r.body.decode()
-    log = access_log(pitot)[-1]
+    log = api_lines(pitot, 1)[0]
     assert log["outcome"] == "upstream_error" and log["api"] == "messages", log
     assert log["completion_tokens"] == 3 and log["tokens_estimated"] is True, log
     assert log["prompt_tokens"] > 0, log  # from message_start

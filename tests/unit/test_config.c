@@ -2371,6 +2371,72 @@ static void test_body_limits_and_fds(void **state)
     (void)state;
 }
 
+/* A reload keeps what a running pitot cannot change and applies the rest. */
+static void test_reload_keep(void **state)
+{
+    struct cfg *old = cfg_new(), *next = cfg_new();
+    char kept[256];
+
+    assert_non_null(old);
+    assert_non_null(next);
+    assert_int_equal(load(old, "backends: [{url: http://10.0.0.1:80}]\n"
+                               "tiers:\n  - name: default\n  - name: gold\n    keys: [k1]\n"
+                               "limits: {max_body_bytes: 1000}\n"),
+                     0);
+    /* the same text again: nothing kept, whatever lies past the strings' ends */
+    assert_int_equal(load(next, "backends: [{url: http://10.0.0.1:80}]\n"
+                                "tiers:\n  - name: default\n  - name: gold\n    keys: [k1]\n"
+                                "limits: {max_body_bytes: 2000}\n"
+                                "routing: {aliases: {a: b}}\n"),
+                     0);
+    memset(next->backends[0].name + strlen(next->backends[0].name) + 1, 'x', 4);
+    cfg_reload_keep(old, next, kept, sizeof(kept));
+    assert_string_equal(kept, "");
+    assert_int_equal(next->max_body_bytes, 2000); /* applies */
+    assert_int_equal(next->naliases, 1);
+    cfg_drop(next);
+
+    /* a backend more, a tier renamed, new buckets, another listen: kept, said */
+    next = cfg_new();
+    assert_int_equal(load(next, "listen: 127.0.0.1:9999\n"
+                                "backends: [{url: http://10.0.0.1:80}, {url: http://10.0.0.2:80}]\n"
+                                "tiers:\n  - name: default\n  - name: silver\n    keys: [k2]\n"
+                                "measure: {buckets: [1, 2]}\n"
+                                "limits: {max_body_bytes: 3000}\n"),
+                     0);
+    cfg_reload_keep(old, next, kept, sizeof(kept));
+    assert_string_equal(kept, "backends, listen, tiers (names), measure.buckets");
+    assert_int_equal(next->nbackends, 1);
+    assert_string_equal(next->backends[0].url, "http://10.0.0.1:80");
+    assert_int_equal(next->listen_port, old->listen_port);
+    assert_string_equal(next->tiers[1].name, "gold");
+    assert_int_equal(next->nkeys, 1);
+    assert_memory_equal(next->keys[0].sha256, old->keys[0].sha256, 32);
+    assert_int_equal(next->nbuckets, old->nbuckets);
+    assert_int_equal(next->max_body_bytes, 3000); /* the rest applies */
+    cfg_drop(next);
+    /* a small buffer: cut, NUL-terminated, and still everything kept */
+    next = cfg_new();
+    assert_int_equal(load(next, "backends: [{url: http://10.0.0.9:80}]\nworkers: 3\n"), 0);
+    cfg_reload_keep(old, next, kept, 8);
+    assert_string_equal(kept, "backend");
+    assert_string_equal(next->backends[0].url, "http://10.0.0.1:80");
+    assert_int_equal(next->workers, old->workers);
+    /* counted generations; one from cfg_init is not counted */
+    assert_ptr_equal(cfg_hold(next), next);
+    cfg_drop(next);
+    cfg_drop(next);
+    cfg_drop(old);
+    {
+        struct cfg plain;
+        cfg_init(&plain);
+        assert_ptr_equal(cfg_hold(&plain), &plain);
+        cfg_drop(&plain); /* not freed: it is not the heap's */
+        cfg_release(&plain);
+    }
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2417,6 +2483,7 @@ int main(void)
         cmocka_unit_test(test_backend_tls),
         cmocka_unit_test(test_sample_tls_examples),
         cmocka_unit_test(test_body_limits_and_fds),
+        cmocka_unit_test(test_reload_keep),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -262,6 +262,11 @@ struct cfg {
     char access_log[1024]; /* "" or "-": stdout */
     int log_level;         /* 0 error, 1 warn, 2 info (default), 3 debug */
     int log_format;        /* log.format: 0 text (default), 1 json (one object a line) */
+
+    /* A generation made by cfg_new() is shared by those who hold it (the
+       loops, the router, every request that began under it: cfg_hold) and
+       freed by the last cfg_drop(). 0: not counted (cfg_init's, never freed). */
+    _Atomic unsigned refs;
 };
 
 /* Fills every field with its default (no backends). */
@@ -339,5 +344,28 @@ unsigned cfg_fd_max_clients(const struct cfg *c, unsigned long long nofile);
 
 /* Index of a tier by name, or -1. */
 int cfg_tier_find(const struct cfg *c, const char *name);
+
+/* A counted generation on the heap, cfg_init()ed, held once (by the caller).
+ * NULL when out of memory. */
+struct cfg *cfg_new(void);
+
+/* One more holder of c (a no-op for one that is not counted); returns c. */
+const struct cfg *cfg_hold(const struct cfg *c);
+
+/* One holder less; the last one frees a generation of cfg_new(). NULL is
+ * ignored. Any thread. */
+void cfg_drop(const struct cfg *c);
+
+/* What a reload (SIGHUP) cannot change in a running pitot: what sizes or
+ * names its tables, listeners and threads (the backends after expansion and
+ * their address settings, listen, admin_listen, tls, workers, the tiers' names
+ * and number (with them the keys), the model label table, the buckets,
+ * opentelemetry, the access log, max_clients, the pools, the header table).
+ * Copies each of those that differs from `old` back into `next`, and writes
+ * their names, ", "-separated, into kept[0..cap) ("" when none). Everything
+ * else of `next` (limits, timeouts, routing, health, measurement, the tiers'
+ * settings and keys, the queue, require_auth, shutdown, log) applies. Both
+ * must be validated and expanded (cfg_backends_expand). */
+void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t cap);
 
 #endif

@@ -303,6 +303,17 @@ int met_expose(struct met_registry *const *regs, size_t n, struct evbuffer *out)
  * when an evbuffer append failed. */
 int met_expose_process(struct evbuffer *out);
 
+/* A configuration reload ended (ok: applied), at Unix time wall_ms; the
+ * configuration in force was loaded at start at wall_ms. For
+ * pitot_config_reloads_total{result} and
+ * pitot_config_last_reload_success_timestamp_seconds, as Prometheus names
+ * its own. Any thread. */
+void met_note_reload(bool ok, uint64_t wall_ms);
+void met_note_start(uint64_t wall_ms);
+
+/* Reloads so far that succeeded (ok) or failed. */
+uint64_t met_reload_count(bool ok);
+
 /* What /proc/<pid>/stat says (proc(5)), in the kernel's units. */
 struct met_proc_stat {
     uint64_t starttime_ticks; /* field 22: start, clock ticks after boot */

@@ -32,6 +32,10 @@ struct queue_ops {
 /* The queue every loop shares, with cfg's tiers. NULL when out of memory. */
 struct queue *queue_new(const struct cfg *cfg);
 
+/* Takes cfg's tier settings (the same tiers, by index: a reload) from now on,
+ * under the queue's lock; returns the configuration it had. */
+const struct cfg *queue_set_cfg(struct queue *q, const struct cfg *cfg);
+
 /* Frees q, after every port. */
 void queue_free(struct queue *q);
 

@@ -50,6 +50,16 @@ unsigned process_open_conns(const struct process *p);
  * (shared). Returns the failures seen here, each written to stderr. */
 int process_tls_reload(struct process *p);
 
+/* Switches to c, a validated configuration of the running one's shape
+ * (cfg_reload_keep), held by the caller, who keeps its own hold: every
+ * worker (on its own thread, soon), the router and the queue. New requests
+ * use it, requests in flight finish on theirs. ph: the refusal phrases that
+ * go with it, borrowed until process_free. On worker 0's thread. */
+void process_reload(struct process *p, const struct cfg *c, const struct refusal_phrases *ph);
+
+/* The configuration in force (the last process_reload's, else the first). */
+const struct cfg *process_cfg(const struct process *p);
+
 /* Whether the listener has TLS. */
 bool process_tls(const struct process *p);
 

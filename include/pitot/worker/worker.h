@@ -54,6 +54,7 @@ enum worker_cmd {
     WORKER_CMD_DRAIN = 1,      /* worker_drain with the posted drain_ms */
     WORKER_CMD_STOP = 2,       /* worker_stop */
     WORKER_CMD_TLS_RELOAD = 4, /* worker_tls_reload */
+    WORKER_CMD_CONFIG = 8,     /* worker_set_cfg with the posted configuration */
 };
 
 struct worker {
@@ -70,10 +71,13 @@ struct worker {
     struct event *cmd_ev;             /* owned: worker_post wakes it */
     _Atomic unsigned cmd;             /* enum worker_cmd bits posted, not yet done */
     _Atomic unsigned cmd_drain_ms;    /* with WORKER_CMD_DRAIN */
-    pthread_t thread;                 /* its thread, when not the main one */
-    bool accept_paused;               /* the listener is off: accept() ran out of
+    /* with WORKER_CMD_CONFIG: held for the worker, and the phrases with it */
+    const struct cfg *_Atomic cmd_cfg;
+    const struct refusal_phrases *_Atomic cmd_refusals;
+    pthread_t thread;   /* its thread, when not the main one */
+    bool accept_paused; /* the listener is off: accept() ran out of
                                          descriptors or memory (worker_accept_error_cb) */
-    unsigned drain_cut;               /* connections cut when the drain's deadline passed */
+    unsigned drain_cut; /* connections cut when the drain's deadline passed */
 };
 
 /* Creates a worker on s->base, listening on the configured hosts at
@@ -112,6 +116,15 @@ void worker_free(struct worker *w);
  * connections already made are not touched. What fails to load keeps its old
  * context: returns the number of failures, each written to stderr. */
 int worker_tls_reload(struct worker *w);
+
+/* On the worker's thread: new requests and connections use c (which the
+ * caller held for the worker) and ph; requests in flight keep theirs. The
+ * configuration the loop had is dropped. */
+void worker_set_cfg(struct worker *w, const struct cfg *c, const struct refusal_phrases *ph);
+
+/* From another thread: worker_set_cfg on the worker's own thread, soon. A
+ * configuration posted before and not taken yet is dropped. */
+void worker_post_cfg(struct worker *w, const struct cfg *c, const struct refusal_phrases *ph);
 
 /* The bound listen port (after port 0). */
 unsigned worker_listen_port(const struct worker *w);

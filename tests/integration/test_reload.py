@@ -1,0 +1,142 @@
+"""SIGHUP reloads the configuration: validated whole first (a failing one
+changes nothing and its FILE:LINE: message is logged), then new requests use
+the new one while requests in flight finish on the one they began under;
+what a running pitot cannot change (backends, listen, ...) is said in one
+line and the rest applied; pitot_config_reloads_total{result} and
+pitot_config_last_reload_success_timestamp_seconds count them. Real pitot-sim
+backends, a real pitot started from a config file, raw clients."""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import (BUILD, HOST, Proc, Reader, access_log, build_request, chat_body, check,  # noqa: E402
+                     connect, finish, free_port, metric_value, metrics, request, sse_data,
+                     start_sim, stop_pitot_clean, wait_for)
+
+
+def config(backends, extra=""):
+    lines = ["backends:"]
+    lines += ["  - url: http://%s:%d" % (HOST, b) for b in backends]
+    return "\n".join(lines) + "\n" + extra
+
+
+class Pitot:
+    """pitot from a config file it is told to read again."""
+
+    def __init__(self, text):
+        self.port = free_port()
+        self.file = tempfile.NamedTemporaryFile("w", prefix="pitot-", suffix=".yaml",
+                                                delete=False).name
+        self.write(text)
+        logf = tempfile.NamedTemporaryFile(prefix="pitot-access-", suffix=".log", delete=False)
+        self.proc = Proc([os.path.join(BUILD, "pitot"), "-c", self.file, "--listen",
+                          "%s:%d" % (HOST, self.port), "--access-log", logf.name],
+                         "pitot", r"listening on")
+        self.proc.port = self.port
+        self.proc.access_log = logf.name
+
+    def write(self, text):
+        with open(self.file, "w") as f:
+            f.write(text)
+
+    def reload(self, text, want="configuration reloaded"):
+        n = self.proc.stderr().count(want)
+        self.write(text)
+        self.proc.p.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: self.proc.stderr().count(want) > n, 5.0), self.proc.stderr()[-1500:]
+
+
+def open_stream(port, body, sim_port):
+    """Sends a streaming request and waits until the simulator generates
+    for it; the answer is read later, whole."""
+    s = connect(port)
+    s.sendall(build_request("POST", "/v1/chat/completions", body, port=port))
+    assert wait_for(lambda: json.loads(request(sim_port, "GET", "/sim/stats").body)["busy"] >= 1,
+                    5.0), "the stream never started"
+    return s
+
+
+def t_reload_applies():
+    sim = start_sim("--model", "small", "--tokens-per-s", "50")
+    base = "limits:\n  max_body_bytes: 1048576\n"
+    pt = Pitot(config([sim.port], base))
+    # a stream that runs across every reload below
+    long = open_stream(pt.port, chat_body(max_tokens=150, model="small"), sim.port)
+
+    pt.reload(config([sim.port], "limits:\n  max_body_bytes: 2048\n"
+                     "routing:\n  aliases: {gpt-x: small}\n  unknown_model: reject\n"))
+    r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="gpt-x"))
+    assert r.status == 200 and r.complete, r.status  # the alias applies
+    r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="zzz"))
+    assert r.status == 404, r.status  # unknown_model: reject applies
+    r = request(pt.port, "POST", "/v1/chat/completions",
+                chat_body(max_tokens=2, model="small", content="x" * 3000))
+    assert r.status == 413, r.status  # the smaller limit applies
+    m = metrics(pt.port)
+    assert metric_value(m, "pitot_config_reloads_total", result="success") == 1, m
+    assert metric_value(m, "pitot_config_reloads_total", result="failure") == 0, m
+    t = metric_value(m, "pitot_config_last_reload_success_timestamp_seconds")
+    assert abs(t - time.time()) < 30, t
+
+    # a configuration that fails a check changes nothing, and says where
+    bad = config([sim.port], "limits:\n  max_body_bytes: 2048\n  max_bodyy: 3\n")
+    pt.reload(bad, want="the running configuration stays")
+    err = pt.proc.stderr()
+    assert "reload: %s:5:" % pt.file in err, err[-800:]
+    r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="gpt-x"))
+    assert r.status == 200, r.status
+    m = metrics(pt.port)
+    assert metric_value(m, "pitot_config_reloads_total", result="failure") == 1, m
+
+    # what takes a restart is kept and said; the rest applies
+    other = start_sim("--model", "small", "--tokens-per-s", "400")
+    pt.reload(config([sim.port, other.port], base + "log:\n  level: info\n"),
+              want="that takes a restart")
+    err = pt.proc.stderr()
+    assert "reload: backends changed: that takes a restart" in err, err[-800:]
+    r = request(pt.port, "POST", "/v1/chat/completions",
+                chat_body(max_tokens=2, model="small", content="x" * 3000))
+    assert r.status == 200, r.status  # max_body_bytes back to 1 MiB: applied
+    n_other = json.loads(request(other.port, "GET", "/sim/stats").body)["requests"]
+    assert n_other == 0, "a backend the reload could not add got a request"
+
+    # the stream that began before the first reload ends whole
+    long.settimeout(30)
+    r = Reader(long).read()
+    assert r.status == 200 and r.complete, "the stream was cut"
+    events = [d for d in sse_data(r.events) if d != "[DONE]"]
+    assert sum(1 for d in events if json.loads(d)["choices"] and
+               json.loads(d)["choices"][0]["delta"].get("content")) == 150
+    long.close()
+    log = access_log(pt.proc, 6)
+    assert all(l["outcome"] == "ok" for l in log if l["status"] == 200), log
+    stop_pitot_clean(pt.proc)
+
+
+def t_in_flight_keep_their_config():
+    # each stream pauses 1.5 s after its 3rd token
+    sim = start_sim("--model", "small", "--tokens-per-s", "100", "--stall-after", "3",
+                    "--stall-ms", "1500")
+    pt = Pitot(config([sim.port], "measure:\n  stall: 500ms\n  stall_timeout: 10s\n"))
+    before = open_stream(pt.port, chat_body(max_tokens=6, model="small"), sim.port)
+    # now a 1 s stall ends a stream: the one in flight keeps its 10 s
+    pt.reload(config([sim.port], "measure:\n  stall: 500ms\n  stall_timeout: 1s\n"))
+    r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=6, model="small"))
+    assert r.status == 200 and not r.complete, (r.status, r.complete)
+    assert "stall_timeout" in sse_data(r.events)[-1], sse_data(r.events)[-1:]
+    before.settimeout(15)
+    r = Reader(before).read()
+    assert r.status == 200 and r.complete, "the stream that began before the reload was cut"
+    before.close()
+    stop_pitot_clean(pt.proc)
+
+
+check("SIGHUP: a new configuration applies to new requests; a failing one changes nothing "
+      "and is logged with its line; what takes a restart is kept and said", t_reload_applies)
+check("a request in flight keeps the configuration it began under", t_in_flight_keep_their_config)
+finish()
