@@ -66,6 +66,15 @@ $(BUILD)/%.o: %.c
 	$(if $(Q),@echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
+# The status page (src/serve/status_page.html) embedded as a C array, included
+# by src/serve/status.c from the build directory.
+$(BUILD)/gen/status_page.inc: src/serve/status_page.html
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  XXD     $@")
+	$(Q)xxd -i -n status_page_html $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/src/serve/status.o: $(BUILD)/gen/status_page.inc
+$(BUILD)/src/serve/status.o: CPPFLAGS += -I$(BUILD)/gen
+
 $(LIB): $(LIB_OBJS) $(LLHTTP_OBJS)
 	$(if $(Q),@echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -112,7 +121,7 @@ APT_UPDATE = n=0; \
   done; [ -z "$$out" ] || echo "$$out"
 DEB_PKGS := gcc libc6-dev make pkg-config libevent-dev libssl-dev node-llhttp libjsmn-dev \
             libyaml-dev libcmocka-dev prometheus prometheus-alertmanager curl python3 \
-            python3-yaml openssl
+            python3-yaml openssl xxd chromium
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -264,6 +264,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("opentelemetry", cfg_otel_keys),
     CFG_SECTION("shutdown", cfg_shutdown_keys),
     CFG_SPECIAL("admin_listen", CFG_K_ADMIN_LISTEN),
+    CFG_K_(struct cfg, "admin_token", CFG_K_TEXT, admin_token, 0, CFG_ADMIN_TOKEN_MAX - 1),
     CFG_BOOL("require_auth", require_auth),
     CFG_END,
 };

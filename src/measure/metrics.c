@@ -1231,3 +1231,70 @@ void met_doc_markdown(FILE *f)
     for (i = 0; i < MET_OTEL__COUNT; i++)
         met_doc_row(f, otel[i][0], "histogram", otel[i][2], otel[i][1], otel[i][3]);
 }
+
+void met_totals_backend(struct met_registry *const *regs, size_t n, unsigned backend,
+                        struct met_backend_totals *t)
+{
+    size_t i;
+
+    memset(t, 0, sizeof(*t));
+    for (i = 0; i < n; i++) {
+        const struct met_registry *r = regs[i];
+        unsigned per = r->nmodel_slots * r->ntiers * MET_NAPI, s, k, nc;
+        int hs = r->slot[MET_TTFT];
+
+        if (backend >= r->nbackends)
+            continue;
+        /* a backend's series are contiguous: (backend, model, tier, api) */
+        for (s = backend * per; s < (backend + 1) * per; s++) {
+            struct met_bmt *b = &r->bmt[s];
+
+            if (!atomic_load_explicit(&b->touched, memory_order_relaxed))
+                continue;
+            nc = atomic_load_explicit(&b->ncodes, memory_order_acquire);
+            for (k = 0; k < nc; k++) {
+                uint64_t c = met_get(&b->code_n[k]);
+                t->requests += c;
+                t->errors += b->code[k] >= 500 ? c : 0;
+            }
+            for (k = 0; k < MET_NCLASS; k++)
+                t->requests += met_get(&b->class_n[k]);
+            t->errors += met_get(&b->class_n[5]);
+            if (hs >= 0 && r->store[MET_TTFT] == MET_ST_HIST) {
+                const _Atomic uint64_t *h =
+                    r->hist + ((size_t)hs * r->nseries + s) * (r->nbuckets + 2);
+                for (k = 0; k <= r->nbuckets && k <= CFG_MAX_BUCKETS; k++)
+                    t->ttft[k] += met_get(&h[k]);
+            }
+        }
+    }
+}
+
+void met_totals_tier(struct met_registry *const *regs, size_t n, unsigned tier,
+                     struct met_tier_totals *t)
+{
+    size_t i;
+    unsigned k;
+
+    memset(t, 0, sizeof(*t));
+    for (i = 0; i < n; i++) {
+        const struct met_registry *r = regs[i];
+        int qs = r->slot[MET_QUEUE_DEPTH];
+
+        if (tier >= r->ntiers)
+            continue;
+        if (qs >= 0 && r->store[MET_QUEUE_DEPTH] == MET_ST_TGAUGE)
+            t->queue_depth += atomic_load_explicit(&r->tgauge[(size_t)qs * r->ntiers + tier],
+                                                   memory_order_relaxed);
+        for (k = 0; k < MET_SHED__COUNT; k++)
+            t->shed += met_get(&r->shed[(size_t)tier * MET_SHED__COUNT + k]);
+        t->slo_met += met_get(&r->slo[(size_t)tier * 2 + 1]);
+        t->slo_total += met_get(&r->slo[(size_t)tier * 2]) + met_get(&r->slo[(size_t)tier * 2 + 1]);
+    }
+}
+
+unsigned met_bounds_us(const struct met_registry *r, const uint64_t **bound_us)
+{
+    *bound_us = r->bound_us;
+    return r->nbuckets;
+}

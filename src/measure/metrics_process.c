@@ -243,3 +243,16 @@ uint64_t met_reload_count(bool ok)
 {
     return atomic_load_explicit(&met_reloads[ok], memory_order_relaxed);
 }
+
+void met_process_read(struct met_process_now *p)
+{
+    char stat[MET_PROC_STAT_MAX];
+    struct met_proc_stat st;
+    ssize_t n = met_proc_read_stat(stat, sizeof(stat));
+    long page = sysconf(_SC_PAGESIZE);
+
+    p->rss_bytes = -1;
+    if (n > 0 && page > 0 && met_proc_stat_parse(span_make(stat, (size_t)n), &st) == 0)
+        p->rss_bytes = (int64_t)st.rss_pages * page;
+    p->open_fds = met_proc_open_fds();
+}

@@ -130,11 +130,12 @@ struct span bal_alias(const struct cfg *c, struct span name)
 #define BAL_LOAD_MAX (1u << 24) /* keeps load * weight * capacity below 2^64 */
 #define BAL_CAP_MAX (1u << 20)
 
-/* Can b take a request now: it has an address, is up, not ejected, and has
- * not failed this request already (tried may be NULL)? */
+/* Can b take a request now: it has an address, is up, not disabled, not
+ * ejected, and has not failed this request already (tried may be NULL)? */
 static bool bal_usable(const struct bal_backend *b, const bool *tried, uint64_t now_us)
 {
-    return b->active && b->up && !bal_ejected(b, now_us) && !(tried && tried[b->idx]);
+    return b->active && b->up && !b->disabled && !bal_ejected(b, now_us) &&
+           !(tried && tried[b->idx]);
 }
 
 /* The lowest speed estimate among the backends that could take rq now, 0
@@ -434,6 +435,25 @@ size_t bal_up_count(const struct bal *bl)
     size_t i, n = 0;
 
     for (i = 0; i < bl->n; i++)
-        n += bl->b[i].active && bl->b[i].up;
+        n += bl->b[i].active && bl->b[i].up && !bl->b[i].disabled;
+    return n;
+}
+
+size_t bal_disable(struct bal *bl, struct span name, bool disabled)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < bl->n; i++) {
+        const struct cfg_backend *cb = bl->b[i].cfg;
+        const struct cfg_backend *first = &bl->cfg->backends[cb->group];
+        /* a DNS name's slots share its first slot's name: the whole group */
+        bool hit = span_eq(name, cb->name) ||
+                   (cb->dns && cb->group < bl->cfg->nbackends && span_eq(name, first->name));
+
+        if (hit) {
+            bl->b[i].disabled = disabled;
+            n++;
+        }
+    }
     return n;
 }

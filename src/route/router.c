@@ -169,6 +169,16 @@ size_t router_up_count(struct router *rt)
     return n;
 }
 
+size_t router_disable(struct router *rt, struct span name, bool disabled)
+{
+    size_t n;
+
+    router_lock(rt);
+    n = bal_disable(&rt->bal, name, disabled);
+    router_unlock(rt);
+    return n;
+}
+
 bool router_ejected(struct router *rt, unsigned be, uint64_t now_us)
 {
     bool e;
@@ -208,7 +218,7 @@ size_t router_models(struct router *rt, uint64_t now_us, char (*names)[CFG_NAME_
     for (k = 0; k < rt->bal.n; k++) {
         const struct bal_backend *b = &rt->bal.b[k];
 
-        if (!b->active || !b->up || bal_ejected(b, now_us))
+        if (!b->active || !b->up || b->disabled || bal_ejected(b, now_us))
             continue;
         if (b->nmodels == 0)
             (*unlisted)++;

@@ -323,7 +323,8 @@ static void front_not_here(struct front_conn *fc, const struct h1_msg *m, bool c
 /* pitot's own endpoints. On the admin listener every request is answered
  * here (own paths, else 404 or 405), never proxied. On the client listener
  * GET and HEAD of the own paths are, unless admin_listen serves them: then
- * those paths get 404 whatever the method, rather than reaching a backend
+ * those paths (and the admin listener's own: /status, /admin/...) get 404
+ * whatever the method, rather than reaching a backend
  * whose own /metrics a scraper could mistake for pitot's. Returns whether
  * the request was answered; its head (hl bytes) is then consumed. A request
  * with a body is answered and the connection closed: it is not read. */
@@ -336,7 +337,7 @@ static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, siz
 
     if (fc->admin)
         admin_serve_admin(lp, out, m, !keep);
-    else if (lp->cfg->admin && admin_own_path(m))
+    else if (lp->cfg->admin && (admin_own_path(m) || admin_listener_path(m)))
         front_not_here(fc, m, !keep);
     else if (!lp->cfg->admin && admin_handles(m))
         admin_serve(lp, out, m, !keep);

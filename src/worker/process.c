@@ -27,6 +27,7 @@
 #include "pitot/route/scrape.h"
 #include "pitot/util/log.h"
 #include "pitot/util/sock.h"
+#include "pitot/serve/status.h"
 #include "pitot/worker/worker.h"
 
 /* Tokens for the JSON bodies of scrapes (/v1/models, /props), on worker 0. */
@@ -46,6 +47,8 @@ struct process {
     struct otlp *otlp;           /* owned: the span exporter, on worker 0's loop;
                                          NULL when traces are off */
     struct tls_client *otlp_tls; /* owned: NULL unless the collector is https:// */
+    struct status *status;       /* owned: the status page's, sampled on worker 0's
+                                    loop; NULL without admin_listen */
     _Atomic unsigned clients;    /* client connections of every worker */
     _Atomic unsigned running;    /* workers not ended yet */
     _Atomic bool draining;
@@ -207,6 +210,14 @@ struct process *process_new(const struct cfg *c, const struct refusal_phrases *r
         process_free(p);
         return NULL;
     }
+    if (c->admin) {
+        p->status = status_new(c, &p->rt, p->regs, p->n);
+        if (p->status == NULL || status_start(p->status, p->base[0]) != 0) {
+            snprintf(err, errlen, "out of memory");
+            process_free(p);
+            return NULL;
+        }
+    }
     atomic_store(&p->running, (unsigned)p->n);
     for (i = 0; i < p->n; i++) {
         struct worker_setup su = {
@@ -221,6 +232,7 @@ struct process *process_new(const struct cfg *c, const struct refusal_phrases *r
             .queue = p->queue,
             .clients = &p->clients,
             .otlp = p->otlp,
+            .status = p->status,
             /* a port 0 is bound by worker 0; the others take the same */
             .listen_port = i ? (uint16_t)worker_listen_port(p->w[0]) : c->listen_port,
             .admin_port = i ? (uint16_t)worker_admin_port(p->w[0]) : c->admin_port,
@@ -416,6 +428,11 @@ size_t process_workers(const struct process *p)
     return p->n;
 }
 
+struct status *process_status(const struct process *p)
+{
+    return p->status;
+}
+
 void process_free(struct process *p)
 {
     size_t i;
@@ -430,6 +447,8 @@ void process_free(struct process *p)
         p->w[i] = NULL;
     }
     otlp_free(p->otlp); /* after the workers: their relays still add spans */
+    /* after the workers, before worker 0's loop (its timer) */
+    status_free(p->status);
     tls_client_free(p->otlp_tls);
     dns_free(p->dns);
     scrape_free(p->rt.scrape);

@@ -236,6 +236,7 @@ struct worker *worker_new(const struct worker_setup *su, char *err, size_t errle
     w->lp.rt = su->rt;
     w->lp.clients = su->clients;
     w->lp.otlp = su->otlp;
+    w->lp.status = su->status;
     TAILQ_INIT(&w->lp.conns);
     TAILQ_INIT(&w->lp.reap);
     loop_seed(&w->lp);

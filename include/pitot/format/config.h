@@ -14,6 +14,7 @@
 #define CFG_MAX_BUCKETS 40
 #define CFG_MAX_PHRASES 64
 #define CFG_NAME_MAX 64
+#define CFG_ADMIN_TOKEN_MAX 256 /* admin_token, NUL included */
 #define CFG_HOST_MAX 256
 #define CFG_MAX_BACKEND_MODELS 16
 #define CFG_MAX_ALIASES 32
@@ -140,6 +141,9 @@ struct cfg {
     bool admin;                    /* admin_listen is set; default false (off) */
     char admin_host[CFG_HOST_MAX]; /* as listen_host; "" when off */
     uint16_t admin_port;           /* 0 when off (or a free port, as listen) */
+    /* admin_token: with it, the admin listener's POSTs (/admin/...) need
+       "Authorization: Bearer <token>"; "" (the default): they need none */
+    char admin_token[CFG_ADMIN_TOKEN_MAX];
     /* tls: the listener speaks TLS when it has a certificate */
     struct cfg_tls_cert tls_certs[CFG_MAX_CERTS]; /* tls.certificates: [0] the default,
                                        the others chosen by SNI; none: plain HTTP */

@@ -327,6 +327,44 @@ struct met_proc_stat {
  * ends before field 25. */
 int met_proc_stat_parse(struct span text, struct met_proc_stat *st);
 
+/* ---- totals, for the status page ------------------------------------------
+ * Read from n registries of the same config (one per worker), summed, off the
+ * request path: a status sampler calls them once a second. */
+
+/* One backend's totals since start. */
+struct met_backend_totals {
+    uint64_t requests;                  /* pitot_requests_total on its series, any code */
+    uint64_t errors;                    /* of them 5xx */
+    uint64_t ttft[CFG_MAX_BUCKETS + 1]; /* TTFT histogram, non-cumulative, bounds of
+                                           met_bounds_us; the last above them all */
+};
+
+/* One tier's totals since start (queue_depth: now). */
+struct met_tier_totals {
+    int64_t queue_depth; /* pitot_queue_depth summed */
+    uint64_t shed;       /* pitot_shed_total, every reason */
+    uint64_t slo_met;    /* pitot_slo_requests_total{met="true"} */
+    uint64_t slo_total;  /* pitot_slo_requests_total, both */
+};
+
+/* Totals of backend (out of range: zeros) and of tier (the same). */
+void met_totals_backend(struct met_registry *const *regs, size_t n, unsigned backend,
+                        struct met_backend_totals *t);
+void met_totals_tier(struct met_registry *const *regs, size_t n, unsigned tier,
+                     struct met_tier_totals *t);
+
+/* The histogram bucket bounds in microseconds, ascending, into *bound_us
+ * (borrowed from r); returns how many. */
+unsigned met_bounds_us(const struct met_registry *r, const uint64_t **bound_us);
+
+/* The process's resident memory and open descriptors, from /proc now; -1
+ * each when it cannot be read. No allocation. */
+struct met_process_now {
+    int64_t rss_bytes;
+    int64_t open_fds;
+};
+void met_process_read(struct met_process_now *p);
+
 /* Writes the metrics reference as a Markdown table (name, type, labels, help):
  * pitot's families, then the OpenTelemetry ones below, marked as such. */
 void met_doc_markdown(FILE *f);

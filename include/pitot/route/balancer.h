@@ -44,6 +44,8 @@ struct bal_backend {
     unsigned fails;            /* consecutive connect failures or 5xx */
     unsigned ejections;        /* ejections in a row, for the growing time */
     uint64_t ejected_until_us; /* monotonic; 0 when not ejected */
+    bool disabled;             /* taken out by an operator (bal_disable): never chosen,
+                                  not up; kept across bal_activate */
 };
 
 struct bal {
@@ -152,7 +154,14 @@ bool bal_ejected(const struct bal_backend *b, uint64_t now_us);
 /* The served name a client's model name maps to (routing.aliases), or name. */
 struct span bal_alias(const struct cfg *c, struct span name);
 
-/* Number of backends currently active and up. */
+/* Number of backends currently active, up and not disabled. */
 size_t bal_up_count(const struct bal *bl);
+
+/* Takes the backends named `name` out of the choice (disabled true) or puts
+ * them back: the backend of that configured name, and when it is a DNS name,
+ * every one of its address slots ("name/1", ...); a slot's own name
+ * ("name/2") is that slot alone. Requests in flight on them go on. Returns
+ * how many backends matched (0: no such name). */
+size_t bal_disable(struct bal *bl, struct span name, bool disabled);
 
 #endif

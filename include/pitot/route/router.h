@@ -92,7 +92,12 @@ void router_addr(struct router *rt, unsigned be, struct sockaddr_storage *ss, so
 /* Backends up now (bal_up_count). */
 size_t router_up_count(struct router *rt);
 
-/* The union of the model names the healthy backends (active, up, not
+/* An operator disables (true) or enables the backends of `name`
+ * (bal_disable). Returns how many backends matched. The caller kicks its
+ * loop's queue after an enable (router_room runs on the probing loop only). */
+size_t router_disable(struct router *rt, struct span name, bool disabled);
+
+/* The union of the model names the healthy backends (active, up, enabled, not
  * ejected) serve, without repeats, in backend order, at most cap of them,
  * into names; *unlisted: how many healthy backends list none (they serve any
  * name). Returns the number of names. */

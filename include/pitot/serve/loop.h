@@ -24,6 +24,7 @@ struct otlp;
 struct queue_port;
 struct refusal_phrases;
 struct relay;
+struct status;
 struct tls_server;
 struct upstream;
 
@@ -44,6 +45,8 @@ struct loop {
                                                every loop (limits.max_clients) */
     struct otlp *otlp;         /* owned: span exporter; NULL when traces are off */
     struct tls_server *tls;    /* owned: the client listener's TLS; NULL: plain */
+    struct status *status;     /* borrowed, shared: the status page's data and
+                                  runtime control; NULL without admin_listen */
     struct json_toks toks;     /* owned scratch for JSON parsing */
     char *scratch;             /* owned: multi-line SSE data, max_event_bytes */
     size_t scratch_cap;

@@ -12,6 +12,7 @@ struct alog;
 struct cfg;
 struct process;
 struct refusal_phrases;
+struct status;
 struct event_base;
 
 /* Sets up c->workers workers (at least 1) and what they share: the router
@@ -69,6 +70,11 @@ unsigned process_admin_port(const struct process *p);
 
 /* The number of workers. */
 size_t process_workers(const struct process *p);
+
+/* The status page's data and runtime control (status.h), sampled on worker
+ * 0's loop; NULL without admin_listen. The process's reload wiring calls
+ * status_set_reload on it. */
+struct status *process_status(const struct process *p);
 
 void process_free(struct process *p);
 

@@ -36,6 +36,7 @@ struct worker_setup {
     struct queue *queue;
     _Atomic unsigned *clients; /* client connections of every worker */
     struct otlp *otlp;         /* the span exporter; NULL when traces are off */
+    struct status *status;     /* the status page's data; NULL without admin_listen */
     uint16_t listen_port;      /* the port to bind: cfg's, or worker 0's bound one */
     uint16_t admin_port;
     unsigned index; /* 0 .. workers-1; worker 0 runs on the main thread */
