@@ -107,11 +107,11 @@ bool router_result(struct router *rt, struct bal_backend *be, bool failure, uint
 {
     const char *name = be->cfg->name;
     uint64_t until;
-    unsigned ejections;
+    unsigned ejections, failures;
     bool ejected, back = false;
     char d[24];
 
-    router_lock(rt);
+    router_lock(rt); /* rt->cfg too: a reload swaps it under the lock */
     if (!failure && be->ejected_until_us != 0 && now_us >= be->ejected_until_us) {
         /* its ejection is over and it answered: taken back, said once (a
          * passing probe says it when it comes first); bal_result forgets
@@ -122,11 +122,11 @@ bool router_result(struct router *rt, struct bal_backend *be, bool failure, uint
     ejected = bal_result(&rt->bal, be, failure, now_us);
     until = be->ejected_until_us;
     ejections = be->ejections;
+    failures = rt->cfg->eject_failures;
     router_unlock(rt);
     if (ejected)
         log_warn("backend %s: ejected for %s after %u failures in a row (ejection %u in a row)",
-                 name, cfg_fmt_ms(d, sizeof(d), (until - now_us) / 1000), rt->cfg->eject_failures,
-                 ejections);
+                 name, cfg_fmt_ms(d, sizeof(d), (until - now_us) / 1000), failures, ejections);
     if (back)
         log_info("backend %s: taken back: its ejection is over and it answered a request", name);
     return ejected;
