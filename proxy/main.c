@@ -19,6 +19,7 @@
 #include "pitot/measure/refusal.h"
 #include "pitot/io/tls.h"
 #include "pitot/util/log.h"
+#include "pitot/serve/status.h"
 #include "pitot/util/version.h"
 #include "pitot/worker/process.h"
 
@@ -314,6 +315,15 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_info("signal %d, certificates reloaded", (int)sig);
 }
 
+/* POST /admin/reload, on the thread of the worker that answered it: what
+ * SIGHUP does, on the main thread, by making the SIGHUP event active (libevent
+ * wakes that loop). Its result is in the log and pitot_config_reloads_total. */
+static int on_admin_reload(void *ud)
+{
+    event_active(ud, EV_SIGNAL, 1);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -441,6 +451,8 @@ int main(int argc, char **argv)
     evsignal_add(sig_term, NULL);
     evsignal_add(sig_int, NULL);
     evsignal_add(sig_hup, NULL);
+    if (process_status(p)) /* admin_listen: POST /admin/reload */
+        status_set_reload(process_status(p), on_admin_reload, sig_hup);
     if (c.admin) /* before the line that says pitot is up: the admin port is known then */
         log_notice("admin endpoints on %s:%u", c.admin_host, process_admin_port(p));
     log_notice("version %s listening on %s:%u%s, %zu backend%s, %zu worker%s", PITOT_VERSION,

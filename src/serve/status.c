@@ -1,7 +1,7 @@
 /* status: /status.json from the backend table, the metrics registries and a
  * ring of once-a-second snapshots (the last minute's figures are differences
  * between its newest and oldest), the embedded page, the admin paths and
- * token, and the process's reload count. */
+ * token, and the process's reload callback. */
 #include "pitot/serve/status.h"
 
 #include <pthread.h>
@@ -62,18 +62,6 @@ struct status {
     status_reload_cb reload;     /* the process's, or NULL */
     void *reload_ud;
 };
-
-static _Atomic uint64_t status_reloads_n[2]; /* [ok] */
-
-void status_note_reload(bool ok)
-{
-    atomic_fetch_add_explicit(&status_reloads_n[ok ? 1 : 0], 1, memory_order_relaxed);
-}
-
-uint64_t status_reloads(bool ok)
-{
-    return atomic_load_explicit(&status_reloads_n[ok ? 1 : 0], memory_order_relaxed);
-}
 
 struct span status_page(void)
 {
@@ -405,8 +393,8 @@ int status_json(struct status *st, struct evbuffer *out, uint64_t now_us)
                         "\"reload\":%s,\"window_s\":%.1f,\"backends\":[",
                         PITOT_VERSION, (unsigned long long)((now_us - st->start_us) / 1000000),
                         st->nregs, (long long)pn.rss_bytes, (long long)pn.open_fds,
-                        (unsigned long long)status_reloads(true),
-                        (unsigned long long)status_reloads(false), st->reload ? "true" : "false",
+                        (unsigned long long)met_reload_count(true),
+                        (unsigned long long)met_reload_count(false), st->reload ? "true" : "false",
                         (double)window_us / 1e6);
     for (i = 0; i < st->nbe; i++) {
         if (!st->cur[i].active) /* a DNS slot without an address, as in /metrics */

@@ -60,13 +60,6 @@ void status_set_reload(struct status *st, status_reload_cb cb, void *ud);
  * when there is none. */
 int status_reload(struct status *st);
 
-/* A reload of the configuration ended (ok: applied). Any thread; counted
- * for the whole process, shown as reloads in /status.json. */
-void status_note_reload(bool ok);
-
-/* The counts status_note_reload kept. */
-uint64_t status_reloads(bool ok);
-
 /* What POST /admin/backends/{name}/{disable,enable} asks. */
 enum status_action {
     STATUS_ACT_NONE,    /* not such a path */
