@@ -163,6 +163,22 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS")
 
 
+def sanitized(pid):
+    """True when pid runs a sanitizer build (its RSS says nothing about leaks:
+    ASan keeps freed memory in quarantine)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return any("libasan" in l or "libtsan" in l for l in f)
+
+
+def rss_back(pid, before_kib, after_kib):
+    """Asserts RSS came back near its level: at most 20% or 2 MiB above it
+    (the larger), except on a sanitizer build. Returns what it checked."""
+    if sanitized(pid):
+        return "not checked: sanitizer build"
+    assert after_kib <= max(before_kib * 1.2, before_kib + 2048), (before_kib, after_kib)
+    return "within 20%% or 2 MiB"
+
+
 def fds_settled(pid, want=None, timeout=20.0):
     """pitot's open descriptors once idle: the least count seen over 1 s
     (a health probe or a scrape may hold one for a moment), waiting up to

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 
-from faults import fds_settled, h, port_free, rss_kib, stream, upstream_errors
+from faults import fds_settled, h, port_free, rss_back, rss_kib, stream, upstream_errors
 
 SECONDS = float(os.environ.get("CHAOS_SECONDS") or 40)
 SEED = int(os.environ.get("CHAOS_SEED") or 11)
@@ -146,7 +146,7 @@ def t_chaos():
     print("chaos: pitot open fds %d before, %d after; RSS %d KiB before, %d KiB after (%+.1f%%)"
           % (fds0, fds1, rss0, rss1, 100.0 * (rss1 - rss0) / rss0))
     assert fds1 == fds0, "fds %d -> %d: %s" % (fds0, fds1, sorted(set(list1) - set(list0)))
-    assert rss1 <= max(rss0 * 1.2, rss0 + 2048), (rss0, rss1)
+    print("chaos: RSS %s" % rss_back(pid, rss0, rss1))
     # and pitot still serves every API whole
     for api in ("chat", "completions", "responses", "messages"):
         st = stream(pitot.port, api, max_tokens=5)

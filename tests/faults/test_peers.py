@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from faults import fds_settled, h, rss_kib, sim_stats, stream, upstream_errors
+from faults import fds_settled, h, rss_back, rss_kib, sim_stats, stream, upstream_errors
 
 
 class MetricsBackend(h.ThreadedBackend):
@@ -219,7 +219,7 @@ def t_peers():
         print("peers: %d requests; pitot open fds %d before, %d after; RSS %d KiB before, "
               "%d KiB after" % (n_sent, fds0, fds1, rss0, rss1))
         assert fds1 == fds0, "fds %d -> %d: %s" % (fds0, fds1, sorted(set(list1) - set(list0)))
-        assert rss1 <= max(rss0 * 1.2, rss0 + 2048), (rss0, rss1)
+        print("peers: RSS %s" % rss_back(pid, rss0, rss1))
         h.stop_pitot_clean(pitot)
     finally:
         held.set()
