@@ -3,7 +3,8 @@
 #   make test       install missing packages, build, run unit + integration + fuzz replay
 #   make asan       the same tests under AddressSanitizer + UBSan (build/asan/)
 #   make test-faults  the fault suite (tests/faults/); make soak DURATION=30m
-#   make demo       pitot in front of two simulated replicas, with a summary (KEEP=1 keeps it)
+#   make demo       pitot in front of two simulated replicas, with a summary and the status
+#                   page's URL (KEEP=1 keeps it; SCREENSHOT=file.png saves the page)
 #   make fuzz       libFuzzer builds of the parsers (clang)
 #   V=1 verbose, WERROR=1 adds -Werror (CI does).
 
@@ -153,7 +154,7 @@ test-faults: deps
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)BUILD=$(BUILD) KEEP=$(KEEP) bash tests/demo.sh
+	$(Q)BUILD=$(BUILD) KEEP=$(KEEP) SCREENSHOT=$(SCREENSHOT) bash tests/demo.sh
 
 # Routing benchmark (not a test): the same pool and open-loop load behind pitot
 # least_busy, pitot round_robin and nginx least_conn. BENCH_SECONDS=60 per run.

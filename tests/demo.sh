@@ -2,8 +2,22 @@
 # make demo: pitot in front of two simulated llama.cpp replicas, a burst of
 # streaming chat requests and a few on the Responses and Messages APIs, then
 # what pitot measured per backend and API, read back from its /metrics.
-# KEEP=1 leaves the three processes running; BUILD selects the build directory.
+# pitot's own endpoints and its status page are on an admin listener; the
+# demo prints the page's URL. KEEP=1 leaves the three processes running;
+# BUILD selects the build directory; SCREENSHOT=FILE.png (or --screenshot
+# FILE.png) saves the status page as headless Chromium renders it in the
+# middle of the load.
 set -euo pipefail
+
+SCREENSHOT=${SCREENSHOT:-}
+while [ $# -gt 0 ]; do
+    case $1 in
+    --screenshot) SCREENSHOT=${2:?--screenshot needs a file}; shift 2 ;;
+    --screenshot=*) SCREENSHOT=${1#--screenshot=}; shift ;;
+    *) echo "usage: $0 [--screenshot FILE.png]" >&2; exit 2 ;;
+    esac
+done
+[ -n "$SCREENSHOT" ] && SCREENSHOT=$(realpath -m -- "$SCREENSHOT")
 
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -23,6 +37,10 @@ done
 for t in python3 curl; do
     command -v "$t" >/dev/null || { echo "demo: needs $t" >&2; exit 1; }
 done
+if [ -n "$SCREENSHOT" ] && ! command -v chromium >/dev/null; then
+    echo "demo: SCREENSHOT needs chromium (apt-get install chromium)" >&2
+    exit 1
+fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pitot-demo.XXXXXX")
 PIDS=()
@@ -125,6 +143,7 @@ port_b=$(wait_listening replica-b "$TMP/replica-b.err" "$pid_b")
 # bucket-estimated quantiles below land close to the true values.
 cat >"$TMP/pitot.yaml" <<EOF
 listen: $HOST:0
+admin_listen: $HOST:0
 backends:
   - url: http://$HOST:$port_a
     name: replica-a
@@ -140,10 +159,13 @@ start pitot "$BUILD/pitot" -c "$TMP/pitot.yaml" --access-log "$TMP/access.log"
 pid_p=$LAST_PID
 port_p=$(wait_listening pitot "$TMP/pitot.err" "$pid_p")
 URL=http://$HOST:$port_p
+# the admin port is logged before the "listening on" line
+port_adm=$(sed -n 's/.*admin endpoints on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$TMP/pitot.err" | head -1)
+ADMIN=http://$HOST:$port_adm
 
 ready=0
 for _ in $(seq 1 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN/readyz" || true)
     if [ "$code" = 200 ]; then
         ready=1
         break
@@ -152,13 +174,23 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 if [ "$ready" != 1 ]; then
-    echo "demo: pitot's $URL/readyz did not answer 200 within 5 s (last: ${code:-none})" >&2
+    echo "demo: pitot's $ADMIN/readyz did not answer 200 within 5 s (last: ${code:-none})" >&2
     exit 1
 fi
 printf '   %-10s %-22s pid %s\n' replica-a "$HOST:$port_a" "$pid_a" \
     replica-b "$HOST:$port_b" "$pid_b" pitot "$HOST:$port_p" "$pid_p"
-echo "   $(head -1 "$TMP/pitot.err")"
-echo "   $URL/readyz answers 200: both backends passed their health check"
+grep 'listening on' "$TMP/pitot.err" | head -1 | sed 's/^/   /'
+echo "   $ADMIN/readyz answers 200: both backends passed their health check"
+echo "   status page (live, refreshed every second): $ADMIN/status"
+
+# The status page as a browser shows it in the middle of the load.
+if [ -n "$SCREENSHOT" ]; then
+    mkdir -p "$(dirname "$SCREENSHOT")"
+    (sleep 7 && chromium --headless=new --no-sandbox --disable-gpu --no-first-run \
+        --hide-scrollbars --user-data-dir="$TMP/chromium" --virtual-time-budget=3000 \
+        --window-size=1280,480 --screenshot="$SCREENSHOT" "$ADMIN/status" >/dev/null 2>&1) &
+    shot_pid=$!
+fi
 
 header "Client side: pitot-load sends $REQUESTS streaming chat requests through pitot" \
     "$CONCURRENCY at a time, $PROMPT_TOKENS-token prompts, max_tokens $MAX_TOKENS; what the client measured:"
@@ -191,8 +223,8 @@ for _ in $(seq 1 40); do
     sleep 0.05
 done
 
-curl -sf "$URL/metrics" >"$TMP/metrics.txt"
-header "Proxy side: what pitot measured per backend and API (the api label), from $URL/metrics" \
+curl -sf "$ADMIN/metrics" >"$TMP/metrics.txt"
+header "Proxy side: what pitot measured per backend and API (the api label), from $ADMIN/metrics" \
     "TTFT = time to first token, ITL = gap between tokens, E2E = whole request." \
     "Quantiles are estimates from the histogram buckets (linear interpolation," \
     "as Prometheus' histogram_quantile does), not exact values: each can be off" \
@@ -204,11 +236,27 @@ python3 tests/demo_summary.py table "$TMP/metrics.txt"
 
 header "Access log: pitot writes one JSON line per request (--access-log FILE)"
 python3 tests/demo_summary.py accesslog "$TMP/access.log"
-# pitot logs to stderr only what goes wrong (past its start line): show it if so.
-if [ "$(grep -vc 'listening on' "$TMP/pitot.err" || true)" -gt 0 ]; then
+# pitot logs to stderr only what goes wrong (past its start lines): show it if so.
+if [ "$(grep -vc 'listening on\|admin endpoints on' "$TMP/pitot.err" || true)" -gt 0 ]; then
     echo
     echo "  pitot's own log (stderr):"
-    grep -v 'listening on' "$TMP/pitot.err" | tail -10 | sed 's/^/    /'
+    grep -v 'listening on\|admin endpoints on' "$TMP/pitot.err" | tail -10 | sed 's/^/    /'
+fi
+
+header "Status page: $ADMIN/status" \
+    "one self-contained page, refreshed every second from $ADMIN/status.json:" \
+    "each backend's state, load, TTFT and errors over the last minute; tiers; the process"
+curl -sf "$ADMIN/status.json" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+for b in s["backends"]:
+    f = lambda v, u="": "-" if v is None else "%g%s" % (v, u)
+    print("   %-10s %-8s requests/min %-3d TTFT p50 %-9s p95 %-9s time/token %s" % (
+        b["name"], b["state"], b["requests_1m"], f(b["ttft_p50_ms"], " ms"),
+        f(b["ttft_p95_ms"], " ms"), f(b["tpot_ms"], " ms")))'
+if [ -n "$SCREENSHOT" ]; then
+    wait "$shot_pid" || { echo "demo: chromium could not take the screenshot" >&2; exit 1; }
+    echo "   screenshot (headless Chromium, 1280x480, 7 s into the chat load): $SCREENSHOT"
 fi
 
 elapsed=$((SECONDS - t_start))
@@ -217,13 +265,17 @@ if [ "$KEEP" = 1 ]; then
     header "KEEP=1: leaving the processes running (demo took ${elapsed} s)"
     printf '   %-10s pid %-8s http://%s:%s\n' replica-a "$pid_a" "$HOST" "$port_a" \
         replica-b "$pid_b" "$HOST" "$port_b" pitot "$pid_p" "$HOST" "$port_p"
+    printf '   %-10s              %s (admin: /status, /metrics, /readyz)\n' "" "$ADMIN"
     cat <<EOF
 
    stream a chat answer through pitot:
      curl -N $URL/v1/chat/completions -H 'Content-Type: application/json' -d '{"model":"small","stream":true,"max_tokens":16,"messages":[{"role":"user","content":"Hello"}]}'
    the same on the Anthropic Messages API (as Anthropic's SDK sends it):
      curl -N $URL/v1/messages -H 'Content-Type: application/json' -H 'anthropic-version: 2023-06-01' -d '{"model":"small","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"Hello"}]}'
-   metrics:     curl -s $URL/metrics
+   status page: $ADMIN/status (data: $ADMIN/status.json)
+   take replica-b out (in-flight requests finish), then back:
+     curl -X POST $ADMIN/admin/backends/replica-b/disable; curl -X POST $ADMIN/admin/backends/replica-b/enable
+   metrics:     curl -s $ADMIN/metrics
    access log:  tail -f $TMP/access.log
    stop them:   kill $pid_a $pid_b $pid_p; rm -rf $TMP
 EOF
