@@ -1094,7 +1094,12 @@ static void test_expose_process(void **state)
         snprintf(line, sizeof(line), "# TYPE %s %s", fam[i][0], fam[i][1]);
         assert_line(t, line);
     }
-    assert_int_equal(fx_count_prefix(t, "# TYPE "), 7);
+    assert_int_equal(fx_count_prefix(t, "# TYPE "), 9);
+    /* the reload counters, as Prometheus exposes its own */
+    assert_line(t, "# TYPE pitot_config_reloads_total counter");
+    assert_non_null(strstr(t, "\npitot_config_reloads_total{result=\"failure\"} "));
+    assert_non_null(strstr(t, "\npitot_config_reloads_total{result=\"success\"} "));
+    assert_line(t, "# TYPE pitot_config_last_reload_success_timestamp_seconds gauge");
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
     assert_true(proc_value(t, "process_max_fds") == (double)rl.rlim_cur);
     fds = proc_value(t, "process_open_fds"); /* both counts include their reader */
