@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (HOST, Reader, access_log, build_request, canary_headers, check,  # noqa: E402
                      connect, finish, free_port, request, sse_data, start_pitot, start_sim,
-                     wait_for, chat_body)
+                     stop_pitot_clean, wait_for, chat_body)
 
 NAMES = ("alpha", "bravo", "charlie")
 TOKEN = "adm-tok-5f19e0"
@@ -86,6 +86,23 @@ def start_stream(port, max_tokens):
     return s, Reader(s)
 
 
+def send_marked(pitot, tag, n=6):
+    """n short chat requests, each with its own X-Request-Id; their ids."""
+    ids = ["%s-%d-%d" % (tag, os.getpid(), i) for i in range(n)]
+    for rid in ids:
+        r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2),
+                    headers=[("X-Request-Id", rid)])
+        assert r.status == 200, r.status
+    return ids
+
+
+def marked_lines(pitot, ids):
+    """The access-log lines of those requests."""
+    ok = lambda: [l for l in access_log(pitot) if l["id"] in ids]  # noqa: E731
+    wait_for(lambda: len(ok()) == len(ids), 5)
+    return ok()
+
+
 def t_status_json_drain_and_page():
     sims = [start_sim("--tokens-per-s", "10") for _ in NAMES]
     admin = free_port()
@@ -104,8 +121,11 @@ def t_status_json_drain_and_page():
               "in_flight", "running", "waiting", "scrape_age_s", "cache", "tpot_ms",
               "ttft_p50_ms", "ttft_p95_ms", "requests_1m", "errors_1m", "error_rate", "load"):
         assert k in b, (k, b)
-    assert wait_for(lambda: backend(status(admin), "alpha")["flavor"] == "llamacpp", 3)
-    assert b["capacity"] == 2 and b["disabled"] is False, b
+    # flavor and capacity from its first scrape (llama.cpp's /props: 2 slots)
+    assert wait_for(lambda: backend(status(admin), "alpha")["flavor"] == "llamacpp", 5)
+    b = wait_for(lambda: (lambda x: x if x["capacity"] == 2 else None)(
+        backend(status(admin), "alpha")), 5)
+    assert b and b["disabled"] is False and b["running"] == 0 and b["waiting"] == 0, b
 
     # a few requests: the last minute's figures move
     for _ in range(4):
@@ -120,7 +140,7 @@ def t_status_json_drain_and_page():
     assert st["window_s"] >= 1 and all(len(b["load"]) >= 2 for b in st["backends"]), st
 
     # a stream in flight on one backend, which is then disabled
-    s, rd = start_stream(pitot.port, 40)  # 4 s at 10 tokens/s
+    s, rd = start_stream(pitot.port, 60)  # 6 s at 10 tokens/s
     busy = wait_for(lambda: [b["name"] for b in status(admin)["backends"] if b["in_flight"]], 3)
     assert busy and len(busy) == 1, status(admin)
     name = busy[0]
@@ -137,11 +157,8 @@ def t_status_json_drain_and_page():
     assert all(rows.get(n) == "up" for n in NAMES if n != name), rows
     assert int(re.search(r'<body[^>]*data-refreshes="(\d+)"', dom).group(1)) >= 1, dom[:400]
     # no new request reaches it
-    n0 = len(access_log(pitot))
-    for _ in range(6):
-        r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2))
-        assert r.status == 200, r.status
-    lines = access_log(pitot, n0 + 6)[n0:]
+    sent = send_marked(pitot, "off")
+    lines = marked_lines(pitot, sent)
     assert len(lines) == 6 and all(l["backend"] != name for l in lines), lines
     # its stream finishes whole
     resp = rd.read()
@@ -174,13 +191,11 @@ def t_status_json_drain_and_page():
     r = post(admin, "/admin/backends/%s/enable" % name)
     assert r.status == 200 and json.loads(r.body)["disabled"] is False, (r.status, r.body)
     assert states(admin)[name] == "up", states(admin)
-    n0 = len(access_log(pitot))
-    for _ in range(6):
-        r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2))
-        assert r.status == 200, r.status
-    lines = access_log(pitot, n0 + 6)[n0:]
-    assert any(l["backend"] == name for l in lines), lines
+    sent = send_marked(pitot, "on")
+    lines = marked_lines(pitot, sent)
+    assert len(lines) == 6 and any(l["backend"] == name for l in lines), lines
     assert all(l["backend"] != kname for l in lines), lines
+    stop_pitot_clean(pitot)
 
 
 def t_admin_errors_and_token():
@@ -237,6 +252,7 @@ def t_admin_errors_and_token():
     assert r.status == 503, r.status
     r = request(pitot.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2))
     assert r.status == 503, r.status
+    stop_pitot_clean(pitot)
 
 
 def t_client_port():
@@ -255,6 +271,8 @@ def t_client_port():
     assert b"pitot status" not in r.body, r.body[:200]
     r = request(plain.port, "GET", "/status.json")
     assert b"backends" not in r.body, r.body[:200]
+    stop_pitot_clean(pitot)
+    stop_pitot_clean(plain)
 
 
 check("status.json: fields, figures, a disabled backend drains and is skipped, a killed one is "
