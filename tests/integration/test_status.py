@@ -140,7 +140,7 @@ def t_status_json_drain_and_page():
     assert st["window_s"] >= 1 and all(len(b["load"]) >= 2 for b in st["backends"]), st
 
     # a stream in flight on one backend, which is then disabled
-    s, rd = start_stream(pitot.port, 60)  # 6 s at 10 tokens/s
+    s, rd = start_stream(pitot.port, 80)  # 8 s at 10 tokens/s: time for a browser
     busy = wait_for(lambda: [b["name"] for b in status(admin)["backends"] if b["in_flight"]], 3)
     assert busy and len(busy) == 1, status(admin)
     name = busy[0]
