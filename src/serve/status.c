@@ -185,10 +185,11 @@ static void status_copy_table(struct status *st, uint64_t now_us)
 }
 
 /* A backend's load as the sparkline shows it: the larger of pitot's
- * in-flight count and the backend's own running + waiting. */
+ * in-flight count and the backend's own running + waiting (not once it is
+ * down: its last scrape is old news). */
 static uint64_t status_load(const struct status_be *b)
 {
-    uint64_t own = (uint64_t)b->running + b->waiting;
+    uint64_t own = b->up && b->scraped_us ? (uint64_t)b->running + b->waiting : 0;
 
     return own > b->in_flight ? own : b->in_flight;
 }

@@ -113,6 +113,7 @@ static void test_json_table(void **state)
     bal_measured(&rt.bal.b[0], 20000);
     bal_dispatched(&rt.bal.b[1]);
     assert_int_equal(bal_disable(&rt.bal, span_cstr("b1"), true), 1);
+    bal_scraped(&rt.bal.b[2], 5, 5, -1, t0); /* its last words before it went down */
     rt.bal.b[2].up = false;
     rt.bal.b[3].up = false;
     rt.bal.b[3].loading = true;
@@ -177,6 +178,8 @@ static void test_json_table(void **state)
     free(o);
     o = backend_obj(js, "b2");
     assert_non_null(strstr(o, "\"state\":\"down\""));
+    assert_non_null(strstr(o, "\"running\":5,\"waiting\":5")); /* as last scraped */
+    assert_non_null(strstr(o, "\"load\":[0,0]"));              /* but no load */
     free(o);
     o = backend_obj(js, "b3");
     assert_non_null(strstr(o, "\"state\":\"loading\""));
