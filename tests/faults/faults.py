@@ -176,7 +176,7 @@ def rss_back(pid, before_kib, after_kib):
     if sanitized(pid):
         return "not checked: sanitizer build"
     assert after_kib <= max(before_kib * 1.2, before_kib + 2048), (before_kib, after_kib)
-    return "within 20%% or 2 MiB"
+    return "within 20% or 2 MiB of it"
 
 
 def fds_settled(pid, want=None, timeout=20.0):
