@@ -305,9 +305,12 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct sigctx *sc = arg;
 
+    /* the count keeps two reloads within a second apart (the log writes a
+     * repeated line at most once a second) */
     if (reload_config(sc) == 0)
-        log_info("signal %d, configuration reloaded from %s", (int)sig,
-                 sc->conf ? sc->conf : "the command line");
+        log_info("signal %d, configuration reloaded from %s (reload %llu since the start)",
+                 (int)sig, sc->conf ? sc->conf : "the command line",
+                 (unsigned long long)met_reload_count(true));
     if (alog_reopen(sc->alog) != 0)
         log_error("signal %d: reopening the access log '%s' failed", (int)sig,
                   process_cfg(sc->p)->access_log);

@@ -136,7 +136,33 @@ def t_in_flight_keep_their_config():
     stop_pitot_clean(pt.proc)
 
 
+def t_keys_and_tiers_reload():
+    sim = start_sim("--model", "small", "--tokens-per-s", "400")
+    tiers = ("tiers:\n  - name: default\n  - name: gold\n    priority: 10\n"
+             "    keys: [%s]\n")
+    pt = Pitot(config([sim.port], tiers % '"sk-one"'))
+
+    def tier_of(key):
+        n = len(access_log(pt.proc))
+        r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="small"),
+                    headers=[("Authorization", "Bearer " + key)])
+        assert r.status == 200, r.status
+        return access_log(pt.proc, n + 1)[n]["tier"]
+    assert tier_of("sk-one") == "gold" and tier_of("sk-two") == "default"
+    # a key added to a tier and one taken away: both at once, no restart
+    pt.reload(config([sim.port], tiers % '"sk-two"'))
+    assert tier_of("sk-two") == "gold" and tier_of("sk-one") == "default"
+    # require_auth switched on: a request without a configured key is refused
+    pt.reload(config([sim.port], tiers % '"sk-two"' + "require_auth: true\n"))
+    r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="small"),
+                headers=[("Authorization", "Bearer sk-one")])
+    assert r.status == 401, r.status
+    assert tier_of("sk-two") == "gold"
+    stop_pitot_clean(pt.proc)
+
+
 check("SIGHUP: a new configuration applies to new requests; a failing one changes nothing "
       "and is logged with its line; what takes a restart is kept and said", t_reload_applies)
 check("a request in flight keeps the configuration it began under", t_in_flight_keep_their_config)
+check("a reload changes the tiers' keys and require_auth", t_keys_and_tiers_reload)
 finish()
