@@ -183,6 +183,45 @@ static void vl_loading(struct sim_conn *c, const struct sim_http *h)
     vl_error(c, -1, 503, NULL, "The model is still loading; the server is not ready.");
 }
 
+/* Validation errors come from FastAPI's RequestValidationError handler: the
+ * pydantic error list as text, type "Bad Request". Answers a body that
+ * sim_gen_parse or sim_api_parse refused before its context check (field:
+ * the body's required member) and returns true; false for SIM_GEN_OK and
+ * SIM_GEN_ECONTEXT, which each route answers its own way. */
+static bool vl_invalid(struct sim_conn *c, int route, enum sim_gen_err rc, const char *field)
+{
+    char emsg[640];
+
+    switch (rc) {
+    case SIM_GEN_EJSON:
+        vl_error(c, route, 400, "Bad Request",
+                 "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', "
+                 "'input': {}, 'ctx': {'error': 'Expecting value'}}]");
+        return true;
+    case SIM_GEN_ENOTOBJ:
+        vl_error(
+            c, route, 400, "Bad Request",
+            "[{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
+            "dictionary or object to extract fields from', 'input': None}]");
+        return true;
+    case SIM_GEN_EMISSING:
+        snprintf(emsg, sizeof(emsg),
+                 "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
+                 "'input': {}}]",
+                 field);
+        vl_error(c, route, 400, "Bad Request", emsg);
+        return true;
+    case SIM_GEN_ETYPE:
+        snprintf(emsg, sizeof(emsg),
+                 "[{'type': 'list_type', 'loc': ('body', '%s'), 'msg': 'Input should be a valid "
+                 "list', 'input': None}]",
+                 field);
+        vl_error(c, route, 400, "Bad Request", emsg);
+        return true;
+    default: return false;
+    }
+}
+
 /* ---- generation ---- */
 
 static void vl_generate(struct sim_conn *c, const struct sim_http *h, int route)
@@ -193,6 +232,7 @@ static void vl_generate(struct sim_conn *c, const struct sim_http *h, int route)
     struct sim_gen g;
     struct sim_req *r;
     char msg[512], emsg[640];
+    enum sim_gen_err rc;
 
     s->stats.requests++;
     if (s->conf.fail_status) {
@@ -200,34 +240,11 @@ static void vl_generate(struct sim_conn *c, const struct sim_http *h, int route)
                  "simulated failure (pitot-sim --fail-status)");
         return;
     }
-    /* Validation errors come from FastAPI's RequestValidationError handler:
-     * the pydantic error list as text, type "Bad Request". */
-    switch (sim_gen_parse(s, h->body, ep, &g, msg, sizeof(msg))) {
-    case SIM_GEN_OK: break;
-    case SIM_GEN_EJSON:
-        vl_error(c, route, 400, "Bad Request",
-                 "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', "
-                 "'input': {}, 'ctx': {'error': 'Expecting value'}}]");
+    rc = sim_gen_parse(s, h->body, ep, &g, msg, sizeof(msg));
+    if (vl_invalid(c, route, rc, field))
         return;
-    case SIM_GEN_ENOTOBJ:
-        vl_error(
-            c, route, 400, "Bad Request",
-            "[{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
-            "dictionary or object to extract fields from', 'input': None}]");
-        return;
-    case SIM_GEN_EMISSING:
-        snprintf(emsg, sizeof(emsg),
-                 "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
-                 "'input': {}}]",
-                 field);
-        vl_error(c, route, 400, "Bad Request", emsg);
-        return;
-    case SIM_GEN_ETYPE:
-        vl_error(
-            c, route, 400, "Bad Request",
-            "[{'type': 'list_type', 'loc': ('body', 'messages'), 'msg': 'Input should be a valid "
-            "list', 'input': None}]");
-        return;
+    switch (rc) {
+    default: break; /* SIM_GEN_OK: vl_invalid answered the others */
     case SIM_GEN_ECONTEXT:
         if (g.prompt_tokens >= s->conf.ctx_tokens)
             snprintf(emsg, sizeof(emsg),
@@ -272,6 +289,7 @@ static void vl_api(struct sim_conn *c, const struct sim_http *h, int route, enum
     struct sim_gen g;
     struct sim_req *r;
     char msg[512], emsg[640];
+    enum sim_gen_err rc;
     size_t n;
 
     if (!count)
@@ -281,28 +299,11 @@ static void vl_api(struct sim_conn *c, const struct sim_http *h, int route, enum
                  "simulated failure (pitot-sim --fail-status)");
         return;
     }
-    switch (sim_api_parse(s, h->body, api, &g, msg, sizeof(msg))) {
-    case SIM_GEN_OK: break;
-    case SIM_GEN_EJSON:
-        vl_error(c, route, 400, "Bad Request",
-                 "[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error', "
-                 "'input': {}, 'ctx': {'error': 'Expecting value'}}]");
+    rc = sim_api_parse(s, h->body, api, &g, msg, sizeof(msg));
+    if (vl_invalid(c, route, rc, field))
         return;
-    case SIM_GEN_ENOTOBJ:
-    case SIM_GEN_EMISSING:
-        snprintf(emsg, sizeof(emsg),
-                 "[{'type': 'missing', 'loc': ('body', '%s'), 'msg': 'Field required', "
-                 "'input': {}}]",
-                 field);
-        vl_error(c, route, 400, "Bad Request", emsg);
-        return;
-    case SIM_GEN_ETYPE:
-        snprintf(emsg, sizeof(emsg),
-                 "[{'type': 'list_type', 'loc': ('body', '%s'), 'msg': 'Input should be a valid "
-                 "list', 'input': None}]",
-                 field);
-        vl_error(c, route, 400, "Bad Request", emsg);
-        return;
+    switch (rc) {
+    default: break; /* SIM_GEN_OK: vl_invalid answered the others */
     case SIM_GEN_ECONTEXT:
         if (count)
             break;
