@@ -402,6 +402,20 @@ enum sim_gen_err {
     SIM_GEN_ECONTEXT, /* prompt + max_tokens does not fit --ctx */
 };
 
+/* The start every generation body shares: g cleared (max_tokens -1), body
+ * parsed, an object with a member `field`. SIM_GEN_OK with *jo (the caller's
+ * to pass to sim_gen_close) and *vo (the member's value), or an error with
+ * nothing to free; on SIM_GEN_EJSON msg holds the parser's message. */
+enum sim_gen_err sim_gen_open(struct span body, const char *field, struct sim_gen *g,
+                              struct sim_json **jo, int *vo, char *msg, size_t cap);
+
+/* The end they share, when rc is still SIM_GEN_OK: prompt_tokens from
+ * prompt_bytes (4 a token, rounded up), max_tokens -1 when negative, stream,
+ * and SIM_GEN_ECONTEXT when prompt (+ max_tokens) does not fit --ctx. Frees
+ * j; returns rc or SIM_GEN_ECONTEXT. */
+enum sim_gen_err sim_gen_close(const struct sim_srv *s, struct sim_json *j, struct sim_gen *g,
+                               size_t prompt_bytes, enum sim_gen_err rc);
+
 /* Parses an OpenAI /v1/chat/completions or /v1/completions body (ep says
  * which) into g. On SIM_GEN_EJSON, msg holds the parser's message. */
 enum sim_gen_err sim_gen_parse(const struct sim_srv *s, struct span body, enum sim_ep ep,

@@ -18,26 +18,15 @@ const char *sim_api_field(enum sim_api api)
 enum sim_gen_err sim_api_parse(const struct sim_srv *s, struct span body, enum sim_api api,
                                struct sim_gen *g, char *msg, size_t cap)
 {
-    struct sim_json *j = sim_json_parse(body, msg, cap);
-    enum sim_gen_err rc = SIM_GEN_OK;
+    struct sim_json *j;
     size_t bytes = 0;
     int v;
+    enum sim_gen_err rc = sim_gen_open(body, sim_api_field(api), g, &j, &v, msg, cap);
 
-    memset(g, 0, sizeof(*g));
     g->ep = SIM_EP_CHAT;
     g->api = api;
-    g->max_tokens = -1;
-    if (j == NULL)
-        return SIM_GEN_EJSON;
-    if (sim_json_type(j, 0) != SIM_JSON_OBJECT) {
-        rc = SIM_GEN_ENOTOBJ;
-        goto out;
-    }
-    v = sim_json_find(j, 0, sim_api_field(api));
-    if (v < 0) {
-        rc = SIM_GEN_EMISSING;
-        goto out;
-    }
+    if (rc != SIM_GEN_OK)
+        return rc;
     if (api == SIM_API_RESPONSES) {
         /* input: a string, or an array of messages (content string or parts) */
         if (sim_json_type(j, v) == SIM_JSON_STRING)
@@ -57,18 +46,7 @@ enum sim_gen_err sim_api_parse(const struct sim_srv *s, struct span body, enum s
                 sim_json_content_bytes(j, sim_json_find(j, 0, "system"));
         sim_json_int(j, sim_json_find(j, 0, "max_tokens"), &g->max_tokens);
     }
-    if (rc != SIM_GEN_OK)
-        goto out;
-    g->prompt_tokens = (int64_t)((bytes + 3) / 4);
-    if (g->max_tokens < 0)
-        g->max_tokens = -1;
-    g->stream = sim_json_true(j, sim_json_find(j, 0, "stream"));
-    if (g->prompt_tokens >= s->conf.ctx_tokens ||
-        (g->max_tokens > 0 && g->prompt_tokens + g->max_tokens > s->conf.ctx_tokens))
-        rc = SIM_GEN_ECONTEXT;
-out:
-    sim_json_free(j);
-    return rc;
+    return sim_gen_close(s, j, g, bytes, rc);
 }
 
 bool sim_api_cut(const struct sim_req *r)

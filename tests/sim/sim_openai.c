@@ -9,47 +9,65 @@
 
 #include "pitot/util/err.h"
 
-enum sim_gen_err sim_gen_parse(const struct sim_srv *s, struct span body, enum sim_ep ep,
-                               struct sim_gen *g, char *msg, size_t cap)
+enum sim_gen_err sim_gen_open(struct span body, const char *field, struct sim_gen *g,
+                              struct sim_json **jo, int *vo, char *msg, size_t cap)
 {
     struct sim_json *j = sim_json_parse(body, msg, cap);
-    enum sim_gen_err rc = SIM_GEN_OK;
-    size_t bytes = 0;
-    int v;
 
     memset(g, 0, sizeof(*g));
-    g->ep = ep;
     g->max_tokens = -1;
+    *jo = NULL;
     if (j == NULL)
         return SIM_GEN_EJSON;
     if (sim_json_type(j, 0) != SIM_JSON_OBJECT) {
-        rc = SIM_GEN_ENOTOBJ;
-        goto out;
+        sim_json_free(j);
+        return SIM_GEN_ENOTOBJ;
     }
-    v = sim_json_find(j, 0, ep == SIM_EP_CHAT ? "messages" : "prompt");
-    if (v < 0) {
-        rc = SIM_GEN_EMISSING;
-        goto out;
+    *vo = sim_json_find(j, 0, field);
+    if (*vo < 0) {
+        sim_json_free(j);
+        return SIM_GEN_EMISSING;
     }
-    if (ep == SIM_EP_CHAT && sim_json_type(j, v) != SIM_JSON_ARRAY) {
-        rc = SIM_GEN_ETYPE;
-        goto out;
+    *jo = j;
+    return SIM_GEN_OK;
+}
+
+enum sim_gen_err sim_gen_close(const struct sim_srv *s, struct sim_json *j, struct sim_gen *g,
+                               size_t prompt_bytes, enum sim_gen_err rc)
+{
+    if (rc == SIM_GEN_OK) {
+        g->prompt_tokens = (int64_t)((prompt_bytes + 3) / 4);
+        if (g->max_tokens < 0)
+            g->max_tokens = -1;
+        g->stream = sim_json_true(j, sim_json_find(j, 0, "stream"));
+        if (g->prompt_tokens >= s->conf.ctx_tokens ||
+            (g->max_tokens > 0 && g->prompt_tokens + g->max_tokens > s->conf.ctx_tokens))
+            rc = SIM_GEN_ECONTEXT;
     }
-    bytes = ep == SIM_EP_CHAT ? sim_json_messages_bytes(j, v) : sim_json_prompt_bytes(j, v);
-    g->prompt_tokens = (int64_t)((bytes + 3) / 4);
-    if (!sim_json_int(j, sim_json_find(j, 0, "max_completion_tokens"), &g->max_tokens))
-        sim_json_int(j, sim_json_find(j, 0, "max_tokens"), &g->max_tokens);
-    if (g->max_tokens < 0)
-        g->max_tokens = -1;
-    g->stream = sim_json_true(j, sim_json_find(j, 0, "stream"));
-    g->include_usage =
-        sim_json_true(j, sim_json_find(j, sim_json_find(j, 0, "stream_options"), "include_usage"));
-    if (g->prompt_tokens >= s->conf.ctx_tokens ||
-        (g->max_tokens > 0 && g->prompt_tokens + g->max_tokens > s->conf.ctx_tokens))
-        rc = SIM_GEN_ECONTEXT;
-out:
     sim_json_free(j);
     return rc;
+}
+
+enum sim_gen_err sim_gen_parse(const struct sim_srv *s, struct span body, enum sim_ep ep,
+                               struct sim_gen *g, char *msg, size_t cap)
+{
+    struct sim_json *j;
+    int v;
+    enum sim_gen_err rc =
+        sim_gen_open(body, ep == SIM_EP_CHAT ? "messages" : "prompt", g, &j, &v, msg, cap);
+
+    g->ep = ep;
+    if (rc != SIM_GEN_OK)
+        return rc;
+    if (ep == SIM_EP_CHAT && sim_json_type(j, v) != SIM_JSON_ARRAY)
+        return sim_gen_close(s, j, g, 0, SIM_GEN_ETYPE);
+    if (!sim_json_int(j, sim_json_find(j, 0, "max_completion_tokens"), &g->max_tokens))
+        sim_json_int(j, sim_json_find(j, 0, "max_tokens"), &g->max_tokens);
+    g->include_usage =
+        sim_json_true(j, sim_json_find(j, sim_json_find(j, 0, "stream_options"), "include_usage"));
+    return sim_gen_close(
+        s, j, g, ep == SIM_EP_CHAT ? sim_json_messages_bytes(j, v) : sim_json_prompt_bytes(j, v),
+        SIM_GEN_OK);
 }
 
 struct sim_req *sim_gen_new(struct sim_conn *c, const struct sim_gen *g)
