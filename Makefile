@@ -150,7 +150,7 @@ asan:
 .PHONY: test-faults
 test-faults: deps
 	$(Q)$(MAKE) --no-print-directory $(if $(filter build/asan,$(BUILD)),SANITIZE=1 CFLAGS="-O1 -g") all
-	$(Q)BUILD=$(BUILD) bash tests/faults/run.sh
+	$(Q)BUILD=$(BUILD) SUITE=faults bash tests/run.sh
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -2,8 +2,12 @@
 # Runs the whole suite: unit tests (cmocka), fuzz corpus replay, integration
 # scenarios (real processes on loopback). Ends with one line "N passed, M failed"
 # and exits non-zero if anything failed. BUILD selects the build directory.
+# SUITE=faults runs the fault suite instead (tests/faults/test_*.py: chaos,
+# reload under load, misbehaving peers), whose checks also print what they
+# counted and "SKIP name: why" lines (listed, not counted).
 set -u
 BUILD=${BUILD:-build}
+SUITE=${SUITE:-main}
 export PITOT_BUILD="$BUILD"
 export PITOT_FIXTURES=${PITOT_FIXTURES:-tests/fixtures}
 ONLY=${ONLY:-}            # substring filter on test names
@@ -16,6 +20,7 @@ note_fail() {
     failed_names+=("$1")
 }
 
+if [ "$SUITE" = main ]; then
 # cmocka binaries: count their own PASSED/FAILED lines; a crash counts as a failure.
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
@@ -65,8 +70,12 @@ for t in "$BUILD"/fuzz/replay_fuzz_*; do
     fi
 done
 
+fi
+
 # Integration scenarios print "PASS name" / "FAIL name: why" per check.
-for t in tests/integration/test_*.py; do
+pydir=tests/integration
+[ "$SUITE" = faults ] && pydir=tests/faults
+for t in "$pydir"/test_*.py; do
     [ -f "$t" ] || continue
     name=$(basename "$t" .py)
     [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]] && continue
@@ -76,6 +85,8 @@ for t in tests/integration/test_*.py; do
     f=$(grep -c '^FAIL ' <<<"$out")
     pass=$((pass + p))
     fail=$((fail + f))
+    # the fault checks' counts and SKIP lines are the report
+    [ "$SUITE" = faults ] && printf '%s\n' "$out" | grep -v '^PASS \|^FAIL \|^  ' | sed 's/^/  /'
     if [ "$f" -gt 0 ] || [ "$rc" -ne 0 ]; then
         printf '%s\n' "$out" | grep -v '^PASS ' | tail -60
         [ "$f" -eq 0 ] && note_fail "$name (exit $rc)"
