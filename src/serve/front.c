@@ -318,7 +318,8 @@ static void front_body_start(struct front_conn *fc)
     front_body_arm(fc, now);
 }
 
-static void front_not_here(struct front_conn *fc, const struct h1_msg *m, bool close);
+static void front_answer(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
+                         uint64_t t0, bool close, const char *extra);
 
 /* pitot's own endpoints. On the admin listener every request is answered
  * here (own paths, else 404 or 405), never proxied. On the client listener
@@ -338,7 +339,7 @@ static bool front_serve_local(struct front_conn *fc, const struct h1_msg *m, siz
     if (fc->admin)
         admin_serve_admin(lp, out, m, !keep);
     else if (lp->cfg->admin && (admin_own_path(m) || admin_listener_path(m)))
-        front_not_here(fc, m, !keep);
+        front_answer(fc, m, PITOT_ENOT_FOUND, 0, !keep, NULL);
     else if (!lp->cfg->admin && admin_handles(m))
         admin_serve(lp, out, m, !keep);
     else
@@ -397,35 +398,32 @@ static enum api_kind front_request_id(struct front_conn *fc, const struct h1_msg
     return api_of_path(path);
 }
 
-/* Refuses a request whose relay does not exist (yet): the error reply in
- * its API's shape with its X-Request-Id (and extra header lines, when not
- * NULL), counted and logged. Returns whether the connection closes after it:
- * always, unless keep (the request was read whole or its body will be). */
-static bool front_refuse_ex(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
-                            uint64_t t0, bool keep, const char *extra)
+/* pitot's own error answer to a request: in its API's shape with its
+ * X-Request-Id (and extra header lines, when not NULL), counted and logged.
+ * The head says close when close is set; the caller closes. */
+static void front_answer(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
+                         uint64_t t0, bool close, const char *extra)
 {
     char id[RELAY_ID_MAX + 1], hdr[RELAY_ID_MAX + 96];
     enum api_kind api = front_request_id(fc, m, id);
-    bool close = !keep || !loop_keepalive(fc->lp);
 
     snprintf(hdr, sizeof(hdr), "%sX-Request-Id: %s\r\n", extra ? extra : "", id);
     reply_error_api(bufferevent_get_output(fc->bev), api, e, fc->head, close, hdr);
-    if (close)
-        front_close_after_flush(fc);
     front_account_refusal(fc, m, e, id, api, api_err_status(api, e), t0);
-    return close;
 }
 
-/* 404 for one of pitot's own paths on the client listener when the admin
- * listener serves them; the caller closes or goes on. */
-static void front_not_here(struct front_conn *fc, const struct h1_msg *m, bool close)
+/* Refuses a request whose relay does not exist (yet) with front_answer.
+ * Returns whether the connection closes after it: always, unless keep (the
+ * request was read whole or its body will be). */
+static bool front_refuse_ex(struct front_conn *fc, const struct h1_msg *m, enum pitot_err e,
+                            uint64_t t0, bool keep, const char *extra)
 {
-    char id[RELAY_ID_MAX + 1], hdr[RELAY_ID_MAX + 32];
-    enum api_kind api = front_request_id(fc, m, id);
+    bool close = !keep || !loop_keepalive(fc->lp);
 
-    snprintf(hdr, sizeof(hdr), "X-Request-Id: %s\r\n", id);
-    reply_error(bufferevent_get_output(fc->bev), PITOT_ENOT_FOUND, fc->head, close, hdr);
-    front_account_refusal(fc, m, PITOT_ENOT_FOUND, id, api, err_status(PITOT_ENOT_FOUND), 0);
+    front_answer(fc, m, e, t0, close, extra);
+    if (close)
+        front_close_after_flush(fc);
+    return close;
 }
 
 /* Refuses a request whose relay does not exist (yet), closing the
