@@ -154,15 +154,20 @@ static struct evbuffer *relay_client_out(struct relay *r)
 }
 
 /* Answers with pitot's own error for e, before any byte of a backend's answer
- * went out, in the shape of the request's API and with its X-Request-Id: a
- * whole reply, so the connection may go on when the request and the loop
- * allow it (as its head then says). extra: NULL or more header lines. */
-static void relay_reply_error(struct relay *r, enum pitot_err e, const char *extra)
+ * went out, in the shape of the request's API, with its X-Request-Id and, for
+ * "come back later" (overloaded, no healthy backend, shutting down), a
+ * Retry-After: a whole reply, so the connection may go on when the request
+ * and the loop allow it (as its head then says). */
+static void relay_reply_error(struct relay *r, enum pitot_err e)
 {
     bool close = !r->client_keep || !loop_keepalive(r->lp);
     char hdr[RELAY_ID_MAX + 96];
+    int n = 0;
 
-    snprintf(hdr, sizeof(hdr), "%sX-Request-Id: %s\r\n", extra ? extra : "", r->id);
+    if (e == PITOT_EOVERLOADED || e == PITOT_ENO_BACKEND || e == PITOT_ESHUTDOWN)
+        n = snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n",
+                     queue_retry_after(r->lp->queue, clk_now_us()));
+    snprintf(hdr + n, sizeof(hdr) - (size_t)n, "X-Request-Id: %s\r\n", r->id);
     r->status = api_err_status(r->api, e);
     reply_error_api(relay_client_out(r), r->api, e, r->is_head, close, hdr);
     r->client_keep = !close;
@@ -812,15 +817,9 @@ const struct queue_ops relay_queue_ops = { relay_queue_dispatch, relay_queue_she
 
 void relay_refuse(struct relay *r, enum pitot_err e, bool close)
 {
-    char extra[48];
-
     if (close)
         r->client_keep = false;
-    extra[0] = '\0';
-    if (e == PITOT_EOVERLOADED || e == PITOT_ENO_BACKEND || e == PITOT_ESHUTDOWN)
-        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
-                 queue_retry_after(r->lp->queue, clk_now_us()));
-    relay_reply_error(r, e, extra);
+    relay_reply_error(r, e);
     relay_finish(r, e);
 }
 
@@ -1614,12 +1613,7 @@ static void relay_fail(struct relay *r, enum pitot_err e)
         }
     }
     if (r->status == 0) {
-        char extra[48];
-        extra[0] = '\0';
-        if (e == PITOT_ENO_BACKEND)
-            snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
-                     queue_retry_after(r->lp->queue, clk_now_us()));
-        relay_reply_error(r, e, extra);
+        relay_reply_error(r, e);
     } else {
         if (r->sse && !r->passthrough) {
             /* One error event, then the connection ends without the final
