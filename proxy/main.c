@@ -249,7 +249,9 @@ static int reload_config(struct sigctx *sc)
     const struct cfg *cur = process_cfg(sc->p);
     struct cfg *next = cfg_new();
     const struct refusal_phrases *ph = sc->ph;
-    char err[512], kept[512];
+    char err[512], kept[1024];
+    bool reusable[CFG_MAX_BACKENDS];
+    enum cfg_place how[CFG_MAX_BACKENDS];
     struct rlimit rl;
 
     if (next == NULL) {
@@ -257,8 +259,7 @@ static int reload_config(struct sigctx *sc)
         met_note_reload(false, wall_ms());
         return -1;
     }
-    if (build_cfg(next, sc->conf, sc->cl, err, sizeof(err)) != 0 ||
-        cfg_backends_expand(next, err, sizeof(err)) != 0) {
+    if (build_cfg(next, sc->conf, sc->cl, err, sizeof(err)) != 0) {
         log_error("reload: %s; the running configuration stays", err);
         cfg_drop(next);
         met_note_reload(false, wall_ms());
@@ -266,13 +267,24 @@ static int reload_config(struct sigctx *sc)
     }
     if (next->workers == 0)
         next->workers = cur->workers;
+    cfg_reload_keep(cur, next, kept, sizeof(kept));
+    /* the backends, in the running table's slots */
+    process_backends_reusable(sc->p, reusable);
+    if (cfg_backends_expand(next, err, sizeof(err)) != 0 ||
+        cfg_backends_place(cur, next, reusable, how, err, sizeof(err)) != 0) {
+        size_t len = strlen(kept);
+        snprintf(kept + len, sizeof(kept) - len, "%sbackends (%s)", len ? ", " : "", err);
+        memcpy(next->backends, cur->backends, sizeof(cur->backends));
+        next->nbackends = cur->nbackends;
+        for (size_t i = 0; i < cur->nbackends; i++)
+            how[i] = cur->backends[i].spare ? CFG_PLACE_FREE : CFG_PLACE_SAME;
+    }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { /* as at start, quietly */
         unsigned n = cfg_fd_max_clients(
             next, rl.rlim_cur == RLIM_INFINITY ? ULLONG_MAX : (unsigned long long)rl.rlim_cur);
         if (n > 0 && n < next->max_clients)
             next->max_clients = n;
     }
-    cfg_reload_keep(cur, next, kept, sizeof(kept));
     if (!same_phrases(cur, next)) {
         struct refusal_phrases *np =
             sc->nold_ph < MAX_OLD_PHRASES
@@ -290,7 +302,7 @@ static int reload_config(struct sigctx *sc)
         log_warn("reload: %s changed: that takes a restart; the rest of the configuration "
                  "is applied",
                  kept);
-    process_reload(sc->p, next, ph);
+    process_reload(sc->p, next, ph, how);
     sc->ph = ph;
     cfg_drop(next); /* the process holds it now */
     log_setup(process_cfg(sc->p)->log_level, process_cfg(sc->p)->log_format);

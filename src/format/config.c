@@ -494,6 +494,7 @@ void cfg_init(struct cfg *c)
     c->models_interval_ms = 10000;
     c->dns_interval_ms = 10000;
     c->max_addresses = 8;
+    c->spare_backends = 16;
     c->dns_family = CFG_DNS_AUTO;
     c->resolver[0] = '\0';
     c->default_capacity = 4;
@@ -732,6 +733,162 @@ int cfg_backends_expand(struct cfg *c, char *err, size_t errlen)
         pos = first;
     }
     c->nbackends = total;
+    /* the room a reload has for new backends */
+    while (c->nbackends < CFG_MAX_BACKENDS && c->nbackends < total + c->spare_backends) {
+        struct cfg_backend *d = &c->backends[c->nbackends];
+
+        memset(d, 0, sizeof(*d));
+        d->spare = true;
+        d->group = (unsigned)c->nbackends++;
+    }
+    return 0;
+}
+
+size_t cfg_backends_live(const struct cfg *c)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < c->nbackends; i++)
+        n += !c->backends[i].spare;
+    return n;
+}
+
+/* Entries of the group that starts at first (its slot 0) in c. */
+static size_t cfg_group_len(const struct cfg *c, size_t first)
+{
+    size_t n = 1;
+
+    while (first + n < c->nbackends && c->backends[first + n].group == first &&
+           c->backends[first + n].slot != 0 &&
+           c->backends[first + n].spare == c->backends[first].spare)
+        n++;
+    return n;
+}
+
+/* The group of cur, spare or not, whose first slot has `name` and that has
+ * n slots and is not taken yet; -1 when none. */
+static long cfg_place_find(const struct cfg *cur, const bool *taken, const char *name, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < cur->nbackends; i++) {
+        const struct cfg_backend *b = &cur->backends[i];
+
+        if (b->slot == 0 && b->group == i && !taken[i] && b->name[0] != '\0' &&
+            strcmp(b->name, name) == 0 && cfg_group_len(cur, i) == n)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* The lowest run of n spare, untaken slots of cur that reusable allows,
+ * never-used ones (no name) first; -1 when none. */
+static long cfg_place_room(const struct cfg *cur, const bool *taken, const bool *reusable, size_t n)
+{
+    int pass;
+    size_t i, k;
+
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i + n <= cur->nbackends; i++) {
+            for (k = 0; k < n; k++) {
+                const struct cfg_backend *b = &cur->backends[i + k];
+                if (!b->spare || taken[i + k] || !reusable[i + k] ||
+                    (pass == 0 && b->name[0] != '\0'))
+                    break;
+            }
+            if (k == n)
+                return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* A new backend takes slots of a removed one's group g: what it leaves of
+ * g becomes never-used spare slots (the name cannot come back there). */
+static void cfg_place_clear(const struct cfg *cur, struct cfg_backend *lay, const bool *taken,
+                            unsigned g)
+{
+    size_t m;
+
+    for (m = 0; m < cur->nbackends; m++) {
+        if (taken[m] || cur->backends[m].group != g)
+            continue;
+        memset(&lay[m], 0, sizeof(lay[m]));
+        lay[m].spare = true;
+        lay[m].group = (unsigned)m;
+    }
+}
+
+static bool cfg_backend_same(const struct cfg_backend *a, const struct cfg_backend *b);
+
+int cfg_backends_place(const struct cfg *cur, struct cfg *next, const bool *reusable,
+                       enum cfg_place *how, char *err, size_t errlen)
+{
+    struct cfg_backend *lay = calloc(CFG_MAX_BACKENDS, sizeof(*lay));
+    bool taken[CFG_MAX_BACKENDS] = { false };
+    long at[CFG_MAX_BACKENDS];
+    size_t i, k;
+    int pass;
+
+    if (lay == NULL)
+        return cfg_msg(err, errlen, "out of memory");
+    /* the running table, every slot spare: what next names fills it again */
+    for (i = 0; i < cur->nbackends; i++) {
+        lay[i] = cur->backends[i];
+        lay[i].spare = true;
+        how[i] = cur->backends[i].spare ? CFG_PLACE_FREE : CFG_PLACE_REMOVED;
+    }
+    /* first the names cur has a place for, then the new ones: a new name
+     * must not take the slots of one that comes back */
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < next->nbackends; i++) {
+            const struct cfg_backend *b = &next->backends[i];
+            size_t n;
+            long j;
+
+            if (b->spare || b->slot != 0)
+                continue;
+            n = cfg_group_len(next, i);
+            if (pass == 0) {
+                j = at[i] = cfg_place_find(cur, taken, b->name, n);
+            } else {
+                if (at[i] >= 0)
+                    continue;
+                j = at[i] = cfg_place_room(cur, taken, reusable, n);
+                if (j < 0) {
+                    free(lay);
+                    return cfg_msg(err, errlen,
+                                   "no free slot for backend '%s' (routing.spare_backends: %zu "
+                                   "left of %u kept at start)",
+                                   b->name, cur->nbackends - cfg_backends_live(cur),
+                                   cur->spare_backends);
+                }
+            }
+            if (j < 0)
+                continue;
+            for (k = 0; pass == 1 && k < n; k++)
+                cfg_place_clear(cur, lay, taken, cur->backends[(size_t)j + k].group);
+            for (k = 0; k < n; k++) {
+                const struct cfg_backend *was = &cur->backends[(size_t)j + k];
+                struct cfg_backend *d = &lay[(size_t)j + k];
+
+                *d = b[k];
+                d->group = (unsigned)j;
+                d->spare = false;
+                taken[(size_t)j + k] = true;
+                if (pass == 1)
+                    how[(size_t)j + k] = CFG_PLACE_ADDED;
+                else if (was->spare)
+                    how[(size_t)j + k] = CFG_PLACE_BACK;
+                else
+                    how[(size_t)j + k] =
+                        cfg_backend_same(was, d) ? CFG_PLACE_SAME : CFG_PLACE_CHANGED;
+            }
+        }
+    }
+    memcpy(next->backends, lay, cur->nbackends * sizeof(*lay));
+    next->nbackends = cur->nbackends;
+    free(lay);
     return 0;
 }
 
@@ -747,7 +904,7 @@ unsigned cfg_fd_max_clients(const struct cfg *c, unsigned long long nofile)
 {
     /* every worker keeps its own listeners, idle pools and exporter */
     unsigned long long own = (c->workers ? c->workers : 1) *
-                             (CFG_FD_OWN + (unsigned long long)c->nbackends *
+                             (CFG_FD_OWN + (unsigned long long)cfg_backends_live(c) *
                                                (c->upstream_keepalive + CFG_FD_PER_BACKEND));
     unsigned long long n;
 
@@ -987,18 +1144,6 @@ static bool cfg_backend_same(const struct cfg_backend *a, const struct cfg_backe
     return true;
 }
 
-static bool cfg_backends_same(const struct cfg *a, const struct cfg *b)
-{
-    size_t i;
-
-    if (a->nbackends != b->nbackends)
-        return false;
-    for (i = 0; i < a->nbackends; i++)
-        if (!cfg_backend_same(&a->backends[i], &b->backends[i]))
-            return false;
-    return true;
-}
-
 static bool cfg_certs_same(const struct cfg *a, const struct cfg *b)
 {
     size_t i;
@@ -1036,12 +1181,10 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
     if (cap == 0)
         return;
     kept[0] = '\0';
-    /* the backends: compared entry by entry (unused entries may differ) */
-    if (!cfg_backends_same(old, next)) {
-        cfg_keep(kept, cap, "backends", true, next->backends, old->backends, sizeof(old->backends));
-        next->nbackends = old->nbackends;
-    }
+    /* the backends are laid out in the running table (cfg_backends_place),
+     * whose shape stays */
     CFG_KEEP("routing.max_addresses", max_addresses);
+    CFG_KEEP("routing.spare_backends", spare_backends);
     CFG_KEEP("routing.dns_family", dns_family);
     cfg_keep(kept, cap, "routing.resolver", strcmp(old->resolver, next->resolver) != 0,
              next->resolver, old->resolver, sizeof(old->resolver));

@@ -190,6 +190,7 @@ static const struct cfg_key cfg_routing_keys[] = {
     CFG_MS("models_interval", models_interval_ms, 1, CFG_DAY),
     CFG_MS("dns_interval", dns_interval_ms, 1, CFG_DAY),
     CFG_COUNT("max_addresses", max_addresses, 1, 64),
+    CFG_COUNT("spare_backends", spare_backends, 0, CFG_MAX_BACKENDS),
     CFG_ENUM(struct cfg, "dns_family", dns_family, cfg_dns_families),
     CFG_SPECIAL("resolver", CFG_K_RESOLVER),
     CFG_COUNT("default_capacity", default_capacity, 1, 65536),

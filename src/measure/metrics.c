@@ -308,7 +308,7 @@ struct met_registry *met_registry_new(const struct cfg *c)
     for (i = 0; i < r->nfgauge * r->nbackends; i++)
         atomic_init(&r->fgauge[i], MET_FG_ABSENT);
     for (i = 0; i < r->nbackends; i++)
-        atomic_init(&r->active[i], !c->backends[i].dns);
+        atomic_init(&r->active[i], !c->backends[i].dns && !c->backends[i].spare);
     return r;
 }
 
@@ -531,8 +531,42 @@ void met_backend_scraped(struct met_registry *r, unsigned backend, uint64_t mono
 
 void met_backend_active(struct met_registry *r, unsigned backend, bool active)
 {
+    /* release: a label met_backend_reset wrote is read after the mark */
     if (backend < r->nbackends)
-        atomic_store_explicit(&r->active[backend], active, memory_order_relaxed);
+        atomic_store_explicit(&r->active[backend], active, memory_order_release);
+}
+
+void met_backend_reset(struct met_registry *r, unsigned backend, const struct cfg_backend *cb)
+{
+    size_t per = (size_t)r->nmodel_slots * r->ntiers * MET_NAPI, s0, i, k;
+    size_t stride = r->nbuckets + 2;
+
+    if (backend >= r->nbackends)
+        return;
+    s0 = (size_t)backend * per;
+    snprintf(r->backend[backend], CFG_NAME_MAX, "%s", cb->name);
+    /* calloc's zeros again: the series of a backend never touched */
+    memset((void *)&r->bmt[s0], 0, per * sizeof(r->bmt[0]));
+    for (i = 0; i < per * r->nctr; i++)
+        atomic_store_explicit(&r->ctr[s0 * r->nctr + i], 0, memory_order_relaxed);
+    for (k = 0; k < r->nhist; k++)
+        for (i = 0; i < per * stride; i++)
+            atomic_store_explicit(&r->hist[(k * r->nseries + s0) * stride + i], 0,
+                                  memory_order_relaxed);
+    for (i = 0; i < PITOT_E__COUNT; i++)
+        atomic_store_explicit(&r->uperr[(size_t)backend * PITOT_E__COUNT + i], 0,
+                              memory_order_relaxed);
+    for (k = 0; k < r->ngauge; k++)
+        atomic_store_explicit(&r->gauge[k * r->nbackends + backend], 0, memory_order_relaxed);
+    for (k = 0; k < r->nfgauge; k++)
+        atomic_store_explicit(&r->fgauge[k * r->nbackends + backend], MET_FG_ABSENT,
+                              memory_order_relaxed);
+    atomic_store_explicit(&r->scraped_us[backend], 0, memory_order_relaxed);
+    for (i = 0; i < MET_SCRAPE__COUNT; i++)
+        atomic_store_explicit(&r->scrape[(size_t)backend * MET_SCRAPE__COUNT + i], 0,
+                              memory_order_relaxed);
+    if (r->otel)
+        met_otel_backend_reset(r->otel, backend, cb);
 }
 
 void met_add_scrape(struct met_registry *r, unsigned backend, enum met_scrape res)
@@ -849,15 +883,11 @@ static void met_expose_hist(struct met_view *v, enum met_id id, const char *lbl,
     met_hist_print(v, met_defs[id].name, lbl, b, nb, v->regs[0]->le, true);
 }
 
-/* Is backend b exposed: does it have an address in some registry? */
+/* Is backend b exposed: has it an address, as the first registry (the
+ * router's) says? */
 static bool met_view_active(const struct met_view *v, unsigned b)
 {
-    size_t i;
-
-    for (i = 0; i < v->n; i++)
-        if (atomic_load_explicit(&v->regs[i]->active[b], memory_order_relaxed))
-            return true;
-    return false;
+    return atomic_load_explicit(&v->regs[0]->active[b], memory_order_acquire);
 }
 
 /* The samples of one BMT label set lbl, summed over the registries' series

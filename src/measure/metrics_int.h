@@ -146,6 +146,8 @@ void met_head(struct met_view *v, const char *name, const char *type, const char
  * from c's backends. NULL on allocation failure. */
 struct met_otel *met_otel_new(const struct met_registry *r, const struct cfg *c);
 void met_otel_free(struct met_otel *o);
+/* Backend slot b holds cb now: its server address, and its series gone. */
+void met_otel_backend_reset(struct met_otel *o, unsigned b, const struct cfg_backend *cb);
 
 /* Appends the OTel families of v's registries (all have them). */
 void met_otel_expose(struct met_view *v);

@@ -125,10 +125,23 @@ void met_otel_free(struct met_otel *o)
     free(o);
 }
 
+/* Two backend entries for one server would expose the same label set twice:
+ * their series are summed under the first one (spare slots left out). */
+static unsigned met_otel_group(const struct met_otel *o, const struct cfg *c, unsigned b)
+{
+    unsigned k;
+
+    for (k = 0; k < b; k++)
+        if (!c->backends[k].spare && strcmp(o->host[k], o->host[b]) == 0 &&
+            strcmp(o->port[k], o->port[b]) == 0)
+            return k;
+    return b;
+}
+
 struct met_otel *met_otel_new(const struct met_registry *r, const struct cfg *c)
 {
     struct met_otel *o = calloc(1, sizeof(*o));
-    unsigned b, k, f, j;
+    unsigned b, f, j;
 
     if (o == NULL)
         return NULL;
@@ -163,15 +176,26 @@ struct met_otel *met_otel_new(const struct met_registry *r, const struct cfg *c)
         atomic_init(&o->flavor[b], (int)cb->flavor);
         snprintf(o->host[b], CFG_HOST_MAX, "%s", cb->host);
         snprintf(o->port[b], sizeof(o->port[b]), "%u", (unsigned)cb->port);
-        /* Two backend entries for one server would expose the same label
-         * set twice: their series are summed under the first one. */
-        for (k = 0;
-             k < b && (strcmp(o->host[k], o->host[b]) != 0 || strcmp(o->port[k], o->port[b]) != 0);
-             k++)
-            ;
-        o->group[b] = k;
+        o->group[b] = cb->spare ? b : met_otel_group(o, c, b);
     }
     return o;
+}
+
+void met_otel_backend_reset(struct met_otel *o, unsigned b, const struct cfg_backend *cb)
+{
+    size_t per = o->nblocks / o->nbackends, i;
+
+    if (b >= o->nbackends)
+        return;
+    atomic_store_explicit(&o->flavor[b], (int)cb->flavor, memory_order_relaxed);
+    snprintf(o->host[b], CFG_HOST_MAX, "%s", cb->host);
+    snprintf(o->port[b], sizeof(o->port[b]), "%u", (unsigned)cb->port);
+    memset((void *)&o->blk[(size_t)b * per], 0, per * sizeof(o->blk[0]));
+    for (i = 0; i < per * o->stride; i++)
+        atomic_store_explicit(&o->hist[(size_t)b * per * o->stride + i], 0, memory_order_relaxed);
+    /* its own group: the label set of a server another slot holds too is
+     * summed only among the backends of the start */
+    o->group[b] = b;
 }
 
 /* error_type of a request as a code: 0 none, a pitot_err kind, an HTTP status. */
@@ -278,7 +302,9 @@ static size_t met_otel_gather(struct met_view *v, struct met_otel_scratch *x, un
         for (b = g; b < o->nbackends; b++) {
             size_t k;
 
-            if (o->group[b] != g)
+            /* the marks of met_backend_active, as the exposition's */
+            if (o->group[b] != g ||
+                !atomic_load_explicit(&v->regs[0]->active[b], memory_order_acquire))
                 continue;
             k = (size_t)(met_series(r, b, row, t, 0) / MET_NAPI) * MET_OTEL_NOPS + (op - 1);
             if (atomic_load_explicit(&o->blk[k].touched, memory_order_relaxed)) {

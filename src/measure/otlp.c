@@ -203,9 +203,9 @@ static void otlp_encode_attrs(struct otlp_w *w, const struct cfg *c, const struc
         if (s->ttft_us >= 0)
             w_attr_secs(w, &first, "gen_ai.response.time_to_first_chunk", (uint64_t)s->ttft_us);
     }
-    if (s->backend >= 0 && (size_t)s->backend < c->nbackends) {
-        w_attr_str(w, &first, "server.address", c->backends[s->backend].host);
-        w_attr_int(w, &first, "server.port", c->backends[s->backend].port);
+    if (s->server_port != 0) {
+        w_attr_str(w, &first, "server.address", s->server_address);
+        w_attr_int(w, &first, "server.port", s->server_port);
     }
     w_attr_str(w, &first, "http.request.method", s->method);
     if (s->status > 0)

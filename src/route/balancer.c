@@ -22,8 +22,8 @@ int bal_init(struct bal *bl, const struct cfg *c)
     for (i = 0; i < bl->n; i++) {
         bl->b[i].cfg = &c->backends[i];
         bl->b[i].idx = (unsigned)i;
-        /* a name has no address until it is resolved */
-        bal_activate(bl, &bl->b[i], !c->backends[i].dns);
+        /* a name has no address until it is resolved; a spare slot none */
+        bal_activate(bl, &bl->b[i], !c->backends[i].dns && !c->backends[i].spare);
     }
     return 0;
 }
@@ -134,7 +134,7 @@ struct span bal_alias(const struct cfg *c, struct span name)
  * ejected, and has not failed this request already (tried may be NULL)? */
 static bool bal_usable(const struct bal_backend *b, const bool *tried, uint64_t now_us)
 {
-    return b->active && b->up && !b->disabled && !bal_ejected(b, now_us) &&
+    return bal_live(b) && b->up && !b->disabled && !bal_ejected(b, now_us) &&
            !(tried && tried[b->idx]);
 }
 
@@ -201,10 +201,10 @@ static uint64_t bal_hrw(uint64_t key, unsigned i)
 
 /* Does b take part in model matching: a DNS slot without an address serves
  * only what it is configured to ("any model" would turn every 404 into a
- * 503). */
+ * 503); a spare slot, nothing. */
 static bool bal_lists(const struct bal_backend *b)
 {
-    return b->active || b->cfg->nmodels > 0;
+    return !b->cfg->spare && (b->active || b->cfg->nmodels > 0);
 }
 
 /* Do a and b serve the same names? */
@@ -286,7 +286,7 @@ static enum bal_verdict bal_choose_among(struct bal *bl, const struct bal_req *r
         uint64_t load;
         unsigned w;
 
-        any_active = any_active || b->active;
+        any_active = any_active || bal_live(b);
         if (!bal_lists(b) || !bal_serves(b, rq->model))
             continue;
         any_serves = true;
@@ -435,7 +435,7 @@ size_t bal_up_count(const struct bal *bl)
     size_t i, n = 0;
 
     for (i = 0; i < bl->n; i++)
-        n += bl->b[i].active && bl->b[i].up && !bl->b[i].disabled;
+        n += bal_live(&bl->b[i]) && bl->b[i].up && !bl->b[i].disabled;
     return n;
 }
 
@@ -447,8 +447,9 @@ size_t bal_disable(struct bal *bl, struct span name, bool disabled)
         const struct cfg_backend *cb = bl->b[i].cfg;
         const struct cfg_backend *first = &bl->cfg->backends[cb->group];
         /* a DNS name's slots share its first slot's name: the whole group */
-        bool hit = span_eq(name, cb->name) ||
-                   (cb->dns && cb->group < bl->cfg->nbackends && span_eq(name, first->name));
+        bool hit = !cb->spare &&
+                   (span_eq(name, cb->name) ||
+                    (cb->dns && cb->group < bl->cfg->nbackends && span_eq(name, first->name)));
 
         if (hit) {
             bl->b[i].disabled = disabled;

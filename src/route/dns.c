@@ -30,6 +30,9 @@ struct dns_name {
     struct evdns_getaddrinfo_request *req; /* owned by evdns while a lookup runs */
     bool running;                          /* a lookup is under way (req may be NULL) */
     bool failing;                          /* the last lookup failed (logged once) */
+    bool used;                             /* a configured backend's name now */
+    bool stale;                            /* a reload changed it while a lookup ran:
+                                              that answer is dropped, a new one asked */
     size_t unused;                         /* addresses without a slot, last logged */
 };
 
@@ -37,9 +40,9 @@ struct dns {
     struct router *rt;       /* borrowed */
     struct evdns_base *base; /* owned; NULL when no backend has a name */
     struct event *timer;     /* owned: the next round of lookups */
-    struct dns_name *names;  /* owned */
-    size_t nnames;
-    unsigned running; /* lookups under way */
+    struct dns_name *names;  /* owned, CFG_MAX_BACKENDS: by the first slot of the
+                                name's group (stable across reloads) */
+    unsigned running;        /* lookups under way */
 };
 
 bool dns_addr_eq(const struct dns_addr *a, const struct dns_addr *b)
@@ -220,6 +223,8 @@ static void dns_apply(struct dns_name *nm, const struct dns_addr *addrs, size_t 
         router_room(rt);
 }
 
+static void dns_lookup(struct dns_name *nm);
+
 static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
 {
     struct dns_name *nm = arg;
@@ -235,6 +240,14 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
     d->running--;
     if (result == EVUTIL_EAI_CANCEL)
         return; /* shutting down */
+    if (nm->stale || !nm->used) {
+        if (res != NULL)
+            evutil_freeaddrinfo(res);
+        nm->stale = false;
+        if (nm->used)
+            dns_lookup(nm); /* what the reload named */
+        return;
+    }
     for (ai = result == 0 ? res : NULL; ai != NULL && n < DNS_ADDRS_MAX; ai = ai->ai_next) {
         if (ai->ai_addrlen > sizeof(addrs[n].ss))
             continue;
@@ -302,8 +315,9 @@ static void dns_timer_cb(evutil_socket_t fd, short what, void *arg)
 
     if (d->rt->stopping)
         return;
-    for (i = 0; i < d->nnames; i++)
-        dns_lookup(&d->names[i]);
+    for (i = 0; i < CFG_MAX_BACKENDS; i++)
+        if (d->names[i].used)
+            dns_lookup(&d->names[i]);
     dns_arm(d);
 }
 
@@ -330,54 +344,118 @@ static void dns_first_answers(struct dns *d)
     event_free(wake);
 }
 
+/* The resolver and the timer, once some backend has a name. */
+static int dns_setup(struct dns *d, char *err, size_t errlen)
+{
+    const struct cfg *c = d->rt->cfg;
+
+    if (d->base != NULL)
+        return 0;
+    d->timer = evtimer_new(d->rt->base, dns_timer_cb, d);
+    if (c->resolver[0] != '\0') {
+        d->base = evdns_base_new(d->rt->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (d->base != NULL && evdns_base_nameserver_ip_add(d->base, c->resolver) != 0) {
+            snprintf(err, errlen, "routing.resolver %s: not usable", c->resolver);
+            return -1;
+        }
+    } else {
+        /* /etc/resolv.conf (servers, search list, ndots) and /etc/hosts */
+        d->base = evdns_base_new(d->rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                  EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    }
+    if (d->timer == NULL || d->base == NULL) {
+        snprintf(err, errlen, "cannot set up the DNS resolver");
+        return -1;
+    }
+    dns_arm(d);
+    return 0;
+}
+
+/* Marks the names of rt->cfg's backends in d->names: a name whose group
+ * starts (start[i], or every one when start is NULL) is looked up afresh.
+ * Returns how many lookups it began. */
+static unsigned dns_mark(struct dns *d, const bool *start)
+{
+    const struct cfg *c = d->rt->cfg;
+    unsigned began = 0;
+    size_t i;
+
+    for (i = 0; i < CFG_MAX_BACKENDS; i++) {
+        struct dns_name *nm = &d->names[i];
+        bool named = i < c->nbackends && c->backends[i].dns && c->backends[i].slot == 0 &&
+                     !c->backends[i].spare;
+
+        if (!named) {
+            nm->used = false; /* a lookup under way is dropped when it answers */
+            continue;
+        }
+        if (nm->used && start != NULL && !start[i])
+            continue;
+        nm->d = d;
+        nm->first = (unsigned)i;
+        for (nm->n = 1; i + nm->n < c->nbackends && c->backends[i + nm->n].group == i &&
+                        c->backends[i + nm->n].slot != 0;
+             nm->n++)
+            ;
+        nm->used = true;
+        nm->failing = false;
+        nm->unused = 0;
+        if (nm->running) {
+            nm->stale = true;
+        } else {
+            dns_lookup(nm);
+            began++;
+        }
+    }
+    return began;
+}
+
 struct dns *dns_new(struct router *rt, char *err, size_t errlen)
 {
     const struct cfg *c = rt->cfg;
     struct dns *d = calloc(1, sizeof(*d));
-    size_t i;
+    size_t i, nnames = 0;
 
-    if (d == NULL) {
+    if (d == NULL || (d->names = calloc(CFG_MAX_BACKENDS, sizeof(*d->names))) == NULL) {
+        free(d);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     d->rt = rt;
     for (i = 0; i < c->nbackends; i++)
-        d->nnames += c->backends[i].dns && c->backends[i].slot == 0;
-    if (d->nnames == 0)
+        nnames += c->backends[i].dns && c->backends[i].slot == 0 && !c->backends[i].spare;
+    if (nnames == 0)
         return d;
-    d->names = calloc(d->nnames, sizeof(*d->names));
-    d->timer = evtimer_new(rt->base, dns_timer_cb, d);
-    if (c->resolver[0] != '\0') {
-        d->base = evdns_base_new(rt->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (d->base != NULL && evdns_base_nameserver_ip_add(d->base, c->resolver) != 0) {
-            snprintf(err, errlen, "routing.resolver %s: not usable", c->resolver);
-            dns_free(d);
-            return NULL;
-        }
-    } else {
-        /* /etc/resolv.conf (servers, search list, ndots) and /etc/hosts */
-        d->base = evdns_base_new(rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                               EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    }
-    if (d->names == NULL || d->timer == NULL || d->base == NULL) {
-        snprintf(err, errlen, "cannot set up the DNS resolver");
+    if (dns_setup(d, err, errlen) != 0) {
         dns_free(d);
         return NULL;
     }
-    for (i = 0, d->nnames = 0; i < c->nbackends; i++) {
-        if (c->backends[i].dns && c->backends[i].slot == 0) {
-            struct dns_name *nm = &d->names[d->nnames++];
-            nm->d = d;
-            nm->first = (unsigned)i;
-            while (i + nm->n < c->nbackends && c->backends[i + nm->n].group == i)
-                nm->n++;
+    dns_mark(d, NULL);
+    dns_first_answers(d);
+    return d;
+}
+
+void dns_reload(struct dns *d, const enum cfg_place *how)
+{
+    bool start[CFG_MAX_BACKENDS];
+    char err[256];
+    size_t i;
+
+    if (d == NULL)
+        return;
+    for (i = 0; i < CFG_MAX_BACKENDS; i++)
+        start[i] =
+            i < d->rt->cfg->nbackends &&
+            (how[i] == CFG_PLACE_CHANGED || how[i] == CFG_PLACE_ADDED || how[i] == CFG_PLACE_BACK);
+    for (i = 0; i < d->rt->cfg->nbackends; i++) {
+        const struct cfg_backend *cb = &d->rt->cfg->backends[i];
+        if (cb->dns && !cb->spare && cb->slot == 0 && d->base == NULL &&
+            dns_setup(d, err, sizeof(err)) != 0) {
+            log_error("reload: %s: backend names are not looked up", err);
+            return;
         }
     }
-    for (i = 0; i < d->nnames; i++)
-        dns_lookup(&d->names[i]);
-    dns_first_answers(d);
-    dns_arm(d);
-    return d;
+    dns_mark(d, start);
 }
 
 void dns_free(struct dns *d)
@@ -386,7 +464,7 @@ void dns_free(struct dns *d)
 
     if (d == NULL)
         return;
-    for (i = 0; i < d->nnames && d->names; i++)
+    for (i = 0; i < CFG_MAX_BACKENDS && d->names; i++)
         if (d->names[i].req != NULL)
             evdns_getaddrinfo_cancel(d->names[i].req);
     /* evdns delivers the cancellations (EVUTIL_EAI_CANCEL to dns_done) from

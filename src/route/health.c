@@ -86,6 +86,15 @@ static void health_timer_cb(evutil_socket_t fd, short what, void *arg)
 
     if (rt->stopping || !rt->bal.b[pr->be].active)
         return; /* health_reset starts it again with an address */
+    if (rt->bal.b[pr->be].cfg->spare) {
+        /* a reload removed it: it leaves once its last request ended */
+        if (!router_retire(rt, pr->be)) {
+            struct timeval tv = { rt->cfg->health_interval_ms / 1000,
+                                  (long)(rt->cfg->health_interval_ms % 1000) * 1000 };
+            evtimer_add(pr->timer, &tv);
+        }
+        return;
+    }
     pr->get = fetch_start(rt->base, rt->tls[pr->be], (struct sockaddr *)&rt->addr[pr->be],
                           rt->addrlen[pr->be], cfg_backend_authority(&rt->cfg->backends[pr->be]),
                           "/health", rt->cfg->health_timeout_ms, 4096, health_done, pr);

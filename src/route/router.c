@@ -9,6 +9,7 @@
 
 #include "pitot/format/config.h"
 #include "pitot/io/tls.h"
+#include "pitot/measure/metrics.h"
 #include "pitot/util/log.h"
 #include "pitot/util/sock.h"
 
@@ -40,7 +41,7 @@ int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
     for (i = 0; i < c->nbackends; i++) {
         const struct cfg_backend *b = &c->backends[i];
 
-        if (!b->https)
+        if (!b->https || b->spare)
             continue;
         if (b->slot != 0) {
             rt->tls[i] = rt->tls[b->group];
@@ -56,8 +57,8 @@ int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
             log_warn("backend %s: tls.verify is false: its certificate is not checked", b->name);
     }
     for (i = 0; i < c->nbackends; i++) {
-        if (c->backends[i].dns)
-            continue; /* dns_new looks names up */
+        if (c->backends[i].dns || c->backends[i].spare)
+            continue; /* dns_new looks names up; a spare slot has no address */
         rc = sock_resolve(c->backends[i].host, c->backends[i].port, &rt->addr[i], &rt->addrlen[i],
                           0);
         if (rc != 0) {
@@ -77,6 +78,11 @@ void router_release(struct router *rt)
     for (i = 0; rt->tls && i < rt->cfg->nbackends; i++)
         if (rt->tls[i] && rt->cfg->backends[i].slot == 0)
             tls_client_free(rt->tls[i]);
+    for (i = 0; i < rt->nold_tls; i++)
+        tls_client_free(rt->old_tls[i]);
+    free(rt->old_tls);
+    rt->old_tls = NULL;
+    rt->nold_tls = 0;
     free(rt->tls);
     free(rt->addr);
     free(rt->addrlen);
@@ -88,7 +94,8 @@ void router_release(struct router *rt)
 }
 
 enum bal_verdict router_choose(struct router *rt, const struct bal_req *rq, uint64_t now_us,
-                               struct bal_backend **out, unsigned *gen, enum cfg_flavor *flavor)
+                               struct bal_backend **out, unsigned *gen, enum cfg_flavor *flavor,
+                               const struct cfg **table)
 {
     enum bal_verdict v;
 
@@ -98,6 +105,7 @@ enum bal_verdict router_choose(struct router *rt, const struct bal_req *rq, uint
         bal_dispatched(*out);
         *gen = (*out)->gen;
         *flavor = (*out)->flavor;
+        *table = cfg_hold(rt->cfg);
     }
     router_unlock(rt);
     return v;
@@ -105,13 +113,14 @@ enum bal_verdict router_choose(struct router *rt, const struct bal_req *rq, uint
 
 bool router_result(struct router *rt, struct bal_backend *be, bool failure, uint64_t now_us)
 {
-    const char *name = be->cfg->name;
+    char name[CFG_NAME_MAX];
     uint64_t until;
     unsigned ejections, failures;
     bool ejected, back = false;
     char d[24];
 
-    router_lock(rt); /* rt->cfg too: a reload swaps it under the lock */
+    router_lock(rt); /* rt->cfg and be->cfg too: a reload swaps them under the lock */
+    memcpy(name, be->cfg->name, sizeof(name));
     if (!failure && be->ejected_until_us != 0 && now_us >= be->ejected_until_us) {
         /* its ejection is over and it answered: taken back, said once (a
          * passing probe says it when it comes first); bal_result forgets
@@ -197,7 +206,7 @@ int router_tls_reload(struct router *rt)
     size_t i;
 
     for (i = 0; i < c->nbackends; i++) {
-        if (rt->tls[i] == NULL || c->backends[i].slot != 0)
+        if (rt->tls[i] == NULL || c->backends[i].slot != 0 || c->backends[i].spare)
             continue;
         if (tls_client_reload(rt->tls[i], msg, sizeof(msg)) != 0) {
             log_error("backend %s: reloading TLS files: %s; the old ones stay", c->backends[i].name,
@@ -218,7 +227,7 @@ size_t router_models(struct router *rt, uint64_t now_us, char (*names)[CFG_NAME_
     for (k = 0; k < rt->bal.n; k++) {
         const struct bal_backend *b = &rt->bal.b[k];
 
-        if (!b->active || !b->up || b->disabled || bal_ejected(b, now_us))
+        if (!bal_live(b) || !b->up || b->disabled || bal_ejected(b, now_us))
             continue;
         if (b->nmodels == 0)
             (*unlisted)++;
@@ -231,4 +240,158 @@ size_t router_models(struct router *rt, uint64_t now_us, char (*names)[CFG_NAME_
     }
     router_unlock(rt);
     return n;
+}
+
+/* A TLS client a reload replaced: a connection may be starting with it on
+ * another loop, so it stays until the end. */
+static void router_keep_tls(struct router *rt, struct tls_client *t)
+{
+    struct tls_client **n;
+
+    if (t == NULL)
+        return;
+    n = realloc(rt->old_tls, (rt->nold_tls + 1) * sizeof(*n));
+    if (n == NULL) { /* a few kilobytes lost rather than a client freed in use */
+        log_warn("out of memory keeping a replaced TLS client");
+        return;
+    }
+    rt->old_tls = n;
+    rt->old_tls[rt->nold_tls++] = t;
+}
+
+/* Slot be takes no request and has no address any more. Under the lock. */
+static void router_unaddress(struct router *rt, unsigned be)
+{
+    memset(&rt->addr[be], 0, sizeof(rt->addr[be]));
+    rt->addrlen[be] = 0;
+    bal_activate(&rt->bal, &rt->bal.b[be], false);
+}
+
+static bool router_starts(enum cfg_place h)
+{
+    return h == CFG_PLACE_CHANGED || h == CFG_PLACE_ADDED || h == CFG_PLACE_BACK;
+}
+
+void router_reload(struct router *rt, const struct cfg *c, const enum cfg_place *how)
+{
+    struct tls_client *tls[CFG_MAX_BACKENDS] = { NULL };
+    struct sockaddr_storage addr[CFG_MAX_BACKENDS];
+    socklen_t addrlen[CFG_MAX_BACKENDS] = { 0 };
+    bool ok[CFG_MAX_BACKENDS];
+    unsigned left[CFG_MAX_BACKENDS] = { 0 };
+    char msg[448];
+    size_t i, n = rt->bal.n;
+
+    /* what a starting backend needs, before the switch: its TLS client (the
+     * files are read) and, for an IP literal, its address */
+    for (i = 0; i < n; i++) {
+        const struct cfg_backend *cb = &c->backends[i];
+        int rc;
+
+        ok[i] = true;
+        if (!router_starts(how[i]))
+            continue;
+        if (cb->https && cb->slot == 0) {
+            tls[i] = tls_client_new(&cb->tls, cb->host, msg, sizeof(msg));
+            if (tls[i] == NULL)
+                log_error("backend %s: %s; it takes no request until a reload mends it", cb->name,
+                          msg);
+            else if (!cb->tls.verify)
+                log_warn("backend %s: tls.verify is false: its certificate is not checked",
+                         cb->name);
+        }
+        ok[i] = !cb->https || tls[cb->group] != NULL;
+        if (!cb->dns && ok[i]) {
+            rc = sock_resolve(cb->host, cb->port, &addr[i], &addrlen[i], 0);
+            if (rc != 0) {
+                log_error("backend %s: cannot resolve %s: %s", cb->name, cb->host,
+                          gai_strerror(rc));
+                ok[i] = false;
+            }
+        }
+    }
+    router_lock(rt);
+    rt->cfg = c;
+    rt->bal.cfg = c;
+    for (i = 0; i < n; i++)
+        rt->bal.b[i].cfg = &c->backends[i];
+    for (i = 0; i < n; i++) {
+        const struct cfg_backend *cb = &c->backends[i];
+        struct bal_backend *b = &rt->bal.b[i];
+
+        if (how[i] == CFG_PLACE_REMOVED) {
+            left[i] = b->in_flight;
+            if (b->in_flight == 0)
+                router_unaddress(rt, (unsigned)i);
+            continue;
+        }
+        if (!router_starts(how[i]))
+            continue;
+        if (cb->slot == 0 && rt->tls[i] != NULL)
+            router_keep_tls(rt, rt->tls[i]);
+        __atomic_store_n(&rt->tls[i], cb->https ? tls[cb->group] : NULL, __ATOMIC_RELEASE);
+        memcpy(&rt->addr[i], &addr[i], sizeof(addr[i]));
+        rt->addrlen[i] = cb->dns ? 0 : addrlen[i];
+        if (how[i] == CFG_PLACE_ADDED)
+            b->disabled = false; /* another backend's operator state */
+        bal_activate(&rt->bal, b, !cb->dns && ok[i]);
+    }
+    router_unlock(rt);
+    /* then what the other modules keep of each slot */
+    for (i = 0; i < n; i++) {
+        const struct cfg_backend *cb = &c->backends[i];
+
+        if (how[i] == CFG_PLACE_REMOVED) {
+            if (left[i] == 0) {
+                met_backend_active(rt->met, (unsigned)i, false);
+                log_info("reload: backend %s removed", cb->name);
+            } else {
+                log_info("reload: backend %s removed: no new request goes there, its %u in "
+                         "flight finish",
+                         cb->name, left[i]);
+            }
+            router_readdressed(rt, (unsigned)i); /* its idle connections close */
+            continue;
+        }
+        if (!router_starts(how[i]))
+            continue;
+        if (cb->slot == 0)
+            log_info("reload: backend %s %s (%s)", cb->name,
+                     how[i] == CFG_PLACE_CHANGED ? "changed: it starts over" : "added", cb->url);
+        met_backend_active(rt->met, (unsigned)i, !cb->dns && ok[i]);
+        router_readdressed(rt, (unsigned)i);
+    }
+    router_room(rt);
+}
+
+bool router_retire(struct router *rt, unsigned be)
+{
+    struct bal_backend *b = &rt->bal.b[be];
+    bool gone = false;
+    char name[CFG_NAME_MAX];
+
+    router_lock(rt);
+    if (b->cfg->spare && b->active && b->in_flight == 0) {
+        router_unaddress(rt, be);
+        gone = true;
+    }
+    memcpy(name, b->cfg->name, sizeof(name));
+    router_unlock(rt);
+    if (gone) {
+        met_backend_active(rt->met, be, false);
+        router_readdressed(rt, be);
+        log_info("backend %s: its last request ended; removed", name);
+    }
+    return gone || !b->active;
+}
+
+void router_backends_reusable(struct router *rt, bool *reusable)
+{
+    size_t i;
+
+    router_lock(rt);
+    for (i = 0; i < rt->bal.n; i++)
+        reusable[i] =
+            rt->cfg->backends[i].spare && !rt->bal.b[i].active && rt->bal.b[i].in_flight == 0;
+    router_unlock(rt);
 }

@@ -229,7 +229,8 @@ static void scrape_metrics_cb(evutil_socket_t fd, short what, void *arg)
     struct scrape_be *sb = arg;
     struct router *rt = sb->s->rt;
 
-    if (rt->stopping || !rt->bal.b[sb->be].active || rt->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
+    if (rt->stopping || !bal_live(&rt->bal.b[sb->be]) ||
+        rt->bal.b[sb->be].flavor == CFG_FLAVOR_OPENAI)
         return; /* scrape_reset starts it again */
     sb->g_metrics = scrape_get(sb, "/metrics", rt->cfg->scrape_timeout_ms, SCRAPE_METRICS_MAX,
                                scrape_metrics_done);
@@ -284,7 +285,7 @@ static void scrape_models_cb(evutil_socket_t fd, short what, void *arg)
     struct scrape_be *sb = arg;
     struct router *rt = sb->s->rt;
 
-    if (rt->stopping || !rt->bal.b[sb->be].active)
+    if (rt->stopping || !bal_live(&rt->bal.b[sb->be]))
         return; /* scrape_reset starts it again */
     sb->g_models = scrape_get(sb, "/v1/models", rt->cfg->scrape_timeout_ms * 4, SCRAPE_JSON_MAX,
                               scrape_models_done);
@@ -346,7 +347,7 @@ void scrape_reset(struct scrape *s, unsigned be)
     met_gauge_clear(rt->met, MET_BACKEND_WAITING, be);
     met_gauge_clear(rt->met, MET_BACKEND_CACHE, be);
     met_gauge_clear(rt->met, MET_BACKEND_SCRAPE_AGE, be);
-    if (!rt->bal.b[be].active || rt->stopping)
+    if (!bal_live(&rt->bal.b[be]) || rt->stopping)
         return;
     scrape_arm(sb->t_metrics, 0);
     if (rt->cfg->backends[be].nmodels == 0)

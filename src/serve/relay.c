@@ -89,6 +89,8 @@ struct relay {
                                      client gets if no other backend can take it */
     unsigned interim;             /* 1xx responses the backend sent before its answer */
     unsigned be_gen;              /* be's address generation when it was chosen */
+    const struct cfg *be_table;   /* held: the configuration be was chosen under,
+                                     whose backends[be->idx] is be's (relay_be_cfg) */
     enum cfg_flavor flavor;       /* be's flavor when it was chosen */
     bool client_keep;             /* the client allows another request */
     bool client_http10;
@@ -124,6 +126,13 @@ struct relay {
     char resp_model[CFG_NAME_MAX]; /* the backend's "model", decoded; "" unknown */
     struct relay *next_retired;    /* borrowed link in worker.retired */
 };
+
+/* The chosen backend's configuration: from the table it was chosen under
+ * (a reload may have put another backend in its slot since). */
+static inline const struct cfg_backend *relay_be_cfg(const struct relay *r)
+{
+    return &r->be_table->backends[r->be->idx];
+}
 
 static void relay_fail(struct relay *r, enum pitot_err e);
 static void relay_up_direct_end(struct relay *r);
@@ -383,6 +392,7 @@ void relay_free(struct relay *r)
         event_free(r->timer_ev);
     free(r->stage);
     free(r->held);
+    cfg_drop(r->be_table);
     cfg_drop(r->cfg);
     free(r);
 }
@@ -677,7 +687,7 @@ static void relay_send(struct relay *r)
     out = bufferevent_get_output(r->ubev);
     if (r->reused) {
         relay_wait_begin(r, r->cfg->connect_timeout_ms);
-        if (r->be->cfg->https) {
+        if (relay_be_cfg(r)->https) {
             evbuffer_add_buffer_reference(out, r->wire);
         } else if (relay_send_now(r, out)) {
             bufferevent_enable(r->ubev, EV_READ);
@@ -688,7 +698,7 @@ static void relay_send(struct relay *r)
         relay_set_state(r, RELAY_ST_CONNECT);
         /* While connecting, libevent applies the write timeout to the connect;
          * a TLS handshake then waits to read, under the same bound. */
-        relay_timeouts(r, r->be->cfg->https ? r->cfg->connect_timeout_ms : 0,
+        relay_timeouts(r, relay_be_cfg(r)->https ? r->cfg->connect_timeout_ms : 0,
                        r->cfg->connect_timeout_ms);
     }
     bufferevent_enable(r->ubev, EV_READ | EV_WRITE);
@@ -705,7 +715,7 @@ static int relay_wire(struct relay *r)
     if (r->wire == NULL)
         return -1;
     evbuffer_add(r->wire, evbuffer_pullup(r->req, -1), hl);
-    evbuffer_add_printf(r->wire, "Host: %s\r\n", cfg_backend_authority(r->be->cfg));
+    evbuffer_add_printf(r->wire, "Host: %s\r\n", cfg_backend_authority(relay_be_cfg(r)));
     if (bl ||
         !(span_eq(span_cstr(r->method), "GET") || span_eq(span_cstr(r->method), "HEAD") ||
           span_eq(span_cstr(r->method), "DELETE") || span_eq(span_cstr(r->method), "OPTIONS")))
@@ -717,12 +727,15 @@ static int relay_wire(struct relay *r)
 }
 
 /* Sends r to be, which router_choose counted as dispatched to; gen and
- * flavor: be's address generation and flavor at that moment. */
+ * flavor: be's address generation and flavor at that moment; table: the
+ * configuration it was chosen under, held (r takes the hold). */
 static void relay_dispatch(struct relay *r, struct bal_backend *be, unsigned gen,
-                           enum cfg_flavor flavor)
+                           enum cfg_flavor flavor, const struct cfg *table)
 {
     struct loop *lp = r->lp;
 
+    cfg_drop(r->be_table);
+    r->be_table = table;
     r->be = be;
     r->be_gen = gen;
     r->flavor = flavor;
@@ -758,6 +771,7 @@ static bool relay_route(struct relay *r, bool from_queue)
     enum bal_verdict v;
     enum met_shed why;
     enum cfg_flavor flavor = CFG_FLAVOR_AUTO;
+    const struct cfg *table = NULL;
     unsigned gen = 0;
 
     rq.model = r->req_model[0] ? bal_alias(r->cfg, span_cstr(r->req_model)) : span_make(NULL, 0);
@@ -765,7 +779,7 @@ static bool relay_route(struct relay *r, bool from_queue)
     rq.tried = r->tried;
     rq.served = r->served_model;
     rq.served_cap = sizeof(r->served_model);
-    v = router_choose(lp->rt, &rq, clk_now_us(), &be, &gen, &flavor);
+    v = router_choose(lp->rt, &rq, clk_now_us(), &be, &gen, &flavor, &table);
     if (v == BAL_SATURATED) {
         if (from_queue)
             return false;
@@ -782,7 +796,7 @@ static bool relay_route(struct relay *r, bool from_queue)
         r->queued = NULL;
     }
     switch (v) {
-    case BAL_OK: relay_dispatch(r, be, gen, flavor); break;
+    case BAL_OK: relay_dispatch(r, be, gen, flavor, table); break;
     case BAL_NO_MODEL:
         if (!from_queue)
             met_add_shed(lp->met, r->tier, MET_SHED_NO_MODEL);
@@ -1375,7 +1389,7 @@ static void relay_resp_head(struct relay *r)
     relay_set_state(r, RELAY_ST_STREAM);
     /* Streams may sit in prefill or a queue: only the idle timeout applies. */
     relay_timeouts(r, r->cfg->upstream_idle_timeout_ms, r->cfg->body_timeout_ms);
-    if (r->sse && !r->be->cfg->https)
+    if (r->sse && !relay_be_cfg(r)->https)
         relay_up_direct_begin(r);
 }
 
@@ -1700,7 +1714,13 @@ static void relay_export_span(struct relay *r, const struct meter_result *res, u
     s.output_tokens = res->completion_tokens;
     s.cached_tokens = res->cached_tokens;
     s.status = r->status;
-    s.backend = r->be ? (int)r->be->idx : -1;
+    if (r->be) {
+        memcpy(s.server_address, relay_be_cfg(r)->host, sizeof(s.server_address));
+        s.server_port = relay_be_cfg(r)->port;
+    } else {
+        s.server_address[0] = '\0';
+        s.server_port = 0;
+    }
     s.flavor = r->be ? r->flavor : CFG_FLAVOR_AUTO;
     s.op = met_otel_op_of_path(r->path);
     s.finish = r->meter.finish;
@@ -1777,7 +1797,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.method = span_cstr(r->method);
     rec.path = span_cstr(r->path);
     rec.status = r->status;
-    rec.backend = r->be ? r->be->cfg->name : NULL;
+    rec.backend = r->be ? relay_be_cfg(r)->name : NULL;
     rec.model = r->be || r->req_model[0] ? model_name : NULL;
     rec.tier = r->cfg->tiers[r->tier].name;
     rec.api = api_label(r->api);

@@ -35,6 +35,7 @@
 struct status_be {
     char name[CFG_NAME_MAX];
     bool active, up, loading, disabled, saturated;
+    bool removed; /* a reload removed it: its last requests run */
     enum cfg_flavor flavor;
     unsigned capacity, in_flight;
     uint32_t running, waiting, tpot_us;
@@ -170,6 +171,7 @@ static void status_copy_table(struct status *st, uint64_t now_us)
         o->up = b->up;
         o->loading = b->loading;
         o->disabled = b->disabled;
+        o->removed = b->cfg->spare;
         o->saturated = bal_saturated(bl, b, now_us);
         o->flavor = b->flavor;
         o->capacity = b->capacity;
@@ -273,6 +275,8 @@ static double status_quantile(double q, const uint64_t *d, const uint64_t *bound
 /* The state the page shows, worst news first. */
 static const char *status_state(const struct status_be *b)
 {
+    if (b->removed)
+        return "draining";
     if (b->disabled)
         return b->in_flight ? "draining" : "disabled";
     if (!b->up)
@@ -494,4 +498,18 @@ bool status_token_ok(const char *token, struct span auth)
     OPENSSL_cleanse(want, sizeof(want));
     OPENSSL_cleanse(got, sizeof(got));
     return ok;
+}
+
+void status_backend_reset(struct status *st, unsigned be)
+{
+    size_t w;
+    unsigned k;
+
+    if (st == NULL || be >= st->nbe)
+        return;
+    w = status_be_stride(st);
+    pthread_mutex_lock(&st->lock);
+    for (k = 0; k < STATUS_SLOTS; k++)
+        memset(&st->ring[k * st->stride + be * w], 0, w * sizeof(uint64_t));
+    pthread_mutex_unlock(&st->lock);
 }

@@ -368,20 +368,39 @@ unsigned process_open_conns(const struct process *p)
     return n;
 }
 
-void process_reload(struct process *p, const struct cfg *c, const struct refusal_phrases *ph)
+void process_backends_reusable(struct process *p, bool *reusable)
+{
+    router_backends_reusable(&p->rt, reusable);
+}
+
+void process_reload(struct process *p, const struct cfg *c, const struct refusal_phrases *ph,
+                    const enum cfg_place *how)
 {
     const struct cfg *old = p->cfg;
-    size_t i;
+    size_t i, w;
 
     for (i = 1; i < p->n; i++)
         worker_post_cfg(p->w[i], cfg_hold(c), ph);
     worker_set_cfg(p->w[0], cfg_hold(c), ph);
+    /* a slot a new name takes starts with no series and no history (nothing
+     * runs there: router_backends_reusable) */
+    for (i = 0; i < c->nbackends; i++) {
+        if (how[i] != CFG_PLACE_ADDED)
+            continue;
+        for (w = 0; w < p->n; w++)
+            met_backend_reset(p->regs[w], (unsigned)i, &c->backends[i]);
+        status_backend_reset(p->status, (unsigned)i);
+    }
     /* the router and the queue share the process's hold */
     cfg_hold(c);
-    router_lock(&p->rt);
-    p->rt.cfg = c;
-    p->rt.bal.cfg = c;
-    router_unlock(&p->rt);
+    router_reload(&p->rt, c, how);
+    for (i = 0; i < c->nbackends; i++) {
+        if (how[i] == CFG_PLACE_FREE || how[i] == CFG_PLACE_SAME)
+            continue;
+        health_reset(p->rt.health, (unsigned)i);
+        scrape_reset(p->rt.scrape, (unsigned)i);
+    }
+    dns_reload(p->dns, how);
     queue_set_cfg(p->queue, c);
     p->cfg = c;
     cfg_drop(old);

@@ -1,8 +1,10 @@
 """SIGHUP reloads the configuration: validated whole first (a failing one
 changes nothing and its FILE:LINE: message is logged), then new requests use
 the new one while requests in flight finish on the one they began under;
-what a running pitot cannot change (backends, listen, ...) is said in one
-line and the rest applied; pitot_config_reloads_total{result} and
+backends are added (probed, scraped, routable at once), changed and removed
+(no new request; those in flight finish; their series leave /metrics
+after); what a running pitot cannot change (listen, buckets, ...) is said in
+one line and the rest applied; pitot_config_reloads_total{result} and
 pitot_config_last_reload_success_timestamp_seconds count them. Real pitot-sim
 backends, a real pitot started from a config file, raw clients."""
 
@@ -94,16 +96,14 @@ def t_reload_applies():
     assert metric_value(m, "pitot_config_reloads_total", result="failure") == 1, m
 
     # what takes a restart is kept and said; the rest applies
-    other = start_sim("--model", "small", "--tokens-per-s", "400")
-    pt.reload(config([sim.port, other.port], base + "log:\n  level: info\n"),
+    pt.reload(config([sim.port], base + "log:\n  level: info\nmeasure:\n  buckets: [1, 2]\n"),
               want="that takes a restart")
     err = pt.proc.stderr()
-    assert "reload: backends changed: that takes a restart" in err, err[-800:]
+    assert "reload: measure.buckets changed: that takes a restart" in err, err[-800:]
     r = request(pt.port, "POST", "/v1/chat/completions",
                 chat_body(max_tokens=2, model="small", content="x" * 3000))
     assert r.status == 200, r.status  # max_body_bytes back to 1 MiB: applied
-    n_other = json.loads(request(other.port, "GET", "/sim/stats").body)["requests"]
-    assert n_other == 0, "a backend the reload could not add got a request"
+    assert 'le="0.005"' in metrics(pt.port)  # the buckets of the start
 
     # the stream that began before the first reload ends whole
     long.settimeout(30)
@@ -161,8 +161,106 @@ def t_keys_and_tiers_reload():
     stop_pitot_clean(pt.proc)
 
 
+def named(backends, extra=""):
+    lines = ["backends:"]
+    lines += ["  - {url: http://%s:%d, name: %s}" % (HOST, port, name) for name, port in backends]
+    return "\n".join(lines) + "\n" + extra
+
+
+def sim_requests(sim):
+    return json.loads(request(sim.port, "GET", "/sim/stats").body)["requests"]
+
+
+def t_backends_reload():
+    a = start_sim("--model", "small", "--tokens-per-s", "50")
+    b = start_sim("--model", "small", "--tokens-per-s", "400")
+    c = start_sim("--model", "small", "--tokens-per-s", "400")
+    fast = "health:\n  interval: 200ms\n"
+    pt = Pitot(named([("a", a.port)], fast))
+    # a stream on a, running across the reloads below
+    long = open_stream(pt.port, chat_body(max_tokens=120, model="small"), a.port)
+
+    # b added: probed, scraped, routable at once, in /metrics
+    pt.reload(named([("a", a.port), ("b", b.port)], fast))
+    assert "reload: backend b added (http://%s:%d)" % (HOST, b.port) in pt.proc.stderr()
+    assert wait_for(lambda: metric_value(metrics(pt.port), "pitot_backend_scrape_age_seconds",
+                                         backend="b") is not None, 5.0), metrics(pt.port)
+    for _ in range(4):  # a is busy with the stream: least busy sends them to b
+        r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="small"))
+        assert r.status == 200 and r.complete, r.status
+    assert sim_requests(b) == 4, sim_requests(b)
+    m = metrics(pt.port)
+    assert metric_value(m, "pitot_requests_total", backend="b", model="small", tier="default",
+                        api="chat", code="200") == 4, m
+
+    # a removed: no new request goes there, its stream finishes, then its
+    # series leave /metrics
+    n_a = sim_requests(a)
+    pt.reload(named([("b", b.port)], fast))
+    assert "reload: backend a removed: no new request goes there, its 1 in flight finish" \
+        in pt.proc.stderr(), pt.proc.stderr()[-800:]
+    for _ in range(3):
+        r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="small"))
+        assert r.status == 200, r.status
+    assert sim_requests(a) == n_a, "a removed backend got a new request"
+    assert metric_value(metrics(pt.port), "pitot_backend_up", backend="a") is not None
+    long.settimeout(30)
+    r = Reader(long).read()
+    assert r.status == 200 and r.complete, "the stream on the removed backend was cut"
+    events = [d for d in sse_data(r.events) if d != "[DONE]"]
+    assert sum(1 for d in events if json.loads(d)["choices"] and
+               json.loads(d)["choices"][0]["delta"].get("content")) == 120
+    long.close()
+    assert wait_for(lambda: 'backend="a"' not in metrics(pt.port), 5.0), "a's series stayed"
+    assert "backend a: its last request ended; removed" in pt.proc.stderr()
+
+    # b changed (another address): it starts over there; a comes back with
+    # its counters (the same slot, the same series)
+    pt.reload(named([("a", a.port), ("b", c.port)], fast))
+    err = pt.proc.stderr()
+    assert "reload: backend b changed: it starts over (http://%s:%d)" % (HOST, c.port) in err, \
+        err[-800:]
+    assert "reload: backend a added" in err, err[-800:]
+    assert wait_for(lambda: metric_value(metrics(pt.port), "pitot_backend_scrape_age_seconds",
+                                         backend="b") is not None, 5.0)
+    n_b = sim_requests(b)
+    for _ in range(6):
+        r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="small"))
+        assert r.status == 200, r.status
+    assert sim_requests(b) == n_b, "b's old address still got requests"
+    assert sim_requests(c) + sim_requests(a) - n_a == 6, (sim_requests(c), sim_requests(a))
+    m = metrics(pt.port)
+    assert metric_value(m, "pitot_requests_total", backend="a", model="small", tier="default",
+                        api="chat", code="200") >= 1, m
+    log = access_log(pt.proc)
+    assert {l["backend"] for l in log} == {"a", "b"}, log
+    stop_pitot_clean(pt.proc)
+
+
+def t_no_room():
+    sims = [start_sim("--model", "small") for _ in range(3)]
+    pt = Pitot(named([("s0", sims[0].port)], "routing:\n  spare_backends: 1\n"))
+    pt.reload(named([("s0", sims[0].port), ("s1", sims[1].port), ("s2", sims[2].port)],
+                    "limits:\n  max_body_bytes: 1000\nrouting:\n  spare_backends: 1\n"),
+              want="that takes a restart")
+    err = pt.proc.stderr()
+    assert "reload: backends (no free slot for backend 's2' (routing.spare_backends: 1 left of " \
+        "1 kept at start)) changed: that takes a restart" in err, err[-800:]
+    r = request(pt.port, "POST", "/v1/chat/completions",
+                chat_body(max_tokens=2, model="small", content="x" * 2000))
+    assert r.status == 413, r.status  # the rest applied
+    for _ in range(4):
+        r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="small"))
+        assert r.status == 200, r.status
+    assert sim_requests(sims[1]) == 0 and sim_requests(sims[2]) == 0
+    stop_pitot_clean(pt.proc)
+
+
 check("SIGHUP: a new configuration applies to new requests; a failing one changes nothing "
       "and is logged with its line; what takes a restart is kept and said", t_reload_applies)
 check("a request in flight keeps the configuration it began under", t_in_flight_keep_their_config)
 check("a reload changes the tiers' keys and require_auth", t_keys_and_tiers_reload)
+check("a reload adds a backend (routable at once), removes one (its stream finishes, then its "
+      "series leave /metrics), changes one and brings one back", t_backends_reload)
+check("backends that find no spare slot are kept and said; the rest applies", t_no_room)
 finish()

@@ -785,10 +785,10 @@ static void test_dns_slots(void **state)
     assert_int_equal(cfg_backends_expand(&cfg, err, sizeof(err)), 0);
     cfg.policy = CFG_POLICY_LEAST_IN_FLIGHT;
     assert_int_equal(bal_init(&bl, &cfg), 0);
-    assert_int_equal(bl.n, 4);
+    assert_int_equal(bl.n, 4 + 16); /* and routing.spare_backends */
     assert_true(bl.b[0].active);
-    for (i = 1; i < 4; i++)
-        assert_false(bl.b[i].active); /* names wait for their first answer */
+    for (i = 1; i < 4 + 16; i++)
+        assert_false(bl.b[i].active); /* names wait for their first answer; spares */
     assert_int_equal(bal_up_count(&bl), 1);
     for (i = 0; i < 8; i++)
         assert_int_equal(pick(&bl), 0);

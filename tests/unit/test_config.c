@@ -1739,7 +1739,16 @@ static void test_dns_backends_expand(void **state)
     assert_string_equal(c.resolver, "127.0.0.1:5353");
     assert_int_equal(cfg_validate(&c, msg, sizeof(msg)), 0);
     assert_int_equal(cfg_backends_expand(&c, msg, sizeof(msg)), 0);
-    assert_int_equal(c.nbackends, 1 + 3 + 1 + 3);
+    assert_int_equal(c.nbackends, 1 + 3 + 1 + 3 + 16);
+    assert_int_equal(cfg_backends_live(&c), 1 + 3 + 1 + 3);
+    for (unsigned k = 8; k < 8 + 16; k++) { /* routing.spare_backends (16): empty */
+        assert_true(c.backends[k].spare);
+        assert_string_equal(c.backends[k].name, "");
+        assert_int_equal(c.backends[k].group, k);
+        assert_int_equal(c.backends[k].slot, 0);
+    }
+    for (unsigned k = 0; k < 8; k++)
+        assert_false(c.backends[k].spare);
     assert_string_equal(c.backends[0].name, "10.0.0.1:8080");
     assert_int_equal(c.backends[0].group, 0);
     assert_string_equal(c.backends[1].name, "llama");
@@ -1766,7 +1775,7 @@ static void test_dns_backends_expand(void **state)
                               "routing: {max_addresses: 1}\n"),
                      0);
     assert_int_equal(cfg_backends_expand(&c, msg, sizeof(msg)), 0);
-    assert_int_equal(c.nbackends, 2);
+    assert_int_equal(c.nbackends, 2 + 16);
     assert_true(c.backends[1].dns);
     assert_int_equal(c.backends[1].group, 1);
     cfg_release(&c);
@@ -2299,7 +2308,7 @@ static void test_backend_tls(void **state)
     assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
     /* the slots of a name keep its TLS settings */
     assert_int_equal(cfg_backends_expand(&c, err, sizeof(err)), 0);
-    assert_int_equal(c.nbackends, 8 + 3);
+    assert_int_equal(c.nbackends, 8 + 3 + 16); /* and routing.spare_backends */
     assert_string_equal(c.backends[8].name, "gpu-2");
     assert_true(c.backends[1].https);
     assert_string_equal(c.backends[1].name, "gpu-1.internal:443/1");
@@ -2396,7 +2405,8 @@ static void test_reload_keep(void **state)
     assert_int_equal(next->naliases, 1);
     cfg_drop(next);
 
-    /* a backend more, a tier renamed, new buckets, another listen: kept, said */
+    /* a backend more (cfg_backends_place's), a tier renamed, new buckets,
+     * another listen: kept, said */
     next = cfg_new();
     assert_int_equal(load(next, "listen: 127.0.0.1:9999\n"
                                 "backends: [{url: http://10.0.0.1:80}, {url: http://10.0.0.2:80}]\n"
@@ -2405,9 +2415,9 @@ static void test_reload_keep(void **state)
                                 "limits: {max_body_bytes: 3000}\n"),
                      0);
     cfg_reload_keep(old, next, kept, sizeof(kept));
-    assert_string_equal(kept, "backends, listen, tiers (names), measure.buckets");
-    assert_int_equal(next->nbackends, 1);
-    assert_string_equal(next->backends[0].url, "http://10.0.0.1:80");
+    assert_string_equal(kept, "listen, tiers (names), measure.buckets");
+    assert_int_equal(next->nbackends, 2);
+    assert_string_equal(next->backends[1].url, "http://10.0.0.2:80");
     assert_int_equal(next->listen_port, old->listen_port);
     assert_string_equal(next->tiers[1].name, "gold");
     assert_int_equal(next->nkeys, 1);
@@ -2417,10 +2427,12 @@ static void test_reload_keep(void **state)
     cfg_drop(next);
     /* a small buffer: cut, NUL-terminated, and still everything kept */
     next = cfg_new();
-    assert_int_equal(load(next, "backends: [{url: http://10.0.0.9:80}]\nworkers: 3\n"), 0);
+    assert_int_equal(load(next, "backends: [{url: http://10.0.0.9:80}]\nworkers: 3\n"
+                                "routing: {spare_backends: 2}\n"),
+                     0);
     cfg_reload_keep(old, next, kept, 8);
-    assert_string_equal(kept, "backend");
-    assert_string_equal(next->backends[0].url, "http://10.0.0.1:80");
+    assert_string_equal(kept, "routing");
+    assert_int_equal(next->spare_backends, old->spare_backends);
     assert_int_equal(next->workers, old->workers);
     /* counted generations; one from cfg_init is not counted */
     assert_ptr_equal(cfg_hold(next), next);
@@ -2434,6 +2446,126 @@ static void test_reload_keep(void **state)
         cfg_drop(&plain); /* not freed: it is not the heap's */
         cfg_release(&plain);
     }
+    (void)state;
+}
+
+/* A configuration of `text`, validated and expanded as at start. */
+static struct cfg *expanded(const char *text)
+{
+    struct cfg *c = cfg_new();
+    char msg[512];
+
+    assert_non_null(c);
+    assert_int_equal(load(c, text), 0);
+    assert_int_equal(cfg_validate(c, msg, sizeof(msg)), 0);
+    assert_int_equal(cfg_backends_expand(c, msg, sizeof(msg)), 0);
+    return c;
+}
+
+/* Reloads lay their backends out in the running table: names stay in their
+ * slots (the same, changed, back after a removal), new ones take spare
+ * slots (never-used first, then those the caller calls reusable), removed
+ * ones leave theirs spare with their name; no room: an error, next as it was. */
+static void test_backends_place(void **state)
+{
+    struct cfg *cur = expanded("backends:\n"
+                               "  - {url: http://10.0.0.1:80, name: a}\n"
+                               "  - {url: http://10.0.0.2:80, name: b}\n"
+                               "  - {url: http://pool.example:80, name: p}\n"
+                               "routing: {max_addresses: 2, spare_backends: 3}\n");
+    struct cfg *next;
+    enum cfg_place how[CFG_MAX_BACKENDS];
+    bool reusable[CFG_MAX_BACKENDS];
+    char msg[256];
+    size_t i;
+
+    assert_int_equal(cur->nbackends, 4 + 3); /* a, b, p, p/1, three spare */
+    for (i = 0; i < CFG_MAX_BACKENDS; i++)
+        reusable[i] = true;
+    /* b changed, a removed, c added, p the same */
+    next = expanded("backends:\n"
+                    "  - {url: http://pool.example:80, name: p}\n"
+                    "  - {url: http://10.0.0.3:80, name: c}\n"
+                    "  - {url: http://10.0.0.22:80, name: b}\n"
+                    "routing: {max_addresses: 2, spare_backends: 3}\n");
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), 0);
+    assert_int_equal(next->nbackends, 7);
+    assert_int_equal(how[0], CFG_PLACE_REMOVED);
+    assert_true(next->backends[0].spare);
+    assert_string_equal(next->backends[0].name, "a"); /* kept for its return */
+    assert_int_equal(how[1], CFG_PLACE_CHANGED);
+    assert_string_equal(next->backends[1].url, "http://10.0.0.22:80");
+    assert_false(next->backends[1].spare);
+    assert_int_equal(how[2], CFG_PLACE_SAME);
+    assert_int_equal(how[3], CFG_PLACE_SAME);
+    assert_string_equal(next->backends[3].name, "p/1");
+    assert_int_equal(next->backends[3].group, 2);
+    assert_int_equal(how[4], CFG_PLACE_ADDED); /* the first never-used spare */
+    assert_string_equal(next->backends[4].name, "c");
+    assert_int_equal(next->backends[4].group, 4);
+    assert_int_equal(how[5], CFG_PLACE_FREE);
+    assert_int_equal(how[6], CFG_PLACE_FREE);
+    assert_int_equal(cfg_backends_live(next), 4);
+    cfg_drop(cur);
+    cur = next;
+
+    /* a comes back into its own slot, though spares are free */
+    next = expanded("backends:\n"
+                    "  - {url: http://10.0.0.1:80, name: a}\n"
+                    "  - {url: http://10.0.0.22:80, name: b}\n"
+                    "  - {url: http://pool.example:80, name: p}\n"
+                    "  - {url: http://10.0.0.3:80, name: c}\n"
+                    "routing: {max_addresses: 2}\n");
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), 0);
+    assert_int_equal(how[0], CFG_PLACE_BACK);
+    assert_false(next->backends[0].spare);
+    assert_int_equal(how[1], CFG_PLACE_SAME);
+    assert_int_equal(how[4], CFG_PLACE_SAME);
+    cfg_drop(next);
+
+    /* the same backends in another order: nothing moves */
+    next = expanded("backends:\n"
+                    "  - {url: http://10.0.0.3:80, name: c}\n"
+                    "  - {url: http://pool.example:80, name: p}\n"
+                    "  - {url: http://10.0.0.22:80, name: b}\n"
+                    "routing: {max_addresses: 2}\n");
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), 0);
+    for (i = 1; i < 5; i++)
+        assert_int_equal(how[i], CFG_PLACE_SAME);
+    assert_int_equal(how[0], CFG_PLACE_FREE);
+    cfg_drop(next);
+
+    /* three new names: two never-used spares, then a's slot, which must be
+     * reusable (nothing runs there) */
+    reusable[0] = false;
+    next = expanded("backends:\n"
+                    "  - {url: http://10.0.0.5:80, name: d}\n"
+                    "  - {url: http://10.0.0.6:80, name: e}\n"
+                    "  - {url: http://10.0.0.7:80, name: f}\n"
+                    "routing: {max_addresses: 2}\n");
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), -1);
+    assert_string_equal(msg, "no free slot for backend 'f' (routing.spare_backends: 3 left of 3 "
+                             "kept at start)");
+    assert_int_equal(next->nbackends, 16 + 3); /* unchanged */
+    reusable[0] = true;
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), 0);
+    assert_string_equal(next->backends[5].name, "d");
+    assert_string_equal(next->backends[6].name, "e");
+    assert_string_equal(next->backends[0].name, "f");
+    assert_int_equal(how[0], CFG_PLACE_ADDED);
+    assert_int_equal(how[1], CFG_PLACE_REMOVED);
+    assert_int_equal(how[2], CFG_PLACE_REMOVED);
+    assert_int_equal(how[3], CFG_PLACE_REMOVED);
+    assert_int_equal(how[4], CFG_PLACE_REMOVED);
+    cfg_drop(next);
+
+    /* a name with a different number of slots is a new backend */
+    next = expanded("backends:\n"
+                    "  - {url: http://pool.example:80, name: p}\n"
+                    "routing: {max_addresses: 3}\n");
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), -1);
+    cfg_drop(next);
+    cfg_drop(cur);
     (void)state;
 }
 
@@ -2484,6 +2616,7 @@ int main(void)
         cmocka_unit_test(test_sample_tls_examples),
         cmocka_unit_test(test_body_limits_and_fds),
         cmocka_unit_test(test_reload_keep),
+        cmocka_unit_test(test_backends_place),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -934,8 +934,8 @@ static void test_doc_markdown(void **state)
 }
 
 /* A DNS slot without an address: none of its series is exposed, in any
- * family, until it has one; its values are kept meanwhile. Merged: shown when
- * some registry has the address. */
+ * family, until it has one; its values are kept meanwhile. Merged: the
+ * first registry's mark (the router's) decides. */
 static void test_inactive_backend_hidden(void **state)
 {
     struct cfg *c = test_cfg();
@@ -961,7 +961,11 @@ static void test_inactive_backend_hidden(void **state)
     assert_line(t, "pitot_requests_total{" SMALL_A ",code=\"200\"} 1");
     free(t);
 
-    met_backend_active(r[1], 1, true); /* the other registry has it */
+    met_backend_active(r[1], 1, true); /* another registry's mark does not count */
+    t = fx_expose(r, 2);
+    assert_null(strstr(t, "backend=\"b\""));
+    free(t);
+    met_backend_active(r[0], 1, true); /* the router's registry has it */
     t = fx_expose(r, 2);
     assert_line(t,
                 "pitot_requests_total{backend=\"b\",model=\"small\",tier=\"default\",api=\"chat\","
@@ -971,12 +975,58 @@ static void test_inactive_backend_hidden(void **state)
     assert_line(t, "pitot_upstream_errors_total{backend=\"b\",kind=\"upstream_connect\"} 1");
     free(t);
 
-    met_backend_active(r[1], 1, false);
+    met_backend_active(r[0], 1, false);
     t = fx_expose(r, 2);
     assert_null(strstr(t, "backend=\"b\""));
     free(t);
     met_registry_free(r[0]);
     met_registry_free(r[1]);
+    free(c);
+    (void)state;
+}
+
+/* A reload puts another backend in slot 1: met_backend_reset gives it the
+ * new name and none of the old one's values, in every family; the other
+ * slot keeps its own. */
+static void test_backend_reset(void **state)
+{
+    struct cfg *c = test_cfg();
+    struct met_registry *r[1];
+    struct cfg_backend nb;
+    unsigned s;
+    char *t;
+
+    r[0] = met_registry_new(c);
+    assert_non_null(r[0]);
+    s = met_series(r[0], 1, 0, 0, 0);
+    met_add_request(r[0], s, 200);
+    met_observe_us(r[0], MET_TTFT, s, 1000);
+    met_gauge_set(r[0], MET_BACKEND_UP, 1, 1);
+    met_add_scrape(r[0], 1, MET_SCRAPE_OK);
+    met_add_upstream_error(r[0], 1, PITOT_EUPSTREAM_CONNECT);
+    met_add_request(r[0], met_series(r[0], 0, 0, 0, 0), 200);
+    met_backend_active(r[0], 1, false);
+    memset(&nb, 0, sizeof(nb));
+    snprintf(nb.name, sizeof(nb.name), "gpu-new");
+    snprintf(nb.host, sizeof(nb.host), "10.9.9.9");
+    nb.port = 9;
+    met_backend_reset(r[0], 1, &nb);
+    met_backend_active(r[0], 1, true);
+    t = fx_expose(r, 1);
+    assert_null(strstr(t, "backend=\"b\""));
+    assert_null(strstr(t, "pitot_requests_total{backend=\"gpu-new\""));
+    assert_null(strstr(t, "pitot_time_to_first_token_seconds_count{backend=\"gpu-new\""));
+    assert_null(strstr(t, "pitot_backend_scrapes_total{backend=\"gpu-new\""));
+    assert_null(strstr(t, "pitot_upstream_errors_total{backend=\"gpu-new\""));
+    assert_line(t, "pitot_backend_up{backend=\"gpu-new\"} 0");
+    assert_line(t, "pitot_requests_total{" SMALL_A ",code=\"200\"} 1");
+    free(t);
+    met_add_request(r[0], s, 503);
+    t = fx_expose(r, 1);
+    assert_line(t, "pitot_requests_total{backend=\"gpu-new\",model=\"small\",tier=\"default\","
+                   "api=\"chat\",code=\"503\"} 1");
+    free(t);
+    met_registry_free(r[0]);
     free(c);
     (void)state;
 }
@@ -1189,6 +1239,7 @@ int main(void)
         cmocka_unit_test(test_tls_failures),
         cmocka_unit_test(test_doc_markdown),
         cmocka_unit_test(test_inactive_backend_hidden),
+        cmocka_unit_test(test_backend_reset),
         cmocka_unit_test(test_proc_stat_parse),
         cmocka_unit_test(test_expose_process),
         cmocka_unit_test(test_api_and_local_answers),

@@ -52,7 +52,8 @@ static void chat_span(struct otlp_span *s, const char *span_id)
     s->output_tokens = 34;
     s->cached_tokens = -1;
     s->status = 200;
-    s->backend = 0;
+    strcpy(s->server_address, "10.0.0.7");
+    s->server_port = 8081;
     s->op = MET_OTEL_OP_CHAT;
     s->flavor = CFG_FLAVOR_LLAMACPP;
     s->finish = JSON_FINISH_STOP;
@@ -369,7 +370,8 @@ static void test_encode_errors(void **state)
     chat_span(&s, "0000000000000001");
     s.error = PITOT_EOVERLOADED;
     s.status = 503;
-    s.backend = -1;
+    s.server_address[0] = '\0';
+    s.server_port = 0;
     s.ttft_us = -1;
     s.input_tokens = s.output_tokens = -1;
     s.finish = JSON_FINISH_NONE;
@@ -379,7 +381,8 @@ static void test_encode_errors(void **state)
     otlp_ring_push(&r, &s);
     chat_span(&s, "0000000000000002");
     s.status = 404;
-    s.backend = 1;
+    strcpy(s.server_address, "::1");
+    s.server_port = 9000;
     s.op = MET_OTEL_OP_NONE;
     strcpy(s.method, "GET");
     otlp_ring_push(&r, &s);
@@ -418,13 +421,13 @@ static void test_encode_size_bound(void **state)
     char *out;
     size_t len1, len3, n = 3;
 
-    memset(c->backends[0].host, 'h', CFG_HOST_MAX - 1);
-    c->backends[0].host[CFG_HOST_MAX - 1] = '\0';
-    c->backends[0].port = 65535;
     memset(c->tiers[1].name, 't', CFG_NAME_MAX - 1);
     memset(c->otel_service_name, '\x01', CFG_OTLP_SERVICE_MAX - 1);
     assert_int_equal(otlp_ring_init(&r, n), 0);
     chat_span(&s, "ffffffffffffffff");
+    memset(s.server_address, 'h', sizeof(s.server_address) - 1);
+    s.server_address[sizeof(s.server_address) - 1] = '\0';
+    s.server_port = 65535;
     s.op = MET_OTEL_OP_TEXT_COMPLETION;
     memset(s.request_model, '\x02', sizeof(s.request_model) - 1);
     memset(s.response_model, '\x03', sizeof(s.response_model) - 1);

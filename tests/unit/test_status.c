@@ -270,12 +270,13 @@ static void test_disable(void **state)
                      0);
     cfg.max_addresses = 3;
     assert_int_equal(cfg_backends_expand(&cfg, err, sizeof(err)), 0);
-    assert_int_equal(cfg.nbackends, 4); /* a, pool, pool/1, pool/2 */
+    assert_int_equal(cfg.nbackends, 4 + 16); /* a, pool, pool/1, pool/2, the spares */
     assert_string_equal(cfg.backends[2].name, "pool/1");
     assert_int_equal(bal_init(&bl, &cfg), 0);
     for (i = 1; i < 4; i++)
         bal_activate(&bl, &bl.b[i], true);
     assert_int_equal(bal_up_count(&bl), 4);
+    assert_int_equal(bal_disable(&bl, span_cstr(""), true), 0); /* the spares: no name */
 
     assert_int_equal(bal_disable(&bl, span_cstr("nope"), true), 0);
     assert_int_equal(bal_disable(&bl, span_cstr("pool/1"), true), 1); /* one slot */

@@ -108,6 +108,10 @@ struct cfg_backend {
     bool dns;       /* host is a name, not an IP literal */
     unsigned group; /* after expansion: index of the name's first slot */
     unsigned slot;  /* after expansion: 0..max_addresses-1 within the name */
+    /* a slot of the table no configured backend holds now: one of
+       routing.spare_backends kept for a reload to add backends, or one a
+       reload removed (its name kept: the same name added again takes it back) */
+    bool spare;
 };
 
 /* An API key of a tier: compared as SHA-256 digests, never logged. */
@@ -205,11 +209,13 @@ struct cfg {
     unsigned models_interval_ms;          /* routing.models_interval, default 10000: /v1/models */
     unsigned dns_interval_ms;             /* routing.dns_interval, default 10000 */
     unsigned max_addresses;               /* routing.max_addresses per backend name, default 8 */
-    enum cfg_dns_family dns_family;       /* routing.dns_family, default auto */
-    char resolver[CFG_HOST_MAX];          /* routing.resolver "ip[:port]": the DNS server asked;
+    unsigned spare_backends;        /* routing.spare_backends, default 16: slots kept free at start
+                                for the backends a reload adds (a name takes max_addresses) */
+    enum cfg_dns_family dns_family; /* routing.dns_family, default auto */
+    char resolver[CFG_HOST_MAX];    /* routing.resolver "ip[:port]": the DNS server asked;
                                        "" (default): /etc/resolv.conf and /etc/hosts */
-    unsigned default_capacity;            /* routing.default_capacity, default 4 */
-    bool speed_aware;                     /* routing.speed_aware, default true: least_busy weighs
+    unsigned default_capacity;      /* routing.default_capacity, default 4 */
+    bool speed_aware;               /* routing.speed_aware, default true: least_busy weighs
                                        each load by the backend's measured time per token */
     struct cfg_alias aliases[CFG_MAX_ALIASES]; /* routing.aliases: {from: to} map */
     size_t naliases;
@@ -319,10 +325,36 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen);
 /* Gives every backend named by a DNS name (dns set) max_addresses slots in
  * c->backends, consecutive, in place of the one entry: slot 0 keeps the
  * name, slot k > 0 is named "name/k"; IP-literal backends keep one. Sets
- * group and slot on every entry. Call once, after cfg_validate (which checks
+ * group and slot on every entry, then appends spare_backends spare entries
+ * (as many as fit in CFG_MAX_BACKENDS). Call once, after cfg_validate (which checks
  * that the slots fit in CFG_MAX_BACKENDS and that their names are free).
  * Returns 0, or -1 with a message. */
 int cfg_backends_expand(struct cfg *c, char *err, size_t errlen);
+
+/* What a reload does to a slot of the backend table (cfg_backends_place). */
+enum cfg_place {
+    CFG_PLACE_FREE = 0, /* spare before and after */
+    CFG_PLACE_SAME,     /* the same backend, every setting the same */
+    CFG_PLACE_CHANGED,  /* the same name with other settings: started over */
+    CFG_PLACE_ADDED,    /* a backend the slot did not hold (a new name there) */
+    CFG_PLACE_BACK,     /* a removed backend's name added again, in its old slot */
+    CFG_PLACE_REMOVED,  /* held a backend the new configuration does not name */
+};
+
+/* Lays a reload's backends (next, expanded) out in the running table (cur's
+ * slots: the table never grows or moves): a backend whose name cur holds, or
+ * held before a reload removed it, with as many slots, stays in its slots;
+ * a new one takes the lowest run of spare slots reusable[] allows (the
+ * caller's say: nothing runs there any more), never-used ones first; a
+ * backend cur holds that next does not name leaves its slots spare, name
+ * kept. On success next->backends is the new table (cur->nbackends
+ * entries) and how[i] says what happened to slot i; returns 0. Returns -1
+ * with a message when a backend finds no room (next is then unchanged). */
+int cfg_backends_place(const struct cfg *cur, struct cfg *next, const bool *reusable,
+                       enum cfg_place *how, char *err, size_t errlen);
+
+/* Backends configured now (the table's entries that are not spare). */
+size_t cfg_backends_live(const struct cfg *c);
 
 /* "host:port" of a backend as it goes in a Host header ("[::1]:8080" for v6). */
 static inline const char *cfg_backend_authority(const struct cfg_backend *b)
@@ -361,15 +393,17 @@ const struct cfg *cfg_hold(const struct cfg *c);
 void cfg_drop(const struct cfg *c);
 
 /* What a reload (SIGHUP) cannot change in a running pitot: what sizes or
- * names its tables, listeners and threads (the backends after expansion and
- * their address settings, listen, admin_listen, tls, workers, the tiers' names
- * and number (with them the keys), the model label table, the buckets,
- * opentelemetry, the access log, max_clients, the pools, the header table).
- * Copies each of those that differs from `old` back into `next`, and writes
- * their names, ", "-separated, into kept[0..cap) ("" when none). Everything
- * else of `next` (limits, timeouts, routing, health, measurement, the tiers'
- * settings and keys, the queue, require_auth, shutdown, log) applies. Both
- * must be validated and expanded (cfg_backends_expand). */
+ * names its tables, listeners and threads (the backend table's shape:
+ * routing.max_addresses, routing.spare_backends; listen, admin_listen, tls,
+ * workers, the tiers' names and number (with them the keys), the model label
+ * table, the buckets, opentelemetry, the access log, max_clients, the pools,
+ * the header table). Copies each of those that differs from `old` back into
+ * `next`, and writes their names, ", "-separated, into kept[0..cap) ("" when
+ * none). Everything else of `next` (limits, timeouts, routing, health,
+ * measurement, the tiers' settings and keys, the queue, require_auth,
+ * shutdown, log) applies; the backends are laid out by cfg_backends_place.
+ * Both validated; next not expanded yet (its expansion takes the kept
+ * shape). */
 void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t cap);
 
 #endif

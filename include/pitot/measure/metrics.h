@@ -231,10 +231,18 @@ void met_gauge_clear(struct met_registry *r, enum met_id id, unsigned backend);
 void met_backend_scraped(struct met_registry *r, unsigned backend, uint64_t mono_us);
 
 /* Marks backend `backend` as having an address (true) or not (false: a DNS
- * slot with none). The series of a backend without one in every registry are
- * left out of the exposition; their values are kept for when it has one
- * again. At creation, backends given by a DNS name (cfg dns) have none. */
+ * slot with none, a spare slot, a backend a reload removed once its requests
+ * ended). The exposition follows the first registry's marks (the one the
+ * router keeps): a backend without one is left out, its values kept for when
+ * it has one again. At creation, DNS-named backends and spare slots have
+ * none. */
 void met_backend_active(struct met_registry *r, unsigned backend, bool active);
+
+/* Slot `backend` starts over for another backend (a reload put a new name
+ * there): its label becomes cb's name and every value of its series goes
+ * (counters, histograms, gauges, scrapes, the OpenTelemetry families'
+ * server address). Only while it is inactive and nothing runs on it. */
+void met_backend_reset(struct met_registry *r, unsigned backend, const struct cfg_backend *cb);
 
 /* pitot_backend_scrapes_total{backend, result=met_scrape_label(res)}; out of
  * range arguments ignored. */

@@ -42,7 +42,9 @@ struct otlp_span {
     int64_t output_tokens;             /* -1: unknown */
     int64_t cached_tokens;             /* -1: unknown */
     int status;                        /* HTTP status sent to the client; 0: none */
-    int backend;                       /* index into cfg->backends; -1: none chosen */
+    char server_address[CFG_HOST_MAX]; /* the chosen backend's host (copied: a reload
+                                          may put another in its slot); "": none */
+    uint16_t server_port;              /* its port; 0: no backend chosen */
     enum met_otel_op op;               /* gen_ai.operation.name (met_otel_op_of_path); NONE: not a
                                GenAI call (/v1/models, ...), a plain HTTP client span */
     enum cfg_flavor flavor;            /* the backend's; AUTO while unknown */

@@ -22,7 +22,8 @@ struct bal_backend {
     const struct cfg_backend *cfg; /* borrowed from the config */
     unsigned idx;                  /* position in the table and in metrics */
     unsigned in_flight;            /* requests pitot is serving on it now */
-    bool active;                   /* has an address: false for a DNS slot with none */
+    bool active;                   /* has an address: false for a DNS slot with none,
+                                      a spare slot, a removed backend with no request left */
     unsigned gen;                  /* bumped by bal_activate: a connection opened
                                       under an older one is not pooled */
     bool up;                       /* last health verdict (optimistic at start) */
@@ -74,6 +75,14 @@ struct bal_req {
                           backend lists no names or model is empty */
     size_t served_cap;
 };
+
+/* Does b take requests, probes and scrapes: it has an address and holds a
+ * configured backend (a backend a reload removed stays active, not live,
+ * until its requests end)? */
+static inline bool bal_live(const struct bal_backend *b)
+{
+    return b->active && !b->cfg->spare;
+}
 
 /* Builds the table from c->backends. Returns 0 or -PITOT_ENOMEM. */
 int bal_init(struct bal *bl, const struct cfg *c);

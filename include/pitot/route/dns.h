@@ -56,4 +56,8 @@ void dns_addr_fmt(const struct dns_addr *a, char *out, size_t cap);
 struct dns *dns_new(struct router *rt, char *err, size_t errlen);
 void dns_free(struct dns *d);
 
+/* After router_reload: the names of backends that start (how[i]: added,
+ * back, changed) are looked up at once, those of removed ones no more. */
+void dns_reload(struct dns *d, const enum cfg_place *how);
+
 #endif

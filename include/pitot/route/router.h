@@ -35,11 +35,14 @@ struct router {
     struct sockaddr_storage *addr; /* owned, per backend: where it is (see dns.h) */
     socklen_t *addrlen;            /* owned, per backend: 0 while it has no address */
     struct tls_client **tls;       /* per backend, NULL for http://: owned by a name's
-                                      first slot, borrowed by its other slots */
-    struct health *health;         /* borrowed: the owner's health checks, or NULL */
-    struct scrape *scrape;         /* borrowed: the owner's scrapes, or NULL */
-    bool stopping;                 /* the loop is ending: timers are not rearmed */
-    void (*room)(void *ud);        /* a backend may take requests it could not before
+                                      first slot, borrowed by its other slots; a
+                                      reload swaps them (atomic stores) */
+    struct tls_client **old_tls;   /* owned: the ones a reload replaced, kept */
+    size_t nold_tls;
+    struct health *health;                      /* borrowed: the owner's health checks, or NULL */
+    struct scrape *scrape;                      /* borrowed: the owner's scrapes, or NULL */
+    bool stopping;                              /* the loop is ending: timers are not rearmed */
+    void (*room)(void *ud);                     /* a backend may take requests it could not before
                                       (up again, scraped, a new address) */
     void (*readdressed)(void *ud, unsigned be); /* be's address changed or went: its
                                                    idle connections are stale */
@@ -72,9 +75,30 @@ static inline void router_unlock(struct router *rt)
 
 /* A backend for rq (bal_choose) and, when one is chosen, the request counted
  * as dispatched to it; *gen and *flavor: the backend's address generation
- * and flavor now. */
+ * and flavor now; *table: the configuration whose backends[(*out)->idx] it
+ * is, held for the caller (cfg_drop when done with the backend). */
 enum bal_verdict router_choose(struct router *rt, const struct bal_req *rq, uint64_t now_us,
-                               struct bal_backend **out, unsigned *gen, enum cfg_flavor *flavor);
+                               struct bal_backend **out, unsigned *gen, enum cfg_flavor *flavor,
+                               const struct cfg **table);
+
+/* A reload's configuration c (held by the caller as long as rt uses it),
+ * its backends laid out in the table's slots as how says
+ * (cfg_backends_place): the router takes c, a backend that starts (added,
+ * back, changed) gets its TLS client and address (a name: from dns later)
+ * and starts over (what was learned of it), and one removed takes no new
+ * request and leaves once its requests ended (router_retire). On the
+ * probing loop; the caller has reset the metric series of the slots a new
+ * name takes, and starts their probes and scrapes over after (health_reset,
+ * scrape_reset: those of the slots that start or were removed). */
+void router_reload(struct router *rt, const struct cfg *c, const enum cfg_place *how);
+
+/* A removed backend whose last request ended loses its address and leaves
+ * the exposition; true when it is gone (now or before). Probing loop. */
+bool router_retire(struct router *rt, unsigned be);
+
+/* Per slot: may a reload put a new backend there (spare, no address, no
+ * request on it)? */
+void router_backends_reusable(struct router *rt, bool *reusable);
 
 /* An answer or a failure of be (bal_result); true when it got be ejected. */
 bool router_result(struct router *rt, struct bal_backend *be, bool failure, uint64_t now_us);

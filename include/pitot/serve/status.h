@@ -82,4 +82,7 @@ enum status_action status_backend_path(struct span path, char *name, size_t cap)
  * of length 0 (no header) never matches a set token. */
 bool status_token_ok(const char *token, struct span authorization);
 
+/* Slot be holds another backend now (a reload): its minute of history goes. */
+void status_backend_reset(struct status *st, unsigned be);
+
 #endif
