@@ -1,5 +1,6 @@
 /* pitot: command line, signals, config check, wiring. Everything else lives in
  * libpitot. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -302,6 +303,19 @@ static int reload_config(struct sigctx *sc)
         log_warn("reload: %s changed: that takes a restart; the rest of the configuration "
                  "is applied",
                  kept);
+    if (strcmp(cur->access_log, next->access_log) != 0) {
+        if (alog_move(sc->alog, next->access_log) == 0) {
+            log_info("reload: the access log goes to %s from now on",
+                     next->access_log[0] ? next->access_log : "stdout");
+        } else {
+            log_error("reload: access_log %s: %s; the access log stays where it was",
+                      next->access_log, strerror(errno));
+            memcpy(next->access_log, cur->access_log, sizeof(cur->access_log));
+        }
+    }
+    if (next->ntls_certs > 0 && !cfg_certs_same(cur, next))
+        log_info("reload: tls.certificates changed: new handshakes use them, connections made "
+                 "stay as they are");
     process_reload(sc->p, next, ph, how);
     sc->ph = ph;
     cfg_drop(next); /* the process holds it now */

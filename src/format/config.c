@@ -1144,7 +1144,7 @@ static bool cfg_backend_same(const struct cfg_backend *a, const struct cfg_backe
     return true;
 }
 
-static bool cfg_certs_same(const struct cfg *a, const struct cfg *b)
+bool cfg_certs_same(const struct cfg *a, const struct cfg *b)
 {
     size_t i;
 
@@ -1153,18 +1153,6 @@ static bool cfg_certs_same(const struct cfg *a, const struct cfg *b)
     for (i = 0; i < a->ntls_certs; i++)
         if (strcmp(a->tls_certs[i].cert, b->tls_certs[i].cert) != 0 ||
             strcmp(a->tls_certs[i].key, b->tls_certs[i].key) != 0)
-            return false;
-    return true;
-}
-
-static bool cfg_models_same(const struct cfg *a, const struct cfg *b)
-{
-    size_t i;
-
-    if (a->nmodels != b->nmodels)
-        return false;
-    for (i = 0; i < a->nmodels; i++)
-        if (strcmp(a->models[i], b->models[i]) != 0)
             return false;
     return true;
 }
@@ -1200,8 +1188,10 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
         next->admin = old->admin;
         next->admin_port = old->admin_port;
     }
-    if (!cfg_certs_same(old, next)) {
-        cfg_keep(kept, cap, "tls", true, next->tls_certs, old->tls_certs, sizeof(old->tls_certs));
+    /* the certificates change (worker_set_cfg), TLS on or off does not */
+    if ((old->ntls_certs == 0) != (next->ntls_certs == 0)) {
+        cfg_keep(kept, cap, "tls (on or off)", true, next->tls_certs, old->tls_certs,
+                 sizeof(old->tls_certs));
         next->ntls_certs = old->ntls_certs;
         next->tls_min_version = old->tls_min_version;
     }
@@ -1217,10 +1207,6 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
         next->nkeys = old->nkeys;
         memcpy(next->tier_header, old->tier_header, sizeof(old->tier_header));
         next->require_auth = old->require_auth;
-    }
-    if (!cfg_models_same(old, next)) {
-        cfg_keep(kept, cap, "models", true, next->models, old->models, sizeof(old->models));
-        next->nmodels = old->nmodels;
     }
     CFG_KEEP("max_model_labels", max_model_labels);
     if (old->nbuckets != next->nbuckets ||
@@ -1251,9 +1237,6 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
         next->otel_trace_interval_ms = old->otel_trace_interval_ms;
         next->otel_trace_timeout_ms = old->otel_trace_timeout_ms;
     }
-    if (strcmp(old->access_log, next->access_log) != 0)
-        cfg_keep(kept, cap, "access_log", true, next->access_log, old->access_log,
-                 sizeof(old->access_log));
     CFG_KEEP("limits.max_clients", max_clients);
     CFG_KEEP("limits.max_headers", max_headers);
     CFG_KEEP("limits.max_header_bytes", max_header_bytes);

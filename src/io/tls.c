@@ -281,6 +281,11 @@ int tls_server_reload(struct tls_server *s, char *err, size_t errlen)
     return 0;
 }
 
+void tls_server_set_cfg(struct tls_server *s, const struct cfg *c)
+{
+    s->cfg = c;
+}
+
 void tls_server_free(struct tls_server *s)
 {
     if (s == NULL)

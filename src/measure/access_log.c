@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,9 @@
 #define ALOG_ELLIPSIS "..."
 
 struct alog {
-    int fd;
+    _Atomic int fd; /* every loop writes through it */
     bool is_stdout; /* fd 1 is borrowed: never closed or reopened */
-    char *path;     /* owned; NULL for stdout */
+    char *path;     /* owned; NULL for stdout (or a copy of it: reopened as such) */
 };
 
 /* Output cursor. With buf == NULL it only counts (the measuring pass). */
@@ -344,7 +346,8 @@ int alog_write(struct alog *l, const struct alog_rec *r)
     /* O_APPEND makes each write land at the end as one piece; the loop only
      * matters for pipes and signals cutting a write short. */
     while (off < (size_t)n) {
-        ssize_t k = write(l->fd, line + off, (size_t)n - off);
+        ssize_t k =
+            write(atomic_load_explicit(&l->fd, memory_order_acquire), line + off, (size_t)n - off);
 
         if (k < 0) {
             if (errno == EINTR)
@@ -366,7 +369,7 @@ int alog_reopen(struct alog *l)
         return 0;
     /* Open the new file before closing the old one, so a failed reopen
      * keeps logging to the old (renamed) file instead of nowhere. */
-    fd = alog_open_fd(l->path);
+    fd = l->path ? alog_open_fd(l->path) : fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     /* the new file behind the same descriptor, in one step: every loop
@@ -377,6 +380,42 @@ int alog_reopen(struct alog *l)
     }
     close(fd);
     return 0;
+}
+
+int alog_move(struct alog *l, const char *path)
+{
+    bool to_stdout = path == NULL || path[0] == '\0' || strcmp(path, "-") == 0;
+    char *np = to_stdout ? NULL : strdup(path);
+    int fd;
+
+    if (!to_stdout && np == NULL)
+        return -1;
+    if (l->is_stdout) {
+        if (to_stdout)
+            return 0;
+        /* fd 1 stays open: a loop may be writing to it now */
+        fd = alog_open_fd(np);
+        if (fd < 0) {
+            free(np);
+            return -1;
+        }
+        l->path = np;
+        l->is_stdout = false;
+        atomic_store_explicit(&l->fd, fd, memory_order_release);
+        return 0;
+    }
+    {
+        char *was = l->path;
+
+        l->path = np;
+        if (alog_reopen(l) == 0) {
+            free(was);
+            return 0;
+        }
+        l->path = was;
+        free(np);
+        return -1;
+    }
 }
 
 void alog_close(struct alog *l)

@@ -311,7 +311,21 @@ void worker_stop(struct worker *w)
 void worker_set_cfg(struct worker *w, const struct cfg *c, const struct refusal_phrases *ph)
 {
     const struct cfg *old = w->lp.cfg;
+    size_t i;
 
+    /* models a reload names get their label now, as learned names do
+     * (while max_model_labels has room; on this loop: its registry's only
+     * writer) */
+    for (i = 0; i < c->nmodels; i++)
+        (void)met_model_lookup(w->lp.met, span_cstr(c->models[i]));
+
+    if (w->lp.tls) {
+        /* the listener reads its certificates from c from now on: other
+         * files load at once, for new handshakes */
+        tls_server_set_cfg(w->lp.tls, c);
+        if (!cfg_certs_same(old, c))
+            worker_tls_reload(w);
+    }
     w->lp.cfg = c;
     w->lp.refusals = ph;
     cfg_drop(old);

@@ -217,6 +217,7 @@ def start_pitot(backends, config=None, extra=(), port=None):
     pr = Proc(argv, "pitot", r"listening on")
     pr.port = port
     pr.access_log = logf.name
+    pr.config_file = cf.name if config is not None else None
     return pr
 
 

@@ -41,7 +41,9 @@ def refused(port):
     try:
         socket.create_connection((HOST, port), timeout=2).close()
         return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # reset: it reached a worker's listener as that one closed (each
+        # worker has its own, SO_REUSEPORT); never accepted either way
         return True
 
 

@@ -30,14 +30,15 @@ def config(backends, extra=""):
 class Pitot:
     """pitot from a config file it is told to read again."""
 
-    def __init__(self, text):
+    def __init__(self, text, cli_log=True):
         self.port = free_port()
         self.file = tempfile.NamedTemporaryFile("w", prefix="pitot-", suffix=".yaml",
                                                 delete=False).name
         self.write(text)
         logf = tempfile.NamedTemporaryFile(prefix="pitot-access-", suffix=".log", delete=False)
         self.proc = Proc([os.path.join(BUILD, "pitot"), "-c", self.file, "--listen",
-                          "%s:%d" % (HOST, self.port), "--access-log", logf.name],
+                          "%s:%d" % (HOST, self.port)] +
+                         (["--access-log", logf.name] if cli_log else []),
                          "pitot", r"listening on")
         self.proc.port = self.port
         self.proc.access_log = logf.name
@@ -96,7 +97,8 @@ def t_reload_applies():
     assert metric_value(m, "pitot_config_reloads_total", result="failure") == 1, m
 
     # what takes a restart is kept and said; the rest applies
-    pt.reload(config([sim.port], base + "log:\n  level: info\nmeasure:\n  buckets: [1, 2]\n"),
+    pt.reload(config([sim.port], base + "log:\n  level: info\nmeasure:\n  buckets: [1, 2]\n"
+                     "models: [small, medium]\n"),
               want="that takes a restart")
     err = pt.proc.stderr()
     assert "reload: measure.buckets changed: that takes a restart" in err, err[-800:]
@@ -237,6 +239,27 @@ def t_backends_reload():
     stop_pitot_clean(pt.proc)
 
 
+def t_access_log_moves():
+    sim = start_sim("--model", "small", "--tokens-per-s", "400")
+    d = tempfile.mkdtemp(prefix="pitot-alog-")
+    a, b = os.path.join(d, "a.log"), os.path.join(d, "b.log")
+    pt = Pitot(config([sim.port], "log:\n  access_log: %s\n" % a), cli_log=False)
+    assert request(pt.port, "POST", "/v1/chat/completions",
+                   chat_body(max_tokens=2, model="small")).status == 200
+    pt.reload(config([sim.port], "log:\n  access_log: %s\n" % b))
+    assert "reload: the access log goes to %s from now on" % b in pt.proc.stderr()
+    for _ in range(2):
+        assert request(pt.port, "POST", "/v1/chat/completions",
+                       chat_body(max_tokens=2, model="small")).status == 200
+    pt.reload(config([sim.port], "log:\n  access_log: %s/no/such/dir.log\n" % d))
+    assert "the access log stays where it was" in pt.proc.stderr(), pt.proc.stderr()[-600:]
+    assert request(pt.port, "POST", "/v1/chat/completions",
+                   chat_body(max_tokens=2, model="small")).status == 200
+    assert wait_for(lambda: len(open(b).read().splitlines()) == 3, 5.0)
+    assert len(open(a).read().splitlines()) == 1
+    stop_pitot_clean(pt.proc)
+
+
 def t_no_room():
     sims = [start_sim("--model", "small") for _ in range(3)]
     pt = Pitot(named([("s0", sims[0].port)], "routing:\n  spare_backends: 1\n"))
@@ -262,5 +285,7 @@ check("a request in flight keeps the configuration it began under", t_in_flight_
 check("a reload changes the tiers' keys and require_auth", t_keys_and_tiers_reload)
 check("a reload adds a backend (routable at once), removes one (its stream finishes, then its "
       "series leave /metrics), changes one and brings one back", t_backends_reload)
+check("a reload moves the access log to another path; one that cannot open changes nothing",
+      t_access_log_moves)
 check("backends that find no spare slot are kept and said; the rest applies", t_no_room)
 finish()

@@ -366,6 +366,45 @@ def t_sighup_reload_during_stream():
         shutil.rmtree(live, ignore_errors=True)
 
 
+def t_reload_other_certificate_files():
+    sim = start_sim()
+    first = "tls:\n  certificates:\n    - cert: %s\n      key: %s\n" % (
+        CERTS.path("server.crt"), CERTS.path("server.key"))
+    pitot = start_pitot([sim.port], config=first)
+    s = tls_connect(pitot.port)
+    assert s.getpeercert()["subject"] == ((("commonName", "pitot.test"),),)
+    # other files (and a second certificate, and TLS 1.3 only) in the file
+    with open(pitot.config_file, "w") as f:
+        f.write("tls:\n  min_version: \"1.3\"\n  certificates:\n"
+                "    - cert: %s\n      key: %s\n    - cert: %s\n      key: %s\n"
+                % (CERTS.path("reloaded.crt"), CERTS.path("reloaded.key"),
+                   CERTS.path("other.crt"), CERTS.path("other.key")))
+    pitot.p.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "configuration reloaded" in pitot.stderr()), pitot.stderr()
+    assert "reload: tls.certificates changed: new handshakes use them" in pitot.stderr()
+    s2 = tls_connect(pitot.port)
+    assert s2.getpeercert()["subject"] == ((("commonName", "reloaded.pitot.test"),),)
+    s2.close()
+    rc, out = s_client(pitot.port, "-servername", "other.test", "-brief")
+    assert rc == 0 and "Peer certificate: CN = other.test" in out, out
+    rc, out = s_client(pitot.port, "-tls1_2", "-brief")
+    assert rc != 0 and "alert protocol version" in out, out
+    # the connection made before goes on with what it has
+    s.sendall(build_request("GET", "/healthz", port=pitot.port))
+    r = Reader(s).read()
+    assert r.status == 200, r.status
+    s.close()
+    # TLS off takes a restart: said, and the listener stays TLS
+    with open(pitot.config_file, "w") as f:
+        f.write("limits:\n  max_body_bytes: 1000\n")
+    pitot.p.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "tls (on or off) changed: that takes a restart" in pitot.stderr()), \
+        pitot.stderr()[-800:]
+    r = tls_request(pitot.port, "GET", "/healthz")
+    assert r.status == 200
+    stop_pitot_clean(pitot)
+
+
 # ---- https backends -------------------------------------------------------
 
 def t_https_backend_is_pitot_with_tls():
@@ -816,6 +855,8 @@ check("SNI picks the certificate (wildcards too), the first is the default", t_s
 check("tls.min_version 1.3 refuses TLS 1.2; 1.2 takes the intermediate ciphers only", t_min_version_13)
 check("a handshake that never completes ends at limits.header_timeout", t_handshake_timeout)
 check("SIGHUP reloads certificates for new handshakes; a running stream goes on", t_sighup_reload_during_stream)
+check("a reload with other certificate files: new handshakes use them, connections made go on; "
+      "TLS off takes a restart", t_reload_other_certificate_files)
 check("an https backend: pitot with a TLS listener in front of pitot-sim", t_https_backend_is_pitot_with_tls)
 check("unverified backend certificates: down with a log line saying why, never used",
       t_https_backend_not_verified_is_down)

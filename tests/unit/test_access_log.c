@@ -389,6 +389,46 @@ static void test_file_write_and_reopen(void **state)
     (void)state;
 }
 
+/* A reload's access_log: the next line goes to the new path, the old file
+ * keeps what it had; a path that cannot open changes nothing. */
+static void test_move(void **state)
+{
+    char a[128], b[128], got[8192], want[2048];
+    struct alog_rec r = full_rec();
+    struct alog *l;
+    int n;
+
+    snprintf(a, sizeof(a), "%s/move-a.log", tmpdir);
+    snprintf(b, sizeof(b), "%s/move-b.log", tmpdir);
+    n = alog_format(&r, want, sizeof(want));
+    assert_true(n > 0);
+    l = alog_open(a);
+    assert_non_null(l);
+    assert_int_equal(alog_write(l, &r), 0);
+    assert_int_equal(alog_move(l, b), 0);
+    assert_int_equal(alog_write(l, &r), 0);
+    assert_int_equal(alog_write(l, &r), 0);
+    assert_int_equal(slurp(a, got, sizeof(got)), (size_t)n);
+    assert_int_equal(slurp(b, got, sizeof(got)), 2 * (size_t)n);
+    errno = 0;
+    assert_int_equal(alog_move(l, "/nonexistent-pitot-dir/x.log"), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(alog_write(l, &r), 0);
+    assert_int_equal(slurp(b, got, sizeof(got)), 3 * (size_t)n);
+    assert_int_equal(alog_reopen(l), 0); /* still b's path */
+    assert_int_equal(alog_write(l, &r), 0);
+    assert_int_equal(slurp(b, got, sizeof(got)), 4 * (size_t)n);
+    alog_close(l);
+    /* from stdout to a file */
+    l = alog_open("-");
+    assert_non_null(l);
+    assert_int_equal(alog_move(l, a), 0);
+    assert_int_equal(alog_write(l, &r), 0);
+    assert_int_equal(slurp(a, got, sizeof(got)), 2 * (size_t)n);
+    alog_close(l);
+    (void)state;
+}
+
 static void test_stdout(void **state)
 {
     static const char *const names[] = { NULL, "", "-" };
@@ -431,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_query_stripped),
         cmocka_unit_test(test_cut_long_strings),
         cmocka_unit_test_setup_teardown(test_file_write_and_reopen, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_move, setup_dir, teardown_dir),
         cmocka_unit_test(test_stdout),
     };
 

@@ -353,6 +353,9 @@ enum cfg_place {
 int cfg_backends_place(const struct cfg *cur, struct cfg *next, const bool *reusable,
                        enum cfg_place *how, char *err, size_t errlen);
 
+/* The listener's certificate list and minimum version are the same. */
+bool cfg_certs_same(const struct cfg *a, const struct cfg *b);
+
 /* Backends configured now (the table's entries that are not spare). */
 size_t cfg_backends_live(const struct cfg *c);
 
@@ -394,8 +397,8 @@ void cfg_drop(const struct cfg *c);
 
 /* What a reload (SIGHUP) cannot change in a running pitot: what sizes or
  * names its tables, listeners and threads (the backend table's shape:
- * routing.max_addresses, routing.spare_backends; listen, admin_listen, tls,
- * workers, the tiers' names and number (with them the keys), the model label
+ * routing.max_addresses, routing.spare_backends; listen, admin_listen, TLS
+ * on or off, workers, the tiers' names and number (with them the keys), the model label
  * table, the buckets, opentelemetry, the access log, max_clients, the pools,
  * the header table). Copies each of those that differs from `old` back into
  * `next`, and writes their names, ", "-separated, into kept[0..cap) ("" when

@@ -74,6 +74,10 @@ struct tls_server *tls_server_new(const struct cfg *c, char *err, size_t errlen)
  * message. */
 int tls_server_reload(struct tls_server *s, char *err, size_t errlen);
 
+/* The configuration s reads from now on (a reload's, which its loop holds
+ * as long as s uses it); the next tls_server_reload loads its files. */
+void tls_server_set_cfg(struct tls_server *s, const struct cfg *c);
+
 void tls_server_free(struct tls_server *s);
 
 /* A server-side TLS bufferevent on an accepted socket fd (TCP_NODELAY set

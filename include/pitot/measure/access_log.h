@@ -62,6 +62,11 @@ int alog_write(struct alog *l, const struct alog_rec *r);
 /* Reopens the same path (log rotation on SIGHUP). Returns 0 or -1. */
 int alog_reopen(struct alog *l);
 
+/* Writes to another path from now on (a reload's access_log; "", "-":
+ * stdout), opened before the old one lets go. Returns 0, or -1 (errno set)
+ * with nothing changed. */
+int alog_move(struct alog *l, const char *path);
+
 void alog_close(struct alog *l);
 
 #endif
