@@ -253,6 +253,7 @@ static int reload_config(struct sigctx *sc)
     char err[512], kept[1024];
     bool reusable[CFG_MAX_BACKENDS];
     enum cfg_place how[CFG_MAX_BACKENDS];
+    bool tadded[CFG_MAX_TIERS], tremoved[CFG_MAX_TIERS];
     struct rlimit rl;
 
     if (next == NULL) {
@@ -279,6 +280,20 @@ static int reload_config(struct sigctx *sc)
         next->nbackends = cur->nbackends;
         for (size_t i = 0; i < cur->nbackends; i++)
             how[i] = cur->backends[i].spare ? CFG_PLACE_FREE : CFG_PLACE_SAME;
+    }
+    /* the tiers, in the running table's slots; the keys follow them */
+    if (cfg_tiers_place(cur, next, tadded, tremoved, err, sizeof(err)) != 0) {
+        size_t len = strlen(kept);
+        snprintf(kept + len, sizeof(kept) - len, "%stiers (%s)", len ? ", " : "", err);
+        memcpy(next->tiers, cur->tiers, sizeof(cur->tiers));
+        next->ntiers = cur->ntiers;
+        memcpy(next->keys, cur->keys, sizeof(cur->keys));
+        memcpy(next->key_tier, cur->key_tier, sizeof(cur->key_tier));
+        next->nkeys = cur->nkeys;
+        memcpy(next->tier_header, cur->tier_header, sizeof(cur->tier_header));
+        next->require_auth = cur->require_auth;
+        memset(tadded, 0, sizeof(tadded));
+        memset(tremoved, 0, sizeof(tremoved));
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { /* as at start, quietly */
         unsigned n = cfg_fd_max_clients(
@@ -316,7 +331,14 @@ static int reload_config(struct sigctx *sc)
     if (next->ntls_certs > 0 && !cfg_certs_same(cur, next))
         log_info("reload: tls.certificates changed: new handshakes use them, connections made "
                  "stay as they are");
-    process_reload(sc->p, next, ph, how);
+    for (size_t t = 0; t < CFG_MAX_TIERS; t++) {
+        if (tadded[t])
+            log_info("reload: tier %s added", next->tiers[t].name);
+        else if (tremoved[t])
+            log_info("reload: tier %s removed: requests already in it finish in it",
+                     cur->tiers[t].name);
+    }
+    process_reload(sc->p, next, ph, how, tadded, tremoved);
     sc->ph = ph;
     cfg_drop(next); /* the process holds it now */
     log_setup(process_cfg(sc->p)->log_level, process_cfg(sc->p)->log_format);
@@ -438,6 +460,7 @@ int main(int argc, char **argv)
         free(backends);
         return 1;
     }
+    cfg_tiers_expand(&c); /* the slots of the tiers reloads add */
     if (c.workers == 0) { /* one per online CPU */
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c.workers = n < 1 ? 1 : n > CFG_MAX_WORKERS ? CFG_MAX_WORKERS : (unsigned)n;

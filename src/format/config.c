@@ -744,6 +744,61 @@ int cfg_backends_expand(struct cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+void cfg_tiers_expand(struct cfg *c)
+{
+    while (c->ntiers < CFG_MAX_TIERS) {
+        memset(&c->tiers[c->ntiers], 0, sizeof(c->tiers[0]));
+        c->tiers[c->ntiers++].spare = true;
+    }
+}
+
+int cfg_tiers_place(const struct cfg *cur, struct cfg *next, bool *added, bool *removed, char *err,
+                    size_t errlen)
+{
+    struct cfg_tier lay[CFG_MAX_TIERS];
+    bool taken[CFG_MAX_TIERS] = { false };
+    unsigned map[CFG_MAX_TIERS];
+    size_t i, j;
+
+    for (j = 0; j < cur->ntiers && j < CFG_MAX_TIERS; j++) {
+        lay[j] = cur->tiers[j];
+        lay[j].spare = true;
+        added[j] = false;
+        removed[j] = !cur->tiers[j].spare;
+    }
+    for (i = 0; i < next->ntiers; i++) {
+        const struct cfg_tier *t = &next->tiers[i];
+
+        for (j = 0; j < cur->ntiers; j++) /* its own slot, or the one it had */
+            if (!taken[j] && cur->tiers[j].name[0] != '\0' &&
+                strcmp(cur->tiers[j].name, t->name) == 0)
+                break;
+        if (j == cur->ntiers) { /* a new name: a slot no tier ever had */
+            for (j = 0; j < cur->ntiers; j++)
+                if (!taken[j] && cur->tiers[j].spare && cur->tiers[j].name[0] == '\0')
+                    break;
+            if (j == cur->ntiers)
+                return cfg_msg(err, errlen,
+                               "no free slot for tier '%s' (%d tiers at most, each removed one "
+                               "keeping its slot for its return)",
+                               t->name, CFG_MAX_TIERS);
+            added[j] = true;
+        } else if (cur->tiers[j].spare) {
+            added[j] = true; /* back */
+        }
+        removed[j] = false;
+        taken[j] = true;
+        lay[j] = *t;
+        lay[j].spare = false;
+        map[i] = (unsigned)j;
+    }
+    for (i = 0; i < next->nkeys; i++)
+        next->key_tier[i] = (uint8_t)map[next->key_tier[i]];
+    memcpy(next->tiers, lay, cur->ntiers * sizeof(lay[0]));
+    next->ntiers = cur->ntiers;
+    return 0;
+}
+
 size_t cfg_backends_live(const struct cfg *c)
 {
     size_t i, n = 0;
@@ -919,7 +974,7 @@ int cfg_tier_find(const struct cfg *c, const char *name)
     size_t i;
 
     for (i = 0; i < c->ntiers; i++)
-        if (strcmp(c->tiers[i].name, name) == 0)
+        if (!c->tiers[i].spare && strcmp(c->tiers[i].name, name) == 0)
             return (int)i;
     return -1;
 }
@@ -1163,8 +1218,6 @@ bool cfg_certs_same(const struct cfg *a, const struct cfg *b)
 
 void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t cap)
 {
-    bool tiers = old->ntiers != next->ntiers;
-    size_t i;
 
     if (cap == 0)
         return;
@@ -1196,18 +1249,6 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
         next->tls_min_version = old->tls_min_version;
     }
     CFG_KEEP("workers", workers);
-    /* the tiers: their settings apply when their names stay */
-    for (i = 0; !tiers && i < old->ntiers; i++)
-        tiers = strcmp(old->tiers[i].name, next->tiers[i].name) != 0;
-    if (tiers) {
-        cfg_keep(kept, cap, "tiers (names)", true, next->tiers, old->tiers, sizeof(old->tiers));
-        next->ntiers = old->ntiers;
-        memcpy(next->keys, old->keys, sizeof(old->keys));
-        memcpy(next->key_tier, old->key_tier, sizeof(old->key_tier));
-        next->nkeys = old->nkeys;
-        memcpy(next->tier_header, old->tier_header, sizeof(old->tier_header));
-        next->require_auth = old->require_auth;
-    }
     CFG_KEEP("max_model_labels", max_model_labels);
     if (old->nbuckets != next->nbuckets ||
         memcmp(old->buckets, next->buckets, old->nbuckets * sizeof(old->buckets[0])) != 0) {

@@ -194,6 +194,7 @@ void met_registry_free(struct met_registry *r)
     free(r->shed);
     free(r->slo);
     free(r->active);
+    free(r->tier_live);
     met_otel_free(r->otel);
     free(r);
 }
@@ -296,11 +297,12 @@ struct met_registry *met_registry_new(const struct cfg *c)
     r->shed = calloc((size_t)r->ntiers * MET_SHED__COUNT + 1, sizeof(*r->shed));
     r->slo = calloc((size_t)r->ntiers * 2 + 1, sizeof(*r->slo));
     r->active = calloc(r->nbackends + 1, sizeof(*r->active));
-    if (r->active == NULL || r->backend == NULL || r->tier == NULL || r->model == NULL ||
-        r->bmt == NULL || r->ctr == NULL || r->hist == NULL || r->uperr == NULL ||
-        r->gauge == NULL || r->fgauge == NULL || r->scraped_us == NULL || r->scrape == NULL ||
-        r->tgauge == NULL || r->thist == NULL || r->shed == NULL || r->slo == NULL ||
-        met_registry_names(r, c) < 0 ||
+    r->tier_live = calloc(r->ntiers, sizeof(*r->tier_live));
+    if (r->active == NULL || r->tier_live == NULL || r->backend == NULL || r->tier == NULL ||
+        r->model == NULL || r->bmt == NULL || r->ctr == NULL || r->hist == NULL ||
+        r->uperr == NULL || r->gauge == NULL || r->fgauge == NULL || r->scraped_us == NULL ||
+        r->scrape == NULL || r->tgauge == NULL || r->thist == NULL || r->shed == NULL ||
+        r->slo == NULL || met_registry_names(r, c) < 0 ||
         (c->otel_metrics && (r->otel = met_otel_new(r, c)) == NULL)) {
         met_registry_free(r);
         return NULL;
@@ -309,6 +311,8 @@ struct met_registry *met_registry_new(const struct cfg *c)
         atomic_init(&r->fgauge[i], MET_FG_ABSENT);
     for (i = 0; i < r->nbackends; i++)
         atomic_init(&r->active[i], !c->backends[i].dns && !c->backends[i].spare);
+    for (i = 0; i < r->ntiers; i++)
+        atomic_init(&r->tier_live[i], c->ntiers == 0 || !c->tiers[i].spare);
     return r;
 }
 
@@ -536,6 +540,15 @@ void met_backend_active(struct met_registry *r, unsigned backend, bool active)
         atomic_store_explicit(&r->active[backend], active, memory_order_release);
 }
 
+void met_tier_set(struct met_registry *r, unsigned tier, const char *name, bool live)
+{
+    if (tier >= r->ntiers)
+        return;
+    if (live) /* while it is not exposed: the mark, with release, publishes it */
+        snprintf(r->tier[tier], CFG_NAME_MAX, "%s", name);
+    atomic_store_explicit(&r->tier_live[tier], live, memory_order_release);
+}
+
 void met_backend_reset(struct met_registry *r, unsigned backend, const struct cfg_backend *cb)
 {
     size_t per = (size_t)r->nmodel_slots * r->ntiers * MET_NAPI, s0, i, k;
@@ -545,14 +558,21 @@ void met_backend_reset(struct met_registry *r, unsigned backend, const struct cf
         return;
     s0 = (size_t)backend * per;
     snprintf(r->backend[backend], CFG_NAME_MAX, "%s", cb->name);
-    /* calloc's zeros again: the series of a backend never touched */
-    memset((void *)&r->bmt[s0], 0, per * sizeof(r->bmt[0]));
-    for (i = 0; i < per * r->nctr; i++)
-        atomic_store_explicit(&r->ctr[s0 * r->nctr + i], 0, memory_order_relaxed);
-    for (k = 0; k < r->nhist; k++)
-        for (i = 0; i < per * stride; i++)
-            atomic_store_explicit(&r->hist[(k * r->nseries + s0) * stride + i], 0,
-                                  memory_order_relaxed);
+    /* calloc's zeros again, in the series that were touched only (the
+     * others are zero, and their pages are not made resident) */
+    for (i = s0; i < s0 + per; i++) {
+        size_t j;
+
+        if (!atomic_load_explicit(&r->bmt[i].touched, memory_order_relaxed))
+            continue;
+        memset((void *)&r->bmt[i], 0, sizeof(r->bmt[0]));
+        for (j = 0; j < r->nctr; j++)
+            atomic_store_explicit(&r->ctr[i * r->nctr + j], 0, memory_order_relaxed);
+        for (k = 0; k < r->nhist; k++)
+            for (j = 0; j < stride; j++)
+                atomic_store_explicit(&r->hist[(k * r->nseries + i) * stride + j], 0,
+                                      memory_order_relaxed);
+    }
     for (i = 0; i < PITOT_E__COUNT; i++)
         atomic_store_explicit(&r->uperr[(size_t)backend * PITOT_E__COUNT + i], 0,
                               memory_order_relaxed);
@@ -948,6 +968,8 @@ static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
             continue;
         for (u = 0; u < v->nu; u++) {
             for (t = 0; t < r0->ntiers; t++) {
+                if (!met_view_tier(v, t))
+                    continue;
                 for (a = 0; a < MET_NAPI; a++) {
                     bool any = false;
 
@@ -966,6 +988,8 @@ static void met_expose_bmt(struct met_view *v, enum met_id id, unsigned *ser)
     if (met_defs[id].labels != MET_L_BMTC)
         return;
     for (t = 0; t < r0->ntiers; t++) {
+        if (!met_view_tier(v, t))
+            continue;
         for (a = 0; a < MET_NAPI; a++) {
             bool any = false;
 
@@ -1104,6 +1128,8 @@ static void met_expose_tier(struct met_view *v, enum met_id id)
     size_t i;
 
     for (t = 0; t < r0->ntiers; t++) {
+        if (!met_view_tier(v, t))
+            continue;
         met_label(lbl, sizeof(lbl), 0, "tier", r0->tier[t]);
         if (d->labels == MET_L_TR || d->labels == MET_L_TM) {
             bool shed = d->labels == MET_L_TR;

@@ -50,27 +50,29 @@ struct met_registry {
     enum met_store store[MET__COUNT];     /* met_store_of(id) */
     int slot[MET__COUNT];                 /* index within its storage kind, or -1 */
     unsigned nctr, nhist, ngauge, nfgauge, ntgauge, nthist;
-    struct met_bmt *bmt;           /* owned, nseries */
-    _Atomic uint64_t *ctr;         /* owned, nseries * nctr: BMT counters */
-    _Atomic uint64_t *hist;        /* owned, (nhist * nseries) * (nbuckets + 2):
+    struct met_bmt *bmt;              /* owned, nseries */
+    _Atomic uint64_t *ctr;            /* owned, nseries * nctr: BMT counters */
+    _Atomic uint64_t *hist;           /* owned, (nhist * nseries) * (nbuckets + 2):
                                            per series nbuckets + 1 non-cumulative
                                            buckets (the last is "above every bound"),
                                            then the sum in microseconds */
-    _Atomic uint64_t *uperr;       /* owned, nbackends * PITOT_E__COUNT */
-    _Atomic int64_t *gauge;        /* owned, ngauge * nbackends */
-    _Atomic uint64_t *fgauge;      /* owned, nfgauge * nbackends: double bits,
+    _Atomic uint64_t *uperr;          /* owned, nbackends * PITOT_E__COUNT */
+    _Atomic int64_t *gauge;           /* owned, ngauge * nbackends */
+    _Atomic uint64_t *fgauge;         /* owned, nfgauge * nbackends: double bits,
                                            MET_FG_ABSENT when there is no series */
-    _Atomic uint64_t *scraped_us;  /* owned, nbackends: monotonic time of the
+    _Atomic uint64_t *scraped_us;     /* owned, nbackends: monotonic time of the
                                            last successful scrape, 0 never */
-    _Atomic uint64_t *scrape;      /* owned, nbackends * MET_SCRAPE__COUNT */
-    _Atomic int64_t *tgauge;       /* owned, ntgauge * ntiers */
-    _Atomic uint64_t *thist;       /* owned, (nthist * ntiers) * (nbuckets + 2),
+    _Atomic uint64_t *scrape;         /* owned, nbackends * MET_SCRAPE__COUNT */
+    _Atomic int64_t *tgauge;          /* owned, ntgauge * ntiers */
+    _Atomic uint64_t *thist;          /* owned, (nthist * ntiers) * (nbuckets + 2),
                                            laid out as hist[] */
-    _Atomic uint64_t *shed;        /* owned, ntiers * MET_SHED__COUNT */
-    _Atomic uint64_t *slo;         /* owned, ntiers * 2, [met] */
-    struct met_otel *otel;         /* owned; NULL unless cfg otel_metrics */
-    _Atomic unsigned char *active; /* owned, nbackends: 0 while a DNS slot has no
+    _Atomic uint64_t *shed;           /* owned, ntiers * MET_SHED__COUNT */
+    _Atomic uint64_t *slo;            /* owned, ntiers * 2, [met] */
+    struct met_otel *otel;            /* owned; NULL unless cfg otel_metrics */
+    _Atomic unsigned char *active;    /* owned, nbackends: 0 while a DNS slot has no
                                       address; its series are not exposed */
+    _Atomic unsigned char *tier_live; /* owned, ntiers: 0 for a spare tier slot;
+                                         its series are not exposed */
 
     /* span export: one loop-wide series each, no backend or tier */
     _Atomic uint64_t spans_exported;
@@ -94,6 +96,12 @@ struct met_view {
     uint64_t now_us;            /* clk_now_us() once per exposition */
     int err;                    /* -1 once an evbuffer append failed */
 };
+
+/* Is tier t exposed: a configured tier, as the first registry says? */
+static inline bool met_view_tier(const struct met_view *v, unsigned t)
+{
+    return atomic_load_explicit(&v->regs[0]->tier_live[t], memory_order_acquire);
+}
 
 /* Only the owning loop writes; met_expose may read from another thread, hence
  * relaxed atomics (a single writer needs no read-modify-write). */

@@ -190,9 +190,15 @@ void met_otel_backend_reset(struct met_otel *o, unsigned b, const struct cfg_bac
     atomic_store_explicit(&o->flavor[b], (int)cb->flavor, memory_order_relaxed);
     snprintf(o->host[b], CFG_HOST_MAX, "%s", cb->host);
     snprintf(o->port[b], sizeof(o->port[b]), "%u", (unsigned)cb->port);
-    memset((void *)&o->blk[(size_t)b * per], 0, per * sizeof(o->blk[0]));
-    for (i = 0; i < per * o->stride; i++)
-        atomic_store_explicit(&o->hist[(size_t)b * per * o->stride + i], 0, memory_order_relaxed);
+    for (i = (size_t)b * per; i < (size_t)(b + 1) * per; i++) { /* the touched ones */
+        size_t j;
+
+        if (!atomic_load_explicit(&o->blk[i].touched, memory_order_relaxed))
+            continue;
+        memset((void *)&o->blk[i], 0, sizeof(o->blk[0]));
+        for (j = 0; j < o->stride; j++)
+            atomic_store_explicit(&o->hist[i * o->stride + j], 0, memory_order_relaxed);
+    }
     /* its own group: the label set of a server another slot holds too is
      * summed only among the backends of the start */
     o->group[b] = b;
@@ -461,6 +467,8 @@ void met_otel_expose(struct met_view *v)
                 continue;
             for (u = 0; u < v->nu; u++) {
                 for (t = 0; t < r0->ntiers; t++) {
+                    if (!met_view_tier(v, t))
+                        continue;
                     for (op = 1; op < MET_OTEL_OP__COUNT; op++) {
                         if (met_otel_gather(v, &x, g, u, t, op) == 0)
                             continue;

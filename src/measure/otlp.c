@@ -212,8 +212,8 @@ static void otlp_encode_attrs(struct otlp_w *w, const struct cfg *c, const struc
         w_attr_int(w, &first, "http.response.status_code", s->status);
     if (error_type != NULL)
         w_attr_str(w, &first, "error.type", error_type);
-    if (s->tier < c->ntiers)
-        w_attr_str(w, &first, "pitot.tier", c->tiers[s->tier].name);
+    if (s->tier[0] != '\0')
+        w_attr_str(w, &first, "pitot.tier", s->tier);
     w_attr_str(w, &first, "pitot.request_id", s->request_id);
     w_raw(w, "]", 1);
 }

@@ -92,7 +92,7 @@ unsigned tier_resolve_values(const struct cfg *c, struct span authorization, str
         return 0;
     v = tier_trim(tier_header_value);
     for (i = 0; v.len > 0 && i < c->ntiers; i++)
-        if (span_eq(v, c->tiers[i].name))
+        if (!c->tiers[i].spare && span_eq(v, c->tiers[i].name))
             return (unsigned)i;
     return 0;
 }

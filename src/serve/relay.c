@@ -1725,7 +1725,7 @@ static void relay_export_span(struct relay *r, const struct meter_result *res, u
     s.op = met_otel_op_of_path(r->path);
     s.finish = r->meter.finish;
     s.error = outcome;
-    s.tier = r->tier;
+    snprintf(s.tier, sizeof(s.tier), "%s", r->cfg->tiers[r->tier].name);
     otlp_add(lp->otlp, &s);
 }
 

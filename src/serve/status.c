@@ -47,6 +47,7 @@ struct status {
     pthread_mutex_t lock;             /* the ring, cur */
     char (*tier)[CFG_NAME_MAX];       /* owned, ntiers: their names (copied: a
                                            reload may drop the config) */
+    bool *tier_live;                  /* owned, ntiers: a configured tier, shown */
     struct router *rt;                /* borrowed */
     struct met_registry *const *regs; /* borrowed */
     size_t nregs;
@@ -94,17 +95,21 @@ struct status *status_new(const struct cfg *c, struct router *rt, struct met_reg
     st->ring = calloc(STATUS_SLOTS * (st->stride ? st->stride : 1), sizeof(uint64_t));
     st->cur = calloc(st->nbe ? st->nbe : 1, sizeof(*st->cur));
     st->tier = calloc(st->ntiers ? st->ntiers : 1, sizeof(*st->tier));
+    st->tier_live = calloc(st->ntiers ? st->ntiers : 1, sizeof(*st->tier_live));
     st->start_us = clk_now_us();
-    if (st->ring == NULL || st->cur == NULL || st->tier == NULL ||
+    if (st->ring == NULL || st->cur == NULL || st->tier == NULL || st->tier_live == NULL ||
         pthread_mutex_init(&st->lock, NULL) != 0) {
         free(st->ring);
         free(st->cur);
         free(st->tier);
+        free(st->tier_live);
         free(st);
         return NULL;
     }
-    for (i = 0; i < st->ntiers; i++)
+    for (i = 0; i < st->ntiers; i++) {
         snprintf(st->tier[i], CFG_NAME_MAX, "%s", c->tiers[i].name);
+        st->tier_live[i] = !c->tiers[i].spare;
+    }
     return st;
 }
 
@@ -118,6 +123,7 @@ void status_free(struct status *st)
     free(st->ring);
     free(st->cur);
     free(st->tier);
+    free(st->tier_live);
     free(st);
 }
 
@@ -408,8 +414,12 @@ int status_json(struct status *st, struct evbuffer *out, uint64_t now_us)
         first = false;
     }
     evbuffer_add_printf(out, "],\"tiers\":[");
-    for (i = 0; i < st->ntiers; i++)
-        status_json_tier(st, out, i, i == 0);
+    for (i = 0, first = true; i < st->ntiers; i++) {
+        if (!st->tier_live[i]) /* a spare slot, as in /metrics */
+            continue;
+        status_json_tier(st, out, i, first);
+        first = false;
+    }
     pthread_mutex_unlock(&st->lock);
     return evbuffer_add_printf(out, "]}") < 0 ? -1 : 0;
 }
@@ -511,5 +521,15 @@ void status_backend_reset(struct status *st, unsigned be)
     pthread_mutex_lock(&st->lock);
     for (k = 0; k < STATUS_SLOTS; k++)
         memset(&st->ring[k * st->stride + be * w], 0, w * sizeof(uint64_t));
+    pthread_mutex_unlock(&st->lock);
+}
+
+void status_set_tier(struct status *st, unsigned t, const char *name, bool live)
+{
+    if (st == NULL || t >= st->ntiers)
+        return;
+    pthread_mutex_lock(&st->lock);
+    snprintf(st->tier[t], CFG_NAME_MAX, "%s", name);
+    st->tier_live[t] = live;
     pthread_mutex_unlock(&st->lock);
 }

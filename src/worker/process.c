@@ -374,7 +374,7 @@ void process_backends_reusable(struct process *p, bool *reusable)
 }
 
 void process_reload(struct process *p, const struct cfg *c, const struct refusal_phrases *ph,
-                    const enum cfg_place *how)
+                    const enum cfg_place *how, const bool *tadded, const bool *tremoved)
 {
     const struct cfg *old = p->cfg;
     size_t i, w;
@@ -390,6 +390,15 @@ void process_reload(struct process *p, const struct cfg *c, const struct refusal
         for (w = 0; w < p->n; w++)
             met_backend_reset(p->regs[w], (unsigned)i, &c->backends[i]);
         status_backend_reset(p->status, (unsigned)i);
+    }
+    /* tiers added (a slot no tier had, or the one a returning tier left) and
+     * removed: their labels and whether they are shown */
+    for (i = 0; i < c->ntiers; i++) {
+        if (!tadded[i] && !tremoved[i])
+            continue;
+        for (w = 0; w < p->n; w++)
+            met_tier_set(p->regs[w], (unsigned)i, c->tiers[i].name, tadded[i]);
+        status_set_tier(p->status, (unsigned)i, c->tiers[i].name, tadded[i]);
     }
     /* the router and the queue share the process's hold */
     cfg_hold(c);

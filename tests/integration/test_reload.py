@@ -239,6 +239,37 @@ def t_backends_reload():
     stop_pitot_clean(pt.proc)
 
 
+def t_tiers_reload():
+    sim = start_sim("--model", "small", "--tokens-per-s", "400")
+    tiers = "tiers:\n  - name: default\n" + "".join(
+        "  - name: %s\n    keys: [%s]\n" % (name, key) for name, key in (("%s", "sk-a"),))
+    pt = Pitot(config([sim.port], tiers % "gold"))
+
+    def ask():
+        n = len(access_log(pt.proc))
+        r = request(pt.port, "POST", "/v1/chat/completions", chat_body(max_tokens=2, model="small"),
+                    headers=[("Authorization", "Bearer sk-a")])
+        assert r.status == 200, r.status
+        return access_log(pt.proc, n + 1)[n]["tier"]
+
+    def count(tier):
+        return metric_value(metrics(pt.port), "pitot_requests_total", tier=tier)
+
+    assert ask() == "gold" and count("gold") == 1
+    # gold removed, silver added with its key: no restart, gold's series go
+    pt.reload(config([sim.port], tiers % "silver"))
+    err = pt.proc.stderr()
+    assert "reload: tier silver added" in err and "reload: tier gold removed" in err, err[-800:]
+    assert "that takes a restart" not in err, err[-800:]
+    assert ask() == "silver" and count("silver") == 1
+    assert count("gold") is None, "a removed tier is still in /metrics"
+    # gold back: its series go on where they stopped
+    pt.reload(config([sim.port], tiers % "gold"))
+    assert ask() == "gold" and count("gold") == 2
+    assert count("silver") is None
+    stop_pitot_clean(pt.proc)
+
+
 def t_access_log_moves():
     sim = start_sim("--model", "small", "--tokens-per-s", "400")
     d = tempfile.mkdtemp(prefix="pitot-alog-")
@@ -285,6 +316,8 @@ check("a request in flight keeps the configuration it began under", t_in_flight_
 check("a reload changes the tiers' keys and require_auth", t_keys_and_tiers_reload)
 check("a reload adds a backend (routable at once), removes one (its stream finishes, then its "
       "series leave /metrics), changes one and brings one back", t_backends_reload)
+check("a reload adds, removes and brings back tiers; keys follow; series come and go",
+      t_tiers_reload)
 check("a reload moves the access log to another path; one that cannot open changes nothing",
       t_access_log_moves)
 check("backends that find no spare slot are kept and said; the rest applies", t_no_room)

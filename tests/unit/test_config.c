@@ -2405,8 +2405,8 @@ static void test_reload_keep(void **state)
     assert_int_equal(next->naliases, 1);
     cfg_drop(next);
 
-    /* a backend more (cfg_backends_place's), a tier renamed, new buckets,
-     * another listen: kept, said */
+    /* a backend more (cfg_backends_place's), a tier renamed
+     * (cfg_tiers_place's), new buckets, another listen: kept, said */
     next = cfg_new();
     assert_int_equal(load(next, "listen: 127.0.0.1:9999\n"
                                 "backends: [{url: http://10.0.0.1:80}, {url: http://10.0.0.2:80}]\n"
@@ -2415,13 +2415,11 @@ static void test_reload_keep(void **state)
                                 "limits: {max_body_bytes: 3000}\n"),
                      0);
     cfg_reload_keep(old, next, kept, sizeof(kept));
-    assert_string_equal(kept, "listen, tiers (names), measure.buckets");
+    assert_string_equal(kept, "listen, measure.buckets");
     assert_int_equal(next->nbackends, 2);
     assert_string_equal(next->backends[1].url, "http://10.0.0.2:80");
     assert_int_equal(next->listen_port, old->listen_port);
-    assert_string_equal(next->tiers[1].name, "gold");
-    assert_int_equal(next->nkeys, 1);
-    assert_memory_equal(next->keys[0].sha256, old->keys[0].sha256, 32);
+    assert_string_equal(next->tiers[1].name, "silver");
     assert_int_equal(next->nbuckets, old->nbuckets);
     assert_int_equal(next->max_body_bytes, 3000); /* the rest applies */
     cfg_drop(next);
@@ -2446,6 +2444,66 @@ static void test_reload_keep(void **state)
         cfg_drop(&plain); /* not freed: it is not the heap's */
         cfg_release(&plain);
     }
+    (void)state;
+}
+
+/* Reloads lay their tiers out in the running table: names keep their
+ * slots, new ones take never-used slots, removed ones keep theirs (name
+ * too) for their return; the keys follow their tiers. */
+static void test_tiers_place(void **state)
+{
+    struct cfg *cur = cfg_new(), *next = cfg_new();
+    bool added[CFG_MAX_TIERS], removed[CFG_MAX_TIERS];
+    char msg[256];
+    size_t i;
+
+    assert_int_equal(load(cur, "tiers:\n  - name: default\n  - name: gold\n    keys: [kg]\n"
+                               "  - name: free\n    keys: [kf]\n"),
+                     0);
+    cfg_tiers_expand(cur);
+    assert_int_equal(cur->ntiers, CFG_MAX_TIERS);
+    assert_true(cur->tiers[3].spare);
+    assert_string_equal(cur->tiers[3].name, "");
+    assert_int_equal(cfg_tier_find(cur, ""), -1);
+    /* gold removed, silver added (with gold's key), free's priority changed */
+    assert_int_equal(load(next, "tiers:\n  - name: default\n  - name: silver\n    keys: [kg]\n"
+                                "  - name: free\n    priority: -5\n    keys: [kf]\n"),
+                     0);
+    assert_int_equal(cfg_tiers_place(cur, next, added, removed, msg, sizeof(msg)), 0);
+    assert_int_equal(next->ntiers, CFG_MAX_TIERS);
+    assert_true(removed[1]);
+    assert_true(next->tiers[1].spare);
+    assert_string_equal(next->tiers[1].name, "gold");
+    assert_int_equal(cfg_tier_find(next, "gold"), -1);
+    assert_false(added[2] || removed[2]);
+    assert_int_equal(next->tiers[2].priority, -5);
+    assert_true(added[3]);
+    assert_string_equal(next->tiers[3].name, "silver");
+    assert_int_equal(cfg_tier_find(next, "silver"), 3);
+    assert_int_equal(next->nkeys, 2);
+    assert_int_equal(next->key_tier[0], 3); /* kg: silver's now */
+    assert_int_equal(next->key_tier[1], 2); /* kf: free's */
+    cfg_drop(cur);
+    cur = next;
+    /* gold back into its own slot */
+    next = cfg_new();
+    assert_int_equal(load(next, "tiers:\n  - name: default\n  - name: gold\n"), 0);
+    assert_int_equal(cfg_tiers_place(cur, next, added, removed, msg, sizeof(msg)), 0);
+    assert_true(added[1]);
+    assert_false(next->tiers[1].spare);
+    assert_true(removed[2] && removed[3]);
+    cfg_drop(next);
+    /* no never-used slot left: an error, next as it was */
+    for (i = 4; i < CFG_MAX_TIERS; i++)
+        snprintf(cur->tiers[i].name, CFG_NAME_MAX, "gone%zu", i);
+    next = cfg_new();
+    assert_int_equal(load(next, "tiers:\n  - name: default\n  - name: bronze\n"), 0);
+    assert_int_equal(cfg_tiers_place(cur, next, added, removed, msg, sizeof(msg)), -1);
+    assert_string_equal(msg, "no free slot for tier 'bronze' (16 tiers at most, each removed one "
+                             "keeping its slot for its return)");
+    assert_int_equal(next->ntiers, 2);
+    cfg_drop(next);
+    cfg_drop(cur);
     (void)state;
 }
 
@@ -2617,6 +2675,7 @@ int main(void)
         cmocka_unit_test(test_body_limits_and_fds),
         cmocka_unit_test(test_reload_keep),
         cmocka_unit_test(test_backends_place),
+        cmocka_unit_test(test_tiers_place),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

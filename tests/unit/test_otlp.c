@@ -58,7 +58,7 @@ static void chat_span(struct otlp_span *s, const char *span_id)
     s->flavor = CFG_FLAVOR_LLAMACPP;
     s->finish = JSON_FINISH_STOP;
     s->error = PITOT_EOK;
-    s->tier = 1;
+    strcpy(s->tier, "premium");
 }
 
 /* Encodes the n oldest spans of r into a NUL-terminated string (caller frees). */
@@ -421,7 +421,6 @@ static void test_encode_size_bound(void **state)
     char *out;
     size_t len1, len3, n = 3;
 
-    memset(c->tiers[1].name, 't', CFG_NAME_MAX - 1);
     memset(c->otel_service_name, '\x01', CFG_OTLP_SERVICE_MAX - 1);
     assert_int_equal(otlp_ring_init(&r, n), 0);
     chat_span(&s, "ffffffffffffffff");
@@ -429,6 +428,7 @@ static void test_encode_size_bound(void **state)
     s.server_address[sizeof(s.server_address) - 1] = '\0';
     s.server_port = 65535;
     s.op = MET_OTEL_OP_TEXT_COMPLETION;
+    memset(s.tier, 't', sizeof(s.tier) - 1);
     memset(s.request_model, '\x02', sizeof(s.request_model) - 1);
     memset(s.response_model, '\x03', sizeof(s.response_model) - 1);
     memset(s.method, 'M', sizeof(s.method) - 1);

@@ -128,6 +128,9 @@ struct cfg_tier {
                                  0: never held */
     unsigned max_wait_ms; /* longest a request of this tier is held (default 30000);
                                  0: never held */
+    bool spare;           /* a slot no configured tier holds now (cfg_tiers_expand): never
+                             used yet (no name), or a tier a reload removed (its name kept
+                             for its return) */
 };
 
 struct cfg_alias {
@@ -356,6 +359,20 @@ int cfg_backends_place(const struct cfg *cur, struct cfg *next, const bool *reus
 /* The listener's certificate list and minimum version are the same. */
 bool cfg_certs_same(const struct cfg *a, const struct cfg *b);
 
+/* Fills c->tiers up to CFG_MAX_TIERS with spare slots, for the tiers reloads
+ * add (every table indexed by tier keeps its size). After cfg_validate. */
+void cfg_tiers_expand(struct cfg *c);
+
+/* Lays a reload's tiers (next, validated, not expanded) out in the running
+ * table (cur's slots): a name cur holds, or held before a reload removed it,
+ * keeps its slot; a new one takes a never-used slot; one cur holds that next
+ * does not name leaves its slot spare, name kept. The keys' tiers follow.
+ * added[t] / removed[t]: what happened to slot t. On success next's tiers
+ * are the new table (CFG_MAX_TIERS) and 0 is returned; -1 with a message
+ * when a new tier finds no slot (next unchanged). */
+int cfg_tiers_place(const struct cfg *cur, struct cfg *next, bool *added, bool *removed, char *err,
+                    size_t errlen);
+
 /* Backends configured now (the table's entries that are not spare). */
 size_t cfg_backends_live(const struct cfg *c);
 
@@ -381,7 +398,7 @@ const char *cfg_fmt_ms(char *buf, size_t n, unsigned long long ms);
  * model-list request). 0 when not even one client fits. */
 unsigned cfg_fd_max_clients(const struct cfg *c, unsigned long long nofile);
 
-/* Index of a tier by name, or -1. */
+/* Index of a configured tier (not a spare slot) by name, or -1. */
 int cfg_tier_find(const struct cfg *c, const char *name);
 
 /* A counted generation on the heap, cfg_init()ed, held once (by the caller).

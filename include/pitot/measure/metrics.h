@@ -238,6 +238,12 @@ void met_backend_scraped(struct met_registry *r, unsigned backend, uint64_t mono
  * none. */
 void met_backend_active(struct met_registry *r, unsigned backend, bool active);
 
+/* Tier slot `tier` holds a configured tier named `name` (live) or none (a
+ * spare slot, a tier a reload removed): the exposition leaves its series
+ * out, following the first registry's marks. A name changes only in a slot
+ * no tier had before (its series are empty). */
+void met_tier_set(struct met_registry *r, unsigned tier, const char *name, bool live);
+
 /* Slot `backend` starts over for another backend (a reload put a new name
  * there): its label becomes cb's name and every value of its series goes
  * (counters, histograms, gauges, scrapes, the OpenTelemetry families'

@@ -49,8 +49,9 @@ struct otlp_span {
                                GenAI call (/v1/models, ...), a plain HTTP client span */
     enum cfg_flavor flavor;            /* the backend's; AUTO while unknown */
     enum json_finish finish;
-    enum pitot_err error; /* PITOT_EOK: success */
-    unsigned tier;        /* index into cfg->tiers */
+    enum pitot_err error;    /* PITOT_EOK: success */
+    char tier[CFG_NAME_MAX]; /* the request's tier (copied: a reload may
+                                remove it) */
 };
 
 /* ---- the ring: a bounded FIFO of span records -------------------------- */

@@ -85,4 +85,7 @@ bool status_token_ok(const char *token, struct span authorization);
 /* Slot be holds another backend now (a reload): its minute of history goes. */
 void status_backend_reset(struct status *st, unsigned be);
 
+/* Tier slot t holds the tier `name` (live: shown) or none (a reload removed it). */
+void status_set_tier(struct status *st, unsigned t, const char *name, bool live);
+
 #endif

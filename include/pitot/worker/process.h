@@ -55,13 +55,14 @@ int process_tls_reload(struct process *p);
 
 /* Switches to c, a validated configuration of the running one's shape
  * (cfg_reload_keep), its backends laid out in the table's slots as how says
- * (cfg_backends_place), held by the caller, who keeps its own hold: every
+ * (cfg_backends_place), its tiers too (tadded, tremoved: cfg_tiers_place),
+ * held by the caller, who keeps its own hold: every
  * worker (on its own thread, soon), the router (backends added, changed,
  * removed: router_reload), the lookups and the queue. New requests use it,
  * requests in flight finish on theirs. ph: the refusal phrases that go with
  * it, borrowed until process_free. On worker 0's thread. */
 void process_reload(struct process *p, const struct cfg *c, const struct refusal_phrases *ph,
-                    const enum cfg_place *how);
+                    const enum cfg_place *how, const bool *tadded, const bool *tremoved);
 
 /* Per slot of the backend table: may a reload put a new backend there
  * (router_backends_reusable)? */
