@@ -511,7 +511,8 @@ void cfg_init(struct cfg *c)
     c->affinity_prefix_messages = 2;
     c->affinity_max_load = 1.25;
     c->queue_max = 256;
-    /* tier_header "" (off), no aliases, no API keys: the memset */
+    /* tier_header "" (off), no aliases, no API keys, no rate limits: the memset */
+    c->ratelimit_default_max_tokens = 1024;
 
     /* opentelemetry.traces: no endpoint, no export */
     strcpy(c->otel_trace_path, "/v1/traces");
@@ -1036,6 +1037,53 @@ static int cfg_validate_front(const struct cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+/* One party's rate limits (a tier's or a key's, `what` names it): token
+ * limits up to CFG_RATE_TOKENS_MAX; the others fit their unsigned fields. */
+static int cfg_validate_limits(const struct cfg_limits *l, const char *what, char *err,
+                               size_t errlen)
+{
+    if (l->tokens_per_minute > CFG_RATE_TOKENS_MAX)
+        return cfg_msg(err, errlen, "%s: limits.tokens_per_minute (%llu) must not exceed %llu",
+                       what, l->tokens_per_minute, CFG_RATE_TOKENS_MAX);
+    if (l->tokens_per_day > CFG_RATE_TOKENS_MAX)
+        return cfg_msg(err, errlen, "%s: limits.tokens_per_day (%llu) must not exceed %llu", what,
+                       l->tokens_per_day, CFG_RATE_TOKENS_MAX);
+    return 0;
+}
+
+/* The rate-limit checks of cfg_validate: ratelimit.default_max_tokens in
+ * range, every tier's and key's limits, every key named (a label value) and
+ * no two keys alike. After cfg_validate_routing: each key's tier exists. */
+static int cfg_validate_ratelimit(const struct cfg *c, char *err, size_t errlen)
+{
+    char what[CFG_NAME_MAX + 16], msg[256];
+    size_t i, j;
+
+    if (c->ratelimit_default_max_tokens < 1 ||
+        c->ratelimit_default_max_tokens > CFG_RATE_MAX_TOKENS_MAX)
+        return cfg_msg(err, errlen, "ratelimit.default_max_tokens: %u is out of range (1..%d)",
+                       c->ratelimit_default_max_tokens, CFG_RATE_MAX_TOKENS_MAX);
+    for (i = 0; i < c->ntiers; i++) {
+        snprintf(what, sizeof(what), "tier '%s'", c->tiers[i].name);
+        if (cfg_validate_limits(&c->tiers[i].limits, what, err, errlen) != 0)
+            return -1;
+    }
+    for (i = 0; i < c->nkeys; i++) {
+        const struct cfg_apikey *k = &c->keys[i];
+
+        if (cfg_name_check(k->name, "key", msg, sizeof(msg)) != 0)
+            return cfg_msg(err, errlen, "API key %zu of tier '%s': %s", i,
+                           c->tiers[c->key_tier[i]].name, msg);
+        for (j = 0; j < i; j++)
+            if (strcmp(c->keys[j].name, k->name) == 0)
+                return cfg_msg(err, errlen, "duplicate key name '%s'", k->name);
+        snprintf(what, sizeof(what), "key '%s'", k->name);
+        if (cfg_validate_limits(&k->limits, what, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 {
     size_t i, j;
@@ -1080,7 +1128,9 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
                        c->otel_batch_size, c->otel_queue_size);
     if (cfg_validate_front(c, err, errlen) != 0)
         return -1;
-    return cfg_validate_routing(c, err, errlen);
+    if (cfg_validate_routing(c, err, errlen) != 0)
+        return -1;
+    return cfg_validate_ratelimit(c, err, errlen);
 }
 
 /* ---- reading a file (cfg_load_buffer is in src/cfg_yaml.c) ------------- */

@@ -14,6 +14,12 @@
 #define CFG_GIB (1024ull * 1024 * 1024)
 #define CFG_DAY_MS 86400000ull
 
+/* Rate limits (issue 12): the largest token limit, per minute or per day (a
+ * count past it is a typo, and GCRA's arithmetic stays in 64 bits), and the
+ * largest ratelimit.default_max_tokens. */
+#define CFG_RATE_TOKENS_MAX 1000000000000000ull /* 1e15 */
+#define CFG_RATE_MAX_TOKENS_MAX 10000000
+
 /* Writes a printf-style message into err[0..errlen) when there is room at
  * all (err may be NULL); returns -1, so that errors read `return cfg_msg(..)`. */
 int cfg_msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -5,6 +5,7 @@
 #include "pitot/format/config.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ enum cfg_kind {
     CFG_K_ALIASES,  /* routing.aliases: a {from: to} mapping */
     CFG_K_RESOLVER, /* routing.resolver: "ip[:port]" */
     CFG_K_COUNT,    /* unsigned field */
+    CFG_K_COUNT64,  /* unsigned long long field */
     CFG_K_INT,      /* int field, may be negative */
     CFG_K_SIZE,     /* size_t field, bytes */
     CFG_K_MS,       /* unsigned field, milliseconds */
@@ -52,7 +54,8 @@ enum cfg_kind {
 struct cfg_key {
     const char *name;
     enum cfg_kind kind;
-    size_t off;                /* field offset in the table's target struct */
+    size_t off;                /* field offset in the table's target struct; CFG_K_SECTION:
+                                  where its table's struct starts in it */
     long long min, max;        /* accepted range, in the field's unit */
     const struct cfg_key *sub; /* CFG_K_SECTION: its keys */
     const char *const *names;  /* CFG_K_ENUM: value names, NULL-terminated */
@@ -80,6 +83,12 @@ struct cfg_tier_item {
     const yaml_node_t *name, *keys, *sha; /* borrowed from the document */
 };
 
+/* A tiers[].keys item given as a mapping: exactly one of key and key_sha256. */
+struct cfg_apikey_item {
+    struct cfg_limits limits;
+    const yaml_node_t *key, *sha, *name; /* borrowed from the document */
+};
+
 #define CFG_K_(T, k, kind, f, lo, hi)                                                              \
     {                                                                                              \
         k, kind, offsetof(T, f), lo, hi, NULL, NULL                                                \
@@ -97,6 +106,11 @@ struct cfg_tier_item {
     {                                                                                              \
         k, CFG_K_SECTION, 0, 0, 0, sub, NULL                                                       \
     }
+/* a section whose table is of a struct that is field f of T */
+#define CFG_SUB(T, k, f, sub)                                                                      \
+    {                                                                                              \
+        k, CFG_K_SECTION, offsetof(T, f), 0, 0, sub, NULL                                          \
+    }
 #define CFG_SPECIAL(k, kind)                                                                       \
     {                                                                                              \
         k, kind, 0, 0, 0, NULL, NULL                                                               \
@@ -109,6 +123,7 @@ struct cfg_tier_item {
 #define CFG_1G (long long)CFG_GIB
 #define CFG_16M (long long)(16 * CFG_MIB)
 #define CFG_256M (long long)(256 * CFG_MIB)
+#define CFG_TOKENS (long long)CFG_RATE_TOKENS_MAX
 
 static const char *const cfg_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const cfg_log_formats[] = { "text", "json", NULL };
@@ -208,6 +223,24 @@ static const struct cfg_key cfg_queue_keys[] = {
     CFG_END,
 };
 
+/* ratelimit: what every tier's and key's limits share. The shared state's
+ * keys (redis, redis_fail, redis_prefix, redis_password, redis_timeout) are
+ * to come here. */
+static const struct cfg_key cfg_ratelimit_keys[] = {
+    CFG_COUNT("default_max_tokens", ratelimit_default_max_tokens, 1, CFG_RATE_MAX_TOKENS_MAX),
+    CFG_END,
+};
+
+/* tiers[].limits and tiers[].keys[].limits, into a struct cfg_limits: 0 (the
+ * default) is no such limit */
+static const struct cfg_key cfg_rate_keys[] = {
+    CFG_K_(struct cfg_limits, "requests_per_minute", CFG_K_COUNT, requests_per_minute, 0, UINT_MAX),
+    CFG_K_(struct cfg_limits, "tokens_per_minute", CFG_K_COUNT64, tokens_per_minute, 0, CFG_TOKENS),
+    CFG_K_(struct cfg_limits, "max_concurrent", CFG_K_COUNT, max_concurrent, 0, UINT_MAX),
+    CFG_K_(struct cfg_limits, "tokens_per_day", CFG_K_COUNT64, tokens_per_day, 0, CFG_TOKENS),
+    CFG_END,
+};
+
 static const struct cfg_key cfg_log_keys[] = {
     CFG_SPECIAL("access_log", CFG_K_PATH),
     CFG_ENUM(struct cfg, "level", log_level, cfg_levels),
@@ -261,6 +294,7 @@ static const struct cfg_key cfg_top_keys[] = {
     CFG_SECTION("measure", cfg_measure_keys),
     CFG_SECTION("routing", cfg_routing_keys),
     CFG_SECTION("queue", cfg_queue_keys),
+    CFG_SECTION("ratelimit", cfg_ratelimit_keys),
     CFG_SECTION("log", cfg_log_keys),
     CFG_SECTION("opentelemetry", cfg_otel_keys),
     CFG_SECTION("shutdown", cfg_shutdown_keys),
@@ -308,8 +342,19 @@ static const struct cfg_key cfg_tier_keys[] = {
     CFG_K_(struct cfg_tier_item, "slo_tpot", CFG_K_MS, t.slo_tpot_ms, 0, CFG_DAY),
     CFG_K_(struct cfg_tier_item, "max_queue", CFG_K_COUNT, t.max_queue, 0, 1000000),
     CFG_K_(struct cfg_tier_item, "max_wait", CFG_K_MS, t.max_wait_ms, 0, CFG_DAY),
+    CFG_SUB(struct cfg_tier_item, "limits", t.limits, cfg_rate_keys),
     CFG_NODE(struct cfg_tier_item, "keys", keys),
     CFG_NODE(struct cfg_tier_item, "key_sha256", sha),
+    CFG_END,
+};
+
+/* tiers[].keys items written as a mapping; key and key_sha256 are checked
+ * once the whole item is read (one of them, not both) */
+static const struct cfg_key cfg_apikey_keys[] = {
+    CFG_NODE(struct cfg_apikey_item, "key", key),
+    CFG_NODE(struct cfg_apikey_item, "key_sha256", sha),
+    CFG_NODE(struct cfg_apikey_item, "name", name),
+    CFG_SUB(struct cfg_apikey_item, "limits", limits, cfg_rate_keys),
     CFG_END,
 };
 
@@ -326,6 +371,7 @@ struct cfg_ld {
     char *phrases[CFG_MAX_PHRASES]; /* owned until committed */
     size_t nphrases;
     size_t key_line[CFG_MAX_KEYS]; /* line of w->keys[i]: all from this file */
+    bool key_named[CFG_MAX_KEYS];  /* w->keys[i].name was written, not "<tier>-<n>" */
 };
 
 static int cfg_fail_at(struct cfg_ld *ld, size_t line, const char *fmt, ...)
@@ -461,7 +507,9 @@ static bool cfg_hint_walk(const struct cfg_key *tbl, const char *prefix, const c
 }
 
 /* Where a key of the wrong section probably belongs: " (did you mean
- * limits.max_clients?)", " (did you mean top-level tier_header?)", or "". */
+ * limits.max_clients?)", " (did you mean top-level tier_header?)", " (did
+ * you mean tiers.limits.requests_per_minute?)" (rate limits are a tier's or a
+ * key's, not in limits: or ratelimit:), or "". */
 static const char *cfg_key_hint(const char *key, const struct cfg_key *here, char *buf, size_t n)
 {
     const struct cfg_key *k;
@@ -474,17 +522,46 @@ static const char *cfg_key_hint(const char *key, const struct cfg_key *here, cha
             return buf;
         }
     }
+    for (k = cfg_rate_keys; here != cfg_rate_keys && k->name != NULL; k++) {
+        if (strcmp(k->name, key) == 0) {
+            snprintf(buf, n, " (did you mean tiers.limits.%s?)", k->name);
+            return buf;
+        }
+    }
     return "";
+}
+
+/* The names of a key table, "a, b or c", into buf[0..n); returns buf. */
+static const char *cfg_key_names(const struct cfg_key *keys, char *buf, size_t n)
+{
+    size_t i, len = 0;
+
+    buf[0] = '\0';
+    for (i = 0; keys[i].name != NULL && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s",
+                                i == 0                     ? ""
+                                : keys[i + 1].name == NULL ? " or "
+                                                           : ", ",
+                                keys[i].name);
+    return buf;
 }
 
 static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node_t *v,
                      const char *path, char *base);
 
+/* How cfg_map_apply words an unknown key. */
+enum cfg_map_mode {
+    CFG_MAP_PLAIN = 0, /* "unknown key 'x' in s": list items */
+    CFG_MAP_HINTS,     /* with where a misplaced key belongs: sections */
+    CFG_MAP_SECRET,    /* without the key, which could be an API key ("- sk-...: x"),
+                          with the keys it could be */
+};
+
 /* Applies every pair of mapping m against the key table keys, writing into
  * base (the working cfg, or a list item's struct). section is NULL at the top
- * level; hints: suggest where a misplaced key belongs (not in list items). */
+ * level; mode: how an unknown key is reported. */
 static int cfg_map_apply(struct cfg_ld *ld, const yaml_node_t *m, const struct cfg_key *keys,
-                         const char *section, char *base, bool hints)
+                         const char *section, char *base, enum cfg_map_mode mode)
 {
     unsigned long long seen = 0;
     yaml_node_pair_t *pair;
@@ -502,9 +579,14 @@ static int cfg_map_apply(struct cfg_ld *ld, const yaml_node_t *m, const struct c
         for (i = 0; keys[i].name != NULL; i++)
             if (strcmp(keys[i].name, key) == 0)
                 break;
+        if (keys[i].name == NULL && mode == CFG_MAP_SECRET)
+            return cfg_fail(ld, kn,
+                            "unknown key in %s (%s; not repeated here: it could be an API key)",
+                            where, cfg_key_names(keys, hint, sizeof(hint)));
         if (keys[i].name == NULL)
-            return cfg_fail(ld, kn, "unknown key '%.64s' %s %s%s", key, section ? "in" : "at",
-                            where, hints ? cfg_key_hint(key, keys, hint, sizeof(hint)) : "");
+            return cfg_fail(
+                ld, kn, "unknown key '%.64s' %s %s%s", key, section ? "in" : "at", where,
+                mode == CFG_MAP_HINTS ? cfg_key_hint(key, keys, hint, sizeof(hint)) : "");
         if (seen & (1ull << i))
             return cfg_fail(ld, kn, "duplicate key '%s' %s %s", key, section ? "in" : "at", where);
         seen |= 1ull << i;
@@ -549,6 +631,13 @@ static int cfg_apply_scalar(struct cfg_ld *ld, const struct cfg_key *k, const ya
         if (n < (unsigned long long)k->min || n > (unsigned long long)k->max)
             return cfg_fail(ld, v, "%s: %s is out of range (%lld..%lld)", path, s, k->min, k->max);
         cfg_put_unsigned(field, n);
+        return 0;
+    case CFG_K_COUNT64:
+        if (cfg_parse_count(s, &n) != 0)
+            return cfg_fail(ld, v, "%s: bad number '%s'", path, s);
+        if (n < (unsigned long long)k->min || n > (unsigned long long)k->max)
+            return cfg_fail(ld, v, "%s: %s is out of range (%lld..%lld)", path, s, k->min, k->max);
+        memcpy(field, &n, sizeof(n));
         return 0;
     case CFG_K_INT:
         if (cfg_parse_int(s, &sn) != 0)
@@ -696,7 +785,7 @@ static const char *cfg_item_apply(struct cfg_ld *ld, const yaml_node_t *item,
     char path[96];
 
     if (item->type == YAML_MAPPING_NODE) {
-        if (cfg_map_apply(ld, item, keys, section, base, false) != 0)
+        if (cfg_map_apply(ld, item, keys, section, base, CFG_MAP_PLAIN) != 0)
             return NULL;
         memcpy(&v, base + k->off, sizeof(v));
         if (v == NULL) {
@@ -757,7 +846,7 @@ static int cfg_apply_backend_tls(struct cfg_ld *ld, const yaml_node_t *v, struct
     r = cfg_container(ld, v, YAML_MAPPING_NODE, "backends.tls");
     if (r <= 0)
         return r;
-    if (cfg_map_apply(ld, v, cfg_backend_tls_keys, "backends.tls", (char *)t, false) != 0)
+    if (cfg_map_apply(ld, v, cfg_backend_tls_keys, "backends.tls", (char *)t, CFG_MAP_PLAIN) != 0)
         return -1;
     t->line = (unsigned)cfg_line(v);
     if ((t->cert[0] == '\0') != (t->key[0] == '\0'))
@@ -781,7 +870,7 @@ static int cfg_apply_cert(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
     if (item->type != YAML_MAPPING_NODE)
         return cfg_fail(ld, item, "tls.certificates: expected a mapping with cert: and key:");
     memset(&ct, 0, sizeof(ct));
-    if (cfg_map_apply(ld, item, cfg_cert_keys, "tls.certificates", (char *)&ct, false) != 0)
+    if (cfg_map_apply(ld, item, cfg_cert_keys, "tls.certificates", (char *)&ct, CFG_MAP_PLAIN) != 0)
         return -1;
     if (ct.cert[0] == '\0' || ct.key[0] == '\0')
         return cfg_fail(ld, item, "tls.certificates: entry without %s",
@@ -832,60 +921,137 @@ struct cfg_keyset {
     const char *path; /* "tiers.keys" or "tiers.key_sha256" */
     bool hashed;      /* key_sha256 */
     size_t tier;      /* the tier index they belong to */
+    unsigned n;       /* the next key's number in the tier, for its default name */
 };
 
-/* One of tiers[].keys (a plain key, hashed here; the text is never copied)
- * or tiers[].key_sha256 (its digest). A digest already held by any tier is an
- * error naming the line of the first. */
-static int cfg_key_item(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
+/* The SHA-256 of one key into d: v is a plain key (hashed here; its text is
+ * never copied, nor put in a message: they end up in logs) or, when hashed,
+ * the digest in hex. path names v in messages. Returns 0, or -1 after
+ * failing. */
+static int cfg_key_digest(struct cfg_ld *ld, const yaml_node_t *v, bool hashed, const char *path,
+                          unsigned char d[32])
 {
-    const struct cfg_keyset *ks = arg;
-    const char *path = ks->path;
-    struct cfg *w = ld->w;
-    const char *s = cfg_scalar(ld, item, path);
-    unsigned char d[32];
+    const char *s = cfg_scalar(ld, v, path);
     size_t i, len;
 
     if (s == NULL)
         return -1;
     len = strlen(s);
-    if (ks->hashed) {
+    if (hashed) {
         if (cfg_parse_sha256(s, d) != 0)
-            return cfg_fail(ld, item,
+            return cfg_fail(ld, v,
                             "%s: '%.80s' is not a SHA-256 digest (64 hex digits, "
                             "from: printf %%s KEY | sha256sum)",
                             path, s);
-    } else {
-        /* no key text in these messages: they end up in logs */
-        if (len == 0)
-            return cfg_fail(ld, item, "%s: empty key", path);
-        if (len > CFG_KEY_MAX_BYTES)
-            return cfg_fail(ld, item, "%s: key longer than %d bytes", path, CFG_KEY_MAX_BYTES);
-        for (i = 0; i < len; i++)
-            if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
-                return cfg_fail(ld, item,
-                                "%s: a key may only have visible ASCII "
-                                "characters (no blanks)",
-                                path);
-        if (EVP_Digest(s, len, d, NULL, EVP_sha256(), NULL) != 1)
-            return cfg_fail(ld, item, "%s: SHA-256 failed", path);
+        return 0;
     }
-    for (i = 0; i < w->nkeys; i++)
-        if (memcmp(w->keys[i].sha256, d, sizeof(d)) == 0)
-            return cfg_fail(ld, item, "%s: the same key as on line %zu (tier '%s')", path,
-                            ld->key_line[i], w->tiers[w->key_tier[i]].name);
-    if (w->nkeys >= CFG_MAX_KEYS)
-        return cfg_fail(ld, item, "too many API keys (at most %d)", CFG_MAX_KEYS);
-    memcpy(w->keys[w->nkeys].sha256, d, sizeof(d));
-    w->key_tier[w->nkeys] = (unsigned char)ks->tier;
-    ld->key_line[w->nkeys++] = cfg_line(item);
+    if (len == 0)
+        return cfg_fail(ld, v, "%s: empty key", path);
+    if (len > CFG_KEY_MAX_BYTES)
+        return cfg_fail(ld, v, "%s: key longer than %d bytes", path, CFG_KEY_MAX_BYTES);
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+            return cfg_fail(ld, v,
+                            "%s: a key may only have visible ASCII "
+                            "characters (no blanks)",
+                            path);
+    if (EVP_Digest(s, len, d, NULL, EVP_sha256(), NULL) != 1)
+        return cfg_fail(ld, v, "%s: SHA-256 failed", path);
     return 0;
 }
 
-/* tiers[].keys or tiers[].key_sha256 (v) for tier index `tier`. */
-static int cfg_apply_keys(struct cfg_ld *ld, const yaml_node_t *v, bool hashed, size_t tier)
+/* The name of the tier's n-th key: the one written (name, checked as a label
+ * value) or "<tier>-<n>", the tier's name cut short when the number would not
+ * fit after it. Either must be free among every tier's keys. at: the entry,
+ * for messages. Returns 0, or -1 after failing. */
+static int cfg_key_name(struct cfg_ld *ld, const yaml_node_t *name, const yaml_node_t *at,
+                        const struct cfg_keyset *ks, unsigned n, char out[CFG_NAME_MAX])
 {
-    struct cfg_keyset ks = { hashed ? "tiers.key_sha256" : "tiers.keys", hashed, tier };
+    const struct cfg *w = ld->w;
+    const char *tier = w->tiers[ks->tier].name;
+    const char *path = name != NULL ? "tiers.keys.name" : ks->path;
+    char num[16], msg[256];
+    const char *s;
+    size_t i, keep;
+
+    if (name != NULL) {
+        if ((s = cfg_scalar(ld, name, path)) == NULL)
+            return -1;
+        if (cfg_name_check(s, "key", msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, name, msg);
+        memcpy(out, s, strlen(s) + 1);
+        at = name;
+    } else {
+        keep = (size_t)snprintf(num, sizeof(num), "-%u", n);
+        keep = CFG_NAME_MAX - 1 - keep;
+        snprintf(out, CFG_NAME_MAX, "%.*s%s", (int)(strlen(tier) < keep ? strlen(tier) : keep),
+                 tier, num);
+    }
+    for (i = 0; i < w->nkeys; i++)
+        if (strcmp(w->keys[i].name, out) == 0)
+            return cfg_fail(ld, at, "%s: duplicate key name '%s'%s (the key on line %zu%s)", path,
+                            out, name != NULL ? "" : ", this key's default name", ld->key_line[i],
+                            ld->key_named[i] ? "" : ", by default");
+    return 0;
+}
+
+/* One of tiers[].keys: a plain key, or a mapping of cfg_apikey_keys (key: or
+ * key_sha256:, name:, limits:); or one of tiers[].key_sha256: a digest. A
+ * digest or a name already held by any tier is an error naming the line of
+ * the first. arg: the list's cfg_keyset. */
+static int cfg_key_item(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
+{
+    struct cfg_keyset *ks = arg;
+    struct cfg_apikey_item it;
+    struct cfg_apikey key;
+    struct cfg *w = ld->w;
+    const yaml_node_t *v = item;
+    const char *path = ks->path;
+    bool hashed = ks->hashed;
+    unsigned n = ks->n++;
+    char vpath[48];
+    size_t i;
+
+    memset(&it, 0, sizeof(it));
+    memset(&key, 0, sizeof(key));
+    if (!ks->hashed && item->type == YAML_MAPPING_NODE) {
+        if (cfg_map_apply(ld, item, cfg_apikey_keys, path, (char *)&it, CFG_MAP_SECRET) != 0)
+            return -1;
+        if (it.key != NULL && it.sha != NULL)
+            return cfg_fail(ld, item, "%s: an entry has key or key_sha256, not both", path);
+        if (it.key == NULL && it.sha == NULL)
+            return cfg_fail(ld, item, "%s: entry without key or key_sha256", path);
+        hashed = it.sha != NULL;
+        v = hashed ? it.sha : it.key;
+        snprintf(vpath, sizeof(vpath), "%s.%s", path, hashed ? "key_sha256" : "key");
+        path = vpath;
+        key.limits = it.limits;
+    } else if (!ks->hashed && item->type != YAML_SCALAR_NODE) {
+        return cfg_fail(ld, item, "%s: expected a key or a mapping with key: or key_sha256:", path);
+    }
+    if (cfg_key_digest(ld, v, hashed, path, key.sha256) != 0)
+        return -1;
+    for (i = 0; i < w->nkeys; i++)
+        if (memcmp(w->keys[i].sha256, key.sha256, sizeof(key.sha256)) == 0)
+            return cfg_fail(ld, v, "%s: the same key as on line %zu (tier '%s')", path,
+                            ld->key_line[i], w->tiers[w->key_tier[i]].name);
+    if (w->nkeys >= CFG_MAX_KEYS)
+        return cfg_fail(ld, item, "too many API keys (at most %d)", CFG_MAX_KEYS);
+    if (cfg_key_name(ld, it.name, item, ks, n, key.name) != 0)
+        return -1;
+    w->keys[w->nkeys] = key;
+    w->key_tier[w->nkeys] = (unsigned char)ks->tier;
+    ld->key_named[w->nkeys] = it.name != NULL;
+    ld->key_line[w->nkeys++] = cfg_line(v);
+    return 0;
+}
+
+/* tiers[].keys or tiers[].key_sha256 (v) for tier index `tier`; their keys
+ * are numbered from n on (default names). */
+static int cfg_apply_keys(struct cfg_ld *ld, const yaml_node_t *v, bool hashed, size_t tier,
+                          unsigned n)
+{
+    struct cfg_keyset ks = { hashed ? "tiers.key_sha256" : "tiers.keys", hashed, tier, n };
 
     return cfg_seq_apply(ld, v, ks.path, cfg_key_item, &ks);
 }
@@ -899,6 +1065,7 @@ static int cfg_apply_tier(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
     struct cfg_tier_item it;
     const yaml_node_t *first, *second;
     struct cfg *w = ld->w;
+    unsigned nplain = 0; /* entries of keys: the key_sha256 ones are numbered after them */
     const char *s;
     char msg[256];
     size_t idx;
@@ -924,15 +1091,19 @@ static int cfg_apply_tier(struct cfg_ld *ld, const yaml_node_t *item, void *arg)
     memcpy(it.t.name, s, strlen(s) + 1);
     w->tiers[idx] = it.t;
     /* in the file's order, so that a repeated key is reported where it repeats */
+    if (it.keys != NULL && it.keys->type == YAML_SEQUENCE_NODE)
+        nplain = (unsigned)(it.keys->data.sequence.items.top - it.keys->data.sequence.items.start);
     first = it.keys;
     second = it.sha;
     if (first == NULL || (second != NULL && cfg_line(second) < cfg_line(first))) {
         first = it.sha;
         second = it.keys;
     }
-    if (first != NULL && cfg_apply_keys(ld, first, first == it.sha, idx) != 0)
+    if (first != NULL &&
+        cfg_apply_keys(ld, first, first == it.sha, idx, first == it.sha ? nplain + 1 : 1) != 0)
         return -1;
-    if (second != NULL && cfg_apply_keys(ld, second, second == it.sha, idx) != 0)
+    if (second != NULL &&
+        cfg_apply_keys(ld, second, second == it.sha, idx, second == it.sha ? nplain + 1 : 1) != 0)
         return -1;
     return 0;
 }
@@ -1102,7 +1273,7 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
     switch (k->kind) {
     case CFG_K_SECTION:
         r = cfg_container(ld, v, YAML_MAPPING_NODE, path);
-        return r <= 0 ? r : cfg_map_apply(ld, v, k->sub, path, base, true);
+        return r <= 0 ? r : cfg_map_apply(ld, v, k->sub, path, base + k->off, CFG_MAP_HINTS);
     case CFG_K_BACKENDS:
     case CFG_K_MODELS:
     case CFG_K_TIERS:
@@ -1222,7 +1393,7 @@ static int cfg_load_doc(struct cfg_ld *ld, const char *buf, size_t len)
         if (root->type != YAML_MAPPING_NODE)
             rc = cfg_fail(ld, root, "expected a mapping at top level");
         else
-            rc = cfg_map_apply(ld, root, cfg_top_keys, NULL, (char *)ld->w, true);
+            rc = cfg_map_apply(ld, root, cfg_top_keys, NULL, (char *)ld->w, CFG_MAP_HINTS);
     }
     ld->doc = NULL;
     yaml_document_delete(&doc);

@@ -104,6 +104,12 @@ static void test_defaults(void **state)
     assert_int_equal(c.tiers[0].max_wait_ms, 30000);
     assert_int_equal(c.nkeys, 0);
     assert_string_equal(c.tier_header, "");
+    /* rate limits: none, and a request without max_tokens reserves 1024 */
+    assert_int_equal(c.tiers[0].limits.requests_per_minute, 0);
+    assert_int_equal(c.tiers[0].limits.tokens_per_minute, 0);
+    assert_int_equal(c.tiers[0].limits.max_concurrent, 0);
+    assert_int_equal(c.tiers[0].limits.tokens_per_day, 0);
+    assert_int_equal(c.ratelimit_default_max_tokens, 1024);
     /* routing, queue */
     assert_int_equal(c.policy, CFG_POLICY_LEAST_BUSY);
     assert_int_equal(c.scrape_interval_ms, 500);
@@ -151,6 +157,11 @@ static const char full_yaml[] =
     "    slo_tpot: 100ms\n"
     "    max_queue: 32\n"
     "    max_wait: 5s\n"
+    "    limits:\n"
+    "      requests_per_minute: 600\n"
+    "      tokens_per_minute: 100000\n"
+    "      max_concurrent: 16\n"
+    "      tokens_per_day: 50000000\n"
     "    keys: [\"sk-premium-1\", \"sk-premium-2\"]\n"
     "    key_sha256: [\"" CHANGE_ME_HEX "\"]\n"
     "  - free\n"
@@ -215,6 +226,8 @@ static const char full_yaml[] =
     "    max_load: 1.5\n"
     "queue:\n"
     "  max_depth: 0\n"
+    "ratelimit:\n"
+    "  default_max_tokens: 4096\n"
     "log:\n"
     "  access_log: /var/log/pitot/access.log\n"
     "  level: debug\n";
@@ -271,8 +284,15 @@ static void test_full_config(void **state)
     assert_int_equal(c.tiers[1].slo_tpot_ms, 100);
     assert_int_equal(c.tiers[1].max_queue, 32);
     assert_int_equal(c.tiers[1].max_wait_ms, 5000);
+    assert_int_equal(c.tiers[1].limits.requests_per_minute, 600);
+    assert_int_equal(c.tiers[1].limits.tokens_per_minute, 100000);
+    assert_int_equal(c.tiers[1].limits.max_concurrent, 16);
+    assert_int_equal(c.tiers[1].limits.tokens_per_day, 50000000);
+    assert_int_equal(c.ratelimit_default_max_tokens, 4096);
     /* a tier given by name alone has the defaults */
     assert_int_equal(c.tiers[2].priority, 0);
+    assert_int_equal(c.tiers[2].limits.requests_per_minute, 0);
+    assert_int_equal(c.tiers[2].limits.tokens_per_day, 0);
     assert_int_equal(c.tiers[2].slo_ttft_ms, 0);
     assert_int_equal(c.tiers[2].max_queue, 64);
     assert_int_equal(c.tiers[2].max_wait_ms, 30000);
@@ -295,6 +315,13 @@ static void test_full_config(void **state)
     d[31] = 0x6e; /* upper-case hex, one digit off */
     assert_memory_equal(c.keys[3].sha256, d, 32);
     assert_int_equal(c.key_tier[3], 0);
+    /* plain strings and digests are named "<tier>-<n>", keys: first */
+    assert_string_equal(c.keys[0].name, "premium-1");
+    assert_string_equal(c.keys[1].name, "premium-2");
+    assert_string_equal(c.keys[2].name, "premium-3");
+    assert_string_equal(c.keys[3].name, "default-1");
+    assert_int_equal(c.keys[0].limits.requests_per_minute, 0);
+    assert_int_equal(c.keys[2].limits.tokens_per_minute, 0);
 
     assert_int_equal(c.max_header_bytes, 65536);
     assert_int_equal(c.max_headers, 50);
@@ -982,7 +1009,8 @@ static void test_error_keys(void **state)
         { "tiers:\n  - name: p\n    keys: sk-1\n", "t.yaml:3: tiers.keys: expected a sequence" },
         { "tiers:\n  - name: p\n    keys: [\"\"]\n", "t.yaml:3: tiers.keys: empty key" },
         { "tiers:\n  - name: p\n    keys:\n      -\n", "t.yaml:4: tiers.keys: missing value" },
-        { "tiers:\n  - name: p\n    keys: [[sk-1]]\n", "t.yaml:3: tiers.keys: expected a scalar" },
+        { "tiers:\n  - name: p\n    keys: [[sk-1]]\n",
+          "t.yaml:3: tiers.keys: expected a key or a mapping with key: or key_sha256:" },
         { "tiers:\n  - name: p\n    keys: [\"sk secret\"]\n",
           "t.yaml:3: tiers.keys: a key may only have visible ASCII characters (no blanks)" },
         { "tiers:\n  - name: p\n    keys: [\"sk-\\tsecret\"]\n",
@@ -1039,6 +1067,357 @@ static void test_error_keys(void **state)
     assert_string_equal(err, "t.yaml:4: tiers.keys: key longer than 1024 bytes");
     free(yaml);
     cfg_release(&c);
+}
+
+/* The SHA-256 of a key in lower-case hex, as key_sha256 takes it. */
+static void sha256_hex(const char *key, char out[65])
+{
+    unsigned char d[32];
+    size_t i;
+
+    sha256(key, d);
+    for (i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Rate limits (issue 12): a tier's limits, keys written as mappings with a
+ * name and limits of their own, the default names "<tier>-<n>" (keys: in
+ * order, then key_sha256:, whatever the order in the file), and
+ * ratelimit.default_max_tokens. */
+static void test_ratelimit_keys(void **state)
+{
+    char hashed[65], hex_ci[65], yaml[2048];
+    unsigned char d[32];
+    struct cfg c;
+
+    sha256_hex("sk-hashed", hashed);
+    sha256_hex("sk-ci-hashed", hex_ci);
+    snprintf(yaml, sizeof(yaml),
+             "ratelimit:\n"
+             "  default_max_tokens: 256\n"
+             "tiers:\n"
+             "  - name: premium\n"
+             "    limits:\n"
+             "      requests_per_minute: 600\n"
+             "      tokens_per_minute: 1000000\n"
+             "      max_concurrent: 32\n"
+             "      tokens_per_day: 1000000000000000\n"
+             "    keys:\n"
+             "      - sk-plain-1\n"
+             "      - key: sk-ci\n"
+             "        name: premium-ci\n"
+             "        limits: {requests_per_minute: 60, tokens_per_day: 100000}\n"
+             "      - key_sha256: %s\n"
+             "        limits:\n"
+             "          max_concurrent: 2\n"
+             "          tokens_per_minute: 0\n"
+             "      - {name: \"team/a@eu:1.x+y_z\", key: sk-team}\n"
+             "      - sk-plain-2\n"
+             "    key_sha256: [%s]\n"
+             "  - name: default\n"
+             "    key_sha256: [\"" CHANGE_ME_HEX "\"]\n"
+             "    keys:\n"
+             "      - sk-d\n"
+             "  - name: free\n"
+             "    limits: {}\n"
+             "    keys: []\n",
+             hex_ci, hashed);
+    cfg_init(&c);
+    if (load(&c, yaml) != 0) {
+        print_error("%s\n%s\n", yaml, err);
+        fail();
+    }
+    assert_int_equal(c.ratelimit_default_max_tokens, 256);
+    assert_int_equal(c.ntiers, 3);
+    assert_int_equal(c.tiers[1].limits.requests_per_minute, 600);
+    assert_int_equal(c.tiers[1].limits.tokens_per_minute, 1000000);
+    assert_int_equal(c.tiers[1].limits.max_concurrent, 32);
+    assert_true(c.tiers[1].limits.tokens_per_day == 1000000000000000ull);
+    assert_memory_equal(&c.tiers[0].limits, &(struct cfg_limits){ 0 }, sizeof(struct cfg_limits));
+    assert_memory_equal(&c.tiers[2].limits, &(struct cfg_limits){ 0 }, sizeof(struct cfg_limits));
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1); /* no backend, else fine */
+    assert_string_equal(err, "no backend: give --backend URL or backends: in the config");
+
+    assert_int_equal(c.nkeys, 8);
+    sha256("sk-plain-1", d);
+    assert_memory_equal(c.keys[0].sha256, d, 32);
+    assert_string_equal(c.keys[0].name, "premium-1");
+    assert_memory_equal(&c.keys[0].limits, &(struct cfg_limits){ 0 }, sizeof(struct cfg_limits));
+    sha256("sk-ci", d);
+    assert_memory_equal(c.keys[1].sha256, d, 32);
+    assert_string_equal(c.keys[1].name, "premium-ci");
+    assert_int_equal(c.keys[1].limits.requests_per_minute, 60);
+    assert_int_equal(c.keys[1].limits.tokens_per_minute, 0);
+    assert_int_equal(c.keys[1].limits.max_concurrent, 0);
+    assert_int_equal(c.keys[1].limits.tokens_per_day, 100000);
+    sha256("sk-ci-hashed", d);
+    assert_memory_equal(c.keys[2].sha256, d, 32);
+    assert_string_equal(c.keys[2].name, "premium-3");
+    assert_int_equal(c.keys[2].limits.max_concurrent, 2);
+    assert_int_equal(c.keys[2].limits.requests_per_minute, 0);
+    sha256("sk-team", d);
+    assert_memory_equal(c.keys[3].sha256, d, 32);
+    assert_string_equal(c.keys[3].name, "team/a@eu:1.x+y_z");
+    assert_string_equal(c.keys[4].name, "premium-5");
+    sha256("sk-hashed", d);
+    assert_memory_equal(c.keys[5].sha256, d, 32);
+    assert_string_equal(c.keys[5].name, "premium-6"); /* key_sha256: after the 5 of keys: */
+    /* the default tier's key_sha256 comes first in the file, but is numbered
+     * after its keys: */
+    sha256("change-me", d);
+    assert_memory_equal(c.keys[6].sha256, d, 32);
+    assert_string_equal(c.keys[6].name, "default-2");
+    sha256("sk-d", d);
+    assert_memory_equal(c.keys[7].sha256, d, 32);
+    assert_string_equal(c.keys[7].name, "default-1");
+    assert_int_equal(c.key_tier[4], 1);
+    assert_int_equal(c.key_tier[5], 1);
+    assert_int_equal(c.key_tier[6], 0);
+    assert_int_equal(c.key_tier[7], 0);
+    assert_int_equal(load(&c, "backends: [http://a:1]\n"), 0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+
+    /* a file without them keeps them; a new tiers list drops them */
+    assert_int_equal(load(&c, "routing:\n  retry: false\n"), 0);
+    assert_int_equal(c.ratelimit_default_max_tokens, 256);
+    assert_int_equal(c.tiers[1].limits.max_concurrent, 32);
+    assert_int_equal(load(&c, "tiers: [premium]\n"), 0);
+    assert_int_equal(c.nkeys, 0);
+    assert_int_equal(c.tiers[1].limits.max_concurrent, 0);
+    assert_int_equal(load(&c, "ratelimit:\n  default_max_tokens: 10000000\n"), 0);
+    assert_int_equal(c.ratelimit_default_max_tokens, 10000000);
+    assert_int_equal(load(&c, "ratelimit:\n"), 0);
+    assert_int_equal(c.ratelimit_default_max_tokens, 10000000);
+    cfg_release(&c);
+
+    /* the largest limits */
+    cfg_init(&c);
+    assert_int_equal(load(&c, "tiers:\n  - name: p\n    keys:\n      - key: sk-1\n        limits:\n"
+                              "          requests_per_minute: 4294967295\n"
+                              "          max_concurrent: 4294967295\n"
+                              "          tokens_per_minute: 1000000000000000\n"),
+                     0);
+    assert_int_equal(c.keys[0].limits.requests_per_minute, 4294967295u);
+    assert_int_equal(c.keys[0].limits.max_concurrent, 4294967295u);
+    assert_true(c.keys[0].limits.tokens_per_minute == 1000000000000000ull);
+    cfg_release(&c);
+    (void)state;
+}
+
+/* A default name that would be too long: the tier's name is cut so that
+ * "-<n>" fits in 63 characters. */
+static void test_ratelimit_default_names(void **state)
+{
+    static const char t63[] = "t12345678901234567890123456789012345678901234567890123456789012";
+    char yaml[8192], want[CFG_NAME_MAX];
+    size_t len;
+    struct cfg c;
+    int i;
+
+    assert_int_equal(strlen(t63), 63);
+    len = (size_t)snprintf(yaml, sizeof(yaml), "tiers:\n  - name: %s\n    keys:\n", t63);
+    for (i = 1; i <= 10; i++)
+        len += (size_t)snprintf(yaml + len, sizeof(yaml) - len, "      - sk-%d\n", i);
+    cfg_init(&c);
+    assert_int_equal(load(&c, yaml), 0);
+    assert_int_equal(c.nkeys, 10);
+    snprintf(want, sizeof(want), "%.61s-1", t63);
+    assert_string_equal(c.keys[0].name, want);
+    snprintf(want, sizeof(want), "%.60s-10", t63);
+    assert_string_equal(c.keys[9].name, want);
+    for (i = 0; i < 10; i++)
+        assert_int_equal(strlen(c.keys[i].name), 63);
+    /* a short tier name is not cut */
+    assert_int_equal(load(&c, "tiers:\n  - name: p\n    keys: [sk-1]\n"), 0);
+    assert_string_equal(c.keys[0].name, "p-1");
+    cfg_release(&c);
+    (void)state;
+}
+
+/* Every error of the rate-limit keys, with its line; and none of them
+ * repeats a plain key. */
+static void test_error_ratelimit(void **state)
+{
+    static const struct err_case cases[] = {
+        /* limits: a mapping of the four counts, each 0 or more */
+        { "tiers:\n  - name: p\n    limits:\n      rpm: 5\n",
+          "t.yaml:4: unknown key 'rpm' in tiers.limits" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: sk-1\n        limits: {burst: 5}\n",
+          "t.yaml:5: unknown key 'burst' in tiers.keys.limits" },
+        { "tiers:\n  - name: p\n    limits: [60]\n", "t.yaml:3: tiers.limits: expected a mapping" },
+        { "tiers:\n  - name: p\n    limits:\n      requests_per_minute: -1\n",
+          "t.yaml:4: tiers.limits.requests_per_minute: bad number '-1'" },
+        { "tiers:\n  - name: p\n    limits:\n      tokens_per_day: -5\n",
+          "t.yaml:4: tiers.limits.tokens_per_day: bad number '-5'" },
+        { "tiers:\n  - name: p\n    limits:\n      tokens_per_minute: 1.5\n",
+          "t.yaml:4: tiers.limits.tokens_per_minute: bad number '1.5'" },
+        { "tiers:\n  - name: p\n    limits:\n      max_concurrent: ~\n",
+          "t.yaml:4: tiers.limits.max_concurrent: missing value" },
+        { "tiers:\n  - name: p\n    limits:\n      requests_per_minute: 4294967296\n",
+          "t.yaml:4: tiers.limits.requests_per_minute: 4294967296 is out of range "
+          "(0..4294967295)" },
+        { "tiers:\n  - name: p\n    limits:\n      max_concurrent: 99999999999999999999999\n",
+          "t.yaml:4: tiers.limits.max_concurrent: 99999999999999999999999 is out of range "
+          "(0..4294967295)" },
+        { "tiers:\n  - name: p\n    limits:\n      tokens_per_minute: 1000000000000001\n",
+          "t.yaml:4: tiers.limits.tokens_per_minute: 1000000000000001 is out of range "
+          "(0..1000000000000000)" },
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, limits: {tokens_per_day: -1}}\n",
+          "t.yaml:4: tiers.keys.limits.tokens_per_day: bad number '-1'" },
+        { "tiers:\n  - name: p\n    limits: {max_concurrent: 1, max_concurrent: 2}\n",
+          "t.yaml:3: duplicate key 'max_concurrent' in tiers.limits" },
+        /* rate limits are a tier's or a key's, not the front door's */
+        { "limits:\n  requests_per_minute: 60\n",
+          "t.yaml:2: unknown key 'requests_per_minute' in limits (did you mean "
+          "tiers.limits.requests_per_minute?)" },
+        { "ratelimit:\n  tokens_per_minute: 60\n",
+          "t.yaml:2: unknown key 'tokens_per_minute' in ratelimit (did you mean "
+          "tiers.limits.tokens_per_minute?)" },
+        { "limits:\n  default_max_tokens: 60\n",
+          "t.yaml:2: unknown key 'default_max_tokens' in limits (did you mean "
+          "ratelimit.default_max_tokens?)" },
+        /* ratelimit */
+        { "ratelimit:\n  burst: 2\n", "t.yaml:2: unknown key 'burst' in ratelimit" },
+        { "ratelimit: 5\n", "t.yaml:1: ratelimit: expected a mapping" },
+        { "ratelimit:\n  default_max_tokens: 0\n",
+          "t.yaml:2: ratelimit.default_max_tokens: 0 is out of range (1..10000000)" },
+        { "ratelimit:\n  default_max_tokens: 10000001\n",
+          "t.yaml:2: ratelimit.default_max_tokens: 10000001 is out of range (1..10000000)" },
+        { "ratelimit:\n  default_max_tokens: -1\n",
+          "t.yaml:2: ratelimit.default_max_tokens: bad number '-1'" },
+        /* a key as a mapping: key or key_sha256, one of them */
+        { "tiers:\n  - name: p\n    keys:\n      - key: sk-1\n        key_sha256: " CHANGE_ME_HEX
+          "\n",
+          "t.yaml:4: tiers.keys: an entry has key or key_sha256, not both" },
+        { "tiers:\n  - name: p\n    keys:\n      - name: ci\n        limits: {}\n",
+          "t.yaml:4: tiers.keys: entry without key or key_sha256" },
+        { "tiers:\n  - name: p\n    keys:\n      - {}\n",
+          "t.yaml:4: tiers.keys: entry without key or key_sha256" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: sk-1\n        key: sk-2\n",
+          "t.yaml:5: duplicate key 'key' in tiers.keys" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: sk-1\n        rate: 5\n",
+          "t.yaml:5: unknown key in tiers.keys (key, key_sha256, name or limits; not repeated "
+          "here: it could be an API key)" },
+        { "tiers:\n  - name: p\n    keys:\n      - [key]: sk-1\n",
+          "t.yaml:4: keys must be scalars (in tiers.keys)" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: \"\"\n",
+          "t.yaml:4: tiers.keys.key: empty key" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: ~\n",
+          "t.yaml:4: tiers.keys.key: missing value" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: [sk-1]\n",
+          "t.yaml:4: tiers.keys.key: expected a scalar" },
+        { "tiers:\n  - name: p\n    keys:\n      - key_sha256: abc\n",
+          "t.yaml:4: tiers.keys.key_sha256: 'abc' is not a SHA-256 digest (64 hex digits, from: "
+          "printf %s KEY | sha256sum)" },
+        /* key_sha256: stays a list of digests */
+        { "tiers:\n  - name: p\n    key_sha256:\n      - {key_sha256: " CHANGE_ME_HEX "}\n",
+          "t.yaml:4: tiers.key_sha256: expected a scalar" },
+        /* the same key however it is written */
+        { "tiers:\n  - name: p\n    keys:\n      - change-me\n      - key_sha256: " CHANGE_ME_HEX
+          "\n",
+          "t.yaml:5: tiers.keys.key_sha256: the same key as on line 4 (tier 'p')" },
+        { "tiers:\n  - name: p\n    keys:\n      - name: a\n        key: sk-1\n"
+          "  - name: q\n    keys: [sk-1]\n",
+          "t.yaml:7: tiers.keys: the same key as on line 5 (tier 'p')" },
+        /* names: label values, unique across tiers */
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, name: \"a b\"}\n",
+          "t.yaml:4: key name 'a b' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, name: \"a\\\"b\"}\n",
+          "t.yaml:4: key name 'a\"b' has characters outside [A-Za-z0-9._:@/+-]" },
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, name: \"\"}\n",
+          "t.yaml:4: empty key name" },
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, name: ~}\n",
+          "t.yaml:4: tiers.keys.name: missing value" },
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, name: [a]}\n",
+          "t.yaml:4: tiers.keys.name: expected a scalar" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: sk-1\n        name: "
+          "0123456789012345678901234567890123456789012345678901234567890123\n",
+          "t.yaml:5: key name '01234567890123456789012345678901...' longer than 63 characters" },
+        { "tiers:\n  - name: p\n    keys:\n      - key: sk-1\n        name: ci\n"
+          "  - name: q\n    keys:\n      - key: sk-2\n        name: ci\n",
+          "t.yaml:9: tiers.keys.name: duplicate key name 'ci' (the key on line 4)" },
+        { "tiers:\n  - name: p\n    keys:\n      - sk-1\n      - key: sk-2\n        name: p-1\n",
+          "t.yaml:6: tiers.keys.name: duplicate key name 'p-1' (the key on line 4, by default)" },
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, name: p-2}\n      - sk-2\n",
+          "t.yaml:5: tiers.keys: duplicate key name 'p-2', this key's default name (the key on "
+          "line 4)" },
+        { "tiers:\n  - name: p\n    keys:\n      - {key: sk-1, name: p-2}\n"
+          "    key_sha256: [" CHANGE_ME_HEX "]\n",
+          "t.yaml:5: tiers.key_sha256: duplicate key name 'p-2', this key's default name (the key "
+          "on line 4)" },
+    };
+    /* a key's text, however mistyped, stays out of every message */
+    static const char *const secret[] = {
+        "tiers:\n  - name: p\n    keys:\n      - sk-SECRET: x\n",
+        "tiers:\n  - name: p\n    keys:\n      - {sk-SECRET}\n",
+        "tiers:\n  - name: p\n    keys:\n      - \"sk-SECRET\": x\n        key: sk-2\n",
+        "tiers:\n  - name: p\n    keys:\n      - key: sk-SECRET\n        nmae: ci\n",
+        "tiers:\n  - name: p\n    keys:\n      - {key: \"sk-SECRET x\", name: ci}\n",
+        "tiers:\n  - name: p\n    keys:\n      - {key: sk-SECRET, key_sha256: " CHANGE_ME_HEX "}\n",
+        "tiers:\n  - name: p\n    keys:\n      - {key: sk-SECRET, name: \"c i\"}\n",
+        "tiers:\n  - name: p\n    keys:\n      - {key: sk-SECRET, name: p-2}\n      - sk-SECRET2\n",
+        "tiers:\n  - name: p\n    keys:\n      - sk-SECRET\n      - {key: sk-SECRET}\n",
+        "tiers:\n  - name: p\n    keys:\n      - {key: sk-SECRET, limits: {rpm: 1}}\n",
+        "tiers:\n  - name: p\n    keys:\n      - [sk-SECRET]\n",
+    };
+    struct cfg c;
+    size_t i;
+
+    CHECK_ERRORS(cases);
+    for (i = 0; i < sizeof(secret) / sizeof(secret[0]); i++) {
+        cfg_init(&c);
+        assert_int_equal(load(&c, secret[i]), -1);
+        if (err[0] == '\0' || strstr(err, "SECRET") != NULL) {
+            print_error("yaml:\n%s\ngot: %s\n", secret[i], err);
+            fail();
+        }
+        cfg_release(&c);
+    }
+    (void)state;
+}
+
+/* cfg_validate's rate-limit checks, on values set by hand (the loader never
+ * lets them through). */
+static void test_validate_ratelimit(void **state)
+{
+    struct cfg c;
+
+    cfg_init(&c);
+    assert_int_equal(load(&c, "backends: [http://a:1]\n"
+                              "tiers:\n  - name: p\n    keys: [sk-1, sk-2]\n"),
+                     0);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    c.ratelimit_default_max_tokens = 0;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "ratelimit.default_max_tokens: 0 is out of range (1..10000000)");
+    c.ratelimit_default_max_tokens = 10000001;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err,
+                        "ratelimit.default_max_tokens: 10000001 is out of range (1..10000000)");
+    c.ratelimit_default_max_tokens = 1;
+    c.tiers[1].limits.tokens_per_minute = 1000000000000001ull;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "tier 'p': limits.tokens_per_minute (1000000000000001) must not "
+                             "exceed 1000000000000000");
+    c.tiers[1].limits.tokens_per_minute = 1000000000000000ull;
+    c.keys[1].limits.tokens_per_day = 1000000000000001ull;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "key 'p-2': limits.tokens_per_day (1000000000000001) must not exceed "
+                             "1000000000000000");
+    c.keys[1].limits.tokens_per_day = 0;
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    strcpy(c.keys[1].name, "p-1");
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "duplicate key name 'p-1'");
+    c.keys[1].name[0] = '\0';
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "API key 1 of tier 'p': empty key name");
+    strcpy(c.keys[1].name, "a b");
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), -1);
+    assert_string_equal(err, "API key 1 of tier 'p': key name 'a b' has characters outside "
+                             "[A-Za-z0-9._:@/+-]");
+    cfg_release(&c);
+    (void)state;
 }
 
 static void test_error_model_aliases(void **state)
@@ -1664,8 +2043,9 @@ static void test_sample_conf(void **state)
     cfg_release(&c);
 }
 
-/* The sample's commented-out tier, uncommented, loads: its key_sha256
- * placeholder is a valid digest (of "change-me"). */
+/* The sample's commented-out tier, uncommented, loads: its limits, and its
+ * key written as a mapping whose key_sha256 placeholder is a valid digest (of
+ * "change-me"), with a name and limits of its own. */
 static void test_sample_tier_example(void **state)
 {
     unsigned char d[32];
@@ -1704,10 +2084,15 @@ static void test_sample_tier_example(void **state)
     assert_string_equal(c.tiers[1].name, "premium");
     assert_true(c.tiers[1].priority > 0);
     assert_true(c.tiers[1].slo_ttft_ms > 0);
+    assert_true(c.tiers[1].limits.requests_per_minute > 0);
+    assert_true(c.tiers[1].limits.tokens_per_minute > 0);
+    assert_true(c.tiers[1].limits.max_concurrent > 0);
     assert_int_equal(c.nkeys, 1);
     assert_int_equal(c.key_tier[0], 1);
     sha256("change-me", d);
     assert_memory_equal(c.keys[0].sha256, d, 32);
+    assert_string_equal(c.keys[0].name, "premium-batch");
+    assert_true(c.keys[0].limits.requests_per_minute > 0);
     cfg_release(&c);
 }
 
@@ -2647,6 +3032,10 @@ int main(void)
         cmocka_unit_test(test_error_backend_keys),
         cmocka_unit_test(test_error_tiers),
         cmocka_unit_test(test_error_keys),
+        cmocka_unit_test(test_ratelimit_keys),
+        cmocka_unit_test(test_ratelimit_default_names),
+        cmocka_unit_test(test_error_ratelimit),
+        cmocka_unit_test(test_validate_ratelimit),
         cmocka_unit_test(test_error_model_aliases),
         cmocka_unit_test(test_error_buckets),
         cmocka_unit_test(test_list_shapes),
