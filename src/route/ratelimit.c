@@ -295,6 +295,10 @@ enum rl_limit rl_admit(struct ratelimit *rl, const struct cfg *c, unsigned tier,
         if (ts != NULL)
             *ts = tn;
         by_key = ks != NULL; /* the view's party */
+    } else if (by_key) {
+        ks->refused[r]++;
+    } else if (ts != NULL) {
+        ts->refused[r]++;
     }
     if (v != NULL) {
         if (ks != NULL)
@@ -379,6 +383,41 @@ long long rl_tokens_left(struct ratelimit *rl, const struct cfg *c, unsigned tie
     rl_state_view(s != NULL ? s : &idle, l, now_us, &v);
     pthread_mutex_unlock(&rl->lock);
     return v.remaining_tokens > LLONG_MAX ? LLONG_MAX : (long long)v.remaining_tokens;
+}
+
+void rl_each(struct ratelimit *rl, const struct cfg *c, uint64_t now_us,
+             void (*fn)(void *ud, unsigned tier, int key, const uint64_t *refused,
+                        long long tokens_left),
+             void *ud)
+{
+    struct rl_view v;
+    size_t t, k;
+
+    pthread_mutex_lock(&rl->lock);
+    for (t = 0; t < c->ntiers && t < CFG_MAX_TIERS; t++) {
+        const struct cfg_limits *l = &c->tiers[t].limits;
+
+        if (c->tiers[t].spare || !rl_limits_any(l))
+            continue;
+        rl_state_view(&rl->tier[t], l, now_us, &v);
+        fn(ud, (unsigned)t, -1, rl->tier[t].refused,
+           l->tokens_per_minute
+               ? (long long)(v.remaining_tokens > LLONG_MAX ? LLONG_MAX : v.remaining_tokens)
+               : -1);
+    }
+    for (k = 0; k < c->nkeys && k < CFG_MAX_KEYS; k++) {
+        const struct cfg_limits *l = &c->keys[k].limits;
+        struct rl_state *s;
+
+        if (!rl_limits_any(l) || (s = rl_key_state(rl, c, (int)k)) == NULL)
+            continue;
+        rl_state_view(s, l, now_us, &v);
+        fn(ud, c->key_tier[k], (int)k, s->refused,
+           l->tokens_per_minute
+               ? (long long)(v.remaining_tokens > LLONG_MAX ? LLONG_MAX : v.remaining_tokens)
+               : -1);
+    }
+    pthread_mutex_unlock(&rl->lock);
 }
 
 uint64_t rl_estimate(const struct cfg *c, size_t body_bytes, long long max_tokens)

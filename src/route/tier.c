@@ -43,11 +43,11 @@ static bool tier_bearer_key(struct span auth, struct span *key)
     return key->len > 0;
 }
 
-/* The tier of an API key (the key itself, blanks around it already
- * trimmed), or -1. Every configured digest is compared, and the match is
- * selected without a branch on it, so the time taken does not depend on
- * which key (if any) matched. */
-static int tier_of_key(const struct cfg *c, struct span key)
+/* The index in c->keys of an API key (the key itself, blanks around it
+ * already trimmed), or -1. Every configured digest is compared, and the
+ * match is selected without a branch on it, so the time taken does not
+ * depend on which key (if any) matched. */
+static int tier_key_index(const struct cfg *c, struct span key)
 {
     unsigned char d[TIER_DIGEST_BYTES];
     unsigned found = 0, hit = 0;
@@ -60,34 +60,34 @@ static int tier_of_key(const struct cfg *c, struct span key)
     for (i = 0; i < c->nkeys && i < CFG_MAX_KEYS; i++) {
         unsigned eq = (unsigned)(CRYPTO_memcmp(d, c->keys[i].sha256, sizeof(d)) == 0);
         unsigned mask = 0u - eq;
-        found = (found & ~mask) | ((unsigned)c->key_tier[i] & mask);
+        found = (found & ~mask) | ((unsigned)i & mask);
         hit |= eq;
     }
     OPENSSL_cleanse(d, sizeof(d));
-    return hit && found < c->ntiers ? (int)found : -1;
+    return hit && c->key_tier[found] < c->ntiers ? (int)found : -1;
 }
 
-/* The tier of the key of an Authorization value "Bearer <key>", or -1. */
+/* The key index of the key of an Authorization value "Bearer <key>", or -1. */
 static int tier_of_bearer(const struct cfg *c, struct span auth)
 {
     struct span key;
 
-    return tier_bearer_key(auth, &key) ? tier_of_key(c, key) : -1;
+    return tier_bearer_key(auth, &key) ? tier_key_index(c, key) : -1;
 }
 
 unsigned tier_resolve_values(const struct cfg *c, struct span authorization, struct span x_api_key,
-                             struct span tier_header_value, bool *keyed)
+                             struct span tier_header_value, int *key)
 {
     struct span v;
     size_t i;
-    int t = tier_of_bearer(c, authorization);
+    int k = tier_of_bearer(c, authorization);
 
-    if (t < 0)
-        t = tier_of_key(c, tier_trim(x_api_key));
-    if (keyed)
-        *keyed = t >= 0;
-    if (t >= 0)
-        return (unsigned)t;
+    if (k < 0)
+        k = tier_key_index(c, tier_trim(x_api_key));
+    if (key)
+        *key = k;
+    if (k >= 0)
+        return c->key_tier[k];
     if (c->tier_header[0] == '\0')
         return 0;
     v = tier_trim(tier_header_value);
@@ -114,7 +114,7 @@ static struct span tier_field_once(const struct h1_msg *m, const char *name)
     return n == 1 ? v : span_make(NULL, 0);
 }
 
-unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m, bool *keyed)
+unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m, int *key)
 {
     struct span auth = span_make(NULL, 0), apikey = span_make(NULL, 0);
     const struct h1_header *th = NULL;
@@ -125,7 +125,7 @@ unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m, bool *keyed)
     }
     if (c->tier_header[0] != '\0')
         th = h1_header_find(m, c->tier_header);
-    return tier_resolve_values(c, auth, apikey, th ? th->value : span_make(NULL, 0), keyed);
+    return tier_resolve_values(c, auth, apikey, th ? th->value : span_make(NULL, 0), key);
 }
 
 bool tier_slo_met(const struct cfg_tier *t, int64_t ttft_us, int64_t tpot_us,

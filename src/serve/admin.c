@@ -10,6 +10,7 @@
 
 #include "pitot/route/balancer.h"
 #include "pitot/route/queue.h"
+#include "pitot/route/ratelimit.h"
 #include "pitot/util/clock.h"
 #include "pitot/format/http1.h"
 #include "pitot/measure/metrics.h"
@@ -54,6 +55,66 @@ static void admin_send(struct evbuffer *out, int status, const char *ctype, stru
         evbuffer_add(out, body.p, body.len);
 }
 
+/* The rate limits' families (ratelimit.h), after the others. */
+struct admin_limits {
+    struct evbuffer *out;
+    const struct cfg *cfg;
+    int pass; /* 0: refusals, 1: tokens left */
+    int err;
+};
+
+static void admin_limit_row(void *ud, unsigned tier, int key, const uint64_t *refused,
+                            long long tokens_left)
+{
+    struct admin_limits *a = ud;
+    const char *tname = a->cfg->tiers[tier].name;
+    const char *kname = key >= 0 ? a->cfg->keys[key].name : "";
+    const struct cfg_limits *l = key >= 0 ? &a->cfg->keys[key].limits : &a->cfg->tiers[tier].limits;
+    const bool set[RL__COUNT] = {
+        [RL_REQUESTS] = l->requests_per_minute > 0,
+        [RL_TOKENS] = l->tokens_per_minute > 0,
+        [RL_TOKENS_DAY] = l->tokens_per_day > 0,
+        [RL_CONCURRENT] = l->max_concurrent > 0,
+    };
+    int k;
+
+    /* tier and key names are label-safe (the loader checks them) */
+    if (a->pass == 1) {
+        if (tokens_left >= 0 &&
+            evbuffer_add_printf(a->out,
+                                "pitot_ratelimit_tokens_remaining{tier=\"%s\",key=\"%s\"} %lld\n",
+                                tname, kname, tokens_left) < 0)
+            a->err = -1;
+        return;
+    }
+    for (k = RL_OK + 1; k < RL__COUNT; k++)
+        if (set[k] && evbuffer_add_printf(a->out,
+                                          "pitot_rate_limited_total{tier=\"%s\",key=\"%s\","
+                                          "limit=\"%s\"} %llu\n",
+                                          tname, kname, rl_limit_label((enum rl_limit)k),
+                                          (unsigned long long)refused[k]) < 0)
+            a->err = -1;
+}
+
+static int admin_expose_limits(struct loop *lp, struct evbuffer *out)
+{
+    struct admin_limits a = { out, lp->cfg, 0, 0 };
+    uint64_t now = clk_now_us();
+
+    if (lp->ratelimit == NULL)
+        return 0;
+    evbuffer_add_printf(out, "# HELP pitot_rate_limited_total Requests a rate limit refused (429) "
+                             "before any backend, by tier, key name (\"\": the tier's own "
+                             "limits) and limit\n# TYPE pitot_rate_limited_total counter\n");
+    rl_each(lp->ratelimit, lp->cfg, now, admin_limit_row, &a);
+    a.pass = 1;
+    evbuffer_add_printf(out, "# HELP pitot_ratelimit_tokens_remaining Tokens per minute a tier "
+                             "(key \"\") or key has left now\n"
+                             "# TYPE pitot_ratelimit_tokens_remaining gauge\n");
+    rl_each(lp->ratelimit, lp->cfg, now, admin_limit_row, &a);
+    return a.err;
+}
+
 /* pitot's own error, with the request's X-Request-Id like every other */
 static void admin_error(struct loop *lp, struct evbuffer *out, const struct h1_msg *m,
                         enum pitot_err e, bool head, bool close, const char *extra)
@@ -84,7 +145,7 @@ void admin_serve(struct loop *lp, struct evbuffer *out, const struct h1_msg *m, 
                 met_gauge_set(lp->regs[k], MET_BACKEND_EJECTED, (unsigned)i, ej);
         }
         if (body == NULL || met_expose(lp->regs, lp->nregs, body) != 0 ||
-            met_expose_process(body) != 0) {
+            met_expose_process(body) != 0 || admin_expose_limits(lp, body) != 0) {
             if (body)
                 evbuffer_free(body);
             admin_error(lp, out, m, PITOT_ENOMEM, head, close, NULL);

@@ -478,7 +478,7 @@ static void front_read_head(struct front_conn *fc)
     enum h1_result r;
     uint64_t t0;
     unsigned tier;
-    bool keyed;
+    int key;
 
     if (len == 0)
         return;
@@ -511,8 +511,8 @@ static void front_read_head(struct front_conn *fc)
         return;
     /* before anything else looks at the request: no limit, queue or
      * backend learns of it without a key */
-    tier = tier_resolve(lp->cfg, m, &keyed);
-    if (lp->cfg->require_auth && !keyed) {
+    tier = tier_resolve(lp->cfg, m, &key);
+    if (lp->cfg->require_auth && key < 0) {
         front_unauthorized(fc, m, hl, t0);
         return;
     }
@@ -527,7 +527,7 @@ static void front_read_head(struct front_conn *fc)
                                    .peer = fc->peer,
                                    .done = front_relay_done,
                                    .ud = fc };
-        fc->rl = relay_new(lp, &rc, m, t0, tier);
+        fc->rl = relay_new(lp, &rc, m, t0, tier, key);
     }
     if (fc->rl == NULL) {
         front_refuse(fc, m, PITOT_ENOMEM, t0);

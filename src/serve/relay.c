@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -26,6 +27,7 @@
 #include "pitot/measure/metrics.h"
 #include "pitot/measure/meter.h"
 #include "pitot/route/queue.h"
+#include "pitot/route/ratelimit.h"
 #include "pitot/route/router.h"
 #include "pitot/measure/otlp.h"
 #include "pitot/format/sse.h"
@@ -80,6 +82,13 @@ struct relay {
     unsigned series;
     bool series_set;
     unsigned tier;                /* index into cfg->tiers */
+    int key;                      /* index into cfg->keys of its API key; -1 none */
+    bool rl_on;                   /* its tier or key has limits: checked, and the
+                                     x-ratelimit-* headers go with the answer */
+    bool rl_admitted;             /* rl_admit let it in: settled at the end */
+    uint64_t rl_reserved;         /* the tokens it reserved (rl_estimate) */
+    uint64_t rl_retry_us;         /* refused: until the limit would let it in */
+    struct rl_view rl_view;       /* what the headers say */
     enum api_kind api;            /* the API the request's path speaks */
     uint64_t affinity;            /* session key hash, 0: none */
     bool tried[CFG_MAX_BACKENDS]; /* backends that failed this request */
@@ -127,6 +136,9 @@ struct relay {
     struct relay *next_retired;    /* borrowed link in worker.retired */
 };
 
+/* Room for the rate-limit headers of one answer. */
+#define RELAY_RL_HEADERS_MAX 512
+
 /* The chosen backend's configuration: from the table it was chosen under
  * (a reload may have put another backend in its slot since). */
 static inline const struct cfg_backend *relay_be_cfg(const struct relay *r)
@@ -167,16 +179,116 @@ static struct evbuffer *relay_client_out(struct relay *r)
  * "come back later" (overloaded, no healthy backend, shutting down), a
  * Retry-After: a whole reply, so the connection may go on when the request
  * and the loop allow it (as its head then says). */
+/* snprintf's return n at offset at in buf[cap]: the new offset, never past
+ * the end. */
+static size_t relay_fit(char *buf, size_t cap, size_t at, int n)
+{
+    (void)buf;
+    if (n < 0)
+        return at;
+    return at + (size_t)n < cap ? at + (size_t)n : (cap ? cap - 1 : 0);
+}
+
+/* A duration as OpenAI's x-ratelimit-reset-* say it: "20ms", "1s", "1.5s",
+ * "6m0s", "1h2m3s". */
+static void relay_rl_dur(uint64_t us, char *out, size_t cap)
+{
+    uint64_t ms = (us + 999) / 1000, s = ms / 1000;
+
+    if (ms < 1000)
+        snprintf(out, cap, "%llums", (unsigned long long)ms);
+    else if (s < 60 && ms % 1000)
+        snprintf(out, cap, "%llu.%03llus", (unsigned long long)s, (unsigned long long)(ms % 1000));
+    else if (s < 60)
+        snprintf(out, cap, "%llus", (unsigned long long)s);
+    else if (s < 3600)
+        snprintf(out, cap, "%llum%llus", (unsigned long long)(s / 60),
+                 (unsigned long long)(s % 60));
+    else
+        snprintf(out, cap, "%lluh%llum%llus", (unsigned long long)(s / 3600),
+                 (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
+    if (ms < 1000 || s >= 60 || ms % 1000 == 0)
+        return;
+    /* "1.500s" -> "1.5s" */
+    {
+        size_t n = strlen(out);
+        while (n > 2 && out[n - 2] == '0') {
+            out[n - 2] = 's';
+            out[--n] = '\0';
+        }
+    }
+}
+
+/* A time as Anthropic's anthropic-ratelimit-*-reset say it: RFC 3339, UTC. */
+static void relay_rl_time(uint64_t wall_us, char *out, size_t cap)
+{
+    time_t t = (time_t)(wall_us / 1000000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The rate-limit headers of r (rl_on) into buf[0..cap): OpenAI's
+ * x-ratelimit-{limit,remaining,reset}-{requests,tokens}, or on the Messages
+ * API Anthropic's anthropic-ratelimit-{requests,tokens}-{limit,remaining,
+ * reset}; a limit that is not set has none. Returns the length. */
+static size_t relay_rl_headers(const struct relay *r, char *buf, size_t cap)
+{
+    const struct rl_view *v = &r->rl_view;
+    const char *what[2] = { "requests", "tokens" };
+    unsigned long long lim[2] = { v->limit_requests, v->limit_tokens };
+    unsigned long long left[2] = { v->remaining_requests, v->remaining_tokens };
+    uint64_t reset[2] = { v->reset_requests_us, v->reset_tokens_us };
+    char when[40];
+    size_t n = 0;
+    int k;
+
+    if (!r->rl_on || cap == 0)
+        return 0;
+    buf[0] = '\0';
+    for (k = 0; k < 2; k++) {
+        if (lim[k] == 0)
+            continue;
+        if (r->api == API_MESSAGES) {
+            relay_rl_time(clk_wall_us() + reset[k], when, sizeof(when));
+            n = relay_fit(buf, cap, n,
+                          snprintf(buf + n, cap - n,
+                                   "anthropic-ratelimit-%s-limit: %llu\r\n"
+                                   "anthropic-ratelimit-%s-remaining: %llu\r\n"
+                                   "anthropic-ratelimit-%s-reset: %s\r\n",
+                                   what[k], lim[k], what[k], left[k], what[k], when));
+        } else {
+            relay_rl_dur(reset[k], when, sizeof(when));
+            n = relay_fit(buf, cap, n,
+                          snprintf(buf + n, cap - n,
+                                   "x-ratelimit-limit-%s: %llu\r\n"
+                                   "x-ratelimit-remaining-%s: %llu\r\n"
+                                   "x-ratelimit-reset-%s: %s\r\n",
+                                   what[k], lim[k], what[k], left[k], what[k], when));
+        }
+    }
+    return n;
+}
+
 static void relay_reply_error(struct relay *r, enum pitot_err e)
 {
     bool close = !r->client_keep || !loop_keepalive(r->lp);
-    char hdr[RELAY_ID_MAX + 96];
-    int n = 0;
+    char hdr[RELAY_ID_MAX + RELAY_RL_HEADERS_MAX + 96];
+    size_t n = 0;
 
     if (e == PITOT_EOVERLOADED || e == PITOT_ENO_BACKEND || e == PITOT_ESHUTDOWN)
-        n = snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n",
-                     queue_retry_after(r->lp->queue, clk_now_us()));
-    snprintf(hdr + n, sizeof(hdr) - (size_t)n, "X-Request-Id: %s\r\n", r->id);
+        n = relay_fit(hdr, sizeof(hdr), 0,
+                      snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n",
+                               queue_retry_after(r->lp->queue, clk_now_us())));
+    if (err_status(e) == 429) /* whole seconds, at least one */
+        n = relay_fit(hdr, sizeof(hdr), n,
+                      snprintf(hdr + n, sizeof(hdr) - n, "Retry-After: %llu\r\n",
+                               (unsigned long long)((r->rl_retry_us + 999999) / 1000000
+                                                        ? (r->rl_retry_us + 999999) / 1000000
+                                                        : 1)));
+    n += relay_rl_headers(r, hdr + n, sizeof(hdr) - n);
+    snprintf(hdr + n, sizeof(hdr) - n, "X-Request-Id: %s\r\n", r->id);
     r->status = api_err_status(r->api, e);
     reply_error_api(relay_client_out(r), r->api, e, r->is_head, close, hdr);
     r->client_keep = !close;
@@ -291,7 +403,7 @@ void relay_request_id(struct loop *lp, const struct h1_msg *m, char out[RELAY_ID
 }
 
 struct relay *relay_new(struct loop *lp, const struct relay_client *client, const struct h1_msg *m,
-                        uint64_t t0_us, unsigned tier)
+                        uint64_t t0_us, unsigned tier, int key)
 {
     const struct h1_header *xff = NULL;
     struct relay *r = calloc(1, sizeof(*r));
@@ -321,6 +433,7 @@ struct relay *relay_new(struct loop *lp, const struct relay_client *client, cons
     /* measured from t0 even when refused before relay_start() */
     meter_init(&r->meter, t0_us, (uint64_t)r->cfg->stall_ms * 1000, -1, lp->refusals);
     r->tier = tier;
+    r->key = key;
     if (r->cfg->affinity == CFG_AFFINITY_HEADER) {
         const struct h1_header *ah = h1_header_find(m, r->cfg->affinity_header);
         if (ah && ah->value.len)
@@ -888,6 +1001,45 @@ static bool relay_models(struct relay *r)
     return true;
 }
 
+static bool relay_limits_set(const struct cfg_limits *l)
+{
+    return l->requests_per_minute || l->tokens_per_minute || l->max_concurrent || l->tokens_per_day;
+}
+
+static enum pitot_err relay_rl_err(enum rl_limit l)
+{
+    switch (l) {
+    case RL_TOKENS: return PITOT_ERATE_TOKENS;
+    case RL_TOKENS_DAY: return PITOT_ERATE_TOKENS_DAY;
+    case RL_CONCURRENT: return PITOT_ERATE_CONCURRENT;
+    default: return PITOT_ERATE_REQUESTS;
+    }
+}
+
+/* The rate limits of r's tier and key (ratelimit.h), before anything else
+ * learns of it: true when a limit refused it (answered 429, in the shape of
+ * its API, with Retry-After and the limit's headers). */
+static bool relay_admit(struct relay *r)
+{
+    struct loop *lp = r->lp;
+    bool who_key = false;
+    enum rl_limit l;
+
+    if (lp->ratelimit == NULL || !(relay_limits_set(&r->cfg->tiers[r->tier].limits) ||
+                                   (r->key >= 0 && relay_limits_set(&r->cfg->keys[r->key].limits))))
+        return false;
+    r->rl_on = true;
+    r->rl_reserved = rl_estimate(r->cfg, evbuffer_get_length(r->body), r->req_max_tokens);
+    l = rl_admit(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved,
+                 &r->rl_retry_us, &r->rl_view, &who_key);
+    if (l == RL_OK) {
+        r->rl_admitted = true;
+        return false;
+    }
+    relay_refuse(r, relay_rl_err(l), false);
+    return true;
+}
+
 void relay_start(struct relay *r)
 {
     struct loop *lp = r->lp;
@@ -899,7 +1051,7 @@ void relay_start(struct relay *r)
         relay_refuse(r, (enum pitot_err) - rc, false);
         return;
     }
-    if (relay_models(r))
+    if (relay_models(r) || relay_admit(r))
         return;
     relay_route(r, false);
 }
@@ -1376,8 +1528,17 @@ static void relay_resp_head(struct relay *r)
         if (h1_is_hop_by_hop(m, h->name) || span_ieq(h->name, "x-request-id") ||
             span_ieq(h->name, "content-length"))
             continue;
+        /* pitot's limits are the client's: a backend's own go */
+        if (r->rl_on && (span_iprefix(h->name, "x-ratelimit-") ||
+                         span_iprefix(h->name, "anthropic-ratelimit-")))
+            continue;
         evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p, (int)h->value.len,
                             h->value.p);
+    }
+    if (r->rl_on) {
+        char rl[RELAY_RL_HEADERS_MAX];
+        size_t n = relay_rl_headers(r, rl, sizeof(rl));
+        evbuffer_add(out, rl, n);
     }
     if (r->chunked_out)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
@@ -1789,6 +1950,17 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
         }
     } else {
         met_add_local(met, r->tier, r->api, r->status ? r->status : err_status(outcome));
+    }
+    if (r->rl_admitted) {
+        /* the reservation becomes what the backend said it used; nothing
+         * when no backend answered; the reservation when tokens are unknown */
+        uint64_t used = r->rl_reserved;
+        if (!r->be || r->status == 0)
+            used = 0;
+        else if (res.prompt_tokens >= 0 && res.completion_tokens >= 0)
+            used = (uint64_t)res.prompt_tokens + (uint64_t)res.completion_tokens;
+        rl_settle(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved, used);
+        r->rl_admitted = false;
     }
     met_model_name(met, r->model, model_name, sizeof(model_name));
     memset(&rec, 0, sizeof(rec));

@@ -3,6 +3,13 @@
 
 #include <stdint.h>
 
+bool span_iprefix(struct span s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    return s.len >= n && span_ieq(span_make(s.p, n), lit);
+}
+
 bool span_ieq(struct span s, const char *lit)
 {
     size_t i;

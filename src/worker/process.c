@@ -23,6 +23,7 @@
 #include "pitot/route/dns.h"
 #include "pitot/route/health.h"
 #include "pitot/route/queue.h"
+#include "pitot/route/ratelimit.h"
 #include "pitot/route/router.h"
 #include "pitot/route/scrape.h"
 #include "pitot/util/log.h"
@@ -43,6 +44,7 @@ struct process {
     bool rt_ready;               /* rt is set up */
     struct json_toks toks;       /* owned: the router's scratch (worker 0) */
     struct queue *queue;         /* owned: shared */
+    struct ratelimit *ratelimit; /* owned: shared, the tiers' and keys' limits */
     struct dns *dns;             /* owned: on worker 0's loop */
     struct otlp *otlp;           /* owned: the span exporter, on worker 0's loop;
                                          NULL when traces are off */
@@ -179,8 +181,9 @@ struct process *process_new(const struct cfg *c, const struct refusal_phrases *r
     p->toks.cap = PROCESS_JSON_TOKENS;
     p->toks.tok = malloc(json_toks_size(PROCESS_JSON_TOKENS));
     p->queue = queue_new(c);
+    p->ratelimit = rl_new(c);
     if (p->base == NULL || p->regs == NULL || p->w == NULL || p->toks.tok == NULL ||
-        p->queue == NULL) {
+        p->queue == NULL || p->ratelimit == NULL) {
         snprintf(err, errlen, "out of memory");
         process_free(p);
         return NULL;
@@ -229,6 +232,7 @@ struct process *process_new(const struct cfg *c, const struct refusal_phrases *r
             .regs = p->regs,
             .nregs = p->n,
             .rt = &p->rt,
+            .ratelimit = p->ratelimit,
             .queue = p->queue,
             .clients = &p->clients,
             .otlp = p->otlp,
@@ -379,6 +383,9 @@ void process_reload(struct process *p, const struct cfg *c, const struct refusal
     const struct cfg *old = p->cfg;
     size_t i, w;
 
+    /* the limits' state follows the keys (by digest) before any request
+     * counts under c */
+    rl_reload(p->ratelimit, old, c);
     for (i = 1; i < p->n; i++)
         worker_post_cfg(p->w[i], cfg_hold(c), ph);
     worker_set_cfg(p->w[0], cfg_hold(c), ph);
@@ -482,6 +489,7 @@ void process_free(struct process *p)
     scrape_free(p->rt.scrape);
     health_free(p->rt.health);
     queue_free(p->queue);
+    rl_free(p->ratelimit);
     if (p->rt_ready)
         router_release(&p->rt);
     for (i = 0; p->regs && i < p->n; i++)

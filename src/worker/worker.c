@@ -234,6 +234,7 @@ struct worker *worker_new(const struct worker_setup *su, char *err, size_t errle
     w->lp.regs = su->regs;
     w->lp.nregs = su->nregs;
     w->lp.rt = su->rt;
+    w->lp.ratelimit = su->ratelimit;
     w->lp.clients = su->clients;
     w->lp.otlp = su->otlp;
     w->lp.status = su->status;

@@ -48,10 +48,18 @@ static unsigned resolve(const struct cfg *c, const char *auth, const char *hdr)
     return tier_resolve_values(c, opt(auth), span_make(NULL, 0), opt(hdr), NULL);
 }
 
-/* The tier and whether a key matched, from Authorization and x-api-key. */
+/* The tier and whether a key matched, from Authorization and x-api-key;
+ * last_key: the index of the key that matched, -1 none. */
+static int last_key;
+
 static unsigned resolve_keys(const struct cfg *c, const char *auth, const char *apikey, bool *keyed)
 {
-    return tier_resolve_values(c, opt(auth), opt(apikey), span_make(NULL, 0), keyed);
+    unsigned t = tier_resolve_values(c, opt(auth), opt(apikey), span_make(NULL, 0), &last_key);
+
+    *keyed = last_key >= 0;
+    if (last_key >= 0) /* the key's own tier */
+        assert_int_equal(c->key_tier[last_key], t);
+    return t;
 }
 
 static void test_keys(void **state)
@@ -215,9 +223,9 @@ static void test_x_api_key(void **state)
     assert_true(keyed);
     /* an unknown key falls back to the tier header, and is still no key */
     assert_int_equal(tier_resolve_values(&c, span_cstr("Bearer nope"), span_cstr("nope"),
-                                         span_cstr("batch"), &keyed),
+                                         span_cstr("batch"), &last_key),
                      2);
-    assert_false(keyed);
+    assert_int_equal(last_key, -1);
     cfg_release(&c);
 
     /* no keys configured: nothing is a key */
@@ -276,7 +284,6 @@ static void test_resolve_request_keys(void **state)
 {
     struct h1_parser p;
     struct cfg c;
-    bool keyed;
     size_t used;
     static const struct {
         const char *head;
@@ -316,8 +323,9 @@ static void test_resolve_request_keys(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         h1_init(&p, H1_REQUEST, NULL, NULL, NULL);
         assert_int_equal(h1_execute(&p, span_cstr(cases[i].head), &used), H1_HEAD);
-        keyed = !cases[i].keyed;
-        if (tier_resolve(&c, &p.msg, &keyed) != cases[i].tier || keyed != cases[i].keyed) {
+        last_key = cases[i].keyed ? -1 : 0;
+        if (tier_resolve(&c, &p.msg, &last_key) != cases[i].tier ||
+            (last_key >= 0) != cases[i].keyed) {
             print_error("case %zu: %s\n", i, cases[i].head);
             fail();
         }

@@ -114,21 +114,35 @@ struct cfg_backend {
     bool spare;
 };
 
+/* Rate limits of a tier (tiers[].limits, the tier's keys together) or of one
+ * key (tiers[].keys[].limits); 0: no such limit. Tokens are prompt +
+ * completion as the backend reported them. */
+struct cfg_limits {
+    unsigned requests_per_minute;
+    unsigned long long tokens_per_minute;
+    unsigned max_concurrent; /* requests admitted and not ended (queued ones too) */
+    unsigned long long tokens_per_day;
+};
+
 /* An API key of a tier: compared as SHA-256 digests, never logged. */
 struct cfg_apikey {
     unsigned char sha256[32]; /* keys: plain text hashed at load; key_sha256: hex given */
+    char name[CFG_NAME_MAX];  /* tiers[].keys[].name, else "<tier>-<n>" (n from 1 in the
+                                 tier's list): logs and the key metric label, never the key */
+    struct cfg_limits limits; /* tiers[].keys[].limits; none: the tier's alone */
 };
 
 struct cfg_tier {
     char name[CFG_NAME_MAX];
-    int priority;         /* higher is more important; default tier 0 */
-    unsigned slo_ttft_ms; /* 0: no TTFT target */
-    unsigned slo_tpot_ms; /* 0: no TPOT target */
-    unsigned max_queue;   /* requests of this tier held at once (default 64);
+    int priority;             /* higher is more important; default tier 0 */
+    unsigned slo_ttft_ms;     /* 0: no TTFT target */
+    unsigned slo_tpot_ms;     /* 0: no TPOT target */
+    unsigned max_queue;       /* requests of this tier held at once (default 64);
                                  0: never held */
-    unsigned max_wait_ms; /* longest a request of this tier is held (default 30000);
+    unsigned max_wait_ms;     /* longest a request of this tier is held (default 30000);
                                  0: never held */
-    bool spare;           /* a slot no configured tier holds now (cfg_tiers_expand): never
+    struct cfg_limits limits; /* tiers[].limits: every request of the tier together */
+    bool spare;               /* a slot no configured tier holds now (cfg_tiers_expand): never
                              used yet (no name), or a tier a reload removed (its name kept
                              for its return) */
 };
@@ -247,6 +261,11 @@ struct cfg {
     size_t nkeys;
     bool require_auth; /* require_auth: a request without a configured API key is answered
                           401 and never proxied; default false; needs nkeys > 0 */
+    /* ratelimit (issue 12) */
+    unsigned ratelimit_default_max_tokens; /* ratelimit.default_max_tokens, default 1024:
+                                              the completion a request without max_tokens
+                                              (max_completion_tokens, max_output_tokens)
+                                              reserves against token limits */
 
     /* OpenTelemetry (issue 4) */
     bool otel_metrics; /* opentelemetry.metrics: also expose the gen_ai_* histograms of

@@ -20,9 +20,10 @@ struct h1_msg; /* include/pitot/h1.h */
  * matches, else the value of "x-api-key: <key>" (Anthropic's header) when
  * that matches. A field that appears more than once counts as absent (a
  * credential given twice is ambiguous); of the tier header the first counts.
- * *keyed (when keyed is not NULL): whether a configured key matched, which
- * require_auth asks of every proxied request. Never logs or keeps the key. */
-unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m, bool *keyed);
+ * *key (when key is not NULL): the index in c->keys of the configured key
+ * that matched, -1 when none did (require_auth asks one of every proxied
+ * request; rate limits count by it). Never logs or keeps the key. */
+unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m, int *key);
 
 /* The same from raw field values (tests, other callers). Any span may be
  * empty ({NULL, 0}). "Bearer" is case-insensitive and followed by one or more
@@ -30,7 +31,7 @@ unsigned tier_resolve(const struct cfg *c, const struct h1_msg *m, bool *keyed);
  * ignored. A malformed Authorization (another scheme, no key) matches no key;
  * x-api-key is the key alone, no scheme. */
 unsigned tier_resolve_values(const struct cfg *c, struct span authorization, struct span x_api_key,
-                             struct span tier_header_value, bool *keyed);
+                             struct span tier_header_value, int *key);
 
 /* Whether a finished request met tier t's SLO: every target that is set
  * (non-zero) must be met, a measurement equal to the target meets it.

@@ -37,18 +37,19 @@ struct loop {
     struct met_registry *const *regs;       /* borrowed: every loop's, [0] the one whose
                                                loop probes and scrapes; for /metrics */
     size_t nregs;
-    struct router *rt;         /* borrowed, shared: the backends */
-    struct upstream *upstream; /* owned: connections to the backends */
-    struct queue_port *queue;  /* owned: this loop's way into the shared
+    struct router *rt;           /* borrowed, shared: the backends */
+    struct ratelimit *ratelimit; /* borrowed, shared: the tiers' and keys' limits */
+    struct upstream *upstream;   /* owned: connections to the backends */
+    struct queue_port *queue;    /* owned: this loop's way into the shared
                                                overload queue */
-    _Atomic unsigned *clients; /* borrowed, shared: client connections of
+    _Atomic unsigned *clients;   /* borrowed, shared: client connections of
                                                every loop (limits.max_clients) */
-    struct otlp *otlp;         /* owned: span exporter; NULL when traces are off */
-    struct tls_server *tls;    /* owned: the client listener's TLS; NULL: plain */
-    struct status *status;     /* borrowed, shared: the status page's data and
+    struct otlp *otlp;           /* owned: span exporter; NULL when traces are off */
+    struct tls_server *tls;      /* owned: the client listener's TLS; NULL: plain */
+    struct status *status;       /* borrowed, shared: the status page's data and
                                   runtime control; NULL without admin_listen */
-    struct json_toks toks;     /* owned scratch for JSON parsing */
-    char *scratch;             /* owned: multi-line SSE data, max_event_bytes */
+    struct json_toks toks;       /* owned scratch for JSON parsing */
+    char *scratch;               /* owned: multi-line SSE data, max_event_bytes */
     size_t scratch_cap;
     TAILQ_HEAD(, front_conn) conns; /* live client connections (borrowed links) */
     TAILQ_HEAD(, front_conn) reap;  /* closed, freed by reap_ev */

@@ -36,10 +36,11 @@ struct relay_client {
 
 /* Starts a relay on lp for the client `client` (copied) from a parsed request
  * head; everything it needs from `req` is copied, so the head may be drained
- * afterwards. t0_us: when the head was complete; tier: the request's tier
- * (tier_resolve). NULL on allocation failure. */
+ * afterwards. t0_us: when the head was complete; tier: the request's tier,
+ * key: its API key's index in the configuration, -1 none (tier_resolve).
+ * NULL on allocation failure. */
 struct relay *relay_new(struct loop *lp, const struct relay_client *client,
-                        const struct h1_msg *req, uint64_t t0_us, unsigned tier);
+                        const struct h1_msg *req, uint64_t t0_us, unsigned tier, int key);
 
 /* The request's id into out: the client's X-Request-Id when it is visible
  * ASCII without quotes or backslashes, at most RELAY_ID_MAX bytes (it is

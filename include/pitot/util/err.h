@@ -37,14 +37,22 @@
     X(INVALID_JSON,       400, "invalid_json",       "bad_request",    "the request body is not valid JSON") \
     X(UNAUTHORIZED,       401, "invalid_api_key",    "unauthorized",   "missing or invalid API key") \
     X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "bad_request",    "method not allowed") \
-    X(NOT_FOUND,          404, "not_found",          "bad_request",    "not found")
+    X(NOT_FOUND,          404, "not_found",          "bad_request",    "not found") \
+    X(RATE_REQUESTS,      429, "rate_limited_requests", "rate_limited", "rate limit reached for requests per minute; retry after the time in Retry-After") \
+    X(RATE_TOKENS,        429, "rate_limited_tokens", "rate_limited",   "rate limit reached for tokens per minute; retry after the time in Retry-After") \
+    X(RATE_TOKENS_DAY,    429, "rate_limited_tokens_per_day", "rate_limited", "rate limit reached for tokens per day; retry after the time in Retry-After") \
+    X(RATE_CONCURRENT,    429, "rate_limited_concurrent", "rate_limited", "rate limit reached for requests at once; retry when one has ended")
 
 /* Kinds whose JSON error body takes OpenAI's "type" and "code" (a JSON
  * literal), so that clients and SDKs classify them as they do OpenAI's.
  *  X(NAME,          "type",                  code literal) */
 #define PITOT_ERR_OPENAI(X)                                                                        \
     X(INVALID_JSON,  "invalid_request_error", "null")                                              \
-    X(UNAUTHORIZED,  "invalid_request_error", "\"invalid_api_key\"")
+    X(UNAUTHORIZED,  "invalid_request_error", "\"invalid_api_key\"")                                 \
+    X(RATE_REQUESTS, "requests",              "\"rate_limit_exceeded\"")                             \
+    X(RATE_TOKENS,   "tokens",                "\"rate_limit_exceeded\"")                             \
+    X(RATE_TOKENS_DAY, "tokens",              "\"rate_limit_exceeded\"")                             \
+    X(RATE_CONCURRENT, "requests",            "\"rate_limit_exceeded\"")
 /* clang-format on */
 
 enum pitot_err {

@@ -41,6 +41,9 @@ static inline bool span_eq(struct span s, const char *lit)
 /* ASCII case-insensitive equality (header names, tokens). */
 bool span_ieq(struct span s, const char *lit);
 
+/* Does s begin with lit, ASCII case-insensitive? */
+bool span_iprefix(struct span s, const char *lit);
+
 /* Parses a non-negative decimal integer filling the whole span; rejects signs,
  * blanks, empty input and overflow past INT64_MAX. Returns 0 or -1. */
 int span_to_i64(struct span s, long long *out);

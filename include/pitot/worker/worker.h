@@ -33,6 +33,7 @@ struct worker_setup {
     struct met_registry *const *regs; /* every worker's, [0] worker 0's: /metrics */
     size_t nregs;
     struct router *rt;
+    struct ratelimit *ratelimit; /* the tiers' and keys' limits, shared */
     struct queue *queue;
     _Atomic unsigned *clients; /* client connections of every worker */
     struct otlp *otlp;         /* the span exporter; NULL when traces are off */
