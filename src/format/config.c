@@ -1276,7 +1276,6 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
      * whose shape stays */
     CFG_KEEP("routing.max_addresses", max_addresses);
     CFG_KEEP("routing.spare_backends", spare_backends);
-    CFG_KEEP("routing.dns_family", dns_family);
     cfg_keep(kept, cap, "routing.resolver", strcmp(old->resolver, next->resolver) != 0,
              next->resolver, old->resolver, sizeof(old->resolver));
     if (strcmp(old->listen_host, next->listen_host) != 0 || old->listen_port != next->listen_port) {
@@ -1328,7 +1327,6 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
         next->otel_trace_interval_ms = old->otel_trace_interval_ms;
         next->otel_trace_timeout_ms = old->otel_trace_timeout_ms;
     }
-    CFG_KEEP("limits.max_clients", max_clients);
     CFG_KEEP("limits.max_headers", max_headers);
     CFG_KEEP("limits.max_header_bytes", max_header_bytes);
     CFG_KEEP("upstream.keepalive", upstream_keepalive);

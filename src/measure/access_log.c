@@ -17,7 +17,7 @@
 
 #define ALOG_CAP_MIN 1024
 #define ALOG_LINE_MAX 8192 /* bytes per line, cut strings included */
-#define ALOG_NSTR 10       /* string fields whose contents share the budget */
+#define ALOG_NSTR 11       /* string fields whose contents share the budget */
 #define ALOG_ELLIPSIS "..."
 
 struct alog {
@@ -153,7 +153,19 @@ struct alog_strs {
     bool measure; /* first pass: quotes only, contents not counted */
 };
 
-enum { S_ID, S_METHOD, S_PATH, S_BACKEND, S_MODEL, S_TIER, S_API, S_FINISH, S_OUTCOME, S_ERROR };
+enum {
+    S_ID,
+    S_METHOD,
+    S_PATH,
+    S_BACKEND,
+    S_MODEL,
+    S_TIER,
+    S_KEY,
+    S_API,
+    S_FINISH,
+    S_OUTCOME,
+    S_ERROR
+};
 
 static void w_field_str(struct alog_w *w, const char *key, const struct alog_strs *st, int i)
 {
@@ -180,6 +192,7 @@ static void alog_emit(struct alog_w *w, const struct alog_rec *r, const struct a
     w_field_str(w, ",\"backend\":", st, S_BACKEND);
     w_field_str(w, ",\"model\":", st, S_MODEL);
     w_field_str(w, ",\"tier\":", st, S_TIER);
+    w_field_str(w, ",\"key\":", st, S_KEY);
     w_field_str(w, ",\"api\":", st, S_API);
     w_lit(w, ",\"stream\":");
     w_bool(w, r->stream);
@@ -276,6 +289,7 @@ int alog_format(const struct alog_rec *r, char *buf, size_t cap)
     strs_set_cstr(&st, S_BACKEND, r->backend);
     strs_set_cstr(&st, S_MODEL, r->model);
     strs_set_cstr(&st, S_TIER, r->tier);
+    strs_set_cstr(&st, S_KEY, r->key);
     strs_set_cstr(&st, S_API, r->api);
     strs_set_cstr(&st, S_FINISH, r->finish_reason);
     strs_set_cstr(&st, S_OUTCOME, r->outcome);

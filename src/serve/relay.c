@@ -1972,6 +1972,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     rec.backend = r->be ? relay_be_cfg(r)->name : NULL;
     rec.model = r->be || r->req_model[0] ? model_name : NULL;
     rec.tier = r->cfg->tiers[r->tier].name;
+    rec.key = r->key >= 0 ? r->cfg->keys[r->key].name : NULL;
     rec.api = api_label(r->api);
     rec.stream = r->sse;
     rec.ttft_us = res.ttft_us;

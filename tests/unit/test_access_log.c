@@ -148,6 +148,7 @@ static struct alog_rec full_rec(void)
     r.backend = "gpu-a";
     r.model = "qwen2.5:7b";
     r.tier = "default";
+    r.key = "ci-bot";
     r.api = "chat";
     r.stream = true;
     r.ttft_us = 12345;
@@ -174,7 +175,8 @@ static void test_full_record(void **state)
     const char *want =
         "{\"id\":\"req-42\",\"time\":\"2026-11-24T14:40:57.123Z\",\"method\":\"POST\","
         "\"path\":\"/v1/chat/completions\",\"status\":200,\"backend\":\"gpu-a\","
-        "\"model\":\"qwen2.5:7b\",\"tier\":\"default\",\"api\":\"chat\",\"stream\":true,"
+        "\"model\":\"qwen2.5:7b\",\"tier\":\"default\",\"key\":\"ci-bot\",\"api\":\"chat\","
+        "\"stream\":true,"
         "\"ttft_ms\":12.345,"
         "\"itl_p50_ms\":21.000,\"itl_max_ms\":1500.001,\"tpot_ms\":0.999,\"e2e_ms\":2000.000,"
         "\"prompt_tokens\":17,\"completion_tokens\":128,\"cached_tokens\":0,"
@@ -185,7 +187,7 @@ static void test_full_record(void **state)
     assert_int_equal(n, (int)strlen(want));
     assert_string_equal(buf, want);
     assert_true(json_line_valid(buf, (size_t)n, &keys));
-    assert_int_equal(keys, 25);
+    assert_int_equal(keys, 26);
     (void)state;
 }
 
@@ -195,7 +197,8 @@ static void test_nulls_and_flags(void **state)
     char buf[1024];
     const char *want =
         "{\"id\":null,\"time\":\"1970-01-01T00:00:00.000Z\",\"method\":null,\"path\":null,"
-        "\"status\":0,\"backend\":null,\"model\":null,\"tier\":null,\"api\":null,\"stream\":false,"
+        "\"status\":0,\"backend\":null,\"model\":null,\"tier\":null,\"key\":null,\"api\":null,"
+        "\"stream\":false,"
         "\"ttft_ms\":null,\"itl_p50_ms\":null,\"itl_max_ms\":null,\"tpot_ms\":null,"
         "\"e2e_ms\":null,\"prompt_tokens\":null,\"completion_tokens\":null,"
         "\"cached_tokens\":null,\"tokens_estimated\":true,\"finish_reason\":null,"
@@ -233,7 +236,7 @@ static void test_escaping(void **state)
     n = alog_format(&r, buf, sizeof(buf));
     assert_true(n > 0);
     assert_true(json_line_valid(buf, (size_t)n, &keys));
-    assert_int_equal(keys, 25);
+    assert_int_equal(keys, 26);
     assert_non_null(strstr(buf, "{\"id\":\"a\\\"b\\\\c\\u0001\\u001f\\u007f\","));
     /* maximal invalid subparts: "\xe2\x82" is one U+FFFD, "\xc0\xaf" two,
      * "\xed\xa0\x80" three (0xa0 cannot follow 0xed) */
@@ -290,7 +293,7 @@ static void test_cut_long_strings(void **state)
         assert_true((size_t)n < caps[ci]);
         assert_true((size_t)n > caps[ci] - 16); /* the budget is used, not wasted */
         assert_true(json_line_valid(buf, (size_t)n, &keys));
-        assert_int_equal(keys, 25);
+        assert_int_equal(keys, 26);
         /* both long strings are cut and end in "..."; short ones stay whole */
         assert_non_null(strstr(buf, "xxx...\",\"time\":\"2026-11-24T14:40:57.123Z\""));
         assert_non_null(strstr(buf, "...\",\"status\":200,\"backend\":\"gpu-a\","));

@@ -433,16 +433,14 @@ void cfg_drop(const struct cfg *c);
 
 /* What a reload (SIGHUP) cannot change in a running pitot: what sizes or
  * names its tables, listeners and threads (the backend table's shape:
- * routing.max_addresses, routing.spare_backends; listen, admin_listen, TLS
- * on or off, workers, the tiers' names and number (with them the keys), the model label
- * table, the buckets, opentelemetry, the access log, max_clients, the pools,
- * the header table). Copies each of those that differs from `old` back into
- * `next`, and writes their names, ", "-separated, into kept[0..cap) ("" when
- * none). Everything else of `next` (limits, timeouts, routing, health,
- * measurement, the tiers' settings and keys, the queue, require_auth,
- * shutdown, log) applies; the backends are laid out by cfg_backends_place.
- * Both validated; next not expanded yet (its expansion takes the kept
- * shape). */
+ * routing.max_addresses, routing.spare_backends, routing.resolver; listen,
+ * admin_listen, TLS on or off, workers, the model label table's size, the
+ * buckets, opentelemetry, the pools, max_event_bytes, the header limits).
+ * Copies each of those that differs from `old` back into `next`, and writes
+ * their names, ", "-separated, into kept[0..cap) ("" when none). Everything
+ * else of `next` applies; the backends and the tiers are laid out by
+ * cfg_backends_place and cfg_tiers_place. Both validated; next not expanded
+ * yet (its expansion takes the kept shape). */
 void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t cap);
 
 #endif

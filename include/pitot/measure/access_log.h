@@ -20,6 +20,7 @@ struct alog_rec {
     const char *backend;
     const char *model;
     const char *tier;
+    const char *key; /* the name of the request's API key (never the key); NULL none */
     const char *api; /* api_label() of the request's path; NULL before a head was parsed */
     bool stream;
     int64_t ttft_us;
@@ -41,7 +42,7 @@ struct alog_rec {
 
 /* Formats one line (JSON object + '\n') into buf[0..cap). Field names: id,
  * time (RFC 3339 UTC with milliseconds), method, path, status, backend, model,
- * tier, api, stream, ttft_ms, itl_p50_ms, itl_max_ms, tpot_ms, e2e_ms (3 decimals,
+ * tier, key, api, stream, ttft_ms, itl_p50_ms, itl_max_ms, tpot_ms, e2e_ms (3 decimals,
  * null when -1), prompt_tokens, completion_tokens, cached_tokens (null when
  * -1), tokens_estimated, finish_reason, refusal, truncated, stalls, outcome,
  * error.
