@@ -250,23 +250,21 @@ static size_t relay_rl_headers(const struct relay *r, char *buf, size_t cap)
     for (k = 0; k < 2; k++) {
         if (lim[k] == 0)
             continue;
-        if (r->api == API_MESSAGES) {
+        bool anthropic = r->api == API_MESSAGES;
+
+        if (anthropic)
             relay_rl_time(clk_wall_us() + reset[k], when, sizeof(when));
-            n = relay_fit(buf, cap, n,
-                          snprintf(buf + n, cap - n,
-                                   "anthropic-ratelimit-%s-limit: %llu\r\n"
-                                   "anthropic-ratelimit-%s-remaining: %llu\r\n"
-                                   "anthropic-ratelimit-%s-reset: %s\r\n",
-                                   what[k], lim[k], what[k], left[k], what[k], when));
-        } else {
+        else
             relay_rl_dur(reset[k], when, sizeof(when));
-            n = relay_fit(buf, cap, n,
-                          snprintf(buf + n, cap - n,
-                                   "x-ratelimit-limit-%s: %llu\r\n"
-                                   "x-ratelimit-remaining-%s: %llu\r\n"
-                                   "x-ratelimit-reset-%s: %s\r\n",
-                                   what[k], lim[k], what[k], left[k], what[k], when));
-        }
+        n = relay_fit(buf, cap, n,
+                      snprintf(buf + n, cap - n,
+                               anthropic ? "anthropic-ratelimit-%s-limit: %llu\r\n"
+                                           "anthropic-ratelimit-%s-remaining: %llu\r\n"
+                                           "anthropic-ratelimit-%s-reset: %s\r\n"
+                                         : "x-ratelimit-limit-%s: %llu\r\n"
+                                           "x-ratelimit-remaining-%s: %llu\r\n"
+                                           "x-ratelimit-reset-%s: %s\r\n",
+                               what[k], lim[k], what[k], left[k], what[k], when));
     }
     return n;
 }

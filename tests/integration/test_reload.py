@@ -64,6 +64,17 @@ def open_stream(port, body, sim_port):
     return s
 
 
+def read_whole(sock, tokens):
+    """Reads a stream open_stream began to its end: whole, every token."""
+    sock.settimeout(30)
+    r = Reader(sock).read()
+    assert r.status == 200 and r.complete, "the stream was cut"
+    events = [d for d in sse_data(r.events) if d != "[DONE]"]
+    assert sum(1 for d in events if json.loads(d)["choices"] and
+               json.loads(d)["choices"][0]["delta"].get("content")) == tokens
+    sock.close()
+
+
 def t_reload_applies():
     sim = start_sim("--model", "small", "--tokens-per-s", "50")
     base = "limits:\n  max_body_bytes: 1048576\n"
@@ -108,13 +119,7 @@ def t_reload_applies():
     assert 'le="0.005"' in metrics(pt.port)  # the buckets of the start
 
     # the stream that began before the first reload ends whole
-    long.settimeout(30)
-    r = Reader(long).read()
-    assert r.status == 200 and r.complete, "the stream was cut"
-    events = [d for d in sse_data(r.events) if d != "[DONE]"]
-    assert sum(1 for d in events if json.loads(d)["choices"] and
-               json.loads(d)["choices"][0]["delta"].get("content")) == 150
-    long.close()
+    read_whole(long, 150)
     log = access_log(pt.proc, 6)
     assert all(l["outcome"] == "ok" for l in log if l["status"] == 200), log
     stop_pitot_clean(pt.proc)
@@ -206,13 +211,7 @@ def t_backends_reload():
         assert r.status == 200, r.status
     assert sim_requests(a) == n_a, "a removed backend got a new request"
     assert metric_value(metrics(pt.port), "pitot_backend_up", backend="a") is not None
-    long.settimeout(30)
-    r = Reader(long).read()
-    assert r.status == 200 and r.complete, "the stream on the removed backend was cut"
-    events = [d for d in sse_data(r.events) if d != "[DONE]"]
-    assert sum(1 for d in events if json.loads(d)["choices"] and
-               json.loads(d)["choices"][0]["delta"].get("content")) == 120
-    long.close()
+    read_whole(long, 120)  # the stream on the removed backend is not cut
     assert wait_for(lambda: 'backend="a"' not in metrics(pt.port), 5.0), "a's series stayed"
     assert "backend a: its last request ended; removed" in pt.proc.stderr()
 

@@ -933,6 +933,21 @@ static void test_doc_markdown(void **state)
     (void)state;
 }
 
+/* A value in every family of backend 1 ("b"), and a request on backend 0;
+ * returns backend 1's first series. */
+static unsigned seed_backends(struct met_registry *r)
+{
+    unsigned s = met_series(r, 1, 0, 0, 0);
+
+    met_add_request(r, s, 200);
+    met_observe_us(r, MET_TTFT, s, 1000);
+    met_gauge_set(r, MET_BACKEND_UP, 1, 1);
+    met_add_scrape(r, 1, MET_SCRAPE_OK);
+    met_add_upstream_error(r, 1, PITOT_EUPSTREAM_CONNECT);
+    met_add_request(r, met_series(r, 0, 0, 0, 0), 200);
+    return s;
+}
+
 /* A DNS slot without an address: none of its series is exposed, in any
  * family, until it has one; its values are kept meanwhile. Merged: the
  * first registry's mark (the router's) decides. */
@@ -940,7 +955,6 @@ static void test_inactive_backend_hidden(void **state)
 {
     struct cfg *c = test_cfg();
     struct met_registry *r[2];
-    unsigned s;
     char *t;
 
     c->backends[1].dns = true; /* "b" starts without an address */
@@ -948,13 +962,7 @@ static void test_inactive_backend_hidden(void **state)
     r[1] = met_registry_new(c);
     assert_non_null(r[0]);
     assert_non_null(r[1]);
-    s = met_series(r[0], 1, 0, 0, 0);
-    met_add_request(r[0], s, 200);
-    met_observe_us(r[0], MET_TTFT, s, 1000);
-    met_gauge_set(r[0], MET_BACKEND_UP, 1, 1);
-    met_add_scrape(r[0], 1, MET_SCRAPE_OK);
-    met_add_upstream_error(r[0], 1, PITOT_EUPSTREAM_CONNECT);
-    met_add_request(r[0], met_series(r[0], 0, 0, 0, 0), 200);
+    (void)seed_backends(r[0]);
     t = fx_expose(r, 1);
     assert_null(strstr(t, "backend=\"b\""));
     assert_line(t, "pitot_backend_up{backend=\"a\"} 0");
@@ -998,13 +1006,7 @@ static void test_backend_reset(void **state)
 
     r[0] = met_registry_new(c);
     assert_non_null(r[0]);
-    s = met_series(r[0], 1, 0, 0, 0);
-    met_add_request(r[0], s, 200);
-    met_observe_us(r[0], MET_TTFT, s, 1000);
-    met_gauge_set(r[0], MET_BACKEND_UP, 1, 1);
-    met_add_scrape(r[0], 1, MET_SCRAPE_OK);
-    met_add_upstream_error(r[0], 1, PITOT_EUPSTREAM_CONNECT);
-    met_add_request(r[0], met_series(r[0], 0, 0, 0, 0), 200);
+    s = seed_backends(r[0]);
     met_backend_active(r[0], 1, false);
     memset(&nb, 0, sizeof(nb));
     snprintf(nb.name, sizeof(nb.name), "gpu-new");
