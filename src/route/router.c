@@ -36,7 +36,9 @@ int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
     rt->addr = calloc(n, sizeof(*rt->addr));
     rt->addrlen = calloc(n, sizeof(*rt->addrlen));
     rt->tls = calloc(n, sizeof(*rt->tls));
-    if (rt->addr == NULL || rt->addrlen == NULL || rt->tls == NULL || bal_init(&rt->bal, c) != 0)
+    rt->tls_own = calloc(n, sizeof(*rt->tls_own));
+    if (rt->addr == NULL || rt->addrlen == NULL || rt->tls == NULL || rt->tls_own == NULL ||
+        bal_init(&rt->bal, c) != 0)
         return router_fail(rt, err, errlen, "out of memory");
     for (i = 0; i < c->nbackends; i++) {
         const struct cfg_backend *b = &c->backends[i];
@@ -48,6 +50,7 @@ int router_init(struct router *rt, struct event_base *base, const struct cfg *c,
             continue;
         }
         rt->tls[i] = tls_client_new(&b->tls, b->host, msg, sizeof(msg));
+        rt->tls_own[i] = rt->tls[i] != NULL;
         if (rt->tls[i] == NULL) {
             snprintf(err, errlen, "backend %s: %s", b->name, msg);
             router_release(rt);
@@ -76,7 +79,7 @@ void router_release(struct router *rt)
     size_t i;
 
     for (i = 0; rt->tls && i < rt->cfg->nbackends; i++)
-        if (rt->tls[i] && rt->cfg->backends[i].slot == 0)
+        if (rt->tls[i] && rt->tls_own[i])
             tls_client_free(rt->tls[i]);
     for (i = 0; i < rt->nold_tls; i++)
         tls_client_free(rt->old_tls[i]);
@@ -84,6 +87,8 @@ void router_release(struct router *rt)
     rt->old_tls = NULL;
     rt->nold_tls = 0;
     free(rt->tls);
+    free(rt->tls_own);
+    rt->tls_own = NULL;
     free(rt->addr);
     free(rt->addrlen);
     bal_release(&rt->bal);
@@ -206,7 +211,7 @@ int router_tls_reload(struct router *rt)
     size_t i;
 
     for (i = 0; i < c->nbackends; i++) {
-        if (rt->tls[i] == NULL || c->backends[i].slot != 0 || c->backends[i].spare)
+        if (rt->tls[i] == NULL || !rt->tls_own[i] || c->backends[i].spare)
             continue;
         if (tls_client_reload(rt->tls[i], msg, sizeof(msg)) != 0) {
             log_error("backend %s: reloading TLS files: %s; the old ones stay", c->backends[i].name,
@@ -257,6 +262,16 @@ static void router_keep_tls(struct router *rt, struct tls_client *t)
     }
     rt->old_tls = n;
     rt->old_tls[rt->nold_tls++] = t;
+}
+
+/* Slot i's TLS client becomes t (own: slot i frees it at the end); the one
+ * it owned is kept (router_keep_tls). Under the lock. */
+static void router_set_tls(struct router *rt, size_t i, struct tls_client *t, bool own)
+{
+    if (rt->tls_own[i] && rt->tls[i] != NULL)
+        router_keep_tls(rt, rt->tls[i]);
+    __atomic_store_n(&rt->tls[i], t, __ATOMIC_RELEASE);
+    rt->tls_own[i] = own;
 }
 
 /* Slot be takes no request and has no address any more. Under the lock. */
@@ -325,11 +340,14 @@ void router_reload(struct router *rt, const struct cfg *c, const enum cfg_place 
                 router_unaddress(rt, (unsigned)i);
             continue;
         }
-        if (!router_starts(how[i]))
+        if (!router_starts(how[i])) {
+            /* a slot a placement cleared (no name now): it keeps no client */
+            if (cb->spare && cb->name[0] == '\0' && rt->tls[i] != NULL)
+                router_set_tls(rt, i, NULL, false);
             continue;
-        if (cb->slot == 0 && rt->tls[i] != NULL)
-            router_keep_tls(rt, rt->tls[i]);
-        __atomic_store_n(&rt->tls[i], cb->https ? tls[cb->group] : NULL, __ATOMIC_RELEASE);
+        }
+        router_set_tls(rt, i, cb->https ? tls[cb->group] : NULL,
+                       cb->https && cb->slot == 0 && tls[i] != NULL);
         memcpy(&rt->addr[i], &addr[i], sizeof(addr[i]));
         rt->addrlen[i] = cb->dns ? 0 : addrlen[i];
         if (how[i] == CFG_PLACE_ADDED)

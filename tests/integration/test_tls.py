@@ -441,6 +441,53 @@ def t_https_backend_is_pitot_with_tls():
     stop_pitot_clean(front)
 
 
+def t_https_backends_reload():
+    # https backends added, changed (other TLS settings), removed and back by
+    # SIGHUP: each time served through the right TLS client, and pitot exits
+    # clean (every client freed once: stop_pitot_clean, ASan in CI)
+    sim = start_sim("--tokens-per-s", "400")
+    front = start_pitot([sim.port], extra=tls_args())
+    head = "health:\n  interval: 200ms\nbackends:\n  - {url: http://%s:%d, name: plain}\n" % (
+        HOST, sim.port)
+    pitot = start_pitot([], config=head)
+
+    def reload(text, want):
+        n = pitot.stderr().count("configuration reloaded")
+        with open(pitot.config_file, "w") as f:
+            f.write(text)
+        pitot.p.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: pitot.stderr().count("configuration reloaded") > n), \
+            pitot.stderr()[-800:]
+        assert want in pitot.stderr(), pitot.stderr()[-800:]
+        assert wait_for(lambda: metric_value(metrics(pitot.port), "pitot_backend_up",
+                                             backend="tls") == 1), metrics(pitot.port)
+
+    def served_by_tls():
+        n = len(access_log(pitot))
+        for _ in range(3):
+            r = request(pitot.port, "POST", "/v1/chat/completions",
+                        chat_body(stream=False, max_tokens=2))
+            assert r.status == 200, r.status
+        return [l["backend"] for l in access_log(pitot, n + 3)[n:]].count("tls")
+
+    reload(head + https_backend("tls", front.port, ca_file=CA), "backend tls added")
+    assert served_by_tls() >= 1
+    reload(head + https_backend("tls", front.port, ca_file=CA, server_name="pitot.test"),
+           "backend tls changed")
+    assert served_by_tls() >= 1
+    with open(pitot.config_file, "w") as f:
+        f.write(head)
+    pitot.p.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "backend tls removed" in pitot.stderr()), pitot.stderr()[-800:]
+    assert served_by_tls() == 0
+    # back, and a new https name in the slots beside it
+    reload(head + https_backend("tls", front.port, ca_file=CA) +
+           https_backend("tls2", front.port, ca_file=CA), "backend tls2 added")
+    assert served_by_tls() >= 1
+    stop_pitot_clean(pitot)
+    stop_pitot_clean(front)
+
+
 def t_https_backend_not_verified_is_down():
     sim = start_sim()
     front = start_pitot([sim.port], extra=tls_args())
@@ -858,6 +905,7 @@ check("SIGHUP reloads certificates for new handshakes; a running stream goes on"
 check("a reload with other certificate files: new handshakes use them, connections made go on; "
       "TLS off takes a restart", t_reload_other_certificate_files)
 check("an https backend: pitot with a TLS listener in front of pitot-sim", t_https_backend_is_pitot_with_tls)
+check("https backends added, changed, removed and back by a reload", t_https_backends_reload)
 check("unverified backend certificates: down with a log line saying why, never used",
       t_https_backend_not_verified_is_down)
 check("a client certificate for a backend that asks for one", t_client_certificate)

@@ -35,8 +35,9 @@ struct router {
     struct sockaddr_storage *addr; /* owned, per backend: where it is (see dns.h) */
     socklen_t *addrlen;            /* owned, per backend: 0 while it has no address */
     struct tls_client **tls;       /* per backend, NULL for http://: owned by a name's
-                                      first slot, borrowed by its other slots; a
-                                      reload swaps them (atomic stores) */
+                                      first slot (tls_own), borrowed by its other
+                                      slots; a reload swaps them (atomic stores) */
+    bool *tls_own;                 /* per backend: tls[i] is its own (freed at the end) */
     struct tls_client **old_tls;   /* owned: the ones a reload replaced, kept */
     size_t nold_tls;
     struct health *health;                      /* borrowed: the owner's health checks, or NULL */
