@@ -3002,6 +3002,35 @@ static void test_backends_place(void **state)
     assert_int_equal(how[4], CFG_PLACE_REMOVED);
     cfg_drop(next);
 
+    /* a new name in a removed DNS name's first slot: the rest of that
+     * name's slots are never-used again (the name cannot come back there) */
+    cfg_drop(cur);
+    cur = expanded("backends:\n"
+                   "  - {url: http://10.0.0.1:80, name: a}\n"
+                   "  - {url: http://pool.example:80, name: p}\n"
+                   "routing: {max_addresses: 2, spare_backends: 0}\n");
+    assert_int_equal(cur->nbackends, 3);
+    next = expanded("backends:\n  - {url: http://10.0.0.1:80, name: a}\n"
+                    "routing: {max_addresses: 2, spare_backends: 0}\n");
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), 0);
+    assert_int_equal(how[1], CFG_PLACE_REMOVED);
+    assert_int_equal(how[2], CFG_PLACE_REMOVED);
+    cfg_drop(cur);
+    cur = next;
+    next = expanded("backends:\n"
+                    "  - {url: http://10.0.0.1:80, name: a}\n"
+                    "  - {url: http://10.0.0.9:80, name: q}\n"
+                    "routing: {max_addresses: 2, spare_backends: 0}\n");
+    assert_int_equal(cfg_backends_place(cur, next, reusable, how, msg, sizeof(msg)), 0);
+    assert_int_equal(how[1], CFG_PLACE_ADDED);
+    assert_string_equal(next->backends[1].name, "q");
+    assert_int_equal(next->backends[1].group, 1);
+    assert_true(next->backends[2].spare);
+    assert_string_equal(next->backends[2].name, ""); /* p/1 no more */
+    assert_int_equal(next->backends[2].group, 2);
+    assert_int_equal(next->backends[2].slot, 0);
+    cfg_drop(next);
+
     /* a name with a different number of slots is a new backend */
     next = expanded("backends:\n"
                     "  - {url: http://pool.example:80, name: p}\n"
