@@ -18,7 +18,7 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 
 Q := $(if $(filter 1,$(V)),,@)
 
-PKGS := libevent libevent_openssl libevent_pthreads openssl yaml-0.1
+PKGS := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -122,7 +122,7 @@ APT_UPDATE = n=0; \
   done; [ -z "$$out" ] || echo "$$out"
 DEB_PKGS := gcc libc6-dev make pkg-config libevent-dev libssl-dev node-llhttp libjsmn-dev \
             libyaml-dev libcmocka-dev prometheus prometheus-alertmanager curl python3 \
-            python3-yaml openssl xxd chromium
+            python3-yaml openssl xxd chromium libhiredis-dev redis-server
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

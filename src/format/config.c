@@ -513,6 +513,10 @@ void cfg_init(struct cfg *c)
     c->queue_max = 256;
     /* tier_header "" (off), no aliases, no API keys, no rate limits: the memset */
     c->ratelimit_default_max_tokens = 1024;
+    snprintf(c->ratelimit_redis_prefix, sizeof(c->ratelimit_redis_prefix), "pitot:");
+    c->ratelimit_redis_timeout_ms = 250;
+    c->ratelimit_redis_port = 6379;
+    c->ratelimit_replicas = 1;
 
     /* opentelemetry.traces: no endpoint, no export */
     strcpy(c->otel_trace_path, "/v1/traces");
@@ -633,6 +637,69 @@ int cfg_admin_listen_set(struct cfg *c, const char *hostport, char *err, size_t 
     if (cfg_listen_parse("admin_listen", hostport, c->admin_host, &c->admin_port, err, errlen) != 0)
         return -1;
     c->admin = true;
+    return 0;
+}
+
+int cfg_redis_set(struct cfg *c, const char *url, char *err, size_t errlen)
+{
+    static const char scheme[] = "redis://";
+    const char *p, *at, *slash, *end;
+    struct cfg_hostport hp;
+    const char *why = NULL;
+    char pw[sizeof(c->ratelimit_redis_password)] = "";
+    unsigned long db = 0;
+
+    if (url[0] == '\0') {
+        c->ratelimit_redis[0] = c->ratelimit_redis_host[0] = '\0';
+        return 0;
+    }
+    if (strncmp(url, "rediss://", 9) == 0)
+        return cfg_msg(err, errlen,
+                       "ratelimit.redis: rediss:// (TLS) is not supported by Debian 12's hiredis "
+                       "0.14; use redis:// on a trusted network, or a TLS tunnel");
+    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        return cfg_msg(err, errlen,
+                       "ratelimit.redis: expected redis://[:password@]host[:port][/db]");
+    if (strlen(url) >= sizeof(c->ratelimit_redis))
+        return cfg_msg(err, errlen, "ratelimit.redis: too long");
+    p = url + sizeof(scheme) - 1;
+    end = p + strlen(p);
+    at = strrchr(p, '@');
+    if (at != NULL) { /* [user]:password; the password is never repeated */
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon == NULL || (colon != p && strncmp(p, "default:", 8) != 0))
+            return cfg_msg(err, errlen,
+                           "ratelimit.redis: the user part must be ':password@' (or "
+                           "'default:password@')");
+        if ((size_t)(at - colon - 1) >= sizeof(pw))
+            return cfg_msg(err, errlen, "ratelimit.redis: password too long");
+        memcpy(pw, colon + 1, (size_t)(at - colon - 1));
+        pw[at - colon - 1] = '\0';
+        p = at + 1;
+    }
+    slash = memchr(p, '/', (size_t)(end - p));
+    if (slash != NULL) {
+        char *e;
+        if (slash[1] == '\0')
+            slash = NULL;
+        else {
+            db = strtoul(slash + 1, &e, 10);
+            if (*e != '\0' || db > 15 || !(slash[1] >= '0' && slash[1] <= '9'))
+                return cfg_msg(err, errlen, "ratelimit.redis: bad database number (0-15)");
+        }
+    }
+    why = cfg_hostport_parse(p, (size_t)((slash ? slash : (end[-1] == '/' ? end - 1 : end)) - p),
+                             &hp);
+    if (why == NULL && hp.has_port && (hp.port == 0 || hp.port > 65535))
+        why = "port out of range (1-65535)";
+    if (why != NULL)
+        return cfg_msg(err, errlen, "ratelimit.redis: %s", why);
+    snprintf(c->ratelimit_redis, sizeof(c->ratelimit_redis), "%s", url);
+    memcpy(c->ratelimit_redis_host, hp.host, sizeof(hp.host));
+    c->ratelimit_redis_port = hp.has_port ? (uint16_t)hp.port : 6379;
+    c->ratelimit_redis_db = (unsigned)db;
+    if (pw[0] != '\0')
+        memcpy(c->ratelimit_redis_password, pw, sizeof(pw));
     return 0;
 }
 
@@ -1275,6 +1342,21 @@ void cfg_reload_keep(const struct cfg *old, struct cfg *next, char *kept, size_t
     /* the backends are laid out in the running table (cfg_backends_place),
      * whose shape stays */
     CFG_KEEP("routing.max_addresses", max_addresses);
+    /* the loops' connections to Redis are made at start */
+    if (strcmp(old->ratelimit_redis, next->ratelimit_redis) != 0 ||
+        strcmp(old->ratelimit_redis_password, next->ratelimit_redis_password) != 0 ||
+        strcmp(old->ratelimit_redis_prefix, next->ratelimit_redis_prefix) != 0) {
+        cfg_keep(kept, cap, "ratelimit.redis", true, next->ratelimit_redis, old->ratelimit_redis,
+                 sizeof(old->ratelimit_redis));
+        memcpy(next->ratelimit_redis_host, old->ratelimit_redis_host,
+               sizeof(old->ratelimit_redis_host));
+        next->ratelimit_redis_port = old->ratelimit_redis_port;
+        next->ratelimit_redis_db = old->ratelimit_redis_db;
+        memcpy(next->ratelimit_redis_password, old->ratelimit_redis_password,
+               sizeof(old->ratelimit_redis_password));
+        memcpy(next->ratelimit_redis_prefix, old->ratelimit_redis_prefix,
+               sizeof(old->ratelimit_redis_prefix));
+    }
     CFG_KEEP("routing.spare_backends", spare_backends);
     cfg_keep(kept, cap, "routing.resolver", strcmp(old->resolver, next->resolver) != 0,
              next->resolver, old->resolver, sizeof(old->resolver));

@@ -34,6 +34,7 @@ enum cfg_kind {
     CFG_K_BUCKETS,
     CFG_K_ALIASES,  /* routing.aliases: a {from: to} mapping */
     CFG_K_RESOLVER, /* routing.resolver: "ip[:port]" */
+    CFG_K_REDIS,    /* ratelimit.redis: "redis://[:password@]host[:port][/db]" */
     CFG_K_COUNT,    /* unsigned field */
     CFG_K_COUNT64,  /* unsigned long long field */
     CFG_K_INT,      /* int field, may be negative */
@@ -70,6 +71,7 @@ _Static_assert(sizeof(enum cfg_affinity) == sizeof(int), "enum cfg_affinity is n
 _Static_assert(sizeof(enum cfg_dns_family) == sizeof(int), "enum cfg_dns_family is not int-sized");
 _Static_assert(sizeof(enum cfg_tls_version) == sizeof(int),
                "enum cfg_tls_version is not int-sized");
+_Static_assert(sizeof(enum cfg_redis_fail) == sizeof(int), "enum cfg_redis_fail is not int-sized");
 
 /* Items of backends and tiers: parsed through a key table into these, then
  * checked as a whole (the name decides where a tier goes). */
@@ -134,6 +136,7 @@ static const char *const cfg_unknown_models[] = { "auto", "any", "reject", NULL 
 static const char *const cfg_dns_families[] = { "auto", "ipv4", "ipv6", "any", NULL };
 static const char *const cfg_affinities[] = { "off", "header", "user", "prefix", NULL };
 static const char *const cfg_tls_versions[] = { "1.2", "1.3", NULL }; /* never 1.0, 1.1 */
+static const char *const cfg_redis_fails[] = { "open", "closed", NULL };
 
 static const struct cfg_key cfg_limits_keys[] = {
     CFG_SIZE("max_header_bytes", max_header_bytes, 1024, CFG_16M),
@@ -228,6 +231,13 @@ static const struct cfg_key cfg_queue_keys[] = {
  * to come here. */
 static const struct cfg_key cfg_ratelimit_keys[] = {
     CFG_COUNT("default_max_tokens", ratelimit_default_max_tokens, 1, CFG_RATE_MAX_TOKENS_MAX),
+    CFG_SPECIAL("redis", CFG_K_REDIS),
+    CFG_ENUM(struct cfg, "redis_fail", ratelimit_redis_fail, cfg_redis_fails),
+    CFG_K_(struct cfg, "redis_prefix", CFG_K_TEXT, ratelimit_redis_prefix, 1, CFG_NAME_MAX - 1),
+    CFG_K_(struct cfg, "redis_password", CFG_K_TEXT, ratelimit_redis_password, 0,
+           sizeof(((struct cfg *)0)->ratelimit_redis_password) - 1),
+    CFG_MS("redis_timeout", ratelimit_redis_timeout_ms, 1, 60000),
+    CFG_COUNT("replicas", ratelimit_replicas, 1, 1000),
     CFG_END,
 };
 
@@ -1295,6 +1305,14 @@ static int cfg_apply(struct cfg_ld *ld, const struct cfg_key *k, const yaml_node
         if ((s = cfg_scalar(ld, v, path)) == NULL)
             return -1;
         if (cfg_admin_listen_set(ld->w, s, msg, sizeof(msg)) != 0)
+            return cfg_fail_msg(ld, v, msg);
+        return 0;
+    case CFG_K_REDIS:
+        if (cfg_is_quoted_empty(v))
+            return cfg_redis_set(ld->w, "", msg, sizeof(msg));
+        if ((s = cfg_scalar(ld, v, path)) == NULL)
+            return -1;
+        if (cfg_redis_set(ld->w, s, msg, sizeof(msg)) != 0)
             return cfg_fail_msg(ld, v, msg);
         return 0;
     case CFG_K_RESOLVER:

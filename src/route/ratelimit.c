@@ -39,6 +39,7 @@ struct ratelimit {
     struct rl_key key[CFG_MAX_KEYS]; /* the current configuration's keys, in its order */
     size_t nkeys;
     struct rl_key scratch[CFG_MAX_KEYS]; /* rl_reload builds the next table here */
+    uint64_t unanswered;                 /* admissions Redis did not answer */
 };
 
 static const char *const rl_labels[RL__COUNT] = {
@@ -265,12 +266,42 @@ void rl_free(struct ratelimit *rl)
     free(rl);
 }
 
+/* l with every limit divided by share (a set one stays at least 1) into
+ * out; returns out, or l itself when share is 1 or l is NULL. */
+static const struct cfg_limits *rl_shared(const struct cfg_limits *l, unsigned share,
+                                          struct cfg_limits *out)
+{
+    if (l == NULL || share <= 1)
+        return l;
+    out->requests_per_minute =
+        l->requests_per_minute
+            ? (l->requests_per_minute / share ? l->requests_per_minute / share : 1)
+            : 0;
+    out->tokens_per_minute = l->tokens_per_minute
+                                 ? (l->tokens_per_minute / share ? l->tokens_per_minute / share : 1)
+                                 : 0;
+    out->max_concurrent =
+        l->max_concurrent ? (l->max_concurrent / share ? l->max_concurrent / share : 1) : 0;
+    out->tokens_per_day =
+        l->tokens_per_day ? (l->tokens_per_day / share ? l->tokens_per_day / share : 1) : 0;
+    return out;
+}
+
 enum rl_limit rl_admit(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key,
                        uint64_t now_us, uint64_t tokens, uint64_t *retry_us, struct rl_view *v,
                        bool *who_key)
 {
-    const struct cfg_limits *kl = rl_key_limits(c, key);
-    const struct cfg_limits *tl = tier < CFG_MAX_TIERS ? &c->tiers[tier].limits : NULL;
+    return rl_admit_share(rl, c, tier, key, now_us, tokens, 1, retry_us, v, who_key);
+}
+
+enum rl_limit rl_admit_share(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key,
+                             uint64_t now_us, uint64_t tokens, unsigned share, uint64_t *retry_us,
+                             struct rl_view *v, bool *who_key)
+{
+    struct cfg_limits kbuf, tbuf;
+    const struct cfg_limits *kl = rl_shared(rl_key_limits(c, key), share, &kbuf);
+    const struct cfg_limits *tl =
+        rl_shared(tier < CFG_MAX_TIERS ? &c->tiers[tier].limits : NULL, share, &tbuf);
     struct rl_state *ks, *ts, kn, tn;
     uint64_t retry = 0;
     enum rl_limit r = RL_OK;
@@ -319,7 +350,14 @@ enum rl_limit rl_admit(struct ratelimit *rl, const struct cfg *c, unsigned tier,
 void rl_settle(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key, uint64_t now_us,
                uint64_t reserved, uint64_t used)
 {
-    const struct cfg_limits *kl = rl_key_limits(c, key);
+    rl_settle_share(rl, c, tier, key, now_us, reserved, used, 1);
+}
+
+void rl_settle_share(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key,
+                     uint64_t now_us, uint64_t reserved, uint64_t used, unsigned share)
+{
+    struct cfg_limits kbuf, tbuf;
+    const struct cfg_limits *kl = rl_shared(rl_key_limits(c, key), share, &kbuf);
     struct rl_state *ks;
 
     pthread_mutex_lock(&rl->lock);
@@ -328,7 +366,8 @@ void rl_settle(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key
     if (ks != NULL)
         rl_state_settle(ks, kl, now_us, reserved, used);
     if (tier < CFG_MAX_TIERS)
-        rl_state_settle(&rl->tier[tier], &c->tiers[tier].limits, now_us, reserved, used);
+        rl_state_settle(&rl->tier[tier], rl_shared(&c->tiers[tier].limits, share, &tbuf), now_us,
+                        reserved, used);
     pthread_mutex_unlock(&rl->lock);
 }
 
@@ -385,6 +424,56 @@ long long rl_tokens_left(struct ratelimit *rl, const struct cfg *c, unsigned tie
     return v.remaining_tokens > LLONG_MAX ? LLONG_MAX : (long long)v.remaining_tokens;
 }
 
+/* The gauge's tokens left of s under l (v: the table's own count); -1
+ * without a tokens_per_minute limit. */
+static long long rl_left(const struct rl_state *s, const struct cfg_limits *l,
+                         const struct rl_view *v)
+{
+    if (l->tokens_per_minute == 0)
+        return -1;
+    if (s->remote)
+        return s->remote_tokens_left;
+    return v->remaining_tokens > LLONG_MAX ? LLONG_MAX : (long long)v->remaining_tokens;
+}
+
+void rl_note_unanswered(struct ratelimit *rl)
+{
+    pthread_mutex_lock(&rl->lock);
+    rl->unanswered++;
+    pthread_mutex_unlock(&rl->lock);
+}
+
+uint64_t rl_unanswered(struct ratelimit *rl)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&rl->lock);
+    n = rl->unanswered;
+    pthread_mutex_unlock(&rl->lock);
+    return n;
+}
+
+void rl_note(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key, enum rl_limit limit,
+             bool who_key, const struct rl_view *v)
+{
+    struct rl_state *ks, *ts;
+
+    if (tier >= CFG_MAX_TIERS)
+        return;
+    pthread_mutex_lock(&rl->lock);
+    ks = rl_key_limits(c, key) != NULL ? rl_key_state(rl, c, key) : NULL;
+    ts = &rl->tier[tier];
+    if (limit != RL_OK && (unsigned)limit < RL__COUNT)
+        (who_key && ks != NULL ? ks : ts)->refused[limit]++;
+    if (v != NULL && v->limit_tokens > 0) {
+        struct rl_state *s = ks != NULL ? ks : ts;
+        s->remote = true;
+        s->remote_tokens_left =
+            v->remaining_tokens > LLONG_MAX ? LLONG_MAX : (long long)v->remaining_tokens;
+    }
+    pthread_mutex_unlock(&rl->lock);
+}
+
 void rl_each(struct ratelimit *rl, const struct cfg *c, uint64_t now_us,
              void (*fn)(void *ud, unsigned tier, int key, const uint64_t *refused,
                         long long tokens_left),
@@ -400,10 +489,7 @@ void rl_each(struct ratelimit *rl, const struct cfg *c, uint64_t now_us,
         if (c->tiers[t].spare || !rl_limits_any(l))
             continue;
         rl_state_view(&rl->tier[t], l, now_us, &v);
-        fn(ud, (unsigned)t, -1, rl->tier[t].refused,
-           l->tokens_per_minute
-               ? (long long)(v.remaining_tokens > LLONG_MAX ? LLONG_MAX : v.remaining_tokens)
-               : -1);
+        fn(ud, (unsigned)t, -1, rl->tier[t].refused, rl_left(&rl->tier[t], l, &v));
     }
     for (k = 0; k < c->nkeys && k < CFG_MAX_KEYS; k++) {
         const struct cfg_limits *l = &c->keys[k].limits;
@@ -412,10 +498,7 @@ void rl_each(struct ratelimit *rl, const struct cfg *c, uint64_t now_us,
         if (!rl_limits_any(l) || (s = rl_key_state(rl, c, (int)k)) == NULL)
             continue;
         rl_state_view(s, l, now_us, &v);
-        fn(ud, c->key_tier[k], (int)k, s->refused,
-           l->tokens_per_minute
-               ? (long long)(v.remaining_tokens > LLONG_MAX ? LLONG_MAX : v.remaining_tokens)
-               : -1);
+        fn(ud, c->key_tier[k], (int)k, s->refused, rl_left(s, l, &v));
     }
     pthread_mutex_unlock(&rl->lock);
 }

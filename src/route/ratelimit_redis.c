@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -452,15 +453,20 @@ static int rlr_send(struct rl_redis_req *q)
 
 /* ---- the connection ----------------------------------------------------- */
 
+/* Connections (one per loop) in trouble now: the lines below speak for the
+ * process, once, not once per loop. */
+static _Atomic unsigned rlr_troubled;
+
 /* Logs that Redis cannot be used, once until it answers again. */
 static void rlr_trouble(struct rl_redis *rr, const char *what, const char *why)
 {
     if (rr->trouble)
         return;
     rr->trouble = true;
-    log_warn("ratelimit: redis at %s:%u %s: %s; admissions go by ratelimit.redis_fail until it "
-             "answers",
-             rr->host, (unsigned)rr->port, what, why);
+    if (atomic_fetch_add(&rlr_troubled, 1) == 0)
+        log_warn("ratelimit: redis at %s:%u %s: %s; admissions go by ratelimit.redis_fail until it "
+                 "answers",
+                 rr->host, (unsigned)rr->port, what, why);
 }
 
 /* Redis answered in time. */
@@ -469,7 +475,8 @@ static void rlr_answered(struct rl_redis *rr)
     if (!rr->trouble)
         return;
     rr->trouble = false;
-    log_info("ratelimit: redis at %s:%u answers again", rr->host, (unsigned)rr->port);
+    if (atomic_fetch_sub(&rlr_troubled, 1) == 1)
+        log_info("ratelimit: redis at %s:%u answers again", rr->host, (unsigned)rr->port);
 }
 
 static void rlr_arm(struct rl_redis *rr, unsigned ms)
@@ -891,6 +898,8 @@ void rl_redis_free(struct rl_redis *rr)
     if (rr == NULL)
         return;
     rr->freeing = true;
+    if (rr->trouble) /* no longer one of the process's troubled connections */
+        atomic_fetch_sub(&rlr_troubled, 1);
     if (rr->ac != NULL) {
         redisAsyncContext *ac = rr->ac;
 

@@ -112,6 +112,14 @@ static int admin_expose_limits(struct loop *lp, struct evbuffer *out)
                              "(key \"\") or key has left now\n"
                              "# TYPE pitot_ratelimit_tokens_remaining gauge\n");
     rl_each(lp->ratelimit, lp->cfg, now, admin_limit_row, &a);
+    if (lp->cfg->ratelimit_redis[0] != '\0' &&
+        evbuffer_add_printf(out,
+                            "# HELP pitot_ratelimit_redis_failures_total Admissions Redis did not "
+                            "answer in time (ratelimit.redis_fail then decided)\n"
+                            "# TYPE pitot_ratelimit_redis_failures_total counter\n"
+                            "pitot_ratelimit_redis_failures_total %llu\n",
+                            (unsigned long long)rl_unanswered(lp->ratelimit)) < 0)
+        a.err = -1;
     return a.err;
 }
 

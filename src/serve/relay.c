@@ -28,6 +28,7 @@
 #include "pitot/measure/meter.h"
 #include "pitot/route/queue.h"
 #include "pitot/route/ratelimit.h"
+#include "pitot/route/ratelimit_redis.h"
 #include "pitot/route/router.h"
 #include "pitot/measure/otlp.h"
 #include "pitot/format/sse.h"
@@ -86,6 +87,12 @@ struct relay {
     bool rl_on;                   /* its tier or key has limits: checked, and the
                                      x-ratelimit-* headers go with the answer */
     bool rl_admitted;             /* rl_admit let it in: settled at the end */
+    bool rl_by_redis;             /* ... Redis did (rl_redis_admit): settled there */
+    unsigned rl_share;            /* the share of the budget it was admitted under (1:
+                                     all; ratelimit.replicas while Redis does not answer) */
+    struct rl_redis_req *rl_req;  /* the admission Redis has not answered yet */
+    char rl_id[RELAY_ID_MAX + 1]; /* its name in Redis's running set: pitot's own, not
+                                     the client's X-Request-Id (which may repeat) */
     uint64_t rl_reserved;         /* the tokens it reserved (rl_estimate) */
     uint64_t rl_retry_us;         /* refused: until the limit would let it in */
     struct rl_view rl_view;       /* what the headers say */
@@ -279,7 +286,7 @@ static void relay_reply_error(struct relay *r, enum pitot_err e)
         n = relay_fit(hdr, sizeof(hdr), 0,
                       snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n",
                                queue_retry_after(r->lp->queue, clk_now_us())));
-    if (err_status(e) == 429) /* whole seconds, at least one */
+    if (err_status(e) == 429 || e == PITOT_ERATE_UNAVAILABLE) /* whole seconds, at least one */
         n = relay_fit(hdr, sizeof(hdr), n,
                       snprintf(hdr + n, sizeof(hdr) - n, "Retry-After: %llu\r\n",
                                (unsigned long long)((r->rl_retry_us + 999999) / 1000000
@@ -485,6 +492,8 @@ void relay_free(struct relay *r)
     }
     if (r->queued)
         queue_remove(r->lp->queue, r->queued, true, MET_SHED_CLIENT_GONE);
+    if (r->rl_req) /* gone before Redis answered: it settles the admission itself */
+        rl_redis_cancel(r->rl_req);
     if (r->up_rd)
         event_free(r->up_rd); /* before the socket closes */
     if (r->ubev)
@@ -1014,27 +1023,78 @@ static enum pitot_err relay_rl_err(enum rl_limit l)
     }
 }
 
-/* The rate limits of r's tier and key (ratelimit.h), before anything else
- * learns of it: true when a limit refused it (answered 429, in the shape of
- * its API, with Retry-After and the limit's headers). */
-static bool relay_admit(struct relay *r)
+/* The in-memory limits (ratelimit.h) with the share of the budget this
+ * process grants alone: true when a limit refused r (answered). */
+static bool relay_admit_local(struct relay *r, unsigned share)
 {
     struct loop *lp = r->lp;
     bool who_key = false;
     enum rl_limit l;
+
+    r->rl_share = share;
+    l = rl_admit_share(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved, share,
+                       &r->rl_retry_us, &r->rl_view, &who_key);
+    if (l == RL_OK) {
+        r->rl_admitted = true;
+        return false;
+    }
+    relay_refuse(r, relay_rl_err(l), false);
+    return true;
+}
+
+static bool relay_route(struct relay *r, bool from_queue);
+
+/* Redis answered r's admission, or did not in time. */
+static void relay_admitted(void *ud, const struct rl_redis_result *res)
+{
+    struct relay *r = ud;
+    struct loop *lp = r->lp;
+
+    r->rl_req = NULL;
+    if (!res->answered) {
+        rl_note_unanswered(lp->ratelimit);
+        /* ratelimit.redis_fail: closed, 503; open, this replica's share */
+        if (r->cfg->ratelimit_redis_fail == CFG_REDIS_FAIL_CLOSED) {
+            r->rl_retry_us = 1000000;
+            relay_refuse(r, PITOT_ERATE_UNAVAILABLE, false);
+            return;
+        }
+        if (!relay_admit_local(r, r->cfg->ratelimit_replicas))
+            relay_route(r, false);
+        return;
+    }
+    rl_note(lp->ratelimit, r->cfg, r->tier, r->key, res->limit, res->who_key, &res->view);
+    r->rl_view = res->view;
+    r->rl_retry_us = res->retry_us;
+    if (res->limit != RL_OK) {
+        relay_refuse(r, relay_rl_err(res->limit), false);
+        return;
+    }
+    r->rl_admitted = true;
+    r->rl_by_redis = true;
+    relay_route(r, false);
+}
+
+/* The rate limits of r's tier and key, before anything else learns of it:
+ * in memory, or in Redis (ratelimit.redis: r waits for the answer, then goes
+ * on in relay_admitted). True when r is answered (refused: 429 in the shape
+ * of its API, with Retry-After and the limit's headers) or waits. */
+static bool relay_admit(struct relay *r)
+{
+    struct loop *lp = r->lp;
 
     if (lp->ratelimit == NULL || !(relay_limits_set(&r->cfg->tiers[r->tier].limits) ||
                                    (r->key >= 0 && relay_limits_set(&r->cfg->keys[r->key].limits))))
         return false;
     r->rl_on = true;
     r->rl_reserved = rl_estimate(r->cfg, evbuffer_get_length(r->body), r->req_max_tokens);
-    l = rl_admit(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved,
-                 &r->rl_retry_us, &r->rl_view, &who_key);
-    if (l == RL_OK) {
-        r->rl_admitted = true;
-        return false;
-    }
-    relay_refuse(r, relay_rl_err(l), false);
+    if (lp->rl_redis == NULL)
+        return relay_admit_local(r, 1);
+    loop_request_id(lp, r->rl_id);
+    r->rl_req = rl_redis_admit(lp->rl_redis, r->cfg, r->tier, r->key, r->rl_reserved, r->rl_id,
+                               relay_admitted, r);
+    if (r->rl_req == NULL)
+        relay_refuse(r, PITOT_ENOMEM, false);
     return true;
 }
 
@@ -1957,7 +2017,11 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
             used = 0;
         else if (res.prompt_tokens >= 0 && res.completion_tokens >= 0)
             used = (uint64_t)res.prompt_tokens + (uint64_t)res.completion_tokens;
-        rl_settle(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved, used);
+        if (r->rl_by_redis)
+            rl_redis_settle(lp->rl_redis, r->cfg, r->tier, r->key, r->rl_reserved, used, r->rl_id);
+        else
+            rl_settle_share(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved,
+                            used, r->rl_share);
         r->rl_admitted = false;
     }
     met_model_name(met, r->model, model_name, sizeof(model_name));

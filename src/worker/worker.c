@@ -21,6 +21,7 @@
 #include "pitot/measure/metrics.h"
 #include "pitot/measure/otlp.h"
 #include "pitot/route/queue.h"
+#include "pitot/route/ratelimit_redis.h"
 #include "pitot/route/router.h"
 #include "pitot/serve/front.h"
 #include "pitot/serve/relay.h"
@@ -253,6 +254,11 @@ struct worker *worker_new(const struct worker_setup *su, char *err, size_t errle
     w->lp.reap_ev = event_new(w->lp.base, -1, 0, worker_reap_cb, w);
     w->accept_ev = evtimer_new(w->lp.base, worker_accept_resume_cb, w);
     w->cmd_ev = event_new(w->lp.base, -1, 0, worker_cmd_cb, w);
+    if (c->ratelimit_redis[0] != '\0' && (w->lp.rl_redis = rl_redis_new(w->lp.base, c)) == NULL) {
+        snprintf(err, errlen, "ratelimit.redis: cannot set up the connection");
+        worker_free(w);
+        return NULL;
+    }
     if (w->lp.toks.tok == NULL || w->lp.scratch == NULL || w->lp.upstream == NULL ||
         w->lp.queue == NULL || w->lp.reap_ev == NULL || w->accept_ev == NULL || w->cmd_ev == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -453,6 +459,7 @@ void worker_free(struct worker *w)
     if (w->admin_lst)
         evconnlistener_free(w->admin_lst);
     upstream_free(w->lp.upstream);
+    rl_redis_free(w->lp.rl_redis); /* after every relay: none waits for it */
     if (w->lp.reap_ev)
         event_free(w->lp.reap_ev);
     if (w->drain_ev)

@@ -39,6 +39,7 @@ SIM = os.path.join(BUILD, "pitot-sim")
 DOCKERFILE = "docker/Dockerfile"
 COMPOSE = "docker/compose.yaml"
 COMPOSE_PITOT = "docker/pitot.compose.yaml"
+COMPOSE_SHARED = "docker/pitot.compose.shared.yaml"
 IMAGE_PITOT = "docker/pitot.yaml"
 K8S = "docker/k8s"
 DASHBOARD = "conf/grafana/dashboards/pitot.json"
@@ -424,8 +425,19 @@ def check_compose_names():
                        "%s target %s has backend=%s, pitot calls it %s" %
                        (job, t, labels["backend"],
                         [n for n, h in names.items() if h == t.rsplit(":", 1)[0]]))
+    # profile shared: its pitot replicas reach the replicas (with sim or
+    # llama) and the Redis of their config
+    shared = load_one(COMPOSE_SHARED)
+    redis_host = urllib.parse.urlsplit(shared["ratelimit"]["redis"]).hostname
     for profile in ("llama", "sim"):
         names = names_in_profile(c, profile)
+        both = dict(names)
+        for n, svcs in names_in_profile(c, "shared").items():
+            both.setdefault(n, svcs)
+        expect(redis_host in both and "pitot-a" in both and "pitot-b" in both,
+               "profile shared with %s: redis, pitot-a, pitot-b: %s" % (profile, sorted(both)))
+        shared_hosts = [urllib.parse.urlsplit(b["url"]).hostname for b in shared["backends"]]
+        expect(all(h in both for h in shared_hosts), "shared backends: %s" % shared_hosts)
         for n in ("llama-a", "llama-b"):
             expect(len(names.get(n, [])) == 1,
                    "profile %s: %s is served by %s" % (profile, n, names.get(n)))
@@ -689,6 +701,12 @@ def check_k8s_network_policy():
                "the monitoring namespace cannot reach the %s pods on 8080" % what)
     expect(any(policy_allows(p, 8080, pod=pitot) for p in covering(llama)),
            "pitot cannot reach the llama.cpp pods")
+    # the optional Redis of the rate limits: pitot's pods reach it, on its port
+    redis = pod_labels(one("Deployment", lambda d: d["metadata"]["name"] == "redis", "redis"))
+    expect(any(policy_allows(p, 6379, pod=pitot) for p in covering(redis)),
+           "pitot cannot reach Redis")
+    svc = one("Service", lambda d: d["metadata"]["name"] == "redis", "Service redis")
+    expect(selects(svc["spec"]["selector"], redis), "Service redis selects no Redis pod")
 
 
 def check_k8s_service_monitors():
@@ -754,11 +772,12 @@ def check_configs_pass_pitot_t():
     is meant to be run) and the ConfigMap's: it parses and range-checks
     without resolving names (llama-a, *.svc.cluster.local do not resolve here)."""
     cases = [(COMPOSE_PITOT, open(COMPOSE_PITOT).read(), ()),
+             (COMPOSE_SHARED, open(COMPOSE_SHARED).read(), ()),
              (IMAGE_PITOT, open(IMAGE_PITOT).read(), ("--backend", "http://llama-a:8080"))]
     for cm in objs("ConfigMap"):
         if "pitot.yaml" in (cm.get("data") or {}):
             cases.append(("ConfigMap %s" % cm["metadata"]["name"], cm["data"]["pitot.yaml"], ()))
-    expect(len(cases) == 3, "want one pitot ConfigMap, have %d" % (len(cases) - 2))
+    expect(len(cases) == 4, "want one pitot ConfigMap, have %d" % (len(cases) - 3))
     for what, text, extra in cases:
         rc, out = pitot_test_config(text, *extra)
         expect(rc == 0 and "configuration OK" in out, "%s: pitot -t: %s" % (what, out))

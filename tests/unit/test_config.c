@@ -2892,6 +2892,55 @@ static void test_tiers_place(void **state)
     (void)state;
 }
 
+/* ratelimit.redis: the URL's parts, the other keys, and errors that never
+ * repeat the password. */
+static void test_redis_url(void **state)
+{
+    static struct cfg c;
+    static const char *const bad[] = {
+        "http://h:1",  "redis://",           "redis://h:0",     "redis://h:70000", "redis://h/16",
+        "redis://h/x", "redis://u:sekrit@h", "rediss://h:6380", "redis://[::1:80", "redis://a b:1",
+    };
+    char msg[256];
+    size_t i;
+
+    cfg_init(&c);
+    assert_string_equal(c.ratelimit_redis, "");
+    assert_string_equal(c.ratelimit_redis_prefix, "pitot:");
+    assert_int_equal(c.ratelimit_redis_timeout_ms, 250);
+    assert_int_equal(c.ratelimit_redis_fail, CFG_REDIS_FAIL_OPEN);
+    assert_int_equal(c.ratelimit_replicas, 1);
+    assert_int_equal(load(&c, "ratelimit:\n  redis: redis://:s3cret@redis.default.svc:6380/2\n"
+                              "  redis_fail: closed\n  redis_prefix: \"llm:\"\n"
+                              "  redis_timeout: 50ms\n  replicas: 3\n"),
+                     0);
+    assert_string_equal(c.ratelimit_redis_host, "redis.default.svc");
+    assert_int_equal(c.ratelimit_redis_port, 6380);
+    assert_int_equal(c.ratelimit_redis_db, 2);
+    assert_string_equal(c.ratelimit_redis_password, "s3cret");
+    assert_int_equal(c.ratelimit_redis_fail, CFG_REDIS_FAIL_CLOSED);
+    assert_string_equal(c.ratelimit_redis_prefix, "llm:");
+    assert_int_equal(c.ratelimit_redis_timeout_ms, 50);
+    assert_int_equal(c.ratelimit_replicas, 3);
+    cfg_release(&c);
+    cfg_init(&c);
+    assert_int_equal(cfg_redis_set(&c, "redis://[::1]", msg, sizeof(msg)), 0);
+    assert_string_equal(c.ratelimit_redis_host, "::1");
+    assert_int_equal(c.ratelimit_redis_port, 6379);
+    assert_int_equal(cfg_redis_set(&c, "redis://default:pw@127.0.0.1:7000/", msg, sizeof(msg)), 0);
+    assert_string_equal(c.ratelimit_redis_password, "pw");
+    assert_int_equal(c.ratelimit_redis_port, 7000);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(cfg_redis_set(&c, bad[i], msg, sizeof(msg)), -1);
+        assert_null(strstr(msg, "sekrit"));
+        assert_string_equal(c.ratelimit_redis_host, "127.0.0.1"); /* unchanged */
+    }
+    assert_int_equal(cfg_redis_set(&c, "", msg, sizeof(msg)), 0);
+    assert_string_equal(c.ratelimit_redis, "");
+    cfg_release(&c);
+    (void)state;
+}
+
 /* A configuration of `text`, validated and expanded as at start. */
 static struct cfg *expanded(const char *text)
 {
@@ -3094,6 +3143,7 @@ int main(void)
         cmocka_unit_test(test_reload_keep),
         cmocka_unit_test(test_backends_place),
         cmocka_unit_test(test_tiers_place),
+        cmocka_unit_test(test_redis_url),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,6 +62,12 @@ enum cfg_affinity {
     CFG_AFFINITY_PREFIX, /* hash of the first affinity_prefix_messages messages */
 };
 
+/* What limited requests get while Redis does not answer (ratelimit.redis_fail). */
+enum cfg_redis_fail {
+    CFG_REDIS_FAIL_OPEN = 0, /* served, each replica counting its share of the budget alone */
+    CFG_REDIS_FAIL_CLOSED,   /* 503 */
+};
+
 /* The listener's TLS minimum version (tls.min_version); 1.0 and 1.1 are
  * never accepted. */
 enum cfg_tls_version {
@@ -262,6 +268,18 @@ struct cfg {
     bool require_auth; /* require_auth: a request without a configured API key is answered
                           401 and never proxied; default false; needs nkeys > 0 */
     /* ratelimit (issue 12) */
+    /* ratelimit.redis: redis://[:password@]host[:port][/db]; "" (the default):
+       the limits are counted in this process's memory */
+    char ratelimit_redis[CFG_HOST_MAX + 320];
+    char ratelimit_redis_host[CFG_HOST_MAX];   /* from it */
+    uint16_t ratelimit_redis_port;             /* default 6379 */
+    unsigned ratelimit_redis_db;               /* default 0 */
+    char ratelimit_redis_password[256];        /* the URL's, or ratelimit.redis_password */
+    char ratelimit_redis_prefix[CFG_NAME_MAX]; /* ratelimit.redis_prefix, default "pitot:" */
+    unsigned ratelimit_redis_timeout_ms;       /* ratelimit.redis_timeout, default 250 */
+    enum cfg_redis_fail ratelimit_redis_fail;  /* ratelimit.redis_fail, default open */
+    unsigned ratelimit_replicas;           /* ratelimit.replicas, default 1: pitot replicas sharing
+                                         the budget; fail open, each counts limit / replicas */
     unsigned ratelimit_default_max_tokens; /* ratelimit.default_max_tokens, default 1024:
                                               the completion a request without max_tokens
                                               (max_completion_tokens, max_output_tokens)
@@ -326,6 +344,11 @@ int cfg_backend_add(struct cfg *c, const char *url, const char *name, char *err,
  * --tls-key): the file's tls.certificates are replaced. The files are checked
  * by tls_check(). Returns 0 or -1 with a message (an empty or too long path). */
 int cfg_tls_cert_set(struct cfg *c, const char *cert, const char *key, char *err, size_t errlen);
+
+/* ratelimit.redis: "redis://[:password@]host[:port][/db]" (or "" off) into
+ * ratelimit_redis and its host, port (6379), db and password. A failed set
+ * changes nothing. Returns 0 or -1 with a message (never the password). */
+int cfg_redis_set(struct cfg *c, const char *url, char *err, size_t errlen);
 
 /* Parses "host:port" / "[v6]:port" / ":port" into listen_host/listen_port. */
 int cfg_listen_set(struct cfg *c, const char *hostport, char *err, size_t errlen);

@@ -39,7 +39,9 @@ struct rl_state {
     uint64_t tok_tat_us;
     uint64_t day_tat_us;
     unsigned concurrent;
-    uint64_t refused[RL__COUNT]; /* requests its limits refused, by limit (rl_admit) */
+    uint64_t refused[RL__COUNT];  /* requests its limits refused, by limit (rl_admit) */
+    long long remote_tokens_left; /* Redis's last word on its tokens left (rl_note) */
+    bool remote;                  /* counted in Redis: that is the gauge's value */
 };
 
 /* What OpenAI's x-ratelimit-* headers say of one party (the key when it has
@@ -94,10 +96,21 @@ enum rl_limit rl_admit(struct ratelimit *rl, const struct cfg *c, unsigned tier,
                        uint64_t now_us, uint64_t tokens, uint64_t *retry_us, struct rl_view *v,
                        bool *who_key);
 
+/* rl_admit with every limit divided by `share` (a set one stays at least
+ * 1): the part of a budget one of `share` pitot replicas grants alone, when
+ * the shared count in Redis does not answer (ratelimit.redis_fail open). */
+enum rl_limit rl_admit_share(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key,
+                             uint64_t now_us, uint64_t tokens, unsigned share, uint64_t *retry_us,
+                             struct rl_view *v, bool *who_key);
+
 /* The end of an admitted request (the same c, tier and key it was admitted
  * under): settles the key's and the tier's token limits. */
 void rl_settle(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key, uint64_t now_us,
                uint64_t reserved, uint64_t used);
+
+/* rl_settle of a request rl_admit_share admitted with `share`. */
+void rl_settle_share(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key,
+                     uint64_t now_us, uint64_t reserved, uint64_t used, unsigned share);
 
 /* A reload: next's keys take the state of the same keys (by digest) in
  * cur, new ones start idle; tiers keep theirs by slot. Requests admitted
@@ -109,6 +122,17 @@ void rl_reload(struct ratelimit *rl, const struct cfg *cur, const struct cfg *ne
  * gauges; -1 when it has no tokens_per_minute limit. */
 long long rl_tokens_left(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key,
                          uint64_t now_us);
+
+/* What Redis answered for a request of (tier, key): a refusal counted on
+ * the refusing party (who_key), and the view's tokens left kept for the
+ * gauge (the key's when it has limits, else the tier's). */
+void rl_note(struct ratelimit *rl, const struct cfg *c, unsigned tier, int key, enum rl_limit limit,
+             bool who_key, const struct rl_view *v);
+
+/* An admission Redis did not answer (down, slow, in error): counted for
+ * pitot_ratelimit_redis_failures_total; rl_unanswered reads the count. */
+void rl_note_unanswered(struct ratelimit *rl);
+uint64_t rl_unanswered(struct ratelimit *rl);
 
 /* For /metrics: every configured tier (key -1) and key of c that has
  * limits, in order, with its refusals by limit and the tokens per minute

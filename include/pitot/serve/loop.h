@@ -24,6 +24,7 @@ struct otlp;
 struct queue_port;
 struct refusal_phrases;
 struct relay;
+struct rl_redis;
 struct status;
 struct tls_server;
 struct upstream;
@@ -39,6 +40,8 @@ struct loop {
     size_t nregs;
     struct router *rt;           /* borrowed, shared: the backends */
     struct ratelimit *ratelimit; /* borrowed, shared: the tiers' and keys' limits */
+    struct rl_redis *rl_redis;   /* owned: this loop's connection to ratelimit.redis;
+                                    NULL: the limits are counted in memory only */
     struct upstream *upstream;   /* owned: connections to the backends */
     struct queue_port *queue;    /* owned: this loop's way into the shared
                                                overload queue */

@@ -41,7 +41,8 @@
     X(RATE_REQUESTS,      429, "rate_limited_requests", "rate_limited", "rate limit reached for requests per minute; retry after the time in Retry-After") \
     X(RATE_TOKENS,        429, "rate_limited_tokens", "rate_limited",   "rate limit reached for tokens per minute; retry after the time in Retry-After") \
     X(RATE_TOKENS_DAY,    429, "rate_limited_tokens_per_day", "rate_limited", "rate limit reached for tokens per day; retry after the time in Retry-After") \
-    X(RATE_CONCURRENT,    429, "rate_limited_concurrent", "rate_limited", "rate limit reached for requests at once; retry when one has ended")
+    X(RATE_CONCURRENT,    429, "rate_limited_concurrent", "rate_limited", "rate limit reached for requests at once; retry when one has ended") \
+    X(RATE_UNAVAILABLE,   503, "rate_limits_unavailable", "rate_limited", "rate limits cannot be checked now; retry later")
 
 /* Kinds whose JSON error body takes OpenAI's "type" and "code" (a JSON
  * literal), so that clients and SDKs classify them as they do OpenAI's.
