@@ -189,6 +189,16 @@ bench-slowloris:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)BUILD=$(BUILD) bash tests/bench/bench_slowloris.sh
 
+# Rate-limit admission cost (not a test): in memory, and through a
+# redis-server on loopback (started and stopped by the script).
+.PHONY: bench-ratelimit
+bench-ratelimit: $(BUILD)/bench_ratelimit
+	$(Q)BUILD=$(BUILD) bash tests/bench/bench_ratelimit.sh
+
+$(BUILD)/bench_ratelimit: $(BUILD)/tests/bench/bench_ratelimit.o $(LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # pitot side by side with nginx and HAProxy (not a test): streaming latency,
 # SSE events and requests per proxy CPU-second, 2,000 and 10,000 slow streams,
 # idle RSS, 503 latency, workers, pitot's timing accuracy; writes
