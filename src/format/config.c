@@ -678,18 +678,13 @@ int cfg_redis_set(struct cfg *c, const char *url, char *err, size_t errlen)
         p = at + 1;
     }
     slash = memchr(p, '/', (size_t)(end - p));
-    if (slash != NULL) {
+    if (slash != NULL && slash[1] != '\0') { /* /db; a lone '/' names none */
         char *e;
-        if (slash[1] == '\0')
-            slash = NULL;
-        else {
-            db = strtoul(slash + 1, &e, 10);
-            if (*e != '\0' || db > 15 || !(slash[1] >= '0' && slash[1] <= '9'))
-                return cfg_msg(err, errlen, "ratelimit.redis: bad database number (0-15)");
-        }
+        db = strtoul(slash + 1, &e, 10);
+        if (*e != '\0' || db > 15 || !(slash[1] >= '0' && slash[1] <= '9'))
+            return cfg_msg(err, errlen, "ratelimit.redis: bad database number (0-15)");
     }
-    why = cfg_hostport_parse(p, (size_t)((slash ? slash : (end[-1] == '/' ? end - 1 : end)) - p),
-                             &hp);
+    why = cfg_hostport_parse(p, (size_t)((slash ? slash : end) - p), &hp);
     if (why == NULL && hp.has_port && (hp.port == 0 || hp.port > 65535))
         why = "port out of range (1-65535)";
     if (why != NULL)
