@@ -482,10 +482,35 @@ int relay_body(struct relay *r, struct span b)
     return 0;
 }
 
+/* The end of an admitted request (once): its reservation becomes what the
+ * backend said it used (prompt + completion); nothing when no backend
+ * answered; the reservation when the tokens are unknown (-1). */
+static void relay_rl_settle(struct relay *r, int64_t prompt, int64_t completion)
+{
+    struct loop *lp = r->lp;
+    uint64_t used = r->rl_reserved;
+
+    if (!r->rl_admitted)
+        return;
+    r->rl_admitted = false;
+    if (!r->be || r->status == 0)
+        used = 0;
+    else if (prompt >= 0 && completion >= 0)
+        used = (uint64_t)prompt + (uint64_t)completion;
+    if (r->rl_by_redis)
+        rl_redis_settle(lp->rl_redis, r->cfg, r->tier, r->key, r->rl_reserved, used, r->rl_id);
+    else
+        rl_settle_share(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved, used,
+                        r->rl_share);
+}
+
 void relay_free(struct relay *r)
 {
     if (r == NULL)
         return;
+    /* retired without its accounting (a connection closed under it): its
+     * admission still ends, or its running slot would count forever */
+    relay_rl_settle(r, -1, -1);
     if (r->be && r->in_flight_counted) {
         router_done(r->lp->rt, r->be, 0);
         met_gauge_add(r->lp->met, MET_IN_FLIGHT, r->be->idx, -1);
@@ -2009,21 +2034,7 @@ static void relay_finish(struct relay *r, enum pitot_err outcome)
     } else {
         met_add_local(met, r->tier, r->api, r->status ? r->status : err_status(outcome));
     }
-    if (r->rl_admitted) {
-        /* the reservation becomes what the backend said it used; nothing
-         * when no backend answered; the reservation when tokens are unknown */
-        uint64_t used = r->rl_reserved;
-        if (!r->be || r->status == 0)
-            used = 0;
-        else if (res.prompt_tokens >= 0 && res.completion_tokens >= 0)
-            used = (uint64_t)res.prompt_tokens + (uint64_t)res.completion_tokens;
-        if (r->rl_by_redis)
-            rl_redis_settle(lp->rl_redis, r->cfg, r->tier, r->key, r->rl_reserved, used, r->rl_id);
-        else
-            rl_settle_share(lp->ratelimit, r->cfg, r->tier, r->key, clk_now_us(), r->rl_reserved,
-                            used, r->rl_share);
-        r->rl_admitted = false;
-    }
+    relay_rl_settle(r, res.prompt_tokens, res.completion_tokens);
     met_model_name(met, r->model, model_name, sizeof(model_name));
     memset(&rec, 0, sizeof(rec));
     rec.id = span_cstr(r->id);
