@@ -186,11 +186,10 @@ static struct evbuffer *relay_client_out(struct relay *r)
  * "come back later" (overloaded, no healthy backend, shutting down), a
  * Retry-After: a whole reply, so the connection may go on when the request
  * and the loop allow it (as its head then says). */
-/* snprintf's return n at offset at in buf[cap]: the new offset, never past
- * the end. */
-static size_t relay_fit(char *buf, size_t cap, size_t at, int n)
+/* snprintf's return n at offset at of a buffer of cap bytes: the new
+ * offset, never past the end. */
+static size_t relay_fit(size_t cap, size_t at, int n)
 {
-    (void)buf;
     if (n < 0)
         return at;
     return at + (size_t)n < cap ? at + (size_t)n : (cap ? cap - 1 : 0);
@@ -263,7 +262,7 @@ static size_t relay_rl_headers(const struct relay *r, char *buf, size_t cap)
             relay_rl_time(clk_wall_us() + reset[k], when, sizeof(when));
         else
             relay_rl_dur(reset[k], when, sizeof(when));
-        n = relay_fit(buf, cap, n,
+        n = relay_fit(cap, n,
                       snprintf(buf + n, cap - n,
                                anthropic ? "anthropic-ratelimit-%s-limit: %llu\r\n"
                                            "anthropic-ratelimit-%s-remaining: %llu\r\n"
@@ -282,16 +281,14 @@ static void relay_reply_error(struct relay *r, enum pitot_err e)
     char hdr[RELAY_ID_MAX + RELAY_RL_HEADERS_MAX + 96];
     size_t n = 0;
 
+    unsigned long long retry = 0; /* Retry-After, whole seconds; 0: none */
+
     if (e == PITOT_EOVERLOADED || e == PITOT_ENO_BACKEND || e == PITOT_ESHUTDOWN)
-        n = relay_fit(hdr, sizeof(hdr), 0,
-                      snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n",
-                               queue_retry_after(r->lp->queue, clk_now_us())));
-    if (err_status(e) == 429 || e == PITOT_ERATE_UNAVAILABLE) /* whole seconds, at least one */
-        n = relay_fit(hdr, sizeof(hdr), n,
-                      snprintf(hdr + n, sizeof(hdr) - n, "Retry-After: %llu\r\n",
-                               (unsigned long long)((r->rl_retry_us + 999999) / 1000000
-                                                        ? (r->rl_retry_us + 999999) / 1000000
-                                                        : 1)));
+        retry = queue_retry_after(r->lp->queue, clk_now_us());
+    else if (err_status(e) == 429 || e == PITOT_ERATE_UNAVAILABLE) /* at least one */
+        retry = r->rl_retry_us > 1000000 ? (r->rl_retry_us + 999999) / 1000000 : 1;
+    if (retry)
+        n = relay_fit(sizeof(hdr), 0, snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n", retry));
     n += relay_rl_headers(r, hdr + n, sizeof(hdr) - n);
     snprintf(hdr + n, sizeof(hdr) - n, "X-Request-Id: %s\r\n", r->id);
     r->status = api_err_status(r->api, e);
